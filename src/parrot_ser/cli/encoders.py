@@ -1,0 +1,5 @@
+"""`parrot-ser encoders ...` commands (placeholder until implemented)."""
+
+import typer
+
+app = typer.Typer(no_args_is_help=True)

@@ -1,0 +1,54 @@
+"""The ``parrot-ser`` command. Each command group lives in its own module next to this one."""
+
+from __future__ import annotations
+
+import typer
+
+from parrot_ser import __version__
+
+app = typer.Typer(
+    name="parrot-ser",
+    help="PARROT-SER: speech emotion recognition with Mamba + attention PTM fusion.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"parrot-ser {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+) -> None:
+    """Corpus -> audio -> frozen PTM features -> fusion models -> cross-validation -> exported model."""
+
+
+def _register() -> None:
+    # Imported here so `parrot-ser --help` stays fast and each group stays in its own module.
+    from parrot_ser.cli import corpus, demo, encoders, extract, inference, serve, train
+
+    app.add_typer(corpus.app, name="corpus", help="List, inspect and export SER corpora.")
+    app.add_typer(encoders.app, name="encoders", help="List and convert PTM encoders.")
+    app.command("extract", help="Extract frozen PTM features into a resumable store.")(extract.extract)
+    app.command("train", help="Cross-validate one model on stored features.")(train.train)
+    app.command("grid", help="Every encoder / pair x every model, paper-style tables.")(train.grid)
+    app.command("export", help="Export a trained run as a self-describing model bundle.")(inference.export)
+    app.command("predict", help="Predict emotions for audio files with an exported model.")(inference.predict)
+    app.command("serve", help="Serve an exported model over HTTP (FastAPI).")(serve.serve)
+    app.command("demo", help="Offline end-to-end demo on a synthetic acted-prosody corpus.")(demo.demo)
+
+
+_register()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
