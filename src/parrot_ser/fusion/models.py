@@ -1,0 +1,386 @@
+"""Model registry and every model: single-PTM heads, fusion baselines, PARROT and PARROT-token.
+
+Input convention for two-input models: ``pooled[0]`` is the Mamba PTM (branch p, R_p) and
+``pooled[1]`` the attention PTM (branch q, R_q). Each pooled input is (B, D), or (B, L, D) for
+several layers (``layer_weighting=True`` learns a softmax mix over L, SUPERB style; otherwise
+layer ``layer`` (default the last) is taken).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+
+import torch
+from torch import nn
+
+from parrot_ser.errors import ConfigError
+from parrot_ser.fusion.base import FusionInput, ModelSpec
+from parrot_ser.fusion.layers import BranchEncoder, ConvStack, InputSelect, head, masked_mean, pairwise_dist
+from parrot_ser.fusion.sinkhorn import plan_stats, sinkhorn
+from parrot_ser.registry import Registry
+
+
+@dataclass
+class ModelConfig:
+    """Every config key a model accepts, with the paper's defaults (SPEC section 1)."""
+
+    dropout: float = 0.3
+    conv_channels: tuple[int, ...] = (64, 128)
+    kernel_size: int = 3
+    embed_dim: int = 120
+    hidden: int = 128
+    ot_eps: float = 0.05
+    ot_iters: int = 50
+    ot_grad: str = "stop"  # "stop": plan without gradient (re-implementation); "plan": through Sinkhorn
+    ot_cost_scale: str | None = "max"  # cost / max before Sinkhorn, so eps is scale-free
+    # "max2": the paper's MaxPool1d(2) after each conv (14.7M-parameter Linear for 3840 dims);
+    # "adaptive": the last pooling is AdaptiveMaxPool1d(adaptive_len), a fixed small flatten.
+    encoder_pool: str = "max2"
+    adaptive_len: int = 32
+    layer_weighting: bool = False
+    n_layers: int | tuple[int, ...] | None = None  # layers L per input, needed with layer_weighting
+    layer: int = -1  # layer taken from (B, L, D) inputs without layer weighting
+    # parrot-token / xattn: conv feature maps are average-pooled to at most ot_tokens positions
+    # (958 x 190 plans per utterance would dominate the run time for nothing).
+    ot_tokens: int = 64
+    token_source: str = "auto"  # "auto": frames when FusionInput.frames is given, else conv positions
+    frame_dims: tuple[int, ...] | None = None  # frame feature widths; default: input_dims
+    n_heads: int = 4  # xattn
+    track_transport: bool = True  # keep the last plan + plan_stats in model.last_transport
+
+
+CONFIG_KEYS = tuple(f.name for f in fields(ModelConfig))
+
+
+def make_config(config: dict) -> ModelConfig:
+    unknown = sorted(set(config) - set(CONFIG_KEYS))
+    if unknown:
+        raise ConfigError(f"unknown model config key(s) {', '.join(unknown)}; known: {', '.join(CONFIG_KEYS)}")
+    cfg = ModelConfig(**config)
+    cfg.conv_channels = tuple(int(c) for c in cfg.conv_channels)
+    if isinstance(cfg.n_layers, list):
+        cfg.n_layers = tuple(cfg.n_layers)
+    if isinstance(cfg.frame_dims, list):
+        cfg.frame_dims = tuple(cfg.frame_dims)
+    if not 0 <= cfg.dropout < 1:
+        raise ConfigError(f"dropout must be in [0, 1), got {cfg.dropout}")
+    if cfg.ot_grad not in ("stop", "plan"):
+        raise ConfigError(f"ot_grad must be 'stop' or 'plan', got {cfg.ot_grad!r}")
+    if cfg.ot_cost_scale in ("none", "None"):
+        cfg.ot_cost_scale = None
+    if cfg.ot_cost_scale not in ("max", "mean", None):
+        raise ConfigError(f"ot_cost_scale must be 'max', 'mean' or None, got {cfg.ot_cost_scale!r}")
+    if cfg.token_source not in ("auto", "conv", "frames"):
+        raise ConfigError(f"token_source must be 'auto', 'conv' or 'frames', got {cfg.token_source!r}")
+    if cfg.layer_weighting and not cfg.n_layers:
+        raise ConfigError("layer_weighting=True needs n_layers (layers per input, e.g. 13 for a base PTM)")
+    return cfg
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    spec: ModelSpec
+    factory: Callable[[list[int], int, ModelConfig], nn.Module]
+
+
+MODELS: Registry[ModelEntry] = Registry("model")
+
+
+def register(spec: ModelSpec) -> Callable:
+    def deco(factory: Callable) -> Callable:
+        MODELS.add(spec.name, ModelEntry(spec, factory))
+        return factory
+
+    return deco
+
+
+def list_models() -> list[ModelSpec]:
+    return [entry.spec for _, entry in MODELS.items()]
+
+
+def get_model_spec(name: str) -> ModelSpec:
+    return MODELS.get(name).spec
+
+
+def build_model(name: str, input_dims: list[int], n_classes: int, **config) -> nn.Module:
+    """Build a registered model. ``config``: keys of ModelConfig (unknown keys are an error).
+    The model carries ``spec``, ``config`` (a plain dict), ``input_dims`` and ``n_classes``."""
+    entry = MODELS.get(name)
+    dims = [int(d) for d in input_dims]
+    if len(dims) != entry.spec.n_inputs:
+        raise ConfigError(f"model {name!r} takes {entry.spec.n_inputs} input(s), got {len(dims)} ({dims})")
+    if any(d < 1 for d in dims):
+        raise ConfigError(f"model {name!r}: input dims must be positive, got {dims}")
+    if n_classes < 2:
+        raise ConfigError(f"model {name!r}: need at least 2 classes, got {n_classes}")
+    cfg = make_config(config)
+    model = entry.factory(dims, int(n_classes), cfg)
+    model.spec = entry.spec
+    model.config = asdict(cfg)
+    model.input_dims = dims
+    model.n_classes = int(n_classes)
+    return model
+
+
+# ---------------------------------------------------------------------------------------------
+# Base classes
+
+
+class _Base(nn.Module):
+    n_inputs = 1
+
+    def __init__(self, input_dims: list[int], cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        n_layers = cfg.n_layers if cfg.layer_weighting else None
+        if isinstance(n_layers, int):
+            n_layers = (n_layers,) * len(input_dims)
+        if n_layers is not None and len(n_layers) != len(input_dims):
+            raise ConfigError(f"n_layers {n_layers} does not match the {len(input_dims)} inputs")
+        self.select = nn.ModuleList(
+            InputSelect(n_layers[i] if n_layers else None, cfg.layer) for i in range(len(input_dims))
+        )
+        self.last_transport: dict | None = None
+
+    def _pooled(self, inp: FusionInput) -> list[torch.Tensor]:
+        if len(inp.pooled) != self.n_inputs:
+            raise ConfigError(f"model expects {self.n_inputs} pooled input(s), got {len(inp.pooled)}")
+        xs = [sel(x) for sel, x in zip(self.select, inp.pooled)]
+        for i, (x, d) in enumerate(zip(xs, self.input_dims_)):
+            if x.shape[-1] != d:
+                raise ConfigError(f"input {i} has {x.shape[-1]} features, the model was built for {d}")
+        return xs
+
+    def _keep(self, plan: torch.Tensor, **extra) -> None:
+        if self.cfg.track_transport:
+            self.last_transport = {"plan": plan.detach(), "stats": plan_stats(plan),
+                                   **{k: (v.detach() if isinstance(v, torch.Tensor) else v)
+                                      for k, v in extra.items()}}
+
+    def _sinkhorn(self, cost: torch.Tensor, mask_a=None, mask_b=None) -> torch.Tensor:
+        # Fixed iteration count (tol=None): an early stop decided over the whole batch would make
+        # per-utterance results depend on the batch.
+        c = self.cfg
+        return sinkhorn(cost, mask_a=mask_a, mask_b=mask_b, eps=c.ot_eps, n_iters=c.ot_iters,
+                        normalize_cost=c.ot_cost_scale, grad=c.ot_grad)
+
+
+class CNNHead(_Base):
+    """Single PTM: the paper's conv stack, flatten, Dense(hidden) -> classes."""
+
+    def __init__(self, input_dims, n_classes, cfg):
+        super().__init__(input_dims, cfg)
+        self.input_dims_ = input_dims
+        self.conv = ConvStack(input_dims[0], cfg.conv_channels, cfg.kernel_size, cfg.encoder_pool,
+                              cfg.adaptive_len)
+        self.head = head(self.conv.flat_dim, cfg.hidden, n_classes, cfg.dropout)
+
+    def forward(self, inp: FusionInput) -> torch.Tensor:
+        (x,) = self._pooled(inp)
+        return self.head(self.conv(x).flatten(1))
+
+
+class FCNHead(_Base):
+    """Single PTM: MLP on the pooled vector."""
+
+    def __init__(self, input_dims, n_classes, cfg):
+        super().__init__(input_dims, cfg)
+        self.input_dims_ = input_dims
+        self.head = head(input_dims[0], cfg.hidden, n_classes, cfg.dropout)
+
+    def forward(self, inp: FusionInput) -> torch.Tensor:
+        (x,) = self._pooled(inp)
+        return self.head(x)
+
+
+class _TwoBranch(_Base):
+    """R_p, R_q from two BranchEncoders; subclasses say how they are fused (``width`` x embed_dim)."""
+
+    n_inputs = 2
+    width = 2
+
+    def __init__(self, input_dims, n_classes, cfg):
+        super().__init__(input_dims, cfg)
+        self.input_dims_ = input_dims
+        enc = lambda d: BranchEncoder(d, cfg.conv_channels, cfg.kernel_size, cfg.embed_dim,  # noqa: E731
+                                      cfg.encoder_pool, cfg.adaptive_len)
+        self.enc_p, self.enc_q = enc(input_dims[0]), enc(input_dims[1])
+        self.drop = nn.Dropout(cfg.dropout)
+        self.head = head(self.width * cfg.embed_dim, cfg.hidden, n_classes, cfg.dropout)
+
+    def fuse(self, rp, rq, fp, fq, inp: FusionInput) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, inp: FusionInput) -> torch.Tensor:
+        xp, xq = self._pooled(inp)
+        rp, fp = self.enc_p(xp)
+        rq, fq = self.enc_q(xq)
+        return self.head(self.fuse(rp, rq, fp, fq, inp))
+
+
+class Concat(_TwoBranch):
+    width = 2
+
+    def fuse(self, rp, rq, fp, fq, inp):
+        return torch.cat([rp, rq], -1)
+
+
+class Hadamard(_TwoBranch):
+    width = 1
+
+    def fuse(self, rp, rq, fp, fq, inp):
+        return rp * rq
+
+
+class _BatchOT(_TwoBranch):
+    """The paper's OTFB: the B rows of the mini-batch are the point clouds (B x B plan)."""
+
+    def batch_ot(self, rp: torch.Tensor, rq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        bsz = rp.shape[0]
+        plan = self._sinkhorn(pairwise_dist(rp, rq)[None])[0]  # (B, B), rows: p, columns: q
+        self._keep(plan[None])
+        # Barycentric maps, rescaled by B (uniform marginals 1/B) so each transported row lines up
+        # with the row it is concatenated with: q_to_p[i] ~ R_q mass sent to R_p[i], and vice versa.
+        # (The paper writes G R_p / G^T R_q; this is the re-implementation's row-aligned reading.)
+        q_to_p = bsz * plan @ rq
+        p_to_q = bsz * plan.T @ rp
+        f_q = torch.cat([p_to_q, rq], -1)
+        f_p = torch.cat([q_to_p, rp], -1)
+        return f_q, f_p
+
+
+class OTOnly(_BatchOT):
+    width = 4
+
+    def fuse(self, rp, rq, fp, fq, inp):
+        return torch.cat(self.batch_ot(rp, rq), -1)
+
+
+class Parrot(_BatchOT):
+    width = 5
+
+    def fuse(self, rp, rq, fp, fq, inp):
+        f_q, f_p = self.batch_ot(rp, rq)
+        return torch.cat([rp * rq, f_q, f_p], -1)
+
+
+class Gated(_TwoBranch):
+    """Gated multimodal unit (Arevalo et al. 2017): h = z * tanh(W_p R_p) + (1 - z) * tanh(W_q R_q),
+    z = sigmoid(W_z [R_p, R_q]) per dimension."""
+
+    width = 1
+
+    def __init__(self, input_dims, n_classes, cfg):
+        super().__init__(input_dims, n_classes, cfg)
+        e = cfg.embed_dim
+        self.wp, self.wq = nn.Linear(e, e, bias=False), nn.Linear(e, e, bias=False)
+        self.wz = nn.Linear(2 * e, e)
+
+    def fuse(self, rp, rq, fp, fq, inp):
+        z = torch.sigmoid(self.wz(torch.cat([rp, rq], -1)))
+        return z * torch.tanh(self.wp(rp)) + (1 - z) * torch.tanh(self.wq(rq))
+
+
+class _Tokens(_TwoBranch):
+    """Per-utterance token sets: the conv feature positions of both branches (pooled inputs) or the
+    PTM frame sequences (FusionInput.frames with frame_mask), projected to embed_dim."""
+
+    def __init__(self, input_dims, n_classes, cfg):
+        super().__init__(input_dims, n_classes, cfg)
+        e = cfg.embed_dim
+        self.tok_p = nn.Linear(self.enc_p.conv.channels, e)
+        self.tok_q = nn.Linear(self.enc_q.conv.channels, e)
+        self.frame_p = self.frame_q = None
+        if cfg.token_source != "conv":
+            fd = cfg.frame_dims or tuple(input_dims)
+            if len(fd) != 2:
+                raise ConfigError(f"frame_dims must give 2 widths, got {fd}")
+            self.frame_p, self.frame_q = nn.Linear(fd[0], e), nn.Linear(fd[1], e)
+
+    def _conv_tokens(self, fmap: torch.Tensor, proj: nn.Linear) -> torch.Tensor:
+        if fmap.shape[-1] > self.cfg.ot_tokens:
+            fmap = nn.functional.adaptive_avg_pool1d(fmap, self.cfg.ot_tokens)
+        return proj(fmap.transpose(1, 2))
+
+    def tokens(self, fp, fq, inp: FusionInput):
+        use_frames = self.cfg.token_source == "frames" or (
+            self.cfg.token_source == "auto" and inp.frames is not None)
+        if not use_frames:
+            return self._conv_tokens(fp, self.tok_p), None, self._conv_tokens(fq, self.tok_q), None
+        if inp.frames is None or len(inp.frames) != 2:
+            raise ConfigError("token_source='frames' needs FusionInput.frames for both inputs")
+        masks = inp.frame_mask or [None, None]
+        out = []
+        for x, mask, proj, side in zip(inp.frames, masks, (self.frame_p, self.frame_q), "pq"):
+            if x.shape[-1] != proj.in_features:
+                raise ConfigError(f"frames of branch {side} have {x.shape[-1]} features, "
+                                  f"the model was built for {proj.in_features} (frame_dims)")
+            if mask is not None and not mask.any(1).all():
+                raise ConfigError(f"frames of branch {side}: an utterance has no valid frame")
+            out += [proj(x), mask]
+        return tuple(out)
+
+
+class ParrotToken(_Tokens):
+    """Batch-independent PARROT: OT between the two token sets of each utterance (masked), each set
+    transported onto the other (barycentric), Hadamard products of aligned tokens, masked means,
+    plus the pooled HP branch. Head input [HP, F_q, F_p] as in parrot."""
+
+    width = 5
+
+    def fuse(self, rp, rq, fp, fq, inp):
+        tp, mp, tq, mq = self.tokens(fp, fq, inp)
+        plan = self._sinkhorn(pairwise_dist(tp, tq), mp, mq)  # (B, Tp, Tq)
+        self._keep(plan, mask_a=mp, mask_b=mq)
+        tiny = torch.finfo(plan.dtype).tiny
+        q_to_p = plan @ tq / plan.sum(2, keepdim=True).clamp_min(tiny)  # aligned with tp
+        p_to_q = plan.transpose(1, 2) @ tp / plan.sum(1)[:, :, None].clamp_min(tiny)  # aligned with tq
+        f_q = torch.cat([masked_mean(p_to_q * tq, mq), masked_mean(tq, mq)], -1)
+        f_p = torch.cat([masked_mean(q_to_p * tp, mp), masked_mean(tp, mp)], -1)
+        return torch.cat([rp * rq, f_q, f_p], -1)
+
+
+class CrossAttention(_Tokens):
+    """Cross-attention fusion: each branch's tokens attend to the other's (multi-head, key padding
+    masks), residual + LayerNorm, masked means; head input [R_p, R_q, attended p, attended q]."""
+
+    width = 4
+
+    def __init__(self, input_dims, n_classes, cfg):
+        super().__init__(input_dims, n_classes, cfg)
+        if cfg.embed_dim % cfg.n_heads:
+            raise ConfigError(f"embed_dim {cfg.embed_dim} is not divisible by n_heads {cfg.n_heads}")
+        e = cfg.embed_dim
+        self.att_pq = nn.MultiheadAttention(e, cfg.n_heads, dropout=cfg.dropout, batch_first=True)
+        self.att_qp = nn.MultiheadAttention(e, cfg.n_heads, dropout=cfg.dropout, batch_first=True)
+        self.norm_p, self.norm_q = nn.LayerNorm(e), nn.LayerNorm(e)
+
+    def fuse(self, rp, rq, fp, fq, inp):
+        tp, mp, tq, mq = self.tokens(fp, fq, inp)
+        ap, _ = self.att_pq(tp, tq, tq, key_padding_mask=None if mq is None else ~mq, need_weights=False)
+        aq, _ = self.att_qp(tq, tp, tp, key_padding_mask=None if mp is None else ~mp, need_weights=False)
+        hp = self.norm_p(tp + ap)
+        hq = self.norm_q(tq + aq)
+        return torch.cat([rp, rq, masked_mean(hp, mp), masked_mean(hq, mq)], -1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Registry
+
+
+def _add(name: str, cls: type, n_inputs: int, batch_dependent: bool, uses_frames: bool, desc: str) -> None:
+    register(ModelSpec(name, n_inputs, batch_dependent, uses_frames, desc))(
+        lambda dims, n_classes, cfg: cls(dims, n_classes, cfg))
+
+
+_add("cnn", CNNHead, 1, False, False, "single PTM: paper conv stack + Dense(128)")
+_add("fcn", FCNHead, 1, False, False, "single PTM: MLP on the pooled vector")
+_add("concat", Concat, 2, False, False, "concat [R_p, R_q] (paper baseline, fusion branches removed)")
+_add("hadamard", Hadamard, 2, False, False, "HPFB only: R_p * R_q")
+_add("ot", OTOnly, 2, True, False, "OTFB only, OT across the rows of the mini-batch")
+_add("parrot", Parrot, 2, True, False, "PARROT (paper): [HP, F_q, F_p], OT across the mini-batch")
+_add("parrot-token", ParrotToken, 2, False, True,
+     "PARROT with per-utterance OT between token sets (conv positions or PTM frames)")
+_add("gated", Gated, 2, False, False, "gated multimodal unit (Arevalo et al. 2017)")
+_add("xattn", CrossAttention, 2, False, True, "cross-attention between the branches' token sets")

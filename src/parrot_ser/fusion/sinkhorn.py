@@ -1,0 +1,204 @@
+"""Batched, masked, log-domain Sinkhorn (entropic optimal transport) in torch.
+
+Hand-written on purpose: POT's solvers take one (n, m) problem at a time (a Python loop over a
+mini-batch), have no notion of padded points (ragged frame sequences), and their stopping rules
+are not ours (fixed iteration count for reproducible, batch-independent results; optional
+early stop on the marginal error). Everything here is a few logsumexp calls on (B, n, m)
+tensors, so it runs on any device and autograd can go through it (``grad="plan"``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from parrot_ser.errors import ConfigError
+
+_COST_SCALES = ("max", "mean", None)
+_GRADS = ("plan", "stop")
+
+
+def _neg_big(dtype: torch.dtype) -> float:
+    # A large finite negative number instead of -inf for "no mass": exp() underflows to exactly 0,
+    # while logsumexp over all-masked entries stays finite, so neither the forward nor the backward
+    # pass can produce NaN (-inf - -inf). Divided by 8 so sums of three such terms cannot overflow.
+    return torch.finfo(dtype).min / 8
+
+
+def _check_mask(mask: torch.Tensor | None, shape: tuple[int, int], name: str) -> torch.Tensor | None:
+    if mask is None:
+        return None
+    if mask.dtype != torch.bool:
+        raise ConfigError(f"sinkhorn: {name} must be a bool tensor, got {mask.dtype}")
+    if tuple(mask.shape) != shape:
+        raise ConfigError(f"sinkhorn: {name} has shape {tuple(mask.shape)}, expected {shape}")
+    return mask
+
+
+def _marginal(w: torch.Tensor | None, mask: torch.Tensor | None, shape: tuple[int, int], name: str,
+              like: torch.Tensor) -> torch.Tensor:
+    """Weights (B, n): given ones with masked points zeroed, or uniform over the valid points."""
+    if w is None:
+        if mask is None:
+            return torch.full(shape, 1.0 / shape[1], dtype=like.dtype, device=like.device)
+        m = mask.to(like.dtype)
+        return m / m.sum(-1, keepdim=True).clamp_min(1.0)
+    if tuple(w.shape) != shape:
+        raise ConfigError(f"sinkhorn: {name} has shape {tuple(w.shape)}, expected {shape}")
+    if (w < 0).any():
+        raise ConfigError(f"sinkhorn: {name} has negative weights")
+    w = w.to(like.dtype)
+    return w if mask is None else w * mask.to(like.dtype)
+
+
+def scale_cost(cost: torch.Tensor, valid: torch.Tensor | None, how: str | None) -> torch.Tensor:
+    """Divide each problem's cost by its max (or mean) over valid entries, so eps is scale-free."""
+    if how is None:
+        return cost
+    if how not in _COST_SCALES:
+        raise ConfigError(f"sinkhorn: normalize_cost must be one of {_COST_SCALES}, got {how!r}")
+    if how == "max":
+        c = cost if valid is None else cost.masked_fill(~valid, float("-inf"))
+        scale = c.amax(dim=(1, 2), keepdim=True)
+    else:
+        if valid is None:
+            scale = cost.mean(dim=(1, 2), keepdim=True)
+        else:
+            v = valid.to(cost.dtype)
+            scale = (cost * v).sum(dim=(1, 2), keepdim=True) / v.sum(dim=(1, 2), keepdim=True).clamp_min(1.0)
+    # A zero cost (e.g. one point on each side, identical points) stays zero instead of NaN.
+    scale = torch.nan_to_num(scale, neginf=0.0).clamp_min(torch.finfo(cost.dtype).tiny ** 0.5)
+    return cost / scale
+
+
+def _solve(cost: torch.Tensor, log_a: torch.Tensor, log_b: torch.Tensor, eps: float, n_iters: int,
+           tol: float | None, check_every: int, a: torch.Tensor) -> tuple[torch.Tensor, int]:
+    log_k = -cost / eps
+    log_u = torch.zeros_like(log_a)
+    log_v = torch.zeros_like(log_b)
+    it = 0
+    for it in range(1, n_iters + 1):
+        log_u = log_a - torch.logsumexp(log_k + log_v[:, None, :], dim=2)
+        log_v = log_b - torch.logsumexp(log_k + log_u[:, :, None], dim=1)
+        # After the v-update the column marginals are exact; the row marginals measure convergence.
+        if tol is not None and it % check_every == 0:
+            with torch.no_grad():
+                rows = torch.exp(log_u + torch.logsumexp(log_k + log_v[:, None, :], dim=2))
+                if (rows - a).abs().sum(-1).max().item() < tol:
+                    break
+    plan = torch.exp(log_u[:, :, None] + log_k + log_v[:, None, :])
+    return plan, it
+
+
+def sinkhorn(
+    cost: torch.Tensor,
+    *,
+    a: torch.Tensor | None = None,
+    b: torch.Tensor | None = None,
+    mask_a: torch.Tensor | None = None,
+    mask_b: torch.Tensor | None = None,
+    eps: float = 0.05,
+    n_iters: int = 50,
+    tol: float | None = None,
+    check_every: int = 5,
+    normalize_cost: str | None = "max",
+    grad: str = "plan",
+    return_iters: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, int]:
+    """Entropic OT plans for a batch of problems.
+
+    cost (B, n, m); a (B, n) / b (B, m) marginals (uniform over valid points when None);
+    mask_a (B, n) / mask_b (B, m) bool, True on valid points (invalid points get zero mass and
+    zero rows/columns in the plan). eps is the entropic regularisation (relative to the
+    normalised cost when ``normalize_cost`` is "max" or "mean"). ``tol``: stop early once the L1
+    row-marginal error of every problem is below tol (checked every ``check_every`` iterations;
+    note this makes the iteration count depend on the whole batch). ``grad="stop"`` computes the
+    plan without autograd (the paper re-implementation's choice); ``"plan"`` differentiates
+    through the unrolled iterations. Returns the plan (B, n, m) (and the iterations run when
+    ``return_iters``).
+    """
+    if cost.dim() != 3:
+        raise ConfigError(f"sinkhorn: cost must be (B, n, m), got shape {tuple(cost.shape)}")
+    if grad not in _GRADS:
+        raise ConfigError(f"sinkhorn: grad must be one of {_GRADS}, got {grad!r}")
+    if not eps > 0:
+        raise ConfigError(f"sinkhorn: eps must be > 0, got {eps}")
+    if n_iters < 1:
+        raise ConfigError(f"sinkhorn: n_iters must be >= 1, got {n_iters}")
+    if not cost.is_floating_point():
+        cost = cost.float()
+    bsz, n, m = cost.shape
+    mask_a = _check_mask(mask_a, (bsz, n), "mask_a")
+    mask_b = _check_mask(mask_b, (bsz, m), "mask_b")
+    valid = None
+    if mask_a is not None or mask_b is not None:
+        ma = mask_a if mask_a is not None else torch.ones(bsz, n, dtype=torch.bool, device=cost.device)
+        mb = mask_b if mask_b is not None else torch.ones(bsz, m, dtype=torch.bool, device=cost.device)
+        valid = ma[:, :, None] & mb[:, None, :]
+
+    ctx = torch.no_grad() if grad == "stop" else torch.enable_grad()
+    with ctx:
+        wa = _marginal(a, mask_a, (bsz, n), "a", cost)
+        wb = _marginal(b, mask_b, (bsz, m), "b", cost)
+        c = scale_cost(cost, valid, normalize_cost)
+        if valid is not None:
+            c = c.masked_fill(~valid, 0.0)  # padded entries may hold garbage (NaN/inf); mass is 0 anyway
+        big = _neg_big(c.dtype)
+        log_a = torch.where(wa > 0, wa.clamp_min(torch.finfo(c.dtype).tiny).log(), big)
+        log_b = torch.where(wb > 0, wb.clamp_min(torch.finfo(c.dtype).tiny).log(), big)
+        plan, it = _solve(c, log_a, log_b, float(eps), int(n_iters), tol, max(1, int(check_every)), wa)
+        if valid is not None:
+            plan = plan * valid.to(plan.dtype)
+    return (plan, it) if return_iters else plan
+
+
+
+@torch.no_grad()
+def plan_stats(
+    plan: torch.Tensor,
+    a: torch.Tensor | None = None,
+    b: torch.Tensor | None = None,
+) -> dict[str, float]:
+    """Diagnostics of a batch of plans (B, n, m) (or one (n, m) plan).
+
+    entropy: mean over problems of -sum P log P. eff_partners: exp of the entropy of each row
+    normalised to sum 1 (1 = a row sends all its mass to one point, m = mass spread evenly),
+    averaged over rows with mass; also its min/max and the ratio to m. marginal_err_a/_b: mean
+    L1 error of row/column sums against a/b (uniform over rows/columns that carry mass when None).
+    """
+    p = plan.detach().double()
+    if p.dim() == 2:
+        p = p[None]
+    bsz, n, m = p.shape
+    xlogx = torch.where(p > 0, p * p.clamp_min(1e-300).log(), torch.zeros_like(p))
+    entropy = -xlogx.sum(dim=(1, 2))
+    rows = p.sum(2)
+    cols = p.sum(1)
+    has = rows > 0
+    q = p / rows.clamp_min(1e-300)[:, :, None]
+    qlogq = torch.where(q > 0, q * q.clamp_min(1e-300).log(), torch.zeros_like(q))
+    eff = torch.exp(-qlogq.sum(2))[has]
+
+    def _ref(w: torch.Tensor | None, sums: torch.Tensor) -> torch.Tensor:
+        if w is not None:
+            return w.detach().double().reshape(sums.shape)
+        live = (sums > 0).double()
+        return live / live.sum(-1, keepdim=True).clamp_min(1.0)
+
+    err_a = (rows - _ref(a, rows)).abs().sum(-1).mean()
+    err_b = (cols - _ref(b, cols)).abs().sum(-1).mean()
+    eff_mean = float(eff.mean()) if eff.numel() else float("nan")
+    return {
+        "entropy": float(entropy.mean()),
+        "eff_partners": eff_mean,
+        "eff_partners_min": float(eff.min()) if eff.numel() else float("nan"),
+        "eff_partners_max": float(eff.max()) if eff.numel() else float("nan"),
+        "eff_partners_frac": eff_mean / m if m else float("nan"),
+        "marginal_err_a": float(err_a),
+        "marginal_err_b": float(err_b),
+        "n": n,
+        "m": m,
+        "batch": bsz,
+        "max_entropy": math.log(n * m) if n and m else 0.0,
+    }
