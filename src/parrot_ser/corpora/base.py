@@ -42,6 +42,8 @@ class Manifest:
     root: Path
     utterances: list[Utterance]
     problems: list[Problem] = field(default_factory=list)
+    # Files left out on purpose (RAVDESS song, IEMOCAP xxx, ...): reason -> count. Not problems.
+    excluded: dict[str, int] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.utterances)

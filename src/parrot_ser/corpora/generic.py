@@ -1,0 +1,103 @@
+"""User corpora: ``csv`` (a table of path,label,speaker[,split]) and ``folders`` (ROOT/<label>/*.wav).
+
+Labels are mapped onto the canonical vocabulary through common spellings (anger -> angry, ps ->
+surprise, ...); a label that maps to nothing is reported in problems and its rows skipped."""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+
+from parrot_ser.corpora.base import BASE_COLUMNS, CANONICAL_LABELS, Manifest, Utterance
+from parrot_ser.corpora.common import (
+    AUDIO_EXTS,
+    RESOURCE_FORK,
+    CorpusSpec,
+    ManifestBuilder,
+    canonical_label,
+    register,
+    rel,
+    walk_files,
+)
+from parrot_ser.errors import ConfigError, CorpusError
+
+DEFAULT_SPEAKER_REGEX = r"^(?P<speaker>[^_\-.]+)"  # the name up to the first "_", "-" or "."
+
+
+def _unknown_label(raw: str) -> str:
+    return f"label {raw!r} is not a canonical label nor a known spelling of one ({', '.join(CANONICAL_LABELS)}); skipped"
+
+
+def scan_csv(root: Path) -> Manifest:
+    table = root
+    if root.is_dir():
+        found = sorted(p for p in root.glob("*.csv") if not p.name.startswith("._"))
+        if len(found) != 1:
+            raise CorpusError(f"{root}: give the CSV file itself (found {len(found)} .csv files in the folder)")
+        table = found[0]
+    base = table.parent
+    b = ManifestBuilder("csv", base)
+    with open(table, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        cols = [c.strip() for c in (reader.fieldnames or [])]
+        missing = [c for c in ("path", "label", "speaker") if c not in cols]
+        if missing:
+            raise CorpusError(f"{table}: lacks column(s) {', '.join(missing)}; has {', '.join(cols) or 'none'}")
+        for line, row in enumerate(reader, start=2):
+            row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
+            where = f"{table.name}:{line}"
+            if not row["path"] or not row["speaker"]:
+                b.problem(where, "empty path or speaker; skipped")
+                continue
+            p = Path(row["path"])
+            full = p if p.is_absolute() else base / p
+            if not full.is_file():
+                b.problem(row["path"], f"listed in {where} but the file does not exist; skipped")
+                continue
+            label = canonical_label(row["label"])
+            if label is None:
+                b.problem(row["path"], _unknown_label(row["label"]))
+                continue
+            meta = {k: v for k, v in row.items() if k and k not in BASE_COLUMNS and k != "label"}
+            utt_id = row.get("utt_id") or p.with_suffix("").as_posix()
+            b.add(Utterance(utt_id, row["path"], label, row["speaker"], row["label"], meta))
+    return b.build()
+
+
+def scan_folders(root: Path, speaker_regex: str = DEFAULT_SPEAKER_REGEX) -> Manifest:
+    if not root.is_dir():
+        raise CorpusError(f"{root}: corpus root is not a folder")
+    try:
+        rx = re.compile(speaker_regex)
+    except re.error as e:
+        raise ConfigError(f"speaker regex {speaker_regex!r} is invalid: {e}") from None
+    if rx.groups == 0:
+        raise ConfigError(f"speaker regex {speaker_regex!r} needs a group (?P<speaker>...) or (...)")
+    b = ManifestBuilder("folders", root)
+    files, forks = walk_files(root, AUDIO_EXTS)
+    b.exclude(RESOURCE_FORK, forks)
+    for f in files:
+        parts = f.relative_to(root).parts
+        if len(parts) != 2:
+            b.problem(f, "not directly inside a ROOT/<label>/ folder; skipped")
+            continue
+        label = canonical_label(parts[0])
+        if label is None:
+            b.problem(f, _unknown_label(parts[0]))
+            continue
+        m = rx.search(f.name)
+        if not m:
+            b.problem(f, f"file name does not match speaker regex {speaker_regex!r}; skipped")
+            continue
+        spk = m.group("speaker") if "speaker" in rx.groupindex else m.group(1)
+        b.add(Utterance(f"{parts[0]}/{f.stem}", rel(f, root), label, spk, parts[0], {}))
+    return b.build()
+
+
+register(CorpusSpec("csv", "any corpus listed in a CSV: path,label,speaker[,split] (paths relative to the CSV)",
+                    scan_csv, layout="a CSV file with columns path,label,speaker"))
+register(CorpusSpec("folders", "ROOT/<label>/*.wav; speaker from a regex on the file name (--speaker-regex)",
+                    scan_folders, {"speaker_regex": f"regex on the file name; group 'speaker' or group 1 "
+                                                    f"(default {DEFAULT_SPEAKER_REGEX!r})"},
+                    layout="angry/spk1_001.wav"))
