@@ -1,0 +1,355 @@
+"""``load_model(MODEL_DIR).predict(x)``: audio -> frozen encoders -> standardiser -> head(s) -> labels.
+
+Ensembles: a bundle exported without --refit holds every fold x seed model of the run; the
+prediction is the mean of the members' softmax probabilities (each member with its own
+standardiser, as in training).
+
+Batch-dependent models (paper PARROT: the OT plan couples the rows of a batch) would give an
+utterance a different answer depending on what else is in the batch. We fix it: each utterance is
+scored in its own batch made of the utterance plus the bundle's fixed *anchor* rows (K training
+utterances chosen at export, seeded), and only the utterance's row is read. With no anchors in the
+bundle each utterance is scored alone (batch of 1: the OT branch is then the identity). Either way
+an utterance's prediction never depends on the other inputs of the call.
+
+Long recordings are split into windows (``plan_windows``); the recording's prediction is the mean
+of its windows' probabilities and the windows are reported too."""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from parrot_ser.audio import resample
+from parrot_ser.errors import (
+    BundleError,
+    ConfigError,
+    EmptyAudioError,
+    NonFiniteAudioError,
+    ParrotError,
+)
+
+# Windowing defaults (seconds): recordings up to LONG_SECONDS are scored whole; longer ones in
+# WINDOW_SECONDS windows every HOP_SECONDS (SER corpora hold 1-10 s utterances).
+LONG_SECONDS = 20.0
+WINDOW_SECONDS = 10.0
+HOP_SECONDS = 5.0
+
+
+@dataclass
+class Prediction:
+    """One recording (or one window of it: ``start``/``end`` in seconds, ``window`` its index)."""
+
+    label: str
+    probabilities: dict[str, float]
+    path: str | None = None
+    start: float = 0.0
+    end: float = 0.0
+    window: int | None = None
+    windows: list[Prediction] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"path": self.path, "label": self.label,
+                             "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()},
+                             "start": round(self.start, 3), "end": round(self.end, 3)}
+        if self.window is not None:
+            d["window"] = self.window
+        if self.windows:
+            d["windows"] = [w.to_dict() for w in self.windows]
+        return d
+
+
+def plan_windows(n_samples: int, sr: int, window: float | None = None, hop: float | None = None,
+                 long_seconds: float = LONG_SECONDS) -> list[tuple[int, int]]:
+    """Sample ranges to score. ``window`` None: automatic (whole recording up to ``long_seconds``,
+    else WINDOW_SECONDS windows); 0: never split; > 0: split anything longer than ``window``.
+    ``hop`` defaults to half the window. The last window is aligned to the recording's end so every
+    window has full length (no short tail that the model never saw in training)."""
+    if window is None:
+        if n_samples <= long_seconds * sr:
+            return [(0, n_samples)]
+        window = WINDOW_SECONDS
+    if window < 0 or (hop is not None and hop <= 0):
+        raise ConfigError(f"window ({window}) must be >= 0 and hop ({hop}) > 0 seconds")
+    win = int(round(window * sr))
+    if win == 0 or n_samples <= win:
+        return [(0, n_samples)]
+    step = max(1, int(round((hop if hop is not None else window / 2) * sr)))
+    starts = list(range(0, n_samples - win + 1, step))
+    if starts[-1] + win < n_samples:
+        starts.append(n_samples - win)
+    return [(s, s + win) for s in starts]
+
+
+def check_waveform(x: Any, name: str = "<memory>") -> np.ndarray:
+    """A 1-D finite float32 waveform, or a typed AudioError/ConfigError."""
+    a = np.asarray(x)
+    if a.ndim != 1:
+        raise ConfigError(f"{name}: expected a 1-D mono waveform, got shape {a.shape} "
+                          "(pass a list for several waveforms; mix channels down first)")
+    if a.size == 0:
+        raise EmptyAudioError(name)
+    if not np.issubdtype(a.dtype, np.number):
+        raise ConfigError(f"{name}: waveform dtype {a.dtype} is not numeric")
+    a = a.astype(np.float32, copy=False)
+    if not np.isfinite(a).all():
+        raise NonFiniteAudioError(name)
+    return a
+
+
+@dataclass
+class Features:
+    """Model inputs of N utterances: ``pooled[i]`` (N, D_i) per encoder; ``frames[i]`` N arrays
+    (T_n, F_i) when the model was trained on frames."""
+
+    pooled: list[torch.Tensor]
+    frames: list[list[np.ndarray]] | None = None
+
+    def __len__(self) -> int:
+        return int(self.pooled[0].shape[0])
+
+    def batch(self, idx: Sequence[int], extra: list[torch.Tensor] | None = None) -> Any:
+        """Rows ``idx`` as a FusionInput (frames right-padded with a validity mask, as in training);
+        ``extra``: rows appended after them (the anchors of batch-dependent models)."""
+        from parrot_ser.fusion.base import FusionInput
+
+        idx = list(idx)
+        pooled = [p[idx] for p in self.pooled]
+        if extra is not None:
+            pooled = [torch.cat([p, e.to(p.dtype)]) for p, e in zip(pooled, extra)]
+        if self.frames is None:
+            return FusionInput(pooled)
+        frames, masks = [], []
+        for fr in self.frames:
+            seqs = [fr[i] for i in idx]
+            t_max = max(int(x.shape[0]) for x in seqs)
+            pad = np.zeros((len(seqs), t_max, seqs[0].shape[-1]), dtype=np.float32)
+            mask = np.zeros((len(seqs), t_max), dtype=bool)
+            for j, x in enumerate(seqs):
+                pad[j, : len(x)] = x
+                mask[j, : len(x)] = True
+            frames.append(torch.from_numpy(pad))
+            masks.append(torch.from_numpy(mask))
+        return FusionInput(pooled, frames, masks)
+
+
+class Predictor:
+    """Scores audio with an exported bundle. ``heads``: the ensemble members, each a module taking
+    a FusionInput of raw (unstandardised) features and returning logits (the training module's
+    StandardisedModel). Thread-safe: one lock serialises forward passes (modules are shared)."""
+
+    def __init__(self, labels: Sequence[str], encoders: Sequence[Any], heads: Sequence[torch.nn.Module], *,
+                 layer_positions: Sequence[int] | None = None, use_frames: bool = False,
+                 batch_dependent: bool = False, anchors: list[torch.Tensor] | None = None,
+                 info: dict | None = None, device: str = "cpu"):
+        if not encoders or not heads:
+            raise BundleError("a predictor needs at least one encoder and one head")
+        self.labels = list(labels)
+        self.encoders = list(encoders)
+        self.heads = [h.eval() for h in heads]
+        # Which row of an encoder's (L, P) output feeds the model (0 when built with one layer).
+        self.layer_positions = list(layer_positions) if layer_positions is not None else [0] * len(encoders)
+        self.use_frames = use_frames
+        self.batch_dependent = batch_dependent
+        self.anchors = anchors
+        self.info = info or {}
+        self.device = device
+        # Inputs are decoded once at the first encoder's rate; other encoders resample from it.
+        self.sample_rate = int(self.encoders[0].sample_rate)
+        self._lock = threading.Lock()
+
+    # --- construction ---------------------------------------------------------------------------
+    @classmethod
+    def from_bundle(cls, model_dir: str | Path, *, device: str = "cpu",
+                    checkpoints: dict[str, str] | None = None, encoders: Sequence[Any] | None = None,
+                    quiet: bool = False) -> Predictor:
+        """Verify the bundle (file hashes), rebuild its encoders (checkpoint sha256, layers and
+        preprocessing must match the recorded identity) and its heads. ``checkpoints`` maps an
+        encoder name to a new location of its checkpoint (moved files; the hash check still
+        applies). ``encoders``: prebuilt encoders (also identity-checked)."""
+        from parrot_ser.inference.bundle import UNTRAINED_WARNING, load_bundle
+
+        b = load_bundle(model_dir)
+        doc = b.doc
+        encs = list(encoders) if encoders is not None else [
+            _build_encoder(e, (checkpoints or {}).get(e["name"]), b.root, device) for e in doc["encoders"]]
+        if len(encs) != len(doc["encoders"]):
+            raise BundleError(f"{b.root}: bundle needs {len(doc['encoders'])} encoder(s), got {len(encs)}")
+        for e_doc, enc in zip(doc["encoders"], encs):
+            _check_identity(e_doc, enc, b.root)
+        md = doc["model"]
+        heads = []
+        for m in b.members:
+            model = _build_head(md, m.state_dict, b.root)
+            try:
+                model.load_state_dict(m.state_dict, strict=True)
+            except RuntimeError as e:
+                first = str(e).strip().splitlines()[0]
+                raise BundleError(f"{b.root / ('members/' + m.tag + '.safetensors')}: weights do not "
+                                  f"fit model {md['name']!r} ({first})") from None
+            heads.append(model.eval().to(device))
+        if b.untrained and not quiet:
+            warnings.warn(UNTRAINED_WARNING.format(names=", ".join(b.untrained)), stacklevel=2)
+        inputs = doc.get("inputs", {})
+        mode = doc.get("inference", {}).get("batch_mode")
+        return cls(doc["labels"], encs, heads, layer_positions=inputs.get("layer_positions"),
+                   use_frames=bool(inputs.get("use_frames", False)),
+                   batch_dependent=bool(md.get("batch_dependent", False)),
+                   anchors=b.anchors if mode == "anchors" else None, info=doc, device=device)
+
+    @property
+    def untrained(self) -> list[str]:
+        return [e["name"] for e in self.info.get("encoders", []) if e.get("random_init")]
+
+    @property
+    def batch_mode(self) -> str:
+        """independent (any batching), anchors (utterance + fixed anchor rows), alone (batch of 1)."""
+        if not self.batch_dependent:
+            return "independent"
+        return "anchors" if self.anchors is not None else "alone"
+
+    # --- features and probabilities ---------------------------------------------------------------
+    def features(self, waves: Sequence[np.ndarray], batch_size: int = 8) -> Features:
+        """Model inputs for waveforms at ``sample_rate`` (encoders are padding-invariant, so the
+        encoder batch size does not change the numbers beyond float tolerance)."""
+        pooled: list[list[np.ndarray]] = [[] for _ in self.encoders]
+        frames: list[list[np.ndarray]] = [[] for _ in self.encoders]
+        for i, (enc, pos) in enumerate(zip(self.encoders, self.layer_positions)):
+            sr = int(enc.sample_rate)
+            for s in range(0, len(waves), batch_size):
+                chunk = [resample(w, self.sample_rate, sr) for w in waves[s:s + batch_size]]
+                for eu in enc.encode(chunk, frames=self.use_frames):
+                    pooled[i].append(np.asarray(eu.pooled, dtype=np.float32).reshape(-1, eu.pooled.shape[-1])[pos])
+                    if self.use_frames:
+                        frames[i].append(np.asarray(eu.frames[pos], dtype=np.float32))
+        return Features([torch.from_numpy(np.stack(rows)).to(self.device) for rows in pooled],
+                        frames if self.use_frames else None)
+
+    @torch.no_grad()
+    def probabilities_from_features(self, feats: Features, batch_size: int = 64) -> np.ndarray:
+        """(N, C): the mean over ensemble members of their softmax probabilities. Batch-independent
+        models run in chunks; batch-dependent ones one utterance per batch (plus the anchors)."""
+        n = len(feats)
+        total = torch.zeros(n, len(self.labels), dtype=torch.float64)
+        for head in self.heads:
+            if not self.batch_dependent:
+                logits = torch.cat([head(feats.batch(range(s, min(n, s + batch_size)))) for s in range(0, n, batch_size)])
+            else:
+                logits = torch.cat([head(feats.batch([r], self.anchors))[:1] for r in range(n)])
+            total += torch.softmax(logits.float(), dim=-1).double().cpu()
+        return (total / len(self.heads)).numpy()
+
+    def probabilities(self, waves: Sequence[np.ndarray], batch_size: int = 8) -> np.ndarray:
+        with self._lock:  # encoders/heads are shared between service threads
+            return self.probabilities_from_features(self.features(waves, batch_size))
+
+    # --- public API -------------------------------------------------------------------------------
+    def predict(self, x: Any, *, sample_rate: int | None = None, window: float | None = None,
+                hop: float | None = None, batch_size: int = 8) -> list[Prediction]:
+        """``x``: a path, a list of paths, a 1-D waveform or a list of waveforms (then
+        ``sample_rate`` is required). One Prediction per input, in order. A bad file raises its
+        AudioError (use the CLI, or load files yourself, to skip bad files)."""
+        if isinstance(x, (str, Path)):
+            x = [x]
+        elif isinstance(x, np.ndarray) or torch.is_tensor(x):
+            x = [x]
+        items = list(x)
+        if not items:
+            return []
+        if all(isinstance(i, (str, Path)) for i in items):
+            from parrot_ser.audio import load_audio
+
+            waves = [_as_wave(load_audio(p, self.sample_rate)) for p in items]
+            names: list[str | None] = [str(p) for p in items]
+        elif any(isinstance(i, (str, Path)) for i in items):
+            raise ConfigError("pass either paths or waveforms, not a mix")
+        else:
+            if sample_rate is None:
+                raise ConfigError("waveform input needs sample_rate= (samples per second)")
+            waves = [resample(check_waveform(torch.as_tensor(w).numpy() if torch.is_tensor(w) else w),
+                              int(sample_rate), self.sample_rate) for w in items]
+            names = [None] * len(waves)
+        return self.predict_waveforms(waves, names, window=window, hop=hop, batch_size=batch_size)
+
+    def predict_waveforms(self, waves: Sequence[np.ndarray], names: Sequence[str | None] | None = None, *,
+                          window: float | None = None, hop: float | None = None,
+                          batch_size: int = 8) -> list[Prediction]:
+        """Waveforms already at ``self.sample_rate``: windows -> probabilities -> Predictions."""
+        names = list(names) if names is not None else [None] * len(waves)
+        sr = self.sample_rate
+        plans = [plan_windows(len(w), sr, window, hop) for w in waves]
+        segments = [w[s:e] for w, plan in zip(waves, plans) for s, e in plan]
+        probs = self.probabilities(segments, batch_size) if segments else np.zeros((0, len(self.labels)))
+        out, k = [], 0
+        for name, plan in zip(names, plans):
+            p = probs[k:k + len(plan)]
+            k += len(plan)
+            wins = []
+            if len(plan) > 1:
+                wins = [self._make(row, name, s / sr, e / sr, j) for j, (row, (s, e)) in enumerate(zip(p, plan))]
+            out.append(self._make(p.mean(axis=0), name, 0.0, plan[-1][1] / sr, None, wins))
+        return out
+
+    def _make(self, row: np.ndarray, name: str | None, start: float, end: float, window: int | None,
+              windows: list[Prediction] | None = None) -> Prediction:
+        probs = {lab: float(v) for lab, v in zip(self.labels, row)}
+        return Prediction(self.labels[int(np.argmax(row))], probs, name, start, end, window, windows or [])
+
+
+def _as_wave(loaded: Any) -> np.ndarray:
+    # parrot_ser.audio.load_audio may return the array or (array, info).
+    return loaded[0] if isinstance(loaded, tuple) else loaded
+
+
+def _build_encoder(e: dict, checkpoint: str | None, root: Path, device: str) -> Any:
+    from parrot_ser.encoders import build_encoder
+
+    try:
+        return build_encoder(e["name"], checkpoint=checkpoint or e.get("checkpoint"), layers=e.get("layers", "last"),
+                             random_init=bool(e.get("random_init")), seed=int(e.get("seed") or 0), device=device,
+                             **e.get("options", {}))
+    except ParrotError as err:
+        raise BundleError(f"{root}: cannot rebuild encoder {e['name']!r}: {err}") from None
+    except OSError as err:  # e.g. a Hugging Face id that is not in the local cache (no hub access)
+        raise BundleError(f"{root}: cannot load checkpoint {checkpoint or e.get('checkpoint')!r} of encoder "
+                          f"{e['name']!r} ({str(err).splitlines()[0]}); pass its local path") from None
+
+
+def _check_identity(e_doc: dict, enc: Any, root: Path) -> None:
+    ident = enc.identity.to_dict() if hasattr(enc.identity, "to_dict") else dict(enc.identity)
+    name = e_doc["name"]
+    if ident.get("checkpoint_sha256") != e_doc.get("checkpoint_sha256"):
+        raise BundleError(
+            f"{root}: encoder {name!r} checkpoint {ident.get('checkpoint')} has sha256 "
+            f"{str(ident.get('checkpoint_sha256'))[:12]}..., the bundle was made with "
+            f"{str(e_doc.get('checkpoint_sha256'))[:12]}... (a different checkpoint)")
+    for key in ("layers", "preprocessing", "random_init", "seed"):
+        if key in e_doc and _norm(ident.get(key)) != _norm(e_doc[key]):
+            raise BundleError(f"{root}: encoder {name!r} {key} {ident.get(key)!r} differs from the bundle's "
+                              f"{e_doc[key]!r}")
+
+
+def _norm(v: Any) -> Any:
+    import json
+
+    return json.loads(json.dumps(v, sort_keys=True, default=str))
+
+
+def _build_head(md: dict, state: dict[str, torch.Tensor], root: Path) -> torch.nn.Module:
+    """The training module's StandardisedModel around build_model(...): its standardiser buffers
+    are shaped from the member's own std_* tensors, then load_state_dict fills everything."""
+    from parrot_ser.fusion import build_model
+    from parrot_ser.training.data import StandardisedModel, Standardiser
+
+    try:
+        net = build_model(md["name"], md["input_dims"], md["n_classes"], **md.get("config", {}))
+    except ParrotError as err:
+        raise BundleError(f"{root}: cannot rebuild model {md['name']!r}: {err}") from None
+    arrays = {k[4:]: v.numpy() for k, v in state.items() if k.startswith("std_")}
+    return StandardisedModel(net, Standardiser.from_arrays(arrays))

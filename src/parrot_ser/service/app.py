@@ -1,0 +1,266 @@
+"""FastAPI app: ``POST /v1/predict``, ``GET /v1/labels``, ``GET /v1/model``, ``GET /health``.
+
+- Upload: multipart form field ``file``, or the audio bytes as the raw request body.
+- Limits: request bodies over ``max_upload_bytes`` get 413 (checked on the Content-Length header
+  and again while the body streams in, so a chunked upload cannot get round it); recordings longer
+  than ``max_seconds`` get 413 too (checked from the header before decoding the samples).
+- Content is checked by decoding it (parrot_ser.audio.decode_audio), never by the file name or the
+  Content-Type: a text file named .wav is 422 "not an audio file".
+- Errors are JSON ``{"error": kind, "detail": message}``; no stack trace ever leaves the server
+  (unexpected exceptions are logged and answered with a generic 500).
+- Model calls run in the threadpool (``run_in_threadpool``); the predictor holds a lock, so
+  concurrent requests are safe; ``thread_limit`` caps the pool.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from fastapi import FastAPI, File, Query, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from parrot_ser import __version__
+from parrot_ser.errors import AudioError, ConfigError, ParrotError
+
+log = logging.getLogger("parrot_ser.service")
+
+DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+DEFAULT_MAX_SECONDS = 120.0
+
+
+class PredictorLike(Protocol):
+    """What the app needs from a model (parrot_ser.inference.Predictor, or a test double)."""
+
+    labels: list[str]
+    sample_rate: int
+
+    def predict_waveforms(self, waves: Any, names: Any = None, *, window: float | None = None,
+                          hop: float | None = None, batch_size: int = 8) -> list[Any]: ...
+
+
+# --- response models (they make /openapi.json describe the answers) -------------------------------
+class WindowOut(BaseModel):
+    window: int
+    start: float = Field(description="seconds")
+    end: float = Field(description="seconds")
+    label: str
+    probabilities: dict[str, float]
+
+
+class PredictOut(BaseModel):
+    name: str = Field(description="upload file name, or '<body>' for a raw body")
+    label: str = Field(description="most probable label")
+    probabilities: dict[str, float] = Field(description="label -> probability (sums to 1)")
+    duration: float = Field(description="seconds of audio scored")
+    windows: list[WindowOut] = Field(default_factory=list,
+                                     description="per-window results when the recording was split")
+    warnings: list[str] = Field(default_factory=list)
+
+
+class LabelsOut(BaseModel):
+    labels: list[str]
+
+
+class HealthOut(BaseModel):
+    status: str
+    version: str
+    labels: int
+    untrained: list[str] = Field(default_factory=list, description="encoders with random weights (test only)")
+
+
+class ErrorOut(BaseModel):
+    error: str
+    detail: str
+
+
+ERRORS = {413: {"model": ErrorOut, "description": "upload or recording too large"},
+          422: {"model": ErrorOut, "description": "empty, corrupt or non-audio input"},
+          500: {"model": ErrorOut, "description": "internal error (no details leaked)"}}
+
+
+def _error(status: int, kind: str, detail: str) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": kind, "detail": detail})
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class BodyLimitMiddleware:
+    """Pure ASGI: refuse bodies over ``max_bytes`` with 413 before the app buffers them."""
+
+    def __init__(self, app: Any, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        limit = self.max_bytes
+        for k, v in scope.get("headers", []):
+            if k == b"content-length" and v.isdigit() and int(v) > limit:
+                return await _error(413, "upload too large", self._msg(int(v)))(scope, receive, send)
+        seen = 0
+        started = False
+
+        async def limited_receive() -> dict:
+            nonlocal seen
+            msg = await receive()
+            if msg["type"] == "http.request":
+                seen += len(msg.get("body", b""))
+                if seen > limit:
+                    raise _TooLarge
+            return msg
+
+        async def tracking_send(msg: dict) -> None:
+            nonlocal started
+            if msg["type"] == "http.response.start":
+                started = True
+            await send(msg)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _TooLarge:
+            if started:  # pragma: no cover - the app answered before reading everything
+                return
+            await _error(413, "upload too large", self._msg(seen))(scope, receive, send)
+
+    def _msg(self, n: int) -> str:
+        return f"request body of {n} bytes exceeds the limit of {self.max_bytes} bytes (--max-upload-mb)"
+
+
+def create_app(model: str | Path | PredictorLike, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+               max_seconds: float = DEFAULT_MAX_SECONDS, thread_limit: int | None = None,
+               window: float | None = None, hop: float | None = None) -> FastAPI:
+    """The service for a model bundle folder (loaded and verified now) or a ready predictor.
+    ``window``/``hop``: as ``parrot-ser predict`` (None = windows only above 20 s)."""
+    if max_upload_bytes <= 0 or max_seconds <= 0:
+        raise ConfigError(f"limits must be positive (max_upload_bytes={max_upload_bytes}, max_seconds={max_seconds})")
+    if isinstance(model, (str, Path)):
+        from parrot_ser.inference.bundle import load_model
+
+        predictor: PredictorLike = load_model(model, quiet=True)
+    else:
+        predictor = model
+    untrained = list(getattr(predictor, "untrained", []) or [])
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):  # noqa: ANN202
+        if thread_limit:
+            import anyio.to_thread
+
+            anyio.to_thread.current_default_thread_limiter().total_tokens = int(thread_limit)
+        yield
+
+    app = FastAPI(title="PARROT-SER", version=__version__, lifespan=lifespan,
+                  description="Speech emotion recognition with an exported PARROT-SER model bundle.")
+    app.state.predictor = predictor
+    app.add_middleware(BodyLimitMiddleware, max_bytes=int(max_upload_bytes))
+
+    # --- error handlers: JSON, one line, never a traceback ----------------------------------------
+    @app.exception_handler(AudioError)
+    async def _audio_error(request: Request, exc: AudioError) -> JSONResponse:
+        return _error(422, exc.problem, str(exc))
+
+    @app.exception_handler(ParrotError)
+    async def _parrot_error(request: Request, exc: ParrotError) -> JSONResponse:
+        return _error(422, type(exc).__name__, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errs = exc.errors()
+        first = errs[0] if errs else {}
+        where = ".".join(str(x) for x in first.get("loc", ()))
+        return _error(422, "invalid request", f"{where}: {first.get('msg', 'invalid')}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, "http error", str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("internal error on %s", request.url.path)
+        return _error(500, "internal error", "the server failed to process the request; see the server log")
+
+    # --- endpoints ---------------------------------------------------------------------------------
+    @app.get("/health", response_model=HealthOut)
+    def health() -> HealthOut:
+        return HealthOut(status="ok", version=__version__, labels=len(predictor.labels), untrained=untrained)
+
+    @app.get("/v1/labels", response_model=LabelsOut)
+    def labels() -> LabelsOut:
+        return LabelsOut(labels=list(predictor.labels))
+
+    @app.get("/v1/model")
+    def model_info() -> dict:
+        """The bundle's description (encoders, model, labels, training summary), minus the file list."""
+        info = dict(getattr(predictor, "info", {}) or {})
+        info.pop("files", None)
+        return info
+
+    @app.post("/v1/predict", response_model=PredictOut, responses=ERRORS)
+    async def predict(
+        request: Request,
+        file: UploadFile | None = File(None, description="audio file (WAV, FLAC, OGG, AIFF, MP3...)"),
+        window_s: float | None = Query(None, alias="window", ge=0, description="window seconds (0: never split)"),
+        hop_s: float | None = Query(None, alias="hop", gt=0, description="hop seconds (default window/2)"),
+    ) -> Any:
+        """Multipart upload (field ``file``) or raw audio bytes as the body."""
+        if file is not None:
+            data = await file.read()
+            name = file.filename or "<upload>"
+        else:
+            data = await request.body()
+            name = "<body>"
+        if not data:
+            return _error(422, "empty upload", f"{name}: no audio bytes received (send a multipart field "
+                                               "'file' or the audio as the request body)")
+        seconds = _header_seconds(data)
+        if seconds is not None and seconds > max_seconds:
+            return _error(413, "recording too long",
+                          f"{name}: {seconds:.1f} s of audio exceeds the limit of {max_seconds:g} s (--max-seconds)")
+        wave, warns = await run_in_threadpool(_decode, data, predictor.sample_rate, name)
+        dur = len(wave) / predictor.sample_rate
+        if dur > max_seconds:  # formats whose header does not state the length
+            return _error(413, "recording too long",
+                          f"{name}: {dur:.1f} s of audio exceeds the limit of {max_seconds:g} s (--max-seconds)")
+        w = window if window_s is None else window_s
+        h = hop if hop_s is None else hop_s
+        pred = (await run_in_threadpool(predictor.predict_waveforms, [wave], [name], window=w, hop=h))[0]
+        return PredictOut(name=name, label=pred.label, probabilities=pred.probabilities, duration=round(dur, 4),
+                          windows=[WindowOut(window=x.window, start=x.start, end=x.end, label=x.label,
+                                             probabilities=x.probabilities) for x in pred.windows],
+                          warnings=warns)
+
+    return app
+
+
+def _header_seconds(data: bytes) -> float | None:
+    """Duration from the container header without decoding samples; None when unknown."""
+    import soundfile as sf
+
+    try:
+        info = sf.info(io.BytesIO(data))
+    except Exception:  # undecodable: decode_audio reports the precise error
+        return None
+    if info.samplerate > 0 and info.frames > 0 and not math.isinf(info.duration):
+        return float(info.frames) / info.samplerate
+    return None
+
+
+def _decode(data: bytes, sr: int, name: str) -> tuple[np.ndarray, list[str]]:
+    from parrot_ser.audio import audio_warnings, decode_audio
+
+    # warn=False: warnings.warn is process-global; the texts go into the response instead.
+    wave = decode_audio(data, sr, name, warn=False)
+    return wave, audio_warnings(wave, sr, name)
