@@ -25,7 +25,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 # stdout is reserved for machine-readable output (--json); humans read stderr.
 out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)  # soft_wrap: an error stays one line
 
 
 def guard(fn: F) -> F:
