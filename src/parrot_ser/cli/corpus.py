@@ -1,5 +1,149 @@
-"""`parrot-ser corpus ...` commands (placeholder until implemented)."""
+"""`parrot-ser corpus list | inspect | manifest`."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
 
 import typer
+from rich.table import Table
 
-app = typer.Typer(no_args_is_help=True)
+from parrot_ser.cli.common import err, guard, make_progress, out, print_json, rate_text
+from parrot_ser.corpora import CORPORA, Manifest, list_corpora, scan_corpus
+from parrot_ser.corpora.base import Problem
+from parrot_ser.corpora.check import check_audio
+from parrot_ser.errors import ConfigError
+
+app = typer.Typer(no_args_is_help=True, help="List, inspect and export SER corpora.")
+
+ROOT_ARG = typer.Argument(..., help="Corpus root folder (csv: the CSV file).", show_default=False)
+CORPUS_OPT = typer.Option(..., "--corpus", "-c", help="Corpus name (see `parrot-ser corpus list`).")
+REGEX_OPT = typer.Option(None, "--speaker-regex", help="folders: regex on the file name giving the speaker "
+                                                       "(group 'speaker' or group 1).")
+FULL_OPT = typer.Option(False, "--iemocap-full-labels", help="iemocap: keep every annotated class, not the 4 classes.")
+SONG_OPT = typer.Option(False, "--include-song", help="ravdess: also include the song files.")
+
+# CLI flag -> (scanner option name); only flags the user set are passed through.
+_FLAGS = {"--speaker-regex": "speaker_regex", "--iemocap-full-labels": "full_labels", "--include-song": "include_song"}
+
+
+def _scan(root: Path, corpus: str, speaker_regex: str | None, full: bool, song: bool) -> Manifest:
+    given = {"--speaker-regex": speaker_regex, "--iemocap-full-labels": full or None, "--include-song": song or None}
+    spec = CORPORA.get(corpus)  # RegistryError for an unknown name, before touching the disk
+    options: dict[str, Any] = {}
+    for flag, value in given.items():
+        if value is None:
+            continue
+        if _FLAGS[flag] not in spec.options:
+            users = [n for n, s in CORPORA.items() if _FLAGS[flag] in s.options]
+            raise ConfigError(f"{flag} applies to corpus {', '.join(users)}, not {corpus}")
+        options[_FLAGS[flag]] = value
+    return scan_corpus(corpus, root, **options)
+
+
+@app.command("list")
+@guard
+def list_cmd() -> None:
+    """Known corpora, one line each."""
+    width = max(len(n) for n, _ in list_corpora())
+    for name, desc in list_corpora():
+        out.print(f"{name:<{width}}  {desc}", markup=False)
+
+
+def _check(man: Manifest, workers: int, quiet: bool) -> tuple[dict[str, float], list[Problem]]:
+    t0 = time.perf_counter()
+    with make_progress("file", disable=quiet) as prog:
+        task = prog.add_task("reading headers", total=len(man), rate="")
+        done = 0
+
+        def step(n: int) -> None:
+            nonlocal done
+            done += n
+            prog.update(task, advance=n, rate=rate_text(done, time.perf_counter() - t0, "file"))
+
+        infos, problems = check_audio(man, workers=workers, on_done=step)
+    return {k: v.duration for k, v in infos.items()}, problems
+
+
+@app.command("inspect")
+@guard
+def inspect(
+    root: Path = ROOT_ARG,
+    corpus: str = CORPUS_OPT,
+    check_audio_: bool = typer.Option(False, "--check-audio", help="Read every file header (durations, bad files)."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object on stdout."),
+    workers: int = typer.Option(8, "--workers", min=1, help="Threads for --check-audio."),
+    speaker_regex: str | None = REGEX_OPT,
+    iemocap_full_labels: bool = FULL_OPT,
+    include_song: bool = SONG_OPT,
+) -> None:
+    """Counts per class and speaker, durations, and every file that did not fit."""
+    man = _scan(root, corpus, speaker_regex, iemocap_full_labels, include_song)
+    durations: dict[str, float] | None = None
+    problems = list(man.problems)
+    if check_audio_:
+        durations, bad = _check(man, workers, quiet=False)
+        problems += bad
+    labels = Counter(u.label for u in man.utterances)
+    speakers = Counter(u.speaker for u in man.utterances)
+    total = round(sum(durations.values()), 3) if durations is not None else None
+    if as_json:
+        print_json({
+            "corpus": man.corpus,
+            "n_utterances": len(man),
+            "n_speakers": len(speakers),
+            "labels": dict(sorted(labels.items(), key=lambda kv: (-kv[1], kv[0]))),
+            "speakers": dict(sorted(speakers.items())),
+            "total_seconds": total,
+            "problems": [{"path": p.path, "problem": p.problem} for p in problems],
+        })
+        return
+    _print_table(man, labels, durations)
+    out.print(f"{man.corpus}: {len(man)} utterances, {len(speakers)} speakers, {len(labels)} labels"
+              + (f", {total / 3600:.2f} h ({total:.1f} s)" if total is not None else ""), markup=False)
+    for reason, n in man.excluded.items():
+        out.print(f"excluded: {n} x {reason}", markup=False)
+    if problems:
+        out.print(f"{len(problems)} problem(s):", markup=False)
+        for p in problems[:20]:
+            out.print(f"  {p.path}: {p.problem}", markup=False)
+        if len(problems) > 20:
+            out.print(f"  ... and {len(problems) - 20} more (see --json)", markup=False)
+
+
+def _print_table(man: Manifest, labels: Counter[str], durations: dict[str, float] | None) -> None:
+    """Speakers as rows (there can be ~100), labels as columns (at most 12)."""
+    cols = sorted(labels)
+    table = Table(title=f"{man.corpus}: utterances per speaker and label", show_footer=True)
+    table.add_column("speaker", footer="total")
+    cell: Counter[tuple[str, str]] = Counter((u.speaker, u.label) for u in man.utterances)
+    for c in cols:
+        table.add_column(c, justify="right", footer=str(labels[c]))
+    table.add_column("all", justify="right", footer=str(len(man)))
+    if durations is not None:
+        table.add_column("seconds", justify="right", footer=f"{sum(durations.values()):.1f}")
+    for spk in man.speakers():
+        row = [spk, *(str(cell[(spk, c)]) for c in cols), str(sum(cell[(spk, c)] for c in cols))]
+        if durations is not None:
+            row.append(f"{sum(durations.get(u.utt_id, 0.0) for u in man.utterances if u.speaker == spk):.1f}")
+        table.add_row(*row)
+    out.print(table)
+
+
+@app.command("manifest")
+@guard
+def manifest(
+    root: Path = ROOT_ARG,
+    corpus: str = CORPUS_OPT,
+    output: Path = typer.Option(..., "--output", "-o", help="Manifest CSV to write (a .json sidecar goes next to it)."),
+    speaker_regex: str | None = REGEX_OPT,
+    iemocap_full_labels: bool = FULL_OPT,
+    include_song: bool = SONG_OPT,
+) -> None:
+    """Write the manifest CSV (utt_id, path, label, speaker, original_label, meta columns)."""
+    man = _scan(root, corpus, speaker_regex, iemocap_full_labels, include_song)
+    path = man.to_csv(output)
+    err.print(f"wrote {path}: {len(man)} utterances, {len(man.speakers())} speakers, {len(man.labels())} labels, "
+              f"{len(man.problems)} problem(s)", markup=False)
