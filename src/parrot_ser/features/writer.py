@@ -1,0 +1,549 @@
+"""Writing a feature store: length-bucketed batches, resumable atomic chunks, atomic consolidation.
+
+Crash safety (a kill at any instant never leaves a half-written entry that a reader accepts):
+- work is committed in chunks ``DIR/<enc>/.partial/chunk_*.npz``, each written to a temp name and
+  moved into place with ``os.replace`` (atomic on POSIX); a rerun skips the utterances of committed
+  chunks (bad files recorded there are not retried);
+- the finished arrays are written to temp names and replaced one by one, and ``meta.json`` is
+  written last: readers only accept an entry whose meta.json says complete; before an existing
+  entry is modified (extended), its data is first saved as a chunk and its meta.json removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from parrot_ser import __version__
+from parrot_ser.corpora.base import Manifest, Utterance
+from parrot_ser.encoders.base import Encoder
+from parrot_ser.errors import ConfigError, FeatureStoreError, ParrotError
+from parrot_ser.features.store import (
+    FORMAT_VERSION,
+    FRAMES,
+    MANIFEST,
+    META,
+    OFFSETS,
+    PARTIAL,
+    POOLED,
+    REPORT,
+    UTT_IDS,
+    EncoderFeatures,
+    read_meta,
+)
+
+# Test / resume-check hook: exit hard (no cleanup, like a kill) after this many chunks of one run.
+STOP_ENV = "PARROT_SER_STOP_AFTER_CHUNKS"
+STOP_EXIT_CODE = 75
+DTYPES = ("float16", "float32")
+
+
+# --- small atomic-file helpers -------------------------------------------------------------------
+
+def _tmp(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+
+
+def _atomic_json(path: Path, obj: object) -> None:
+    tmp = _tmp(path)
+    tmp.write_text(json.dumps(obj, indent=2, default=str), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    tmp = _tmp(path)
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _atomic_npz(path: Path, **arrays: np.ndarray) -> None:
+    tmp = _tmp(path)
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _norm(obj: object) -> object:
+    """JSON round trip so tuples/lists and int/float keys compare equal."""
+    return json.loads(json.dumps(obj, sort_keys=True, default=str))
+
+
+def _clean_tmp(d: Path) -> None:
+    for p in d.glob(".*.tmp"):  # left by a kill between write and replace: never read, safe to drop
+        with contextlib.suppress(OSError):
+            p.unlink()
+
+
+# --- manifest of the store -----------------------------------------------------------------------
+
+def _merge_manifest(out: Path, manifest: Manifest) -> Manifest:
+    """Store manifest = union of every manifest extracted into this store (first seen order).
+    The same utt_id with another audio file is refused: features would silently mix."""
+    path = out / MANIFEST
+    new_root = Path(manifest.root).resolve()
+    if path.is_file():
+        old = Manifest.from_csv(path)
+        by_id = {u.utt_id: u for u in old.utterances}
+        same_root = Path(old.root).resolve() == new_root
+        added = []
+        for u in manifest.utterances:
+            p = u.path if same_root else str(manifest.abspath(u).resolve())
+            if u.utt_id in by_id:
+                o = by_id[u.utt_id]
+                if Path(old.abspath(o)).resolve() != manifest.abspath(u).resolve():
+                    raise FeatureStoreError(
+                        f"{path}: utterance {u.utt_id!r} is {old.abspath(o)} in this store but "
+                        f"{manifest.abspath(u)} in the new manifest; use another --out")
+                continue
+            added.append(Utterance(u.utt_id, p, u.label, u.speaker, u.original_label, dict(u.meta)))
+        if not added:
+            return old
+        merged = Manifest(old.corpus, old.root, old.utterances + added, old.problems)
+    else:
+        merged = Manifest(manifest.corpus, new_root, list(manifest.utterances), list(manifest.problems))
+    tmp = _tmp(path)
+    merged.to_csv(tmp)
+    os.replace(str(tmp) + ".json", str(path) + ".json")
+    os.replace(tmp, path)
+    return merged
+
+
+# --- batching ------------------------------------------------------------------------------------
+
+def bucket_batches(durations: list[float], batch_seconds: float, max_batch: int = 64) -> list[list[int]]:
+    """Indices grouped into batches of similar length (input sorted longest first), each capped so
+    that n x longest <= batch_seconds of padded audio (a longer single utterance gets its own batch)."""
+    order = sorted(range(len(durations)), key=lambda i: (-durations[i], i))
+    batches: list[list[int]] = []
+    cur: list[int] = []
+    for i in order:
+        longest = durations[cur[0]] if cur else durations[i]
+        if cur and ((len(cur) + 1) * longest > batch_seconds or len(cur) >= max_batch):
+            batches.append(cur)
+            cur = []
+        cur.append(i)
+    if cur:
+        batches.append(cur)
+    return batches
+
+
+# --- identity -----------------------------------------------------------------------------------
+
+def _store_identity(encoder: Encoder, frames: bool, dtype: str) -> dict:
+    return _norm({"encoder": encoder.spec.name, "identity": encoder.identity.to_dict(),
+                  "frames": bool(frames), "dtype": dtype})
+
+
+def _describe(ident: dict) -> str:
+    i = ident.get("identity", {})
+    sha = (i.get("checkpoint_sha256") or "")[:12] or "-"
+    return (f"checkpoint={i.get('checkpoint')} sha256={sha} random_init={i.get('random_init')} seed={i.get('seed')} "
+            f"layers={i.get('layers')} frames={ident.get('frames')} dtype={ident.get('dtype')}")
+
+
+def _check_identity(where: Path, old: dict, new: dict) -> None:
+    if _norm(old) != _norm(new):
+        diff = sorted(k for k in set(old.get("identity", {})) | set(new.get("identity", {}))
+                      if old.get("identity", {}).get(k) != new.get("identity", {}).get(k))
+        diff += [k for k in ("frames", "dtype") if old.get(k) != new.get(k)]
+        raise FeatureStoreError(
+            f"{where}: refusing to mix features of different encoder identities for {new.get('encoder')!r} "
+            f"(differ in {', '.join(diff)}): store has [{_describe(old)}], request is [{_describe(new)}]; "
+            f"use another --out")
+
+
+# --- chunks --------------------------------------------------------------------------------------
+
+def _chunk_paths(partial: Path) -> list[Path]:
+    return sorted(partial.glob("chunk_*.npz"))
+
+
+def _read_chunk_index(p: Path) -> tuple[list[str], list[dict], dict]:
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            ids = [str(x) for x in z["utt_ids"]]
+            skipped = json.loads(str(z["skipped"]))
+            stats = json.loads(str(z["stats"]))
+    except Exception as e:  # atomic writes make this external damage; say which file
+        raise FeatureStoreError(f"{p}: damaged chunk ({e}); delete it and rerun to recompute it") from None
+    return ids, skipped, stats
+
+
+def _next_chunk_path(partial: Path) -> Path:
+    nums = [int(p.stem.split("_")[1]) for p in _chunk_paths(partial) if p.stem.split("_")[1].isdigit()]
+    return partial / f"chunk_{(max(nums) + 1 if nums else 0):06d}.npz"
+
+
+def _finished_to_chunk(enc_dir: Path, meta: dict, partial: Path) -> None:
+    """Save a finished entry as chunk 'base' so that it can be extended with new utterances."""
+    fs = EncoderFeatures(enc_dir, meta)
+    rep = fs.report()
+    arrays = {"utt_ids": np.asarray(fs.utt_ids, dtype=str), "pooled": np.asarray(fs.pooled_all()),
+              "skipped": np.asarray(json.dumps(rep.get("skipped", []))),
+              "stats": np.asarray(json.dumps({"run_id": "base", "n_computed": 0}))}
+    if fs.has_frames:
+        arrays["frames"] = np.asarray(fs._frames)
+        arrays["lengths"] = np.diff(fs._offsets)
+    _atomic_npz(partial / "chunk_base.npz", **arrays)
+    _atomic_json(partial / "runs.json", rep.get("runs", []))
+
+
+# --- audio prefetch ------------------------------------------------------------------------------
+
+def _load_one(path: Path, sr: int) -> tuple[np.ndarray | None, str | None, list[str]]:
+    from parrot_ser.audio import audio_warnings, load_audio
+
+    try:
+        x = load_audio(path, sr, warn=False)
+    except ParrotError as e:
+        return None, str(e), []
+    return x, None, audio_warnings(x, sr, path)
+
+
+def _prefetch(batches: list[list[int]], paths: list[Path], sr: int, pool: ThreadPoolExecutor,
+              ahead: int = 2) -> Iterator[tuple[list[int], list[tuple]]]:
+    """Yield (batch, loaded) while the next ``ahead`` batches load in threads (soundfile and soxr
+    release the GIL), so reading audio overlaps the model forward."""
+    q: deque[tuple[list[int], list[Future]]] = deque()
+    it = iter(batches)
+    for b in it:
+        q.append((b, [pool.submit(_load_one, paths[i], sr) for i in b]))
+        if len(q) > ahead:
+            break
+    while q:
+        b, futs = q.popleft()
+        nxt = next(it, None)
+        if nxt is not None:
+            q.append((nxt, [pool.submit(_load_one, paths[i], sr) for i in nxt]))
+        yield b, [f.result() for f in futs]
+
+
+# --- main entry ----------------------------------------------------------------------------------
+
+def extract_features(manifest: Manifest, encoder: Encoder, out_dir: str | Path, *, frames: bool = False,
+                     dtype: str = "float32", batch_seconds: float = 64.0, progress: bool = True,
+                     chunk_size: int = 128, max_batch: int = 64, load_workers: int = 2) -> dict:
+    """Extract ``encoder`` features for every utterance of ``manifest`` into the store ``out_dir``
+    (created or extended). Resumes from committed chunks; bad audio files are skipped and listed in
+    the report (never fatal). Returns the report (also written to DIR/<encoder>/report.json) with
+    ``computed_this_run`` = utterances encoded by this call."""
+    if dtype not in DTYPES:
+        raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
+    if batch_seconds <= 0 or chunk_size <= 0 or max_batch <= 0:
+        raise ConfigError("batch_seconds, chunk_size and max_batch must be positive")
+    t_start = time.perf_counter()
+    run_id = f"{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    name = encoder.spec.name
+    enc_dir = out / name
+    partial = enc_dir / PARTIAL
+    ident = _store_identity(encoder, frames, dtype)
+
+    # 1. an existing finished entry: same identity or refuse; up to date, or turn it back into a chunk
+    meta = read_meta(enc_dir)
+    requested = [u.utt_id for u in manifest.utterances]
+    if meta is not None:
+        _check_identity(enc_dir / META, meta["store_identity"], ident)
+        store_manifest = _merge_manifest(out, manifest)
+        rep = json.loads((enc_dir / REPORT).read_text(encoding="utf-8"))
+        known = set((enc_dir / UTT_IDS).read_text(encoding="utf-8").splitlines())
+        known |= {s["utt_id"] for s in rep.get("skipped", [])}
+        if partial.exists():
+            shutil.rmtree(partial)  # leftovers of a run killed after its commit: superseded
+        if all(u in known for u in requested):
+            rep["computed_this_run"] = 0
+            rep["resumed"] = len(requested)
+            rep["up_to_date"] = True
+            return rep
+        partial.mkdir(parents=True)
+        _atomic_json(partial / "identity.json", ident)
+        _finished_to_chunk(enc_dir, meta, partial)
+        (enc_dir / META).unlink()  # from here on the old arrays are not a finished entry
+    else:
+        partial.mkdir(parents=True, exist_ok=True)
+        idp = partial / "identity.json"
+        if idp.is_file():
+            _check_identity(idp, json.loads(idp.read_text(encoding="utf-8")), ident)
+        else:
+            _atomic_json(idp, ident)
+        store_manifest = _merge_manifest(out, manifest)
+    _clean_tmp(partial)
+    _clean_tmp(enc_dir)
+
+    # 2. what is already done (committed chunks)
+    done: set[str] = set()
+    for p in _chunk_paths(partial):
+        ids, skipped, _ = _read_chunk_index(p)
+        done.update(ids)
+        done.update(s["utt_id"] for s in skipped)
+    todo = [u for u in manifest.utterances if u.utt_id not in done]
+    resumed = len(requested) - len(todo)
+
+    # 3. durations from headers (no decoding); unreadable headers are skipped right away
+    from parrot_ser.audio import read_info
+
+    header_skipped: list[dict] = []
+    good: list[Utterance] = []
+    durs: list[float] = []
+    for u in todo:
+        try:
+            durs.append(read_info(manifest.abspath(u)).duration)
+            good.append(u)
+        except ParrotError as e:
+            header_skipped.append({"utt_id": u.utt_id, "path": str(manifest.abspath(u)), "error": str(e)})
+
+    # 4. chunks of similar-length utterances, each split into padded-seconds-capped batches
+    order = sorted(range(len(good)), key=lambda i: (-durs[i], i))
+    chunks = [order[k:k + chunk_size] for k in range(0, len(order), chunk_size)]
+    if header_skipped and not chunks:
+        chunks = [[]]
+    stop_after = int(os.environ.get(STOP_ENV, "0") or 0)
+    sr = encoder.sample_rate
+    paths = [manifest.abspath(u) for u in good]
+    run = {"run_id": run_id, "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+           "n_computed": 0, "n_skipped": len(header_skipped), "chunks": 0, "load_wait_s": 0.0, "encode_s": 0.0,
+           "forward_s": 0.0, "write_s": 0.0, "audio_s": 0.0, "batch_real_samples": 0, "batch_padded_samples": 0}
+    enc_stats0 = dict(getattr(encoder, "stats", {}) or {})
+
+    from parrot_ser.cli.common import make_progress, rate_text
+
+    prog = make_progress("utt", disable=not progress)
+    with prog, ThreadPoolExecutor(max_workers=load_workers) as pool:
+        task = prog.add_task(f"{name}", total=len(todo), rate="")
+        prog.advance(task, len(header_skipped))
+        t_loop = time.perf_counter()
+        for ci, chunk in enumerate(chunks):
+            batches = [[chunk[j] for j in b] for b in bucket_batches([durs[i] for i in chunk], batch_seconds,
+                                                                       max_batch)]
+            ids: list[str] = []
+            pooled: list[np.ndarray] = []
+            frm: list[np.ndarray] = []
+            skipped = list(header_skipped) if ci == 0 else []
+            warns: list[str] = []
+            t_wait = time.perf_counter()
+            for b, loaded in _prefetch(batches, paths, sr, pool):
+                run["load_wait_s"] += time.perf_counter() - t_wait
+                ok = []
+                for i, (x, err, w) in zip(b, loaded):
+                    if err is not None:
+                        skipped.append({"utt_id": good[i].utt_id, "path": str(paths[i]), "error": err})
+                    else:
+                        ok.append((i, x))
+                        warns.extend(w)
+                if ok:
+                    res, bad = _encode_isolating(encoder, ok, frames, run)
+                    for i, e in bad:
+                        skipped.append({"utt_id": good[i].utt_id, "path": str(paths[i]), "error": e})
+                    for i, r in res:
+                        ids.append(good[i].utt_id)
+                        pooled.append(np.asarray(r.pooled, dtype=np.float32))
+                        if frames:
+                            if r.frames is None:
+                                raise FeatureStoreError(f"encoder {name!r} returned no frames although asked")
+                            f = np.asarray(r.frames)  # (L, T, F) -> stored (T, L, F)
+                            frm.append(np.ascontiguousarray(f.transpose(1, 0, 2)))
+                    n_real = sum(len(x) for _, x in ok)
+                    run["audio_s"] += n_real / sr
+                    run["batch_real_samples"] += n_real
+                    run["batch_padded_samples"] += len(ok) * max(len(x) for _, x in ok)
+                prog.advance(task, len(b))
+                el = time.perf_counter() - t_loop
+                rtf = el / run["audio_s"] if run["audio_s"] else 0.0
+                prog.update(task, rate=rate_text(run["n_computed"] + len(ids), el, "utt", f"RTF {rtf:.3f}"))
+                t_wait = time.perf_counter()
+            t_w = time.perf_counter()
+            _commit_chunk(_next_chunk_path(partial), ids, pooled, frm, frames, dtype, skipped,
+                          {"run_id": run_id, "n_computed": len(ids), "warnings": warns})
+            run["write_s"] += time.perf_counter() - t_w
+            run["n_computed"] += len(ids)
+            run["n_skipped"] += len(skipped) - (len(header_skipped) if ci == 0 else 0)
+            run["chunks"] += 1
+            if stop_after and run["chunks"] >= stop_after and ci + 1 < len(chunks):
+                os._exit(STOP_EXIT_CODE)  # simulated kill for resume tests: no cleanup on purpose
+
+    enc_stats1 = dict(getattr(encoder, "stats", {}) or {})
+    for k in ("forward_s", "real_samples", "padded_samples"):
+        if k in enc_stats1:
+            run["model_" + k] = float(enc_stats1.get(k, 0)) - float(enc_stats0.get(k, 0))
+    t_c = time.perf_counter()
+    report = _consolidate(enc_dir, partial, store_manifest, requested, encoder, ident, frames, dtype, run,
+                          t_start, t_c)
+    report["computed_this_run"] = run["n_computed"]
+    report["resumed"] = resumed
+    report["up_to_date"] = False
+    return report
+
+
+def _encode_isolating(encoder: Encoder, ok: list[tuple[int, np.ndarray]], frames: bool, run: dict):
+    """Encode a batch; if the encoder rejects it with a ParrotError (e.g. one clip too short for the
+    model), encode each utterance alone so only the bad one is skipped."""
+    t = time.perf_counter()
+    try:
+        res = encoder.encode([x for _, x in ok], frames=frames)
+        if len(res) != len(ok):
+            raise FeatureStoreError(f"encoder {encoder.spec.name!r} returned {len(res)} results for {len(ok)} inputs")
+        return list(zip([i for i, _ in ok], res)), []
+    except ParrotError:
+        if len(ok) == 1:
+            raise
+    finally:
+        run["encode_s"] += time.perf_counter() - t
+    good, bad = [], []
+    for i, x in ok:
+        t = time.perf_counter()
+        try:
+            good.append((i, encoder.encode([x], frames=frames)[0]))
+        except ParrotError as e:
+            bad.append((i, str(e)))
+        finally:
+            run["encode_s"] += time.perf_counter() - t
+    return good, bad
+
+
+def _commit_chunk(path: Path, ids: list[str], pooled: list[np.ndarray], frm: list[np.ndarray], frames: bool,
+                  dtype: str, skipped: list[dict], stats: dict) -> None:
+    arrays = {"utt_ids": np.asarray(ids, dtype=str), "skipped": np.asarray(json.dumps(skipped)),
+              "stats": np.asarray(json.dumps(stats))}
+    if pooled:
+        arrays["pooled"] = np.stack(pooled).astype(dtype)
+    if frames:
+        arrays["lengths"] = np.asarray([f.shape[0] for f in frm], dtype=np.int64)
+        if frm:
+            arrays["frames"] = np.concatenate(frm).astype(dtype)
+    _atomic_npz(path, **arrays)
+
+
+def _consolidate(enc_dir: Path, partial: Path, store_manifest: Manifest, requested: list[str], encoder: Encoder,
+                 ident: dict, frames: bool, dtype: str, run: dict, t_start: float, t_c: float) -> dict:
+    chunk_files = _chunk_paths(partial)
+    where: dict[str, tuple[int, int]] = {}
+    skipped: list[dict] = []
+    warns: list[str] = []
+    per_run: dict[str, int] = {}
+    for ci, p in enumerate(chunk_files):
+        ids, sk, st = _read_chunk_index(p)
+        for r, u in enumerate(ids):
+            where[u] = (ci, r)
+        skipped.extend(sk)
+        warns.extend(st.get("warnings", []))
+        per_run[st.get("run_id", "?")] = per_run.get(st.get("run_id", "?"), 0) + int(st.get("n_computed", 0))
+    ok_ids = {u for u in where}
+    skipped = [s for s in skipped if s["utt_id"] not in ok_ids]
+    # rows in store-manifest order: stable regardless of batching and of how runs were split
+    order = [u.utt_id for u in store_manifest.utterances if u.utt_id in where]
+    n = len(order)
+    if n == 0:
+        raise FeatureStoreError(f"{enc_dir}: no utterance could be encoded ({len(skipped)} skipped; first: "
+                                f"{skipped[0]['error'] if skipped else 'manifest is empty'})")
+
+    # shapes from the first chunk that has rows
+    L = P = F = None
+    lengths = np.zeros(n, dtype=np.int64)
+    by_chunk: dict[int, list[tuple[int, int]]] = {}
+    for dst, u in enumerate(order):
+        ci, r = where[u]
+        by_chunk.setdefault(ci, []).append((dst, r))
+    for ci, rows in by_chunk.items():
+        with np.load(chunk_files[ci], allow_pickle=False) as z:
+            _, L, P = z["pooled"].shape
+            if frames:
+                lens = z["lengths"]
+                F = z["frames"].shape[2] if "frames" in z.files else F
+                for dst, r in rows:
+                    lengths[dst] = lens[r]
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+
+    tmp_pooled = _tmp(enc_dir / POOLED)
+    pooled_mm = np.lib.format.open_memmap(tmp_pooled, mode="w+", dtype=dtype, shape=(n, L, P))
+    frames_mm = None
+    if frames:
+        tmp_frames = _tmp(enc_dir / FRAMES)
+        frames_mm = np.lib.format.open_memmap(tmp_frames, mode="w+", dtype=dtype, shape=(int(offsets[-1]), L, F))
+    for ci, rows in by_chunk.items():
+        with np.load(chunk_files[ci], allow_pickle=False) as z:
+            zp = z["pooled"]
+            for dst, r in rows:
+                pooled_mm[dst] = zp[r]
+            if frames:
+                zf, zl = z["frames"], z["lengths"]
+                zoff = np.concatenate([[0], np.cumsum(zl)])
+                for dst, r in rows:
+                    frames_mm[offsets[dst]:offsets[dst + 1]] = zf[zoff[r]:zoff[r + 1]]
+    pooled_mm.flush()
+    del pooled_mm
+    if frames_mm is not None:
+        frames_mm.flush()
+        del frames_mm
+
+    runs_path = partial / "runs.json"
+    prev_runs = json.loads(runs_path.read_text(encoding="utf-8")) if runs_path.is_file() else []
+    wall = time.perf_counter() - t_start
+    run["consolidate_s"] = time.perf_counter() - t_c
+    run["wall_s"] = wall
+    run["n_computed_by_run"] = per_run
+    runs = [r for r in prev_runs if r.get("run_id") != run["run_id"]] + [_run_summary(run)]
+    spec = encoder.spec
+    report = {
+        "encoder": spec.name, "n_requested": len(requested), "n_ok": n, "n_skipped": len(skipped),
+        "skipped": skipped, "warnings": warns, "random_init": bool(encoder.identity.random_init),
+        "computed_by_run": {k: v for k, v in per_run.items() if k != "base"},
+        "last_run": _run_summary(run), "runs": runs,
+    }
+    meta = {
+        "format_version": FORMAT_VERSION, "complete": True, "encoder": spec.name,
+        "identity": encoder.identity.to_dict(), "store_identity": ident, "spec": asdict(spec),
+        "layers": list(encoder.identity.layers), "dtype": dtype, "random_init": bool(encoder.identity.random_init),
+        "has_frames": bool(frames), "n": n, "pooled_shape": [n, L, P],
+        "frame_dim": F, "frames_total": int(offsets[-1]) if frames else None,
+        "package": "parrot-ser", "package_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    if meta["random_init"]:
+        meta["WARNING"] = "UNTRAINED random-init weights: these features carry no pretrained knowledge"
+    os.replace(tmp_pooled, enc_dir / POOLED)
+    if frames:
+        tmp_off = _tmp(enc_dir / OFFSETS)
+        with open(tmp_off, "wb") as f:
+            np.save(f, offsets)
+        os.replace(tmp_frames, enc_dir / FRAMES)
+        os.replace(tmp_off, enc_dir / OFFSETS)
+    else:
+        for stale in (FRAMES, OFFSETS):  # from an earlier entry written with --frames
+            with contextlib.suppress(FileNotFoundError):
+                (enc_dir / stale).unlink()
+    _atomic_text(enc_dir / UTT_IDS, "\n".join(order) + "\n")
+    _atomic_json(enc_dir / REPORT, report)
+    _atomic_json(enc_dir / META, meta)  # the commit point
+    shutil.rmtree(partial, ignore_errors=True)
+    return report
+
+
+def _run_summary(run: dict) -> dict:
+    r = dict(run)
+    wall = r.get("wall_s") or 0.0
+    audio = r.get("audio_s") or 0.0
+    r["utt_per_s"] = r["n_computed"] / wall if wall else None
+    r["real_time_factor"] = wall / audio if audio else None  # seconds of compute per second of audio
+    real, padded = r.get("batch_real_samples", 0), r.get("batch_padded_samples", 0)
+    r["padding_waste"] = 1 - real / padded if padded else None  # share of batched samples that were padding
+    mreal, mpad = r.get("model_real_samples"), r.get("model_padded_samples")
+    r["model_padding_waste"] = 1 - mreal / mpad if mpad else None  # as the model actually ran
+    fwd = r.get("model_forward_s") or r.get("encode_s") or 0.0
+    r["outside_forward_share"] = 1 - fwd / wall if wall else None
+    return r
