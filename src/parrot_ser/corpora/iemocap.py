@@ -92,7 +92,7 @@ def scan(root: Path, full_labels: bool = False) -> Manifest:
                     "style": "improvised" if "_impro" in dialog else "scripted"}
             b.add(Utterance(utt, rel(f, root), mapping[code], f"Ses0{n}{talker}", code, meta))
         for utt in sorted(set(labels) - seen):
-            b.problem(f"Session{n}/sentences/wav/{utt.rsplit('_', 1)[0]}/{utt}.wav",
+            b.problem(f"{rel(sess, root)}/sentences/wav/{utt.rsplit('_', 1)[0]}/{utt}.wav",
                       "labelled in EmoEvaluation but the wav file is missing")
     return b.build()
 
