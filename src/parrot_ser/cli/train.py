@@ -1,11 +1,159 @@
-"""`parrot-ser train` and `parrot-ser grid` (placeholders until implemented)."""
+"""`parrot-ser train` (cross-validate one model) and `parrot-ser grid` (every encoder / pair x model)."""
 
-from parrot_ser.errors import ParrotError
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from parrot_ser.cli.common import err, guard, make_progress, print_json
+from parrot_ser.errors import ConfigError
+
+PROTOCOL_HELP = "speaker-kfold | loso | iemocap-sessions | predefined"
 
 
-def train() -> None:
-    raise ParrotError("train is not available yet")
+def _seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.replace(" ", "").split(",") if s]
+    except ValueError:
+        raise ConfigError(f"--seeds must be comma-separated integers (got {text!r})") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seeds must list distinct integers (got {text!r})")
+    return seeds
 
 
-def grid() -> None:
-    raise ParrotError("grid is not available yet")
+def _layer(text: str | None) -> int | str | None:
+    if text is None:
+        return None
+    t = text.strip().lower()
+    if t in ("last", ""):
+        return None
+    if t in ("mean", "all"):
+        return t
+    try:
+        return int(t)
+    except ValueError:
+        raise ConfigError(f"--layer must be an int position, 'last', 'mean' or 'all' (got {text!r})") from None
+
+
+def _config(config, layer, frames, epochs, lr, batch_size, patience, eval_batch_size, early_stop, dropout,
+            weight_decay, device, threads):
+    from parrot_ser.training.config import load_config
+
+    overrides = {"layer": _layer(layer), "use_frames": True if frames else None, "epochs": epochs, "lr": lr,
+                 "batch_size": batch_size, "patience": patience, "eval_batch_size": eval_batch_size,
+                 "early_stop_metric": early_stop, "dropout": dropout, "weight_decay": weight_decay,
+                 "device": device, "num_threads": threads}
+    return load_config(config, overrides)
+
+
+def _warn_random_init(results: dict) -> None:
+    for e in results.get("random_init_encoders", []):
+        err.print(f"[bold yellow]WARNING: features from UNTRAINED random-init encoder {e}[/]: the numbers say "
+                  f"nothing about the pretrained model", markup=True)
+
+
+def _summary_table(results: dict, title: str) -> Table:
+    s = results["summary"]
+    t = Table(title=title, title_justify="left")
+    t.add_column("metric (%)")
+    t.add_column(f"mean ± std over {s['n_folds']} folds", justify="right")
+    if s["n_seeds"] > 1:
+        t.add_column(f"± std over {s['n_seeds']} seeds", justify="right")
+    names = {"accuracy": "accuracy (WA)", "ua": "UA (balanced acc.)", "macro_f1": "macro-F1",
+             "weighted_f1": "weighted-F1"}
+    for m, label in names.items():
+        f = s["over_folds"][m]
+        row = [label, f"{f['mean']:.2f} ± {f['std']:.2f}"]
+        if s["n_seeds"] > 1:
+            row.append(f"{s['over_seeds'][m]['std']:.2f}")
+        t.add_row(*row)
+    return t
+
+
+_opt_config = typer.Option(None, "--config", help="YAML file with TrainConfig keys (CLI options override it).")
+_opt_layer = typer.Option(None, "--layer", help="Stored layer: position (int), 'last' (default), 'mean' or 'all' "
+                                                "(learnable layer weighting).")
+_opt_frames = typer.Option(False, "--frames", help="Also feed frame features (models that use them).")
+_opt_epochs = typer.Option(None, "--epochs", help="Max epochs (default 50).")
+_opt_lr = typer.Option(None, "--lr", help="Adam learning rate (default 1e-3).")
+_opt_bs = typer.Option(None, "--batch-size", help="Training batch size (default 32).")
+_opt_pat = typer.Option(None, "--patience", help="Early-stopping patience in epochs (default 10; 0 = off).")
+_opt_ebs = typer.Option(None, "--eval-batch-size", help="Evaluation batch size (default 32; matters for "
+                                                        "batch-dependent models).")
+_opt_es = typer.Option(None, "--early-stop", help="Early-stopping monitor: macro_f1 (default) or loss.")
+_opt_do = typer.Option(None, "--dropout", help="Dropout (default 0.3).")
+_opt_wd = typer.Option(None, "--weight-decay", help="Adam weight decay (default 0).")
+_opt_dev = typer.Option(None, "--device", help="torch device (default cpu).")
+_opt_thr = typer.Option(None, "--threads", help="torch CPU threads.")
+
+
+@guard
+def train(
+    features: Path = typer.Option(..., "--features", help="Feature store folder (parrot-ser extract)."),
+    encoder: list[str] = typer.Option(..., "--encoder", help="Encoder name; give twice for fusion models "
+                                                             "(Mamba PTM first)."),
+    model: str = typer.Option(..., "--model", help="Model name (cnn, fcn, concat, parrot, ...)."),
+    out: Path = typer.Option(..., "--out", help="Run folder (resumable: finished folds are kept)."),
+    config: Path = _opt_config,
+    seeds: str = typer.Option("0", "--seeds", help="Comma-separated seeds, e.g. 0,1,2."),
+    protocol: str = typer.Option("speaker-kfold", "--protocol", help=PROTOCOL_HELP),
+    folds: int = typer.Option(5, "--folds", help="Folds for speaker-kfold."),
+    layer: str = _opt_layer, frames: bool = _opt_frames, epochs: int = _opt_epochs, lr: float = _opt_lr,
+    batch_size: int = _opt_bs, patience: int = _opt_pat, eval_batch_size: int = _opt_ebs,
+    early_stop: str = _opt_es, dropout: float = _opt_do, weight_decay: float = _opt_wd, device: str = _opt_dev,
+    threads: int = _opt_thr,
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    json_out: bool = typer.Option(False, "--json", help="Print results.json's summary on stdout."),
+) -> None:
+    from parrot_ser.training.run import run_cv
+
+    cfg = _config(config, layer, frames, epochs, lr, batch_size, patience, eval_batch_size, early_stop, dropout,
+                  weight_decay, device, threads)
+    with make_progress("epoch", disable=quiet) as progress:
+        res = run_cv(features, list(encoder), model, cfg, _seeds(seeds), protocol, out, n_folds=folds,
+                     progress=progress)
+    _warn_random_init(res)
+    if not quiet:
+        err.print(_summary_table(res, f"{model} [{' + '.join(encoder)}], {res['protocol']}, "
+                                      f"{res['n_utterances']} utterances"))
+        err.print(f"results: {out / 'results.json'}")
+    if json_out:
+        print_json({k: res[k] for k in ("model", "encoders", "protocol", "seeds", "headline", "summary",
+                                        "random_init_encoders")} | {"run_dir": str(out)})
+
+
+@guard
+def grid(
+    features: Path = typer.Option(..., "--features", help="Feature store folder."),
+    encoders: str = typer.Option(..., "--encoders", help="Comma-separated encoder names."),
+    models: str = typer.Option("cnn,fcn,concat,hadamard,ot,parrot", "--models", help="Comma-separated models."),
+    out: Path = typer.Option(..., "--out", help="Grid folder (resumable: finished cells are skipped)."),
+    seeds: str = typer.Option("0", "--seeds", help="Comma-separated seeds."),
+    pairs: str = typer.Option("all", "--pairs", help="all | hetero (Mamba + attention) | homo (same kind)."),
+    protocol: str = typer.Option("speaker-kfold", "--protocol", help=PROTOCOL_HELP),
+    folds: int = typer.Option(5, "--folds", help="Folds for speaker-kfold."),
+    config: Path = _opt_config,
+    layer: str = _opt_layer, frames: bool = _opt_frames, epochs: int = _opt_epochs, lr: float = _opt_lr,
+    batch_size: int = _opt_bs, patience: int = _opt_pat, eval_batch_size: int = _opt_ebs,
+    early_stop: str = _opt_es, dropout: float = _opt_do, weight_decay: float = _opt_wd, device: str = _opt_dev,
+    threads: int = _opt_thr,
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    json_out: bool = typer.Option(False, "--json", help="Print grid.json on stdout."),
+) -> None:
+    from parrot_ser.training.grid import run_grid
+
+    cfg = _config(config, layer, frames, epochs, lr, batch_size, patience, eval_batch_size, early_stop, dropout,
+                  weight_decay, device, threads)
+    encs = [e for e in encoders.replace(" ", "").split(",") if e]
+    mods = [m for m in models.replace(" ", "").split(",") if m]
+    with make_progress("epoch", disable=quiet) as progress:
+        res = run_grid(features, encs, mods, cfg, _seeds(seeds), protocol, out, n_folds=folds, pairs=pairs,
+                       progress=progress)
+    _warn_random_init(res)
+    if not quiet:
+        err.print((out / "table.md").read_text(encoding="utf-8"))
+        err.print(f"tables: {out / 'table.md'}, {out / 'table.csv'}; tests: {out / 'significance.md'}")
+    if json_out:
+        print_json(res)

@@ -1,0 +1,141 @@
+"""Training configuration: paper defaults, YAML loading, CLI overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from parrot_ser.errors import ConfigError
+
+EARLY_STOP_METRICS = ("macro_f1", "loss")
+
+
+@dataclass
+class TrainConfig:
+    """Defaults follow the paper (Adam, lr 1e-3, batch 32, 50 epochs) and the re-implementation
+    (dropout 0.3, patience 10 on held-out training speakers).
+
+    Early stopping monitors validation macro-F1 by default (the paper's headline metric, and robust to
+    the class imbalance of e.g. IEMOCAP); ties are broken by the lower validation loss. ``"loss"``
+    monitors the validation cross-entropy instead. Training stops after ``patience`` epochs without
+    improvement (0 = never stop early); the weights of the best epoch are restored.
+
+    ``standardise``: per-dimension z-scoring of each encoder's inputs with mean/std fitted on the
+    training side of the fold only (never validation or test rows); the statistics travel with the
+    model weights (buffers ``std_*`` in the safetensors file).
+    """
+
+    lr: float = 1e-3
+    batch_size: int = 32
+    epochs: int = 50
+    patience: int = 10
+    early_stop_metric: str = "macro_f1"
+    dropout: float = 0.3
+    weight_decay: float = 0.0
+    eval_batch_size: int = 32
+    standardise: bool = True
+    # Stored layer to train on: None = the last stored layer; int = position in the store's layers;
+    # "mean" = mean over stored layers; "all" = every layer, mixed by learnable softmax weights
+    # (SUPERB-style layer weighting in the model).
+    layer: int | str | None = None
+    use_frames: bool = False
+    val_fraction: float = 0.1
+    model: dict[str, Any] = field(default_factory=dict)  # passed to build_model(name, dims, n, **model)
+    device: str = "cpu"
+    num_threads: int | None = None  # torch.set_num_threads; None leaves torch's setting
+
+    def validate(self) -> TrainConfig:
+        for k in ("lr", "batch_size", "epochs", "eval_batch_size"):
+            if getattr(self, k) is None or getattr(self, k) <= 0:
+                raise ConfigError(f"config {k} must be positive (got {getattr(self, k)!r})")
+        if self.patience < 0:
+            raise ConfigError(f"config patience must be >= 0 (got {self.patience})")
+        if self.early_stop_metric not in EARLY_STOP_METRICS:
+            raise ConfigError(f"config early_stop_metric must be one of {', '.join(EARLY_STOP_METRICS)} "
+                              f"(got {self.early_stop_metric!r})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"config dropout must be in [0, 1) (got {self.dropout})")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ConfigError(f"config val_fraction must be in [0, 1) (got {self.val_fraction})")
+        if self.layer is not None and not isinstance(self.layer, int) and self.layer not in ("mean", "all"):
+            raise ConfigError(f"config layer must be an int position, 'mean', 'all' or empty (got {self.layer!r})")
+        if self.layer == "all" and self.use_frames:
+            raise ConfigError("layer 'all' (layer weighting) works on pooled features; drop --frames")
+        if not isinstance(self.model, dict):
+            raise ConfigError(f"config model must be a mapping of build_model options (got {self.model!r})")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], *, source: str = "config") -> TrainConfig:
+        names = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = [k for k in d if k not in names]
+        if unknown:
+            raise ConfigError(f"{source}: unknown key {unknown[0]!r}; known keys: {', '.join(names)}")
+        kw = {}
+        for k, v in d.items():
+            kw[k] = _coerce(k, v, names[k].type, source)
+        return cls(**kw).validate()
+
+
+def _coerce(key: str, value: Any, typ: Any, source: str) -> Any:
+    """YAML gives ints for floats (1 vs 1.0) and strings for scientific notation without a dot
+    ("1e-3"); coerce those, refuse anything else with the key named."""
+    t = str(typ)
+    if key == "layer":
+        if isinstance(value, str) and value.lstrip("-").isdigit():
+            return int(value)
+        return value  # validated in TrainConfig.validate
+    if value is None:
+        if "None" in t:
+            return None
+        raise ConfigError(f"{source}: key {key!r} must not be empty")
+    try:
+        if t.startswith("float"):
+            return float(value)
+        if t.startswith("int"):
+            if isinstance(value, bool) or float(value) != int(float(value)):
+                raise ValueError
+            return int(float(value))
+        if t.startswith("bool"):
+            if not isinstance(value, bool):
+                raise ValueError
+            return value
+        if t.startswith("str"):
+            return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{source}: key {key!r} has an invalid value {value!r} (expected {t})") from None
+    return value
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Read a YAML config (keys = TrainConfig fields) and apply CLI overrides (None values ignored)."""
+    data: dict[str, Any] = {}
+    source = "config"
+    if path is not None:
+        p = Path(path)
+        source = str(p)
+        if not p.is_file():
+            raise ConfigError(f"{p}: config file not found")
+        try:
+            loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{p}: invalid YAML ({str(e).splitlines()[0]})") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{p}: the config must be a mapping of keys to values")
+        data.update(loaded)
+    for k, v in (overrides or {}).items():
+        if v is not None:
+            if k == "model" and isinstance(v, dict):
+                data["model"] = {**(data.get("model") or {}), **v}
+            else:
+                data[k] = v
+    return TrainConfig.from_dict(data, source=source)

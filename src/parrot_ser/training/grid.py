@@ -1,0 +1,260 @@
+"""The grid: every single encoder with the single-input models, every encoder pair with the fusion
+models, all folds and seeds; paper-style tables and paired significance tests against ``concat``.
+
+OUT/
+  cells/<row>/<model>/      one run_cv RUN_DIR per cell (resumable; finished cells are skipped)
+  table.md, table.csv       rows: encoder or pair; columns: models; cells "acc ± std / F1 ± std"
+  cells.csv                 the same numbers in long form (means and stds as numbers)
+  significance.md/.csv      each fusion model vs concat on the same pair, folds and seeds
+  grid.json                 the plan, per-cell summaries and the random-init warnings
+
+Significance (why these tests): the primary test is the Wilcoxon signed-rank test over the paired
+(seed, fold) accuracies (and macro-F1s) of the two models, because there are few pairs (5 folds x
+a few seeds) and no reason to assume normal differences; the paired t-test is given alongside. Both
+treat the fold pairs as independent, which they are not (training sides overlap), so their p-values
+are optimistic (Nadeau & Bengio 2003); with 5 pairs the smallest two-sided Wilcoxon p is 0.0625. An
+exact McNemar test on the first seed's pooled test predictions (each utterance tested exactly once)
+adds a per-utterance view.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from parrot_ser.errors import ConfigError
+from parrot_ser.training.config import TrainConfig
+from parrot_ser.training.run import is_random_init, load_features, run_cv, write_json_atomic
+
+PAIR_MODES = ("all", "hetero", "homo")
+BASELINE = "concat"
+
+
+@dataclass
+class Cell:
+    row: str  # "A" or "A+B"
+    encoders: tuple[str, ...]
+    model: str
+    pair_kind: str  # "single" | "hetero" | "homo" | "other"
+
+    @property
+    def key(self) -> str:
+        return f"{self.row}/{self.model}"
+
+
+def encoder_kind(name: str, meta: dict | None = None) -> str:
+    """"mamba" | "attention" | "handcrafted": from the store meta's spec, else the encoder registry."""
+    spec = (meta or {}).get("spec") or {}
+    if isinstance(spec, dict) and spec.get("kind"):
+        return str(spec["kind"])
+    try:
+        from parrot_ser.encoders import get_spec
+
+        return get_spec(name).kind
+    except Exception:  # noqa: BLE001 - unknown/custom encoder name: fall back to its name
+        return "mamba" if name.startswith(("ssam", "mamba")) else "attention"
+
+
+def plan_grid(encoders: Sequence[str], models: Sequence[str], kinds: dict[str, str], pairs: str = "all",
+              ) -> list[Cell]:
+    """Single encoders x single-input models, then pairs x two-input models. In a pair the Mamba
+    encoder comes first (branch p, as in the paper). ``pairs``: all | hetero (one Mamba + one
+    attention PTM) | homo (two encoders of the same kind)."""
+    from parrot_ser.fusion import get_model_spec
+
+    if pairs not in PAIR_MODES:
+        raise ConfigError(f"--pairs must be one of {', '.join(PAIR_MODES)} (got {pairs!r})")
+    if len(set(encoders)) != len(encoders):
+        raise ConfigError("an encoder is listed twice in --encoders")
+    specs = {m: get_model_spec(m) for m in models}
+    singles = [m for m in models if specs[m].n_inputs == 1]
+    fusions = [m for m in models if specs[m].n_inputs == 2]
+    cells = [Cell(e, (e,), m, "single") for e in encoders for m in singles]
+    for a, b in itertools.combinations(encoders, 2):
+        ka, kb = kinds[a], kinds[b]
+        if ka == kb:
+            kind = "homo"
+        elif {ka, kb} == {"mamba", "attention"}:
+            kind = "hetero"
+        else:
+            kind = "other"
+        if pairs != "all" and kind != pairs:
+            continue
+        if kb == "mamba" and ka != "mamba":
+            a, b = b, a
+        cells.extend(Cell(f"{a}+{b}", (a, b), m, kind) for m in fusions)
+    if not cells:
+        raise ConfigError("the grid is empty: no model fits the encoders / --pairs given")
+    return cells
+
+
+def _fmt(summary: dict) -> str:
+    a, f = summary["accuracy"], summary["macro_f1"]
+    return f"{a['mean']:.2f} ± {a['std']:.2f} / {f['mean']:.2f} ± {f['std']:.2f}"
+
+
+def _paired(a: Sequence[float], b: Sequence[float]) -> dict:
+    d = np.asarray(b, dtype=np.float64) - np.asarray(a, dtype=np.float64)
+    out = {"n_pairs": int(d.size), "mean_diff": float(d.mean()) if d.size else float("nan"),
+           "wilcoxon_p": float("nan"), "ttest_p": float("nan")}
+    if d.size >= 2:
+        if np.allclose(d, 0):
+            out["wilcoxon_p"] = out["ttest_p"] = 1.0
+        else:
+            out["wilcoxon_p"] = float(stats.wilcoxon(d, zero_method="zsplit").pvalue)
+            if np.std(d) > 0:
+                out["ttest_p"] = float(stats.ttest_rel(b, a).pvalue)
+    return out
+
+
+def _mcnemar(base_dir: Path, other_dir: Path, seed: int) -> dict:
+    def correct(p: Path) -> dict[str, bool]:
+        with open(p / "predictions.csv", newline="", encoding="utf-8") as f:
+            return {r["utt_id"]: r["label"] == r["predicted"] for r in csv.DictReader(f) if int(r["seed"]) == seed}
+
+    a, b = correct(base_dir), correct(other_dir)
+    common = sorted(set(a) & set(b))
+    n01 = sum(1 for u in common if a[u] and not b[u])  # baseline right, other wrong
+    n10 = sum(1 for u in common if b[u] and not a[u])
+    p = float(stats.binomtest(min(n01, n10), n01 + n10, 0.5).pvalue) if n01 + n10 else 1.0
+    return {"mcnemar_n": len(common), "base_only_correct": n01, "other_only_correct": n10, "mcnemar_p": p}
+
+
+def significance(cells: Sequence[Cell], results: dict[str, dict], out: Path, seeds: Sequence[int]) -> list[dict]:
+    rows = []
+    for c in cells:
+        if c.model == BASELINE or len(c.encoders) != 2:
+            continue
+        base = results.get(f"{c.row}/{BASELINE}")
+        other = results.get(c.key)
+        if base is None or other is None:
+            continue
+        if base["folds"] != other["folds"]:  # same seeds + protocol + data give the same folds
+            continue
+        key = lambda r: (r["seed"], r["fold"])  # noqa: E731
+        rb = {key(r): r["metrics"] for r in base["runs"]}
+        ro = {key(r): r["metrics"] for r in other["runs"]}
+        ks = sorted(set(rb) & set(ro))
+        acc = _paired([rb[k]["accuracy"] for k in ks], [ro[k]["accuracy"] for k in ks])
+        f1 = _paired([rb[k]["macro_f1"] for k in ks], [ro[k]["macro_f1"] for k in ks])
+        mc = _mcnemar(out / "cells" / c.row / BASELINE, out / "cells" / c.row / c.model, int(seeds[0]))
+        rows.append({"pair": c.row, "model": c.model, "baseline": BASELINE, "n_pairs": acc["n_pairs"],
+                     "acc_diff": acc["mean_diff"], "acc_wilcoxon_p": acc["wilcoxon_p"],
+                     "acc_ttest_p": acc["ttest_p"], "f1_diff": f1["mean_diff"],
+                     "f1_wilcoxon_p": f1["wilcoxon_p"], "f1_ttest_p": f1["ttest_p"], **mc})
+    return rows
+
+
+def run_grid(features_dir: str | Path, encoders: Sequence[str], models: Sequence[str], config: TrainConfig,
+             seeds: Sequence[int], protocol: str, out_dir: str | Path, *, n_folds: int = 5,
+             pairs: str = "all", progress: Any = None) -> dict:
+    """Run every cell (see ``plan_grid``) with ``run_cv`` into OUT/cells/<row>/<model>/ and write
+    the tables and significance files (module doc). Finished cells are skipped by run_cv's resume."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    from parrot_ser.features import open_store
+
+    store = open_store(features_dir)
+    metas = {}
+    for e in encoders:
+        if e not in store.encoders:
+            raise ConfigError(f"{features_dir}: no features for encoder {e!r}; the store has "
+                              f"{', '.join(store.encoders) or 'none'}")
+        metas[e] = dict(store.get(e).meta)
+    kinds = {e: encoder_kind(e, metas[e]) for e in encoders}
+    cells = plan_grid(encoders, models, kinds, pairs)
+    total = progress.add_task("grid cells", total=len(cells), rate="") if progress is not None else None
+    results: dict[str, dict] = {}
+    cache: dict[tuple[str, ...], Any] = {}
+    for c in cells:
+        if c.encoders not in cache:
+            cache = {c.encoders: load_features(features_dir, c.encoders, config)}  # one combo in memory
+        res = run_cv(features_dir, c.encoders, c.model, config, seeds, protocol, out / "cells" / c.row / c.model,
+                     n_folds=n_folds, progress=progress, data=cache[c.encoders])
+        results[c.key] = res
+        if total is not None:
+            progress.update(total, advance=1, rate=f"{c.key}: {_fmt(res['headline'])}")
+    return write_tables(out, cells, results, kinds, metas, seeds)
+
+
+def write_tables(out: Path, cells: Sequence[Cell], results: dict[str, dict], kinds: dict[str, str],
+                 metas: dict[str, dict], seeds: Sequence[int]) -> dict:
+    models = list(dict.fromkeys(c.model for c in cells))
+    rows = list(dict.fromkeys(c.row for c in cells))
+    row_kind = {c.row: c.pair_kind for c in cells}
+    random_init = sorted(e for e, m in metas.items() if is_random_init(m))
+    first = next(iter(results.values()))
+    head = ["encoders", "kind", *models]
+    table = []
+    for r in rows:
+        table.append([r, row_kind[r], *[_fmt(results[f"{r}/{m}"]["headline"]) if f"{r}/{m}" in results else ""
+                                        for m in models]])
+    with open(out / "table.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(head)
+        w.writerows(table)
+    with open(out / "cells.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["encoders", "kind", "model", "acc_mean", "acc_std", "ua_mean", "ua_std", "f1_mean", "f1_std",
+                    "wf1_mean", "wf1_std", "n_folds", "n_seeds"])
+        for c in cells:
+            res = results.get(c.key)
+            if res is None:
+                continue
+            h = res["headline"]
+            w.writerow([c.row, c.pair_kind, c.model,
+                        *[f"{h[m][s]:.4f}" for m in ("accuracy", "ua", "macro_f1", "weighted_f1")
+                          for s in ("mean", "std")],
+                        res["summary"]["n_folds"], res["summary"]["n_seeds"]])
+    std_note = (f"accuracy / macro-F1 in %, mean ± sample std over {first['n_folds']} {first['protocol']} "
+                f"folds (each fold averaged over {len(seeds)} seed(s): {', '.join(map(str, seeds))})")
+    md = [f"# Grid: {first['protocol']}, {first['n_utterances']} utterances, {first['n_speakers']} speakers", "",
+          std_note, ""]
+    for e in random_init:
+        md.append(f"**WARNING: features from UNTRAINED random-init encoder {e}; its numbers say nothing "
+                  f"about the pretrained model.**")
+    if random_init:
+        md.append("")
+    md += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    md += ["| " + " | ".join(r) + " |" for r in table]
+    (out / "table.md").write_text("\n".join(md) + "\n", encoding="utf-8")
+
+    sig = significance(cells, results, out, seeds)
+    sig_cols = ["pair", "model", "baseline", "n_pairs", "acc_diff", "acc_wilcoxon_p", "acc_ttest_p", "f1_diff",
+                "f1_wilcoxon_p", "f1_ttest_p", "mcnemar_n", "base_only_correct", "other_only_correct",
+                "mcnemar_p"]
+    with open(out / "significance.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=sig_cols)
+        w.writeheader()
+        for r in sig:
+            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+    smd = ["# Fusion models vs concat (paired over the same folds and seeds)", "",
+           "Wilcoxon signed-rank over (seed, fold) pairs is the primary test (few pairs, no normality "
+           "assumption); paired t-test alongside. Folds share training data, so the pairs are not "
+           "independent and both p-values are optimistic. With 5 pairs the smallest two-sided Wilcoxon p is "
+           "0.0625. McNemar (exact binomial on discordant utterances): first seed's pooled test predictions.", ""]
+    smd += ["| pair | model | pairs | Δacc | p Wilcoxon | p t-test | ΔF1 | p Wilcoxon (F1) | McNemar b/c | p McNemar |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in sig:
+        smd.append(f"| {r['pair']} | {r['model']} | {r['n_pairs']} | {r['acc_diff']:+.2f} | "
+                   f"{r['acc_wilcoxon_p']:.3g} | {r['acc_ttest_p']:.3g} | {r['f1_diff']:+.2f} | "
+                   f"{r['f1_wilcoxon_p']:.3g} | {r['base_only_correct']}/{r['other_only_correct']} | "
+                   f"{r['mcnemar_p']:.3g} |")
+    if not sig:
+        smd.append("\n(no fusion model paired with concat in this grid)")
+    (out / "significance.md").write_text("\n".join(smd) + "\n", encoding="utf-8")
+    grid = {"cells": [{"row": c.row, "model": c.model, "encoders": list(c.encoders), "kind": c.pair_kind,
+                       "dir": f"cells/{c.row}/{c.model}",
+                       "headline": results[c.key]["headline"] if c.key in results else None} for c in cells],
+            "encoder_kinds": kinds, "random_init_encoders": random_init, "seeds": list(seeds),
+            "significance": sig, "std_note": std_note}
+    write_json_atomic(out / "grid.json", json.loads(json.dumps(grid, default=str)))
+    return grid

@@ -1,0 +1,401 @@
+"""Cross-validation of one model on stored features: ``run_cv`` and the RUN_DIR layout.
+
+RUN_DIR/
+  run.json                       everything needed to rebuild a fold's model (see docs/protocol.md)
+  results.json                   metrics per run, summaries (mean +- std), confusion, folds, meta
+  predictions.csv                utt_id, speaker, fold, seed, label, predicted, prob_<class>...
+  confusion.png, per_class_f1.png, transport.png (OT models only)
+  models/seed{S}_fold{K}.safetensors   weights + standardiser buffers of one seed/fold
+  folds/seed{S}_fold{K}.json     finished-run entry (written atomically, last): resume marker
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import platform
+import time
+from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from parrot_ser.errors import ConfigError, FeatureStoreError
+from parrot_ser.training.config import TrainConfig
+from parrot_ser.training.data import SERData, StandardisedModel, Standardiser
+from parrot_ser.training.metrics import compute_metrics, mean_std, summarise
+from parrot_ser.training.splits import assert_speaker_independent, folds_to_json, make_folds
+from parrot_ser.training.trainer import build_net, first_eval_batch_transport, fit_model, predict_proba
+
+RUN_FORMAT = "parrot-ser-run/1"
+RESULTS_FORMAT = "parrot-ser-results/1"
+
+
+# ----------------------------------------------------------------------------------------------
+# small IO helpers
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write to a temporary sibling then rename: a crash never leaves a half-written file behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=1, default=_json_default), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    return str(o)
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in ("torch", "numpy", "scikit-learn", "transformers", "parrot-ser"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def _fingerprint(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=_json_default).encode()).hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------------------------
+# loading
+def is_random_init(meta: dict) -> bool:
+    ident = meta.get("identity") if isinstance(meta.get("identity"), dict) else {}
+    return bool(meta.get("random_init") or ident.get("random_init"))
+
+
+def load_features(features_dir: str | Path, encoders: Sequence[str], config: TrainConfig,
+                  ) -> tuple[SERData, list[dict], dict[str, dict]]:
+    """Read the feature store: one SERData over the utterances every requested encoder has (manifest
+    order), the manifest meta rows (for session / split protocols), and each encoder's meta."""
+    from parrot_ser.features import open_store
+
+    if not encoders:
+        raise ConfigError("give at least one --encoder")
+    if len(set(encoders)) != len(encoders):
+        raise ConfigError(f"encoder listed twice: {', '.join(encoders)}")
+    store = open_store(features_dir)
+    available = list(store.encoders)
+    for e in encoders:
+        if e not in available:
+            raise FeatureStoreError(f"{features_dir}: no features for encoder {e!r}; the store has "
+                                    f"{', '.join(available) or 'none'} (run parrot-ser extract)")
+    fss = [store.get(e) for e in encoders]
+    have = set.intersection(*[set(fs.utt_ids) for fs in fss])
+    utts = [u for u in store.manifest.utterances if u.utt_id in have]
+    if not utts:
+        raise FeatureStoreError(f"{features_dir}: no utterance has features for all of {', '.join(encoders)}")
+    ids = [u.utt_id for u in utts]
+    pooled, frames = [], [] if config.use_frames else None
+    for e, fs in zip(encoders, fss):
+        rows = np.asarray(fs.rows(ids), dtype=np.int64)
+        if config.layer == "all":
+            p = np.asarray(fs.pooled_all()[rows], dtype=np.float32)  # (N, L, P)
+        else:
+            p = np.asarray(fs.pooled(layer=config.layer), dtype=np.float32)[rows]
+        if not np.isfinite(p).all():
+            bad = ids[int(np.where(~np.isfinite(p.reshape(len(p), -1)).all(axis=1))[0][0])]
+            raise FeatureStoreError(f"{features_dir}/{e}: non-finite pooled features (first: {bad})")
+        pooled.append(p)
+        if frames is not None:
+            if not fs.has_frames:
+                raise FeatureStoreError(f"{features_dir}/{e}: frame features were not extracted "
+                                        f"(re-run extract with --frames, or drop --frames)")
+            frames.append([np.asarray(fs.frames(int(r), layer=config.layer), dtype=np.float32) for r in rows])
+    classes = sorted({u.label for u in utts})
+    index = {c: i for i, c in enumerate(classes)}
+    data = SERData(pooled, np.asarray([index[u.label] for u in utts]), ids, classes, frames,
+                   [u.speaker for u in utts])
+    metas = {e: dict(fs.meta) for e, fs in zip(encoders, fss)}
+    return data, [dict(u.meta) for u in utts], metas
+
+
+# ----------------------------------------------------------------------------------------------
+# rebuilding a trained model (used by export)
+def rebuild_model(run: dict) -> StandardisedModel:
+    """An untrained StandardisedModel with the architecture of a run (``run.json`` dict)."""
+    config = TrainConfig.from_dict(run["config"], source="run.json")
+    shapes = run.get("input_shapes") or run["input_dims"]
+    std = Standardiser.identity_dims(shapes, run.get("frame_dims"))
+    net = build_net(run["model"], shapes, len(run["labels"]), config, run.get("frame_dims"))
+    return StandardisedModel(net, std)
+
+
+def load_fold_model(run_dir: str | Path, seed: int, fold: int) -> tuple[StandardisedModel, dict]:
+    """Load the trained model of one seed/fold of a run and its run.json dict."""
+    from safetensors.torch import load_model
+
+    run_dir = Path(run_dir)
+    rp = run_dir / "run.json"
+    if not rp.is_file():
+        raise FeatureStoreError(f"{rp}: run.json not found (not a parrot-ser train output)")
+    run = json.loads(rp.read_text(encoding="utf-8"))
+    wp = run_dir / "models" / f"seed{seed}_fold{fold}.safetensors"
+    if not wp.is_file():
+        raise FeatureStoreError(f"{wp}: weights not found")
+    model = rebuild_model(run)
+    load_model(model, str(wp), strict=True)
+    model.eval()
+    return model, run
+
+
+# ----------------------------------------------------------------------------------------------
+def transport_summary(tr: Any) -> tuple[np.ndarray | None, dict]:
+    """A 2-D plan to draw and scalar stats from whatever ``last_transport`` holds (a dict or an
+    object with ``plan`` / ``stats``). Entropy and effective partners are recomputed from the plan
+    (rows normalised): effective partners = exp(row entropy), 1 = one-to-one, n = uniform."""
+    if tr is None:
+        return None, {}
+    if isinstance(tr, dict):
+        plan = tr.get("plan")
+        stats = {k: v for k, v in tr.items() if k not in ("plan", "stats")}
+        if isinstance(tr.get("stats"), dict):
+            stats.update(tr["stats"])
+    else:
+        plan = getattr(tr, "plan", None)
+        stats = getattr(tr, "stats", None)
+        if stats is None and hasattr(tr, "__dict__"):
+            stats = {k: v for k, v in vars(tr).items() if k != "plan"}
+    clean: dict = {}
+    for k, v in (stats or {}).items():
+        try:
+            arr = np.asarray(v.detach().cpu() if hasattr(v, "detach") else v, dtype=np.float64)
+        except (TypeError, ValueError):
+            continue
+        if arr.size >= 1 and np.isfinite(arr).all():
+            clean[k] = float(arr.mean())
+    if plan is None:
+        return None, clean
+    p = np.asarray(plan.detach().float().cpu() if hasattr(plan, "detach") else plan, dtype=np.float64)
+    while p.ndim > 2:
+        p = p[0]
+    rows = p / np.clip(p.sum(axis=1, keepdims=True), 1e-30, None)
+    ent = -(rows * np.log(np.clip(rows, 1e-30, None))).sum(axis=1)
+    clean["row_entropy"] = float(ent.mean())
+    clean["effective_partners"] = float(np.exp(ent).mean())
+    clean["plan_shape"] = list(p.shape)
+    return p, clean
+
+
+def _entry_name(seed: int, fold: int) -> str:
+    return f"seed{seed}_fold{fold}"
+
+
+def run_cv(features_dir: str | Path, encoders: Sequence[str], model: str, config: TrainConfig,
+           seeds: Sequence[int], protocol: str, out_dir: str | Path, *, n_folds: int = 5,
+           progress: Any = None, data: tuple[SERData, list[dict], dict[str, dict]] | None = None,
+           ) -> dict:
+    """Cross-validate ``model`` on the features of ``encoders``: for each seed x fold, split by
+    speaker, check leakage, fit, predict the test fold. Writes RUN_DIR (module doc) and returns the
+    results dict (also in results.json). Finished seed/folds of the same run are not recomputed.
+
+    ``progress``: an optional rich Progress; one task counts epochs over all seed x folds."""
+    from safetensors.torch import save_model
+
+    from parrot_ser.fusion import get_model_spec
+
+    t_start = time.perf_counter()
+    config.validate()
+    out = Path(out_dir)
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ConfigError("give at least one seed")
+    spec = get_model_spec(model)
+    if spec.n_inputs != len(encoders):
+        raise ConfigError(f"model {model!r} takes {spec.n_inputs} encoder(s); got {len(encoders)} "
+                          f"({', '.join(encoders)})")
+    sdata, meta_rows, feat_meta = data if data is not None else load_features(features_dir, encoders, config)
+    classes = sdata.classes
+    n_cls = len(classes)
+
+    # The run identity: a rerun into the same RUN_DIR must be the same experiment (resume), not a
+    # different one silently mixed with old folds. Seeds may be added.
+    ident = {"model": model, "encoders": list(encoders), "config": config.to_dict(), "protocol": protocol,
+             "n_folds": n_folds, "classes": classes, "utt_ids": _fingerprint(sdata.utt_ids),
+             "features": {e: _fingerprint(m.get("identity", m)) for e, m in feat_meta.items()}}
+    fp = _fingerprint(ident)
+    out.mkdir(parents=True, exist_ok=True)
+    run_path = out / "run.json"
+    if run_path.is_file():
+        old = json.loads(run_path.read_text(encoding="utf-8"))
+        if old.get("fingerprint") != fp:
+            raise ConfigError(f"{out}: holds a different run (model/encoders/config/protocol/features "
+                              f"differ); choose a new --out or delete it")
+
+    folds_by_seed = {}
+    for s in seeds:
+        folds = make_folds([classes[i] for i in sdata.labels], sdata.speakers, protocol=protocol,
+                           n_folds=n_folds, seed=s, meta=meta_rows, val_fraction=config.val_fraction)
+        assert_speaker_independent(folds, sdata.speakers)  # mechanical check before any training
+        folds_by_seed[s] = folds
+    fold_records = {str(s): folds_to_json(f, sdata.speakers) for s, f in folds_by_seed.items()}
+
+    run_info = {
+        "format": RUN_FORMAT, "fingerprint": fp, "model": model,
+        "model_spec": {"n_inputs": spec.n_inputs, "batch_dependent": spec.batch_dependent,
+                       "uses_frames": spec.uses_frames},
+        "encoders": list(encoders), "input_dims": sdata.input_dims, "input_shapes": sdata.input_shapes,
+        "frame_dims": sdata.frame_dims if config.use_frames else None,
+        "n_classes": n_cls, "labels": classes, "layer": config.layer, "use_frames": config.use_frames,
+        "config": config.to_dict(), "protocol": protocol, "n_folds": n_folds, "seeds": seeds,
+        "features_dir": str(Path(features_dir).resolve()) if features_dir else None,
+        "features_meta": feat_meta,
+        "eval_batching": f"utterances sorted by utt_id, consecutive batches of {config.eval_batch_size}",
+        "models": {_entry_name(s, f.index): f"models/{_entry_name(s, f.index)}.safetensors"
+                   for s in seeds for f in folds_by_seed[s]},
+        "state_dict": "net.* = fusion model (build_model(model, input_dims, n_classes, dropout=config."
+                      "dropout, **config.model)); std_pooled_mean_i / std_pooled_std_i (and std_frames_*) "
+                      "= training-side standardiser: x_std = (x - mean) / std",
+        "versions": package_versions(),
+    }
+    write_json_atomic(run_path, run_info)
+
+    total_runs = sum(len(f) for f in folds_by_seed.values())
+    task = None
+    if progress is not None:
+        task = progress.add_task(f"{model} [{'+'.join(encoders)}]", total=total_runs * config.epochs,
+                                 rate="")
+    entries: list[dict] = []
+    plan_to_draw = None
+    for s in seeds:
+        for fold in folds_by_seed[s]:
+            name = _entry_name(s, fold.index)
+            ep = out / "folds" / f"{name}.json"
+            wp = out / "models" / f"{name}.safetensors"
+            if ep.is_file() and wp.is_file():
+                try:
+                    entry = json.loads(ep.read_text(encoding="utf-8"))
+                except json.JSONDecodeError:
+                    entry = None
+                if entry and entry.get("fingerprint") == fp and \
+                        entry.get("test_utt_ids") == [sdata.utt_ids[i] for i in fold.test]:
+                    entries.append(entry)
+                    if task is not None:
+                        progress.advance(task, config.epochs)
+                    continue
+            t0 = time.perf_counter()
+            train_d, val_d, test_d = sdata.subset(fold.train), sdata.subset(fold.val), sdata.subset(fold.test)
+
+            def on_epoch(epoch: int, rec: dict, _s=s, _k=fold.index) -> None:
+                if task is not None:
+                    extra = f"seed {_s} fold {_k} ep {epoch}"
+                    if rec.get("val_macro_f1") is not None:
+                        extra += f" valF1 {rec['val_macro_f1']:.1f}"
+                    progress.update(task, advance=1, rate=extra)
+
+            net, hist = fit_model(train_d, val_d, model, config, s, on_epoch=on_epoch)
+            t_fit = time.perf_counter() - t0
+            if task is not None:
+                progress.advance(task, config.epochs - hist["stopped_epoch"])
+            t1 = time.perf_counter()
+            proba = predict_proba(net, test_d, config)
+            t_pred = time.perf_counter() - t1
+            pred = proba.argmax(axis=1)
+            metrics = compute_metrics(test_d.labels, pred, n_cls)
+            plan, tstats = transport_summary(first_eval_batch_transport(net, test_d, config))
+            if plan is not None:
+                (out / "folds").mkdir(parents=True, exist_ok=True)
+                np.save(out / "folds" / f"{name}_plan.npy", plan.astype(np.float32))
+            wp.parent.mkdir(parents=True, exist_ok=True)
+            tmpw = wp.with_name(wp.name + f".tmp{os.getpid()}")
+            save_model(net, str(tmpw), metadata={"model": model, "seed": str(s), "fold": str(fold.index),
+                                                 "fingerprint": fp, "format": RUN_FORMAT})
+            os.replace(tmpw, wp)
+            entry = {
+                "fingerprint": fp, "seed": s, "fold": fold.index, "fold_name": fold.name,
+                "metrics": metrics, "best_epoch": hist["best_epoch"], "stopped_epoch": hist["stopped_epoch"],
+                "monitor": hist["monitor"], "history": hist["epochs"],
+                "timings": {"fit_s": t_fit, "predict_s": t_pred, "n_train": len(train_d),
+                            "n_val": len(val_d), "n_test": len(test_d)},
+                "transport": tstats or None,
+                "test_utt_ids": test_d.utt_ids, "test_labels": test_d.labels.tolist(),
+                "test_proba": np.round(proba, 6).tolist(),
+            }
+            write_json_atomic(ep, entry)  # last: its presence marks the seed/fold as finished
+            entries.append(entry)
+    # plan of the first seed's first fold, for the heat map
+    first = out / "folds" / f"{_entry_name(seeds[0], 0)}_plan.npy"
+    if first.is_file():
+        plan_to_draw = np.load(first)
+    return _write_results(out, run_info, entries, fold_records, sdata, time.perf_counter() - t_start,
+                          plan_to_draw)
+
+
+def _write_results(out: Path, run: dict, entries: list[dict], fold_records: dict, sdata: SERData,
+                   total_s: float, plan: np.ndarray | None) -> dict:
+    from parrot_ser.training.plots import plot_confusion, plot_per_class_f1, plot_transport
+
+    classes = run["labels"]
+    n_cls = len(classes)
+    spk = dict(zip(sdata.utt_ids, sdata.speakers))
+    conf = np.zeros((n_cls, n_cls), dtype=np.int64)
+    rows = []
+    for e in sorted(entries, key=lambda e: (e["seed"], e["fold"])):
+        conf += np.asarray(e["metrics"]["confusion"], dtype=np.int64)
+        for u, y, p in zip(e["test_utt_ids"], e["test_labels"], e["test_proba"]):
+            rows.append([u, spk.get(u, ""), e["fold"], e["seed"], classes[y], classes[int(np.argmax(p))],
+                         *[f"{v:.6f}" for v in p]])
+    with open(out / "predictions.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["utt_id", "speaker", "fold", "seed", "label", "predicted", *[f"prob_{c}" for c in classes]])
+        w.writerows(rows)
+    summary = summarise(entries)
+    folds = sorted({e["fold"] for e in entries})
+    per_fold_f1 = np.asarray([np.mean([e["metrics"]["per_class_f1"] for e in entries if e["fold"] == k], axis=0)
+                              for k in folds])
+    pcf = {"mean": per_fold_f1.mean(axis=0).tolist(),
+           "std": (per_fold_f1.std(axis=0, ddof=1) if len(folds) > 1 else np.zeros(n_cls)).tolist()}
+    plots = {"confusion": "confusion.png", "per_class_f1": "per_class_f1.png"}
+    title = f"{run['model']} [{' + '.join(run['encoders'])}]"
+    plot_confusion(conf, classes, out / "confusion.png", f"{title}: summed over folds x seeds")
+    plot_per_class_f1(pcf["mean"], pcf["std"], classes, out / "per_class_f1.png",
+                      f"{title}: per-class F1, mean +- std over folds")
+    tstats = [e["transport"] for e in entries if e.get("transport")]
+    transport = None
+    if tstats:
+        keys = sorted({k for t in tstats for k, v in t.items() if isinstance(v, float)})
+        transport = {k: mean_std([t[k] for t in tstats if k in t]) for k in keys}
+        transport["note"] = ("first evaluation batch of each test fold; effective_partners = exp(row "
+                             "entropy) of the row-normalised plan (1 = one-to-one, n = uniform)")
+        if plan is not None:
+            plot_transport(plan, out / "transport.png",
+                           f"{title}: plan, seed {run['seeds'][0]} fold 0, first eval batch")
+            plots["transport"] = "transport.png"
+    random_init = sorted(e for e, m in run["features_meta"].items() if is_random_init(m))
+    results = {
+        "format": RESULTS_FORMAT, "model": run["model"], "encoders": run["encoders"],
+        "protocol": run["protocol"], "n_folds": run["n_folds"], "seeds": run["seeds"], "classes": classes,
+        "n_utterances": len(sdata), "n_speakers": len(set(sdata.speakers)),
+        "headline": {m: summary["over_folds"][m] for m in ("accuracy", "ua", "macro_f1", "weighted_f1")},
+        "std_note": ("headline / over_folds: per-fold metric averaged over seeds, then mean +- sample std "
+                     "(ddof=1) over folds; over_seeds: std of per-seed fold means; over_runs: std over "
+                     "all seed x fold runs"),
+        "summary": summary,
+        "confusion_sum": conf.tolist(), "per_class_f1": pcf,
+        "runs": [{k: e[k] for k in ("seed", "fold", "fold_name", "metrics", "best_epoch", "stopped_epoch",
+                                    "monitor", "timings", "transport")}
+                 for e in sorted(entries, key=lambda e: (e["seed"], e["fold"]))],
+        "folds": fold_records, "transport": transport,
+        "random_init_encoders": random_init,
+        "warnings": [f"features from UNTRAINED random-init encoder {e}: numbers say nothing about the "
+                     f"pretrained model" for e in random_init],
+        "batch_dependent": run["model_spec"]["batch_dependent"], "eval_batching": run["eval_batching"],
+        "config": run["config"], "features_meta": run["features_meta"], "versions": run["versions"],
+        "timings": {"total_s": total_s, "fit_s_sum": float(sum(e["timings"]["fit_s"] for e in entries))},
+        "plots": plots,
+    }
+    write_json_atomic(out / "results.json", results)
+    return results

@@ -1,0 +1,179 @@
+"""Fit one model on one training side, predict probabilities. Reused by run_cv, grid and export
+(--refit).
+
+Determinism: ``seed_everything`` seeds python, numpy and torch; the training order comes from a
+torch.Generator seeded with the seed, so the same seed gives the same numbers on CPU.
+
+Evaluation order (matters for batch-dependent models such as the paper's batch-level OT in
+``parrot``): utterances are sorted by utt_id and cut into consecutive batches of
+``eval_batch_size``; the result is returned in the caller's row order. So an utterance's prediction
+depends only on the evaluated set and eval_batch_size, never on the caller's order or on shuffling.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from parrot_ser.errors import ConfigError
+from parrot_ser.training.config import TrainConfig
+from parrot_ser.training.data import SERData, StandardisedModel, Standardiser, make_batch
+from parrot_ser.training.metrics import compute_metrics
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def build_net(model_name: str, input_shapes: list, n_classes: int, config: TrainConfig,
+              frame_dims: list[int] | None = None) -> torch.nn.Module:
+    """The fusion/head network from the model registry, with the config's dropout and model options.
+    ``input_shapes``: per input D, or [D] / [L, D] (all layers: layer weighting over L is switched
+    on). Frame widths are passed as ``frame_dims`` when frames are used."""
+    from parrot_ser.fusion import build_model, get_model_spec
+
+    shapes = [list(s) if isinstance(s, (list, tuple)) else [int(s)] for s in input_shapes]
+    input_dims = [int(s[-1]) for s in shapes]
+    spec = get_model_spec(model_name)
+    if spec.n_inputs != len(input_dims):
+        raise ConfigError(f"model {model_name!r} takes {spec.n_inputs} encoder input(s); "
+                          f"{len(input_dims)} given")
+    kw = {"dropout": config.dropout, **config.model}
+    if any(len(s) == 2 for s in shapes):
+        kw.setdefault("layer_weighting", True)
+        kw.setdefault("n_layers", tuple(int(s[0]) for s in shapes))
+    if config.use_frames:
+        if not spec.uses_frames:
+            raise ConfigError(f"model {model_name!r} does not use frame features; drop --frames")
+        if frame_dims is not None:
+            kw.setdefault("frame_dims", list(frame_dims))
+    return build_model(model_name, list(input_dims), n_classes, **kw)
+
+
+def _eval_order(data: SERData) -> np.ndarray:
+    return np.asarray(sorted(range(len(data)), key=lambda i: data.utt_ids[i]), dtype=np.int64)
+
+
+@torch.no_grad()
+def predict_logits(model: torch.nn.Module, data: SERData, config: TrainConfig) -> np.ndarray:
+    """Logits (N, C) in ``data``'s row order, evaluated in utt_id order in fixed batches."""
+    model.eval()
+    order = _eval_order(data)
+    out = np.zeros((len(data), 0), dtype=np.float32)
+    chunks = []
+    bs = int(config.eval_batch_size)
+    for s in range(0, len(order), bs):
+        idx = order[s: s + bs]
+        chunks.append(model(make_batch(data, idx, use_frames=config.use_frames, device=config.device))
+                      .float().cpu().numpy())
+    if chunks:
+        logits = np.concatenate(chunks, axis=0)
+        out = np.empty_like(logits)
+        out[order] = logits
+    return out
+
+
+def predict_proba(model: torch.nn.Module, data: SERData, config: TrainConfig) -> np.ndarray:
+    """Class probabilities (N, C), rows in ``data``'s order (see the module doc for the batching)."""
+    logits = predict_logits(model, data, config)
+    if logits.size == 0:
+        return logits
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+@torch.no_grad()
+def first_eval_batch_transport(model: torch.nn.Module, data: SERData, config: TrainConfig):
+    """Run the first evaluation batch (same batching as predict_proba) and return the model's
+    ``last_transport`` (None for models without OT)."""
+    if len(data) == 0:
+        return None
+    model.eval()
+    idx = _eval_order(data)[: config.eval_batch_size]
+    model(make_batch(data, idx, use_frames=config.use_frames, device=config.device))
+    return getattr(model, "last_transport", None)
+
+
+def fit_model(train_data: SERData, val_data: SERData | None, model_name: str, config: TrainConfig,
+              seed: int, *, on_epoch: Callable[[int, dict], None] | None = None,
+              ) -> tuple[StandardisedModel, dict]:
+    """Train ``model_name`` on ``train_data`` with early stopping on ``val_data`` (None or empty:
+    train all epochs, keep the last weights). Returns the trained model (standardiser included) and
+    the history {"epochs": [...], "best_epoch", "stopped_epoch", "monitor"}."""
+    config.validate()
+    if len(train_data) == 0:
+        raise ConfigError("the training side of this fold is empty")
+    if config.num_threads:
+        torch.set_num_threads(int(config.num_threads))
+    seed_everything(seed)
+    std = Standardiser.fit(train_data) if config.standardise else Standardiser.identity(train_data)
+    net = build_net(model_name, train_data.input_shapes, len(train_data.classes), config,
+                    train_data.frame_dims if config.use_frames else None)
+    model = StandardisedModel(net, std).to(config.device)
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    gen = torch.Generator().manual_seed(int(seed))
+    labels = torch.from_numpy(train_data.labels)
+    has_val = val_data is not None and len(val_data) > 0
+    monitor = f"val_{config.early_stop_metric}" if has_val else "none"
+    best_key: tuple[float, float] | None = None
+    best_state = None
+    best_epoch = 0
+    history: list[dict] = []
+    bad = 0
+    n = len(train_data)
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        perm = torch.randperm(n, generator=gen).numpy()
+        total, seen = 0.0, 0
+        for s in range(0, n, config.batch_size):
+            idx = perm[s: s + config.batch_size]
+            if len(idx) < 2 and n >= 2:
+                # A batch of one is degenerate for batch-level OT (identity plan) and BatchNorm.
+                continue
+            x = make_batch(train_data, idx, use_frames=config.use_frames, device=config.device)
+            y = labels[idx].to(config.device)
+            loss = F.cross_entropy(model(x), y)
+            if not torch.isfinite(loss):
+                raise ConfigError(f"training diverged (loss {loss.item()}) at epoch {epoch}; lower --lr")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss.item()) * len(idx)
+            seen += len(idx)
+        rec = {"epoch": epoch, "train_loss": total / max(seen, 1)}
+        if has_val:
+            logits = predict_logits(model, val_data, config)
+            vl = float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(val_data.labels)).item())
+            m = compute_metrics(val_data.labels, logits.argmax(1), len(train_data.classes))
+            rec.update(val_loss=vl, val_accuracy=m["accuracy"], val_macro_f1=m["macro_f1"])
+            key = (m["macro_f1"], -vl) if config.early_stop_metric == "macro_f1" else (-vl, m["macro_f1"])
+            if best_key is None or key > best_key:
+                best_key, best_epoch, bad = key, epoch, 0
+                best_state = copy.deepcopy(model.state_dict())
+            else:
+                bad += 1
+        else:
+            best_epoch = epoch
+        history.append(rec)
+        if on_epoch is not None:
+            on_epoch(epoch, rec)
+        if has_val and config.patience and bad >= config.patience:
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    for r in history:  # JSON-safe
+        for k, v in r.items():
+            if isinstance(v, float) and not math.isfinite(v):
+                r[k] = None
+    return model, {"epochs": history, "best_epoch": best_epoch, "stopped_epoch": len(history),
+                   "monitor": monitor}
