@@ -145,6 +145,12 @@ def sinkhorn(
         if valid is not None:
             c = c.masked_fill(~valid, 0.0)  # padded entries may hold garbage (NaN/inf); mass is 0 anyway
         big = _neg_big(c.dtype)
+        # A problem without mass on one side (every point masked) would make the potentials of the
+        # other side grow without bound; solve a dummy uniform problem there and zero its plan below.
+        empty = (wa.sum(-1) == 0) | (wb.sum(-1) == 0)
+        if empty.any():
+            wa = torch.where(empty[:, None], torch.full_like(wa, 1.0 / n), wa)
+            wb = torch.where(empty[:, None], torch.full_like(wb, 1.0 / m), wb)
         log_a = torch.where(wa > 0, wa.clamp_min(torch.finfo(c.dtype).tiny).log(), big)
         log_b = torch.where(wb > 0, wb.clamp_min(torch.finfo(c.dtype).tiny).log(), big)
         plan, it = _solve(c, log_a, log_b, float(eps), int(n_iters), tol, max(1, int(check_every)), wa)
