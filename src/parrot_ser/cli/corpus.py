@@ -85,7 +85,7 @@ def inspect(
     problems = list(man.problems)
     if check_audio_:
         durations, bad = _check(man, workers, quiet=False)
-        problems += bad
+        problems = sorted(problems + bad, key=lambda p: p.path)
     labels = Counter(u.label for u in man.utterances)
     speakers = Counter(u.speaker for u in man.utterances)
     total = round(sum(durations.values()), 3) if durations is not None else None
