@@ -1,11 +1,144 @@
-"""`parrot-ser export` and `parrot-ser predict` (placeholders until implemented)."""
+"""`parrot-ser export` (run -> model bundle) and `parrot-ser predict` (bundle + audio -> labels)."""
 
-from parrot_ser.errors import ParrotError
+from __future__ import annotations
+
+import csv
+import time
+import warnings
+from pathlib import Path
+
+import typer
+
+from parrot_ser.cli.common import err, guard, make_progress, out, print_json, rate_text
+from parrot_ser.errors import AudioError, ConfigError
 
 
-def export() -> None:
-    raise ParrotError("export is not available yet")
+def _parse_checkpoints(items: list[str] | None) -> dict[str, str]:
+    res = {}
+    for it in items or []:
+        name, sep, path = it.partition("=")
+        if not sep or not name or not path:
+            raise ConfigError(f"--checkpoint expects NAME=PATH (e.g. hubert-base=/models/hubert), got {it!r}")
+        res[name] = path
+    return res
 
 
-def predict() -> None:
-    raise ParrotError("predict is not available yet")
+@guard
+def export(
+    run_dir: Path = typer.Argument(..., help="RUN_DIR written by `parrot-ser train`."),
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Bundle folder to write (new or an older bundle)."),
+    refit: bool = typer.Option(False, "--refit", help="Train one model on all the run's data (early-stopping "
+                                                       "speakers held out) instead of the fold x seed ensemble."),
+    json_out: bool = typer.Option(False, "--json", help="Print the bundle description as JSON on stdout."),
+) -> None:
+    """Write a self-describing bundle: safetensors weights + bundle.json (encoders and their checkpoint
+    hashes, labels, model config, standardiser, training summary, sha256 of every file)."""
+    from parrot_ser.inference.bundle import read_bundle_json
+    from parrot_ser.inference.export import export_run
+
+    t0 = time.perf_counter()
+    with make_progress("epoch", disable=not refit) as progress:
+        path = export_run(run_dir, out_dir, refit=refit, progress=progress if refit else None)
+    doc = read_bundle_json(path)
+    if json_out:
+        print_json(doc)
+    head = doc["training"].get("headline", {})
+    acc, f1 = head.get("accuracy", {}), head.get("macro_f1", {})
+    err.print(f"exported {doc['ensemble']['kind']} ({doc['ensemble']['n_members']} model(s), "
+              f"{doc['model']['name']}, {'+'.join(e['name'] for e in doc['encoders'])}) to {path} "
+              f"in {time.perf_counter() - t0:.1f} s")
+    if acc:
+        err.print(f"run's cross-validated accuracy {acc.get('mean', 0):.2f} +- {acc.get('std', 0):.2f}, "
+                  f"macro-F1 {f1.get('mean', 0):.2f} +- {f1.get('std', 0):.2f}")
+    if doc.get("warning"):
+        err.print(f"[bold red]{doc['warning']}[/]")
+
+
+@guard
+def predict(
+    model_dir: Path = typer.Argument(..., help="Model bundle folder (from `parrot-ser export`)."),
+    audio: list[str] = typer.Argument(..., help="Audio files, folders (searched recursively) and/or "
+                                                "manifests (.csv with a path column)."),
+    json_out: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
+    csv_path: Path | None = typer.Option(None, "--csv", help="Also write a CSV: one row per recording "
+                                                               "(window 'all') and per window; errors too."),
+    window: float | None = typer.Option(None, "--window", help="Window seconds; default: windows of 10 s only "
+                                                                "for recordings over 20 s; 0: never split."),
+    hop: float | None = typer.Option(None, "--hop", help="Hop between windows in seconds (default window/2)."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Recordings encoded per batch."),
+    checkpoint: list[str] | None = typer.Option(None, "--checkpoint", help="NAME=PATH: an encoder checkpoint "
+                                                                           "that moved (its hash is still checked)."),
+) -> None:
+    """Predict emotions. Bad files are listed with their error and the others still predicted.
+    Exit 0 when at least one recording was predicted, 1 when none was, 2 on a usage or bundle error."""
+    from parrot_ser.audio import load_audio
+    from parrot_ser.inference.inputs import collect_inputs
+    from parrot_ser.inference.predictor import load_model_quiet
+
+    if window is not None and window < 0 or hop is not None and hop <= 0:
+        raise ConfigError(f"--window must be >= 0 and --hop > 0 (got {window}, {hop})")
+    predictor = load_model_quiet(model_dir, checkpoints=_parse_checkpoints(checkpoint))
+    if predictor.untrained:
+        err.print(f"[bold red]warning: UNTRAINED encoder(s) {', '.join(predictor.untrained)}: "
+                  "predictions only test the pipeline[/]")
+    items, problems = collect_inputs(audio)
+    errors = [{"path": p.path, "error": p.error} for p in problems]
+    results: list[tuple] = []  # (item, prediction)
+    notes: list[str] = []
+    t0 = time.perf_counter()
+    with make_progress("file", disable=len(items) < 2) as progress:
+        task = progress.add_task("predict", total=len(items), rate="")
+        for s in range(0, len(items), batch_size):
+            chunk, waves = [], []
+            for it in items[s:s + batch_size]:
+                try:
+                    with warnings.catch_warnings(record=True) as caught:
+                        warnings.simplefilter("always")
+                        waves.append(load_audio(it.path, predictor.sample_rate))
+                    notes += [str(w.message) for w in caught]
+                    chunk.append(it)
+                except AudioError as e:
+                    errors.append({"path": str(it.path), "error": str(e)})
+            if chunk:
+                preds = predictor.predict_waveforms(waves, [str(it.path) for it in chunk], window=window, hop=hop,
+                                                    batch_size=batch_size)
+                results += list(zip(chunk, preds))
+            done = min(s + batch_size, len(items))
+            progress.update(task, completed=done, rate=rate_text(done, time.perf_counter() - t0, "file"))
+    for n in notes:
+        err.print(f"[yellow]warning:[/] {n}")
+    for e in errors:
+        err.print(f"[bold red]error:[/] {e['error']}")
+    refs = [(it.reference, p.label) for it, p in results if it.reference in predictor.labels]
+    summary = {"predicted": len(results), "failed": len(errors),
+               "accuracy_vs_manifest": round(100 * sum(a == b for a, b in refs) / len(refs), 2) if refs else None}
+    if csv_path is not None:
+        _write_csv(csv_path, predictor.labels, results, errors)
+    if json_out:
+        print_json({"model": str(model_dir), "labels": predictor.labels,
+                    "predictions": [{**p.to_dict(), "utt_id": it.utt_id, "reference": it.reference}
+                                    for it, p in results],
+                    "errors": errors, "warnings": notes, "summary": summary})
+    else:
+        for it, p in results:
+            top = ", ".join(f"{k} {v:.2f}" for k, v in sorted(p.probabilities.items(), key=lambda kv: -kv[1])[:3])
+            win = f"  [{len(p.windows)} windows]" if p.windows else ""
+            out.print(f"{it.path}\t{p.label}\t({top}){win}")
+    err.print(f"{len(results)} predicted, {len(errors)} failed"
+              + (f"; accuracy vs manifest labels {summary['accuracy_vs_manifest']:.2f} %" if refs else ""))
+    if not results:
+        raise typer.Exit(1)
+
+
+def _write_csv(path: Path, labels: list[str], results: list[tuple], errors: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "utt_id", "reference", "window", "start", "end", "label",
+                    *[f"prob_{lab}" for lab in labels], "error"])
+        for it, p in results:
+            for row, win in [(p, "all"), *[(x, str(x.window)) for x in p.windows]]:
+                w.writerow([str(it.path), it.utt_id or "", it.reference or "", win, f"{row.start:.3f}",
+                            f"{row.end:.3f}", row.label, *[f"{row.probabilities[lab]:.6f}" for lab in labels], ""])
+        for e in errors:
+            w.writerow([e["path"], "", "", "", "", "", "", *["" for _ in labels], e["error"]])

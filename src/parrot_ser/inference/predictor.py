@@ -103,6 +103,18 @@ def check_waveform(x: Any, name: str = "<memory>") -> np.ndarray:
     return a
 
 
+def select_layer(x: np.ndarray, layer: int | str | None, axis: int = 0) -> np.ndarray:
+    """The feature store's layer rule (features/store.py ``pooled``): None = last stored layer,
+    int = position among the stored layers, "mean" = mean over them, "all" = keep the axis."""
+    x = np.asarray(x, dtype=np.float32)
+    if layer == "all":
+        return x
+    if layer == "mean":
+        return x.mean(axis=axis)
+    pos = -1 if layer is None else int(layer)
+    return np.take(x, pos, axis=axis)
+
+
 @dataclass
 class Features:
     """Model inputs of N utterances: ``pooled[i]`` (N, D_i) per encoder; ``frames[i]`` N arrays
@@ -145,7 +157,7 @@ class Predictor:
     StandardisedModel). Thread-safe: one lock serialises forward passes (modules are shared)."""
 
     def __init__(self, labels: Sequence[str], encoders: Sequence[Any], heads: Sequence[torch.nn.Module], *,
-                 layer_positions: Sequence[int] | None = None, use_frames: bool = False,
+                 layer: int | str | None = None, use_frames: bool = False,
                  batch_dependent: bool = False, anchors: list[torch.Tensor] | None = None,
                  info: dict | None = None, device: str = "cpu"):
         if not encoders or not heads:
@@ -153,8 +165,9 @@ class Predictor:
         self.labels = list(labels)
         self.encoders = list(encoders)
         self.heads = [h.eval() for h in heads]
-        # Which row of an encoder's (L, P) output feeds the model (0 when built with one layer).
-        self.layer_positions = list(layer_positions) if layer_positions is not None else [0] * len(encoders)
+        # Which of an encoder's stored layers feed the model, exactly as training read the feature
+        # store: None = last, int = position, "mean" = mean over layers, "all" = (L, P).
+        self.layer = layer
         self.use_frames = use_frames
         self.batch_dependent = batch_dependent
         self.anchors = anchors
@@ -186,7 +199,7 @@ class Predictor:
         md = doc["model"]
         heads = []
         for m in b.members:
-            model = _build_head(md, m.state_dict, b.root)
+            model = _build_head(md, b.root)
             try:
                 model.load_state_dict(m.state_dict, strict=True)
             except RuntimeError as e:
@@ -198,7 +211,7 @@ class Predictor:
             warnings.warn(UNTRAINED_WARNING.format(names=", ".join(b.untrained)), stacklevel=2)
         inputs = doc.get("inputs", {})
         mode = doc.get("inference", {}).get("batch_mode")
-        return cls(doc["labels"], encs, heads, layer_positions=inputs.get("layer_positions"),
+        return cls(doc["labels"], encs, heads, layer=inputs.get("layer"),
                    use_frames=bool(inputs.get("use_frames", False)),
                    batch_dependent=bool(md.get("batch_dependent", False)),
                    anchors=b.anchors if mode == "anchors" else None, info=doc, device=device)
@@ -220,14 +233,17 @@ class Predictor:
         encoder batch size does not change the numbers beyond float tolerance)."""
         pooled: list[list[np.ndarray]] = [[] for _ in self.encoders]
         frames: list[list[np.ndarray]] = [[] for _ in self.encoders]
-        for i, (enc, pos) in enumerate(zip(self.encoders, self.layer_positions)):
+        for i, enc in enumerate(self.encoders):
             sr = int(enc.sample_rate)
             for s in range(0, len(waves), batch_size):
                 chunk = [resample(w, self.sample_rate, sr) for w in waves[s:s + batch_size]]
                 for eu in enc.encode(chunk, frames=self.use_frames):
-                    pooled[i].append(np.asarray(eu.pooled, dtype=np.float32).reshape(-1, eu.pooled.shape[-1])[pos])
+                    pooled[i].append(select_layer(eu.pooled, self.layer))
                     if self.use_frames:
-                        frames[i].append(np.asarray(eu.frames[pos], dtype=np.float32))
+                        if eu.frames is None:
+                            raise BundleError(f"encoder {enc.identity.name!r} returned no frame features")
+                        # (L, T, F) -> (T, L, F) so the same layer rule applies on axis 1.
+                        frames[i].append(select_layer(np.swapaxes(eu.frames, 0, 1), self.layer, axis=1))
         return Features([torch.from_numpy(np.stack(rows)).to(self.device) for rows in pooled],
                         frames if self.use_frames else None)
 
@@ -341,15 +357,17 @@ def _norm(v: Any) -> Any:
     return json.loads(json.dumps(v, sort_keys=True, default=str))
 
 
-def _build_head(md: dict, state: dict[str, torch.Tensor], root: Path) -> torch.nn.Module:
-    """The training module's StandardisedModel around build_model(...): its standardiser buffers
-    are shaped from the member's own std_* tensors, then load_state_dict fills everything."""
-    from parrot_ser.fusion import build_model
-    from parrot_ser.training.data import StandardisedModel, Standardiser
+def _build_head(md: dict, root: Path) -> torch.nn.Module:
+    """The training module's StandardisedModel (fusion net + standardiser buffers) with the run's
+    architecture; load_state_dict then fills weights and statistics."""
+    from parrot_ser.training.run import rebuild_model
 
     try:
-        net = build_model(md["name"], md["input_dims"], md["n_classes"], **md.get("config", {}))
+        return rebuild_model(md)
     except ParrotError as err:
-        raise BundleError(f"{root}: cannot rebuild model {md['name']!r}: {err}") from None
-    arrays = {k[4:]: v.numpy() for k, v in state.items() if k.startswith("std_")}
-    return StandardisedModel(net, Standardiser.from_arrays(arrays))
+        raise BundleError(f"{root}: cannot rebuild model {md.get('model')!r}: {err}") from None
+
+
+def load_model_quiet(model_dir: str | Path, **kwargs: Any) -> Predictor:
+    """Predictor.from_bundle without the Python warning (the CLI prints its own banner)."""
+    return Predictor.from_bundle(model_dir, quiet=True, **kwargs)

@@ -1,0 +1,188 @@
+"""``export_run``: a finished training run (RUN_DIR of ``parrot-ser train``) -> a model bundle.
+
+Without ``refit`` the bundle holds every seed x fold model of the run (already trained, nothing is
+retrained): at prediction time their softmax probabilities are averaged. The members were trained on
+overlapping 4/5 subsets, so the ensemble's error is close to (usually a little below) the run's
+cross-validated numbers, which the bundle records as its training summary.
+
+With ``refit`` one model is trained on all of the run's utterances with the run's settings (model,
+config, first seed); early stopping holds out ``val_fraction`` of the speakers, as inside each fold.
+Its expected quality is the run's cross-validated numbers (nothing is held out to re-measure it).
+
+Batch-dependent models (paper PARROT) get *anchors*: ``eval_batch_size - 1`` training utterances
+(raw pooled features, picked with the run's first seed) with which every utterance is scored, so a
+prediction sees a batch like the ones the model was trained and evaluated on, and never depends on
+the other inputs of a call (see predictor.py)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+from parrot_ser import __version__
+from parrot_ser.errors import BundleError, ParrotError
+from parrot_ser.inference.bundle import UNTRAINED_WARNING, Member, sha256_file, write_bundle
+
+RUN_MODEL_KEYS = ("model", "config", "input_dims", "input_shapes", "frame_dims", "labels", "n_classes")
+
+
+def _read_json(path: Path, what: str) -> dict:
+    if not path.is_file():
+        raise BundleError(f"{path}: not found; {path.parent} is not a finished `parrot-ser train` run ({what})")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise BundleError(f"{path}: not valid JSON ({e})") from None
+
+
+def _training_summary(results: dict) -> dict:
+    keep = ("model", "encoders", "protocol", "n_folds", "seeds", "classes", "n_utterances", "n_speakers",
+            "headline", "std_note", "random_init_encoders", "warnings", "eval_batching")
+    return {k: results[k] for k in keep if k in results}
+
+
+def _load_run_features(run: dict, run_dir: Path) -> Any:
+    from parrot_ser.training.config import TrainConfig
+    from parrot_ser.training.run import load_features
+
+    fdir = run.get("features_dir")
+    if not fdir or not Path(fdir).is_dir():
+        raise BundleError(f"{run_dir}/run.json: the run's feature store {fdir!r} is not available "
+                          "(needed for --refit and for the anchors of batch-dependent models)")
+    config = TrainConfig.from_dict(run["config"], source=str(run_dir / "run.json"))
+    data, _, metas = load_features(fdir, run["encoders"], config)
+    if data.classes != run["labels"]:
+        raise BundleError(f"{fdir}: labels {data.classes} differ from the run's {run['labels']}")
+    for e, m in metas.items():
+        if json.dumps(m.get("identity"), sort_keys=True) != json.dumps(
+                run["features_meta"][e].get("identity"), sort_keys=True):
+            raise BundleError(f"{fdir}/{e}: features changed since the run (different encoder identity)")
+    return data, config
+
+
+def _fold_members(run: dict, run_dir: Path) -> list[Member]:
+    from parrot_ser.training.run import rebuild_model
+
+    models = run.get("models") or {}
+    if not models:
+        raise BundleError(f"{run_dir}/run.json: lists no models")
+    members = []
+    for tag, rel in sorted(models.items()):
+        wp, ep = run_dir / rel, run_dir / "folds" / f"{tag}.json"
+        if not wp.is_file() or not ep.is_file():
+            raise BundleError(f"{wp}: missing or unfinished (rerun `parrot-ser train` to finish the run)")
+        try:
+            sd = load_file(str(wp))
+        except Exception as e:  # safetensors raises its own error types; the message is what matters
+            raise BundleError(f"{wp}: unreadable safetensors file ({e})") from None
+        try:  # the weights must fit the run's architecture before they go into a bundle
+            rebuild_model(run).load_state_dict(sd, strict=True)
+        except RuntimeError as e:
+            raise BundleError(f"{wp}: weights do not fit the run's model ({str(e).splitlines()[0]})") from None
+        entry = json.loads(ep.read_text(encoding="utf-8"))
+        info = {"seed": entry.get("seed"), "fold": entry.get("fold"), "best_epoch": entry.get("best_epoch"),
+                "test_accuracy": entry.get("metrics", {}).get("accuracy"),
+                "test_macro_f1": entry.get("metrics", {}).get("macro_f1")}
+        members.append(Member(tag, sd, info))
+    return members
+
+
+def _refit_member(run: dict, data: Any, config: Any, progress: Any = None) -> Member:
+    from parrot_ser.training.splits import split_validation
+    from parrot_ser.training.trainer import fit_model
+
+    seed = int(run["seeds"][0])
+    labels = [data.classes[i] for i in data.labels]
+    tr, va = split_validation(np.arange(len(data)), labels, data.speakers, fraction=config.val_fraction, seed=seed)
+    task = progress.add_task("refit", total=config.epochs, rate="") if progress is not None else None
+
+    def on_epoch(epoch: int, rec: dict) -> None:
+        if task is not None:
+            progress.update(task, advance=1, rate=f"ep {epoch}")
+
+    model, hist = fit_model(data.subset(tr), data.subset(va), run["model"], config, seed, on_epoch=on_epoch)
+    if task is not None:
+        progress.update(task, completed=config.epochs)
+    sd = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    val_spk = sorted({data.speakers[i] for i in va})
+    return Member(f"refit_seed{seed}", sd, {"seed": seed, "fold": None, "best_epoch": hist["best_epoch"],
+                                            "stopped_epoch": hist["stopped_epoch"], "n_train": int(len(tr)),
+                                            "n_val": int(len(va)), "val_speakers": val_spk})
+
+
+def _anchors(data: Any, config: Any, seed: int) -> list[torch.Tensor]:
+    k = max(1, int(config.eval_batch_size) - 1)
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.choice(len(data), size=min(k, len(data)), replace=False))
+    return [torch.from_numpy(np.ascontiguousarray(p[idx], dtype=np.float32)) for p in data.pooled]
+
+
+def export_run(run_dir: str | Path, out_dir: str | Path, refit: bool = False, *, progress: Any = None) -> Path:
+    """Write the bundle for RUN_DIR into ``out_dir`` and return its path (see the module doc)."""
+    run_dir = Path(run_dir)
+    run = _read_json(run_dir / "run.json", "run.json")
+    results = _read_json(run_dir / "results.json", "results.json is written when all folds finished")
+    missing = [k for k in (*RUN_MODEL_KEYS, "encoders", "features_meta", "model_spec", "seeds") if k not in run]
+    if missing:
+        raise BundleError(f"{run_dir / 'run.json'}: lacks {', '.join(missing)} (older or foreign run format)")
+    spec = run["model_spec"]
+    batch_dep = bool(spec.get("batch_dependent"))
+    data = config = None
+    if refit or (batch_dep and not run.get("use_frames")):
+        try:
+            data, config = _load_run_features(run, run_dir)
+        except BundleError:
+            if refit:
+                raise
+    try:
+        members = [_refit_member(run, data, config, progress)] if refit else _fold_members(run, run_dir)
+    except ParrotError as e:
+        raise e if isinstance(e, BundleError) else BundleError(f"{run_dir}: {e}") from None
+    anchors = None
+    batch_mode = "independent"
+    if batch_dep:
+        if data is not None:
+            anchors, batch_mode = _anchors(data, config, int(run["seeds"][0])), "anchors"
+        else:
+            batch_mode = "alone"
+    encoders = []
+    for e in run["encoders"]:
+        ident = dict(run["features_meta"][e].get("identity") or {})
+        if not ident:
+            raise BundleError(f"{run_dir / 'run.json'}: no encoder identity recorded for {e!r}")
+        ident.setdefault("name", e)
+        ident["store_dtype"] = run["features_meta"][e].get("dtype")
+        encoders.append(ident)
+    untrained = [e["name"] for e in encoders if e.get("random_init")]
+    model_doc = {k: run[k] for k in RUN_MODEL_KEYS}
+    model_doc.update(name=run["model"], batch_dependent=batch_dep, uses_frames=bool(spec.get("uses_frames")),
+                     rebuild="parrot_ser.training.run.rebuild_model(model) then load_state_dict(member)")
+    doc: dict[str, Any] = {
+        "package_version": __version__,
+        "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "warning": UNTRAINED_WARNING.format(names=", ".join(untrained)) if untrained else None,
+        "labels": list(run["labels"]),
+        "encoders": encoders,
+        "inputs": {"layer": run.get("layer"), "use_frames": bool(run.get("use_frames")),
+                   "rule": "encoder built with the recorded layers; then the feature store's layer rule: "
+                           "None = last, int = position, 'mean', 'all'"},
+        "model": model_doc,
+        "ensemble": {"kind": "refit" if refit else "cv-ensemble", "n_members": len(members),
+                     "aggregation": "mean of the members' softmax probabilities"},
+        "inference": {"batch_mode": batch_mode,
+                      "n_anchors": None if anchors is None else int(anchors[0].shape[0]),
+                      "note": {"independent": "any batching gives the same answer",
+                               "anchors": "each utterance is scored in a batch of itself + the fixed anchors",
+                               "alone": "each utterance is scored alone (batch of 1: OT is the identity)"}
+                      [batch_mode]},
+        "training": _training_summary(results),
+        "source": {"run_dir": str(run_dir.resolve()), "run_json_sha256": sha256_file(run_dir / "run.json"),
+                   "fingerprint": run.get("fingerprint"), "versions": run.get("versions")},
+    }
+    return write_bundle(out_dir, doc, members, anchors)

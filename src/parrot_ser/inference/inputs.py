@@ -1,0 +1,92 @@
+"""What ``parrot-ser predict`` scores: files, folders (recursive) and manifests (.csv)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from parrot_ser.errors import AudioMissingError, ParrotError
+
+# Folders are scanned for these suffixes; a file named explicitly is always tried (its content, not
+# its name, decides whether it is audio).
+AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc",
+                            ".au", ".snd", ".caf", ".w64", ".rf64", ".sph", ".nist"})
+
+
+@dataclass
+class InputItem:
+    path: Path
+    reference: str | None = None  # the manifest's label, when scored from a manifest
+    utt_id: str | None = None
+
+
+@dataclass
+class InputProblem:
+    path: str
+    error: str
+
+
+def collect_inputs(args: list[str | Path]) -> tuple[list[InputItem], list[InputProblem]]:
+    """Expand command-line arguments into audio items (in argument order; folders sorted) and
+    problems (missing paths, unreadable manifests). Duplicates are kept once."""
+    items: list[InputItem] = []
+    problems: list[InputProblem] = []
+    seen: set[Path] = set()
+
+    def add(item: InputItem) -> None:
+        key = item.path.resolve()
+        if key not in seen:
+            seen.add(key)
+            items.append(item)
+
+    for a in args:
+        p = Path(a)
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_SUFFIXES)
+            if not found:
+                problems.append(InputProblem(str(p), "folder holds no audio files "
+                                                     f"({', '.join(sorted(AUDIO_SUFFIXES))})"))
+            for f in found:
+                add(InputItem(f))
+        elif p.is_file() and p.suffix.lower() == ".csv":
+            from parrot_ser.corpora.base import Manifest
+
+            try:
+                if _columns(p) >= {"path", "label", "speaker"}:
+                    man = Manifest.from_csv(p)
+                    for u in man.utterances:
+                        add(InputItem(man.abspath(u), u.label or None, u.utt_id))
+                else:  # a plain list of files: only a ``path`` column is needed to predict
+                    for path in _paths_only(p):
+                        add(InputItem(path))
+            except ParrotError as e:
+                problems.append(InputProblem(str(p), str(e)))
+        elif p.exists():
+            add(InputItem(p))
+        else:
+            problems.append(InputProblem(str(p), str(AudioMissingError(p))))
+    return items, problems
+
+
+def _columns(path: Path) -> set[str]:
+    import csv
+
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        return set(next(csv.reader(f), []))
+
+
+def _paths_only(path: Path) -> list[Path]:
+    import csv
+
+    from parrot_ser.errors import CorpusError
+
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        if "path" not in (reader.fieldnames or []):
+            raise CorpusError(f"{path}: a manifest needs a 'path' column; has {', '.join(reader.fieldnames or [])}")
+        out = []
+        for row in reader:
+            if row.get("path"):
+                q = Path(row["path"])
+                out.append(q if q.is_absolute() else path.parent / q)
+        return out
