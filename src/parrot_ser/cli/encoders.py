@@ -1,5 +1,44 @@
-"""`parrot-ser encoders ...` commands (placeholder until implemented)."""
+"""`parrot-ser encoders list | convert`."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
 
 import typer
 
-app = typer.Typer(no_args_is_help=True)
+from parrot_ser.cli.common import err, guard, out, print_json
+
+app = typer.Typer(no_args_is_help=True, help="List and convert PTM encoders.")
+
+
+@app.command("list")
+@guard
+def list_cmd(as_json: bool = typer.Option(False, "--json", help="A JSON list of spec objects on stdout.")) -> None:
+    """Every registered encoder: family, kind, sample rate, widths, default checkpoint."""
+    from parrot_ser.encoders import list_specs
+
+    specs = list_specs()
+    if as_json:
+        print_json([asdict(s) for s in specs])
+        return
+    # plain aligned text: a rich table truncates names when stdout is not a wide terminal
+    rows = [("name", "family", "kind", "sr", "hidden", "layers", "pooled", "default checkpoint")]
+    rows += [(s.name, s.family, s.kind, str(s.sample_rate), str(s.hidden_size), str(s.num_layers),
+              str(s.pooled_dim), s.default_checkpoint or "-") for s in specs]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        out.print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip(), markup=False)
+
+
+@app.command("convert")
+@guard
+def convert(
+    src: Path = typer.Argument(..., help="Official checkpoint file (e.g. SSAM checkpoint-*.pth, SSAMBA *.pth)."),
+    dst: Path = typer.Argument(..., help="Output (safetensors + JSON config)."),
+) -> None:
+    """Convert an official Mamba checkpoint into this package's safe format (no pickle needed to load)."""
+    from parrot_ser.encoders.checkpoint import convert_checkpoint  # the Mamba families' converter
+
+    result = convert_checkpoint(src, dst)
+    err.print(f"converted {src} -> {result if result is not None else dst}")

@@ -1,7 +1,118 @@
-"""`parrot-ser extract` (placeholder until implemented)."""
+"""`parrot-ser extract`: frozen encoder features into a resumable store.
 
-from parrot_ser.errors import ParrotError
+    parrot-ser extract /data/emodb --corpus emodb --encoder logmel --encoder hubert-base --out feats/
+    parrot-ser extract --manifest m.csv --encoder hubert-base --checkpoint hubert-base=/models/hubert --out feats/
+
+Rerunning the same command resumes where it stopped; bad audio files are skipped and listed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from parrot_ser.cli.common import err, guard, print_json
+from parrot_ser.errors import ConfigError
 
 
-def extract() -> None:
-    raise ParrotError("extract is not available yet")
+def _parse_checkpoints(items: list[str], encoders: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for it in items:
+        name, sep, path = it.partition("=")
+        if not sep or not name or not path:
+            raise ConfigError(f"--checkpoint expects NAME=PATH_OR_HF_ID; got {it!r}")
+        if name not in encoders:
+            raise ConfigError(f"--checkpoint {name}=...: {name!r} is not one of the --encoder names ({', '.join(encoders)})")
+        out[name] = path
+    return out
+
+
+def _load_manifest(manifest: Path | None, root: Path | None, corpus: str | None):
+    from parrot_ser.corpora import Manifest, scan_corpus
+
+    if manifest is not None:
+        if root is not None or corpus is not None:
+            raise ConfigError("give either --manifest M or ROOT --corpus NAME, not both")
+        return Manifest.from_csv(manifest)
+    if root is None or corpus is None:
+        raise ConfigError("give --manifest M, or a corpus ROOT with --corpus NAME")
+    return scan_corpus(corpus, root)
+
+
+@guard
+def extract(
+    root: Path | None = typer.Argument(None, help="Corpus root (with --corpus).", show_default=False),
+    corpus: str | None = typer.Option(None, "--corpus", "-c", help="Corpus name (see `parrot-ser corpus list`)."),
+    manifest: Path | None = typer.Option(None, "--manifest", "-m", help="Manifest CSV (instead of ROOT --corpus)."),
+    encoder: list[str] = typer.Option(..., "--encoder", "-e", help="Encoder name; repeat for several "
+                                                                   "(see `parrot-ser encoders list`)."),
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Feature store folder (created or extended)."),
+    frames: bool = typer.Option(False, "--frames", help="Also store frame-level features (ragged)."),
+    layers: str = typer.Option("last", "--layers", help="last | all | 3 | 3,6,9 (0 = CNN/embedding output)."),
+    checkpoint: list[str] = typer.Option([], "--checkpoint", help="NAME=PATH|HF_ID: weights for one encoder "
+                                                                  "(local dir, HF id in the local cache, or file)."),
+    random_init: bool = typer.Option(False, "--random-init", help="UNTRAINED seeded weights (for tests/smoke runs)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of --random-init weights."),
+    device: str = typer.Option("cpu", "--device", help="torch device, e.g. cpu, cuda, cuda:1."),
+    dtype: str = typer.Option("float32", "--dtype", help="Storage dtype: float16 | float32."),
+    batch_seconds: float = typer.Option(64.0, "--batch-seconds", min=0.1, help="Cap of padded audio seconds per batch."),
+    chunk_size: int = typer.Option(128, "--chunk-size", min=1, help="Utterances per committed (resumable) chunk."),
+    as_json: bool = typer.Option(False, "--json", help="Reports as one JSON object on stdout."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Extract frozen PTM features for a corpus into a resumable, memory-mappable store."""
+    from parrot_ser.encoders import build_encoder, get_spec, parse_layers
+    from parrot_ser.features import extract_features
+
+    if dtype not in ("float16", "float32"):
+        raise ConfigError(f"--dtype must be float16 or float32; got {dtype!r}")
+    names = list(dict.fromkeys(encoder))
+    for n in names:
+        get_spec(n)  # unknown names fail before any work
+    ckpts = _parse_checkpoints(checkpoint, names)
+    layer_choice = parse_layers(layers)
+    man = _load_manifest(manifest, root, corpus)
+    if len(man) == 0:
+        raise ConfigError(f"{manifest or root}: the manifest has no utterances")
+    reports = {}
+    for n in names:
+        enc = build_encoder(n, checkpoint=ckpts.get(n), layers=layer_choice, random_init=random_init, seed=seed,
+                            device=device)
+        if enc.identity.random_init:
+            err.print(f"[bold yellow]WARNING:[/] {n}: UNTRAINED random-init weights (seed {seed}); "
+                      "features carry no pretrained knowledge")
+        rep = extract_features(man, enc, out_dir, frames=frames, dtype=dtype, batch_seconds=batch_seconds,
+                               chunk_size=chunk_size, progress=not quiet)
+        reports[n] = rep
+        _summary(n, rep, out_dir)
+        del enc
+    if as_json:
+        print_json({"store": str(out_dir), "encoders": {n: _brief(r) for n, r in reports.items()}})
+
+
+def _brief(rep: dict) -> dict:
+    last = rep.get("last_run", {})
+    return {"n_requested": rep["n_requested"], "n_ok": rep["n_ok"], "n_skipped": rep["n_skipped"],
+            "skipped": rep["skipped"], "computed_this_run": rep.get("computed_this_run"),
+            "resumed": rep.get("resumed"), "up_to_date": rep.get("up_to_date"), "random_init": rep.get("random_init"),
+            "utt_per_s": last.get("utt_per_s"), "real_time_factor": last.get("real_time_factor"),
+            "padding_waste": last.get("padding_waste"), "outside_forward_share": last.get("outside_forward_share")}
+
+
+def _summary(name: str, rep: dict, out_dir: Path) -> None:
+    b = _brief(rep)
+    if b["up_to_date"]:
+        err.print(f"{name}: up to date ({b['n_ok']} utterances, {b['n_skipped']} skipped) in {out_dir}")
+    else:
+        rtf = b["real_time_factor"]
+        err.print(f"{name}: {b['n_ok']} utterances in {out_dir / name} (computed now {b['computed_this_run']}, "
+                  f"resumed {b['resumed']}); {b['utt_per_s'] or 0:.1f} utt/s, real-time factor "
+                  f"{rtf if rtf is not None else float('nan'):.4f}, padding waste {(b['padding_waste'] or 0):.1%}")
+    if b["random_init"]:
+        err.print(f"[bold yellow]{name}: UNTRAINED random-init weights[/]")
+    if b["n_skipped"]:
+        err.print(f"[yellow]{name}: skipped {b['n_skipped']} bad file(s):[/]")
+        for s in rep["skipped"][:20]:
+            err.print(f"  {s['error']}", markup=False)
+        if b["n_skipped"] > 20:
+            err.print(f"  ... and {b['n_skipped'] - 20} more (see {out_dir / name / 'report.json'})")
