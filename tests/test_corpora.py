@@ -248,6 +248,7 @@ def test_csv_corpus(tmp_path, tone):
     u = _by_id(man)
     assert (u["a"].label, u["a"].original_label, u["a"].speaker, u["a"].meta) == ("angry", "Anger", "s1", {"split": "train"})
     assert man.abspath(u[str(b.with_suffix("")).replace("\\", "/")]) == b
+    assert len(scan_corpus("csv", tmp_path / "data")) == 2  # a folder holding exactly one CSV
     probs = {p.path: p.problem for p in man.problems}
     assert "does not exist" in probs["missing.wav"] and "contempt" in probs["c.wav"]
     (tmp_path / "bad.csv").write_text("file,emotion\nx.wav,sad\n")
