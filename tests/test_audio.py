@@ -10,7 +10,16 @@ import pytest
 import soundfile as sf
 
 from parrot_ser import audio
-from parrot_ser.audio import AudioWarning, audio_warnings, decode_audio, load_audio, read_info, resample
+from parrot_ser.audio import (
+    AudioWarning,
+    audio_warnings,
+    decode_audio,
+    decode_with_warnings,
+    load_audio,
+    load_with_warnings,
+    read_info,
+    resample,
+)
 from parrot_ser.errors import (
     AudioCorruptError,
     AudioMissingError,
@@ -175,3 +184,17 @@ def test_load_audio_issues_audio_warning(tmp_path, tone_writer):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         load_audio(silent, warn=False)  # no warning raised as an error
+
+
+def test_with_warnings_variants_return_texts_from_the_raw_signal(tmp_path):
+    t = np.arange(16000) / 16000
+    loud = np.clip(2.0 * np.sin(2 * np.pi * 200 * t), -1, 1).astype(np.float32)
+    p = tmp_path / "loud.wav"
+    sf.write(p, np.stack([loud, loud], axis=1), 16000, subtype="FLOAT")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the *_with_warnings variants never call warnings.warn
+        x, texts = load_with_warnings(p, 8000)
+        y, texts2 = decode_with_warnings(p.read_bytes(), 8000, name="up.wav")
+    assert len(x) == 8000 and np.array_equal(x, y)
+    assert len(texts) == 1 and texts[0].startswith(f"{p}: clipping")
+    assert texts2[0].startswith("up.wav: clipping")

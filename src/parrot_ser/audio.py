@@ -45,6 +45,8 @@ __all__ = [
     "AudioWarning",
     "audio_warnings",
     "decode_audio",
+    "decode_with_warnings",
+    "load_with_warnings",
     "load_audio",
     "read_info",
     "resample",
@@ -174,18 +176,22 @@ def audio_warnings(x: np.ndarray, sr: int, path: str | Path = "<memory>") -> lis
     return out
 
 
-def _finish(data: np.ndarray, sr: int, target_sr: int, where: str, warn: bool) -> np.ndarray:
-    """Shared checks + mono + resample for decoded (frames, channels) float32 data."""
+def _finish(data: np.ndarray, sr: int, target_sr: int, where: str) -> tuple[np.ndarray, list[str]]:
+    """Shared checks + mono + resample for decoded (frames, channels) float32 data; warning texts
+    are computed on the signal as decoded (resampling smooths clipping away)."""
     if data.shape[0] == 0:
         raise EmptyAudioError(where)
     if not np.all(np.isfinite(data)):
         bad = int(np.count_nonzero(~np.isfinite(data)))
         raise NonFiniteAudioError(where, f"{bad} of {data.size} samples")
-    if warn:
-        for text in audio_warnings(data, sr, where):
-            warnings.warn(text, AudioWarning, stacklevel=3)
+    texts = audio_warnings(data, sr, where)
     mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
-    return np.ascontiguousarray(resample(mono, sr, target_sr), dtype=np.float32)
+    return np.ascontiguousarray(resample(mono, sr, target_sr), dtype=np.float32), texts
+
+
+def _emit(texts: list[str]) -> None:
+    for text in texts:
+        warnings.warn(text, AudioWarning, stacklevel=3)
 
 
 def _decode(src: Any, head: bytes, where: str) -> tuple[np.ndarray, int]:
@@ -196,18 +202,35 @@ def _decode(src: Any, head: bytes, where: str) -> tuple[np.ndarray, int]:
     return data, int(sr)
 
 
-def load_audio(path: str | Path, target_sr: int = 16000, *, warn: bool = True) -> np.ndarray:
-    """Float32 mono at ``target_sr``: any rate/bit depth soundfile reads (WAV, FLAC, OGG, ...);
-    channels averaged; soxr HQ resampling. Typed errors for bad input, AudioWarning for suspicious."""
+def load_with_warnings(path: str | Path, target_sr: int = 16000) -> tuple[np.ndarray, list[str]]:
+    """:func:`load_audio` without the warnings module: (signal, warning texts). Thread-safe way to
+    collect warnings per file (warnings.warn is process-global)."""
     p = _check_path(path)
     data, sr = _decode(str(p), _head(p), str(p))
-    return _finish(data, sr, target_sr, str(p), warn)
+    return _finish(data, sr, target_sr, str(p))
 
 
-def decode_audio(data: bytes, target_sr: int = 16000, name: str = "<upload>", *, warn: bool = True) -> np.ndarray:
-    """Same as :func:`load_audio` for in-memory bytes (e.g. an HTTP upload); ``name`` is used in messages."""
+def decode_with_warnings(data: bytes, target_sr: int = 16000, name: str = "<upload>") -> tuple[np.ndarray, list[str]]:
+    """:func:`decode_audio` returning (signal, warning texts) instead of issuing warnings."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"decode_audio needs bytes, got {type(data).__name__}")
     raw = bytes(data)
     decoded, sr = _decode(io.BytesIO(raw), raw[:16], name)
-    return _finish(decoded, sr, target_sr, name, warn)
+    return _finish(decoded, sr, target_sr, name)
+
+
+def load_audio(path: str | Path, target_sr: int = 16000, *, warn: bool = True) -> np.ndarray:
+    """Float32 mono at ``target_sr``: any rate/bit depth soundfile reads (WAV, FLAC, OGG, ...);
+    channels averaged; soxr HQ resampling. Typed errors for bad input, AudioWarning for suspicious."""
+    x, texts = load_with_warnings(path, target_sr)
+    if warn:
+        _emit(texts)
+    return x
+
+
+def decode_audio(data: bytes, target_sr: int = 16000, name: str = "<upload>", *, warn: bool = True) -> np.ndarray:
+    """Same as :func:`load_audio` for in-memory bytes (e.g. an HTTP upload); ``name`` is used in messages."""
+    x, texts = decode_with_warnings(data, target_sr, name)
+    if warn:
+        _emit(texts)
+    return x
