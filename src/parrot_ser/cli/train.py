@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from parrot_ser.cli.common import err, guard, make_progress, print_json
@@ -116,8 +117,8 @@ def train(
                      progress=progress)
     _warn_random_init(res)
     if not quiet:
-        err.print(_summary_table(res, f"{model} [{' + '.join(encoder)}], {res['protocol']}, "
-                                      f"{res['n_utterances']} utterances"))
+        err.print(_summary_table(res, escape(f"{model} ({' + '.join(encoder)}), {res['protocol']}, "
+                                             f"{res['n_utterances']} utterances, {res['n_speakers']} speakers")))
         err.print(f"results: {out / 'results.json'}")
     if json_out:
         print_json({k: res[k] for k in ("model", "encoders", "protocol", "seeds", "headline", "summary",
@@ -153,7 +154,7 @@ def grid(
                        progress=progress)
     _warn_random_init(res)
     if not quiet:
-        err.print((out / "table.md").read_text(encoding="utf-8"))
+        err.print(escape((out / "table.md").read_text(encoding="utf-8")))
         err.print(f"tables: {out / 'table.md'}, {out / 'table.csv'}; tests: {out / 'significance.md'}")
     if json_out:
         print_json(res)

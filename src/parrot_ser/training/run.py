@@ -136,7 +136,7 @@ def rebuild_model(run: dict) -> StandardisedModel:
 
 def load_fold_model(run_dir: str | Path, seed: int, fold: int) -> tuple[StandardisedModel, dict]:
     """Load the trained model of one seed/fold of a run and its run.json dict."""
-    from safetensors.torch import load_model
+    from safetensors.torch import load_file
 
     run_dir = Path(run_dir)
     rp = run_dir / "run.json"
@@ -147,7 +147,7 @@ def load_fold_model(run_dir: str | Path, seed: int, fold: int) -> tuple[Standard
     if not wp.is_file():
         raise FeatureStoreError(f"{wp}: weights not found")
     model = rebuild_model(run)
-    load_model(model, str(wp), strict=True)
+    model.load_state_dict(load_file(str(wp)), strict=True)
     model.eval()
     return model, run
 
@@ -203,7 +203,7 @@ def run_cv(features_dir: str | Path, encoders: Sequence[str], model: str, config
     results dict (also in results.json). Finished seed/folds of the same run are not recomputed.
 
     ``progress``: an optional rich Progress; one task counts epochs over all seed x folds."""
-    from safetensors.torch import save_model
+    from safetensors.torch import save_file
 
     from parrot_ser.fusion import get_model_spec
 
@@ -266,7 +266,7 @@ def run_cv(features_dir: str | Path, encoders: Sequence[str], model: str, config
     total_runs = sum(len(f) for f in folds_by_seed.values())
     task = None
     if progress is not None:
-        task = progress.add_task(f"{model} [{'+'.join(encoders)}]", total=total_runs * config.epochs,
+        task = progress.add_task(f"{model} ({'+'.join(encoders)})", total=total_runs * config.epochs,
                                  rate="")
     entries: list[dict] = []
     plan_to_draw = None
@@ -311,8 +311,11 @@ def run_cv(features_dir: str | Path, encoders: Sequence[str], model: str, config
                 np.save(out / "folds" / f"{name}_plan.npy", plan.astype(np.float32))
             wp.parent.mkdir(parents=True, exist_ok=True)
             tmpw = wp.with_name(wp.name + f".tmp{os.getpid()}")
-            save_model(net, str(tmpw), metadata={"model": model, "seed": str(s), "fold": str(fold.index),
-                                                 "fingerprint": fp, "format": RUN_FORMAT})
+            # Every state-dict key as its own tensor (clone: no shared storage), so a plain
+            # load_file + load_state_dict(strict=True) restores it.
+            sd = {k: v.detach().cpu().contiguous().clone() for k, v in net.state_dict().items()}
+            save_file(sd, str(tmpw), metadata={"model": model, "seed": str(s), "fold": str(fold.index),
+                                               "fingerprint": fp, "format": RUN_FORMAT})
             os.replace(tmpw, wp)
             entry = {
                 "fingerprint": fp, "seed": s, "fold": fold.index, "fold_name": fold.name,
