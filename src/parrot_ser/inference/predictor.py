@@ -341,10 +341,11 @@ def _check_identity(e_doc: dict, enc: Any, root: Path) -> None:
     ident = enc.identity.to_dict() if hasattr(enc.identity, "to_dict") else dict(enc.identity)
     name = e_doc["name"]
     if ident.get("checkpoint_sha256") != e_doc.get("checkpoint_sha256"):
+        short = lambda h: f"{h[:12]}..." if h else "none"  # noqa: E731
         raise BundleError(
             f"{root}: encoder {name!r} checkpoint {ident.get('checkpoint')} has sha256 "
-            f"{str(ident.get('checkpoint_sha256'))[:12]}..., the bundle was made with "
-            f"{str(e_doc.get('checkpoint_sha256'))[:12]}... (a different checkpoint)")
+            f"{short(ident.get('checkpoint_sha256'))}, the bundle was made with "
+            f"{short(e_doc.get('checkpoint_sha256'))} (a different checkpoint)")
     for key in ("layers", "preprocessing", "random_init", "seed"):
         if key in e_doc and _norm(ident.get(key)) != _norm(e_doc[key]):
             raise BundleError(f"{root}: encoder {name!r} {key} {ident.get(key)!r} differs from the bundle's "

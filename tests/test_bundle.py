@@ -1,0 +1,186 @@
+"""Export bundle: a real tiny run (logmel features of real Emo-DB files, 2 speaker folds, fcn head)
+-> export -> load -> predict reproduces the run's own test probabilities; integrity checks refuse a
+changed byte, a missing file, an edited bundle.json and a different encoder checkpoint."""
+
+from __future__ import annotations
+
+import csv
+import functools
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from parrot_ser.errors import BundleError
+from parrot_ser.inference import export_run, load_model
+from parrot_ser.inference.bundle import load_bundle, verify_bundle, write_bundle
+from parrot_ser.inference.predictor import Predictor
+
+SPEAKERS = ("03", "08", "09", "10")
+LABELS = ("angry", "neutral", "sad")
+
+
+@functools.cache
+def build_run(root: str, emodb: str) -> tuple[Path, Path]:
+    """A real run on real audio (cached per session): 106 Emo-DB files, logmel, fcn, 2 folds, seed 0.
+    Returns (run_dir, bundle_dir) with the bundle made by the real export path."""
+    from parrot_ser.corpora import scan_corpus
+    from parrot_ser.corpora.base import Manifest
+    from parrot_ser.encoders import build_encoder
+    from parrot_ser.features import extract_features
+    from parrot_ser.training.config import TrainConfig
+    from parrot_ser.training.run import run_cv
+
+    base = Path(root)
+    man = scan_corpus("emodb", emodb)
+    keep = [u for u in man.utterances if u.label in LABELS and u.speaker in SPEAKERS]
+    extract_features(Manifest(man.corpus, man.root, keep), build_encoder("logmel"), base / "feat", progress=False)
+    run_cv(base / "feat", ["logmel"], "fcn", TrainConfig(epochs=4, patience=2), [0], "speaker-kfold",
+           base / "run", n_folds=2)
+    return base / "run", export_run(base / "run", base / "bundle")
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, emodb_root) -> tuple[Path, Path]:
+    return build_run(str(tmp_path_factory.getbasetemp() / "h7_run"), str(emodb_root))
+
+
+def _wav(emodb_root: Path, utt_id: str) -> Path:
+    return emodb_root / "wav" / (utt_id.split("/")[-1] + ".wav")
+
+
+def test_bundle_is_self_describing_and_pickle_free(tiny_run):
+    run_dir, bundle = tiny_run
+    doc = verify_bundle(bundle)
+    assert doc["labels"] == list(LABELS)
+    assert [e["name"] for e in doc["encoders"]] == ["logmel"]
+    assert doc["encoders"][0]["preprocessing"]["n_mels"] == 80 and doc["encoders"][0]["layers"] == [0]
+    assert doc["model"]["name"] == "fcn" and doc["model"]["config"]["epochs"] == 4
+    assert doc["ensemble"] == {"kind": "cv-ensemble", "n_members": 2,
+                               "aggregation": "mean of the members' softmax probabilities"}
+    assert doc["training"]["headline"]["accuracy"]["n"] == 2  # mean +- std over the 2 folds
+    assert doc["package_version"] and doc["warning"] is None
+    files = {p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_file()}
+    assert files == {"bundle.json", *doc["files"]}
+    assert all(f.endswith((".json", ".safetensors")) for f in files)
+    members = load_bundle(bundle).members
+    assert any(k.startswith("std_pooled_mean_0") for k in members[0].state_dict)  # standardiser travels
+
+
+def test_round_trip_reproduces_the_runs_test_probabilities(tiny_run, emodb_root):
+    run_dir, bundle = tiny_run
+    pred = load_model(bundle)
+    assert pred.labels == list(LABELS) and pred.batch_mode == "independent" and len(pred.heads) == 2
+    rows = list(csv.DictReader(open(run_dir / "predictions.csv", encoding="utf-8")))
+    probs_cols = [f"prob_{c}" for c in LABELS]
+    tags = [m["tag"] for m in pred.info["members"]]
+    for k, tag in enumerate(tags):
+        fold_rows = [r for r in rows if f"seed{r['seed']}_fold{r['fold']}" == tag][:12]
+        assert fold_rows
+        member = Predictor(pred.labels, pred.encoders, [pred.heads[k]])
+        got = member.predict([_wav(emodb_root, r["utt_id"]) for r in fold_rows])
+        want = np.array([[float(r[c]) for c in probs_cols] for r in fold_rows])
+        have = np.array([[g.probabilities[c] for c in LABELS] for g in got])
+        np.testing.assert_allclose(have, want, atol=2e-5)  # predictions.csv holds 6 decimals
+    # The bundle's answer is the mean of its members'.
+    paths = [_wav(emodb_root, r["utt_id"]) for r in rows[:5]]
+    ens = np.array([[p.probabilities[c] for c in LABELS] for p in pred.predict(paths)])
+    each = [np.array([[p.probabilities[c] for c in LABELS]
+                      for p in Predictor(pred.labels, pred.encoders, [h]).predict(paths)]) for h in pred.heads]
+    np.testing.assert_allclose(ens, np.mean(each, axis=0), atol=1e-6)
+
+
+def test_alone_or_batched_gives_the_same_answer(tiny_run, emodb_root):
+    _, bundle = tiny_run
+    pred = load_model(bundle)
+    paths = sorted((emodb_root / "wav").glob("1*.wav"))[:6]
+    batched = pred.predict(paths, batch_size=6)
+    for p, b in zip(paths, batched):
+        alone = pred.predict(p)[0]
+        assert alone.label == b.label and alone.path == str(p)
+        assert alone.probabilities == pytest.approx(b.probabilities, abs=1e-6)
+
+
+def _copy(bundle: Path, tmp_path: Path) -> Path:
+    dst = tmp_path / "bundle"
+    shutil.copytree(bundle, dst)
+    return dst
+
+
+def test_changed_byte_is_refused(tiny_run, tmp_path):
+    b = _copy(tiny_run[1], tmp_path)
+    f = next((b / "members").glob("*.safetensors"))
+    data = bytearray(f.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one bit in the weights
+    f.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match=rf"{f.name}: sha256 .* does not match"):
+        load_model(b)
+
+
+def test_missing_file_is_refused(tiny_run, tmp_path):
+    b = _copy(tiny_run[1], tmp_path)
+    f = next((b / "members").glob("*.safetensors"))
+    f.unlink()
+    with pytest.raises(BundleError, match=rf"{f.name}: missing from the model bundle"):
+        load_model(b)
+    (b / "bundle.json").unlink()
+    with pytest.raises(BundleError, match="bundle.json: missing"):
+        load_model(b)
+
+
+def test_edited_bundle_json_is_refused(tiny_run, tmp_path):
+    b = _copy(tiny_run[1], tmp_path)
+    doc = json.loads((b / "bundle.json").read_text())
+    doc["labels"] = ["sad", "neutral", "angry"]  # swapping labels would silently mislabel everything
+    (b / "bundle.json").write_text(json.dumps(doc))
+    with pytest.raises(BundleError, match="does not match its recorded hash"):
+        load_model(b)
+
+
+def test_encoder_checkpoint_hash_mismatch_is_refused(tiny_run, tmp_path):
+    bundle = load_bundle(tiny_run[1])
+    doc = {k: v for k, v in bundle.doc.items() if k not in ("format", "format_version", "members", "files",
+                                                             "content_sha256")}
+    doc["encoders"] = [{**doc["encoders"][0], "checkpoint_sha256": "ab" * 32}]  # made with another checkpoint
+    out = write_bundle(tmp_path / "other", doc, bundle.members)
+    verify_bundle(out)  # the bundle itself is intact...
+    with pytest.raises(BundleError, match=r"sha256 none, the bundle was made with ababababab.*\(a different checkpoint\)"):
+        load_model(out)  # ...but the encoder rebuilt here is not the one it was trained on
+
+
+def test_untrained_encoders_are_announced(tiny_run, tmp_path):
+    from parrot_ser.encoders import build_encoder
+
+    bundle = load_bundle(tiny_run[1])
+    doc = {k: v for k, v in bundle.doc.items() if k not in ("format", "format_version", "members", "files",
+                                                             "content_sha256")}
+    doc["encoders"] = [{**doc["encoders"][0], "random_init": True, "seed": 7}]
+    out = write_bundle(tmp_path / "untrained", doc, bundle.members)
+    enc = build_encoder("logmel")
+    enc.identity.random_init, enc.identity.seed = True, 7  # stand-in for a random-init PTM rebuilt from seed 7
+    with pytest.warns(UserWarning, match="UNTRAINED ENCODER"):
+        pred = Predictor.from_bundle(out, encoders=[enc])
+    assert pred.untrained == ["logmel"]
+    enc2 = build_encoder("logmel")
+    enc2.identity.random_init, enc2.identity.seed = True, 8
+    with pytest.raises(BundleError, match="seed 8 differs"):
+        Predictor.from_bundle(out, encoders=[enc2], quiet=True)
+
+
+def test_refit_trains_one_model_on_all_data(tiny_run, tmp_path, emodb_root):
+    run_dir, _ = tiny_run
+    out = export_run(run_dir, tmp_path / "refit", refit=True)
+    doc = verify_bundle(out)
+    assert doc["ensemble"]["kind"] == "refit" and doc["ensemble"]["n_members"] == 1
+    m = doc["members"][0]
+    assert m["n_train"] + m["n_val"] == 106 and m["val_speakers"]  # all data; early-stopping speakers held out
+    p = load_model(out).predict(_wav(emodb_root, "03a01Wa"))[0]
+    assert sum(p.probabilities.values()) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_export_refuses_an_unfinished_run(tmp_path):
+    (tmp_path / "run").mkdir()
+    with pytest.raises(BundleError, match="run.json: not found"):
+        export_run(tmp_path / "run", tmp_path / "b")
