@@ -1,8 +1,44 @@
-"""Hugging Face attention PTMs (wav2vec2 / HuBERT / WavLM / UniSpeech-SAT / MMS / XLS-R / Whisper)."""
+"""Hugging Face attention PTMs (wav2vec2 / HuBERT / WavLM / UniSpeech-SAT / MMS / XLS-R / Whisper).
+
+Loading: ``checkpoint`` (or the spec's default HF id) is a local ``save_pretrained`` directory or an
+HF id resolved with ``local_files_only`` when ``HF_HUB_OFFLINE`` is set; a model that cannot be found
+raises CheckpointError saying how to provide it. Everything goes through transformers' Auto classes.
+
+Padding invariance (an utterance's features never depend on its batch):
+- feature extractors with ``return_attention_mask=True`` (WavLM, UniSpeech-SAT, the "layer"-norm
+  large models): one padded batch with an attention mask; frame lengths from the model's conv
+  output lengths;
+- ``return_attention_mask=False`` (wav2vec2-base, hubert-base: group-norm CNNs whose statistics
+  would see the padding): no padding at all; utterances of exactly equal length are batched
+  together, the others run one by one (length bucketing upstream makes equal lengths common);
+- Whisper: every utterance is its own fixed 30 s window (the model's design); outputs are trimmed
+  back to ceil(samples / 320) frames; clips longer than 30 s are cut into 30 s windows whose
+  trimmed outputs are concatenated.
+
+Hidden states come from ``output_hidden_states``: index 0 = the CNN/embedding output, last = the
+final layer. Pooled = mean over valid frames.
+
+``random_init``: with a local checkpoint directory, its config with seeded untrained weights;
+otherwise (no hub offline, so no config for real ids) a TINY config of the same model class
+(hidden 64, 2 layers, 2 heads, FFN 128, CNN width 32 with the real kernel/stride so the frame rate
+is unchanged), recorded in ``identity.preprocessing["random_init_config"]``.
+"""
 
 from __future__ import annotations
 
-from parrot_ser.encoders.base import EncoderSpec
+import hashlib
+import math
+import os
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from parrot_ser.encoders.base import EncodedUtterance, Encoder, EncoderIdentity, EncoderSpec
+from parrot_ser.errors import AudioError, CheckpointError, ConfigError
 
 # name -> (default HF id, hidden size, transformer layers, description)
 HF_MODELS: dict[str, tuple[str, int, int, str]] = {
@@ -17,9 +53,266 @@ HF_MODELS: dict[str, tuple[str, int, int, str]] = {
     "whisper-base": ("openai/whisper-base", 512, 6, "Whisper base, encoder only"),
 }
 
+# Used only when no preprocessor_config.json is available (random init without a local dir, or a
+# directory without one): the published checkpoints' settings, (do_normalize, return_attention_mask).
+# The model_type and CNN-norm of each family, for the tiny random-init config.
+_FAMILY: dict[str, dict[str, Any]] = {
+    "hubert-base": {"model_type": "hubert", "fe": (True, False), "norm": "group"},
+    "wav2vec2-base": {"model_type": "wav2vec2", "fe": (True, False), "norm": "group"},
+    "wavlm-base-plus": {"model_type": "wavlm", "fe": (False, True), "norm": "group"},
+    "wavlm-large": {"model_type": "wavlm", "fe": (True, True), "norm": "layer"},
+    "unispeech-sat-base-plus": {"model_type": "unispeech-sat", "fe": (False, True), "norm": "group"},
+    "mms-300m": {"model_type": "wav2vec2", "fe": (True, True), "norm": "layer"},
+    "mms-1b": {"model_type": "wav2vec2", "fe": (True, True), "norm": "layer"},
+    "xls-r-300m": {"model_type": "wav2vec2", "fe": (True, True), "norm": "layer"},
+    "whisper-base": {"model_type": "whisper", "fe": (False, False), "norm": None},
+}
+
+TINY = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 128,
+        "conv_dim": [32] * 7, "num_conv_pos_embeddings": 16, "num_conv_pos_embedding_groups": 4}
+TINY_WHISPER = {"d_model": 64, "encoder_layers": 2, "encoder_attention_heads": 2, "encoder_ffn_dim": 128,
+                "decoder_layers": 1, "decoder_attention_heads": 2, "decoder_ffn_dim": 128, "num_mel_bins": 80}
+
+SAMPLE_RATE = 16000
+WHISPER_WINDOW = 30 * SAMPLE_RATE
+WHISPER_HOP = 320  # samples per encoder output frame (10 ms mel hop x conv stride 2)
+WHISPER_SUBBATCH = 8  # windows per forward: each is a full 30 s window whatever the clip length
+
+
+class TooShortError(AudioError):
+    problem = "too short for the model"
+
 
 def specs() -> list[EncoderSpec]:
-    return [EncoderSpec(name=n, family="hf", sample_rate=16000, hidden_size=h, num_layers=layers + 1,
+    return [EncoderSpec(name=n, family="hf", sample_rate=SAMPLE_RATE, hidden_size=h, num_layers=layers + 1,
                         frame_rate=50.0, pooled_dim=h, default_checkpoint=ckpt, kind="attention",
                         description=desc)
             for n, (ckpt, h, layers, desc) in HF_MODELS.items()]
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _weights_sha256(model: torch.nn.Module, directory: Path | None) -> tuple[str, str]:
+    """sha256 of the weight files of a local directory, else of the state dict (dtype, shape, bytes)."""
+    h = hashlib.sha256()
+    if directory is not None:
+        files = sorted(p for p in directory.iterdir() if p.suffix in (".safetensors", ".bin") and p.is_file())
+        if files:
+            for p in files:
+                h.update(p.name.encode())
+                with open(p, "rb") as f:
+                    for block in iter(lambda f=f: f.read(1 << 22), b""):
+                        h.update(block)
+            return h.hexdigest(), "weight files"
+    for k, v in sorted(model.state_dict().items()):
+        t = v.detach().cpu().contiguous()
+        h.update(f"{k}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest(), "state dict"
+
+
+def _load_error(name: str, source: str, e: Exception) -> CheckpointError:
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return CheckpointError(
+        f"{name}: could not find {source!r} locally ({first[:200]}); no model hub is used offline: give a "
+        f"save_pretrained directory with --checkpoint {name}=/path/to/dir, or put the model in the HF cache "
+        f"(HF_HOME) and set HF_HUB_OFFLINE=1")
+
+
+def _tiny_config(name: str):
+    from transformers import AutoConfig
+
+    fam = _FAMILY[name]
+    if fam["model_type"] == "whisper":
+        return AutoConfig.for_model("whisper", **TINY_WHISPER), dict(TINY_WHISPER)
+    kw = dict(TINY)
+    if fam["norm"] == "layer":  # the large / multilingual models: layer-norm CNN, pre-LN transformer
+        kw.update(feat_extract_norm="layer", do_stable_layer_norm=True)
+    else:
+        kw.update(feat_extract_norm="group", do_stable_layer_norm=False)
+    return AutoConfig.for_model(fam["model_type"], **kw), kw
+
+
+def _feature_extractor(name: str, directory: Path | None, is_whisper: bool):
+    from transformers import AutoFeatureExtractor, Wav2Vec2FeatureExtractor, WhisperFeatureExtractor
+
+    if directory is not None and (directory / "preprocessor_config.json").is_file():
+        return AutoFeatureExtractor.from_pretrained(str(directory), local_files_only=True), "checkpoint"
+    if is_whisper:
+        return WhisperFeatureExtractor(feature_size=80), "family default"
+    norm, mask = _FAMILY.get(name, {"fe": (True, True)})["fe"]
+    return Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=SAMPLE_RATE, padding_value=0.0,
+                                    do_normalize=norm, return_attention_mask=mask), "family default"
+
+
+class HFEncoder(Encoder):
+    def __init__(self, spec: EncoderSpec, model: torch.nn.Module, fe: Any, identity: EncoderIdentity, *,
+                 is_whisper: bool, device: str, dtype: torch.dtype):
+        self.spec = spec
+        self.model = model.eval()
+        self.fe = fe
+        self.identity = identity
+        self.is_whisper = is_whisper
+        self.device = device
+        self.dtype = dtype
+        self.use_mask = bool(getattr(fe, "return_attention_mask", False)) and not is_whisper
+        self.stats = {"forward_s": 0.0, "real_samples": 0, "padded_samples": 0}
+
+    def to(self, device: str) -> HFEncoder:
+        self.model.to(device)
+        self.device = device
+        return self
+
+    # --- helpers ---------------------------------------------------------------------------------
+    def _forward(self, **inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        t = time.perf_counter()
+        inputs = {k: v.to(self.device, dtype=self.dtype if v.is_floating_point() else v.dtype)
+                  for k, v in inputs.items()}
+        out = self.model(**inputs, output_hidden_states=True, return_dict=True)
+        hs = tuple(h.float() for h in out.hidden_states)
+        self.stats["forward_s"] += time.perf_counter() - t
+        return hs
+
+    def _result(self, hs: tuple[torch.Tensor, ...], b: int, n_frames: int, frames: bool) -> EncodedUtterance:
+        sel = torch.stack([hs[j][b, :n_frames] for j in self.identity.layers])  # (L, T, D)
+        return EncodedUtterance(pooled=sel.mean(1).cpu().numpy(), frames=sel.cpu().numpy() if frames else None)
+
+    def _out_len(self, n: int) -> int:
+        return int(self.model._get_feat_extract_output_lengths(torch.tensor([n]))[0])
+
+    # --- encode ----------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def encode(self, waves: list[np.ndarray], *, frames: bool = False) -> list[EncodedUtterance]:
+        waves = [np.asarray(w, dtype=np.float32) for w in waves]
+        for w in waves:
+            if len(w) == 0 or (not self.is_whisper and self._out_len(len(w)) < 1):
+                raise TooShortError(None, f"{len(w)} samples; {self.spec.name} needs at least 400 (25 ms)")
+            self.stats["real_samples"] += len(w)
+        if self.is_whisper:
+            return self._encode_whisper(waves, frames)
+        if self.use_mask:
+            return self._encode_masked(waves, frames)
+        return self._encode_equal_lengths(waves, frames)
+
+    def _encode_masked(self, waves: list[np.ndarray], frames: bool) -> list[EncodedUtterance]:
+        inp = self.fe(waves, sampling_rate=SAMPLE_RATE, padding=True, return_attention_mask=True,
+                      return_tensors="pt")
+        self.stats["padded_samples"] += int(inp["input_values"].numel())
+        hs = self._forward(input_values=inp["input_values"], attention_mask=inp["attention_mask"])
+        lens = self.model._get_feat_extract_output_lengths(inp["attention_mask"].sum(-1))
+        return [self._result(hs, b, int(lens[b]), frames) for b in range(len(waves))]
+
+    def _encode_equal_lengths(self, waves: list[np.ndarray], frames: bool) -> list[EncodedUtterance]:
+        groups: dict[int, list[int]] = {}
+        for i, w in enumerate(waves):
+            groups.setdefault(len(w), []).append(i)
+        results: list[EncodedUtterance | None] = [None] * len(waves)
+        for n, idx in groups.items():
+            inp = self.fe([waves[i] for i in idx], sampling_rate=SAMPLE_RATE, padding=False,
+                          return_attention_mask=False, return_tensors="pt")
+            self.stats["padded_samples"] += n * len(idx)
+            hs = self._forward(input_values=inp["input_values"])
+            t = hs[0].shape[1]
+            for b, i in enumerate(idx):
+                results[i] = self._result(hs, b, t, frames)
+        return results  # type: ignore[return-value]
+
+    def _encode_whisper(self, waves: list[np.ndarray], frames: bool) -> list[EncodedUtterance]:
+        pieces: list[tuple[int, np.ndarray]] = []  # (utterance index, <= 30 s window)
+        for i, w in enumerate(waves):
+            for s in range(0, len(w), WHISPER_WINDOW):
+                pieces.append((i, w[s:s + WHISPER_WINDOW]))
+        per_utt: list[list[torch.Tensor]] = [[] for _ in waves]  # (L, T_piece, D) per window
+        for k in range(0, len(pieces), WHISPER_SUBBATCH):
+            sub = pieces[k:k + WHISPER_SUBBATCH]
+            inp = self.fe([p for _, p in sub], sampling_rate=SAMPLE_RATE, padding="max_length",
+                          return_attention_mask=False, return_tensors="pt")
+            self.stats["padded_samples"] += WHISPER_WINDOW * len(sub)
+            hs = self._forward(input_features=inp["input_features"])
+            for b, (i, p) in enumerate(sub):
+                t = min(math.ceil(len(p) / WHISPER_HOP), hs[0].shape[1])
+                per_utt[i].append(torch.stack([hs[j][b, :t] for j in self.identity.layers]))
+        out = []
+        for parts in per_utt:
+            sel = torch.cat(parts, dim=1)
+            out.append(EncodedUtterance(pooled=sel.mean(1).cpu().numpy(), frames=sel.cpu().numpy() if frames else None))
+        return out
+
+
+def build(spec: EncoderSpec, *, checkpoint: str | None = None, layers: Any = "last", random_init: bool = False,
+          seed: int = 0, device: str = "cpu", dtype: torch.dtype = torch.float32, **options: Any) -> HFEncoder:
+    if options:
+        raise ConfigError(f"{spec.name}: unknown option(s) {', '.join(sorted(options))}")
+    from transformers import AutoConfig, AutoModel
+    from transformers.utils import logging as hf_logging
+
+    from parrot_ser.encoders import resolve_layers
+
+    hf_logging.set_verbosity_error()  # "some weights not used" noise for checkpoints with heads
+    hf_logging.disable_progress_bar()  # our own progress bar is the only one on stderr
+    # torch's SDPA warns about WavLM's mixed mask types on every forward; the result is correct
+    warnings.filterwarnings("ignore", message="Support for mismatched key_padding_mask and attn_mask")
+    source = checkpoint or spec.default_checkpoint
+    directory: Path | None = None
+    if source is not None and Path(source).exists():
+        p = Path(source)
+        if p.is_file():
+            raise CheckpointError(f"{p}: {spec.name} expects a save_pretrained directory (config.json + weights) "
+                                  "or an HF id, not a single file")
+        if not (p / "config.json").is_file():
+            raise CheckpointError(f"{p}: no config.json; {spec.name} expects a save_pretrained directory")
+        directory = p.resolve()
+    elif checkpoint is not None and (checkpoint.startswith((".", "/", "~")) or checkpoint.count("/") > 1):
+        raise CheckpointError(f"{checkpoint}: checkpoint directory not found")  # a path, not an HF id
+
+    notes: dict[str, Any] = {}
+    torch.manual_seed(seed)
+    if random_init:
+        if directory is not None:
+            config = AutoConfig.from_pretrained(str(directory), local_files_only=True)
+            notes["random_init_config"] = f"config of {directory}"
+        else:
+            config, kw = _tiny_config(spec.name)
+            notes["random_init_config"] = {"tiny": True, **kw,
+                                           "why": "no hub offline: real config unavailable"}
+        model = AutoModel.from_config(config)
+        source_id = str(directory) if directory is not None else None
+    else:
+        if source is None:
+            raise CheckpointError(f"{spec.name}: no checkpoint given and no default")
+        try:
+            model = AutoModel.from_pretrained(str(directory or source),
+                                              local_files_only=directory is not None or _offline())
+        except (OSError, ValueError) as e:
+            raise _load_error(spec.name, source, e) from None
+        config = model.config
+        source_id = str(directory or source)
+    is_whisper = config.model_type == "whisper"
+    if is_whisper:
+        model = model.get_encoder()
+        n_hidden = config.encoder_layers + 1
+    else:
+        n_hidden = config.num_hidden_layers + 1
+    model.to(device=device, dtype=dtype)
+    fe, fe_source = _feature_extractor(spec.name, directory, is_whisper)
+    sha, sha_of = _weights_sha256(model, directory if not random_init else None)
+    layer_list = resolve_layers(layers, n_hidden, spec.name)
+    use_mask = bool(getattr(fe, "return_attention_mask", False)) and not is_whisper
+    pre = {
+        "model_type": config.model_type, "hidden_size": int(getattr(config, "hidden_size", 0) or config.d_model),
+        "num_hidden_states": n_hidden, "sample_rate": SAMPLE_RATE, "feature_extractor": type(fe).__name__,
+        "feature_extractor_source": fe_source, "do_normalize": getattr(fe, "do_normalize", None),
+        "return_attention_mask": getattr(fe, "return_attention_mask", None),
+        "batching": ("whisper: fixed 30 s window per clip, outputs trimmed to ceil(samples/320)" if is_whisper
+                     else "padded batch with attention mask" if use_mask
+                     else "no padding: only equal-length clips share a forward"),
+        "pooling": "mean over valid frames", "compute_dtype": str(dtype).replace("torch.", ""),
+        "sha256_of": sha_of, **notes,
+    }
+    if random_init:
+        pre["WARNING"] = "UNTRAINED random-init weights"
+    ident = EncoderIdentity(name=spec.name, checkpoint=source_id, checkpoint_sha256=sha, random_init=bool(random_init),
+                            seed=seed if random_init else None, layers=layer_list, preprocessing=pre)
+    return HFEncoder(spec, model, fe, ident, is_whisper=is_whisper, device=device, dtype=dtype)

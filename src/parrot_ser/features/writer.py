@@ -347,8 +347,9 @@ def extract_features(manifest: Manifest, encoder: Encoder, out_dir: str | Path, 
                         warns.extend(w)
                 if ok:
                     res, bad = _encode_isolating(encoder, ok, frames, run)
-                    for i, e in bad:
-                        skipped.append({"utt_id": good[i].utt_id, "path": str(paths[i]), "error": e})
+                    for i, e in bad:  # the encoder saw only samples: put the file name in the message
+                        msg = e if str(paths[i]) in e else f"{paths[i]}: {e.replace('<memory>: ', '')}"
+                        skipped.append({"utt_id": good[i].utt_id, "path": str(paths[i]), "error": msg})
                     for i, r in res:
                         ids.append(good[i].utt_id)
                         pooled.append(np.asarray(r.pooled, dtype=np.float32))
