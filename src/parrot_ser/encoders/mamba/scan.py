@@ -67,7 +67,10 @@ def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, Bm: to
 
 def selective_scan_torch(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, Bm: torch.Tensor,
                          Cm: torch.Tensor, D: torch.Tensor | None, *, chunk: int = DEFAULT_CHUNK) -> torch.Tensor:
-    """Chunked, time-major, in-place PyTorch scan (see the module docstring)."""
+    """Chunked, time-major, in-place PyTorch scan (see the module docstring). In-place ops cannot be
+    differentiated: when autograd is recording, an out-of-place version of the same recurrence runs."""
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (u, delta, A, Bm, Cm)):
+        return _scan_autograd(u, delta, A, Bm, Cm, D)
     bsz, L, di = u.shape
     n = A.shape[-1]
     u = u.float()
@@ -105,6 +108,19 @@ def selective_scan_torch(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, 
     if D is not None:
         y = y + u * D.float()
     return y
+
+
+def _scan_autograd(u, delta, A, Bm, Cm, D):
+    u, delta, A = u.float(), delta.float(), A.float()
+    dA = torch.exp(delta.unsqueeze(-1) * A)  # (B, L, Di, N)
+    dBu = (delta * u).unsqueeze(-1) * Bm.float().unsqueeze(2)
+    h = torch.zeros_like(dBu[:, 0])
+    states = []
+    for t in range(u.shape[1]):
+        h = dA[:, t] * h + dBu[:, t]
+        states.append(h)
+    y = (torch.stack(states, dim=1) @ Cm.float().unsqueeze(-1)).squeeze(-1)
+    return y if D is None else y + u * D.float()
 
 
 def selective_scan_reference(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, Bm: torch.Tensor,
