@@ -17,15 +17,16 @@ def _pot(cost: np.ndarray, a: np.ndarray, b: np.ndarray, eps: float) -> np.ndarr
     return ot.bregman.sinkhorn_log(a, b, cost, eps, numItermax=5000, stopThr=1e-13)
 
 
+@pytest.mark.parametrize("domain", ["log", "scaling"])
 @pytest.mark.parametrize("eps", [0.05, 0.2])
-def test_matches_pot_float64_with_marginals(eps):
+def test_matches_pot_float64_with_marginals(eps, domain):
     g = torch.Generator().manual_seed(0)
     bsz, n, m = 4, 9, 13
     cost = torch.rand(bsz, n, m, generator=g, dtype=torch.float64)
     a = torch.rand(bsz, n, generator=g, dtype=torch.float64) + 0.1
     b = torch.rand(bsz, m, generator=g, dtype=torch.float64) + 0.1
     a, b = a / a.sum(1, keepdim=True), b / b.sum(1, keepdim=True)
-    plan = sinkhorn(cost, a=a, b=b, eps=eps, n_iters=5000, tol=1e-13, normalize_cost=None)
+    plan = sinkhorn(cost, a=a, b=b, eps=eps, n_iters=5000, tol=1e-13, normalize_cost=None, domain=domain)
     assert plan.dtype == torch.float64 and plan.shape == (bsz, n, m)
     for i in range(bsz):
         ref = _pot(cost[i].numpy(), a[i].numpy(), b[i].numpy(), eps)
@@ -44,7 +45,8 @@ def test_max_normalisation_matches_pot_on_scaled_cost():
         np.testing.assert_allclose(plan[i].numpy(), ref, atol=1e-6, rtol=0)
 
 
-def test_masked_problem_equals_cropped_problem():
+@pytest.mark.parametrize("domain", ["log", "scaling"])
+def test_masked_problem_equals_cropped_problem(domain):
     g = torch.Generator().manual_seed(2)
     cost = torch.rand(2, 8, 10, generator=g, dtype=torch.float64)
     cost[0, 5:] = float("nan")  # padding may hold garbage; it must not leak into the plan
@@ -53,20 +55,21 @@ def test_masked_problem_equals_cropped_problem():
     mask_a[0, 5:] = False
     mask_b[0, 7:] = False
     mask_b[1, :2] = False
-    plan = sinkhorn(cost, mask_a=mask_a, mask_b=mask_b, eps=0.05, n_iters=200)
+    plan = sinkhorn(cost, mask_a=mask_a, mask_b=mask_b, eps=0.05, n_iters=200, domain=domain)
     assert torch.isfinite(plan).all()
-    crop0 = sinkhorn(cost[:1, :5, :7], eps=0.05, n_iters=200)
-    crop1 = sinkhorn(cost[1:, :, 2:], eps=0.05, n_iters=200)
+    crop0 = sinkhorn(cost[:1, :5, :7], eps=0.05, n_iters=200, domain=domain)
+    crop1 = sinkhorn(cost[1:, :, 2:], eps=0.05, n_iters=200, domain=domain)
     torch.testing.assert_close(plan[0, :5, :7], crop0[0], atol=1e-12, rtol=0)
     torch.testing.assert_close(plan[1, :, 2:], crop1[0], atol=1e-12, rtol=0)
     assert plan[0, 5:].abs().max() == 0 and plan[0, :, 7:].abs().max() == 0 and plan[1, :, :2].abs().max() == 0
 
 
-def test_fully_masked_problem_gives_zero_plan_and_finite_gradient():
+@pytest.mark.parametrize("domain", ["log", "scaling"])
+def test_fully_masked_problem_gives_zero_plan_and_finite_gradient(domain):
     cost = torch.rand(2, 4, 3, dtype=torch.float64, requires_grad=True)
     mask_a = torch.ones(2, 4, dtype=torch.bool)
     mask_a[1] = False
-    plan = sinkhorn(cost, mask_a=mask_a, eps=0.1, n_iters=20)
+    plan = sinkhorn(cost, mask_a=mask_a, eps=0.1, n_iters=20, domain=domain)
     (plan * torch.rand_like(plan)).sum().backward()
     assert plan[1].abs().max() == 0
     assert torch.isfinite(cost.grad).all()
@@ -75,7 +78,8 @@ def test_fully_masked_problem_gives_zero_plan_and_finite_gradient():
 def test_float32_small_eps_stays_finite():
     g = torch.Generator().manual_seed(3)
     cost = 100.0 * torch.rand(4, 30, 40, generator=g)
-    plan = sinkhorn(cost, eps=1e-3, n_iters=300)
+    plan, iters = sinkhorn(cost, eps=1e-3, n_iters=300, return_iters=True)  # auto -> log domain here
+    assert iters == 300
     assert plan.dtype == torch.float32
     assert torch.isfinite(plan).all()
     # column marginals are exact after each v-update; rows close to uniform
@@ -85,15 +89,32 @@ def test_float32_small_eps_stays_finite():
     assert plan_stats(plan)["eff_partners"] < 3
 
 
-def test_grad_stop_vs_plan():
+@pytest.mark.parametrize("domain", ["log", "scaling"])
+def test_grad_stop_vs_plan(domain):
     cost = torch.rand(2, 5, 6, requires_grad=True)
-    stopped = sinkhorn(cost, grad="stop", n_iters=10)
+    stopped = sinkhorn(cost, grad="stop", n_iters=10, domain=domain)
     assert not stopped.requires_grad
-    live = sinkhorn(cost, grad="plan", n_iters=10)
+    live = sinkhorn(cost, grad="plan", n_iters=10, domain=domain)
     assert live.requires_grad
     (live * torch.arange(30.0).reshape(5, 6)).sum().backward()
     assert torch.isfinite(cost.grad).all() and cost.grad.abs().sum() > 0
     torch.testing.assert_close(stopped, live.detach())
+
+
+def test_log_and_scaling_domains_agree_and_auto_picks_log_for_tiny_eps():
+    g = torch.Generator().manual_seed(4)
+    cost = torch.rand(3, 12, 9, generator=g)
+    mask_b = torch.ones(3, 9, dtype=torch.bool)
+    mask_b[0, 6:] = False
+    p_log = sinkhorn(cost, mask_b=mask_b, eps=0.05, n_iters=30, domain="log")
+    p_sc = sinkhorn(cost, mask_b=mask_b, eps=0.05, n_iters=30, domain="scaling")
+    torch.testing.assert_close(p_log, p_sc, atol=1e-6, rtol=1e-4)
+    # eps=1e-3 on a max-normalised cost: exp(-1000) underflows float32, so the scaling domain breaks
+    # down (plan not finite or marginals lost) while auto (-> log) stays exact on the columns.
+    p_auto = sinkhorn(cost, eps=1e-3, n_iters=50)
+    torch.testing.assert_close(p_auto.sum(1), torch.full((3, 9), 1 / 9), atol=1e-5, rtol=0)
+    p_bad = sinkhorn(cost, eps=1e-3, n_iters=50, domain="scaling")
+    assert not torch.isfinite(p_bad).all() or (p_bad.sum(1) - 1 / 9).abs().max() > 1e-3
 
 
 def test_early_stop_reaches_tol_in_fewer_iterations():
