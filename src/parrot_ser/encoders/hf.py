@@ -5,12 +5,13 @@ HF id resolved with ``local_files_only`` when ``HF_HUB_OFFLINE`` is set; a model
 raises CheckpointError saying how to provide it. Everything goes through transformers' Auto classes.
 
 Padding invariance (an utterance's features never depend on its batch):
-- feature extractors with ``return_attention_mask=True`` (WavLM, UniSpeech-SAT, the "layer"-norm
-  large models): one padded batch with an attention mask; frame lengths from the model's conv
-  output lengths;
-- ``return_attention_mask=False`` (wav2vec2-base, hubert-base: group-norm CNNs whose statistics
-  would see the padding): no padding at all; utterances of exactly equal length are batched
-  together, the others run one by one (length bucketing upstream makes equal lengths common);
+- feature extractor with ``return_attention_mask=True`` and a layer-norm CNN (``feat_extract_norm
+  == "layer"``: the large / multilingual models): one padded batch with an attention mask; frame
+  lengths from the model's conv output lengths;
+- otherwise (group-norm CNNs: wav2vec2/HuBERT base, WavLM base+, UniSpeech-SAT base+, whose first
+  conv normalises over time and so would see the padding): no padding at all; utterances of
+  exactly equal length share a forward, the others run one by one (length bucketing upstream
+  makes equal lengths common; Emo-DB-style fixed-length corpora batch fully);
 - Whisper: every utterance is its own fixed 30 s window (the model's design); outputs are trimmed
   back to ceil(samples / 320) frames; clips longer than 30 s are cut into 30 s windows whose
   trimmed outputs are concatenated.
@@ -147,6 +148,16 @@ def _feature_extractor(name: str, directory: Path | None, is_whisper: bool):
                                     do_normalize=norm, return_attention_mask=mask), "family default"
 
 
+def _use_mask(fe: Any, config: Any, is_whisper: bool) -> bool:
+    """Padded batches only where padding provably cannot leak: the feature extractor asks for an
+    attention mask AND the CNN uses per-frame layer norm. A group-norm CNN (wav2vec2/HuBERT base,
+    and WavLM base+ / UniSpeech-SAT base+ although their extractors return a mask) normalises over
+    time, padding included: measured features changed by up to 0.5 with padding, so those run
+    without padding."""
+    return (not is_whisper and bool(getattr(fe, "return_attention_mask", False))
+            and getattr(config, "feat_extract_norm", "group") == "layer")
+
+
 class HFEncoder(Encoder):
     def __init__(self, spec: EncoderSpec, model: torch.nn.Module, fe: Any, identity: EncoderIdentity, *,
                  is_whisper: bool, device: str, dtype: torch.dtype):
@@ -157,7 +168,7 @@ class HFEncoder(Encoder):
         self.is_whisper = is_whisper
         self.device = device
         self.dtype = dtype
-        self.use_mask = bool(getattr(fe, "return_attention_mask", False)) and not is_whisper
+        self.use_mask = _use_mask(fe, model.config, is_whisper)
         self.stats = {"forward_s": 0.0, "real_samples": 0, "padded_samples": 0}
 
     def to(self, device: str) -> HFEncoder:
@@ -299,7 +310,7 @@ def build(spec: EncoderSpec, *, checkpoint: str | None = None, layers: Any = "la
     fe, fe_source = _feature_extractor(spec.name, directory, is_whisper)
     sha, sha_of = _weights_sha256(model, directory if not random_init else None)
     layer_list = resolve_layers(layers, n_hidden, spec.name)
-    use_mask = bool(getattr(fe, "return_attention_mask", False)) and not is_whisper
+    use_mask = _use_mask(fe, config, is_whisper)
     pre = {
         "model_type": config.model_type, "hidden_size": int(getattr(config, "hidden_size", 0) or config.d_model),
         "num_hidden_states": n_hidden, "sample_rate": SAMPLE_RATE, "feature_extractor": type(fe).__name__,
