@@ -97,15 +97,18 @@ def _solve_scaling(cost: torch.Tensor, a: torch.Tensor, b: torch.Tensor, eps: fl
     loop, several times cheaper per iteration (no exp/log on the (B, n, m) tensor), but only safe
     while exp(-cost/eps) stays far from underflow (see _scaling_safe)."""
     k = torch.exp(-cost / eps)
+    # Both products as (1, n) x (n, m) row-vector x matrix on contiguous memory: measured about
+    # 2x faster on CPU than K @ v on a (B, n, m) tensor (the mat-vecs are memory-bound).
+    kt = k.transpose(1, 2).contiguous()
     v = torch.ones_like(b)
     u = torch.ones_like(a)
     it = 0
     for it in range(1, n_iters + 1):
-        u = a / (k @ v[:, :, None])[..., 0]
-        v = b / (k.transpose(1, 2) @ u[:, :, None])[..., 0]
+        u = a / torch.bmm(v[:, None, :], kt)[:, 0]
+        v = b / torch.bmm(u[:, None, :], k)[:, 0]
         if tol is not None and it % check_every == 0:
             with torch.no_grad():
-                rows = u * (k @ v[:, :, None])[..., 0]
+                rows = u * torch.bmm(v[:, None, :], kt)[:, 0]
                 if (rows - a).abs().sum(-1).max().item() < tol:
                     break
     return u[:, :, None] * k * v[:, None, :], it
