@@ -19,8 +19,8 @@ from collections.abc import Iterable
 import numpy as np
 import ot
 import torch
-from common import best_time, log, record
 
+from common import best_time, log, record
 from parrot_ser.fusion.sinkhorn import plan_stats, sinkhorn
 
 B, N, M, DIM, EPS = 32, 150, 250, 16, 0.05
