@@ -184,3 +184,53 @@ def test_export_refuses_an_unfinished_run(tmp_path):
     (tmp_path / "run").mkdir()
     with pytest.raises(BundleError, match="run.json: not found"):
         export_run(tmp_path / "run", tmp_path / "b")
+
+
+def _logmel_b():
+    """A second, distinctly named logmel encoder: a cheap stand-in for the attention PTM of a pair."""
+    import dataclasses
+
+    from parrot_ser.encoders.logmel import SPEC, LogMelEncoder
+
+    return LogMelEncoder(dataclasses.replace(SPEC, name="logmel-b"))
+
+
+def test_batch_dependent_parrot_is_scored_with_fixed_anchors(tiny_run, tmp_path, emodb_root):
+    """Paper PARROT (batch-level OT) exported for real: each utterance is scored with the bundle's
+    fixed anchors, so its answer is the same alone or among other inputs."""
+
+    import torch
+
+    from parrot_ser.corpora.base import Manifest
+    from parrot_ser.encoders import build_encoder
+    from parrot_ser.features import extract_features, open_store
+    from parrot_ser.training.config import TrainConfig
+    from parrot_ser.training.run import run_cv
+
+    feat = tiny_run[0].parent / "feat"
+    store = open_store(feat)
+    # 42 utterances (every 2nd+ of the 106) keep the run small; training uses the common ones.
+    man = Manifest(store.manifest.corpus, store.manifest.root, store.manifest.utterances[::2][:42])
+    extract_features(man, _logmel_b(), tmp_path / "feat", progress=False)
+    shutil.copytree(feat / "logmel", tmp_path / "feat" / "logmel")
+    run_cv(tmp_path / "feat", ["logmel", "logmel-b"], "parrot",
+           TrainConfig(epochs=1, patience=0, model={"encoder_pool": "adaptive"}), [0],
+           "speaker-kfold", tmp_path / "run", n_folds=2)
+    out = export_run(tmp_path / "run", tmp_path / "bundle")
+    doc = verify_bundle(out)
+    assert doc["model"]["batch_dependent"] and doc["inference"]["batch_mode"] == "anchors"
+    assert doc["inference"]["n_anchors"] == 31  # eval_batch_size 32 - the utterance itself
+    pred = Predictor.from_bundle(out, encoders=[build_encoder("logmel"), _logmel_b()])
+    paths = sorted((emodb_root / "wav").glob("1[1-6]*.wav"))[:3]
+    together = pred.predict(paths)
+    for p, t in zip(paths, together):
+        assert pred.predict(p)[0].probabilities == pytest.approx(t.probabilities, abs=1e-6)
+    # Without the anchors the same head does depend on the batch: the fix is doing the work.
+    from parrot_ser.audio import load_audio
+
+    feats = pred.features([load_audio(p, pred.sample_rate) for p in paths])
+    head = pred.heads[0]
+    with torch.no_grad():
+        batched = torch.softmax(head(feats.batch(range(3))), -1)
+        alone = torch.cat([torch.softmax(head(feats.batch([i])), -1) for i in range(3)])
+    assert not torch.allclose(batched, alone, atol=1e-4)
