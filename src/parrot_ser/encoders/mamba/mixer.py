@@ -83,8 +83,7 @@ class MambaMixer(nn.Module):
         dt_proj = getattr(self, "dt_proj" + sfx)
         A_log = self.A_log if not sfx else self.A_b_log
         D = getattr(self, "D" + sfx)
-        xc = causal_conv1d_silu(x.transpose(1, 2), conv.weight, conv.bias)
-        xc = xc.transpose(1, 2).contiguous()  # (B, L, Di); contiguous rows make the scan ~25% faster
+        xc = causal_conv1d_silu(x, conv.weight, conv.bias)  # (B, L, Di), contiguous rows for the scan
         dt, Bm, Cm = torch.split(x_proj(xc), [self.dt_rank, self.d_state, self.d_state], dim=-1)
         # softplus(dt + bias) in fp32, as mamba_ssm's kernel does.
         delta = F.softplus(F.linear(dt, dt_proj.weight).float() + dt_proj.bias.float())

@@ -108,7 +108,7 @@ def kaldi_fbank(wave: torch.Tensor, *, sample_rate: int = 16000, num_mel_bins: i
         return wave.new_zeros(0, num_mel_bins)
     frames = wave.unfold(0, win, shift)  # (T, win)
     frames = frames - frames.mean(dim=1, keepdim=True)  # remove_dc_offset
-    prev = F.pad(frames.unsqueeze(0), (1, 0), mode="replicate").squeeze(0)[:, :-1]
+    prev = torch.cat([frames[:, :1], frames[:, :-1]], dim=1)  # Kaldi: x[-1] := x[0]
     frames = frames - preemphasis * prev
     # Kaldi "hanning" = symmetric Hann: 0.5 - 0.5 cos(2 pi n / (win - 1)).
     window = torch.hann_window(win, periodic=False, dtype=torch.float32, device=wave.device)
