@@ -1,0 +1,103 @@
+"""Training throughput of `parrot` and `parrot-token` on CREMA-D-sized synthetic features.
+
+7442 utterances, pooled features of 3840 (SSAM base) + 768 (HuBERT base) dims, 6 classes,
+batch 32, Adam, paper defaults (the paper's 14.7M-parameter flatten -> Linear per Mamba branch).
+Reports seconds per epoch (forward + backward + Adam), achieved GFLOP/s (matmul/conv FLOPs of
+one step counted by torch.utils.flop_counter.FlopCounterMode, Adam's element-wise work not
+counted) against the machine's dense matmul throughput (common.matmul_gflops), and the share of
+the step time spent inside Sinkhorn. Quick mode times 12 steps of an epoch and extrapolates
+(the metric name says so); the full mode times 60 steps and extrapolates too.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+import parrot_ser.fusion.models as models_mod
+from common import log, matmul_gflops, record
+from parrot_ser.fusion import FusionInput, build_model
+
+N_UTT, DIMS, N_CLASSES, BATCH = 7442, [3840, 768], 6, 32
+
+
+class _SinkhornTimer:
+    """Wraps the sinkhorn the models call, summing its wall time."""
+
+    def __init__(self):
+        self.seconds = 0.0
+        self._orig = models_mod.sinkhorn
+
+    def __enter__(self):
+        def timed(*args, **kwargs):
+            t0 = time.perf_counter()
+            out = self._orig(*args, **kwargs)
+            self.seconds += time.perf_counter() - t0
+            return out
+
+        models_mod.sinkhorn = timed
+        return self
+
+    def __exit__(self, *exc):
+        models_mod.sinkhorn = self._orig
+
+
+def step_flops(model, inp: FusionInput, y: torch.Tensor) -> int:
+    counter = FlopCounterMode(display=False)
+    with counter:
+        loss = torch.nn.functional.cross_entropy(model(inp), y)
+        loss.backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
+
+
+def run(quick: bool = False) -> Iterable[dict]:
+    g = torch.Generator().manual_seed(0)
+    feats = [torch.randn(N_UTT, d, generator=g) for d in DIMS]
+    labels = torch.randint(0, N_CLASSES, (N_UTT,), generator=g)
+    steps_per_epoch = -(-N_UTT // BATCH)
+    # A full epoch of two 18M-parameter models takes many minutes on a 2-core CPU and every step
+    # has the same shapes, so both modes time a fixed number of steps and extrapolate (labelled).
+    n_steps = 12 if quick else 60
+    peak = matmul_gflops()
+    log(f"machine dense matmul: {peak:.1f} GFLOP/s (torch threads {torch.get_num_threads()})")
+    for name in ("parrot", "parrot-token"):
+        torch.manual_seed(0)
+        model = build_model(name, DIMS, N_CLASSES)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        n_params = sum(p.numel() for p in model.parameters())
+        perm = torch.randperm(N_UTT, generator=g)
+        batches = [perm[i:i + BATCH] for i in range(0, N_UTT, BATCH)][:n_steps]
+
+        def step(idx: torch.Tensor, model=model, opt=opt) -> None:
+            inp = FusionInput([f[idx] for f in feats])
+            loss = torch.nn.functional.cross_entropy(model(inp), labels[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+        flops = step_flops(model, FusionInput([f[batches[0]] for f in feats]), labels[batches[0]])
+        step(batches[0])  # warm-up (allocations, Adam state)
+        timer = _SinkhornTimer()
+        with timer:
+            t0 = time.perf_counter()
+            for idx in batches:
+                step(idx)
+            elapsed = time.perf_counter() - t0
+        per_step = elapsed / len(batches)
+        epoch = per_step * steps_per_epoch
+        gflops = flops / per_step / 1e9
+        share = 100.0 * timer.seconds / elapsed
+        stats = model.last_transport["stats"] if model.last_transport else {}
+        label = f" (extrapolated from {len(batches)} of {steps_per_epoch} steps)"
+        log(f"{name:<13} {n_params / 1e6:5.1f}M params  {per_step * 1e3:7.1f} ms/step  "
+            f"{epoch:7.1f} s/epoch{label}  {gflops:6.1f} GFLOP/s ({100 * gflops / peak:4.1f}% of matmul)  "
+            f"Sinkhorn {share:4.1f}% of the time  plan eff. partners {stats.get('eff_partners', float('nan')):.1f}"
+            f" of {stats.get('m', 0)}")
+        yield record(f"{name} seconds per epoch{label}", epoch, "s")
+        yield record(f"{name} achieved GFLOP/s", gflops, "GFLOP/s", baseline="dense matmul (common.matmul_gflops)",
+                     baseline_value=peak, ratio=gflops / peak)
+        yield record(f"{name} share of step time in Sinkhorn", share, "%")
