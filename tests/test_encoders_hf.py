@@ -169,3 +169,24 @@ def test_too_short_input_is_a_typed_error(tiny_dirs):
     enc = build_encoder("hubert-base", checkpoint=str(tiny_dirs["hubert-base"]))
     with pytest.raises(TooShortError, match="too short"):
         enc.encode([np.zeros(100, np.float32)])
+
+
+def test_hf_id_found_in_the_local_cache(tiny_dirs, tmp_path, monkeypatch):
+    """A default HF id resolves offline from the HF cache layout (models--org--name/snapshots/REV)."""
+    import shutil
+
+    import huggingface_hub.constants as hc
+
+    snap = tmp_path / "hub" / "models--facebook--hubert-base-ls960" / "snapshots" / "abc123"
+    shutil.copytree(tiny_dirs["hubert-base"], snap)
+    (snap.parents[1] / "refs").mkdir()
+    (snap.parents[1] / "refs" / "main").write_text("abc123")
+    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    enc = build_encoder("hubert-base")
+    ref = build_encoder("hubert-base", checkpoint=str(tiny_dirs["hubert-base"]))
+    assert enc.identity.checkpoint == "facebook/hubert-base-ls960"
+    assert enc.identity.checkpoint_sha256 == ref.identity.checkpoint_sha256
+    assert enc.identity.preprocessing["feature_extractor_source"] == "checkpoint"
+    w = _waves((6400,))
+    np.testing.assert_array_equal(enc.encode(w)[0].pooled, ref.encode(w)[0].pooled)

@@ -114,6 +114,17 @@ def _weights_sha256(model: torch.nn.Module, directory: Path | None) -> tuple[str
     return h.hexdigest(), "state dict"
 
 
+def _cached_snapshot(repo_id: str) -> Path | None:
+    """Folder of ``repo_id`` in the local HF cache (config.json present), or None."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        hit = try_to_load_from_cache(repo_id, "config.json")
+    except Exception:  # not a valid repo id, cache unreadable: treat as not cached
+        return None
+    return Path(hit).parent if isinstance(hit, str) else None
+
+
 def _load_error(name: str, source: str, e: Exception) -> CheckpointError:
     first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     return CheckpointError(
@@ -293,13 +304,15 @@ def build(spec: EncoderSpec, *, checkpoint: str | None = None, layers: Any = "la
     else:
         if source is None:
             raise CheckpointError(f"{spec.name}: no checkpoint given and no default")
+        if directory is None:
+            directory = _cached_snapshot(source)  # an HF id already in the local cache: no network
         try:
             model = AutoModel.from_pretrained(str(directory or source),
                                               local_files_only=directory is not None or _offline())
         except (OSError, ValueError) as e:
             raise _load_error(spec.name, source, e) from None
         config = model.config
-        source_id = str(directory or source)
+        source_id = str(source if checkpoint is None or not Path(checkpoint).exists() else directory)
     is_whisper = config.model_type == "whisper"
     if is_whisper:
         model = model.get_encoder()
