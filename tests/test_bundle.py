@@ -234,3 +234,40 @@ def test_batch_dependent_parrot_is_scored_with_fixed_anchors(tiny_run, tmp_path,
         batched = torch.softmax(head(feats.batch(range(3))), -1)
         alone = torch.cat([torch.softmax(head(feats.batch([i])), -1) for i in range(3)])
     assert not torch.allclose(batched, alone, atol=1e-4)
+
+
+def test_hf_checkpoint_is_verified_by_hash(tmp_path):
+    """A real (tiny, saved here) Hugging Face checkpoint: same files load; a moved checkpoint is found
+    with checkpoints=; different weights at that place are refused."""
+    import torch
+    from transformers import AutoConfig, AutoModel, Wav2Vec2FeatureExtractor
+
+    from parrot_ser.encoders import build_encoder
+    from parrot_ser.encoders.hf import TINY
+    from parrot_ser.inference.bundle import Member
+    from parrot_ser.training.config import TrainConfig
+    from parrot_ser.training.run import rebuild_model
+
+    def save_tiny(path: Path, seed: int) -> None:
+        torch.manual_seed(seed)
+        AutoModel.from_config(AutoConfig.for_model("hubert", **TINY)).save_pretrained(path)
+        Wav2Vec2FeatureExtractor(do_normalize=True).save_pretrained(path)
+
+    ck = tmp_path / "hubert"
+    save_tiny(ck, 1)
+    ident = build_encoder("hubert-base", checkpoint=str(ck)).identity.to_dict()
+    md = {"model": "fcn", "name": "fcn", "config": TrainConfig().to_dict(), "input_dims": [64],
+          "input_shapes": [[64]], "frame_dims": None, "labels": ["a", "b"], "n_classes": 2,
+          "batch_dependent": False, "uses_frames": False}
+    doc = {"labels": ["a", "b"], "encoders": [ident], "inputs": {"layer": None}, "model": md}
+    out = write_bundle(tmp_path / "b", doc, [Member("m0", rebuild_model(md).state_dict())])
+    wave = np.random.default_rng(0).normal(0, 0.1, 16000).astype(np.float32)
+    ref = load_model(out).predict(wave, sample_rate=16000)[0]
+    shutil.move(ck, tmp_path / "moved")
+    with pytest.raises(BundleError, match="cannot rebuild encoder 'hubert-base'"):
+        load_model(out)
+    moved = load_model(out, checkpoints={"hubert-base": str(tmp_path / "moved")})
+    assert moved.predict(wave, sample_rate=16000)[0].probabilities == pytest.approx(ref.probabilities, abs=1e-6)
+    save_tiny(tmp_path / "moved", 2)  # other weights, same place and config
+    with pytest.raises(BundleError, match="a different checkpoint"):
+        load_model(out, checkpoints={"hubert-base": str(tmp_path / "moved")})

@@ -169,3 +169,18 @@ def test_concurrent_burst_all_succeed_with_identical_results(client):
         ref = by_kind.setdefault(i % 3, body["probabilities"])
         assert body["probabilities"] == ref  # same input -> bit-identical answer under concurrency
     assert len({tuple(v.values()) for v in by_kind.values()}) == 3
+
+
+def test_app_from_a_real_bundle_folder(tmp_path_factory, emodb_root):
+    from test_bundle import build_run
+
+    bundle = build_run(str(tmp_path_factory.getbasetemp() / "h7_run"), str(emodb_root))[1]
+    with TestClient(create_app(str(bundle))) as c:
+        info = c.get("/v1/model").json()
+        assert info["model"]["name"] == "fcn" and "files" not in info
+        data = (emodb_root / "wav" / "03a01Wa.wav").read_bytes()
+        body = c.post("/v1/predict", files={"file": ("03a01Wa.wav", data, "audio/wav")}).json()
+    from parrot_ser.inference import load_model
+
+    api = load_model(bundle).predict(emodb_root / "wav" / "03a01Wa.wav")[0]
+    assert body["label"] == api.label and body["probabilities"] == pytest.approx(api.probabilities, abs=1e-5)
