@@ -344,3 +344,16 @@ def test_real_emodb_clip(emodb_root):
     pad = 200 - T % 200
     assert r.frames.shape[1] == 50 * ((T + pad) // 200) - int(50 * pad / 200)
     assert np.isfinite(r.frames).all() and r.frames.std() > 0
+    enc2 = ssamba.build(SPECS["ssamba-tiny"], checkpoint=None, random_init=True, depth=2, target_length=None)
+    r2 = enc2.encode([x], frames=True)[0]
+    n_fb = 1 + (x.size - 400) // 160  # 2.000 s -> 198 Kaldi frames -> 13 columns of 16
+    assert r2.frames.shape == (1, math.ceil(n_fb / 16), 192) and np.isfinite(r2.pooled).all()
+
+
+def test_bfloat16_runs_close_to_float32():
+    w = _waves(0.75)
+    a = ssam.build(SPECS["ssam-tiny"], checkpoint=None, random_init=True, depth=2)
+    b = ssam.build(SPECS["ssam-tiny"], checkpoint=None, random_init=True, depth=2, dtype=torch.bfloat16)
+    pa, pb = a.encode(w)[0].pooled, b.encode(w)[0].pooled
+    assert pb.dtype == np.float32 and np.abs(pa - pb).max() < 0.05 * np.abs(pa).max()
+    assert b.identity.preprocessing["dtype"] == "bfloat16"

@@ -1,7 +1,8 @@
 """SSAMBA (ssamba-tiny|small|base) as a parrot_ser Encoder.
 
 Per utterance: waveform mean removed, Kaldi fbank (128 mels), zero frames padded / cut to
-``target_length`` (default 1024 = the pretraining length; None = the clip's own length), normalised,
+``target_length`` (default 1024 = the pretraining length; None = the clip's own length rounded up to
+whole patch columns), normalised,
 then the model. Utterances are batched only with others of the same input length, so no padding of
 another utterance ever enters a sequence: features do not depend on the batch.
 
@@ -69,7 +70,12 @@ class SSAMBAEncoder(Encoder):
     def encode(self, waves: list[np.ndarray], *, frames: bool = False) -> list[EncodedUtterance]:
         items = []
         for i, w in enumerate(waves):
-            fb, n_real = ssamba_input(check_wave(w, i, min_samples=400), self.target_length)
+            wave = check_wave(w, i, min_samples=400)
+            target = self.target_length
+            if target is None:  # own length, padded up so the last partial column of patches is kept
+                n = 1 + (wave.numel() - 400) // 160
+                target = PATCH + ceil_div(max(0, n - PATCH), self.model.tstride) * self.model.tstride
+            fb, n_real = ssamba_input(wave, target)
             items.append((fb, n_real))
         # Same-length groups: sequences are never padded with another utterance's length.
         groups: dict[int, list[int]] = {}
