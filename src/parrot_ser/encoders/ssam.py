@@ -114,9 +114,10 @@ def build(spec: EncoderSpec, *, checkpoint: str | None, layers: str | int | list
     path = checkpoint_path(checkpoint)
     if path is None and not random_init:
         raise missing_checkpoint("ssam", spec.name)
-    torch.manual_seed(seed)
     sd = None if random_init else load_checkpoint_state_dict(path)
-    model, ignored = build_model(SIZES[size], sd, str(path), depth=int(options.get("depth", DEPTH)))
+    with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's RNG state
+        torch.manual_seed(seed)
+        model, ignored = build_model(SIZES[size], sd, str(path), depth=int(options.get("depth", DEPTH)))
     model.to(device=device, dtype=dtype)
     idx = resolve_layers(layers, model.depth)
     corrected = bool(options.get("corrected_grouping", False))

@@ -149,9 +149,10 @@ def build(spec: EncoderSpec, *, checkpoint: str | None, layers: str | int | list
           "bidirectional_pairs": bool(options.get("bidirectional_pairs", True))}
     if random_init:
         kw["depth"] = int(options.get("depth", DEPTH))
-    torch.manual_seed(seed)
     sd = None if random_init else load_checkpoint_state_dict(path)
-    model, ignored = build_model(SIZES[size], sd, str(path), **kw)
+    with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's RNG state
+        torch.manual_seed(seed)
+        model, ignored = build_model(SIZES[size], sd, str(path), **kw)
     model.to(device=device, dtype=dtype)
     idx = resolve_layers(layers, model.num_outputs)
     identity = EncoderIdentity(

@@ -13,6 +13,8 @@ Both are re-implemented here and checked against the formulas in tests.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 import torch.nn.functional as F
 
@@ -35,6 +37,7 @@ def _mel_to_hz_htk(m: torch.Tensor) -> torch.Tensor:
     return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
 
 
+@lru_cache(maxsize=8)
 def mel_filterbank_htk(n_freqs: int, f_min: float, f_max: float, n_mels: int, sample_rate: int) -> torch.Tensor:
     """(n_freqs, n_mels) triangular filters on the HTK mel scale, unnormalised (torchaudio's
     ``melscale_fbanks(..., norm=None, mel_scale="htk")``)."""
@@ -71,6 +74,7 @@ def _mel_kaldi(f: torch.Tensor) -> torch.Tensor:
     return 1127.0 * torch.log(1.0 + f / 700.0)
 
 
+@lru_cache(maxsize=8)
 def kaldi_mel_banks(num_bins: int, padded_window_size: int, sample_freq: float, low_freq: float,
                     high_freq: float) -> torch.Tensor:
     """(num_bins, padded_window_size // 2 + 1) Kaldi mel filters (no VTLN), as in
