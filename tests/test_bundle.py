@@ -171,8 +171,10 @@ def test_untrained_encoders_are_announced(tiny_run, tmp_path):
 
 def test_refit_trains_one_model_on_all_data(tiny_run, tmp_path, emodb_root):
     run_dir, _ = tiny_run
+    shutil.copytree(tiny_run[1], tmp_path / "refit")  # re-export over the 2-member bundle
     out = export_run(run_dir, tmp_path / "refit", refit=True)
     doc = verify_bundle(out)
+    assert sorted(p.name for p in (out / "members").iterdir()) == ["refit_seed0.safetensors"]  # no stale files
     assert doc["ensemble"]["kind"] == "refit" and doc["ensemble"]["n_members"] == 1
     m = doc["members"][0]
     assert m["n_train"] + m["n_val"] == 106 and m["val_speakers"]  # all data; early-stopping speakers held out

@@ -114,3 +114,33 @@ def test_api_waveform_inputs(tiny_bundle, emodb_root):
         pred.predict(np.stack([x, x]), sample_rate=sr)
     with pytest.raises(EmptyAudioError):
         pred.predict(np.zeros(0, np.float32), sample_rate=sr)
+
+
+def test_a_file_the_encoder_refuses_does_not_sink_its_batch():
+    import torch
+
+    from parrot_ser.cli.inference import _predict_chunk
+    from parrot_ser.encoders.base import EncodedUtterance
+    from parrot_ser.errors import AudioError
+    from parrot_ser.inference.inputs import InputItem
+    from parrot_ser.inference.predictor import Predictor
+
+    class PickyEncoder:  # like an HF encoder refusing clips shorter than its conv receptive field
+        sample_rate = 16000
+
+        def encode(self, waves, *, frames=False):
+            if any(len(w) < 400 for w in waves):
+                raise AudioError(None, "too short")
+            return [EncodedUtterance(np.array([[w.mean(), w.std()]], np.float32)) for w in waves]
+
+    class Head(torch.nn.Module):
+        def forward(self, x):
+            return torch.cat([x.pooled[0], -x.pooled[0]], dim=1)[:, :3]
+
+    pred = Predictor(["a", "b", "c"], [PickyEncoder()], [Head()])
+    items = [InputItem(Path(f"{i}.wav")) for i in range(3)]
+    waves = [np.ones(1600, np.float32) * 0.1, np.ones(100, np.float32), np.ones(1600, np.float32) * -0.1]
+    errors: list[dict] = []
+    res = _predict_chunk(pred, items, waves, errors, window=None, hop=None, batch_size=8)
+    assert [it.path.name for it, _ in res] == ["0.wav", "2.wav"]
+    assert errors == [{"path": "1.wav", "error": "1.wav: audio error (too short)"}]

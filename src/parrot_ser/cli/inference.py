@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from parrot_ser.cli.common import err, guard, make_progress, out, print_json, rate_text
-from parrot_ser.errors import AudioError, ConfigError
+from parrot_ser.errors import AudioError, ConfigError, ParrotError
 
 
 def _parse_checkpoints(items: list[str] | None) -> dict[str, str]:
@@ -100,9 +100,8 @@ def predict(
                 except AudioError as e:
                     errors.append({"path": str(it.path), "error": str(e)})
             if chunk:
-                preds = predictor.predict_waveforms(waves, [str(it.path) for it in chunk], window=window, hop=hop,
-                                                    batch_size=batch_size)
-                results += list(zip(chunk, preds))
+                results += _predict_chunk(predictor, chunk, waves, errors, window=window, hop=hop,
+                                          batch_size=batch_size)
             done = min(s + batch_size, len(items))
             progress.update(task, completed=done, rate=rate_text(done, time.perf_counter() - t0, "file"))
     for n in notes:
@@ -128,6 +127,25 @@ def predict(
               + (f"; accuracy vs manifest labels {summary['accuracy_vs_manifest']:.2f} %" if refs else ""))
     if not results:
         raise typer.Exit(1)
+
+
+def _predict_chunk(predictor, chunk: list, waves: list, errors: list[dict], **kw) -> list[tuple]:
+    """Predict a batch; when the model refuses it (e.g. a clip too short for an encoder), retry the
+    files one by one so only the offending file is listed as failed."""
+    if len(chunk) > 1:
+        try:
+            return list(zip(chunk, predictor.predict_waveforms(waves, [str(it.path) for it in chunk], **kw)))
+        except ParrotError:
+            pass
+    out = []
+    for it, w in zip(chunk, waves):
+        try:
+            out += list(zip([it], predictor.predict_waveforms([w], [str(it.path)], **kw)))
+        except AudioError as e:
+            errors.append({"path": str(it.path), "error": f"{it.path}: {e.problem}" + (f" ({e.detail})" if e.detail else "")})
+        except ParrotError as e:
+            errors.append({"path": str(it.path), "error": f"{it.path}: {e}"})
+    return out
 
 
 def _write_csv(path: Path, labels: list[str], results: list[tuple], errors: list[dict]) -> None:

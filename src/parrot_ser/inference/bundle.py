@@ -87,6 +87,19 @@ def write_bundle(out_dir: str | Path, doc: dict[str, Any], members: list[Member]
         raise BundleError(f"{out}: folder is not empty and is not a model bundle; choose a new --out")
     if not members:
         raise BundleError(f"{out}: nothing to export (no ensemble members)")
+    if (out / BUNDLE_JSON).is_file():
+        # Re-export over an older bundle: drop its description first (a crash mid-write then leaves
+        # no loadable bundle rather than a mixed one) and its weight files (none may linger).
+        old = out / BUNDLE_JSON
+        try:
+            stale = list(json.loads(old.read_text(encoding="utf-8")).get("files", {}))
+        except (OSError, ValueError):
+            stale = []
+        old.unlink()
+        for rel in stale:
+            p = out / rel
+            if not Path(rel).is_absolute() and ".." not in Path(rel).parts and p.is_file():
+                p.unlink()
     (out / "members").mkdir(parents=True, exist_ok=True)
     files: dict[str, str] = {}
     member_docs = []
