@@ -206,7 +206,6 @@ class _TwoBranch(_Base):
         enc = lambda d: BranchEncoder(d, cfg.conv_channels, cfg.kernel_size, cfg.embed_dim,  # noqa: E731
                                       cfg.encoder_pool, cfg.adaptive_len)
         self.enc_p, self.enc_q = enc(input_dims[0]), enc(input_dims[1])
-        self.drop = nn.Dropout(cfg.dropout)
         self.head = head(self.width * cfg.embed_dim, cfg.hidden, n_classes, cfg.dropout)
 
     def fuse(self, rp, rq, fp, fq, inp: FusionInput) -> torch.Tensor:
