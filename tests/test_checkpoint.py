@@ -73,8 +73,9 @@ def test_ml_collections_args_become_inert_and_are_never_imported(tmp_path, monke
     fake = types.ModuleType("ml_collections")
     fake.ConfigDict = ConfigDict
     monkeypatch.setitem(sys.modules, "ml_collections", fake)
-    args = ConfigDict(model={"arch": "mamba_ssast_tiny"})
+    args = ConfigDict(model={"arch": "mamba_ssast_tiny", "img_size": (200, 80)})
     args.__dict__["lr"] = 1e-4
+    args.__dict__["field_types"] = [int, float, {"a", "b"}]  # type objects, as ml_collections stores them
     tensors = _tensors()
     path = tmp_path / "checkpoint-99.pth"
     torch.save({"model": tensors, "optimizer": {"state": {}, "param_groups": []}, "epoch": 99,

@@ -11,6 +11,7 @@ CheckpointError. Safetensors files load without pickle at all.
 
 from __future__ import annotations
 
+import _compat_pickle
 import collections
 import hashlib
 import pickle
@@ -28,7 +29,9 @@ _ALLOWED: dict[str, set[str]] = {
     "torch": {"Size", "device", "float32", "float16", "bfloat16", "float64", "int64", "int32", "int8", "uint8",
               "bool", "strided"},
     "collections": {"OrderedDict"},
-    "builtins": {"set", "frozenset", "slice", "complex", "bytearray"},
+    # Type objects as stored in config fields (e.g. ml_collections FieldReference types); inert by themselves.
+    "builtins": {"set", "frozenset", "slice", "complex", "bytearray", "int", "float", "str", "bool", "tuple",
+                 "list", "dict", "bytes", "NoneType"},
     "numpy": {"dtype", "ndarray"},
     "numpy.core.multiarray": {"scalar", "_reconstruct"},
     "numpy._core.multiarray": {"scalar", "_reconstruct"},
@@ -81,6 +84,11 @@ class RefusedGlobal(pickle.UnpicklingError):
 
 class RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
+        # Protocol-2 pickles (torch.save's default) use Python 2 names (__builtin__.long): map them as
+        # pickle's fix_imports does; Python 3 names never collide with these.
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
         if name in _ALLOWED.get(module, ()):
             return super().find_class(module, name)
         if module.startswith(_INERT_MODULE_PREFIXES):
