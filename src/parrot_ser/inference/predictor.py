@@ -111,7 +111,7 @@ def select_layer(x: np.ndarray, layer: int | str | None, axis: int = 0) -> np.nd
         return x
     if layer == "mean":
         return x.mean(axis=axis)
-    pos = -1 if layer is None else int(layer)
+    pos = -1 if layer in (None, "last") else int(layer)
     return np.take(x, pos, axis=axis)
 
 
@@ -134,7 +134,7 @@ class Features:
         idx = list(idx)
         pooled = [p[idx] for p in self.pooled]
         if extra is not None:
-            pooled = [torch.cat([p, e.to(p.dtype)]) for p, e in zip(pooled, extra)]
+            pooled = [torch.cat([p, e.to(p.device, p.dtype)]) for p, e in zip(pooled, extra)]
         if self.frames is None:
             return FusionInput(pooled)
         frames, masks = [], []
@@ -170,6 +170,8 @@ class Predictor:
         self.layer = layer
         self.use_frames = use_frames
         self.batch_dependent = batch_dependent
+        if anchors is not None and use_frames:
+            raise BundleError("anchors are pooled rows; a frame-based model cannot use them")
         self.anchors = anchors
         self.info = info or {}
         self.device = device
@@ -255,9 +257,10 @@ class Predictor:
         total = torch.zeros(n, len(self.labels), dtype=torch.float64)
         for head in self.heads:
             if not self.batch_dependent:
-                logits = torch.cat([head(feats.batch(range(s, min(n, s + batch_size)))) for s in range(0, n, batch_size)])
+                logits = torch.cat([head(feats.batch(range(s, min(n, s + batch_size))).to(self.device))
+                                    for s in range(0, n, batch_size)])
             else:
-                logits = torch.cat([head(feats.batch([r], self.anchors))[:1] for r in range(n)])
+                logits = torch.cat([head(feats.batch([r], self.anchors).to(self.device))[:1] for r in range(n)])
             total += torch.softmax(logits.float(), dim=-1).double().cpu()
         return (total / len(self.heads)).numpy()
 
