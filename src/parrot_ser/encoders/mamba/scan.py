@@ -15,12 +15,15 @@ mamba_ssm is CUDA-only). What makes this one faster (measured in bench/bench_mam
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 import torch.nn.functional as F
 
 DEFAULT_CHUNK = 16  # measured best of 8/16/32/64/251 at SSAM-base shapes (2 cores)
 
 
+@lru_cache(maxsize=1)
 def _mamba_ssm_scan():
     try:  # optional CUDA kernels (pip install parrot-ser[cuda])
         from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
@@ -30,6 +33,7 @@ def _mamba_ssm_scan():
         return None
 
 
+@lru_cache(maxsize=1)
 def _causal_conv1d_kernel():
     try:
         from causal_conv1d import causal_conv1d_fn
