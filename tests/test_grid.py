@@ -109,3 +109,7 @@ def test_grid_cli(store, tmp_path):
     bad = CliRunner().invoke(app, ["grid", "--features", str(store), "--encoders", "logmel", "--models", "concat",
                                    "--out", str(tmp_path / "h")])
     assert bad.exit_code == 2 and "grid is empty" in bad.output
+    # this store has no frame features: asking for them is a one-line error naming the encoder
+    nof = CliRunner().invoke(app, ["train", "--features", str(store), "--encoder", "toy-mamba", "--encoder",
+                                   "logmel", "--model", "parrot-token", "--frames", "--out", str(tmp_path / "f")])
+    assert nof.exit_code == 2 and "toy-mamba: frame features were not extracted" in nof.output

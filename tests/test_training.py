@@ -28,7 +28,7 @@ from parrot_ser.training.run import load_fold_model, run_cv
 EMOTIONS = (("angry", 300.0), ("sad", 150.0), ("happy", 600.0))
 
 
-def build_store(root: Path, n_spk: int = 6, per: int = 3) -> Path:
+def build_store(root: Path, n_spk: int = 6, per: int = 3, frames: bool = False) -> Path:
     from parrot_ser.encoders.logmel import SPEC, LogMelEncoder
     from parrot_ser.features import extract_features
 
@@ -47,8 +47,9 @@ def build_store(root: Path, n_spk: int = 6, per: int = 3) -> Path:
                                       {"session": str(s // 2 + 1)}))
     man = Manifest("synthetic", wav_root, utts)
     store = root / "store"
-    extract_features(man, LogMelEncoder(), store, progress=False)
-    extract_features(man, LogMelEncoder(replace(SPEC, name="toy-mamba", kind="mamba")), store, progress=False)
+    extract_features(man, LogMelEncoder(), store, progress=False, frames=frames)
+    extract_features(man, LogMelEncoder(replace(SPEC, name="toy-mamba", kind="mamba")), store, progress=False,
+                     frames=frames)
     return store
 
 
@@ -64,7 +65,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> Path:
-    return build_store(tmp_path_factory.mktemp("store"))
+    return build_store(tmp_path_factory.mktemp("store"), frames=True)
 
 
 def synthetic(n: int = 60, seed: int = 0) -> SERData:
@@ -201,3 +202,29 @@ def test_cli_train_json_and_errors(store, tmp_path):
     two = runner.invoke(app, ["train", "--features", str(store), "--encoder", "logmel", "--model", "parrot",
                               "--out", str(tmp_path / "y")])
     assert two.exit_code == 2 and "takes 2 encoder(s)" in two.output
+
+
+def test_frames_and_all_layers_round_trip(store, tmp_path):
+    cfg = TrainConfig(epochs=1, batch_size=8, use_frames=True, model={"ot_tokens": 8})
+    out = tmp_path / "frames"
+    res = run_cv(store, ["toy-mamba", "logmel"], "parrot-token", cfg, [0], "speaker-kfold", out, n_folds=2)
+    run = json.loads((out / "run.json").read_text())
+    assert run["frame_dims"] == [160, 160] and run["use_frames"] and not run["model_spec"]["batch_dependent"]
+    model, _ = load_fold_model(out, 0, 1)
+    assert "std_frames_mean_0" in model.state_dict()
+    data, _, _ = run_mod.load_features(store, run["encoders"], cfg)
+    entry = json.loads((out / "folds" / "seed0_fold1.json").read_text())
+    test = data.subset([data.utt_ids.index(u) for u in entry["test_utt_ids"]])
+    assert np.allclose(predict_proba(model, test, cfg), entry["test_proba"], atol=1e-5)
+    tr = res["transport"]  # per-utterance plans between the two frame sequences (26 frames each here)
+    assert 1.0 <= tr["effective_partners"]["mean"] <= tr["m"]["mean"] + 1e-6 and tr["m"]["mean"] == 26
+
+    out2 = tmp_path / "all_layers"
+    run_cv(store, ["logmel"], "cnn", replace(cfg, use_frames=False, layer="all"), [0], "speaker-kfold",
+           out2, n_folds=2)
+    run2 = json.loads((out2 / "run.json").read_text())
+    assert run2["input_shapes"] == [[1, 320]] and run2["layer"] == "all"
+    model2, _ = load_fold_model(out2, 0, 0)  # rebuilt with layer weighting, loads strictly
+    assert any("select" in k for k in model2.state_dict())
+    with pytest.raises(ConfigError, match="does not use frame features"):
+        run_cv(store, ["logmel"], "cnn", cfg, [0], "speaker-kfold", tmp_path / "r1", n_folds=2)
