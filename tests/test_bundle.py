@@ -22,10 +22,32 @@ SPEAKERS = ("03", "08", "09", "10")
 LABELS = ("angry", "neutral", "sad")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Tiny models on a loaded 2-core machine: 2 intra-op threads were measured many times slower.
+    import torch
+
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(prev)
+
+
 @functools.cache
 def build_run(root: str, emodb: str) -> tuple[Path, Path]:
     """A real run on real audio (cached per session): 106 Emo-DB files, logmel, fcn, 2 folds, seed 0.
     Returns (run_dir, bundle_dir) with the bundle made by the real export path."""
+    import torch
+
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)  # see _one_thread; session fixtures run before module ones
+    try:
+        return _build_run(Path(root), emodb)
+    finally:
+        torch.set_num_threads(prev)
+
+
+def _build_run(base: Path, emodb: str) -> tuple[Path, Path]:
     from parrot_ser.corpora import scan_corpus
     from parrot_ser.corpora.base import Manifest
     from parrot_ser.encoders import build_encoder
@@ -33,7 +55,6 @@ def build_run(root: str, emodb: str) -> tuple[Path, Path]:
     from parrot_ser.training.config import TrainConfig
     from parrot_ser.training.run import run_cv
 
-    base = Path(root)
     man = scan_corpus("emodb", emodb)
     keep = [u for u in man.utterances if u.label in LABELS and u.speaker in SPEAKERS]
     extract_features(Manifest(man.corpus, man.root, keep), build_encoder("logmel"), base / "feat", progress=False)
@@ -216,7 +237,7 @@ def test_batch_dependent_parrot_is_scored_with_fixed_anchors(tiny_run, tmp_path,
     extract_features(man, _logmel_b(), tmp_path / "feat", progress=False)
     shutil.copytree(feat / "logmel", tmp_path / "feat" / "logmel")
     run_cv(tmp_path / "feat", ["logmel", "logmel-b"], "parrot",
-           TrainConfig(epochs=1, patience=0, model={"encoder_pool": "adaptive"}), [0],
+           TrainConfig(epochs=1, patience=0, model={"encoder_pool": "adaptive", "conv_channels": [8, 16]}), [0],
            "speaker-kfold", tmp_path / "run", n_folds=2)
     out = export_run(tmp_path / "run", tmp_path / "bundle")
     doc = verify_bundle(out)
