@@ -150,6 +150,8 @@ def test_windows_are_reported(client):
     assert [w["start"] for w in body["windows"]] == [0.0, 0.5, 1.0]
     mean = {k: np.mean([w["probabilities"][k] for w in body["windows"]]) for k in LABELS}
     assert body["probabilities"] == pytest.approx(mean, abs=1e-6)
+    r = client.post("/v1/predict?window=0.01&hop=0.01", files={"file": ("w.wav", wav_bytes(2.0), "audio/wav")})
+    assert r.status_code == 422 and "window must be" in r.json()["detail"]
 
 
 def test_internal_error_hides_details():

@@ -36,6 +36,8 @@ log = logging.getLogger("parrot_ser.service")
 
 DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 DEFAULT_MAX_SECONDS = 120.0
+MIN_WINDOW_SECONDS = 0.5
+MIN_HOP_SECONDS = 0.25
 
 
 class PredictorLike(Protocol):
@@ -236,6 +238,10 @@ def create_app(model: str | Path | PredictorLike, *, max_upload_bytes: int = DEF
                           f"{name}: {dur:.1f} s of audio exceeds the limit of {max_seconds:g} s (--max-seconds)")
         w = window if window_s is None else window_s
         h = hop if hop_s is None else hop_s
+        # Tiny windows/hops would turn one upload into thousands of model calls.
+        if (w is not None and 0 < w < MIN_WINDOW_SECONDS) or (h is not None and h < MIN_HOP_SECONDS):
+            return _error(422, "invalid request", f"window must be 0 or >= {MIN_WINDOW_SECONDS} s and hop >= "
+                                                  f"{MIN_HOP_SECONDS} s (got window={w}, hop={h})")
         pred = (await run_in_threadpool(predictor.predict_waveforms, [wave], [name], window=w, hop=h))[0]
         return PredictOut(name=name, label=pred.label, probabilities=pred.probabilities, duration=round(dur, 4),
                           windows=[WindowOut(window=x.window, start=x.start, end=x.end, label=x.label,
