@@ -55,6 +55,17 @@ def _warn_random_init(results: dict) -> None:
                   f"nothing about the pretrained model", markup=True)
 
 
+def _warn_store(features: Path, encoders: list[str]) -> None:
+    """Warn before a long run, too (the results repeat it)."""
+    from parrot_ser.features import open_store
+    from parrot_ser.training.run import is_random_init
+
+    store = open_store(features)
+    for e in encoders:
+        if e in store.encoders and is_random_init(store.get(e).meta):
+            err.print(f"[bold yellow]WARNING: features from UNTRAINED random-init encoder {e}[/]", markup=True)
+
+
 def _summary_table(results: dict, title: str) -> Table:
     s = results["summary"]
     t = Table(title=title, title_justify="left")
@@ -112,6 +123,7 @@ def train(
 
     cfg = _config(config, layer, frames, epochs, lr, batch_size, patience, eval_batch_size, early_stop, dropout,
                   weight_decay, device, threads)
+    _warn_store(features, list(encoder))
     with make_progress("epoch", disable=quiet) as progress:
         res = run_cv(features, list(encoder), model, cfg, _seeds(seeds), protocol, out, n_folds=folds,
                      progress=progress)
@@ -149,6 +161,7 @@ def grid(
                   weight_decay, device, threads)
     encs = [e for e in encoders.replace(" ", "").split(",") if e]
     mods = [m for m in models.replace(" ", "").split(",") if m]
+    _warn_store(features, encs)
     with make_progress("epoch", disable=quiet) as progress:
         res = run_grid(features, encs, mods, cfg, _seeds(seeds), protocol, out, n_folds=folds, pairs=pairs,
                        progress=progress)
