@@ -306,6 +306,10 @@ def test_ssamba_padding_invariance_and_pooling():
         assert np.abs(alone.pooled - res[2].pooled).max() < 1e-4
         assert np.abs(alone.frames - res[2].frames).max() < 1e-4
         assert res[0].pooled.shape == (2, 192)
+    short = enc.encode([np.full(100, 0.1, np.float32)], frames=True)[0]  # < one 25 ms frame: padded
+    assert short.frames.shape == (2, 1, 192) and np.isfinite(short.pooled).all()
+    with pytest.raises(EmptyAudioError):
+        enc.encode([np.zeros(0, np.float32)])
     valid = ssamba.build(SPECS["ssamba-tiny"], checkpoint=None, random_init=True, depth=2, pooling="mean_valid")
     r = valid.encode(waves[:1], frames=True)[0]
     assert np.allclose(r.pooled, r.frames.mean(1), atol=1e-5)

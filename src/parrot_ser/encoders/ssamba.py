@@ -70,7 +70,9 @@ class SSAMBAEncoder(Encoder):
     def encode(self, waves: list[np.ndarray], *, frames: bool = False) -> list[EncodedUtterance]:
         items = []
         for i, w in enumerate(waves):
-            wave = check_wave(w, i, min_samples=400)
+            wave = check_wave(w, i)
+            if wave.numel() < 400:  # shorter than one 25 ms Kaldi frame: zero-pad to one frame
+                wave = torch.nn.functional.pad(wave, (0, 400 - wave.numel()))
             target = self.target_length
             if target is None:  # own length, padded up so the last partial column of patches is kept
                 n = 1 + (wave.numel() - 400) // 160
