@@ -294,3 +294,34 @@ def test_hf_checkpoint_is_verified_by_hash(tmp_path):
     save_tiny(tmp_path / "moved", 2)  # other weights, same place and config
     with pytest.raises(BundleError, match="a different checkpoint"):
         load_model(out, checkpoints={"hubert-base": str(tmp_path / "moved")})
+
+
+def test_frame_model_round_trip(tmp_path, emodb_root):
+    """A model fed frame features (parrot-token, frames of two encoders) through the real export:
+    the bundle pads frames like training and reproduces the run's test probabilities."""
+    from parrot_ser.corpora import scan_corpus
+    from parrot_ser.corpora.base import Manifest
+    from parrot_ser.encoders import build_encoder
+    from parrot_ser.features import extract_features
+    from parrot_ser.training.config import TrainConfig
+    from parrot_ser.training.run import run_cv
+
+    man = scan_corpus("emodb", str(emodb_root))
+    keep = [u for u in man.utterances if u.label in LABELS and u.speaker in SPEAKERS][::3]
+    m = Manifest(man.corpus, man.root, keep)
+    for enc in (build_encoder("logmel"), _logmel_b()):
+        extract_features(m, enc, tmp_path / "feat", frames=True, progress=False)
+    cfg = TrainConfig(epochs=1, patience=0, use_frames=True,
+                      model={"encoder_pool": "adaptive", "conv_channels": [8, 16]})
+    run_cv(tmp_path / "feat", ["logmel", "logmel-b"], "parrot-token", cfg, [0], "speaker-kfold",
+           tmp_path / "run", n_folds=2)
+    pred = Predictor.from_bundle(export_run(tmp_path / "run", tmp_path / "bundle"),
+                                 encoders=[build_encoder("logmel"), _logmel_b()])
+    assert pred.use_frames and pred.batch_mode == "independent"
+    rows = [r for r in csv.DictReader(open(tmp_path / "run" / "predictions.csv", encoding="utf-8"))
+            if r["fold"] == "0"][:6]
+    k = [m["tag"] for m in pred.info["members"]].index("seed0_fold0")
+    member = Predictor(pred.labels, pred.encoders, [pred.heads[k]], use_frames=True)
+    got = member.predict([_wav(emodb_root, r["utt_id"]) for r in rows])
+    np.testing.assert_allclose([[g.probabilities[c] for c in LABELS] for g in got],
+                               [[float(r[f"prob_{c}"]) for c in LABELS] for r in rows], atol=2e-5)
