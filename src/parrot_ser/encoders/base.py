@@ -45,11 +45,17 @@ class EncoderIdentity:
     seed: int | None
     layers: list[int]
     preprocessing: dict = field(default_factory=dict)
+    # build_encoder(**options) that change the numbers (e.g. a random-init depth); an exported bundle
+    # passes them back to build_encoder (inference/predictor.py reads "options"). Omitted when empty.
+    options: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "checkpoint": self.checkpoint, "checkpoint_sha256": self.checkpoint_sha256,
-                "random_init": self.random_init, "seed": self.seed, "layers": list(self.layers),
-                "preprocessing": dict(self.preprocessing)}
+        d = {"name": self.name, "checkpoint": self.checkpoint, "checkpoint_sha256": self.checkpoint_sha256,
+             "random_init": self.random_init, "seed": self.seed, "layers": list(self.layers),
+             "preprocessing": dict(self.preprocessing)}
+        if self.options:
+            d["options"] = dict(self.options)
+        return d
 
 
 class Encoder(ABC):
