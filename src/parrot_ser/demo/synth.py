@@ -88,6 +88,13 @@ SPEAKERS: tuple[SpeakerProfile, ...] = (
     SpeakerProfile("f4", "en+f4", "female", 60, 175, 45, 230.0, 1.20),
 )
 
+# Two more voices that the corpus never uses: the demo's prediction step speaks with them, so its
+# predictions are on unseen speakers (as the speaker-independent folds promise).
+UNSEEN_SPEAKERS: tuple[SpeakerProfile, ...] = (
+    SpeakerProfile("m5", "en+m5", "male", 46, 170, 50, 112.0, 0.99),
+    SpeakerProfile("f5", "en+f5", "female", 52, 178, 55, 205.0, 1.16),
+)
+
 # Emotionally neutral content (as in Emo-DB): the label must come from prosody, not from words.
 SENTENCES: tuple[str, ...] = (
     "The table is standing in the corner of the room",
@@ -286,8 +293,9 @@ def synthesize_corpus(out_dir: str | Path, *, seed: int = 0, emotions: Sequence[
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out}: exists and is not a folder")
     emo_names = _select(emotions, list(EMOTIONS), "emotion(s)")
-    spk_by_id = {s.speaker: s for s in SPEAKERS}
-    spk_names = _select(speakers, list(spk_by_id), "speaker(s)")
+    spk_by_id = {s.speaker: s for s in (*SPEAKERS, *UNSEEN_SPEAKERS)}
+    spk_names = _select(speakers, list(spk_by_id), "speaker(s)") if speakers is not None \
+        else [s.speaker for s in SPEAKERS]
     n_sent = len(SENTENCES) if n_sentences is None else int(n_sentences)
     if not 1 <= n_sent <= len(SENTENCES):
         raise ConfigError(f"n_sentences must be in 1..{len(SENTENCES)}, got {n_sentences}")
@@ -298,7 +306,7 @@ def synthesize_corpus(out_dir: str | Path, *, seed: int = 0, emotions: Sequence[
 
     jobs = [(spk, si, emo, rep) for spk in spk_names for si in range(n_sent) for emo in emo_names
             for rep in range(repetitions)]
-    spk_index = {s.speaker: i for i, s in enumerate(SPEAKERS)}
+    spk_index = {s.speaker: i for i, s in enumerate((*SPEAKERS, *UNSEEN_SPEAKERS))}
     emo_index = {e: i for i, e in enumerate(EMOTIONS)}
     utts: list[Utterance] = []
     for done, (spk, si, emo, rep) in enumerate(jobs, start=1):

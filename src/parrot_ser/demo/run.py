@@ -1,0 +1,257 @@
+"""The one-command offline demo: synthetic corpus -> features -> speaker-independent grid ->
+report -> exported model -> predictions on unseen voices.
+
+Everything runs offline on a fresh install: the corpus is synthesised (demo/synth.py) and the PTM
+encoders are built with RANDOM weights (no downloads). Their numbers show that the pipeline works,
+not how good the pretrained models are; every output says so.
+
+OUT/
+  corpus/          synthetic corpus (manifest.csv, corpus.json, wav/<speaker>/*.wav)
+  features/        feature store (one folder per encoder)
+  grid/            training grid: table.md/csv, cells.csv, significance.md, cells/<row>/<model>/ runs
+  model/           exported bundle of the PARROT run (parrot_ser.inference)
+  unseen/          a few utterances by two voices that the corpus never uses
+  predictions.csv  the exported model on unseen/
+  plots/           accuracy.png (every cell), prosody.png (the corpus's measured prosody)
+  REPORT.md        what was done, the tables, plots and caveats
+  demo.json        machine-readable summary (also printed by ``parrot-ser demo --json``)
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from parrot_ser.errors import ConfigError, ParrotError
+
+log = logging.getLogger(__name__)
+
+DEMO_FORMAT = "parrot-ser-demo/1"
+PROTOCOL = "speaker-kfold"
+
+
+@dataclass
+class DemoPlan:
+    """Sizes of one demo run. ``quick`` is for CI (well under 2 minutes on 2 cores)."""
+
+    quick: bool
+    seed: int
+    emotions: list[str]
+    n_sentences: int
+    encoders: list[str]  # logmel (handcrafted) + one Mamba + one attention PTM, the PTMs random-init
+    models: list[str]  # single-PTM head, the concat baseline and both PARROT variants
+    n_folds: int
+    seeds: list[int]
+    epochs: int
+    patience: int
+    export_model: str = "parrot-token"  # batch-independent PARROT: an exported bundle scores files alone
+    encoder_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def identity(self) -> dict:
+        return asdict(self)
+
+
+# ssam-tiny with 2 of its 12 blocks: the pure-PyTorch selective scan is the slowest stage on CPU
+# (12 blocks: ~20 s per 8 utterances on 2 cores). Recorded in the encoder identity (options), so the
+# exported bundle rebuilds the same random network.
+SSAM_OPTIONS = {"ssam-tiny": {"depth": 2}}
+ENCODERS = ["logmel", "ssam-tiny", "wavlm-base-plus"]
+MODELS = ["cnn", "concat", "parrot", "parrot-token"]
+
+
+def make_plan(*, quick: bool = False, seed: int = 0) -> DemoPlan:
+    if quick:
+        return DemoPlan(True, seed, ["neutral", "happy", "sad", "angry", "fear", "disgust"], 1, list(ENCODERS),
+                        list(MODELS), n_folds=3, seeds=[seed], epochs=4, patience=0,
+                        encoder_options=dict(SSAM_OPTIONS))
+    return DemoPlan(False, seed, ["neutral", "happy", "sad", "angry", "fear", "disgust", "surprise", "boredom"], 4,
+                    list(ENCODERS), list(MODELS), n_folds=4, seeds=[seed], epochs=25, patience=6,
+                    encoder_options=dict(SSAM_OPTIONS))
+
+
+@dataclass
+class DemoResult:
+    out: Path
+    summary: dict  # the content of demo.json
+
+    @property
+    def report(self) -> Path:
+        return self.out / "REPORT.md"
+
+
+Stage = Callable[[str], None]
+
+
+def _stage_printer() -> Stage:
+    from parrot_ser.cli.common import err
+
+    def say(msg: str) -> None:
+        err.print(f"[bold cyan]demo[/] {msg}", markup=True, highlight=False)
+
+    return say
+
+
+def _check_out(out: Path, plan: DemoPlan) -> None:
+    """A rerun into the same OUT resumes (same plan) or is refused (different plan)."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: exists and is not a folder")
+    prev = out / "demo.json"
+    if prev.is_file():
+        try:
+            old = json.loads(prev.read_text(encoding="utf-8")).get("plan")
+        except json.JSONDecodeError:
+            old = None
+        if old is not None and old != plan.identity():
+            raise ConfigError(f"{out}: holds a demo with other settings (quick/seed differ); choose a new --out "
+                              f"or delete it")
+
+
+def _build_encoders(plan: DemoPlan, say: Stage) -> tuple[dict[str, Any], dict[str, str]]:
+    from parrot_ser.encoders import build_encoder
+
+    built, missing = {}, {}
+    for name in plan.encoders:
+        try:
+            opts = dict(plan.encoder_options.get(name, {}))
+            enc = build_encoder(name, random_init=name != "logmel", seed=plan.seed, **opts)
+            if opts:
+                enc.identity.options = opts  # replayed by the bundle (see SSAM_OPTIONS)
+            built[name] = enc
+        except (ImportError, AttributeError, ParrotError) as e:  # PTM module missing or broken: go on without
+            missing[name] = f"{type(e).__name__}: {e}"
+            say(f"[bold yellow]skipping encoder {name}[/]: {missing[name]}")
+    if not built:
+        raise ConfigError("no encoder could be built for the demo: " + "; ".join(f"{k}: {v}" for k, v in missing.items()))
+    return built, missing
+
+
+def _pairs_mode(kinds: dict[str, str]) -> str:
+    # The paper's pairing (one Mamba + one attention PTM) when both are there; else every pair.
+    return "hetero" if {"mamba", "attention"} <= set(kinds.values()) else "all"
+
+
+def run_demo(out_dir: str | Path, *, quick: bool = False, seed: int = 0, say: Stage | None = None,
+             plan: DemoPlan | None = None) -> DemoResult:
+    """Run the whole demo into ``out_dir`` (see the module doc) and return its summary."""
+    import torch
+
+    from parrot_ser.cli.common import make_progress
+    from parrot_ser.corpora import scan_corpus
+    from parrot_ser.demo.synth import UNSEEN_SPEAKERS, synthesize_corpus
+    from parrot_ser.features import extract_features
+    from parrot_ser.training.config import TrainConfig
+    from parrot_ser.training.grid import encoder_kind, run_grid
+
+    say = say or _stage_printer()
+    plan = plan or make_plan(quick=quick, seed=seed)
+    out = Path(out_dir)
+    _check_out(out, plan)
+    out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    t_all = time.perf_counter()
+
+    # 1. corpus
+    t = time.perf_counter()
+    with make_progress("utt") as prog:
+        task = prog.add_task("synthesising corpus", total=None, rate="")
+
+        def tick(done: int, total: int) -> None:
+            prog.update(task, completed=done, total=total, rate=f"{done}/{total}")
+
+        corpus = synthesize_corpus(out / "corpus", seed=plan.seed, emotions=plan.emotions,
+                                   n_sentences=plan.n_sentences, on_progress=tick)
+    manifest = scan_corpus("csv", corpus.root)
+    if manifest.problems:
+        raise ConfigError(f"{corpus.manifest_csv}: the demo corpus has problems: {manifest.problems[:3]}")
+    timings["corpus_s"] = time.perf_counter() - t
+    say(f"corpus: {len(manifest)} utterances, {len(manifest.speakers())} speakers, "
+        f"{len(manifest.labels())} emotions, synthesised with [bold]{corpus.backend}[/]")
+
+    # 2. features (random-init PTMs: UNTRAINED)
+    t = time.perf_counter()
+    torch.manual_seed(plan.seed)
+    encoders, missing = _build_encoders(plan, say)
+    for name, enc in encoders.items():
+        tag = "" if name == "logmel" else " [bold yellow](random init, UNTRAINED)[/]"
+        say(f"extracting {name}{tag}")
+        rep = extract_features(manifest, enc, out / "features", frames=False, progress=True)
+        if rep.get("skipped"):
+            raise ConfigError(f"{out / 'features' / name}: {len(rep['skipped'])} utterance(s) failed to encode")
+    del encoders
+    timings["features_s"] = time.perf_counter() - t
+
+    # 3. grid: speaker-independent folds, every single encoder and every (hetero) pair x model
+    t = time.perf_counter()
+    names = [e for e in plan.encoders if e not in missing]
+    kinds = {e: encoder_kind(e) for e in names}
+    pairs = _pairs_mode(kinds)
+    config = TrainConfig(epochs=plan.epochs, patience=plan.patience).validate()
+    say(f"grid: {', '.join(names)} x {', '.join(plan.models)}; {plan.n_folds} speaker-independent folds, "
+        f"seeds {plan.seeds}, pairs={pairs}")
+    with make_progress("epoch") as prog:
+        grid = run_grid(out / "features", names, plan.models, config, plan.seeds, PROTOCOL, out / "grid",
+                        n_folds=plan.n_folds, pairs=pairs, progress=prog)
+    timings["grid_s"] = time.perf_counter() - t
+
+    # 4. export the PARROT run on the (first) pair, then predict unseen voices
+    t = time.perf_counter()
+    cells = grid["cells"]
+    export_cell = next((c for c in cells if c["model"] == plan.export_model), None) \
+        or next((c for c in cells if len(c["encoders"]) == 2), cells[0])
+    from parrot_ser.inference import export_run, load_model
+
+    say(f"exporting {export_cell['model']} [{export_cell['row']}]")
+    bundle_dir = export_run(out / "grid" / export_cell["dir"], out / "model")
+    unseen = synthesize_corpus(out / "unseen", seed=plan.seed + 1000, emotions=plan.emotions, n_sentences=1,
+                               speakers=[s.speaker for s in UNSEEN_SPEAKERS])
+    unseen_manifest = unseen.manifest()
+    predictor = load_model(bundle_dir)
+    paths = [unseen_manifest.abspath(u) for u in unseen_manifest.utterances]
+    preds = predictor.predict([str(p) for p in paths])
+    pred_rows = [{"path": str(p.relative_to(out)), "speaker": u.speaker, "label": u.label, "predicted": pr.label,
+                  "confidence": round(pr.probabilities[pr.label], 4)}
+                 for p, u, pr in zip(paths, unseen_manifest.utterances, preds)]
+    with open(out / "predictions.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(pred_rows[0]))
+        w.writeheader()
+        w.writerows(pred_rows)
+    unseen_acc = 100.0 * float(np.mean([r["label"] == r["predicted"] for r in pred_rows]))
+    timings["export_predict_s"] = time.perf_counter() - t
+
+    # 5. report
+    from parrot_ser.demo.report import write_report
+
+    timings["total_s"] = time.perf_counter() - t_all
+    summary = {
+        "format": DEMO_FORMAT, "plan": plan.identity(), "out": str(out.resolve()),
+        "corpus": {"backend": corpus.backend, "n_utterances": len(manifest), "speakers": manifest.speakers(),
+                   "emotions": manifest.labels(), "n_sentences": corpus.n_sentences, "seed": corpus.seed},
+        "encoders": {e: {"kind": kinds[e], "untrained": e != "logmel"} for e in names},
+        "missing_encoders": missing, "pairs": pairs, "protocol": PROTOCOL,
+        "cells": [{"row": c["row"], "model": c["model"], "kind": c["kind"], "dir": f"grid/{c['dir']}",
+                   **{m: {"mean": c["headline"][m]["mean"], "std": c["headline"][m]["std"]}
+                      for m in ("accuracy", "ua", "macro_f1")}} for c in grid["cells"]],
+        "exported": {"cell": f"{export_cell['row']}/{export_cell['model']}", "bundle": "model"},
+        "unseen": {"speakers": [s.speaker for s in UNSEEN_SPEAKERS], "n": len(pred_rows),
+                   "accuracy": unseen_acc, "predictions": "predictions.csv"},
+        "timings": timings,
+    }
+    write_report(out, summary, grid, pred_rows)
+    summary["paths"] = _paths(out)
+    (out / "demo.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
+    return DemoResult(out, summary)
+
+
+def _paths(out: Path) -> dict[str, str]:
+    p = {"report": "REPORT.md", "table": "grid/table.md", "significance": "grid/significance.md",
+         "accuracy_plot": "plots/accuracy.png", "prosody_plot": "plots/prosody.png", "corpus": "corpus/manifest.csv",
+         "features": "features", "model": "model", "predictions": "predictions.csv", "summary": "demo.json"}
+    return {k: str((out / v).resolve()) for k, v in p.items()}
