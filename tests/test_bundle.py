@@ -325,3 +325,30 @@ def test_frame_model_round_trip(tmp_path, emodb_root):
     got = member.predict([_wav(emodb_root, r["utt_id"]) for r in rows])
     np.testing.assert_allclose([[g.probabilities[c] for c in LABELS] for g in got],
                                [[float(r[f"prob_{c}"]) for c in LABELS] for r in rows], atol=2e-5)
+
+
+def test_float16_feature_store_parity(tmp_path, emodb_root):
+    """Features stored as float16 in training: the bundle rounds its float32 features the same way
+    and matches the run to float precision (without the rounding: ~1e-4 off)."""
+    from parrot_ser.corpora import scan_corpus
+    from parrot_ser.corpora.base import Manifest
+    from parrot_ser.encoders import build_encoder
+    from parrot_ser.features import extract_features
+    from parrot_ser.training.config import TrainConfig
+    from parrot_ser.training.run import run_cv
+
+    man = scan_corpus("emodb", str(emodb_root))
+    keep = [u for u in man.utterances if u.label in LABELS and u.speaker in SPEAKERS][::2]
+    extract_features(Manifest(man.corpus, man.root, keep), build_encoder("logmel"), tmp_path / "feat",
+                     dtype="float16", progress=False)
+    run_cv(tmp_path / "feat", ["logmel"], "fcn", TrainConfig(epochs=2), [0], "speaker-kfold", tmp_path / "run",
+           n_folds=2)
+    pred = load_model(export_run(tmp_path / "run", tmp_path / "bundle"))
+    assert pred.info["encoders"][0]["store_dtype"] == "float16"
+    rows = [r for r in csv.DictReader(open(tmp_path / "run" / "predictions.csv", encoding="utf-8"))
+            if r["fold"] == "0"][:8]
+    k = [m["tag"] for m in pred.info["members"]].index("seed0_fold0")
+    got = Predictor(pred.labels, pred.encoders, [pred.heads[k]], info=pred.info).predict(
+        [_wav(emodb_root, r["utt_id"]) for r in rows])
+    np.testing.assert_allclose([[g.probabilities[c] for c in LABELS] for g in got],
+                               [[float(r[f"prob_{c}"]) for c in LABELS] for r in rows], atol=2e-6)

@@ -175,6 +175,11 @@ class Predictor:
         self.anchors = anchors
         self.info = info or {}
         self.device = device
+        # Features stored as float16 at training time: round ours the same way so the heads see
+        # the values (and the standardiser statistics) they were trained on.
+        encs_doc = self.info.get("encoders", [])
+        self._half = [i < len(encs_doc) and encs_doc[i].get("store_dtype") == "float16"
+                      for i in range(len(self.encoders))]
         # Inputs are decoded once at the first encoder's rate; other encoders resample from it.
         self.sample_rate = int(self.encoders[0].sample_rate)
         self._lock = threading.Lock()
@@ -240,12 +245,13 @@ class Predictor:
             for s in range(0, len(waves), batch_size):
                 chunk = [resample(w, self.sample_rate, sr) for w in waves[s:s + batch_size]]
                 for eu in enc.encode(chunk, frames=self.use_frames):
-                    pooled[i].append(select_layer(eu.pooled, self.layer))
+                    pooled[i].append(select_layer(_stored(eu.pooled, self._half[i]), self.layer))
                     if self.use_frames:
                         if eu.frames is None:
                             raise BundleError(f"encoder {enc.identity.name!r} returned no frame features")
                         # (L, T, F) -> (T, L, F) so the same layer rule applies on axis 1.
-                        frames[i].append(select_layer(np.swapaxes(eu.frames, 0, 1), self.layer, axis=1))
+                        fr = np.swapaxes(_stored(eu.frames, self._half[i]), 0, 1)
+                        frames[i].append(select_layer(fr, self.layer, axis=1))
         return Features([torch.from_numpy(np.stack(rows)).to(self.device) for rows in pooled],
                         frames if self.use_frames else None)
 
@@ -319,6 +325,11 @@ class Predictor:
               windows: list[Prediction] | None = None) -> Prediction:
         probs = {lab: float(v) for lab, v in zip(self.labels, row)}
         return Prediction(self.labels[int(np.argmax(row))], probs, name, start, end, window, windows or [])
+
+
+def _stored(x: np.ndarray, half: bool) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    return x.astype(np.float16).astype(np.float32) if half else x
 
 
 def _as_wave(loaded: Any) -> np.ndarray:
