@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,13 @@ class Bundle:
         return [e["name"] for e in self.doc["encoders"] if e.get("random_init")]
 
 
+def _readable(path: Path) -> None:
+    # safetensors writes 0600 files; a bundle is meant to be shared like bundle.json (umask applies).
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
+
+
 def write_bundle(out_dir: str | Path, doc: dict[str, Any], members: list[Member],
                  anchors: list[torch.Tensor] | None = None) -> Path:
     """Write ``members`` (and ``anchors``) as safetensors and ``doc`` plus the file manifest as
@@ -105,12 +113,15 @@ def write_bundle(out_dir: str | Path, doc: dict[str, Any], members: list[Member]
     member_docs = []
     for m in members:
         rel = f"members/{m.tag}.safetensors"
-        save_file({k: v.detach().cpu().contiguous() for k, v in m.state_dict.items()}, str(out / rel), metadata={"tag": m.tag})
+        save_file({k: v.detach().cpu().contiguous() for k, v in m.state_dict.items()}, str(out / rel),
+                  metadata={"tag": m.tag})
+        _readable(out / rel)
         files[rel] = sha256_file(out / rel)
         member_docs.append({"tag": m.tag, "file": rel, **m.info})
     if anchors is not None:
         save_file({f"anchors.{i}": a.detach().cpu().float().contiguous() for i, a in enumerate(anchors)},
                   str(out / "anchors.safetensors"))
+        _readable(out / "anchors.safetensors")
         files["anchors.safetensors"] = sha256_file(out / "anchors.safetensors")
     full = {"format": BUNDLE_FORMAT, "format_version": BUNDLE_VERSION, **doc, "members": member_docs,
             "files": files}
