@@ -9,6 +9,7 @@ against this machine's dense matmul throughput, and SSAM-base end-to-end encodin
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterable
 
 import numpy as np
@@ -38,6 +39,21 @@ def _mixers(seed: int = 0):
     return ours, hf
 
 
+def interleaved_best(fa, fb, repeats: int) -> tuple[float, float]:
+    """Best times of two functions run alternately (after one warm-up each): on a shared machine whose
+    load drifts, both sides then see the same conditions."""
+    fa(), fb()
+    ta = tb = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fa()
+        t1 = time.perf_counter()
+        fb()
+        t2 = time.perf_counter()
+        ta, tb = min(ta, t1 - t0), min(tb, t2 - t1)
+    return ta, tb
+
+
 def mixer_flops(b: int) -> float:
     di, r, n = EXPAND * D_MODEL, math.ceil(D_MODEL / 16), D_STATE
     tok = b * L
@@ -49,7 +65,7 @@ def mixer_flops(b: int) -> float:
 
 def run(quick: bool = False) -> Iterable[dict]:
     b = 2 if quick else 8
-    repeats = 1 if quick else 3
+    repeats = 1 if quick else 5
     ours, hf = _mixers()
     x = torch.randn(b, L, D_MODEL)
     with torch.inference_mode():
@@ -58,8 +74,7 @@ def run(quick: bool = False) -> Iterable[dict]:
         log(f"threads {torch.get_num_threads()}; max |ours - transformers| = {diff:.2e} (output max {scale:.2f})")
         yield record("mixer max abs diff vs transformers", diff, "abs")
 
-        t_ours = best_time(lambda: ours(x), repeats=repeats)
-        t_hf = best_time(lambda: hf(x), repeats=repeats)
+        t_ours, t_hf = interleaved_best(lambda: ours(x), lambda: hf(x), repeats)
         t_proj = best_time(lambda: ours.out_proj(ours.in_proj(x)[..., :ours.d_inner]), repeats=repeats)
         log(f"mixer (B={b}, L={L}): ours {t_ours * 1e3:.0f} ms, transformers slow path {t_hf * 1e3:.0f} ms, "
             f"x{t_hf / t_ours:.2f}; shared in/out projections {t_proj * 1e3:.0f} ms")
@@ -80,10 +95,10 @@ def run(quick: bool = False) -> Iterable[dict]:
         y_hf = mamba_selective_scan(u.transpose(1, 2), delta.transpose(1, 2), A, Bm.transpose(1, 2),
                                     Cm.transpose(1, 2), D=Dv).transpose(1, 2)
         sdiff = float((selective_scan_torch(u, delta, A, Bm, Cm, Dv) - y_hf).abs().max())
-        ts_ours = best_time(lambda: selective_scan_torch(u, delta, A, Bm, Cm, Dv), repeats=repeats)
-        ts_hf = best_time(lambda: mamba_selective_scan(u.transpose(1, 2), delta.transpose(1, 2), A,
-                                                       Bm.transpose(1, 2), Cm.transpose(1, 2), D=Dv),
-                          repeats=repeats)
+        ts_ours, ts_hf = interleaved_best(
+            lambda: selective_scan_torch(u, delta, A, Bm, Cm, Dv),
+            lambda: mamba_selective_scan(u.transpose(1, 2), delta.transpose(1, 2), A, Bm.transpose(1, 2),
+                                         Cm.transpose(1, 2), D=Dv), repeats)
         log(f"scan only: ours {ts_ours * 1e3:.0f} ms, transformers {ts_hf * 1e3:.0f} ms, x{ts_hf / ts_ours:.2f} "
             f"(max diff {sdiff:.1e})")
         yield record(f"selective scan B={b} L={L} Di={di} N={n}", ts_ours * 1e3, "ms",
