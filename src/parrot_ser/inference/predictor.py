@@ -360,7 +360,7 @@ def _check_identity(e_doc: dict, enc: Any, root: Path) -> None:
             f"{root}: encoder {name!r} checkpoint {ident.get('checkpoint')} has sha256 "
             f"{short(ident.get('checkpoint_sha256'))}, the bundle was made with "
             f"{short(e_doc.get('checkpoint_sha256'))} (a different checkpoint)")
-    for key in ("layers", "preprocessing", "random_init", "seed"):
+    for key in ("layers", "preprocessing", "random_init", "seed", "options"):
         if key in e_doc and _norm(ident.get(key)) != _norm(e_doc[key]):
             raise BundleError(f"{root}: encoder {name!r} {key} {ident.get(key)!r} differs from the bundle's "
                               f"{e_doc[key]!r}")
