@@ -121,10 +121,8 @@ def _build_encoders(plan: DemoPlan, say: Stage) -> tuple[dict[str, Any], dict[st
     for name in plan.encoders:
         try:
             opts = dict(plan.encoder_options.get(name, {}))
-            enc = build_encoder(name, random_init=name != "logmel", seed=plan.seed, **opts)
-            if opts:
-                enc.identity.options = opts  # replayed by the bundle (see SSAM_OPTIONS)
-            built[name] = enc
+            # build_encoder records opts in the identity: the bundle replays them (see SSAM_OPTIONS)
+            built[name] = build_encoder(name, random_init=name != "logmel", seed=plan.seed, **opts)
         except (ImportError, AttributeError, ParrotError) as e:  # PTM module missing or broken: go on without
             missing[name] = f"{type(e).__name__}: {e}"
             say(f"[bold yellow]skipping encoder {name}[/]: {missing[name]}")

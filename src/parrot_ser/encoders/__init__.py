@@ -153,5 +153,8 @@ def build_encoder(name: str, *, checkpoint: str | None = None, layers: Any = "la
     if module is None:
         raise RegistryError(f"encoder {name!r}: unknown family {spec.family!r}")
     mod = importlib.import_module(f"parrot_ser.encoders.{module}")  # real import error if missing
-    return mod.build(spec, checkpoint=checkpoint, layers=layers, random_init=random_init, seed=seed,
-                     device=device, dtype=dtype, **options)
+    enc = mod.build(spec, checkpoint=checkpoint, layers=layers, random_init=random_init, seed=seed,
+                    device=device, dtype=dtype, **options)
+    if options and not getattr(enc.identity, "options", None):
+        enc.identity.options = dict(options)  # a bundle replays them (inference/predictor.py checks them)
+    return enc

@@ -1,0 +1,117 @@
+"""`parrot-ser demo --quick` end to end (the CI run): every promised output, valid numbers,
+speaker-disjoint folds, a report whose links resolve, typed errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from parrot_ser.cli.main import app
+
+
+@pytest.fixture(scope="module")
+def quick_demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "out"
+    res = CliRunner().invoke(app, ["demo", "--quick", "--out", str(out), "--seed", "0", "--json"])
+    assert res.exit_code == 0, res.output + (res.stderr if res.stderr_bytes else "")
+    return out, json.loads(res.stdout), res.stderr
+
+
+def test_every_promised_output_exists(quick_demo):
+    out, summary, stderr = quick_demo
+    for rel in ("REPORT.md", "demo.json", "predictions.csv", "plots/accuracy.png", "plots/prosody.png",
+                "corpus/manifest.csv", "corpus/corpus.json", "grid/table.md", "grid/table.csv", "grid/cells.csv",
+                "grid/significance.md", "grid/grid.json", "model"):
+        assert (out / rel).exists(), rel
+    assert (out / "plots/accuracy.png").read_bytes()[:4] == b"\x89PNG"
+    assert any((out / "model").iterdir())
+    for c in summary["cells"]:
+        for f in ("results.json", "predictions.csv", "confusion.png"):
+            assert (out / c["dir"] / f).is_file(), (c["dir"], f)
+    # the rich summary and the final path list are on stderr; every listed path exists
+    assert set(summary["paths"]) >= {"report", "model", "predictions", "table"}
+    for p in summary["paths"].values():
+        assert Path(p).exists(), p
+        assert p in stderr.replace("\n", "") or Path(p).name in stderr
+    assert "UNTRAINED" in stderr
+    assert json.loads((out / "demo.json").read_text())["cells"] == summary["cells"]
+
+
+def test_grid_covers_the_promised_models_and_numbers_are_valid(quick_demo):
+    out, s, _ = quick_demo
+    assert s["corpus"]["n_utterances"] == 48 and len(s["corpus"]["speakers"]) == 8
+    assert not s["missing_encoders"]
+    assert {e for e, v in s["encoders"].items() if v["untrained"]} == {"ssam-tiny", "wavlm-base-plus"}
+    got = {(c["row"], c["model"]) for c in s["cells"]}
+    pair = "ssam-tiny+wavlm-base-plus"  # Mamba first, as in the paper
+    assert got == {("logmel", "cnn"), ("ssam-tiny", "cnn"), ("wavlm-base-plus", "cnn"), (pair, "concat"),
+                   (pair, "parrot"), (pair, "parrot-token")}
+    for c in s["cells"]:
+        for m in ("accuracy", "ua", "macro_f1"):
+            mean, std = c[m]["mean"], c[m]["std"]
+            assert math.isfinite(mean) and 0.0 <= mean <= 100.0, (c["row"], c["model"], m, mean)
+            assert math.isfinite(std) and 0.0 <= std <= 100.0
+    assert 0.0 <= s["unseen"]["accuracy"] <= 100.0
+    # logmel carries the prosody that defines the classes: it must beat chance (1/6) clearly
+    logmel = next(c for c in s["cells"] if c["row"] == "logmel")
+    assert logmel["accuracy"]["mean"] > 40.0
+
+
+def test_folds_are_speaker_disjoint_and_cover_every_speaker(quick_demo):
+    out, s, _ = quick_demo
+    for c in s["cells"]:
+        res = json.loads((out / c["dir"] / "results.json").read_text())
+        for folds in res["folds"].values():
+            assert len(folds) == s["plan"]["n_folds"]
+            tested = []
+            for f in folds:
+                assert not set(f["test_speakers"]) & (set(f["train_speakers"]) | set(f["val_speakers"]))
+                tested += f["test_speakers"]
+            assert sorted(tested) == sorted(s["corpus"]["speakers"])  # each speaker tested exactly once
+        assert res["random_init_encoders"] == sorted(e for e in c["row"].split("+") if e != "logmel")
+
+
+def test_report_has_caveats_and_links_resolve(quick_demo):
+    out, s, _ = quick_demo
+    text = (out / "REPORT.md").read_text()
+    assert "UNTRAINED" in text and "SYNTHETIC CORPUS" in text and "speaker" in text
+    assert f"seed {s['plan']['seed']}" in text
+    links = re.findall(r"\]\(([^)]+)\)", text)
+    assert len(links) >= 10
+    for link in links:
+        assert (out / link).exists(), link
+    for c in s["cells"]:  # the table in the report carries the same numbers as demo.json
+        assert f"| {c['row']} | {c['model']} | {c['accuracy']['mean']:.1f} ± {c['accuracy']['std']:.1f} |" in text
+
+
+def test_predictions_are_on_unseen_voices(quick_demo):
+    out, s, _ = quick_demo
+    rows = list(csv.DictReader(open(out / "predictions.csv", encoding="utf-8")))
+    assert len(rows) == s["unseen"]["n"] == 12
+    assert {r["speaker"] for r in rows} == {"m5", "f5"} and not {"m5", "f5"} & set(s["corpus"]["speakers"])
+    emotions = set(s["corpus"]["emotions"])
+    for r in rows:
+        assert r["label"] in emotions and r["predicted"] in emotions
+        assert 0.0 < float(r["confidence"]) <= 1.0
+        assert (out / r["path"]).is_file()
+
+
+def test_other_settings_in_the_same_out_are_refused(quick_demo):
+    out, _, _ = quick_demo
+    res = CliRunner().invoke(app, ["demo", "--quick", "--out", str(out), "--seed", "1"])
+    assert res.exit_code == 2
+    assert "other settings" in res.output + res.stderr
+    assert "Traceback" not in res.output + res.stderr
+
+
+def test_out_that_is_a_file_is_a_typed_error(tmp_path):
+    f = tmp_path / "f.txt"
+    f.write_text("x")
+    res = CliRunner().invoke(app, ["demo", "--quick", "--out", str(f)])
+    assert res.exit_code == 2 and "not a folder" in res.stderr
