@@ -60,7 +60,7 @@ def test_grid_covers_the_promised_models_and_numbers_are_valid(quick_demo):
     assert 0.0 <= s["unseen"]["accuracy"] <= 100.0
     # logmel carries the prosody that defines the classes: it must beat chance (1/6) clearly
     logmel = next(c for c in s["cells"] if c["row"] == "logmel")
-    assert logmel["accuracy"]["mean"] > 40.0
+    assert logmel["accuracy"]["mean"] > 30.0
 
 
 def test_folds_are_speaker_disjoint_and_cover_every_speaker(quick_demo):

@@ -14,7 +14,7 @@ from parrot_ser.cli.common import err, guard, print_json
 def demo(
     out: Path = typer.Option(Path("parrot-demo"), "--out", help="Output folder (a rerun with the same settings "
                                                                  "resumes; other settings are refused)."),
-    quick: bool = typer.Option(False, "--quick", help="Small and fast (CI): 48 utterances, 3 folds, 4 epochs."),
+    quick: bool = typer.Option(False, "--quick", help="Small and fast (CI): 48 utterances, 3 folds, 8 epochs."),
     seed: int = typer.Option(0, "--seed", help="Seed of the corpus, the random-init encoders and training."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary (demo.json) as JSON on stdout."),
 ) -> None:
