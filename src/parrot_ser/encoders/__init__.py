@@ -22,27 +22,12 @@ __all__ = ["ENCODERS", "Encoder", "EncoderSpec", "EncoderIdentity", "EncodedUtte
            "list_specs", "build_encoder", "resolve_layers", "parse_layers"]
 
 
-def _fallback_mamba_specs(family: str) -> list[EncoderSpec]:
-    """SPEC section 3 sizes, used only to list names while the Mamba modules are absent/broken."""
-    out = []
-    for size, d in (("tiny", 192), ("small", 384), ("base", 768)):
-        if family == "ssam":  # 12 blocks; frames of 5 frequency patches x D; 4 x 10 ms patches -> 25 Hz
-            out.append(EncoderSpec(f"ssam-{size}", "ssam", 16000, 5 * d, 13, 25.0, 5 * d, None, "mamba",
-                                   f"SSAM (Audio-Mamba) {size}; unavailable until encoders/ssam.py loads"))
-        else:  # 24 layers; 16x16 patches of 10 ms fbank frames
-            out.append(EncoderSpec(f"ssamba-{size}", "ssamba", 16000, d, 25, 100.0 / 16, d, None, "mamba",
-                                   f"SSAMBA {size}; unavailable until encoders/ssamba.py loads"))
-    return out
-
-
 def _mamba_specs(family: str) -> list[EncoderSpec]:
+    # Imported on first use (not at package import) so the Mamba modules may import helpers from
+    # this package without a cycle.
     import importlib
 
-    try:
-        mod = importlib.import_module(f"parrot_ser.encoders.{family}")
-        return list(mod.specs())
-    except Exception:  # listing must work even while that module is absent or broken; build re-raises
-        return _fallback_mamba_specs(family)
+    return list(importlib.import_module(f"parrot_ser.encoders.{family}").specs())
 
 
 class _LazyRegistry(Registry[EncoderSpec]):
