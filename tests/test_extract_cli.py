@@ -119,3 +119,24 @@ def test_random_init_hf_subset_and_conflict(emodb_root, tmp_path):
     # another seed = other weights: refused, naming both identities
     res = CliRunner().invoke(app, [*base, "--random-init", "--seed", "2"])
     assert res.exit_code == 2 and "refusing to mix" in res.stderr and "seed=1" in res.stderr and "seed=2" in res.stderr
+
+
+def test_encoder_options_reach_the_encoder_and_are_recorded(emodb_root, tmp_path):
+    """--option NAME:KEY=VALUE is parsed as YAML, passed to the encoder and kept in its identity;
+    an option the encoder does not know is one clear line."""
+    man = scan_corpus("emodb", emodb_root)
+    man.utterances = man.utterances[:3]
+    mpath = man.to_csv(tmp_path / "m.csv")
+    runner = CliRunner()
+    res = runner.invoke(app, ["extract", "--manifest", str(mpath), "-e", "ssam-tiny", "--random-init", "--quiet",
+                              "--option", "ssam-tiny:depth=1", "--option", "ssam-tiny:corrected_grouping=true",
+                              "--out", str(tmp_path / "s")])
+    assert res.exit_code == 0, res.output
+    opts = open_store(tmp_path / "s").get("ssam-tiny").meta["identity"]["options"]
+    assert opts == {"depth": 1, "corrected_grouping": True}
+    bad = runner.invoke(app, ["extract", "--manifest", str(mpath), "-e", "ssam-tiny", "--random-init",
+                              "--option", "ssam-tiny:bogus=1", "--out", str(tmp_path / "b")])
+    assert bad.exit_code == 2 and "bogus" in bad.output and "Traceback" not in bad.output
+    malformed = runner.invoke(app, ["extract", "--manifest", str(mpath), "-e", "ssam-tiny",
+                                    "--option", "depth=1", "--out", str(tmp_path / "c")])
+    assert malformed.exit_code == 2 and "NAME:KEY=VALUE" in malformed.output

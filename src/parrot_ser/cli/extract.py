@@ -27,6 +27,25 @@ def _parse_checkpoints(items: list[str], encoders: list[str]) -> dict[str, str]:
     return out
 
 
+def _parse_options(items: list[str], encoders: list[str]) -> dict[str, dict]:
+    """NAME:KEY=VALUE -> {NAME: {KEY: VALUE}}; VALUE parsed as YAML (true, 3, 0.5, null, text)."""
+    import yaml
+
+    out: dict[str, dict] = {n: {} for n in encoders}
+    for it in items:
+        name, sep1, kv = it.partition(":")
+        key, sep2, value = kv.partition("=")
+        if not sep1 or not sep2 or not name or not key:
+            raise ConfigError(f"--option expects NAME:KEY=VALUE (e.g. ssam-base:corrected_grouping=true); got {it!r}")
+        if name not in encoders:
+            raise ConfigError(f"--option {it}: {name!r} is not one of the --encoder names ({', '.join(encoders)})")
+        try:
+            out[name][key] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            out[name][key] = value
+    return out
+
+
 def _load_manifest(manifest: Path | None, root: Path | None, corpus: str | None):
     from parrot_ser.corpora import Manifest, scan_corpus
 
@@ -51,11 +70,14 @@ def extract(
     layers: str = typer.Option("last", "--layers", help="last | all | 3 | 3,6,9 (0 = CNN/embedding output)."),
     checkpoint: list[str] = typer.Option([], "--checkpoint", help="NAME=PATH|HF_ID: weights for one encoder "
                                                                   "(local dir, HF id in the local cache, or file)."),
+    option: list[str] = typer.Option([], "--option", help="NAME:KEY=VALUE encoder option, e.g. "
+                                     "ssam-base:corrected_grouping=true, ssamba-base:pooling=cls, ssam-tiny:depth=2."),
     random_init: bool = typer.Option(False, "--random-init", help="UNTRAINED seeded weights (for tests/smoke runs)."),
     seed: int = typer.Option(0, "--seed", help="Seed of --random-init weights."),
     device: str = typer.Option("cpu", "--device", help="torch device, e.g. cpu, cuda, cuda:1."),
     dtype: str = typer.Option("float32", "--dtype", help="Storage dtype: float16 | float32."),
     batch_seconds: float = typer.Option(64.0, "--batch-seconds", min=0.1, help="Cap of padded audio seconds per batch."),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="torch CPU threads (default: torch's)."),
     chunk_size: int = typer.Option(128, "--chunk-size", min=1, help="Utterances per committed (resumable) chunk."),
     as_json: bool = typer.Option(False, "--json", help="Reports as one JSON object on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -70,6 +92,11 @@ def extract(
     for n in names:
         get_spec(n)  # unknown names fail before any work
     ckpts = _parse_checkpoints(checkpoint, names)
+    options = _parse_options(option, names)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     layer_choice = parse_layers(layers)
     man = _load_manifest(manifest, root, corpus)
     if len(man) == 0:
@@ -77,7 +104,7 @@ def extract(
     reports = {}
     for n in names:
         enc = build_encoder(n, checkpoint=ckpts.get(n), layers=layer_choice, random_init=random_init, seed=seed,
-                            device=device)
+                            device=device, **options[n])
         if enc.identity.random_init:
             err.print(f"[bold yellow]WARNING:[/] {n}: UNTRAINED random-init weights (seed {seed}); "
                       "features carry no pretrained knowledge")
