@@ -115,3 +115,14 @@ def test_out_that_is_a_file_is_a_typed_error(tmp_path):
     f.write_text("x")
     res = CliRunner().invoke(app, ["demo", "--quick", "--out", str(f)])
     assert res.exit_code == 2 and "not a folder" in res.stderr
+
+
+def test_rerun_with_same_settings_resumes(quick_demo):
+    out, summary, _ = quick_demo
+    folds = sorted((out / "grid").rglob("folds/*.json"))
+    before = {p: p.stat().st_mtime_ns for p in folds}
+    res = CliRunner().invoke(app, ["demo", "--quick", "--out", str(out), "--seed", "0", "--json"])
+    assert res.exit_code == 0, res.stderr
+    again = json.loads(res.stdout)
+    assert again["cells"] == summary["cells"]  # finished folds reused, not retrained
+    assert {p: p.stat().st_mtime_ns for p in folds} == before

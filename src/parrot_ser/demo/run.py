@@ -79,8 +79,8 @@ def make_plan(*, quick: bool = False, seed: int = 0) -> DemoPlan:
         return DemoPlan(True, seed, ["neutral", "happy", "sad", "angry", "fear", "disgust"], 1, list(ENCODERS),
                         list(MODELS), n_folds=3, seeds=[seed], epochs=8, patience=0,
                         encoder_options=dict(SSAM_OPTIONS), model_config=dict(QUICK_HEADS))
-    return DemoPlan(False, seed, ["neutral", "happy", "sad", "angry", "fear", "disgust", "surprise", "boredom"], 4,
-                    list(ENCODERS), list(MODELS), n_folds=4, seeds=[seed], epochs=25, patience=6,
+    return DemoPlan(False, seed, ["neutral", "happy", "sad", "angry", "fear", "disgust", "surprise", "boredom"], 6,
+                    list(ENCODERS), list(MODELS), n_folds=4, seeds=[seed, seed + 1], epochs=25, patience=6,
                     encoder_options=dict(SSAM_OPTIONS), model_config=dict(FULL_HEADS))
 
 
@@ -198,7 +198,10 @@ def run_demo(out_dir: str | Path, *, quick: bool = False, seed: int = 0, say: St
     names = [e for e in plan.encoders if e not in missing]
     kinds = {e: encoder_kind(e) for e in names}
     pairs = _pairs_mode(kinds)
-    config = TrainConfig(epochs=plan.epochs, patience=plan.patience, model=dict(plan.model_config)).validate()
+    # One thread for the small heads: they gain nothing from two, and two OpenMP threads on a busy
+    # 2-core machine made single folds 20-60x slower (threads waiting on a descheduled partner).
+    config = TrainConfig(epochs=plan.epochs, patience=plan.patience, model=dict(plan.model_config),
+                         num_threads=1).validate()
     say(f"grid: {', '.join(names)} x {', '.join(plan.models)}; {plan.n_folds} speaker-independent folds, "
         f"seeds {plan.seeds}, pairs={pairs}")
     with make_progress("epoch") as prog:
