@@ -77,41 +77,129 @@ def _solve(cost: torch.Tensor, log_a: torch.Tensor, log_b: torch.Tensor, eps: fl
     log_k = -cost / eps
     log_u = torch.zeros_like(log_a)
     log_v = torch.zeros_like(log_b)
+    # Problems that met tol keep their potentials (frozen), so each problem stops at its own first
+    # converged check, as in the scaling solver: the result does not depend on the rest of the batch.
+    frozen = None
     it = 0
     for it in range(1, n_iters + 1):
-        log_u = log_a - torch.logsumexp(log_k + log_v[:, None, :], dim=2)
-        log_v = log_b - torch.logsumexp(log_k + log_u[:, :, None], dim=1)
+        new_u = log_a - torch.logsumexp(log_k + log_v[:, None, :], dim=2)
+        new_v = log_b - torch.logsumexp(log_k + new_u[:, :, None], dim=1)
+        if frozen is None:
+            log_u, log_v = new_u, new_v
+        else:
+            log_u = torch.where(frozen[:, None], log_u, new_u)
+            log_v = torch.where(frozen[:, None], log_v, new_v)
         # After the v-update the column marginals are exact; the row marginals measure convergence.
-        if tol is not None and it % check_every == 0:
+        if tol is not None and it % check_every == 0 and it < n_iters:
             with torch.no_grad():
                 rows = torch.exp(log_u + torch.logsumexp(log_k + log_v[:, None, :], dim=2))
-                if (rows - a).abs().sum(-1).max().item() < tol:
+                done = (rows - a).abs().sum(-1) < tol
+                if bool(done.all()):
                     break
+                frozen = done if frozen is None else frozen | done
     plan = torch.exp(log_u[:, :, None] + log_k + log_v[:, None, :])
     return plan, it
+
+
+# Bytes of K and K^T per block of problems on CPU: the two mat-vecs per iteration are memory-bound,
+# and a block that stays in the per-core L2 cache (2 MiB on the machines we measured, typical for
+# current x86) runs its whole iteration loop from cache instead of streaming the batch from L3/RAM
+# twice per iteration. Measured on 32 x 150 x 250 float32: ~1.6x faster per iteration than one
+# (32, 150, 250) bmm; smaller blocks lose it again to per-call overhead.
+_BLOCK_BYTES = 1 << 20
+
+
+def _block_size(bsz: int, n: int, m: int, dtype: torch.dtype, device: torch.device) -> int:
+    if device.type != "cpu":
+        return max(1, bsz)  # GPUs want one big launch, not cache-sized pieces
+    per_problem = 2 * n * m * torch.finfo(dtype).bits // 8
+    return max(1, min(bsz, _BLOCK_BYTES // max(1, per_problem)))
+
+
+def _scaling_block(cost: torch.Tensor, a: torch.Tensor, b: torch.Tensor, eps: float, n_iters: int,
+                   tol: float | None, check_every: int, out: torch.Tensor | None, kt_buf: torch.Tensor | None
+                   ) -> tuple[torch.Tensor, int]:
+    """Sinkhorn-Knopp on one cache-sized block; each problem stops at its own first converged check.
+
+    Without autograd, K is built inside ``out`` (the block's slice of the returned plan) and scaled
+    into the plan in place at the end, and K^T goes to the reused ``kt_buf``: no fresh (B, n, m)
+    allocation per block, whose first-touch page faults measured several times the cost of the
+    arithmetic on them."""
+    if out is not None and kt_buf is not None:
+        k = torch.mul(cost, -1.0 / eps, out=out).exp_()
+        kt = kt_buf.copy_(k.transpose(1, 2))
+    else:
+        k = torch.mul(cost, -1.0 / eps).exp_()
+        kt = k.transpose(1, 2).contiguous()
+    # Both products as (1, n) x (n, m) row-vector x matrix on contiguous memory (K and K^T): measured
+    # about 2x faster on CPU than K @ v on a (B, n, m) tensor.
+    a3, b3 = a[:, None, :], b[:, None, :]
+    neg_a = -a3
+    u = torch.ones_like(a3)
+    v = torch.ones_like(b3)
+    # Problems that met tol are frozen: their (u, v) at that check are kept (fu, fv) while the rest of
+    # the block iterates on. Not dropped from the block: copying K to compact a cache-sized block
+    # measured dearer than the few extra mat-vecs of its converged problems.
+    frozen = fu = fv = None
+    n_frozen = 0
+    stopped = n_iters
+    for it in range(1, n_iters + 1):
+        kv = torch.bmm(v, kt)
+        # The marginal error of the previous iteration's (u, v) needs exactly this K v: checking
+        # costs a few ops on (B, 1, n) vectors, no extra pass over K and no plan.
+        if tol is not None and it > 1 and (it - 1) % check_every == 0:
+            with torch.no_grad():
+                conv = torch.addcmul(neg_a, u, kv).abs_().sum(2) < tol  # (B, 1)
+                if frozen is not None:
+                    conv |= frozen
+                n_conv = int(conv.sum())
+            if n_conv == conv.shape[0]:
+                stopped = it - 1
+                break
+            if n_conv > n_frozen:
+                # Keep the earlier frozen values; everyone else's current (u, v) (only the newly
+                # converged ones' will be read).
+                if frozen is None:
+                    fu, fv = u, v
+                else:
+                    f3 = frozen[:, :, None]
+                    fu, fv = torch.where(f3, fu, u), torch.where(f3, fv, v)
+                frozen, n_frozen = conv, n_conv
+        u = a3 / kv
+        v = b3 / torch.bmm(u, k)
+    if frozen is not None:
+        f3 = frozen[:, :, None]
+        u, v = torch.where(f3, fu, u), torch.where(f3, fv, v)
+    u = u.reshape(u.shape[0], -1, 1)
+    if out is not None:
+        return k.mul_(v).mul_(u), stopped
+    return u * k * v, stopped
 
 
 def _solve_scaling(cost: torch.Tensor, a: torch.Tensor, b: torch.Tensor, eps: float, n_iters: int,
                    tol: float | None, check_every: int) -> tuple[torch.Tensor, int]:
     """Plain Sinkhorn-Knopp with batched matrix-vector products: the same iterates as the log-domain
     loop, several times cheaper per iteration (no exp/log on the (B, n, m) tensor), but only safe
-    while exp(-cost/eps) stays far from underflow (see _scaling_safe)."""
-    k = torch.exp(-cost / eps)
-    # Both products as (1, n) x (n, m) row-vector x matrix on contiguous memory: measured about
-    # 2x faster on CPU than K @ v on a (B, n, m) tensor (the mat-vecs are memory-bound).
-    kt = k.transpose(1, 2).contiguous()
-    v = torch.ones_like(b)
-    u = torch.ones_like(a)
-    it = 0
-    for it in range(1, n_iters + 1):
-        u = a / torch.bmm(v[:, None, :], kt)[:, 0]
-        v = b / torch.bmm(u[:, None, :], k)[:, 0]
-        if tol is not None and it % check_every == 0:
-            with torch.no_grad():
-                rows = u * torch.bmm(v[:, None, :], kt)[:, 0]
-                if (rows - a).abs().sum(-1).max().item() < tol:
-                    break
-    return u[:, :, None] * k * v[:, None, :], it
+    while exp(-cost/eps) stays far from underflow (see _scaling_safe). Runs block by block (cache
+    sized on CPU), each block's whole loop at once."""
+    bsz, n, m = cost.shape
+    step = _block_size(bsz, n, m, cost.dtype, cost.device)
+    track = torch.is_grad_enabled() and (cost.requires_grad or a.requires_grad or b.requires_grad)
+    # Without autograd each block writes its plan straight into the output (no concatenation).
+    plan = None if track else torch.empty_like(cost, memory_format=torch.contiguous_format)
+    kt_buf = None if track else torch.empty(step, m, n, dtype=cost.dtype, device=cost.device)
+    pieces = []
+    iters = 0
+    for s in range(0, bsz, step):
+        e = min(bsz, s + step)
+        p, it = _scaling_block(cost[s:e], a[s:e], b[s:e], eps, n_iters, tol, check_every,
+                               None if plan is None else plan[s:e],
+                               None if kt_buf is None else kt_buf[: e - s])
+        pieces.append(p)
+        iters = max(iters, it)
+    if plan is None:
+        plan = pieces[0] if len(pieces) == 1 else torch.cat(pieces)
+    return plan, iters
 
 
 # Largest cost/eps for which the scaling domain is used by domain="auto": exp(-30) ~ 1e-13 leaves
@@ -121,7 +209,10 @@ _SCALING_LIMIT = {torch.float16: 5.0, torch.bfloat16: 5.0, torch.float32: 30.0, 
 
 def _scaling_safe(cost: torch.Tensor, eps: float) -> bool:
     limit = _SCALING_LIMIT.get(cost.dtype, 0.0)
-    return bool(cost.numel() == 0 or float(cost.abs().max()) / eps <= limit)
+    if cost.numel() == 0:
+        return True
+    lo, hi = torch.aminmax(cost)  # one pass instead of abs() + max()
+    return max(-float(lo), float(hi)) / eps <= limit
 
 
 def sinkhorn(
