@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 
 import numpy as np
@@ -11,6 +12,9 @@ import torch
 
 from parrot_ser.errors import ConfigError
 from parrot_ser.fusion.sinkhorn import plan_stats, sinkhorn
+
+# The module (the package re-exports a function of the same name).
+_sk = importlib.import_module("parrot_ser.fusion.sinkhorn")
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -158,3 +162,72 @@ def test_bad_arguments_are_typed_errors():
         sinkhorn(torch.rand(1, 4, 4), mask_a=torch.ones(1, 3, dtype=torch.bool))
     with pytest.raises(ConfigError, match="eps"):
         sinkhorn(torch.rand(1, 4, 4), eps=0)
+
+
+def _blocks_of(monkeypatch, problems: int, n: int, m: int, dtype: torch.dtype) -> None:
+    """Make the CPU scaling solver split a batch into blocks of `problems` problems."""
+    monkeypatch.setattr(_sk, "_BLOCK_BYTES", problems * n * m * torch.finfo(dtype).bits // 8)
+    assert _sk._block_size(99, n, m, dtype, torch.device("cpu")) == problems
+
+
+@pytest.mark.parametrize("tol", [None, 1e-11])
+def test_cache_blocks_give_the_same_plans_as_one_block(monkeypatch, tol):
+    g = torch.Generator().manual_seed(5)
+    bsz, n, m = 5, 7, 9
+    cost = torch.rand(bsz, n, m, generator=g, dtype=torch.float64)
+    mask_a = torch.ones(bsz, n, dtype=torch.bool)
+    mask_a[3, 4:] = False
+    kw = dict(mask_a=mask_a, eps=0.1, n_iters=400, tol=tol, normalize_cost=None, domain="scaling",
+              return_iters=True)
+    _blocks_of(monkeypatch, bsz, n, m, torch.float64)
+    whole, it_whole = sinkhorn(cost, **kw)
+    _blocks_of(monkeypatch, 2, n, m, torch.float64)  # blocks of 2, 2, 1
+    blocked, it_blocked = sinkhorn(cost, **kw)
+    torch.testing.assert_close(blocked, whole, atol=1e-15, rtol=0)
+    assert it_blocked == it_whole
+    for i in (0, 4):  # against POT, in the first and the last block
+        ref = _pot(cost[i].numpy(), np.full(n, 1 / n), np.full(m, 1 / m), 0.1)
+        np.testing.assert_allclose(blocked[i].numpy(), ref, atol=1e-6, rtol=0)
+
+
+def test_cache_blocks_backpropagate_like_one_block(monkeypatch):
+    g = torch.Generator().manual_seed(6)
+    cost = torch.rand(3, 4, 6, generator=g, dtype=torch.float64)
+    weights = torch.rand(3, 4, 6, generator=g, dtype=torch.float64)
+    grads = []
+    for per_block in (3, 1):
+        _blocks_of(monkeypatch, per_block, 4, 6, torch.float64)
+        c = cost.clone().requires_grad_(True)
+        (sinkhorn(c, eps=0.2, n_iters=30, domain="scaling") * weights).sum().backward()
+        grads.append(c.grad)
+    assert grads[0].abs().sum() > 0
+    torch.testing.assert_close(grads[1], grads[0], atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("domain", ["log", "scaling"])
+def test_early_stop_is_per_problem_and_batch_independent(domain):
+    # Problem 0 has a nearly flat cost (converges in a few iterations), problem 1 a steep one (slow):
+    # with tol each stops at its own first converged check, so solving it alone gives the same plan.
+    g = torch.Generator().manual_seed(7)
+    cost = torch.rand(2, 8, 11, generator=g, dtype=torch.float64)
+    cost[0] *= 0.05
+    kw = dict(eps=0.05, n_iters=2000, tol=1e-10, check_every=1, normalize_cost=None, domain=domain,
+              return_iters=True)
+    both, it_both = sinkhorn(cost, **kw)
+    alone0, it0 = sinkhorn(cost[:1], **kw)
+    alone1, it1 = sinkhorn(cost[1:], **kw)
+    assert it0 < it1 == it_both  # the reported count is the slowest problem's
+    torch.testing.assert_close(both[0], alone0[0], atol=1e-15, rtol=0)
+    torch.testing.assert_close(both[1], alone1[0], atol=1e-15, rtol=0)
+    rows = both.sum(2) - 1 / 8
+    assert rows.abs().sum(1).max() < 1e-10
+
+
+def test_fixed_iterations_ignore_convergence():
+    # Without tol (the models' setting) every problem runs exactly n_iters: no batch-dependent stop.
+    cost = torch.rand(2, 5, 5, dtype=torch.float64)
+    cost[0] = 0.0  # converged after one iteration
+    for domain in ("log", "scaling"):
+        plan, iters = sinkhorn(cost, eps=0.1, n_iters=37, domain=domain, return_iters=True)
+        assert iters == 37
+        torch.testing.assert_close(plan[0], torch.full((5, 5), 1 / 25, dtype=torch.float64))
