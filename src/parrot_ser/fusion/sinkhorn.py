@@ -1,10 +1,11 @@
-"""Batched, masked, log-domain Sinkhorn (entropic optimal transport) in torch.
+"""Batched, masked Sinkhorn (entropic optimal transport) in torch, log or scaling domain.
 
 Hand-written on purpose: POT's solvers take one (n, m) problem at a time (a Python loop over a
 mini-batch), have no notion of padded points (ragged frame sequences), and their stopping rules
 are not ours (fixed iteration count for reproducible, batch-independent results; optional
-early stop on the marginal error). Everything here is a few logsumexp calls on (B, n, m)
-tensors, so it runs on any device and autograd can go through it (``grad="plan"``).
+early stop on the marginal error, per problem). Everything here is logsumexp calls or batched
+mat-vecs on (B, n, m) tensors, so it runs on any device and autograd can go through it
+(``grad="plan"``). docs/fusion.md ("Sinkhorn") has the measurements behind the CPU choices.
 """
 
 from __future__ import annotations
@@ -231,9 +232,10 @@ def sinkhorn(
     cost (B, n, m); a (B, n) / b (B, m) marginals (uniform over valid points when None);
     mask_a (B, n) / mask_b (B, m) bool, True on valid points (invalid points get zero mass and
     zero rows/columns in the plan). eps is the entropic regularisation (relative to the
-    normalised cost when ``normalize_cost`` is "max" or "mean"). ``tol``: stop early once the L1
-    row-marginal error of every problem is below tol (checked every ``check_every`` iterations;
-    note this makes the iteration count depend on the whole batch). ``grad="stop"`` computes the
+    normalised cost when ``normalize_cost`` is "max" or "mean"). ``tol``: each problem stops at its
+    own first check (every ``check_every`` iterations) where its L1 row-marginal error is below tol
+    and keeps those potentials while the others go on, so its plan does not depend on the batch;
+    the returned iteration count is the slowest problem's. ``grad="stop"`` computes the
     plan without autograd (the paper re-implementation's choice); ``"plan"`` differentiates
     through the unrolled iterations. ``domain``: "log" (logsumexp updates, stable for any eps),
     "scaling" (Sinkhorn-Knopp with batched mat-vecs, faster) or "auto" (scaling while
