@@ -231,3 +231,10 @@ def test_fixed_iterations_ignore_convergence():
         plan, iters = sinkhorn(cost, eps=0.1, n_iters=37, domain=domain, return_iters=True)
         assert iters == 37
         torch.testing.assert_close(plan[0], torch.full((5, 5), 1 / 25, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("shape", [(0, 3, 4), (2, 0, 4), (2, 3, 0)])
+def test_empty_batch_or_side_gives_empty_plan(shape):
+    for domain in ("log", "scaling"):
+        plan, iters = sinkhorn(torch.rand(*shape), domain=domain, tol=1e-6, return_iters=True)
+        assert plan.shape == shape and iters <= 50

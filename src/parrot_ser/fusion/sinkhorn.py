@@ -194,7 +194,7 @@ def _solve_scaling(cost: torch.Tensor, a: torch.Tensor, b: torch.Tensor, eps: fl
         pieces.append(p)
         iters = max(iters, it)
     if plan is None:
-        plan = pieces[0] if len(pieces) == 1 else torch.cat(pieces)
+        plan = pieces[0] if len(pieces) == 1 else torch.cat(pieces) if pieces else cost * 0  # empty batch
     return plan, iters
 
 
@@ -258,6 +258,9 @@ def sinkhorn(
     bsz, n, m = cost.shape
     mask_a = _check_mask(mask_a, (bsz, n), "mask_a")
     mask_b = _check_mask(mask_b, (bsz, m), "mask_b")
+    if n == 0 or m == 0:  # no points on one side: nothing to transport (and no 1/n for uniform weights)
+        plan = cost * 0 if grad == "plan" else torch.zeros_like(cost)
+        return (plan, 0) if return_iters else plan
     valid = None
     if mask_a is not None or mask_b is not None:
         ma = mask_a if mask_a is not None else torch.ones(bsz, n, dtype=torch.bool, device=cost.device)
