@@ -148,6 +148,20 @@ def run_demo(out_dir: str | Path, *, quick: bool = False, seed: int = 0, say: St
     """Run the whole demo into ``out_dir`` (see the module doc) and return its summary."""
     import torch
 
+    # One torch thread throughout: two OpenMP threads on a 2-core machine that another process also
+    # loads made extraction and training 10-60x slower (threads spin waiting on a descheduled partner);
+    # one thread costs at most 2x on an idle machine.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _run(out_dir, quick=quick, seed=seed, say=say, plan=plan)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(out_dir: str | Path, *, quick: bool, seed: int, say: Stage | None, plan: DemoPlan | None) -> DemoResult:
+    import torch
+
     from parrot_ser.cli.common import make_progress
     from parrot_ser.corpora import scan_corpus
     from parrot_ser.demo.synth import UNSEEN_SPEAKERS, synthesize_corpus
@@ -198,8 +212,7 @@ def run_demo(out_dir: str | Path, *, quick: bool = False, seed: int = 0, say: St
     names = [e for e in plan.encoders if e not in missing]
     kinds = {e: encoder_kind(e) for e in names}
     pairs = _pairs_mode(kinds)
-    # One thread for the small heads: they gain nothing from two, and two OpenMP threads on a busy
-    # 2-core machine made single folds 20-60x slower (threads waiting on a descheduled partner).
+    # num_threads=1 as in run_demo (fit_model sets it; recorded in each run's config)
     config = TrainConfig(epochs=plan.epochs, patience=plan.patience, model=dict(plan.model_config),
                          num_threads=1).validate()
     say(f"grid: {', '.join(names)} x {', '.join(plan.models)}; {plan.n_folds} speaker-independent folds, "
