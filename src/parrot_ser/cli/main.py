@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import typer
 
 from parrot_ser import __version__
@@ -26,6 +28,14 @@ def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
 ) -> None:
     """Corpus -> audio -> frozen PTM features -> fusion models -> cross-validation -> exported model."""
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    # On the command line a warning is a message for the user, not a pointer into our source.
+    return f"warning: {message}\n"
+
+
+warnings.formatwarning = _one_line_warning
 
 
 def _register() -> None:
