@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -10,6 +11,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+
+def _wrap(title: str, width: int) -> str:
+    # Long titles (model + encoder pair + fold) would be cut at the figure edge.
+    return textwrap.fill(title, width)
 
 
 def plot_confusion(cm: np.ndarray, classes: Sequence[str], path: Path, title: str = "") -> Path:
@@ -27,7 +33,7 @@ def plot_confusion(cm: np.ndarray, classes: Sequence[str], path: Path, title: st
     ax.set_yticks(range(n), classes)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(title or "confusion (counts; colour = row-normalised recall)", fontsize=9)
+    ax.set_title(_wrap(title or "confusion (counts; colour = row-normalised recall)", 60), fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -43,7 +49,7 @@ def plot_per_class_f1(f1_mean: Sequence[float], f1_std: Sequence[float], classes
     ax.set_xticks(range(n), classes, rotation=45, ha="right")
     ax.set_ylim(0, 100)
     ax.set_ylabel("F1 (%)")
-    ax.set_title(title or "per-class F1 (mean +- std over folds)", fontsize=9)
+    ax.set_title(_wrap(title or "per-class F1 (mean +- std over folds)", 60), fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -56,7 +62,7 @@ def plot_transport(plan: np.ndarray, path: Path, title: str = "") -> Path:
     im = ax.imshow(plan, cmap="viridis", aspect="auto")
     ax.set_xlabel("target point (attention branch)")
     ax.set_ylabel("source point (Mamba branch)")
-    ax.set_title(title or "transport plan", fontsize=9)
+    ax.set_title(_wrap(title or "transport plan", 50), fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
