@@ -8,6 +8,7 @@ layer ``layer`` (default the last) is taken).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 
@@ -194,7 +195,7 @@ class FCNHead(_Base):
         return self.head(x)
 
 
-class _TwoBranch(_Base):
+class _TwoBranch(_Base, ABC):
     """R_p, R_q from two BranchEncoders; subclasses say how they are fused (``width`` x embed_dim)."""
 
     n_inputs = 2
@@ -208,8 +209,9 @@ class _TwoBranch(_Base):
         self.enc_p, self.enc_q = enc(input_dims[0]), enc(input_dims[1])
         self.head = head(self.width * cfg.embed_dim, cfg.hidden, n_classes, cfg.dropout)
 
+    @abstractmethod
     def fuse(self, rp, rq, fp, fq, inp: FusionInput) -> torch.Tensor:
-        raise NotImplementedError
+        """Fuse R_p, R_q (B, embed_dim) (and the conv feature maps fp, fq) into the head input."""
 
     def forward(self, inp: FusionInput) -> torch.Tensor:
         xp, xq = self._pooled(inp)
