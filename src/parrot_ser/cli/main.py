@@ -35,9 +35,6 @@ def _one_line_warning(message, category, filename, lineno, line=None) -> str:
     return f"warning: {message}\n"
 
 
-warnings.formatwarning = _one_line_warning
-
-
 def _register() -> None:
     # Imported here so `parrot-ser --help` stays fast and each group stays in its own module.
     from parrot_ser.cli import corpus, demo, encoders, extract, inference, serve, train
@@ -57,6 +54,8 @@ _register()
 
 
 def main() -> None:
+    # Set here, in the console entry point, so importing the CLI module changes nothing globally.
+    warnings.formatwarning = _one_line_warning
     app()
 
 
