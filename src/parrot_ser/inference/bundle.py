@@ -27,6 +27,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from parrot_ser.encoders.checkpoint import sha256_file
 from parrot_ser.errors import BundleError
 
 BUNDLE_FORMAT = "parrot-ser-bundle"
@@ -34,14 +35,6 @@ BUNDLE_VERSION = 1
 BUNDLE_JSON = "bundle.json"
 UNTRAINED_WARNING = ("UNTRAINED ENCODER(S): {names} use random-initialised weights (rebuilt from their "
                      "recorded seed); predictions are for testing the pipeline, not for real use")
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _content_hash(doc: dict) -> str:

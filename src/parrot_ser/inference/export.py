@@ -26,8 +26,9 @@ import torch
 from safetensors.torch import load_file
 
 from parrot_ser import __version__
+from parrot_ser.encoders.checkpoint import sha256_file
 from parrot_ser.errors import BundleError, ParrotError
-from parrot_ser.inference.bundle import UNTRAINED_WARNING, Member, sha256_file, write_bundle
+from parrot_ser.inference.bundle import UNTRAINED_WARNING, Member, write_bundle
 
 RUN_MODEL_KEYS = ("model", "config", "input_dims", "input_shapes", "frame_dims", "labels", "n_classes")
 
