@@ -22,29 +22,11 @@ SPEAKERS = ("03", "08", "09", "10")
 LABELS = ("angry", "neutral", "sad")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny models on a loaded 2-core machine: 2 intra-op threads were measured many times slower.
-    import torch
-
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
-
-
 @functools.cache
 def build_run(root: str, emodb: str) -> tuple[Path, Path]:
     """A real run on real audio (cached per session): 106 Emo-DB files, logmel, fcn, 2 folds, seed 0.
     Returns (run_dir, bundle_dir) with the bundle made by the real export path."""
-    import torch
-
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)  # see _one_thread; session fixtures run before module ones
-    try:
-        return _build_run(Path(root), emodb)
-    finally:
-        torch.set_num_threads(prev)
+    return _build_run(Path(root), emodb)
 
 
 def _build_run(base: Path, emodb: str) -> tuple[Path, Path]:

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from parrot_ser.cli.main import app
@@ -21,15 +20,6 @@ from parrot_ser.errors import FeatureStoreError
 from parrot_ser.features import STOP_ENV, open_store
 
 CLI = [sys.executable, "-m", "parrot_ser.cli.main"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Small models and single STFTs: 2 intra-op threads on the loaded 2-core machine are far slower.
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
 
 
 @pytest.fixture(scope="module")

@@ -16,16 +16,6 @@ FUSION = [s.name for s in list_models() if s.n_inputs == 2]
 BATCH_INDEPENDENT = [s.name for s in list_models() if not s.batch_dependent]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny shapes gain nothing from threads, and on a busy 2-core machine every OpenMP barrier in a
-    # small op costs a scheduler slice (measured: 97 s with 2 threads vs 13 s with 1 at load 10).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _dims(name: str) -> list[int]:
     return DIMS2 if get_model_spec(name).n_inputs == 2 else DIMS2[:1]
 

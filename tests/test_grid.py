@@ -8,7 +8,6 @@ import re
 
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from parrot_ser.cli.main import app
@@ -19,14 +18,6 @@ from parrot_ser.training.grid import _paired, plan_grid, run_grid
 from test_training import build_store
 
 CELL = re.compile(r"^\d+\.\d\d ± \d+\.\d\d / \d+\.\d\d ± \d+\.\d\d$")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: see test_training.one_thread
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

@@ -12,15 +12,6 @@ from parrot_ser.encoders.mamba.mixer import MambaMixer, flip_valid
 from parrot_ser.encoders.mamba.scan import selective_scan_reference, selective_scan_torch
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny tensors: one thread avoids OpenMP hand-off stalls on the shared, loaded 2-core machine.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _randomise(m: MambaMixer, seed: int = 0) -> MambaMixer:
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():

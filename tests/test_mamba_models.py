@@ -23,16 +23,6 @@ from parrot_ser.errors import CheckpointError, ConfigError, EmptyAudioError, Non
 SPECS = {s.name: s for s in ssam.specs() + ssamba.specs()}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # These tensors are tiny: with 2 OpenMP threads on a shared, loaded 2-core machine each op waits
-    # on thread hand-off (measured 60 ms vs 0.2 ms for one small conv); one thread is faster here.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _mixer_keys(prefix: str, D: int, expand: int, d_state: int, backward: bool) -> dict[str, tuple]:
     di, r = expand * D, math.ceil(D / 16)
     shapes = {"in_proj.weight": (2 * di, D), "conv1d.weight": (di, 1, 4), "conv1d.bias": (di,),

@@ -20,17 +20,6 @@ from test_bundle import build_run  # the same cached real run + bundle (one buil
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny models on a loaded 2-core machine: 2 intra-op threads were measured many times slower.
-    import torch
-
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
-
-
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory, emodb_root) -> Path:
     return build_run(str(tmp_path_factory.getbasetemp() / "h7_run"), str(emodb_root))[1]

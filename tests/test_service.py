@@ -23,17 +23,6 @@ from parrot_ser.service.app import create_app  # noqa: E402
 LABELS = ["angry", "happy", "neutral"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny models on a loaded 2-core machine: 2 intra-op threads were measured many times slower.
-    import torch
-
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
-
-
 class StatsEncoder:
     """Stand-in encoder: pooled (1, 4) = mean, std, peak, zero-crossing rate of the waveform."""
 

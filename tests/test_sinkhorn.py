@@ -17,16 +17,6 @@ from parrot_ser.fusion.sinkhorn import plan_stats, sinkhorn
 _sk = importlib.import_module("parrot_ser.fusion.sinkhorn")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny shapes gain nothing from threads, and on a busy 2-core machine every OpenMP barrier in a
-    # small op costs a scheduler slice (measured: 97 s with 2 threads vs 13 s with 1 at load 10).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _pot(cost: np.ndarray, a: np.ndarray, b: np.ndarray, eps: float) -> np.ndarray:
     return ot.bregman.sinkhorn_log(a, b, cost, eps, numItermax=5000, stopThr=1e-13)
 

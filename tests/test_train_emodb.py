@@ -12,18 +12,9 @@ from collections import defaultdict
 
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from parrot_ser.cli.main import app
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models on shared cores: see test_training.one_thread
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 from typer.testing import CliRunner
 
 from parrot_ser.cli.main import app
@@ -51,16 +50,6 @@ def build_store(root: Path, n_spk: int = 6, per: int = 3, frames: bool = False) 
     extract_features(man, LogMelEncoder(replace(SPEC, name="toy-mamba", kind="mamba")), store, progress=False,
                      frames=frames)
     return store
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one torch thread is ~10x faster than two when the 2 cores are shared with
-    other test processes (OpenMP threads spin-wait for each other)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
