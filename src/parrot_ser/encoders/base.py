@@ -71,5 +71,10 @@ class Encoder(ABC):
         """Encode a batch of mono float32 waveforms at ``sample_rate``. Must be padding-invariant:
         an utterance's features do not depend on the others in the batch (within tolerance)."""
 
-    def to(self, device: str) -> Encoder:  # pragma: no cover - overridden by torch encoders
+    def to(self, device: str) -> Encoder:
+        """Move the wrapped torch model (``self.model``, when there is one) to ``device``."""
+        model = getattr(self, "model", None)
+        if model is not None:
+            model.to(device)
+        self.device = device
         return self

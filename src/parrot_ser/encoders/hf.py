@@ -182,11 +182,6 @@ class HFEncoder(Encoder):
         self.use_mask = _use_mask(fe, model.config, is_whisper)
         self.stats = {"forward_s": 0.0, "real_samples": 0, "padded_samples": 0}
 
-    def to(self, device: str) -> HFEncoder:
-        self.model.to(device)
-        self.device = device
-        return self
-
     # --- helpers ---------------------------------------------------------------------------------
     def _forward(self, **inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         t = time.perf_counter()

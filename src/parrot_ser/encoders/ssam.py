@@ -53,11 +53,6 @@ class SSAMEncoder(Encoder):
         self.device = device
         self.dtype = dtype
 
-    def to(self, device: str) -> SSAMEncoder:
-        self.model.to(device)
-        self.device = device
-        return self
-
     @torch.inference_mode()
     def encode(self, waves: list[np.ndarray], *, frames: bool = False) -> list[EncodedUtterance]:
         chunks, spans = [], []

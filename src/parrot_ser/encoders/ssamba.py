@@ -61,11 +61,6 @@ class SSAMBAEncoder(Encoder):
         self.device = device
         self.dtype = dtype
 
-    def to(self, device: str) -> SSAMBAEncoder:
-        self.model.to(device)
-        self.device = device
-        return self
-
     @torch.inference_mode()
     def encode(self, waves: list[np.ndarray], *, frames: bool = False) -> list[EncodedUtterance]:
         items = []
