@@ -173,7 +173,7 @@ def test_edited_model_dims_with_recomputed_hashes_are_refused(tiny_run, tmp_path
 
     out = _rewrite(tiny_run[1], tmp_path / "edited", edit)
     verify_bundle(out)  # every hash matches: only the shapes tell
-    with pytest.raises(BundleError, match=rf"bundle.json: model.input_dims\[0\]=.*disagree with the weights"):
+    with pytest.raises(BundleError, match=r"bundle.json: model.input_dims\[0\]=.*disagree with the weights"):
         load_model(out)
 
 
