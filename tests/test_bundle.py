@@ -154,6 +154,30 @@ def test_encoder_checkpoint_hash_mismatch_is_refused(tiny_run, tmp_path):
         load_model(out)  # ...but the encoder rebuilt here is not the one it was trained on
 
 
+def _rewrite(bundle_dir: Path, out: Path, edit) -> Path:
+    """A copy of the bundle whose bundle.json was edited by ``edit(doc)`` and every hash recomputed:
+    what a careless (or hostile) user who knows the format can make."""
+    bundle = load_bundle(bundle_dir)
+    doc = {k: v for k, v in bundle.doc.items() if k not in ("format", "format_version", "members", "files",
+                                                             "content_sha256")}
+    edit(doc)
+    return write_bundle(out, doc, bundle.members, bundle.anchors)
+
+
+@pytest.mark.parametrize("field", ["input_dims", "input_shapes"])
+def test_edited_model_dims_with_recomputed_hashes_are_refused(tiny_run, tmp_path, field):
+    def edit(doc):
+        if field == "input_dims":
+            doc["model"]["input_dims"] = [d + 1 for d in doc["model"]["input_dims"]]
+        else:
+            doc["model"]["input_shapes"] = [[1] for _ in doc["model"]["input_dims"]]
+
+    out = _rewrite(tiny_run[1], tmp_path / "edited", edit)
+    verify_bundle(out)  # every hash matches: only the shapes tell
+    with pytest.raises(BundleError, match=r"bundle.json: model.input_dims\[0\]=.*disagree with the weights"):
+        load_model(out)
+
+
 def test_untrained_encoders_are_announced(tiny_run, tmp_path):
     from parrot_ser.encoders import build_encoder
 

@@ -180,6 +180,33 @@ def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
         raise BundleError(f"{path}: unreadable safetensors file ({e})") from None
 
 
+def _check_member_shapes(doc: dict, sd: dict[str, torch.Tensor], path: Path) -> None:
+    """The model description must agree with the weights' shapes. The head is rebuilt from
+    ``input_shapes`` when present, so an edited ``input_dims`` (hashes recomputed) would otherwise
+    load and predict with a description that lies about the model."""
+    md = doc["model"]
+    where = f"{path.parent.parent / BUNDLE_JSON}"
+    dims, shapes = md.get("input_dims"), md.get("input_shapes")
+    if not isinstance(dims, list) or not dims or not all(isinstance(d, int) and d > 0 for d in dims):
+        raise BundleError(f"{where}: model.input_dims must be a non-empty list of positive ints, got {dims!r}")
+    if shapes is not None and (not isinstance(shapes, list) or len(shapes) != len(dims)):
+        raise BundleError(f"{where}: model.input_shapes {shapes!r} does not have one entry per input "
+                          f"({len(dims)} in model.input_dims)")
+    for i, d in enumerate(dims):
+        stored = tuple(sd[f"std_pooled_mean_{i}"].shape)
+        want = tuple(shapes[i]) if shapes is not None else (d,)
+        if stored != want or stored[-1] != d:
+            raise BundleError(f"{where}: model.input_dims[{i}]={d}"
+                              + (f" / model.input_shapes[{i}]={list(want)}" if shapes is not None else "")
+                              + f" disagree with the weights in {path.name} (input {i} has shape {list(stored)}); "
+                              "the description was edited: re-export the bundle")
+    for i, d in enumerate(md.get("frame_dims") or []):
+        key = f"std_frames_mean_{i}"
+        if key in sd and tuple(sd[key].shape)[-1:] != (d,):
+            raise BundleError(f"{where}: model.frame_dims[{i}]={d} disagrees with the weights in {path.name} "
+                              f"(frames of input {i} are {sd[key].shape[-1]} wide); re-export the bundle")
+
+
 def load_bundle(model_dir: str | Path) -> Bundle:
     """Verify and read a bundle (weights as CPU tensors)."""
     root = Path(model_dir)
@@ -195,6 +222,7 @@ def load_bundle(model_dir: str | Path) -> Bundle:
                    if k not in sd]
         if missing:
             raise BundleError(f"{path}: lacks standardiser tensor {missing[0]!r}")
+        _check_member_shapes(doc, sd, path)
         info = {k: v for k, v in md.items() if k not in ("tag", "file")}
         members.append(Member(md["tag"], sd, info))
     anchors = None
