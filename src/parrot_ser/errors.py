@@ -44,6 +44,18 @@ class NonFiniteAudioError(AudioError):
     problem = "NaN or infinite samples"
 
 
+class AudioUnreadableError(AudioError):
+    problem = "cannot be read"
+
+
+class AudioRateError(AudioError):
+    problem = "implausible sample rate"
+
+
+class AudioTooLongError(AudioError):
+    problem = "too long"
+
+
 class CorpusError(ParrotError):
     """Wrong corpus root, unknown corpus name, malformed manifest."""
 

@@ -75,8 +75,11 @@ def scan_folders(root: Path, speaker_regex: str = DEFAULT_SPEAKER_REGEX) -> Mani
     if rx.groups == 0:
         raise ConfigError(f"speaker regex {speaker_regex!r} needs a group (?P<speaker>...) or (...)")
     b = ManifestBuilder("folders", root)
-    files, forks = walk_files(root, AUDIO_EXTS)
+    others: list[Path] = []
+    files, forks = walk_files(root, AUDIO_EXTS, others)
     b.exclude(RESOURCE_FORK, forks)
+    for f in sorted(others):  # reported, never silently dropped (a .m4a the user expected to count)
+        b.problem(f, "not an audio file type parrot-ser reads (suffixes: " + " ".join(AUDIO_EXTS) + "); skipped")
     for f in files:
         parts = f.relative_to(root).parts
         if len(parts) != 2:

@@ -205,13 +205,13 @@ def _finished_to_chunk(enc_dir: Path, meta: dict, partial: Path) -> None:
 # --- audio prefetch ------------------------------------------------------------------------------
 
 def _load_one(path: Path, sr: int) -> tuple[np.ndarray | None, str | None, list[str]]:
-    from parrot_ser.audio import audio_warnings, load_audio
+    from parrot_ser.audio import load_with_warnings
 
     try:
-        x = load_audio(path, sr, warn=False)
+        x, texts = load_with_warnings(path, sr)  # texts from the signal as decoded, header checks too
     except ParrotError as e:
         return None, str(e), []
-    return x, None, audio_warnings(x, sr, path)
+    return x, None, texts
 
 
 def _prefetch(batches: list[list[int]], paths: list[Path], sr: int, pool: ThreadPoolExecutor,

@@ -5,12 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from parrot_ser.audio import AUDIO_SUFFIXES
 from parrot_ser.errors import AudioMissingError, ParrotError
-
-# Folders are scanned for these suffixes; a file named explicitly is always tried (its content, not
-# its name, decides whether it is audio).
-AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc",
-                            ".au", ".snd", ".caf", ".w64", ".rf64", ".sph", ".nist"})
 
 
 @dataclass
@@ -42,10 +38,14 @@ def collect_inputs(args: list[str | Path]) -> tuple[list[InputItem], list[InputP
     for a in args:
         p = Path(a)
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_SUFFIXES)
+            from parrot_ser.corpora.common import walk_files
+
+            found, _ = walk_files(p, AUDIO_SUFFIXES)  # each real folder once, even with symlink loops
             if not found:
-                problems.append(InputProblem(str(p), "folder holds no audio files "
-                                                     f"({', '.join(sorted(AUDIO_SUFFIXES))})"))
+                what = "is a folder, not an audio file" if p.suffix.lower() in AUDIO_SUFFIXES else \
+                    "is a folder with no audio files in it"
+                problems.append(InputProblem(str(p), f"{p}: {what} (looked for "
+                                                     f"{', '.join(sorted(AUDIO_SUFFIXES))})"))
             for f in found:
                 add(InputItem(f))
         elif p.is_file() and p.suffix.lower() == ".csv":
