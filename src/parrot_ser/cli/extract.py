@@ -11,8 +11,8 @@ from pathlib import Path
 
 import typer
 
-from parrot_ser.cli.common import err, guard, print_json
-from parrot_ser.errors import ConfigError
+from parrot_ser.cli.common import check_out_dir, err, guard, os_error_message, print_json
+from parrot_ser.errors import ConfigError, FeatureStoreError
 
 
 def _parse_checkpoints(items: list[str], encoders: list[str]) -> dict[str, str]:
@@ -52,7 +52,11 @@ def _load_manifest(manifest: Path | None, root: Path | None, corpus: str | None)
     if manifest is not None:
         if root is not None or corpus is not None:
             raise ConfigError("give either --manifest M or ROOT --corpus NAME, not both")
-        return Manifest.from_csv(manifest)
+        from parrot_ser.corpora.base import check_labelled
+
+        man = Manifest.from_csv(manifest)
+        check_labelled(man, manifest)  # a store only holds trainable rows: say which are not, before any work
+        return man
     if root is None or corpus is None:
         raise ConfigError("give --manifest M, or a corpus ROOT with --corpus NAME")
     return scan_corpus(corpus, root)
@@ -86,6 +90,7 @@ def extract(
     from parrot_ser.encoders import build_encoder, get_spec, parse_layers
     from parrot_ser.features import extract_features
 
+    check_out_dir(out_dir)
     if dtype not in ("float16", "float32"):
         raise ConfigError(f"--dtype must be float16 or float32; got {dtype!r}")
     names = list(dict.fromkeys(encoder))
@@ -108,8 +113,11 @@ def extract(
         if enc.identity.random_init:
             err.print(f"[bold yellow]WARNING:[/] {n}: UNTRAINED random-init weights (seed {seed}); "
                       "features carry no pretrained knowledge")
-        rep = extract_features(man, enc, out_dir, frames=frames, dtype=dtype, batch_seconds=batch_seconds,
-                               chunk_size=chunk_size, progress=not quiet)
+        try:
+            rep = extract_features(man, enc, out_dir, frames=frames, dtype=dtype, batch_seconds=batch_seconds,
+                                   chunk_size=chunk_size, progress=not quiet)
+        except OSError as e:  # disk full, read-only, no permission: name the store; chunks are kept
+            raise FeatureStoreError(f"feature store {out_dir} ({n}): {os_error_message(e)}") from None
         reports[n] = rep
         _summary(n, rep, out_dir)
         del enc

@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from parrot_ser.cli.common import err, guard, make_progress, print_json
+from parrot_ser.cli.common import check_out_dir, err, guard, make_progress, print_json
 from parrot_ser.errors import ConfigError
 
 PROTOCOL_HELP = "speaker-kfold | loso | iemocap-sessions | predefined"
@@ -121,6 +121,7 @@ def train(
 ) -> None:
     from parrot_ser.training.run import run_cv
 
+    check_out_dir(out)
     cfg = _config(config, layer, frames, epochs, lr, batch_size, patience, eval_batch_size, early_stop, dropout,
                   weight_decay, device, threads)
     _warn_store(features, list(encoder))
@@ -157,6 +158,7 @@ def grid(
 ) -> None:
     from parrot_ser.training.grid import run_grid
 
+    check_out_dir(out)
     cfg = _config(config, layer, frames, epochs, lr, batch_size, patience, eval_batch_size, early_stop, dropout,
                   weight_decay, device, threads)
     encs = [e for e in encoders.replace(" ", "").split(",") if e]

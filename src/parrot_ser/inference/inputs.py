@@ -69,24 +69,21 @@ def collect_inputs(args: list[str | Path]) -> tuple[list[InputItem], list[InputP
 
 
 def _columns(path: Path) -> set[str]:
-    import csv
+    from parrot_ser.corpora.base import read_csv_table
 
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        return set(next(csv.reader(f), []))
+    return set(read_csv_table(path)[0])
 
 
 def _paths_only(path: Path) -> list[Path]:
-    import csv
-
+    from parrot_ser.corpora.base import read_csv_table
     from parrot_ser.errors import CorpusError
 
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        if "path" not in (reader.fieldnames or []):
-            raise CorpusError(f"{path}: a manifest needs a 'path' column; has {', '.join(reader.fieldnames or [])}")
-        out = []
-        for row in reader:
-            if row.get("path"):
-                q = Path(row["path"])
-                out.append(q if q.is_absolute() else path.parent / q)
-        return out
+    cols, rows = read_csv_table(path)
+    if "path" not in cols:
+        raise CorpusError(f"{path}: a manifest needs a 'path' column; has {', '.join(cols)}")
+    out = []
+    for _, row in rows:
+        if row.get("path"):
+            q = Path(row["path"])
+            out.append(q if q.is_absolute() else path.parent / q)
+    return out

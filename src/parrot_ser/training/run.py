@@ -93,7 +93,11 @@ def load_features(features_dir: str | Path, encoders: Sequence[str], config: Tra
         if e not in available:
             raise FeatureStoreError(f"{features_dir}: no features for encoder {e!r}; the store has "
                                     f"{', '.join(available) or 'none'} (run parrot-ser extract)")
+    from parrot_ser.corpora.base import check_labelled
+
+    check_labelled(store.manifest, Path(features_dir) / "manifest.csv")  # stores written before this check
     fss = [store.get(e) for e in encoders]
+    n_skipped = {e: _check_complete(features_dir, store, fs) for e, fs in zip(encoders, fss)}
     have = set.intersection(*[set(fs.utt_ids) for fs in fss])
     utts = [u for u in store.manifest.utterances if u.utt_id in have]
     if not utts:
@@ -119,8 +123,26 @@ def load_features(features_dir: str | Path, encoders: Sequence[str], config: Tra
     index = {c: i for i, c in enumerate(classes)}
     data = SERData(pooled, np.asarray([index[u.label] for u in utts]), ids, classes, frames,
                    [u.speaker for u in utts])
-    metas = {e: dict(fs.meta) for e, fs in zip(encoders, fss)}
+    # recorded with the run (not part of its fingerprint, which uses the identity only)
+    metas = {e: {**fs.meta, "n_skipped_at_extraction": n_skipped[e]} for e, fs in zip(encoders, fss)}
     return data, [dict(u.meta) for u in utts], metas
+
+
+def _check_complete(features_dir: str | Path, store: Any, fs: Any) -> int:
+    """Every row of the store manifest must have features in ``fs`` or be listed in its report as a
+    bad file; otherwise the entry is incomplete (e.g. a second extraction into the same store that
+    never finished) and training on it would silently drop rows. Returns the number of bad files."""
+    skipped = {s.get("utt_id") for s in fs.report().get("skipped", [])}
+    have = set(fs.utt_ids)
+    missing = [u.utt_id for u in store.manifest.utterances if u.utt_id not in have and u.utt_id not in skipped]
+    if missing:
+        n = len(store.manifest.utterances)
+        raise FeatureStoreError(
+            f"{features_dir}/{fs.name}: {len(missing)} of {n} utterances of the store manifest have no features "
+            f"and are not listed as bad files (first: {missing[0]}); the entry is incomplete: run `parrot-ser "
+            f"extract --manifest {Path(features_dir) / 'manifest.csv'} -e {fs.name} --out {features_dir}` "
+            f"(only the missing ones are computed)")
+    return len(skipped & {u.utt_id for u in store.manifest.utterances})
 
 
 # ----------------------------------------------------------------------------------------------

@@ -91,6 +91,16 @@ def split_validation(train_idx: np.ndarray, labels: Sequence, speakers: Sequence
     # n_splits chosen so one split holds ~fraction of the speakers; fold 0 of a stratified group split
     # is then a label-balanced set of whole speakers.
     n_splits = int(min(len(uniq), max(2, round(1.0 / fraction))))
+    _, counts = np.unique(y.astype(str), return_counts=True)
+    if counts.max() < n_splits:
+        # Every class has fewer rows than splits: scikit-learn >= 1.9 raises here (older versions
+        # warned). Stratifying is impossible, so keep the validation share and take whole speakers
+        # by a seeded draw instead; the fold record lists them.
+        rng = np.random.default_rng(int(seed) % (2**32))
+        k = max(1, int(round(fraction * len(uniq))))
+        val_spk = set(rng.permutation(np.asarray(uniq, dtype=object))[:k].tolist())
+        is_val = np.asarray([str(v) in val_spk for v in sp])
+        return np.sort(train_idx[~is_val]), np.sort(train_idx[is_val])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "least populated class has only n members" on tiny data
         tr, va = next(_sgkf(n_splits, seed).split(np.zeros(len(y)), y, groups=sp.astype(str)))
@@ -118,6 +128,12 @@ def make_folds(labels: Sequence, speakers: Sequence[str], *, protocol: str = "sp
         if n_spk < n_folds:
             raise ConfigError(f"speaker-kfold with {n_folds} folds needs at least {n_folds} speakers; "
                               f"the data has {n_spk} (use --folds {n_spk} or --protocol loso)")
+        cls, counts = np.unique(np.asarray(labels, dtype=str), return_counts=True)
+        if counts.max() < n_folds:  # scikit-learn >= 1.9 raises; say which classes and what to do
+            sizes = ", ".join(f"{c} {k}" for c, k in sorted(zip(cls, counts), key=lambda t: -t[1]))
+            raise ConfigError(f"speaker-kfold with {n_folds} folds cannot be stratified: every class has fewer "
+                              f"than {n_folds} utterances ({sizes}); use --folds {max(2, int(counts.max()))} "
+                              f"or --protocol loso")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             splits = list(_sgkf(n_folds, seed).split(np.zeros(n), np.asarray(labels, dtype=object),
