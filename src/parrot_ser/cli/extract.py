@@ -87,10 +87,12 @@ def extract(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Extract frozen PTM features for a corpus into a resumable, memory-mappable store."""
+    from parrot_ser.device import check_device
     from parrot_ser.encoders import build_encoder, get_spec, parse_layers
     from parrot_ser.features import extract_features
 
     check_out_dir(out_dir)
+    check_device(device)  # before scanning a corpus, not after
     if dtype not in ("float16", "float32"):
         raise ConfigError(f"--dtype must be float16 or float32; got {dtype!r}")
     names = list(dict.fromkeys(encoder))
