@@ -23,6 +23,7 @@ from rich.progress import (
 )
 
 from parrot_ser.errors import ConfigError, ParrotError
+from parrot_ser.notices import untrained_text
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -61,6 +62,7 @@ def guard(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        _warned_untrained.clear()  # "once" means once per command, also when commands share a process (tests)
         try:
             return fn(*args, **kwargs)
         except ParrotError as e:
@@ -74,6 +76,18 @@ def guard(fn: F) -> F:
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+_warned_untrained: set[str] = set()
+
+
+def warn_untrained(names: Any) -> None:
+    """Print :func:`untrained_text` once per encoder per command (train warns before the run and the
+    results would repeat it; extract knows it when building the encoder and again in the report)."""
+    for n in names:
+        if n not in _warned_untrained:
+            _warned_untrained.add(n)
+            err.print(f"[bold yellow]{escape(untrained_text(n))}[/]", markup=True)
 
 
 def check_out_dir(path: Path, option: str = "--out") -> Path:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from parrot_ser.cli.common import check_out_dir, err, guard, os_error_message, print_json
+from parrot_ser.cli.common import check_out_dir, err, guard, os_error_message, print_json, warn_untrained
 from parrot_ser.errors import ConfigError, FeatureStoreError
 
 
@@ -113,8 +113,7 @@ def extract(
         enc = build_encoder(n, checkpoint=ckpts.get(n), layers=layer_choice, random_init=random_init, seed=seed,
                             device=device, **options[n])
         if enc.identity.random_init:
-            err.print(f"[bold yellow]WARNING:[/] {n}: UNTRAINED random-init weights (seed {seed}); "
-                      "features carry no pretrained knowledge")
+            warn_untrained([n])
         try:
             rep = extract_features(man, enc, out_dir, frames=frames, dtype=dtype, batch_seconds=batch_seconds,
                                    chunk_size=chunk_size, progress=not quiet)
@@ -146,7 +145,7 @@ def _summary(name: str, rep: dict, out_dir: Path) -> None:
                   f"resumed {b['resumed']}); {b['utt_per_s'] or 0:.1f} utt/s, real-time factor "
                   f"{rtf if rtf is not None else float('nan'):.4f}, padding waste {(b['padding_waste'] or 0):.1%}")
     if b["random_init"]:
-        err.print(f"[bold yellow]{name}: UNTRAINED random-init weights[/]")
+        warn_untrained([name])  # printed once: already said when the encoder was built
     if b["n_skipped"]:
         err.print(f"[yellow]{name}: skipped {b['n_skipped']} bad file(s):[/]")
         for s in rep["skipped"][:20]:
