@@ -61,6 +61,8 @@ def collect_inputs(args: list[str | Path]) -> tuple[list[InputItem], list[InputP
                         add(InputItem(path))
             except ParrotError as e:
                 problems.append(InputProblem(str(p), str(e)))
+            except OSError as e:  # an unreadable manifest is one problem; the other arguments go on
+                problems.append(InputProblem(str(p), f"{p}: cannot be read ({e.strerror or e})"))
         elif p.exists():
             add(InputItem(p))
         else:
