@@ -4,7 +4,9 @@ RUN_DIR/
   run.json                       everything needed to rebuild a fold's model (see docs/protocol.md)
   results.json                   metrics per run, summaries (mean +- std), confusion, folds, meta
   predictions.csv                utt_id, speaker, fold, seed, label, predicted, prob_<class>...
-  confusion.png, per_class_f1.png, transport.png (OT models only)
+  confusion.png, per_class_f1.png, learning_curves.png, transport.png (OT models only)
+  logs/seed{S}_fold{K}.csv       per-epoch train loss, validation metrics, learning rate (logs.py)
+  tensorboard/seed{S}_fold{K}/   the same as TensorBoard events, when tensorboard is installed
   models/seed{S}_fold{K}.safetensors   weights + standardiser buffers of one seed/fold
   folds/seed{S}_fold{K}.json     finished-run entry (written atomically, last): resume marker
 """
@@ -27,6 +29,7 @@ import numpy as np
 from parrot_ser.errors import ConfigError, FeatureStoreError
 from parrot_ser.training.config import TrainConfig
 from parrot_ser.training.data import SERData, StandardisedModel, Standardiser
+from parrot_ser.training.logs import EpochLog
 from parrot_ser.training.metrics import compute_metrics, mean_std, summarise
 from parrot_ser.training.splits import (
     assert_speaker_independent,
@@ -356,14 +359,19 @@ def run_cv(features_dir: str | Path, encoders: Sequence[str], model: str, config
             t0 = time.perf_counter()
             train_d, val_d, test_d = sdata.subset(fold.train), sdata.subset(fold.val), sdata.subset(fold.test)
 
-            def on_epoch(epoch: int, rec: dict, _s=s, _k=fold.index) -> None:
+            # Per-epoch CSV (+ TensorBoard when installed) for this seed/fold (training/logs.py).
+            elog = EpochLog(out, name, lr=config.lr)
+
+            def on_epoch(epoch: int, rec: dict, _s=s, _k=fold.index, _log=elog) -> None:
+                _log(epoch, rec)
                 if task is not None:
                     extra = f"seed {_s} fold {_k} ep {epoch}"
                     if rec.get("val_macro_f1") is not None:
                         extra += f" valF1 {rec['val_macro_f1']:.1f}"
                     progress.update(task, advance=1, rate=extra)
 
-            net, hist = fit_model(train_d, val_d, model, config, s, on_epoch=on_epoch)
+            with elog:
+                net, hist = fit_model(train_d, val_d, model, config, s, on_epoch=on_epoch)
             t_fit = time.perf_counter() - t0
             if task is not None:
                 progress.advance(task, config.epochs - hist["stopped_epoch"])
@@ -407,7 +415,12 @@ def run_cv(features_dir: str | Path, encoders: Sequence[str], model: str, config
 def _write_results(out: Path, run: dict, entries: list[dict], fold_records: dict, sdata: SERData,
                    total_s: float, plan: np.ndarray | None) -> dict:
     from parrot_ser.notices import untrained_text
-    from parrot_ser.training.plots import plot_confusion, plot_per_class_f1, plot_transport
+    from parrot_ser.training.plots import (
+        plot_confusion,
+        plot_learning_curves,
+        plot_per_class_f1,
+        plot_transport,
+    )
 
     classes = run["labels"]
     n_cls = len(classes)
@@ -434,6 +447,10 @@ def _write_results(out: Path, run: dict, entries: list[dict], fold_records: dict
     plot_confusion(conf, classes, out / "confusion.png", f"{title}: summed over folds x seeds")
     plot_per_class_f1(pcf["mean"], pcf["std"], classes, out / "per_class_f1.png",
                       f"{title}: per-class F1, mean +- std over folds")
+    plot_learning_curves([(f"seed {e['seed']} fold {e['fold']}", e.get("history") or [], e.get("best_epoch"))
+                          for e in sorted(entries, key=lambda e: (e["seed"], e["fold"]))],
+                         out / "learning_curves.png", f"{title}: per-epoch curves, every seed x fold")
+    plots["learning_curves"] = "learning_curves.png"
     tstats = [e["transport"] for e in entries if e.get("transport")]
     transport = None
     if tstats:

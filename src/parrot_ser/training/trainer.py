@@ -177,7 +177,7 @@ def fit_model(train_data: SERData, val_data: SERData | None, model_name: str, co
             opt.step()
             total += float(loss.item()) * len(idx)
             seen += len(idx)
-        rec = {"epoch": epoch, "train_loss": total / max(seen, 1)}
+        rec = {"epoch": epoch, "train_loss": total / max(seen, 1), "lr": float(opt.param_groups[0]["lr"])}
         if has_val:
             logits = predict_logits(model, val_data, config)
             vl = float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(val_data.labels)).item())
