@@ -259,3 +259,20 @@ def test_train_refuses_an_entry_missing_manifest_rows_and_bad_labels(tmp_path):
     man.write_text(text.replace(",sad,", ",,", 1), encoding="utf-8")
     _one_error_line(runner.invoke(app, [*base, "--out", str(tmp_path / "r2")]),
                     "1 row(s) with an empty or unknown label", "line 5 (sad/s0_0: '')")
+
+
+def test_disk_full_while_training_names_the_run_folder(tmp_path, monkeypatch):
+    from parrot_ser.training import run as run_mod
+
+    root = _folders_corpus(tmp_path / "c")
+    store = tmp_path / "feat"
+    assert runner.invoke(app, ["extract", str(root), "--corpus", "folders", "-e", "logmel", "--out", str(store),
+                               "--quiet"]).exit_code == 0
+
+    def full(path, obj):  # a write on an open file: the OSError carries no file name
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(run_mod, "write_json_atomic", full)
+    r = runner.invoke(app, ["train", "--features", str(store), "--encoder", "logmel", "--model", "fcn",
+                            "--epochs", "1", "--folds", "2", "--out", str(tmp_path / "run")])
+    _one_error_line(r, f"run folder {tmp_path / 'run'}: no space left on the device")

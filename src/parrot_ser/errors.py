@@ -82,3 +82,7 @@ class LeakageError(ParrotError):
 
 class BundleError(ParrotError):
     """An exported model bundle that is missing files, tampered with, or inconsistent."""
+
+
+class OutputError(ParrotError):
+    """An output (run folder, grid folder, CSV) cannot be written: disk full, read-only, permission."""

@@ -49,10 +49,10 @@ _OS_HINTS = {
 
 def os_error_message(e: OSError) -> str:
     """One line for an OSError: the file it concerns, what happened and what to do."""
-    where = e.filename if e.filename is not None else "<unknown file>"
-    if e.filename2 is not None:
-        where = f"{where} -> {e.filename2}"
     hint = _OS_HINTS.get(e.errno or -1) or (e.strerror or str(e) or type(e).__name__)
+    if e.filename is None:  # e.g. a write on an open file: the caller's context names it
+        return hint
+    where = str(e.filename) if e.filename2 is None else f"{e.filename} -> {e.filename2}"
     return f"{where}: {hint}"
 
 

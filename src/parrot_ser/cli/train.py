@@ -8,8 +8,16 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from parrot_ser.cli.common import check_out_dir, err, guard, make_progress, print_json, warn_untrained
-from parrot_ser.errors import ConfigError
+from parrot_ser.cli.common import (
+    check_out_dir,
+    err,
+    guard,
+    make_progress,
+    os_error_message,
+    print_json,
+    warn_untrained,
+)
+from parrot_ser.errors import ConfigError, OutputError
 
 PROTOCOL_HELP = "speaker-kfold | loso | iemocap-sessions | predefined"
 
@@ -127,9 +135,12 @@ def train(
     cfg = _config(config, layer, frames, epochs, lr, batch_size, patience, eval_batch_size, early_stop, dropout,
                   weight_decay, device, threads, standardise)
     _warn_store(features, list(encoder))
-    with make_progress("epoch", disable=quiet or folds_only) as progress:
-        res = run_cv(features, list(encoder), model, cfg, _seeds(seeds), protocol, out, n_folds=folds,
-                     progress=progress, folds_file=folds_file, folds_only=folds_only)
+    try:
+        with make_progress("epoch", disable=quiet or folds_only) as progress:
+            res = run_cv(features, list(encoder), model, cfg, _seeds(seeds), protocol, out, n_folds=folds,
+                         progress=progress, folds_file=folds_file, folds_only=folds_only)
+    except OSError as e:  # disk full / read-only while writing the run: finished folds are kept
+        raise OutputError(f"run folder {out}: {os_error_message(e)}") from None
     if folds_only:
         n = sum(len(v) for v in res["folds"].values())
         err.print(f"folds: {folds_file} ({n} seed x fold(s)); train with the same --folds-file to use them")
@@ -172,9 +183,12 @@ def grid(
     encs = [e for e in encoders.replace(" ", "").split(",") if e]
     mods = [m for m in models.replace(" ", "").split(",") if m]
     _warn_store(features, encs)
-    with make_progress("epoch", disable=quiet) as progress:
-        res = run_grid(features, encs, mods, cfg, _seeds(seeds), protocol, out, n_folds=folds, pairs=pairs,
-                       progress=progress)
+    try:
+        with make_progress("epoch", disable=quiet) as progress:
+            res = run_grid(features, encs, mods, cfg, _seeds(seeds), protocol, out, n_folds=folds, pairs=pairs,
+                           progress=progress)
+    except OSError as e:  # finished cells are kept and skipped on the rerun
+        raise OutputError(f"grid folder {out}: {os_error_message(e)}") from None
     warn_untrained(res.get("random_init_encoders", []))
     err.print(escape((out / "table.md").read_text(encoding="utf-8")))
     err.print(f"tables: {out / 'table.md'}, {out / 'table.csv'}; tests: {out / 'significance.md'}")
