@@ -194,3 +194,25 @@ def test_symlink_loop_is_walked_once(tmp_path):
 
     items, _ = collect_inputs([root])
     assert len(items) == 1
+
+
+def test_predict_goes_on_past_unreadable_and_hostile_files(tmp_path, monkeypatch, emodb_root, tmp_path_factory):
+    from test_bundle import build_run  # the session's cached real run + bundle
+
+    bundle = build_run(str(tmp_path_factory.getbasetemp() / "h7_run"), str(emodb_root))[1]
+    good = tmp_path / "good.wav"
+    good.write_bytes((emodb_root / "wav" / "03a01Wa.wav").read_bytes())
+    locked = tmp_path / "locked.wav"
+    locked.write_bytes(good.read_bytes())
+    one_hz = _patch_wav_rate(_tone(tmp_path / "one_hz.wav"), 1)
+    folder = tmp_path / "x.wav"
+    folder.mkdir()
+    _lock(locked, monkeypatch)
+    r = runner.invoke(app, ["predict", str(bundle), str(locked), str(one_hz), str(folder), str(good), "--json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert [p["path"] for p in doc["predictions"]] == [str(good)]
+    errors = {e["path"]: e["error"] for e in doc["errors"]}
+    assert "cannot be read" in errors[str(locked)]
+    assert "implausible sample rate (1 Hz" in errors[str(one_hz)]
+    assert errors[str(folder)].startswith(f"{folder}: is a folder, not an audio file")

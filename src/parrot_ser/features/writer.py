@@ -90,6 +90,7 @@ def _reserve(path: Path) -> None:
             os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
         except OSError as e:
             if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):  # fs cannot: best effort
+                path.unlink(missing_ok=True)  # give the space back; the chunks stay for the rerun
                 raise
 
 
