@@ -108,6 +108,12 @@ def extract(
         if enc.identity.random_init:
             err.print(f"[bold yellow]WARNING:[/] {n}: UNTRAINED random-init weights (seed {seed}); "
                       "features carry no pretrained knowledge")
+            tiny = (enc.identity.preprocessing or {}).get("random_init_config")
+            if isinstance(tiny, dict) and tiny.get("tiny"):
+                # Without a local config the real architecture is unknown offline: say what was built.
+                err.print(f"[bold yellow]WARNING:[/] {n}: no local config, so this is a TINY stand-in of the model "
+                          f"class ({tiny.get('num_hidden_layers')} layers, hidden {tiny.get('hidden_size')}), not "
+                          f"{n}'s architecture; give --checkpoint {n}=DIR with its config.json for the real shape")
         rep = extract_features(man, enc, out_dir, frames=frames, dtype=dtype, batch_seconds=batch_seconds,
                                chunk_size=chunk_size, progress=not quiet)
         reports[n] = rep

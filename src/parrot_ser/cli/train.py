@@ -58,12 +58,13 @@ def _warn_random_init(results: dict) -> None:
 def _warn_store(features: Path, encoders: list[str]) -> None:
     """Warn before a long run, too (the results repeat it)."""
     from parrot_ser.features import open_store
-    from parrot_ser.training.run import is_random_init
+    from parrot_ser.training.run import is_random_init, random_init_label
 
     store = open_store(features)
     for e in encoders:
         if e in store.encoders and is_random_init(store.get(e).meta):
-            err.print(f"[bold yellow]WARNING: features from UNTRAINED random-init encoder {e}[/]", markup=True)
+            label = escape(random_init_label(e, store.get(e).meta))
+            err.print(f"[bold yellow]WARNING: features from UNTRAINED random-init encoder {label}[/]", markup=True)
 
 
 def _summary_table(results: dict, title: str) -> Table:
