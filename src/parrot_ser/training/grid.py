@@ -181,15 +181,47 @@ def run_grid(features_dir: str | Path, encoders: Sequence[str], models: Sequence
     total = progress.add_task("grid cells", total=len(cells), rate="") if progress is not None else None
     results: dict[str, dict] = {}
     cache: dict[tuple[str, ...], Any] = {}
-    for c in cells:
+    for i, c in enumerate(cells):
         if c.encoders not in cache:
             cache = {c.encoders: load_features(features_dir, c.encoders, config)}  # one combo in memory
+        cell_progress = _GridShare(progress, total, i) if total is not None else progress
         res = run_cv(features_dir, c.encoders, c.model, config, seeds, protocol, out / "cells" / c.row / c.model,
-                     n_folds=n_folds, progress=progress, data=cache[c.encoders])
+                     n_folds=n_folds, progress=cell_progress, data=cache[c.encoders])
         results[c.key] = res
         if total is not None:
-            progress.update(total, advance=1, rate=f"{c.key}: {_fmt(res['headline'])}")
+            progress.update(total, completed=i + 1, rate=f"{c.key}: {_fmt(res['headline'])}")
     return write_tables(out, cells, results, kinds, metas, seeds)
+
+
+class _GridShare:
+    """The progress handed to one cell's run_cv: forwards everything, and moves the grid task by the
+    cell's completed fraction, so the overall grid ETA (average rate, cli/common.py) advances during
+    a cell instead of jumping once per cell."""
+
+    def __init__(self, progress: Any, grid_task: Any, cells_done: int):
+        self.progress, self.grid_task, self.cells_done = progress, grid_task, cells_done
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.progress, name)
+
+    def add_task(self, *args: Any, **kwargs: Any) -> Any:
+        self.cell_task = self.progress.add_task(*args, **kwargs)
+        return self.cell_task
+
+    def update(self, task_id: Any, **kwargs: Any) -> None:
+        self.progress.update(task_id, **kwargs)
+        self._share(task_id)
+
+    def advance(self, task_id: Any, advance: float = 1) -> None:
+        self.progress.advance(task_id, advance)
+        self._share(task_id)
+
+    def _share(self, task_id: Any) -> None:
+        if task_id != getattr(self, "cell_task", None):
+            return
+        task = next((t for t in self.progress.tasks if t.id == task_id), None)
+        if task is not None and task.total:
+            self.progress.update(self.grid_task, completed=self.cells_done + min(1.0, task.completed / task.total))
 
 
 def _wilcoxon_floor(n_pairs: Sequence[int]) -> str:
