@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -23,7 +26,8 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from parrot_ser.errors import ParrotError
+from parrot_ser.errors import ConfigError, ParrotError
+from parrot_ser.notices import untrained_text
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -46,21 +50,75 @@ out = Console(highlight=False, soft_wrap=True, width=_width(sys.stdout))
 err = Console(stderr=True, highlight=False, soft_wrap=True, width=_width(sys.stderr))  # soft_wrap: errors stay one line
 
 
+# What to do about the OS errors a user meets (disk full, read-only, permissions, a file where a
+# folder is expected); anything else gets its strerror only.
+_OS_HINTS = {
+    errno.ENOSPC: "no space left on the device; free space (or choose another --out) and rerun: finished "
+                  "work is kept",
+    errno.EDQUOT: "disk quota exceeded; free space and rerun: finished work is kept",
+    errno.EROFS: "read-only file system; choose a writable --out",
+    errno.EACCES: "permission denied; check the permissions or choose another path",
+    errno.EPERM: "operation not permitted; check the permissions or choose another path",
+    errno.ENOTDIR: "a file is in the way where a folder is needed; choose another path",
+    errno.EISDIR: "is a folder where a file is needed; give a file name",
+    errno.EEXIST: "already exists and is not what is needed here; choose another path",
+}
+
+
+def os_error_message(e: OSError) -> str:
+    """One line for an OSError: the file it concerns, what happened and what to do."""
+    hint = _OS_HINTS.get(e.errno or -1) or (e.strerror or str(e) or type(e).__name__)
+    if e.filename is None:  # e.g. a write on an open file: the caller's context names it
+        return hint
+    where = str(e.filename) if e.filename2 is None else f"{e.filename} -> {e.filename2}"
+    return f"{where}: {hint}"
+
+
 def guard(fn: F) -> F:
-    """Turn a ParrotError (a problem the user can fix) into one clear line and exit code 2."""
+    """Turn a ParrotError (a problem the user can fix) or an OSError (disk full, read-only, no
+    permission, a file where a folder should be) into one clear line and exit code 2."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        _warned_untrained.clear()  # "once" means once per command, also when commands share a process (tests)
         try:
             return fn(*args, **kwargs)
         except ParrotError as e:
-            err.print(f"[bold red]error:[/] {e}", markup=True, highlight=False)
+            err.print(f"[bold red]error:[/] {escape(str(e))}", markup=True, highlight=False)
+            raise typer.Exit(2) from None
+        except OSError as e:
+            err.print(f"[bold red]error:[/] {escape(os_error_message(e))}", markup=True, highlight=False)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err.print("interrupted; rerun the same command to resume where supported")
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+_warned_untrained: set[str] = set()
+
+
+def warn_untrained(names: Any) -> None:
+    """Print :func:`untrained_text` once per encoder per command (train warns before the run and the
+    results would repeat it; extract knows it when building the encoder and again in the report)."""
+    for n in names:
+        if n not in _warned_untrained:
+            _warned_untrained.add(n)
+            err.print(f"[bold yellow]{escape(untrained_text(n))}[/]", markup=True)
+
+
+def check_out_dir(path: Path, option: str = "--out") -> Path:
+    """A folder to write into: refuse an existing file before any work (and before mkdir's error)."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise ConfigError(f"{p}: {option} is a file, not a folder; give a folder (new, or one from an earlier run)")
+    for parent in p.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"{parent}: {option} {p} lies under a file, not a folder; choose another path")
+            break
+    return p
 
 
 def print_json(obj: Any) -> None:

@@ -132,6 +132,10 @@ def build_encoder(name: str, *, checkpoint: str | None = None, layers: Any = "la
     spec = get_spec(name)
     import importlib
 
+    from parrot_ser.device import check_device
+
+    check_device(device)
+
     module = {"hf": "hf", "logmel": "logmel", "ssam": "ssam", "ssamba": "ssamba"}.get(spec.family)
     if module is None:
         raise RegistryError(f"encoder {name!r}: unknown family {spec.family!r}")

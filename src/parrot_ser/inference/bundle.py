@@ -9,6 +9,8 @@ Layout (MODEL_DIR)::
                                      the standardiser fitted on that member's training data
     anchors.safetensors              (batch-dependent models only) the fixed reference rows
                                      (raw pooled features per encoder input), see predictor.py
+    config.json, README.md           Hugging Face config and model card (hub.py); config.json is
+                                     hashed in the manifest, the model card is not (owners edit it)
 
 Loading needs no pickle: JSON + safetensors only. Every file listed in ``files`` must exist with
 the recorded sha256, and ``content_sha256`` (sha256 of bundle.json's canonical JSON without that
@@ -77,9 +79,11 @@ def _readable(path: Path) -> None:
 
 
 def write_bundle(out_dir: str | Path, doc: dict[str, Any], members: list[Member],
-                 anchors: list[torch.Tensor] | None = None) -> Path:
+                 anchors: list[torch.Tensor] | None = None, texts: dict[str, str] | None = None) -> Path:
     """Write ``members`` (and ``anchors``) as safetensors and ``doc`` plus the file manifest as
-    bundle.json. ``doc`` holds everything else (labels, encoders, model, training summary...)."""
+    bundle.json. ``doc`` holds everything else (labels, encoders, model, training summary...).
+    ``texts``: further text files (relative path -> content, e.g. the HF config.json) written and
+    hashed into the manifest like the weights."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise BundleError(f"{out}: exists and is not a folder")
@@ -116,6 +120,9 @@ def write_bundle(out_dir: str | Path, doc: dict[str, Any], members: list[Member]
                   str(out / "anchors.safetensors"))
         _readable(out / "anchors.safetensors")
         files["anchors.safetensors"] = sha256_file(out / "anchors.safetensors")
+    for rel, text in (texts or {}).items():
+        (out / rel).write_text(text, encoding="utf-8")
+        files[rel] = sha256_file(out / rel)
     full = {"format": BUNDLE_FORMAT, "format_version": BUNDLE_VERSION, **doc, "members": member_docs,
             "files": files}
     full["content_sha256"] = _content_hash(full)

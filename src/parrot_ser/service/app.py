@@ -67,10 +67,17 @@ class WindowOut(BaseModel):
     probabilities: dict[str, float]
 
 
+class ScoreOut(BaseModel):
+    label: str
+    score: float
+
+
 class PredictOut(BaseModel):
     name: str = Field(description="upload file name, or '<body>' for a raw body")
     label: str = Field(description="most probable label")
     probabilities: dict[str, float] = Field(description="label -> probability (sums to 1)")
+    scores: list[ScoreOut] = Field(default_factory=list, description="Hugging Face audio-classification "
+                                   "pipeline shape: every label with its probability, highest first")
     duration: float = Field(description="seconds of audio scored")
     windows: list[WindowOut] = Field(default_factory=list,
                                      description="per-window results when the recording was split")
@@ -335,7 +342,9 @@ def create_app(model: str | Path | PredictorLike, *, max_upload_bytes: int = DEF
             return _error(422, "invalid request", f"window must be 0 or >= {MIN_WINDOW_SECONDS} s and hop >= "
                                                   f"{MIN_HOP_SECONDS} s (got window={w}, hop={h})")
         pred = (await run_in_threadpool(predictor.predict_waveforms, [wave], [name], window=w, hop=h))[0]
-        return PredictOut(name=name, label=pred.label, probabilities=pred.probabilities, duration=round(dur, 4),
+        scores = sorted(pred.probabilities.items(), key=lambda kv: -kv[1])
+        return PredictOut(name=name, label=pred.label, probabilities=pred.probabilities,
+                          scores=[ScoreOut(label=k, score=v) for k, v in scores], duration=round(dur, 4),
                           windows=[WindowOut(window=x.window, start=x.start, end=x.end, label=x.label,
                                              probabilities=x.probabilities) for x in pred.windows],
                           warnings=untrained_notes + warns)

@@ -7,6 +7,7 @@ OUT/
   cells.csv                 the same numbers in long form (means and stds as numbers)
   significance.md/.csv      each fusion model vs concat on the same pair, folds and seeds
   grid.json                 the plan, per-cell summaries and the random-init warnings
+  overview.png              every cell's accuracy and macro-F1 (mean ± std), sorted, chance line
 
 Significance (why these tests): the primary test is the Wilcoxon signed-rank test over the paired
 (seed, fold) accuracies (and macro-F1s) of the two models, because there are few pairs (5 folds x
@@ -311,5 +312,14 @@ def write_tables(out: Path, cells: Sequence[Cell], results: dict[str, dict], kin
                        "headline": results[c.key]["headline"] if c.key in results else None} for c in cells],
             "encoder_kinds": kinds, "random_init_encoders": random_init, "seeds": list(seeds),
             "significance": sig, "std_note": std_note}
+    overview = [{"label": f"{c.model} [{c.row}]", "accuracy": results[c.key]["headline"]["accuracy"],
+                 "macro_f1": results[c.key]["headline"]["macro_f1"]} for c in cells if c.key in results]
+    if overview:
+        from parrot_ser.training.plots import plot_grid_overview
+
+        warn = " (UNTRAINED encoders: " + ", ".join(random_init) + ")" if random_init else ""
+        plot_grid_overview(overview, len(first["classes"]), out / "overview.png",
+                           f"{first['protocol']}, {first['n_utterances']} utterances, {len(seeds)} seed(s){warn}")
+        grid["plots"] = {"overview": "overview.png"}
     write_json_atomic(out / "grid.json", json.loads(json.dumps(grid, default=str)))
     return grid

@@ -93,3 +93,60 @@ def plot_transport(plan: np.ndarray, path: Path, title: str = "", *, source: str
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_learning_curves(curves: Sequence[tuple[str, Sequence[dict], int | None]], path: Path,
+                         title: str = "") -> Path:
+    """Per-epoch curves of every seed x fold: losses (train solid, validation dashed) on the left,
+    validation accuracy / macro-F1 on the right; a dot marks the restored (best) epoch.
+    ``curves``: (name, history records as in fit_model, best_epoch)."""
+    fig, (ax_l, ax_m) = plt.subplots(1, 2, figsize=(10, 3.8))
+    colours = plt.get_cmap("tab10")
+    for i, (name, hist, best) in enumerate(curves):
+        c = colours(i % 10)
+        ep = [r["epoch"] for r in hist]
+        ax_l.plot(ep, [r.get("train_loss") for r in hist], color=c, lw=1.2, label=name)
+        if any(r.get("val_loss") is not None for r in hist):
+            ax_l.plot(ep, [r.get("val_loss") for r in hist], color=c, lw=1.0, ls="--")
+            ax_m.plot(ep, [r.get("val_macro_f1") for r in hist], color=c, lw=1.2)
+            ax_m.plot(ep, [r.get("val_accuracy") for r in hist], color=c, lw=0.8, ls=":")
+            if best:
+                rb = next((r for r in hist if r["epoch"] == best), None)
+                if rb is not None and rb.get("val_macro_f1") is not None:
+                    ax_m.plot([best], [rb["val_macro_f1"]], "o", color=c, ms=4)
+    ax_l.set_xlabel("epoch")
+    ax_l.set_ylabel("cross-entropy (solid: train, dashed: validation)")
+    ax_m.set_xlabel("epoch")
+    ax_m.set_ylabel("validation % (solid: macro-F1, dotted: accuracy)")
+    ax_m.set_ylim(0, 102)  # a curve at 100 % stays visible above the frame's top edge
+    if len(curves) <= 15:
+        ax_l.legend(fontsize=7, ncol=2 if len(curves) > 5 else 1)
+    fig.suptitle(_wrap(title or "learning curves (dot: restored best epoch)", 100), fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_grid_overview(cells: Sequence[dict], n_classes: int, path: Path, title: str = "") -> Path:
+    """Every grid cell as a pair of horizontal bars (accuracy, macro-F1; mean +- std over folds),
+    sorted by mean accuracy, best on top, with the chance level (100 / n_classes %, uniform guessing)
+    as a dashed line. ``cells``: {"label", "accuracy": {"mean", "std"}, "macro_f1": {...}}."""
+    cells = sorted(cells, key=lambda c: -c["accuracy"]["mean"])
+    y = np.arange(len(cells))
+    fig, ax = plt.subplots(figsize=(8.5, 0.42 * len(cells) + 1.6))
+    for off, m, name in ((-0.2, "accuracy", "accuracy (WA)"), (0.2, "macro_f1", "macro-F1")):
+        ax.barh(y + off, [c[m]["mean"] for c in cells], 0.4, xerr=[c[m]["std"] for c in cells], label=name,
+                capsize=2)
+    chance = 100.0 / max(1, n_classes)
+    ax.axvline(chance, color="black", ls="--", lw=1, label=f"chance ({chance:.1f} %)")
+    ax.set_yticks(y, [c["label"] for c in cells], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("% (mean ± std over speaker-independent folds)")
+    ax.set_title(_wrap(title or "grid overview", 90), fontsize=9)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

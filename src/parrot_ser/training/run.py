@@ -4,7 +4,9 @@ RUN_DIR/
   run.json                       everything needed to rebuild a fold's model (see docs/protocol.md)
   results.json                   metrics per run, summaries (mean +- std), confusion, folds, meta
   predictions.csv                utt_id, speaker, fold, seed, label, predicted, prob_<class>...
-  confusion.png, per_class_f1.png, transport.png (OT models only)
+  confusion.png, per_class_f1.png, learning_curves.png, transport.png (OT models only)
+  logs/seed{S}_fold{K}.csv       per-epoch train loss, validation metrics, learning rate (logs.py)
+  tensorboard/seed{S}_fold{K}/   the same as TensorBoard events, when tensorboard is installed
   models/seed{S}_fold{K}.safetensors   weights + standardiser buffers of one seed/fold
   folds/seed{S}_fold{K}.json     finished-run entry (written atomically, last): resume marker
 """
@@ -27,9 +29,22 @@ import numpy as np
 from parrot_ser.errors import ConfigError, FeatureStoreError
 from parrot_ser.training.config import TrainConfig
 from parrot_ser.training.data import SERData, StandardisedModel, Standardiser
+from parrot_ser.training.logs import EpochLog
 from parrot_ser.training.metrics import compute_metrics, mean_std, summarise
-from parrot_ser.training.splits import assert_speaker_independent, folds_to_json, make_folds
-from parrot_ser.training.trainer import build_net, first_eval_batch_transport, fit_model, predict_proba
+from parrot_ser.training.splits import (
+    assert_speaker_independent,
+    folds_to_json,
+    make_folds,
+    read_folds_file,
+    write_folds_file,
+)
+from parrot_ser.training.trainer import (
+    build_net,
+    eval_batch_transports,
+    eval_batching,
+    fit_model,
+    predict_proba,
+)
 
 RUN_FORMAT = "parrot-ser-run/1"
 RESULTS_FORMAT = "parrot-ser-results/1"
@@ -77,6 +92,18 @@ def is_random_init(meta: dict) -> bool:
     return bool(meta.get("random_init") or ident.get("random_init"))
 
 
+def tiny_stand_in_note(name: str, meta: dict) -> str | None:
+    """A console line for a random-init HF encoder built from the TINY config, else None."""
+    ident = meta.get("identity") if isinstance(meta.get("identity"), dict) else {}
+    cfg = (ident.get("preprocessing") or {}).get("random_init_config")
+    if not (is_random_init(meta) and isinstance(cfg, dict) and cfg.get("tiny")):
+        return None
+    return (f"WARNING: {name}: no local config, so it is a TINY stand-in of the model class "
+            f"({cfg.get('num_hidden_layers')} layers, hidden {cfg.get('hidden_size')}), not {name}'s architecture; "
+            f"tables label it \"{random_init_label(name, meta)}\"; --checkpoint {name}=DIR with its config.json "
+            "gives the real shape")
+
+
 def random_init_label(name: str, meta: dict) -> str:
     """``name`` as tables should show it: a random-init HF encoder without a local config is a TINY
     stand-in of the model class (encoders/hf.py), not the named architecture, and must not pass
@@ -106,7 +133,11 @@ def load_features(features_dir: str | Path, encoders: Sequence[str], config: Tra
         if e not in available:
             raise FeatureStoreError(f"{features_dir}: no features for encoder {e!r}; the store has "
                                     f"{', '.join(available) or 'none'} (run parrot-ser extract)")
+    from parrot_ser.corpora.base import check_labelled
+
+    check_labelled(store.manifest, Path(features_dir) / "manifest.csv")  # stores written before this check
     fss = [store.get(e) for e in encoders]
+    n_skipped = {e: _check_complete(features_dir, store, fs) for e, fs in zip(encoders, fss)}
     have = set.intersection(*[set(fs.utt_ids) for fs in fss])
     utts = [u for u in store.manifest.utterances if u.utt_id in have]
     if not utts:
@@ -132,8 +163,26 @@ def load_features(features_dir: str | Path, encoders: Sequence[str], config: Tra
     index = {c: i for i, c in enumerate(classes)}
     data = SERData(pooled, np.asarray([index[u.label] for u in utts]), ids, classes, frames,
                    [u.speaker for u in utts])
-    metas = {e: dict(fs.meta) for e, fs in zip(encoders, fss)}
+    # recorded with the run (not part of its fingerprint, which uses the identity only)
+    metas = {e: {**fs.meta, "n_skipped_at_extraction": n_skipped[e]} for e, fs in zip(encoders, fss)}
     return data, [dict(u.meta) for u in utts], metas
+
+
+def _check_complete(features_dir: str | Path, store: Any, fs: Any) -> int:
+    """Every row of the store manifest must have features in ``fs`` or be listed in its report as a
+    bad file; otherwise the entry is incomplete (e.g. a second extraction into the same store that
+    never finished) and training on it would silently drop rows. Returns the number of bad files."""
+    skipped = {s.get("utt_id") for s in fs.report().get("skipped", [])}
+    have = set(fs.utt_ids)
+    missing = [u.utt_id for u in store.manifest.utterances if u.utt_id not in have and u.utt_id not in skipped]
+    if missing:
+        n = len(store.manifest.utterances)
+        raise FeatureStoreError(
+            f"{features_dir}/{fs.name}: {len(missing)} of {n} utterances of the store manifest have no features "
+            f"and are not listed as bad files (first: {missing[0]}); the entry is incomplete: run `parrot-ser "
+            f"extract --manifest {Path(features_dir) / 'manifest.csv'} -e {fs.name} --out {features_dir}` "
+            f"(only the missing ones are computed)")
+    return len(skipped & {u.utt_id for u in store.manifest.utterances})
 
 
 # ----------------------------------------------------------------------------------------------
@@ -203,6 +252,24 @@ def transport_summary(tr: Any) -> tuple[np.ndarray | None, dict]:
     return p, clean
 
 
+def eval_transport_stats(net: Any, data: SERData, config: TrainConfig) -> tuple[np.ndarray | None, dict]:
+    """Transport statistics over ALL evaluation batches of ``data`` (mean weighted by batch size;
+    ``n_batches`` says how many) and the plan of the first batch, to draw."""
+    per = [(n, *transport_summary(tr)) for n, tr in eval_batch_transports(net, data, config)]
+    if not per:
+        return None, {}
+    keys = sorted({k for _, _, st in per for k, v in st.items() if isinstance(v, float)})
+    stats: dict = {}
+    for k in keys:
+        vals = [(n, st[k]) for n, _, st in per if isinstance(st.get(k), float)]
+        stats[k] = float(sum(n * v for n, v in vals) / sum(n for n, _ in vals))
+    first = per[0][2]
+    if "plan_shape" in first:
+        stats["plan_shape"] = first["plan_shape"]  # of the drawn (first) batch
+    stats["n_batches"] = len(per)
+    return per[0][1], stats
+
+
 def _entry_name(seed: int, fold: int) -> str:
     return f"seed{seed}_fold{fold}"
 
@@ -210,12 +277,15 @@ def _entry_name(seed: int, fold: int) -> str:
 def run_cv(features_dir: str | Path, encoders: Sequence[str], model: str, config: TrainConfig,
            seeds: Sequence[int], protocol: str, out_dir: str | Path, *, n_folds: int = 5,
            progress: Any = None, data: tuple[SERData, list[dict], dict[str, dict]] | None = None,
-           ) -> dict:
+           folds_file: str | Path | None = None, folds_only: bool = False) -> dict:
     """Cross-validate ``model`` on the features of ``encoders``: for each seed x fold, split by
     speaker, check leakage, fit, predict the test fold. Writes RUN_DIR (module doc) and returns the
     results dict (also in results.json). Finished seed/folds of the same run are not recomputed.
 
-    ``progress``: an optional rich Progress; one task counts epochs over all seed x folds."""
+    ``progress``: an optional rich Progress; one task counts epochs over all seed x folds.
+    ``folds_file``: when the file exists its folds are used (``splits.read_folds_file``); otherwise the
+    folds made here are written to it before any training. ``folds_only``: stop after that (the
+    return value is then ``{"folds_file": path, "folds": ...}``)."""
     from safetensors.torch import save_file
 
     from parrot_ser.fusion import get_model_spec
@@ -239,6 +309,25 @@ def run_cv(features_dir: str | Path, encoders: Sequence[str], model: str, config
     ident = {"model": model, "encoders": list(encoders), "config": config.to_dict(), "protocol": protocol,
              "n_folds": n_folds, "classes": classes, "utt_ids": _fingerprint(sdata.utt_ids),
              "features": {e: _fingerprint(m.get("identity", m)) for e, m in feat_meta.items()}}
+    from_file = folds_file is not None and Path(folds_file).is_file()
+    if from_file:
+        folds_by_seed = read_folds_file(folds_file, seeds, sdata.utt_ids, sdata.speakers)
+        protocol, n_folds = "folds-file", len(next(iter(folds_by_seed.values())))  # what the run really used
+        ident.update(protocol=protocol, n_folds=n_folds)
+        # other folds = another experiment (only when a file is used, so older runs keep their identity)
+        ident["folds"] = _fingerprint({str(s): folds_to_json(f, sdata.speakers) for s, f in folds_by_seed.items()})
+    else:
+        folds_by_seed = {}
+        for s in seeds:
+            folds = make_folds([classes[i] for i in sdata.labels], sdata.speakers, protocol=protocol,
+                               n_folds=n_folds, seed=s, meta=meta_rows, val_fraction=config.val_fraction)
+            assert_speaker_independent(folds, sdata.speakers)  # mechanical check before any training
+            folds_by_seed[s] = folds
+        if folds_file is not None:
+            write_folds_file(folds_file, folds_by_seed, sdata.utt_ids, sdata.speakers, protocol)
+    fold_records = {str(s): folds_to_json(f, sdata.speakers) for s, f in folds_by_seed.items()}
+    if folds_only:
+        return {"folds_file": str(folds_file) if folds_file is not None else None, "folds": fold_records}
     fp = _fingerprint(ident)
     out.mkdir(parents=True, exist_ok=True)
     run_path = out / "run.json"
@@ -247,14 +336,6 @@ def run_cv(features_dir: str | Path, encoders: Sequence[str], model: str, config
         if old.get("fingerprint") != fp:
             raise ConfigError(f"{out}: holds a different run (model/encoders/config/protocol/features "
                               f"differ); choose a new --out or delete it")
-
-    folds_by_seed = {}
-    for s in seeds:
-        folds = make_folds([classes[i] for i in sdata.labels], sdata.speakers, protocol=protocol,
-                           n_folds=n_folds, seed=s, meta=meta_rows, val_fraction=config.val_fraction)
-        assert_speaker_independent(folds, sdata.speakers)  # mechanical check before any training
-        folds_by_seed[s] = folds
-    fold_records = {str(s): folds_to_json(f, sdata.speakers) for s, f in folds_by_seed.items()}
 
     run_info = {
         "format": RUN_FORMAT, "fingerprint": fp, "model": model,
@@ -266,7 +347,8 @@ def run_cv(features_dir: str | Path, encoders: Sequence[str], model: str, config
         "config": config.to_dict(), "protocol": protocol, "n_folds": n_folds, "seeds": seeds,
         "features_dir": str(Path(features_dir).resolve()) if features_dir else None,
         "features_meta": feat_meta,
-        "eval_batching": f"utterances sorted by utt_id, consecutive batches of {config.eval_batch_size}",
+        "eval_batching": eval_batching(config.eval_batch_size),
+        "folds_file": str(Path(folds_file).resolve()) if from_file else None,
         "models": {_entry_name(s, f.index): f"models/{_entry_name(s, f.index)}.safetensors"
                    for s in seeds for f in folds_by_seed[s]},
         "state_dict": "net.* = fusion model (build_model(model, input_dims, n_classes, dropout=config."
@@ -302,14 +384,19 @@ def run_cv(features_dir: str | Path, encoders: Sequence[str], model: str, config
             t0 = time.perf_counter()
             train_d, val_d, test_d = sdata.subset(fold.train), sdata.subset(fold.val), sdata.subset(fold.test)
 
-            def on_epoch(epoch: int, rec: dict, _s=s, _k=fold.index) -> None:
+            # Per-epoch CSV (+ TensorBoard when installed) for this seed/fold (training/logs.py).
+            elog = EpochLog(out, name, lr=config.lr)
+
+            def on_epoch(epoch: int, rec: dict, _s=s, _k=fold.index, _log=elog) -> None:
+                _log(epoch, rec)
                 if task is not None:
                     extra = f"seed {_s} fold {_k} ep {epoch}"
                     if rec.get("val_macro_f1") is not None:
                         extra += f" valF1 {rec['val_macro_f1']:.1f}"
                     progress.update(task, advance=1, rate=extra)
 
-            net, hist = fit_model(train_d, val_d, model, config, s, on_epoch=on_epoch)
+            with elog:
+                net, hist = fit_model(train_d, val_d, model, config, s, on_epoch=on_epoch)
             t_fit = time.perf_counter() - t0
             if task is not None:
                 progress.advance(task, config.epochs - hist["stopped_epoch"])
@@ -318,7 +405,7 @@ def run_cv(features_dir: str | Path, encoders: Sequence[str], model: str, config
             t_pred = time.perf_counter() - t1
             pred = proba.argmax(axis=1)
             metrics = compute_metrics(test_d.labels, pred, n_cls)
-            plan, tstats = transport_summary(first_eval_batch_transport(net, test_d, config))
+            plan, tstats = eval_transport_stats(net, test_d, config)
             if plan is not None:
                 (out / "folds").mkdir(parents=True, exist_ok=True)
                 np.save(out / "folds" / f"{name}_plan.npy", plan.astype(np.float32))
@@ -352,7 +439,13 @@ def run_cv(features_dir: str | Path, encoders: Sequence[str], model: str, config
 
 def _write_results(out: Path, run: dict, entries: list[dict], fold_records: dict, sdata: SERData,
                    total_s: float, plan: np.ndarray | None) -> dict:
-    from parrot_ser.training.plots import plot_confusion, plot_per_class_f1, plot_transport
+    from parrot_ser.notices import untrained_text
+    from parrot_ser.training.plots import (
+        plot_confusion,
+        plot_learning_curves,
+        plot_per_class_f1,
+        plot_transport,
+    )
 
     classes = run["labels"]
     n_cls = len(classes)
@@ -380,13 +473,18 @@ def _write_results(out: Path, run: dict, entries: list[dict], fold_records: dict
                    n_seeds=len({e["seed"] for e in entries}))
     plot_per_class_f1(pcf["mean"], pcf["std"], classes, out / "per_class_f1.png",
                       f"{title}: per-class F1, mean ± std over folds")
+    plot_learning_curves([(f"seed {e['seed']} fold {e['fold']}", e.get("history") or [], e.get("best_epoch"))
+                          for e in sorted(entries, key=lambda e: (e["seed"], e["fold"]))],
+                         out / "learning_curves.png", f"{title}: per-epoch curves, every seed x fold")
+    plots["learning_curves"] = "learning_curves.png"
     tstats = [e["transport"] for e in entries if e.get("transport")]
     transport = None
     if tstats:
         keys = sorted({k for t in tstats for k, v in t.items() if isinstance(v, float)})
         transport = {k: mean_std([t[k] for t in tstats if k in t]) for k in keys}
-        transport["note"] = ("first evaluation batch of each test fold; effective_partners = exp(row "
-                             "entropy) of the row-normalised plan (1 = one-to-one, n = uniform)")
+        transport["note"] = ("every evaluation batch of each test fold (mean weighted by batch size), then "
+                             "mean +- std over runs; effective_partners = exp(row entropy) of the row-normalised "
+                             "plan (1 = one-to-one, n = uniform)")
         if plan is not None:
             from parrot_ser.fusion import get_model_spec
 
@@ -417,8 +515,7 @@ def _write_results(out: Path, run: dict, entries: list[dict], fold_records: dict
                  for e in sorted(entries, key=lambda e: (e["seed"], e["fold"]))],
         "folds": fold_records, "transport": transport,
         "random_init_encoders": random_init,
-        "warnings": [f"features from UNTRAINED random-init encoder {e}: numbers say nothing about the "
-                     f"pretrained model" for e in random_init],
+        "warnings": [untrained_text(e) for e in random_init],
         "batch_dependent": run["model_spec"]["batch_dependent"], "eval_batching": run["eval_batching"],
         "config": run["config"], "features_meta": run["features_meta"], "versions": run["versions"],
         "timings": {"total_s": total_s, "fit_s_sum": float(sum(e["timings"]["fit_s"] for e in entries))},
