@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from parrot_ser.encoders import register_family, resolve_layers
 from parrot_ser.encoders.base import EncodedUtterance, Encoder, EncoderIdentity, EncoderSpec
 from parrot_ser.encoders.checkpoint import (
     checkpoint_identity_sha,
@@ -22,17 +23,16 @@ from parrot_ser.encoders.checkpoint import (
     load_checkpoint_state_dict,
     load_strict,
 )
-from parrot_ser.encoders.mamba.common import (
+from parrot_ser.encoders.mamba.encoder_utils import (
     check_options,
     check_wave,
     checkpoint_path,
     int_option,
     missing_checkpoint,
     random_init_only,
-    resolve_layers,
 )
 from parrot_ser.encoders.mamba.preprocessing import SSAM_MEL, ssam_logmel
-from parrot_ser.encoders.mamba.ssam import CHUNK_FRAMES, GRID, IGNORED_PREFIXES, SSAMModel, regroup_frames
+from parrot_ser.encoders.mamba.ssam_net import CHUNK_FRAMES, GRID, IGNORED_PREFIXES, SSAMModel, regroup_frames
 from parrot_ser.errors import CheckpointError
 
 SIZES = {"tiny": 192, "small": 384, "base": 768}
@@ -150,7 +150,7 @@ def build(spec: EncoderSpec, *, checkpoint: str | None, layers: str | int | list
         model, ignored = build_model(SIZES[size], sd, str(path), depth=depth)
     random_init_only(options, "depth", spec.name, random_init, model.depth)
     model.to(device=device, dtype=dtype)
-    idx = resolve_layers(layers, model.depth)
+    idx = resolve_layers(layers, model.depth, spec.name)
     corrected = bool(options.get("corrected_grouping", False))
     identity = EncoderIdentity(
         name=spec.name, checkpoint=None if random_init else str(path),
@@ -161,3 +161,6 @@ def build(spec: EncoderSpec, *, checkpoint: str | None, layers: str | int | list
     enc = SSAMEncoder(spec, model, idx, identity, corrected, batch_chunks, device, dtype)
     enc.ignored_keys = ignored  # pretraining-only checkpoint keys that were skipped (pred.*, mask_token)
     return enc
+
+
+register_family(specs(), build)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from parrot_ser.encoders import register_family, resolve_layers
 from parrot_ser.encoders.base import EncodedUtterance, Encoder, EncoderIdentity, EncoderSpec
 from parrot_ser.encoders.checkpoint import (
     checkpoint_identity_sha,
@@ -26,17 +27,16 @@ from parrot_ser.encoders.checkpoint import (
     load_checkpoint_state_dict,
     load_strict,
 )
-from parrot_ser.encoders.mamba.common import (
+from parrot_ser.encoders.mamba.encoder_utils import (
     check_options,
     check_wave,
     checkpoint_path,
     int_option,
     missing_checkpoint,
     random_init_only,
-    resolve_layers,
 )
 from parrot_ser.encoders.mamba.preprocessing import SSAMBA_FBANK, ceil_div, ssamba_input
-from parrot_ser.encoders.mamba.ssamba import IGNORED_PREFIXES, N_MELS, PATCH, PRETRAIN_TDIM, SSAMBAModel
+from parrot_ser.encoders.mamba.ssamba_net import IGNORED_PREFIXES, N_MELS, PATCH, PRETRAIN_TDIM, SSAMBAModel
 from parrot_ser.errors import CheckpointError, ConfigError
 
 SIZES = {"tiny": 192, "small": 384, "base": 768}
@@ -163,7 +163,7 @@ def build(spec: EncoderSpec, *, checkpoint: str | None, layers: str | int | list
         model, ignored = build_model(SIZES[size], sd, str(path), **kw)
     random_init_only(options, "depth", spec.name, random_init, len(model.layers))
     model.to(device=device, dtype=dtype)
-    idx = resolve_layers(layers, model.num_outputs)
+    idx = resolve_layers(layers, model.num_outputs, spec.name)
     identity = EncoderIdentity(
         name=spec.name, checkpoint=None if random_init else str(path),
         checkpoint_sha256=None if random_init else checkpoint_identity_sha(path), random_init=random_init,
@@ -174,3 +174,6 @@ def build(spec: EncoderSpec, *, checkpoint: str | None, layers: str | int | list
     enc = SSAMBAEncoder(spec, model, idx, identity, target, pooling, batch_size, device, dtype)
     enc.ignored_keys = ignored  # pretraining heads that were skipped (cpredlayer.*, gpredlayer.*, mask_embed, ...)
     return enc
+
+
+register_family(specs(), build)

@@ -43,6 +43,8 @@ from parrot_ser.features.store import (
     EncoderFeatures,
     read_meta,
 )
+from parrot_ser.files import atomic_path, temp_sibling, write_json_atomic, write_text_atomic
+from parrot_ser.progress import ProgressFactory, rate_text, silent
 
 # Test / resume-check hook: exit hard (no cleanup, like a kill) after this many chunks of one run.
 STOP_ENV = "PARROT_SER_STOP_AFTER_CHUNKS"
@@ -52,29 +54,13 @@ DTYPES = ("float16", "float32")
 
 # --- small atomic-file helpers -------------------------------------------------------------------
 
-def _tmp(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-
-
 def _atomic_json(path: Path, obj: object) -> None:
-    tmp = _tmp(path)
-    tmp.write_text(json.dumps(obj, indent=2, default=str), encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = _tmp(path)
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_json_atomic(path, obj, indent=2, default=str)
 
 
 def _atomic_npz(path: Path, **arrays: np.ndarray) -> None:
-    tmp = _tmp(path)
-    with open(tmp, "wb") as f:
+    with atomic_path(path, fsync=True) as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _reserve(path: Path) -> None:
@@ -132,10 +118,9 @@ def _merge_manifest(out: Path, manifest: Manifest) -> Manifest:
         merged = Manifest(old.corpus, old.root, old.utterances + added, old.problems)
     else:
         merged = Manifest(manifest.corpus, new_root, list(manifest.utterances), list(manifest.problems))
-    tmp = _tmp(path)
-    merged.to_csv(tmp)
-    os.replace(str(tmp) + ".json", str(path) + ".json")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        merged.to_csv(tmp)
+        os.replace(str(tmp) + ".json", str(path) + ".json")
     return merged
 
 
@@ -252,7 +237,7 @@ def _prefetch(batches: list[list[int]], paths: list[Path], sr: int, pool: Thread
 # --- main entry ----------------------------------------------------------------------------------
 
 def extract_features(manifest: Manifest, encoder: Encoder, out_dir: str | Path, *, frames: bool = False,
-                     dtype: str = "float32", batch_seconds: float = 64.0, progress: bool = True,
+                     dtype: str = "float32", batch_seconds: float = 64.0, progress: ProgressFactory | bool | None = None,
                      chunk_size: int = 128, max_batch: int = 64, load_workers: int = 2) -> dict:
     """Extract ``encoder`` features for every utterance of ``manifest`` into the store ``out_dir``
     (created or extended). Resumes from committed chunks; bad audio files are skipped and listed in
@@ -337,9 +322,7 @@ def extract_features(manifest: Manifest, encoder: Encoder, out_dir: str | Path, 
            "forward_s": 0.0, "write_s": 0.0, "audio_s": 0.0, "batch_real_samples": 0, "batch_padded_samples": 0}
     enc_stats0 = dict(getattr(encoder, "stats", {}) or {})
 
-    from parrot_ser.cli.common import make_progress, rate_text
-
-    prog = make_progress("utt", disable=not progress)
+    prog = (progress if callable(progress) else silent)("utt")
     with prog, ThreadPoolExecutor(max_workers=load_workers) as pool:
         task = prog.add_task(f"{name}", total=len(todo), rate="")
         prog.advance(task, len(header_skipped))
@@ -487,12 +470,12 @@ def _consolidate(enc_dir: Path, partial: Path, store_manifest: Manifest, request
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
 
-    tmp_pooled = _tmp(enc_dir / POOLED)
+    tmp_pooled = temp_sibling(enc_dir / POOLED)
     pooled_mm = np.lib.format.open_memmap(tmp_pooled, mode="w+", dtype=dtype, shape=(n, L, P))
     _reserve(tmp_pooled)
     frames_mm = None
     if frames:
-        tmp_frames = _tmp(enc_dir / FRAMES)
+        tmp_frames = temp_sibling(enc_dir / FRAMES)
         frames_mm = np.lib.format.open_memmap(tmp_frames, mode="w+", dtype=dtype, shape=(int(offsets[-1]), L, F))
         _reserve(tmp_frames)
     for ci, rows in by_chunk.items():
@@ -538,7 +521,7 @@ def _consolidate(enc_dir: Path, partial: Path, store_manifest: Manifest, request
         meta["WARNING"] = "UNTRAINED random-init weights: these features carry no pretrained knowledge"
     os.replace(tmp_pooled, enc_dir / POOLED)
     if frames:
-        tmp_off = _tmp(enc_dir / OFFSETS)
+        tmp_off = temp_sibling(enc_dir / OFFSETS)
         with open(tmp_off, "wb") as f:
             np.save(f, offsets)
         os.replace(tmp_frames, enc_dir / FRAMES)
@@ -547,7 +530,7 @@ def _consolidate(enc_dir: Path, partial: Path, store_manifest: Manifest, request
         for stale in (FRAMES, OFFSETS):  # from an earlier entry written with --frames
             with contextlib.suppress(FileNotFoundError):
                 (enc_dir / stale).unlink()
-    _atomic_text(enc_dir / UTT_IDS, "\n".join(order) + "\n")
+    write_text_atomic(enc_dir / UTT_IDS, "\n".join(order) + "\n")
     _atomic_json(enc_dir / REPORT, report)
     _atomic_json(enc_dir / META, meta)  # the commit point
     shutil.rmtree(partial, ignore_errors=True)

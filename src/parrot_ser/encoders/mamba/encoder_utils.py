@@ -16,30 +16,6 @@ from parrot_ser.errors import (
 )
 
 
-def resolve_layers(layers: str | int | list[int], n: int) -> list[int]:
-    """'last' | 'all' | int (negative counts from the end) | list of ints -> sorted unique indices."""
-    if isinstance(layers, str):
-        if layers == "last":
-            return [n - 1]
-        if layers == "all":
-            return list(range(n))
-        try:
-            layers = [int(x) for x in layers.split(",")]
-        except ValueError:
-            raise ConfigError(f"layers must be 'last', 'all', an int or a list of ints, got {layers!r}") from None
-    if isinstance(layers, int):
-        layers = [layers]
-    out = []
-    for i in layers:
-        j = int(i) + n if int(i) < 0 else int(i)
-        if not 0 <= j < n:
-            raise ConfigError(f"layer {i} out of range: this encoder has {n} layers (0..{n - 1})")
-        out.append(j)
-    if not out:
-        raise ConfigError("layers is empty")
-    return sorted(set(out))
-
-
 def check_wave(w: np.ndarray, i: int, min_samples: int = 1) -> torch.Tensor:
     a = np.asarray(w)
     where = f"<waveform {i}>"
