@@ -98,7 +98,15 @@ _opt_es = typer.Option(None, "--early-stop", help="Early-stopping monitor: macro
 _opt_do = typer.Option(None, "--dropout", help="Dropout (default 0.3).")
 _opt_wd = typer.Option(None, "--weight-decay", help="Adam weight decay (default 0).")
 _opt_dev = typer.Option(None, "--device", help="torch device (default cpu).")
-_opt_thr = typer.Option(None, "--threads", help="torch CPU threads.")
+_opt_thr = typer.Option(None, "--threads", help="torch CPU threads per worker (default: cores / workers).")
+_opt_batched = typer.Option(None, "--batched/--no-batched", help="Train the folds x seeds of a cell together "
+                            "(stacked models, torch.func.vmap). Default: automatic (on CUDA, and on CPU for "
+                            "small heads, where it is faster).")
+_opt_workers = typer.Option(0, "--workers", min=0, help="Local worker processes (0 = every core, 1 = this "
+                            "process only).")
+_opt_engine = typer.Option("local", "--engine", help="local | ray (pip install 'parrot-ser[ray]').")
+_opt_address = typer.Option(None, "--address", help="Ray cluster address (ray start --head prints it; 'auto' "
+                            "= the local cluster). Default: a local Ray instance.")
 
 
 @guard
@@ -115,7 +123,8 @@ def train(
     layer: str = _opt_layer, frames: bool = _opt_frames, epochs: int = _opt_epochs, lr: float = _opt_lr,
     batch_size: int = _opt_bs, patience: int = _opt_pat, eval_batch_size: int = _opt_ebs,
     early_stop: str = _opt_es, dropout: float = _opt_do, weight_decay: float = _opt_wd, device: str = _opt_dev,
-    threads: int = _opt_thr,
+    threads: int = _opt_thr, batched: bool | None = _opt_batched, workers: int = _opt_workers,
+    engine: str = _opt_engine, address: str | None = _opt_address,
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
     json_out: bool = typer.Option(False, "--json", help="Print results.json's summary on stdout."),
 ) -> None:
@@ -126,7 +135,7 @@ def train(
     _warn_store(features, list(encoder))
     with make_progress("epoch", disable=quiet) as progress:
         res = run_cv(features, list(encoder), model, cfg, _seeds(seeds), protocol, out, n_folds=folds,
-                     progress=progress)
+                     progress=progress, batched=batched, workers=workers or None, engine=engine, address=address)
     _warn_random_init(res)
     if not quiet:
         err.print(_summary_table(res, escape(f"{model} ({' + '.join(encoder)}), {res['protocol']}, "
@@ -151,7 +160,8 @@ def grid(
     layer: str = _opt_layer, frames: bool = _opt_frames, epochs: int = _opt_epochs, lr: float = _opt_lr,
     batch_size: int = _opt_bs, patience: int = _opt_pat, eval_batch_size: int = _opt_ebs,
     early_stop: str = _opt_es, dropout: float = _opt_do, weight_decay: float = _opt_wd, device: str = _opt_dev,
-    threads: int = _opt_thr,
+    threads: int = _opt_thr, batched: bool | None = _opt_batched, workers: int = _opt_workers,
+    engine: str = _opt_engine, address: str | None = _opt_address,
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
     json_out: bool = typer.Option(False, "--json", help="Print grid.json on stdout."),
 ) -> None:
@@ -164,7 +174,7 @@ def grid(
     _warn_store(features, encs)
     with make_progress("epoch", disable=quiet) as progress:
         res = run_grid(features, encs, mods, cfg, _seeds(seeds), protocol, out, n_folds=folds, pairs=pairs,
-                       progress=progress)
+                       progress=progress, batched=batched, workers=workers or None, engine=engine, address=address)
     _warn_random_init(res)
     if not quiet:
         err.print(escape((out / "table.md").read_text(encoding="utf-8")))

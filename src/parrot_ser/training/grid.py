@@ -32,7 +32,7 @@ from scipy import stats
 
 from parrot_ser.errors import ConfigError
 from parrot_ser.training.config import TrainConfig
-from parrot_ser.training.run import is_random_init, load_features, run_cv, write_json_atomic
+from parrot_ser.training.run import is_random_init, load_features, write_json_atomic
 
 PAIR_MODES = ("all", "hetero", "homo")
 BASELINE = "concat"
@@ -155,9 +155,16 @@ def significance(cells: Sequence[Cell], results: dict[str, dict], out: Path, see
 
 def run_grid(features_dir: str | Path, encoders: Sequence[str], models: Sequence[str], config: TrainConfig,
              seeds: Sequence[int], protocol: str, out_dir: str | Path, *, n_folds: int = 5,
-             pairs: str = "all", progress: Any = None) -> dict:
-    """Run every cell (see ``plan_grid``) with ``run_cv`` into OUT/cells/<row>/<model>/ and write
-    the tables and significance files (module doc). Finished cells are skipped by run_cv's resume."""
+             pairs: str = "all", progress: Any = None, batched: bool | None = None, workers: int | None = None,
+             engine: str = "local", address: str | None = None) -> dict:
+    """Run every cell (see ``plan_grid``) into OUT/cells/<row>/<model>/ and write the tables and
+    significance files (module doc). Every cell is prepared first (identity, folds, run.json), then
+    all their missing seed/folds run as one pool of work (``execute.run_plans``: batched, on every
+    core by default, or on Ray); finished seed/folds and cells are skipped (resume)."""
+    from parrot_ser.training.data import SERData
+    from parrot_ser.training.execute import run_plans
+    from parrot_ser.training.run import finish_run, prepare_run
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     from parrot_ser.features import open_store
@@ -172,17 +179,34 @@ def run_grid(features_dir: str | Path, encoders: Sequence[str], models: Sequence
     kinds = {e: encoder_kind(e, metas[e]) for e in encoders}
     cells = plan_grid(encoders, models, kinds, pairs)
     total = progress.add_task("grid cells", total=len(cells), rate="") if progress is not None else None
-    results: dict[str, dict] = {}
-    cache: dict[tuple[str, ...], Any] = {}
+    plans = {}
+    by_combo: dict[tuple[str, ...], list[Cell]] = {}
     for c in cells:
-        if c.encoders not in cache:
-            cache = {c.encoders: load_features(features_dir, c.encoders, config)}  # one combo in memory
-        res = run_cv(features_dir, c.encoders, c.model, config, seeds, protocol, out / "cells" / c.row / c.model,
-                     n_folds=n_folds, progress=progress, data=cache[c.encoders])
-        results[c.key] = res
+        by_combo.setdefault(c.encoders, []).append(c)
+    for combo, cs in by_combo.items():
+        data = load_features(features_dir, combo, config)  # one combination in memory at a time
+        light = None
+        for c in cs:
+            plans[c.key] = p = prepare_run(features_dir, c.encoders, c.model, config, seeds, protocol,
+                                           out / "cells" / c.row / c.model, n_folds=n_folds, data=data)
+            # Tables only need ids, labels and speakers; the features are read again where units run.
+            if light is None:
+                sd = p.sdata
+                light = SERData([], sd.labels, sd.utt_ids, sd.classes, None, sd.speakers)
+            p.sdata = light
+        del data
+    results: dict[str, dict] = {}
+    key_of = {id(p): k for k, p in plans.items()}
+
+    def done(plan) -> None:
+        k = key_of[id(plan)]
+        results[k] = res = finish_run(plan)
         if total is not None:
-            progress.update(total, advance=1, rate=f"{c.key}: {_fmt(res['headline'])}")
-    return write_tables(out, cells, results, kinds, metas, seeds)
+            progress.update(total, advance=1, rate=f"{k}: {_fmt(res['headline'])}")
+
+    run_plans(list(plans.values()), batched=batched, workers=workers, engine=engine, address=address,
+              progress=progress, on_plan_done=done)
+    return write_tables(out, cells, {c.key: results[c.key] for c in cells}, kinds, metas, seeds)
 
 
 def write_tables(out: Path, cells: Sequence[Cell], results: dict[str, dict], kinds: dict[str, str],
