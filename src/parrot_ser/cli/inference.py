@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import csv
+import math
 import time
 import warnings
 from pathlib import Path
 
 import typer
 
-from parrot_ser.cli.common import err, guard, make_progress, out, print_json, rate_text
+from parrot_ser.cli.common import check_out_dir, err, guard, make_progress, out, print_json, rate_text
 from parrot_ser.errors import AudioError, ConfigError, ParrotError
 
 
@@ -36,6 +37,7 @@ def export(
     from parrot_ser.inference.bundle import read_bundle_json
     from parrot_ser.inference.export import export_run
 
+    check_out_dir(out_dir)
     t0 = time.perf_counter()
     with make_progress("epoch", disable=not refit) as progress:
         path = export_run(run_dir, out_dir, refit=refit, progress=progress if refit else None)
@@ -75,8 +77,15 @@ def predict(
     from parrot_ser.inference.inputs import collect_inputs
     from parrot_ser.inference.predictor import load_model_quiet
 
-    if window is not None and window < 0 or hop is not None and hop <= 0:
-        raise ConfigError(f"--window must be >= 0 and --hop > 0 (got {window}, {hop})")
+    # isfinite first: NaN passes every comparison and inf asks for one endless window
+    if window is not None and not (math.isfinite(window) and window >= 0):
+        raise ConfigError(f"--window must be a finite number of seconds >= 0 (got {window})")
+    if hop is not None and not (math.isfinite(hop) and hop > 0):
+        raise ConfigError(f"--hop must be a finite number of seconds > 0 (got {hop})")
+    if csv_path is not None:
+        if csv_path.is_dir():
+            raise ConfigError(f"{csv_path}: --csv is a folder; give a file name, e.g. {csv_path / 'predictions.csv'}")
+        check_out_dir(csv_path.parent, "--csv")
     predictor = load_model_quiet(model_dir, checkpoints=_parse_checkpoints(checkpoint))
     if predictor.untrained:
         err.print(f"[bold red]warning: UNTRAINED encoder(s) {', '.join(predictor.untrained)}: "

@@ -116,7 +116,37 @@ def sha256_file(path: str | Path, bufsize: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+# Caps on what unpickling may build, checked from the zip directory before anything is unpickled: a
+# real SSAM base checkpoint (model + Adam state) holds about 450 tensors and a data.pkl of well under
+# 1 MB, while a crafted 100k-key file took 24 s and 0.6 GB inside torch.load.
+MAX_CHECKPOINT_TENSORS = 20_000
+MAX_PICKLE_BYTES = 64 * 1024 * 1024
+
+
+def _check_pickle_budget(path: Path) -> None:
+    """Refuse a torch zip checkpoint whose pickle or tensor count is beyond any real checkpoint's."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return  # legacy (pre-1.6) format: torch.load reads it; no directory to check cheaply
+    try:
+        with zipfile.ZipFile(path) as z:
+            infos = z.infolist()
+    except (zipfile.BadZipFile, OSError) as e:
+        raise CheckpointError(f"{path}: not a readable torch checkpoint ({e})") from None
+    pickles = [i for i in infos if i.filename.endswith("/data.pkl") or i.filename == "data.pkl"]
+    n_tensors = sum(1 for i in infos if "/data/" in i.filename or i.filename.startswith("data/"))
+    if any(i.file_size > MAX_PICKLE_BYTES for i in pickles):
+        size = max(i.file_size for i in pickles)
+        raise CheckpointError(f"{path}: refused, its pickle is {size / 2**20:.0f} MB (limit "
+                              f"{MAX_PICKLE_BYTES // 2**20} MB); no Mamba PTM checkpoint is that large")
+    if n_tensors > MAX_CHECKPOINT_TENSORS:
+        raise CheckpointError(f"{path}: refused, it holds {n_tensors} tensors (limit {MAX_CHECKPOINT_TENSORS}); "
+                              "no Mamba PTM checkpoint has that many")
+
+
 def _torch_load(path: Path) -> Any:
+    _check_pickle_budget(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:

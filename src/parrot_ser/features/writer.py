@@ -77,6 +77,23 @@ def _atomic_npz(path: Path, **arrays: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
+def _reserve(path: Path) -> None:
+    """Allocate the disk blocks of a freshly created (sparse) memmap file before writing into it: on
+    a full disk a write through a memory map is a SIGBUS that kills the process (no cleanup, no
+    message); posix_fallocate turns it into an ENOSPC OSError here, which the CLI reports."""
+    import errno
+
+    if not hasattr(os, "posix_fallocate"):
+        return
+    with open(path, "r+b") as f:
+        try:
+            os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
+        except OSError as e:
+            if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):  # fs cannot: best effort
+                path.unlink(missing_ok=True)  # give the space back; the chunks stay for the rerun
+                raise
+
+
 def _norm(obj: object) -> object:
     """JSON round trip so tuples/lists and int/float keys compare equal."""
     return json.loads(json.dumps(obj, sort_keys=True, default=str))
@@ -205,13 +222,13 @@ def _finished_to_chunk(enc_dir: Path, meta: dict, partial: Path) -> None:
 # --- audio prefetch ------------------------------------------------------------------------------
 
 def _load_one(path: Path, sr: int) -> tuple[np.ndarray | None, str | None, list[str]]:
-    from parrot_ser.audio import audio_warnings, load_audio
+    from parrot_ser.audio import load_with_warnings
 
     try:
-        x = load_audio(path, sr, warn=False)
+        x, texts = load_with_warnings(path, sr)  # texts from the signal as decoded, header checks too
     except ParrotError as e:
         return None, str(e), []
-    return x, None, audio_warnings(x, sr, path)
+    return x, None, texts
 
 
 def _prefetch(batches: list[list[int]], paths: list[Path], sr: int, pool: ThreadPoolExecutor,
@@ -472,10 +489,12 @@ def _consolidate(enc_dir: Path, partial: Path, store_manifest: Manifest, request
 
     tmp_pooled = _tmp(enc_dir / POOLED)
     pooled_mm = np.lib.format.open_memmap(tmp_pooled, mode="w+", dtype=dtype, shape=(n, L, P))
+    _reserve(tmp_pooled)
     frames_mm = None
     if frames:
         tmp_frames = _tmp(enc_dir / FRAMES)
         frames_mm = np.lib.format.open_memmap(tmp_frames, mode="w+", dtype=dtype, shape=(int(offsets[-1]), L, F))
+        _reserve(tmp_frames)
     for ci, rows in by_chunk.items():
         with np.load(chunk_files[ci], allow_pickle=False) as z:
             zp = z["pooled"]

@@ -7,12 +7,14 @@ OUT/
   cells.csv                 the same numbers in long form (means and stds as numbers)
   significance.md/.csv      each fusion model vs concat on the same pair, folds and seeds
   grid.json                 the plan, per-cell summaries and the random-init warnings
+  overview.png              every cell's accuracy and macro-F1 (mean ± std), sorted, chance line
 
 Significance (why these tests): the primary test is the Wilcoxon signed-rank test over the paired
 (seed, fold) accuracies (and macro-F1s) of the two models, because there are few pairs (5 folds x
 a few seeds) and no reason to assume normal differences; the paired t-test is given alongside. Both
 treat the fold pairs as independent, which they are not (training sides overlap), so their p-values
-are optimistic (Nadeau & Bengio 2003); with 5 pairs the smallest two-sided Wilcoxon p is 0.0625. An
+are optimistic (Nadeau & Bengio 2003); with n pairs the smallest two-sided exact Wilcoxon p is 2/2^n
+(0.0625 for 5 pairs; significance.md states it for the grid's own n). An
 exact McNemar test on the first seed's pooled test predictions (each utterance tested exactly once)
 adds a per-utterance view.
 """
@@ -32,7 +34,12 @@ from scipy import stats
 
 from parrot_ser.errors import ConfigError
 from parrot_ser.training.config import TrainConfig
-from parrot_ser.training.run import is_random_init, load_features, write_json_atomic
+from parrot_ser.training.run import (
+    is_random_init,
+    load_features,
+    random_init_label,
+    write_json_atomic,
+)
 
 PAIR_MODES = ("all", "hetero", "homo")
 BASELINE = "concat"
@@ -209,6 +216,16 @@ def run_grid(features_dir: str | Path, encoders: Sequence[str], models: Sequence
     return write_tables(out, cells, {c.key: results[c.key] for c in cells}, kinds, metas, seeds)
 
 
+def _wilcoxon_floor(n_pairs: Sequence[int]) -> str:
+    """The smallest two-sided exact Wilcoxon p each pair count allows (2 / 2^n): below it no result
+    can be "significant", so readers must see it for the n of this grid, not a fixed 5."""
+    ns = sorted({int(n) for n in n_pairs if n})
+    if not ns:
+        return ""
+    parts = [f"{n} pairs: {2.0 / 2 ** n:.3g}" for n in ns]
+    return f"Smallest possible two-sided exact Wilcoxon p (2/2^n) with {'; '.join(parts)}."
+
+
 def write_tables(out: Path, cells: Sequence[Cell], results: dict[str, dict], kinds: dict[str, str],
                  metas: dict[str, dict], seeds: Sequence[int]) -> dict:
     models = list(dict.fromkeys(c.model for c in cells))
@@ -218,6 +235,9 @@ def write_tables(out: Path, cells: Sequence[Cell], results: dict[str, dict], kin
     first = next(iter(results.values()))
     head = ["encoders", "kind", *models]
     table = []
+    # table.md labels say which encoders are untrained (tiny stand-ins included); the CSV keeps the
+    # plain names as machine-readable keys.
+    labels = {r: "+".join(random_init_label(e, metas.get(e, {})) for e in r.split("+")) for r in rows}
     for r in rows:
         table.append([r, row_kind[r], *[_fmt(results[f"{r}/{m}"]["headline"]) if f"{r}/{m}" in results else ""
                                         for m in models]])
@@ -243,12 +263,12 @@ def write_tables(out: Path, cells: Sequence[Cell], results: dict[str, dict], kin
     md = [f"# Grid: {first['protocol']}, {first['n_utterances']} utterances, {first['n_speakers']} speakers", "",
           std_note, ""]
     for e in random_init:
-        md.append(f"**WARNING: features from UNTRAINED random-init encoder {e}; its numbers say nothing "
-                  f"about the pretrained model.**")
+        md.append(f"**WARNING: features from UNTRAINED random-init encoder {random_init_label(e, metas[e])}; its "
+                  f"numbers say nothing about the pretrained model.**")
     if random_init:
         md.append("")
     md += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    md += ["| " + " | ".join(r) + " |" for r in table]
+    md += ["| " + " | ".join([labels[r[0]], *r[1:]]) + " |" for r in table]
     (out / "table.md").write_text("\n".join(md) + "\n", encoding="utf-8")
 
     sig = significance(cells, results, out, seeds)
@@ -263,8 +283,11 @@ def write_tables(out: Path, cells: Sequence[Cell], results: dict[str, dict], kin
     smd = ["# Fusion models vs concat (paired over the same folds and seeds)", "",
            "Wilcoxon signed-rank over (seed, fold) pairs is the primary test (few pairs, no normality "
            "assumption); paired t-test alongside. Folds share training data, so the pairs are not "
-           "independent and both p-values are optimistic. With 5 pairs the smallest two-sided Wilcoxon p is "
-           "0.0625. McNemar (exact binomial on discordant utterances): first seed's pooled test predictions.", ""]
+           "independent and both p-values are optimistic. " + _wilcoxon_floor([r["n_pairs"] for r in sig]),
+           "McNemar (exact binomial test on the discordant utterances of the first seed's pooled test predictions, "
+           "each utterance tested once): column `b/c` = b utterances only concat got right / c utterances only the "
+           "fusion model got right; p is the chance of a split at least this uneven if b and c were equally likely.",
+           ""]
     smd += ["| pair | model | pairs | Δacc | p Wilcoxon | p t-test | ΔF1 | p Wilcoxon (F1) | McNemar b/c | p McNemar |",
             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in sig:
@@ -280,5 +303,14 @@ def write_tables(out: Path, cells: Sequence[Cell], results: dict[str, dict], kin
                        "headline": results[c.key]["headline"] if c.key in results else None} for c in cells],
             "encoder_kinds": kinds, "random_init_encoders": random_init, "seeds": list(seeds),
             "significance": sig, "std_note": std_note}
+    overview = [{"label": f"{c.model} [{c.row}]", "accuracy": results[c.key]["headline"]["accuracy"],
+                 "macro_f1": results[c.key]["headline"]["macro_f1"]} for c in cells if c.key in results]
+    if overview:
+        from parrot_ser.training.plots import plot_grid_overview
+
+        warn = " (UNTRAINED encoders: " + ", ".join(random_init) + ")" if random_init else ""
+        plot_grid_overview(overview, len(first["classes"]), out / "overview.png",
+                           f"{first['protocol']}, {first['n_utterances']} utterances, {len(seeds)} seed(s){warn}")
+        grid["plots"] = {"overview": "overview.png"}
     write_json_atomic(out / "grid.json", json.loads(json.dumps(grid, default=str)))
     return grid

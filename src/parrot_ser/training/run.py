@@ -4,7 +4,9 @@ RUN_DIR/
   run.json                       everything needed to rebuild a fold's model (see docs/protocol.md)
   results.json                   metrics per run, summaries (mean +- std), confusion, folds, meta
   predictions.csv                utt_id, speaker, fold, seed, label, predicted, prob_<class>...
-  confusion.png, per_class_f1.png, transport.png (OT models only)
+  confusion.png, per_class_f1.png, learning_curves.png, transport.png (OT models only)
+  logs/seed{S}_fold{K}.csv       per-epoch train loss, validation metrics, learning rate (logs.py)
+  tensorboard/seed{S}_fold{K}/   the same as TensorBoard events, when tensorboard is installed
   models/seed{S}_fold{K}.safetensors   weights + standardiser buffers of one seed/fold
   folds/seed{S}_fold{K}.json     finished-run entry (written atomically, last): resume marker
 """
@@ -28,9 +30,23 @@ import numpy as np
 from parrot_ser.errors import ConfigError, FeatureStoreError
 from parrot_ser.training.config import TrainConfig
 from parrot_ser.training.data import SERData, StandardisedModel, Standardiser
+from parrot_ser.training.logs import EpochLog
 from parrot_ser.training.metrics import compute_metrics, mean_std, summarise
-from parrot_ser.training.splits import Fold, assert_speaker_independent, folds_to_json, make_folds
-from parrot_ser.training.trainer import build_net, first_eval_batch_transport, fit_model, predict_proba
+from parrot_ser.training.splits import (
+    Fold,
+    assert_speaker_independent,
+    folds_to_json,
+    make_folds,
+    read_folds_file,
+    write_folds_file,
+)
+from parrot_ser.training.trainer import (
+    build_net,
+    eval_batch_transports,
+    eval_batching,
+    fit_model,
+    predict_proba,
+)
 
 RUN_FORMAT = "parrot-ser-run/1"
 RESULTS_FORMAT = "parrot-ser-results/1"
@@ -78,6 +94,31 @@ def is_random_init(meta: dict) -> bool:
     return bool(meta.get("random_init") or ident.get("random_init"))
 
 
+def tiny_stand_in_note(name: str, meta: dict) -> str | None:
+    """A console line for a random-init HF encoder built from the TINY config, else None."""
+    ident = meta.get("identity") if isinstance(meta.get("identity"), dict) else {}
+    cfg = (ident.get("preprocessing") or {}).get("random_init_config")
+    if not (is_random_init(meta) and isinstance(cfg, dict) and cfg.get("tiny")):
+        return None
+    return (f"WARNING: {name}: no local config, so it is a TINY stand-in of the model class "
+            f"({cfg.get('num_hidden_layers')} layers, hidden {cfg.get('hidden_size')}), not {name}'s architecture; "
+            f"tables label it \"{random_init_label(name, meta)}\"; --checkpoint {name}=DIR with its config.json "
+            "gives the real shape")
+
+
+def random_init_label(name: str, meta: dict) -> str:
+    """``name`` as tables should show it: a random-init HF encoder without a local config is a TINY
+    stand-in of the model class (encoders/hf.py), not the named architecture, and must not pass
+    for "hubert-base" in a table."""
+    if not is_random_init(meta):
+        return name
+    ident = meta.get("identity") if isinstance(meta.get("identity"), dict) else {}
+    cfg = (ident.get("preprocessing") or {}).get("random_init_config")
+    if isinstance(cfg, dict) and cfg.get("tiny"):
+        return f"{name} [untrained tiny {cfg.get('num_hidden_layers', '?')}-layer stand-in]"
+    return f"{name} [untrained]"
+
+
 def load_features(features_dir: str | Path, encoders: Sequence[str], config: TrainConfig,
                   ) -> tuple[SERData, list[dict], dict[str, dict]]:
     """Read the feature store: one SERData over the utterances every requested encoder has (manifest
@@ -94,7 +135,11 @@ def load_features(features_dir: str | Path, encoders: Sequence[str], config: Tra
         if e not in available:
             raise FeatureStoreError(f"{features_dir}: no features for encoder {e!r}; the store has "
                                     f"{', '.join(available) or 'none'} (run parrot-ser extract)")
+    from parrot_ser.corpora.base import check_labelled
+
+    check_labelled(store.manifest, Path(features_dir) / "manifest.csv")  # stores written before this check
     fss = [store.get(e) for e in encoders]
+    n_skipped = {e: _check_complete(features_dir, store, fs) for e, fs in zip(encoders, fss)}
     have = set.intersection(*[set(fs.utt_ids) for fs in fss])
     utts = [u for u in store.manifest.utterances if u.utt_id in have]
     if not utts:
@@ -120,8 +165,26 @@ def load_features(features_dir: str | Path, encoders: Sequence[str], config: Tra
     index = {c: i for i, c in enumerate(classes)}
     data = SERData(pooled, np.asarray([index[u.label] for u in utts]), ids, classes, frames,
                    [u.speaker for u in utts])
-    metas = {e: dict(fs.meta) for e, fs in zip(encoders, fss)}
+    # recorded with the run (not part of its fingerprint, which uses the identity only)
+    metas = {e: {**fs.meta, "n_skipped_at_extraction": n_skipped[e]} for e, fs in zip(encoders, fss)}
     return data, [dict(u.meta) for u in utts], metas
+
+
+def _check_complete(features_dir: str | Path, store: Any, fs: Any) -> int:
+    """Every row of the store manifest must have features in ``fs`` or be listed in its report as a
+    bad file; otherwise the entry is incomplete (e.g. a second extraction into the same store that
+    never finished) and training on it would silently drop rows. Returns the number of bad files."""
+    skipped = {s.get("utt_id") for s in fs.report().get("skipped", [])}
+    have = set(fs.utt_ids)
+    missing = [u.utt_id for u in store.manifest.utterances if u.utt_id not in have and u.utt_id not in skipped]
+    if missing:
+        n = len(store.manifest.utterances)
+        raise FeatureStoreError(
+            f"{features_dir}/{fs.name}: {len(missing)} of {n} utterances of the store manifest have no features "
+            f"and are not listed as bad files (first: {missing[0]}); the entry is incomplete: run `parrot-ser "
+            f"extract --manifest {Path(features_dir) / 'manifest.csv'} -e {fs.name} --out {features_dir}` "
+            f"(only the missing ones are computed)")
+    return len(skipped & {u.utt_id for u in store.manifest.utterances})
 
 
 # ----------------------------------------------------------------------------------------------
@@ -191,6 +254,24 @@ def transport_summary(tr: Any) -> tuple[np.ndarray | None, dict]:
     return p, clean
 
 
+def eval_transport_stats(net: Any, data: SERData, config: TrainConfig) -> tuple[np.ndarray | None, dict]:
+    """Transport statistics over ALL evaluation batches of ``data`` (mean weighted by batch size;
+    ``n_batches`` says how many) and the plan of the first batch, to draw."""
+    per = [(n, *transport_summary(tr)) for n, tr in eval_batch_transports(net, data, config)]
+    if not per:
+        return None, {}
+    keys = sorted({k for _, _, st in per for k, v in st.items() if isinstance(v, float)})
+    stats: dict = {}
+    for k in keys:
+        vals = [(n, st[k]) for n, _, st in per if isinstance(st.get(k), float)]
+        stats[k] = float(sum(n * v for n, v in vals) / sum(n for n, _ in vals))
+    first = per[0][2]
+    if "plan_shape" in first:
+        stats["plan_shape"] = first["plan_shape"]  # of the drawn (first) batch
+    stats["n_batches"] = len(per)
+    return per[0][1], stats
+
+
 def _entry_name(seed: int, fold: int) -> str:
     return f"seed{seed}_fold{fold}"
 
@@ -202,7 +283,7 @@ EXECUTION_KEYS = ("device", "num_threads")
 
 
 def run_fingerprints(model: str, encoders: Sequence[str], config: TrainConfig, protocol: str, n_folds: int,
-                     sdata: SERData, feat_meta: dict[str, dict]) -> tuple[str, str]:
+                     sdata: SERData, feat_meta: dict[str, dict], extra: dict | None = None) -> tuple[str, str]:
     """(fingerprint, legacy fingerprint). The fingerprint canonicalises the execution settings to
     their defaults, so it equals the one older versions wrote for runs made with default settings;
     the legacy one (execution settings included, as older versions computed it) is still accepted
@@ -210,7 +291,8 @@ def run_fingerprints(model: str, encoders: Sequence[str], config: TrainConfig, p
     def fp(cfg: dict) -> str:
         return _fingerprint({"model": model, "encoders": list(encoders), "config": cfg, "protocol": protocol,
                              "n_folds": n_folds, "classes": sdata.classes, "utt_ids": _fingerprint(sdata.utt_ids),
-                             "features": {e: _fingerprint(m.get("identity", m)) for e, m in feat_meta.items()}})
+                             "features": {e: _fingerprint(m.get("identity", m)) for e, m in feat_meta.items()},
+                             **(extra or {})})
 
     cfg = config.to_dict()
     defaults = TrainConfig().to_dict()
@@ -245,9 +327,11 @@ class RunPlan:
 
 def prepare_run(features_dir: str | Path | None, encoders: Sequence[str], model: str, config: TrainConfig,
                 seeds: Sequence[int], protocol: str, out_dir: str | Path, *, n_folds: int = 5,
-                data: tuple[SERData, list[dict], dict[str, dict]] | None = None) -> RunPlan:
+                data: tuple[SERData, list[dict], dict[str, dict]] | None = None,
+                folds_file: str | Path | None = None, folds_only: bool = False) -> RunPlan | dict:
     """Everything of ``run_cv`` before training: checks, run identity (a RUN_DIR holding another
-    experiment is refused), speaker-independent folds, run.json, and which seed/folds are done."""
+    experiment is refused), speaker-independent folds, run.json, and which seed/folds are done.
+    With ``folds_only`` it returns ``{"folds_file", "folds"}`` after making / reading the folds."""
     from parrot_ser.fusion import get_model_spec
 
     t_start = time.perf_counter()
@@ -266,7 +350,26 @@ def prepare_run(features_dir: str | Path | None, encoders: Sequence[str], model:
 
     # The run identity: a rerun into the same RUN_DIR must be the same experiment (resume), not a
     # different one silently mixed with old folds. Seeds may be added.
-    fp, legacy = run_fingerprints(model, encoders, config, protocol, n_folds, sdata, feat_meta)
+    from_file = folds_file is not None and Path(folds_file).is_file()
+    extra: dict = {}
+    if from_file:
+        folds_by_seed = read_folds_file(folds_file, seeds, sdata.utt_ids, sdata.speakers)
+        protocol, n_folds = "folds-file", len(next(iter(folds_by_seed.values())))  # what the run really used
+        # other folds = another experiment (only when a file is used, so older runs keep their identity)
+        extra["folds"] = _fingerprint({str(s): folds_to_json(f, sdata.speakers) for s, f in folds_by_seed.items()})
+    else:
+        folds_by_seed = {}
+        for s in seeds:
+            folds = make_folds([classes[i] for i in sdata.labels], sdata.speakers, protocol=protocol,
+                               n_folds=n_folds, seed=s, meta=meta_rows, val_fraction=config.val_fraction)
+            assert_speaker_independent(folds, sdata.speakers)  # mechanical check before any training
+            folds_by_seed[s] = folds
+        if folds_file is not None:
+            write_folds_file(folds_file, folds_by_seed, sdata.utt_ids, sdata.speakers, protocol)
+    fold_records = {str(s): folds_to_json(f, sdata.speakers) for s, f in folds_by_seed.items()}
+    if folds_only:
+        return {"folds_file": str(folds_file) if folds_file is not None else None, "folds": fold_records}
+    fp, legacy = run_fingerprints(model, encoders, config, protocol, n_folds, sdata, feat_meta, extra)
     accepted = {fp, legacy}
     out.mkdir(parents=True, exist_ok=True)
     run_path = out / "run.json"
@@ -275,14 +378,6 @@ def prepare_run(features_dir: str | Path | None, encoders: Sequence[str], model:
         if old.get("fingerprint") not in accepted:
             raise ConfigError(f"{out}: holds a different run (model/encoders/config/protocol/features "
                               f"differ); choose a new --out or delete it")
-
-    folds_by_seed = {}
-    for s in seeds:
-        folds = make_folds([classes[i] for i in sdata.labels], sdata.speakers, protocol=protocol,
-                           n_folds=n_folds, seed=s, meta=meta_rows, val_fraction=config.val_fraction)
-        assert_speaker_independent(folds, sdata.speakers)  # mechanical check before any training
-        folds_by_seed[s] = folds
-    fold_records = {str(s): folds_to_json(f, sdata.speakers) for s, f in folds_by_seed.items()}
 
     run_info = {
         "format": RUN_FORMAT, "fingerprint": fp, "model": model,
@@ -294,7 +389,8 @@ def prepare_run(features_dir: str | Path | None, encoders: Sequence[str], model:
         "config": config.to_dict(), "protocol": protocol, "n_folds": n_folds, "seeds": seeds,
         "features_dir": str(Path(features_dir).resolve()) if features_dir else None,
         "features_meta": feat_meta,
-        "eval_batching": f"utterances sorted by utt_id, consecutive batches of {config.eval_batch_size}",
+        "eval_batching": eval_batching(config.eval_batch_size),
+        "folds_file": str(Path(folds_file).resolve()) if from_file else None,
         "models": {_entry_name(s, f.index): f"models/{_entry_name(s, f.index)}.safetensors"
                    for s in seeds for f in folds_by_seed[s]},
         "state_dict": "net.* = fusion model (build_model(model, input_dims, n_classes, dropout=config."
@@ -366,7 +462,7 @@ def train_folds(sdata: SERData, model: str, config: TrainConfig, jobs: Sequence[
         proba = predict_proba(net, te, config)
         t_pred = time.perf_counter() - t1
         metrics = compute_metrics(te.labels, proba.argmax(axis=1), n_cls)
-        plan, tstats = transport_summary(first_eval_batch_transport(net, te, config))
+        plan, tstats = eval_transport_stats(net, te, config)
         # Every state-dict key as its own tensor (clone: no shared storage), so a plain
         # load_file + load_state_dict(strict=True) restores it.
         sd = {k: v.detach().cpu().contiguous().clone() for k, v in net.state_dict().items()}
@@ -385,13 +481,18 @@ def train_folds(sdata: SERData, model: str, config: TrainConfig, jobs: Sequence[
     return results
 
 
-def write_fold_result(plan: RunPlan, res: dict) -> dict:
-    """Write one trained seed/fold into RUN_DIR (weights, OT plan, then the entry, atomically and
-    last: its presence marks the seed/fold as finished). Returns the entry."""
+def write_fold_result(plan: RunPlan, res: dict, *, logged: bool = False) -> dict:
+    """Write one trained seed/fold into RUN_DIR (per-epoch log unless ``logged`` live already,
+    weights, OT plan, then the entry, atomically and last: its presence marks the seed/fold as
+    finished). Returns the entry."""
     from safetensors.torch import save_file
 
     out = plan.out
     name = _entry_name(res["seed"], res["fold"])
+    if not logged:  # trained elsewhere (worker process, Ray): the driver writes the epoch log from the history
+        with EpochLog(out, name, lr=plan.config.lr) as elog:
+            for rec in res["entry"]["history"]:
+                elog(int(rec["epoch"]), rec)
     if res["plan"] is not None:
         (out / "folds").mkdir(parents=True, exist_ok=True)
         tmpp = out / "folds" / f".{name}_plan.tmp{os.getpid()}.npy"
@@ -427,6 +528,7 @@ def finish_run(plan: RunPlan) -> dict:
 def run_cv(features_dir: str | Path, encoders: Sequence[str], model: str, config: TrainConfig,
            seeds: Sequence[int], protocol: str, out_dir: str | Path, *, n_folds: int = 5,
            progress: Any = None, data: tuple[SERData, list[dict], dict[str, dict]] | None = None,
+           folds_file: str | Path | None = None, folds_only: bool = False,
            batched: bool | None = None, workers: int | None = 1, engine: str = "local",
            address: str | None = None) -> dict:
     """Cross-validate ``model`` on the features of ``encoders``: for each seed x fold, split by
@@ -436,11 +538,16 @@ def run_cv(features_dir: str | Path, encoders: Sequence[str], model: str, config
     Execution (none of it changes the run identity): ``batched`` trains the folds x seeds together
     (None = automatic, see ``execute.resolve_batched``); ``workers`` > 1 (0/None = every core)
     trains groups of them in parallel processes; ``engine="ray"`` sends them to a Ray cluster
-    (``address``). ``progress``: an optional rich Progress."""
+    (``address``). ``progress``: an optional rich Progress.
+    ``folds_file``: when the file exists its folds are used (``splits.read_folds_file``); otherwise the
+    folds made here are written to it before any training. ``folds_only``: stop after that (the
+    return value is then ``{"folds_file": path, "folds": ...}``)."""
     from parrot_ser.training.execute import run_plans
 
     plan = prepare_run(features_dir, encoders, model, config, seeds, protocol, out_dir, n_folds=n_folds,
-                       data=data)
+                       data=data, folds_file=folds_file, folds_only=folds_only)
+    if folds_only:
+        return plan
     run_plans([plan], batched=batched, workers=workers, engine=engine, address=address, progress=progress,
               data={tuple(encoders): (plan.sdata, None, None)})  # loaded once, reused where it runs here
     return finish_run(plan)
@@ -448,7 +555,13 @@ def run_cv(features_dir: str | Path, encoders: Sequence[str], model: str, config
 
 def _write_results(out: Path, run: dict, entries: list[dict], fold_records: dict, sdata: SERData,
                    total_s: float, plan: np.ndarray | None) -> dict:
-    from parrot_ser.training.plots import plot_confusion, plot_per_class_f1, plot_transport
+    from parrot_ser.notices import untrained_text
+    from parrot_ser.training.plots import (
+        plot_confusion,
+        plot_learning_curves,
+        plot_per_class_f1,
+        plot_transport,
+    )
 
     classes = run["labels"]
     n_cls = len(classes)
@@ -472,19 +585,35 @@ def _write_results(out: Path, run: dict, entries: list[dict], fold_records: dict
            "std": (per_fold_f1.std(axis=0, ddof=1) if len(folds) > 1 else np.zeros(n_cls)).tolist()}
     plots = {"confusion": "confusion.png", "per_class_f1": "per_class_f1.png"}
     title = f"{run['model']} [{' + '.join(run['encoders'])}]"
-    plot_confusion(conf, classes, out / "confusion.png", f"{title}: summed over folds x seeds")
+    plot_confusion(conf, classes, out / "confusion.png", f"{title}, all {len(folds)} test folds",
+                   n_seeds=len({e["seed"] for e in entries}))
     plot_per_class_f1(pcf["mean"], pcf["std"], classes, out / "per_class_f1.png",
-                      f"{title}: per-class F1, mean +- std over folds")
+                      f"{title}: per-class F1, mean ± std over folds")
+    plot_learning_curves([(f"seed {e['seed']} fold {e['fold']}", e.get("history") or [], e.get("best_epoch"))
+                          for e in sorted(entries, key=lambda e: (e["seed"], e["fold"]))],
+                         out / "learning_curves.png", f"{title}: per-epoch curves, every seed x fold")
+    plots["learning_curves"] = "learning_curves.png"
     tstats = [e["transport"] for e in entries if e.get("transport")]
     transport = None
     if tstats:
         keys = sorted({k for t in tstats for k, v in t.items() if isinstance(v, float)})
         transport = {k: mean_std([t[k] for t in tstats if k in t]) for k in keys}
-        transport["note"] = ("first evaluation batch of each test fold; effective_partners = exp(row "
-                             "entropy) of the row-normalised plan (1 = one-to-one, n = uniform)")
+        transport["note"] = ("every evaluation batch of each test fold (mean weighted by batch size), then "
+                             "mean +- std over runs; effective_partners = exp(row entropy) of the row-normalised "
+                             "plan (1 = one-to-one, n = uniform)")
         if plan is not None:
-            plot_transport(plan, out / "transport.png",
-                           f"{title}: plan, seed {run['seeds'][0]} fold 0, first eval batch")
+            from parrot_ser.fusion import get_model_spec
+
+            # The paper's OT couples the utterances of a batch; parrot-token's couples the tokens of one
+            # utterance: the title says which plan this is.
+            if get_model_spec(run["model"]).batch_dependent:
+                what, src, tgt = ("plan between the utterances of the first evaluation batch", "utterance (Mamba "
+                                  "branch)", "utterance (attention branch)")
+            else:
+                what, src, tgt = ("token plan of the first test utterance", "token (Mamba branch)",
+                                  "token (attention branch)")
+            plot_transport(plan, out / "transport.png", f"{title}: {what}, seed {run['seeds'][0]} fold 0",
+                           source=src, target=tgt)
             plots["transport"] = "transport.png"
     random_init = sorted(e for e, m in run["features_meta"].items() if is_random_init(m))
     results = {
@@ -502,8 +631,7 @@ def _write_results(out: Path, run: dict, entries: list[dict], fold_records: dict
                  for e in sorted(entries, key=lambda e: (e["seed"], e["fold"]))],
         "folds": fold_records, "transport": transport,
         "random_init_encoders": random_init,
-        "warnings": [f"features from UNTRAINED random-init encoder {e}: numbers say nothing about the "
-                     f"pretrained model" for e in random_init],
+        "warnings": [untrained_text(e) for e in random_init],
         "batch_dependent": run["model_spec"]["batch_dependent"], "eval_batching": run["eval_batching"],
         "config": run["config"], "features_meta": run["features_meta"], "versions": run["versions"],
         "timings": {"total_s": total_s, "fit_s_sum": float(sum(e["timings"]["fit_s"] for e in entries))},
