@@ -140,7 +140,7 @@ def train(
             res = run_cv(features, list(encoder), model, cfg, _seeds(seeds), protocol, out, n_folds=folds,
                          progress=progress, folds_file=folds_file, folds_only=folds_only)
     except OSError as e:  # disk full / read-only while writing the run: finished folds are kept
-        raise OutputError(f"run folder {out}: {os_error_message(e)}") from None
+        raise OutputError(f"run folder {out}: {os_error_message(e, out)}") from None
     if folds_only:
         n = sum(len(v) for v in res["folds"].values())
         err.print(f"folds: {folds_file} ({n} seed x fold(s)); train with the same --folds-file to use them")
@@ -188,7 +188,7 @@ def grid(
             res = run_grid(features, encs, mods, cfg, _seeds(seeds), protocol, out, n_folds=folds, pairs=pairs,
                            progress=progress)
     except OSError as e:  # finished cells are kept and skipped on the rerun
-        raise OutputError(f"grid folder {out}: {os_error_message(e)}") from None
+        raise OutputError(f"grid folder {out}: {os_error_message(e, out)}") from None
     warn_untrained(res.get("random_init_encoders", []))
     err.print(escape((out / "table.md").read_text(encoding="utf-8")))
     err.print(f"tables: {out / 'table.md'}, {out / 'table.csv'}; tests: {out / 'significance.md'}")
