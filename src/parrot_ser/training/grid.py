@@ -156,9 +156,11 @@ def significance(cells: Sequence[Cell], results: dict[str, dict], out: Path, see
 
 def run_grid(features_dir: str | Path, encoders: Sequence[str], models: Sequence[str], config: TrainConfig,
              seeds: Sequence[int], protocol: str, out_dir: str | Path, *, n_folds: int = 5,
-             pairs: str = "all", progress: Any = None) -> dict:
+             pairs: str = "all", progress: Any = None, folds_file: str | Path | None = None) -> dict:
     """Run every cell (see ``plan_grid``) with ``run_cv`` into OUT/cells/<row>/<model>/ and write
-    the tables and significance files (module doc). Finished cells are skipped by run_cv's resume."""
+    the tables and significance files (module doc). Finished cells are skipped by run_cv's resume.
+    ``folds_file``: as in ``run_cv``; the first cell writes it when absent, every cell then reads
+    it, so all cells share the same folds (the paired significance tests rely on that)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     from parrot_ser.features import open_store
@@ -179,7 +181,7 @@ def run_grid(features_dir: str | Path, encoders: Sequence[str], models: Sequence
         if c.encoders not in cache:
             cache = {c.encoders: load_features(features_dir, c.encoders, config)}  # one combo in memory
         res = run_cv(features_dir, c.encoders, c.model, config, seeds, protocol, out / "cells" / c.row / c.model,
-                     n_folds=n_folds, progress=progress, data=cache[c.encoders])
+                     n_folds=n_folds, progress=progress, data=cache[c.encoders], folds_file=folds_file)
         results[c.key] = res
         if total is not None:
             progress.update(total, advance=1, rate=f"{c.key}: {_fmt(res['headline'])}")
