@@ -93,6 +93,10 @@ def test_missing_model_is_one_clear_error(tmp_path, monkeypatch):
         parrot_ser.load_model("acme/not-there", cache_dir=tmp_path / "hub")
     msg = str(e.value)
     assert "\n" not in msg and "acme/not-there" in msg and "not in the local HF cache" in msg
+    monkeypatch.delenv("HF_HUB_OFFLINE")  # the default is offline too: no hub call, the same error
+    monkeypatch.delenv("PARROT_ALLOW_DOWNLOAD", raising=False)
+    with pytest.raises(BundleError, match="nothing is downloaded unless asked"):
+        parrot_ser.load_model("acme/not-there", cache_dir=tmp_path / "hub")
     with pytest.raises(BundleError, match="model bundle folder not found"):
         parrot_ser.load_model(str(tmp_path / "nope"))
     r = CliRunner().invoke(app, ["predict", "acme/not-there", "x.wav"], env={"HF_HUB_OFFLINE": "1",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -17,19 +18,36 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
+    Task,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
-    TimeRemainingColumn,
 )
+from rich.text import Text
 
 from parrot_ser.errors import ConfigError, ParrotError
 from parrot_ser.notices import untrained_text
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+def _width(stream: Any) -> int | None:
+    """Console width: the terminal's when there is one; otherwise (a log file, a pipe, CI) rich would
+    assume 80 columns and cut tables, so use $COLUMNS or a width no table of ours reaches."""
+    try:
+        if stream.isatty():
+            return None
+    except (AttributeError, ValueError):
+        pass
+    cols = os.environ.get("COLUMNS", "")
+    return int(cols) if cols.isdigit() and int(cols) > 0 else NON_TTY_WIDTH
+
+
+NON_TTY_WIDTH = 400
+
 # stdout is reserved for machine-readable output (--json); humans read stderr.
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)  # soft_wrap: an error stays one line
+out = Console(highlight=False, soft_wrap=True, width=_width(sys.stdout))
+err = Console(stderr=True, highlight=False, soft_wrap=True, width=_width(sys.stderr))  # soft_wrap: errors stay one line
 
 
 # What to do about the OS errors a user meets (disk full, read-only, permissions, a file where a
@@ -110,8 +128,77 @@ def print_json(obj: Any) -> None:
     sys.stdout.flush()
 
 
+def _clock(seconds: float | None) -> str:
+    if seconds is None or seconds != seconds or seconds == float("inf"):
+        return "?"
+    s = int(round(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def average_eta(task: Task) -> float | None:
+    """Seconds left at the task's average rate since it started. Training advances a fold's unused
+    epochs at once when it stops early, so the average over the whole run already counts early
+    stopping (rich's default, a 30 s speed window, swings wildly at those jumps)."""
+    if task.total is None or not task.completed or task.elapsed is None:
+        return None
+    return max(0.0, task.elapsed * (task.total - task.completed) / task.completed)
+
+
+class AverageETAColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        return Text(_clock(average_eta(task)), style="progress.remaining")
+
+
+class PlainProgress(Progress):
+    """For a stderr that is not a terminal (a log file, nohup, CI): no live bar, which would print
+    nothing until the end, but one plain line per task every ``interval`` seconds and when it ends."""
+
+    def __init__(self, *columns: Any, interval: float, quiet: bool = False, **kwargs: Any):
+        super().__init__(*columns, disable=True, **kwargs)
+        self.interval, self.quiet = interval, quiet
+        self._said: dict[Any, float] = {}
+
+    def update(self, task_id: TaskID, **kwargs: Any) -> None:
+        super().update(task_id, **kwargs)
+        self._report(task_id)
+
+    def advance(self, task_id: TaskID, advance: float = 1) -> None:
+        super().advance(task_id, advance)
+        self._report(task_id)
+
+    def _report(self, task_id: TaskID) -> None:
+        if self.quiet:
+            return
+        task = self._tasks[task_id]
+        now = self.get_time()  # the progress clock (injectable in tests)
+        finished = task.total is not None and task.completed >= task.total
+        last = self._said.get(task_id)
+        if last == float("inf") or (not finished and last is not None and now - last < self.interval):
+            return
+        self._said[task_id] = float("inf") if finished else now
+        if last is None and not finished and not task.completed:
+            return  # nothing to say at 0 yet; the clock starts now
+        total = f"/{task.total:g}" if task.total is not None else ""
+        pct = f" ({100 * task.completed / task.total:.0f}%)" if task.total else ""
+        rate = task.fields.get("rate") or ""
+        line = (f"{task.description}: {task.completed:g}{total}{pct} {rate} elapsed {_clock(task.elapsed)} "
+                + ("done" if finished else f"eta {_clock(average_eta(task))}"))
+        self.console.print(" ".join(line.split()), markup=False, highlight=False)
+
+
+def progress_interval() -> float:
+    """Seconds between plain progress lines (PARROT_PROGRESS_SECONDS, default 30)."""
+    try:
+        return max(0.0, float(os.environ.get("PARROT_PROGRESS_SECONDS", "30")))
+    except ValueError:
+        return 30.0
+
+
 def make_progress(unit: str = "utt", *, disable: bool = False) -> Progress:
-    """A progress bar on stderr showing count, rate (unit/s), elapsed and time left."""
+    """A progress bar on stderr showing count, rate (unit/s), elapsed and time left; plain periodic
+    lines instead when stderr is not a terminal."""
+    if not err.is_terminal:
+        return PlainProgress(console=err, interval=progress_interval(), quiet=disable)
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -119,7 +206,7 @@ def make_progress(unit: str = "utt", *, disable: bool = False) -> Progress:
         TextColumn("{task.fields[rate]}"),
         TimeElapsedColumn(),
         TextColumn("eta"),
-        TimeRemainingColumn(),
+        AverageETAColumn(),
         console=err,
         disable=disable,
         transient=False,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from parrot_ser.cli.common import check_out_dir, err, guard, os_error_message, print_json, warn_untrained
 from parrot_ser.errors import ConfigError, FeatureStoreError
@@ -90,6 +91,7 @@ def extract(
     from parrot_ser.device import check_device
     from parrot_ser.encoders import build_encoder, get_spec, parse_layers
     from parrot_ser.features import extract_features
+    from parrot_ser.training.run import tiny_stand_in_note
 
     check_out_dir(out_dir)
     check_device(device)  # before scanning a corpus, not after
@@ -114,6 +116,10 @@ def extract(
                             device=device, **options[n])
         if enc.identity.random_init:
             warn_untrained([n])
+            note = tiny_stand_in_note(n, {"identity": {"random_init": True,
+                                                       "preprocessing": enc.identity.preprocessing}})
+            if note:  # without a local config the real architecture is unknown offline: say what was built
+                err.print(f"[bold yellow]{escape(note)}[/]")
         try:
             rep = extract_features(man, enc, out_dir, frames=frames, dtype=dtype, batch_seconds=batch_seconds,
                                    chunk_size=chunk_size, progress=not quiet)

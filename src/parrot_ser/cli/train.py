@@ -65,10 +65,15 @@ def _check_folds_file(folds_file: Path | None) -> None:
 def _warn_store(features: Path, encoders: list[str]) -> None:
     """Warn before a long run (the results record it too; warn_untrained prints each name once)."""
     from parrot_ser.features import open_store
-    from parrot_ser.training.run import is_random_init
+    from parrot_ser.training.run import is_random_init, tiny_stand_in_note
 
     store = open_store(features)
-    warn_untrained(e for e in encoders if e in store.encoders and is_random_init(store.get(e).meta))
+    untrained = [e for e in encoders if e in store.encoders and is_random_init(store.get(e).meta)]
+    warn_untrained(untrained)
+    for e in untrained:
+        note = tiny_stand_in_note(e, store.get(e).meta)
+        if note:
+            err.print(f"[bold yellow]{escape(note)}[/]", markup=True)
 
 
 def _summary_table(results: dict, title: str) -> Table:

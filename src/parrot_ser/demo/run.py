@@ -249,13 +249,18 @@ def _run(out_dir: str | Path, *, quick: bool, seed: int, say: Stage | None, plan
 
     # 5. report
     from parrot_ser.demo.report import write_report
+    from parrot_ser.features import open_store
+    from parrot_ser.training.run import random_init_label
+
+    store = open_store(out / "features")
+    labels = {e: random_init_label(e, store.get(e).meta) for e in names}  # tables name tiny stand-ins
 
     timings["total_s"] = time.perf_counter() - t_all
     summary = {
         "format": DEMO_FORMAT, "plan": plan.identity(), "out": str(out.resolve()),
         "corpus": {"backend": corpus.backend, "n_utterances": len(manifest), "speakers": manifest.speakers(),
                    "emotions": manifest.labels(), "n_sentences": corpus.n_sentences, "seed": corpus.seed},
-        "encoders": {e: {"kind": kinds[e], "untrained": e != "logmel"} for e in names},
+        "encoders": {e: {"kind": kinds[e], "untrained": e != "logmel", "label": labels[e]} for e in names},
         "missing_encoders": missing, "pairs": pairs, "protocol": PROTOCOL,
         "cells": [{"row": c["row"], "model": c["model"], "kind": c["kind"], "dir": f"grid/{c['dir']}",
                    **{m: {"mean": c["headline"][m]["mean"], "std": c["headline"][m]["std"]}

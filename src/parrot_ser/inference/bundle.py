@@ -130,6 +130,22 @@ def write_bundle(out_dir: str | Path, doc: dict[str, Any], members: list[Member]
     return out
 
 
+def add_files(model_dir: str | Path, rels: list[str]) -> dict:
+    """Add files written into a verified bundle afterwards (e.g. onnx/*) to its sha256 manifest and
+    rewrite bundle.json with a new content hash. Returns the new description."""
+    root = Path(model_dir)
+    doc = verify_bundle(root)
+    for rel in rels:
+        if Path(rel).is_absolute() or ".." in Path(rel).parts or not (root / rel).is_file():
+            raise BundleError(f"{root / rel}: not a file inside the bundle")
+        doc["files"][rel] = sha256_file(root / rel)
+    doc["content_sha256"] = _content_hash(doc)
+    tmp = root / (BUNDLE_JSON + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, root / BUNDLE_JSON)
+    return doc
+
+
 def read_bundle_json(model_dir: str | Path) -> dict:
     """bundle.json, checked for format and self-consistency (not the other files)."""
     root = Path(model_dir)

@@ -13,13 +13,13 @@ A bundle folder is also a hub model repository:
 
 ``resolve_model_dir(name_or_path)``: an existing folder is used as is; otherwise a hub repo id
 (``owner/name``) is looked up in the local HF cache (``snapshot_download(local_files_only=True)``);
-only when that misses and ``HF_HUB_OFFLINE`` is not set is the hub asked (network). Anything else is
-one BundleError naming the id and what was tried."""
+only when that misses and downloads are allowed (``HF_HUB_OFFLINE=0`` or ``PARROT_ALLOW_DOWNLOAD=1``,
+the project's policy in encoders/hf.py) is the hub asked. Anything else is one BundleError naming
+the id and what was tried."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -212,7 +212,11 @@ def push_to_hub(model_dir: str | Path, repo_id: str, *, private: bool | None = N
 
 # --- resolving a folder or a repo id --------------------------------------------------------------
 def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    # The project's one download policy (encoders/hf.py): offline unless HF_HUB_OFFLINE=0 or
+    # PARROT_ALLOW_DOWNLOAD=1 ask for downloads.
+    from parrot_ser.encoders.hf import _offline as offline
+
+    return offline()
 
 
 def resolve_model_dir(name_or_path: str | Path, *, revision: str | None = None,
@@ -237,8 +241,9 @@ def resolve_model_dir(name_or_path: str | Path, *, revision: str | None = None,
         from huggingface_hub import constants
 
         raise BundleError(f"{text}: no such folder, and hub repo {text!r} is not in the local HF cache "
-                          f"({cache or constants.HF_HUB_CACHE}; {why}); HF_HUB_OFFLINE is set, so nothing is "
-                          f"downloaded: pass a bundle folder or `huggingface-cli download {text}` first") from None
+                          f"({cache or constants.HF_HUB_CACHE}; {why}); nothing is downloaded unless asked "
+                          f"(HF_HUB_OFFLINE=0 or PARROT_ALLOW_DOWNLOAD=1): pass a bundle folder, or "
+                          f"`hf download {text}` first") from None
     try:
         return Path(snapshot_download(text, revision=revision, cache_dir=cache))
     except Exception as e:

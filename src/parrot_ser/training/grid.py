@@ -13,7 +13,8 @@ Significance (why these tests): the primary test is the Wilcoxon signed-rank tes
 (seed, fold) accuracies (and macro-F1s) of the two models, because there are few pairs (5 folds x
 a few seeds) and no reason to assume normal differences; the paired t-test is given alongside. Both
 treat the fold pairs as independent, which they are not (training sides overlap), so their p-values
-are optimistic (Nadeau & Bengio 2003); with 5 pairs the smallest two-sided Wilcoxon p is 0.0625. An
+are optimistic (Nadeau & Bengio 2003); with n pairs the smallest two-sided exact Wilcoxon p is 2/2^n
+(0.0625 for 5 pairs; significance.md states it for the grid's own n). An
 exact McNemar test on the first seed's pooled test predictions (each utterance tested exactly once)
 adds a per-utterance view.
 """
@@ -33,7 +34,13 @@ from scipy import stats
 
 from parrot_ser.errors import ConfigError
 from parrot_ser.training.config import TrainConfig
-from parrot_ser.training.run import is_random_init, load_features, run_cv, write_json_atomic
+from parrot_ser.training.run import (
+    is_random_init,
+    load_features,
+    random_init_label,
+    run_cv,
+    write_json_atomic,
+)
 
 PAIR_MODES = ("all", "hetero", "homo")
 BASELINE = "concat"
@@ -177,15 +184,57 @@ def run_grid(features_dir: str | Path, encoders: Sequence[str], models: Sequence
     total = progress.add_task("grid cells", total=len(cells), rate="") if progress is not None else None
     results: dict[str, dict] = {}
     cache: dict[tuple[str, ...], Any] = {}
-    for c in cells:
+    for i, c in enumerate(cells):
         if c.encoders not in cache:
             cache = {c.encoders: load_features(features_dir, c.encoders, config)}  # one combo in memory
+        cell_progress = _GridShare(progress, total, i) if total is not None else progress
         res = run_cv(features_dir, c.encoders, c.model, config, seeds, protocol, out / "cells" / c.row / c.model,
-                     n_folds=n_folds, progress=progress, data=cache[c.encoders], folds_file=folds_file)
+                     n_folds=n_folds, progress=cell_progress, data=cache[c.encoders], folds_file=folds_file)
         results[c.key] = res
         if total is not None:
-            progress.update(total, advance=1, rate=f"{c.key}: {_fmt(res['headline'])}")
+            progress.update(total, completed=i + 1, rate=f"{c.key}: {_fmt(res['headline'])}")
     return write_tables(out, cells, results, kinds, metas, seeds)
+
+
+class _GridShare:
+    """The progress handed to one cell's run_cv: forwards everything, and moves the grid task by the
+    cell's completed fraction, so the overall grid ETA (average rate, cli/common.py) advances during
+    a cell instead of jumping once per cell."""
+
+    def __init__(self, progress: Any, grid_task: Any, cells_done: int):
+        self.progress, self.grid_task, self.cells_done = progress, grid_task, cells_done
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.progress, name)
+
+    def add_task(self, *args: Any, **kwargs: Any) -> Any:
+        self.cell_task = self.progress.add_task(*args, **kwargs)
+        return self.cell_task
+
+    def update(self, task_id: Any, **kwargs: Any) -> None:
+        self.progress.update(task_id, **kwargs)
+        self._share(task_id)
+
+    def advance(self, task_id: Any, advance: float = 1) -> None:
+        self.progress.advance(task_id, advance)
+        self._share(task_id)
+
+    def _share(self, task_id: Any) -> None:
+        if task_id != getattr(self, "cell_task", None):
+            return
+        task = next((t for t in self.progress.tasks if t.id == task_id), None)
+        if task is not None and task.total:
+            self.progress.update(self.grid_task, completed=self.cells_done + min(1.0, task.completed / task.total))
+
+
+def _wilcoxon_floor(n_pairs: Sequence[int]) -> str:
+    """The smallest two-sided exact Wilcoxon p each pair count allows (2 / 2^n): below it no result
+    can be "significant", so readers must see it for the n of this grid, not a fixed 5."""
+    ns = sorted({int(n) for n in n_pairs if n})
+    if not ns:
+        return ""
+    parts = [f"{n} pairs: {2.0 / 2 ** n:.3g}" for n in ns]
+    return f"Smallest possible two-sided exact Wilcoxon p (2/2^n) with {'; '.join(parts)}."
 
 
 def write_tables(out: Path, cells: Sequence[Cell], results: dict[str, dict], kinds: dict[str, str],
@@ -197,6 +246,9 @@ def write_tables(out: Path, cells: Sequence[Cell], results: dict[str, dict], kin
     first = next(iter(results.values()))
     head = ["encoders", "kind", *models]
     table = []
+    # table.md labels say which encoders are untrained (tiny stand-ins included); the CSV keeps the
+    # plain names as machine-readable keys.
+    labels = {r: "+".join(random_init_label(e, metas.get(e, {})) for e in r.split("+")) for r in rows}
     for r in rows:
         table.append([r, row_kind[r], *[_fmt(results[f"{r}/{m}"]["headline"]) if f"{r}/{m}" in results else ""
                                         for m in models]])
@@ -222,12 +274,12 @@ def write_tables(out: Path, cells: Sequence[Cell], results: dict[str, dict], kin
     md = [f"# Grid: {first['protocol']}, {first['n_utterances']} utterances, {first['n_speakers']} speakers", "",
           std_note, ""]
     for e in random_init:
-        md.append(f"**WARNING: features from UNTRAINED random-init encoder {e}; its numbers say nothing "
-                  f"about the pretrained model.**")
+        md.append(f"**WARNING: features from UNTRAINED random-init encoder {random_init_label(e, metas[e])}; its "
+                  f"numbers say nothing about the pretrained model.**")
     if random_init:
         md.append("")
     md += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    md += ["| " + " | ".join(r) + " |" for r in table]
+    md += ["| " + " | ".join([labels[r[0]], *r[1:]]) + " |" for r in table]
     (out / "table.md").write_text("\n".join(md) + "\n", encoding="utf-8")
 
     sig = significance(cells, results, out, seeds)
@@ -242,8 +294,11 @@ def write_tables(out: Path, cells: Sequence[Cell], results: dict[str, dict], kin
     smd = ["# Fusion models vs concat (paired over the same folds and seeds)", "",
            "Wilcoxon signed-rank over (seed, fold) pairs is the primary test (few pairs, no normality "
            "assumption); paired t-test alongside. Folds share training data, so the pairs are not "
-           "independent and both p-values are optimistic. With 5 pairs the smallest two-sided Wilcoxon p is "
-           "0.0625. McNemar (exact binomial on discordant utterances): first seed's pooled test predictions.", ""]
+           "independent and both p-values are optimistic. " + _wilcoxon_floor([r["n_pairs"] for r in sig]),
+           "McNemar (exact binomial test on the discordant utterances of the first seed's pooled test predictions, "
+           "each utterance tested once): column `b/c` = b utterances only concat got right / c utterances only the "
+           "fusion model got right; p is the chance of a split at least this uneven if b and c were equally likely.",
+           ""]
     smd += ["| pair | model | pairs | Δacc | p Wilcoxon | p t-test | ΔF1 | p Wilcoxon (F1) | McNemar b/c | p McNemar |",
             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in sig:

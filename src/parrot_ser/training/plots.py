@@ -18,23 +18,29 @@ def _wrap(title: str, width: int) -> str:
     return textwrap.fill(title, width)
 
 
-def plot_confusion(cm: np.ndarray, classes: Sequence[str], path: Path, title: str = "") -> Path:
-    cm = np.asarray(cm, dtype=np.float64)
+def plot_confusion(cm: np.ndarray, classes: Sequence[str], path: Path, title: str = "", n_seeds: int = 1) -> Path:
+    """Cells show test-utterance counts; with several seeds each utterance is tested once per seed, so
+    the counts are averaged over seeds (they then sum to the number of utterances, not n_seeds times
+    it). Colour = row-normalised recall, on a labelled colour bar."""
+    cm = np.asarray(cm, dtype=np.float64) / max(1, int(n_seeds))
     rows = cm.sum(axis=1, keepdims=True)
     norm = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
     n = len(classes)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * n, 0.8 + 0.7 * n))
+    fig, ax = plt.subplots(figsize=(1.6 + 0.75 * n, 1.0 + 0.7 * n))
     im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     for i in range(n):
         for j in range(n):
-            ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=8,
-                    color="white" if norm[i, j] > 0.5 else "black")
+            v = cm[i, j]
+            ax.text(j, i, f"{int(v)}" if n_seeds <= 1 else f"{v:.1f}".rstrip("0").rstrip("."), ha="center",
+                    va="center", fontsize=8, color="white" if norm[i, j] > 0.5 else "black")
     ax.set_xticks(range(n), classes, rotation=45, ha="right")
     ax.set_yticks(range(n), classes)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(_wrap(title or "confusion (counts; colour = row-normalised recall)", 60), fontsize=9)
-    fig.colorbar(im, ax=ax, fraction=0.046)
+    what = "test utterances" if n_seeds <= 1 else f"test utterances, mean over {n_seeds} seeds"
+    ax.set_title(_wrap(f"{title + ': ' if title else ''}counts = {what}", 60), fontsize=9)
+    cb = fig.colorbar(im, ax=ax, fraction=0.046)
+    cb.set_label("share of the true class (row-normalised recall)", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -49,21 +55,40 @@ def plot_per_class_f1(f1_mean: Sequence[float], f1_std: Sequence[float], classes
     ax.set_xticks(range(n), classes, rotation=45, ha="right")
     ax.set_ylim(0, 100)
     ax.set_ylabel("F1 (%)")
-    ax.set_title(_wrap(title or "per-class F1 (mean +- std over folds)", 60), fontsize=9)
+    ax.set_title(_wrap(title or "per-class F1 (mean ± std over folds)", 60), fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
 
 
-def plot_transport(plan: np.ndarray, path: Path, title: str = "") -> Path:
+def plot_transport(plan: np.ndarray, path: Path, title: str = "", *, source: str = "source point (Mamba branch)",
+                   target: str = "target point (attention branch)") -> Path:
+    """The plan as a ratio to the uniform plan 1/(n m) (n x m valid points; all-zero rows and columns
+    are padding and dropped): 1 = uniform, so a near-uniform plan shows as an even mid-colour, which is
+    what the paper's batch OT tends to (SPEC section 2)."""
     plan = np.asarray(plan, dtype=np.float64)
-    fig, ax = plt.subplots(figsize=(4.6, 4.0))
-    im = ax.imshow(plan, cmap="viridis", aspect="auto")
-    ax.set_xlabel("target point (attention branch)")
-    ax.set_ylabel("source point (Mamba branch)")
-    ax.set_title(_wrap(title or "transport plan", 50), fontsize=9)
-    fig.colorbar(im, ax=ax, fraction=0.046)
+    keep_r, keep_c = plan.sum(axis=1) > 0, plan.sum(axis=0) > 0
+    plan = plan[keep_r][:, keep_c]
+    n, m = plan.shape
+    uniform = 1.0 / (n * m)
+    ratio = plan / max(plan.sum(), 1e-30) / uniform
+    rows = plan / np.clip(plan.sum(axis=1, keepdims=True), 1e-30, None)
+    partners = float(np.exp(-(rows * np.log(np.clip(rows, 1e-30, None))).sum(axis=1)).mean())
+    from matplotlib.colors import TwoSlopeNorm
+
+    hi = max(float(ratio.max()), 1.0 + 1e-6)
+    fig, ax = plt.subplots(figsize=(5.6, 5.0))
+    im = ax.imshow(ratio, cmap="RdBu_r", aspect="auto", norm=TwoSlopeNorm(vmin=0.0, vcenter=1.0, vmax=max(hi, 2.0)))
+    ax.set_xlabel(target)
+    ax.set_ylabel(source)
+    stats = (f"{n} x {m} plan; uniform 1/(n·m) = {uniform:.3g}; entries {ratio.min():.2f} to {ratio.max():.2f} "
+             f"x uniform; effective partners {partners:.1f} of {m}")
+    ax.set_title("\n".join(p for p in (_wrap(title, 62) if title else "", _wrap(stats, 62)) if p), fontsize=8)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.yaxis.get_major_locator().set_params(integer=True)
+    cb = fig.colorbar(im, ax=ax, fraction=0.046)
+    cb.set_label("plan entry ÷ uniform 1/(n·m)  (1 = uniform)", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -92,6 +92,31 @@ def is_random_init(meta: dict) -> bool:
     return bool(meta.get("random_init") or ident.get("random_init"))
 
 
+def tiny_stand_in_note(name: str, meta: dict) -> str | None:
+    """A console line for a random-init HF encoder built from the TINY config, else None."""
+    ident = meta.get("identity") if isinstance(meta.get("identity"), dict) else {}
+    cfg = (ident.get("preprocessing") or {}).get("random_init_config")
+    if not (is_random_init(meta) and isinstance(cfg, dict) and cfg.get("tiny")):
+        return None
+    return (f"WARNING: {name}: no local config, so it is a TINY stand-in of the model class "
+            f"({cfg.get('num_hidden_layers')} layers, hidden {cfg.get('hidden_size')}), not {name}'s architecture; "
+            f"tables label it \"{random_init_label(name, meta)}\"; --checkpoint {name}=DIR with its config.json "
+            "gives the real shape")
+
+
+def random_init_label(name: str, meta: dict) -> str:
+    """``name`` as tables should show it: a random-init HF encoder without a local config is a TINY
+    stand-in of the model class (encoders/hf.py), not the named architecture, and must not pass
+    for "hubert-base" in a table."""
+    if not is_random_init(meta):
+        return name
+    ident = meta.get("identity") if isinstance(meta.get("identity"), dict) else {}
+    cfg = (ident.get("preprocessing") or {}).get("random_init_config")
+    if isinstance(cfg, dict) and cfg.get("tiny"):
+        return f"{name} [untrained tiny {cfg.get('num_hidden_layers', '?')}-layer stand-in]"
+    return f"{name} [untrained]"
+
+
 def load_features(features_dir: str | Path, encoders: Sequence[str], config: TrainConfig,
                   ) -> tuple[SERData, list[dict], dict[str, dict]]:
     """Read the feature store: one SERData over the utterances every requested encoder has (manifest
@@ -444,9 +469,10 @@ def _write_results(out: Path, run: dict, entries: list[dict], fold_records: dict
            "std": (per_fold_f1.std(axis=0, ddof=1) if len(folds) > 1 else np.zeros(n_cls)).tolist()}
     plots = {"confusion": "confusion.png", "per_class_f1": "per_class_f1.png"}
     title = f"{run['model']} [{' + '.join(run['encoders'])}]"
-    plot_confusion(conf, classes, out / "confusion.png", f"{title}: summed over folds x seeds")
+    plot_confusion(conf, classes, out / "confusion.png", f"{title}, all {len(folds)} test folds",
+                   n_seeds=len({e["seed"] for e in entries}))
     plot_per_class_f1(pcf["mean"], pcf["std"], classes, out / "per_class_f1.png",
-                      f"{title}: per-class F1, mean +- std over folds")
+                      f"{title}: per-class F1, mean ± std over folds")
     plot_learning_curves([(f"seed {e['seed']} fold {e['fold']}", e.get("history") or [], e.get("best_epoch"))
                           for e in sorted(entries, key=lambda e: (e["seed"], e["fold"]))],
                          out / "learning_curves.png", f"{title}: per-epoch curves, every seed x fold")
@@ -460,8 +486,18 @@ def _write_results(out: Path, run: dict, entries: list[dict], fold_records: dict
                              "mean +- std over runs; effective_partners = exp(row entropy) of the row-normalised "
                              "plan (1 = one-to-one, n = uniform)")
         if plan is not None:
-            plot_transport(plan, out / "transport.png",
-                           f"{title}: plan, seed {run['seeds'][0]} fold 0, first eval batch")
+            from parrot_ser.fusion import get_model_spec
+
+            # The paper's OT couples the utterances of a batch; parrot-token's couples the tokens of one
+            # utterance: the title says which plan this is.
+            if get_model_spec(run["model"]).batch_dependent:
+                what, src, tgt = ("plan between the utterances of the first evaluation batch", "utterance (Mamba "
+                                  "branch)", "utterance (attention branch)")
+            else:
+                what, src, tgt = ("token plan of the first test utterance", "token (Mamba branch)",
+                                  "token (attention branch)")
+            plot_transport(plan, out / "transport.png", f"{title}: {what}, seed {run['seeds'][0]} fold 0",
+                           source=src, target=tgt)
             plots["transport"] = "transport.png"
     random_init = sorted(e for e, m in run["features_meta"].items() if is_random_init(m))
     results = {
