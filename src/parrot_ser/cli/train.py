@@ -108,9 +108,17 @@ _opt_es = typer.Option(None, "--early-stop", help="Early-stopping monitor: macro
 _opt_do = typer.Option(None, "--dropout", help="Dropout (default 0.3).")
 _opt_wd = typer.Option(None, "--weight-decay", help="Adam weight decay (default 0).")
 _opt_dev = typer.Option(None, "--device", help="torch device (default cpu).")
-_opt_thr = typer.Option(None, "--threads", help="torch CPU threads.")
+_opt_thr = typer.Option(None, "--threads", help="torch CPU threads per worker (default: cores / workers).")
 _opt_folds_file = typer.Option(None, "--folds-file", help="JSON folds (utterance ids per side): read when "
                                "the file exists, else the folds made are written there before training.")
+_opt_batched = typer.Option(None, "--batched/--no-batched", help="Train the folds x seeds of a cell together "
+                            "(stacked models, torch.func.vmap). Default: automatic (on CUDA, and on CPU for "
+                            "small heads, where it is faster).")
+_opt_workers = typer.Option(0, "--workers", min=0, help="Local worker processes (0 = automatic: every core "
+                            "unless the work is tiny; 1 = this process only).")
+_opt_engine = typer.Option("local", "--engine", help="local | ray (pip install 'parrot-ser[ray]').")
+_opt_address = typer.Option(None, "--address", help="Ray cluster address (ray start --head prints it; 'auto' "
+                            "= the local cluster). Default: a local Ray instance.")
 _opt_std = typer.Option(None, "--standardise/--no-standardise",
                         help="z-score each input with training-side mean/std (default on).")
 
@@ -130,6 +138,8 @@ def train(
     batch_size: int = _opt_bs, patience: int = _opt_pat, eval_batch_size: int = _opt_ebs,
     early_stop: str = _opt_es, dropout: float = _opt_do, weight_decay: float = _opt_wd, device: str = _opt_dev,
     threads: int = _opt_thr, standardise: bool | None = _opt_std,
+    batched: bool | None = _opt_batched, workers: int = _opt_workers, engine: str = _opt_engine,
+    address: str | None = _opt_address,
     folds_file: Path | None = _opt_folds_file,
     folds_only: bool = typer.Option(False, "--folds-only", help="Write --folds-file and stop (no training)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar (the summary is still printed)."),
@@ -147,7 +157,8 @@ def train(
     try:
         with make_progress("epoch", disable=quiet or folds_only) as progress:
             res = run_cv(features, list(encoder), model, cfg, _seeds(seeds), protocol, out, n_folds=folds,
-                         progress=progress, folds_file=folds_file, folds_only=folds_only)
+                         progress=progress, folds_file=folds_file, folds_only=folds_only, batched=batched,
+                         workers=workers or None, engine=engine, address=address)
     except OSError as e:  # disk full / read-only while writing the run: finished folds are kept
         raise OutputError(f"run folder {out}: {os_error_message(e, out)}") from None
     if folds_only:
@@ -181,6 +192,8 @@ def grid(
     batch_size: int = _opt_bs, patience: int = _opt_pat, eval_batch_size: int = _opt_ebs,
     early_stop: str = _opt_es, dropout: float = _opt_do, weight_decay: float = _opt_wd, device: str = _opt_dev,
     threads: int = _opt_thr, standardise: bool | None = _opt_std, folds_file: Path | None = _opt_folds_file,
+    batched: bool | None = _opt_batched, workers: int = _opt_workers, engine: str = _opt_engine,
+    address: str | None = _opt_address,
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar (the tables are still printed)."),
     json_out: bool = typer.Option(False, "--json", help="Print grid.json on stdout."),
 ) -> None:
@@ -196,7 +209,8 @@ def grid(
     try:
         with make_progress("epoch", disable=quiet) as progress:
             res = run_grid(features, encs, mods, cfg, _seeds(seeds), protocol, out, n_folds=folds, pairs=pairs,
-                           progress=progress, folds_file=folds_file)
+                           progress=progress, batched=batched, workers=workers or None, engine=engine,
+                           address=address, folds_file=folds_file)
     except OSError as e:  # finished cells are kept and skipped on the rerun
         raise OutputError(f"grid folder {out}: {os_error_message(e, out)}") from None
     warn_untrained(res.get("random_init_encoders", []))
