@@ -163,11 +163,13 @@ def significance(cells: Sequence[Cell], results: dict[str, dict], out: Path, see
 def run_grid(features_dir: str | Path, encoders: Sequence[str], models: Sequence[str], config: TrainConfig,
              seeds: Sequence[int], protocol: str, out_dir: str | Path, *, n_folds: int = 5,
              pairs: str = "all", progress: Any = None, batched: bool | None = None, workers: int | None = None,
-             engine: str = "local", address: str | None = None) -> dict:
+             engine: str = "local", address: str | None = None, folds_file: str | Path | None = None) -> dict:
     """Run every cell (see ``plan_grid``) into OUT/cells/<row>/<model>/ and write the tables and
     significance files (module doc). Every cell is prepared first (identity, folds, run.json), then
     all their missing seed/folds run as one pool of work (``execute.run_plans``: batched, on every
-    core by default, or on Ray); finished seed/folds and cells are skipped (resume)."""
+    core by default, or on Ray); finished seed/folds and cells are skipped (resume).
+    ``folds_file``: as in ``run_cv``; the first cell prepared writes it when absent, every cell then
+    reads it, so all cells share the same folds (the paired significance tests rely on that)."""
     from parrot_ser.training.data import SERData
     from parrot_ser.training.execute import run_plans
     from parrot_ser.training.run import finish_run, prepare_run
@@ -195,7 +197,8 @@ def run_grid(features_dir: str | Path, encoders: Sequence[str], models: Sequence
         light = None
         for c in cs:
             plans[c.key] = p = prepare_run(features_dir, c.encoders, c.model, config, seeds, protocol,
-                                           out / "cells" / c.row / c.model, n_folds=n_folds, data=data)
+                                           out / "cells" / c.row / c.model, n_folds=n_folds, data=data,
+                                           folds_file=folds_file)
             # Tables only need ids, labels and speakers; the features are read again where units run.
             if light is None:
                 sd = p.sdata
