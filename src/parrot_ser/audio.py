@@ -190,8 +190,9 @@ def _check_rate(sr: int, where: str) -> None:
 
 
 def read_info(path: str | Path, *, allow_empty: bool = False) -> AudioInfo:
-    """Header only (``soundfile.info``): never decodes the samples. Raises the typed errors above;
-    a header announcing zero frames raises EmptyAudioError unless ``allow_empty``."""
+    """Header only (``soundfile.info``): does not decode the samples, except for a stream whose
+    header has no length (streamed FLAC), which is counted by decoding it. Raises the typed errors
+    above; a header announcing zero frames raises EmptyAudioError unless ``allow_empty``."""
     p = _check_path(path)
     head = _head(p)  # also the permission check: sf.info's own error would not say why
     try:

@@ -65,11 +65,12 @@ _OS_HINTS = {
 }
 
 
-def os_error_message(e: OSError) -> str:
-    """One line for an OSError: the file it concerns, what happened and what to do."""
+def os_error_message(e: OSError, context: str | Path | None = None) -> str:
+    """One line for an OSError: the file it concerns, what happened and what to do. ``context``
+    (a store or run folder) is not repeated when the error concerns exactly that path."""
     hint = _OS_HINTS.get(e.errno or -1) or (e.strerror or str(e) or type(e).__name__)
-    if e.filename is None:  # e.g. a write on an open file: the caller's context names it
-        return hint
+    if e.filename is None or (context is not None and str(e.filename) == str(context)):
+        return hint  # e.g. a write on an open file: the caller's context names it
     where = str(e.filename) if e.filename2 is None else f"{e.filename} -> {e.filename2}"
     return f"{where}: {hint}"
 

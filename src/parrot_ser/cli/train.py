@@ -57,6 +57,11 @@ def _config(config, layer, frames, epochs, lr, batch_size, patience, eval_batch_
     return load_config(config, overrides)
 
 
+def _check_folds_file(folds_file: Path | None) -> None:
+    if folds_file is not None and folds_file.is_dir():
+        raise ConfigError(f"{folds_file}: --folds-file is a folder; give a file name, e.g. {folds_file / 'folds.json'}")
+
+
 def _warn_store(features: Path, encoders: list[str]) -> None:
     """Warn before a long run (the results record it too; warn_untrained prints each name once)."""
     from parrot_ser.features import open_store
@@ -104,6 +109,8 @@ _opt_do = typer.Option(None, "--dropout", help="Dropout (default 0.3).")
 _opt_wd = typer.Option(None, "--weight-decay", help="Adam weight decay (default 0).")
 _opt_dev = typer.Option(None, "--device", help="torch device (default cpu).")
 _opt_thr = typer.Option(None, "--threads", help="torch CPU threads per worker (default: cores / workers).")
+_opt_folds_file = typer.Option(None, "--folds-file", help="JSON folds (utterance ids per side): read when "
+                               "the file exists, else the folds made are written there before training.")
 _opt_batched = typer.Option(None, "--batched/--no-batched", help="Train the folds x seeds of a cell together "
                             "(stacked models, torch.func.vmap). Default: automatic (on CUDA, and on CPU for "
                             "small heads, where it is faster).")
@@ -133,9 +140,7 @@ def train(
     threads: int = _opt_thr, standardise: bool | None = _opt_std,
     batched: bool | None = _opt_batched, workers: int = _opt_workers, engine: str = _opt_engine,
     address: str | None = _opt_address,
-    folds_file: Path | None = typer.Option(None, "--folds-file", help="JSON folds (utterance ids per side): "
-                                           "read when the file exists, else the folds made are written there "
-                                           "before training."),
+    folds_file: Path | None = _opt_folds_file,
     folds_only: bool = typer.Option(False, "--folds-only", help="Write --folds-file and stop (no training)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar (the summary is still printed)."),
     json_out: bool = typer.Option(False, "--json", help="Print results.json's summary on stdout."),
@@ -145,8 +150,7 @@ def train(
     check_out_dir(out)
     if folds_only and folds_file is None:
         raise ConfigError("--folds-only needs --folds-file FILE (where to write the folds)")
-    if folds_file is not None and folds_file.is_dir():
-        raise ConfigError(f"{folds_file}: --folds-file is a folder; give a file name, e.g. {folds_file / 'folds.json'}")
+    _check_folds_file(folds_file)
     cfg = _config(config, layer, frames, epochs, lr, batch_size, patience, eval_batch_size, early_stop, dropout,
                   weight_decay, device, threads, standardise)
     _warn_store(features, list(encoder))
@@ -156,7 +160,7 @@ def train(
                          progress=progress, folds_file=folds_file, folds_only=folds_only, batched=batched,
                          workers=workers or None, engine=engine, address=address)
     except OSError as e:  # disk full / read-only while writing the run: finished folds are kept
-        raise OutputError(f"run folder {out}: {os_error_message(e)}") from None
+        raise OutputError(f"run folder {out}: {os_error_message(e, out)}") from None
     if folds_only:
         n = sum(len(v) for v in res["folds"].values())
         err.print(f"folds: {folds_file} ({n} seed x fold(s)); train with the same --folds-file to use them")
@@ -187,7 +191,7 @@ def grid(
     layer: str = _opt_layer, frames: bool = _opt_frames, epochs: int = _opt_epochs, lr: float = _opt_lr,
     batch_size: int = _opt_bs, patience: int = _opt_pat, eval_batch_size: int = _opt_ebs,
     early_stop: str = _opt_es, dropout: float = _opt_do, weight_decay: float = _opt_wd, device: str = _opt_dev,
-    threads: int = _opt_thr, standardise: bool | None = _opt_std,
+    threads: int = _opt_thr, standardise: bool | None = _opt_std, folds_file: Path | None = _opt_folds_file,
     batched: bool | None = _opt_batched, workers: int = _opt_workers, engine: str = _opt_engine,
     address: str | None = _opt_address,
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar (the tables are still printed)."),
@@ -196,6 +200,7 @@ def grid(
     from parrot_ser.training.grid import run_grid
 
     check_out_dir(out)
+    _check_folds_file(folds_file)
     cfg = _config(config, layer, frames, epochs, lr, batch_size, patience, eval_batch_size, early_stop, dropout,
                   weight_decay, device, threads, standardise)
     encs = [e for e in encoders.replace(" ", "").split(",") if e]
@@ -205,9 +210,9 @@ def grid(
         with make_progress("epoch", disable=quiet) as progress:
             res = run_grid(features, encs, mods, cfg, _seeds(seeds), protocol, out, n_folds=folds, pairs=pairs,
                            progress=progress, batched=batched, workers=workers or None, engine=engine,
-                           address=address)
+                           address=address, folds_file=folds_file)
     except OSError as e:  # finished cells are kept and skipped on the rerun
-        raise OutputError(f"grid folder {out}: {os_error_message(e)}") from None
+        raise OutputError(f"grid folder {out}: {os_error_message(e, out)}") from None
     warn_untrained(res.get("random_init_encoders", []))
     err.print(escape((out / "table.md").read_text(encoding="utf-8")))
     err.print(f"tables: {out / 'table.md'}, {out / 'table.csv'}; tests: {out / 'significance.md'}")
