@@ -207,16 +207,62 @@ def run_grid(features_dir: str | Path, encoders: Sequence[str], models: Sequence
         del data
     results: dict[str, dict] = {}
     key_of = {id(p): k for k, p in plans.items()}
+    shared = _GridProgress(progress, total) if total is not None else progress
 
     def done(plan) -> None:
         k = key_of[id(plan)]
         results[k] = res = finish_run(plan)
         if total is not None:
-            progress.update(total, advance=1, rate=f"{k}: {_fmt(res['headline'])}")
+            shared.cell_done(_task_name(plan.model, plan.encoders), rate=f"{k}: {_fmt(res['headline'])}")
 
     run_plans(list(plans.values()), batched=batched, workers=workers, engine=engine, address=address,
-              progress=progress, on_plan_done=done)
+              progress=shared, on_plan_done=done)
     return write_tables(out, cells, {c.key: results[c.key] for c in cells}, kinds, metas, seeds)
+
+
+def _task_name(model: str, encoders: Sequence[str]) -> str:
+    return f"{model} ({'+'.join(encoders)})"  # as execute.run_plans names each cell's progress task
+
+
+class _GridProgress:
+    """The progress handed to run_plans: forwards everything, and sets the "grid cells" task to the
+    finished cells plus the completed fraction of every running cell, so the overall grid ETA
+    (average rate, cli/common.py) moves while cells train instead of jumping once per cell."""
+
+    def __init__(self, progress: Any, grid_task: Any):
+        self.progress, self.grid_task = progress, grid_task
+        self.cell_tasks: dict[str, Any] = {}
+        self.finished: set[str] = set()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.progress, name)
+
+    def add_task(self, description: str, *args: Any, **kwargs: Any) -> Any:
+        tid = self.progress.add_task(description, *args, **kwargs)
+        self.cell_tasks[description] = tid
+        return tid
+
+    def update(self, task_id: Any, **kwargs: Any) -> None:
+        self.progress.update(task_id, **kwargs)
+        if task_id != self.grid_task:
+            self._share()
+
+    def advance(self, task_id: Any, advance: float = 1) -> None:
+        self.progress.advance(task_id, advance)
+        self._share()
+
+    def cell_done(self, name: str, **fields: Any) -> None:
+        self.finished.add(name)
+        self._share(**fields)
+
+    def _share(self, **fields: Any) -> None:
+        tasks = {t.id: t for t in self.progress.tasks}
+        running = sum(min(1.0, tasks[tid].completed / tasks[tid].total)
+                      for name, tid in self.cell_tasks.items()
+                      if name not in self.finished and tid in tasks and tasks[tid].total)
+        grid = tasks.get(self.grid_task)
+        cap = grid.total if grid is not None and grid.total else float("inf")
+        self.progress.update(self.grid_task, completed=min(cap, len(self.finished) + running), **fields)
 
 
 def _wilcoxon_floor(n_pairs: Sequence[int]) -> str:
