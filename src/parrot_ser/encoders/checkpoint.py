@@ -219,6 +219,10 @@ def convert_checkpoint(src: str | Path, dst: str | Path, family: str | None = No
     from safetensors.torch import save_file
 
     src, dst = Path(src), Path(dst)
+    if src.is_dir():  # the official SSAM download folder: its latest checkpoint-<epoch>.pth
+        from parrot_ser.encoders.ssam import resolve_checkpoint
+
+        src = resolve_checkpoint(src)
     sd = load_checkpoint_state_dict(src)
     fam = family or detect_family(sd)
     if fam is None:
