@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from parrot_ser.cli import common
 from parrot_ser.cli.main import app
-from parrot_ser.training.grid import _GridShare
+from parrot_ser.training.grid import _GridProgress, _task_name
 
 
 class Clock:
@@ -58,12 +58,15 @@ def test_make_progress_is_plain_and_quiet_when_asked():
 def test_grid_eta_moves_during_a_cell():
     p = Progress(disable=True)
     grid = p.add_task("grid cells", total=4, rate="")
-    share = _GridShare(p, grid, cells_done=1)
-    cell = share.add_task("parrot (a+b)", total=10, rate="")
+    share = _GridProgress(p, grid)
+    share.cell_done(_task_name("cnn", ["logmel"]))  # a finished cell (resumed: no task)
+    cell = share.add_task(_task_name("parrot", ["a", "b"]), total=10, rate="")
     share.advance(cell, 5)
     assert p.tasks[grid].completed == 1.5
     share.update(cell, advance=5)
     assert p.tasks[grid].completed == 2.0
+    share.cell_done(_task_name("parrot", ["a", "b"]), rate="parrot done")
+    assert p.tasks[grid].completed == 2.0 and p.tasks[grid].fields["rate"] == "parrot done"
 
 
 def test_average_eta_counts_the_whole_run():

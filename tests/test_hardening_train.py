@@ -115,3 +115,18 @@ def test_standardise_on_the_cli(store, tmp_path):
                             "1", "--folds", "2", "--quiet", "--no-standardise", "--out", str(tmp_path / "run")])
     assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "run" / "run.json").read_text())["config"]["standardise"] is False
+
+
+def test_grid_cells_share_the_folds_file(store, tmp_path):
+    ff = tmp_path / "folds.json"
+    r = runner.invoke(app, ["grid", "--features", str(store), "--encoders", "toy-mamba,logmel", "--models",
+                            "fcn,concat", "--epochs", "1", "--folds", "2", "--quiet", "--folds-file", str(ff),
+                            "--out", str(tmp_path / "grid")])
+    assert r.exit_code == 0, r.output
+    assert "tables:" in r.output  # --quiet keeps the tables
+    doc = json.loads(ff.read_text())
+    cells = sorted((tmp_path / "grid" / "cells").glob("*/*/results.json"))
+    assert len(cells) == 3  # fcn on each encoder, concat on the pair
+    for c in cells:
+        res = json.loads(c.read_text())
+        assert [f["test_speakers"] for f in res["folds"]["0"]] == [f["test_speakers"] for f in doc["seeds"]["0"]]

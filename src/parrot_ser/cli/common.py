@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import json
@@ -66,11 +67,12 @@ _OS_HINTS = {
 }
 
 
-def os_error_message(e: OSError) -> str:
-    """One line for an OSError: the file it concerns, what happened and what to do."""
+def os_error_message(e: OSError, context: str | Path | None = None) -> str:
+    """One line for an OSError: the file it concerns, what happened and what to do. ``context``
+    (a store or run folder) is not repeated when the error concerns exactly that path."""
     hint = _OS_HINTS.get(e.errno or -1) or (e.strerror or str(e) or type(e).__name__)
-    if e.filename is None:  # e.g. a write on an open file: the caller's context names it
-        return hint
+    if e.filename is None or (context is not None and str(e.filename) == str(context)):
+        return hint  # e.g. a write on an open file: the caller's context names it
     where = str(e.filename) if e.filename2 is None else f"{e.filename} -> {e.filename2}"
     return f"{where}: {hint}"
 
@@ -87,6 +89,12 @@ def guard(fn: F) -> F:
         except ParrotError as e:
             err.print(f"[bold red]error:[/] {escape(str(e))}", markup=True, highlight=False)
             raise typer.Exit(2) from None
+        except BrokenPipeError:
+            # stdout closed by the reader (`... --json | head`): not an error to report. Point stdout
+            # at /dev/null so the interpreter's final flush does not raise again; 141 = killed by SIGPIPE.
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(141) from None
         except OSError as e:
             err.print(f"[bold red]error:[/] {escape(os_error_message(e))}", markup=True, highlight=False)
             raise typer.Exit(2) from None

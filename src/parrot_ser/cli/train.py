@@ -48,13 +48,22 @@ def _layer(text: str | None) -> int | str | None:
 
 def _config(config, layer, frames, epochs, lr, batch_size, patience, eval_batch_size, early_stop, dropout,
             weight_decay, device, threads, standardise=None):
+    from parrot_ser.device import check_device
     from parrot_ser.training.config import load_config
+
+    if device is not None:
+        check_device(device)  # worded for the option; the config check covers a YAML device
 
     overrides = {"layer": _layer(layer), "use_frames": True if frames else None, "epochs": epochs, "lr": lr,
                  "batch_size": batch_size, "patience": patience, "eval_batch_size": eval_batch_size,
                  "early_stop_metric": early_stop, "dropout": dropout, "weight_decay": weight_decay,
                  "device": device, "num_threads": threads, "standardise": standardise}
     return load_config(config, overrides)
+
+
+def _check_folds_file(folds_file: Path | None) -> None:
+    if folds_file is not None and folds_file.is_dir():
+        raise ConfigError(f"{folds_file}: --folds-file is a folder; give a file name, e.g. {folds_file / 'folds.json'}")
 
 
 def _warn_store(features: Path, encoders: list[str]) -> None:
@@ -103,7 +112,17 @@ _opt_es = typer.Option(None, "--early-stop", help="Early-stopping monitor: macro
 _opt_do = typer.Option(None, "--dropout", help="Dropout (default 0.3).")
 _opt_wd = typer.Option(None, "--weight-decay", help="Adam weight decay (default 0).")
 _opt_dev = typer.Option(None, "--device", help="torch device (default cpu).")
-_opt_thr = typer.Option(None, "--threads", help="torch CPU threads.")
+_opt_thr = typer.Option(None, "--threads", help="torch CPU threads per worker (default: cores / workers).")
+_opt_folds_file = typer.Option(None, "--folds-file", help="JSON folds (utterance ids per side): read when "
+                               "the file exists, else the folds made are written there before training.")
+_opt_batched = typer.Option(None, "--batched/--no-batched", help="Train the folds x seeds of a cell together "
+                            "(stacked models, torch.func.vmap). Default: automatic (on CUDA, and on CPU for "
+                            "small heads, where it is faster).")
+_opt_workers = typer.Option(0, "--workers", min=0, help="Local worker processes (0 = automatic: every core "
+                            "unless the work is tiny; 1 = this process only).")
+_opt_engine = typer.Option("local", "--engine", help="local | ray (pip install 'parrot-ser[ray]').")
+_opt_address = typer.Option(None, "--address", help="Ray cluster address (ray start --head prints it; 'auto' "
+                            "= the local cluster). Default: a local Ray instance.")
 _opt_std = typer.Option(None, "--standardise/--no-standardise",
                         help="z-score each input with training-side mean/std (default on).")
 
@@ -123,9 +142,9 @@ def train(
     batch_size: int = _opt_bs, patience: int = _opt_pat, eval_batch_size: int = _opt_ebs,
     early_stop: str = _opt_es, dropout: float = _opt_do, weight_decay: float = _opt_wd, device: str = _opt_dev,
     threads: int = _opt_thr, standardise: bool | None = _opt_std,
-    folds_file: Path | None = typer.Option(None, "--folds-file", help="JSON folds (utterance ids per side): "
-                                           "read when the file exists, else the folds made are written there "
-                                           "before training."),
+    batched: bool | None = _opt_batched, workers: int = _opt_workers, engine: str = _opt_engine,
+    address: str | None = _opt_address,
+    folds_file: Path | None = _opt_folds_file,
     folds_only: bool = typer.Option(False, "--folds-only", help="Write --folds-file and stop (no training)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar (the summary is still printed)."),
     json_out: bool = typer.Option(False, "--json", help="Print results.json's summary on stdout."),
@@ -135,17 +154,17 @@ def train(
     check_out_dir(out)
     if folds_only and folds_file is None:
         raise ConfigError("--folds-only needs --folds-file FILE (where to write the folds)")
-    if folds_file is not None and folds_file.is_dir():
-        raise ConfigError(f"{folds_file}: --folds-file is a folder; give a file name, e.g. {folds_file / 'folds.json'}")
+    _check_folds_file(folds_file)
     cfg = _config(config, layer, frames, epochs, lr, batch_size, patience, eval_batch_size, early_stop, dropout,
                   weight_decay, device, threads, standardise)
     _warn_store(features, list(encoder))
     try:
         with make_progress("epoch", disable=quiet or folds_only) as progress:
             res = run_cv(features, list(encoder), model, cfg, _seeds(seeds), protocol, out, n_folds=folds,
-                         progress=progress, folds_file=folds_file, folds_only=folds_only)
+                         progress=progress, folds_file=folds_file, folds_only=folds_only, batched=batched,
+                         workers=workers or None, engine=engine, address=address)
     except OSError as e:  # disk full / read-only while writing the run: finished folds are kept
-        raise OutputError(f"run folder {out}: {os_error_message(e)}") from None
+        raise OutputError(f"run folder {out}: {os_error_message(e, out)}") from None
     if folds_only:
         n = sum(len(v) for v in res["folds"].values())
         err.print(f"folds: {folds_file} ({n} seed x fold(s)); train with the same --folds-file to use them")
@@ -176,13 +195,16 @@ def grid(
     layer: str = _opt_layer, frames: bool = _opt_frames, epochs: int = _opt_epochs, lr: float = _opt_lr,
     batch_size: int = _opt_bs, patience: int = _opt_pat, eval_batch_size: int = _opt_ebs,
     early_stop: str = _opt_es, dropout: float = _opt_do, weight_decay: float = _opt_wd, device: str = _opt_dev,
-    threads: int = _opt_thr, standardise: bool | None = _opt_std,
+    threads: int = _opt_thr, standardise: bool | None = _opt_std, folds_file: Path | None = _opt_folds_file,
+    batched: bool | None = _opt_batched, workers: int = _opt_workers, engine: str = _opt_engine,
+    address: str | None = _opt_address,
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar (the tables are still printed)."),
     json_out: bool = typer.Option(False, "--json", help="Print grid.json on stdout."),
 ) -> None:
     from parrot_ser.training.grid import run_grid
 
     check_out_dir(out)
+    _check_folds_file(folds_file)
     cfg = _config(config, layer, frames, epochs, lr, batch_size, patience, eval_batch_size, early_stop, dropout,
                   weight_decay, device, threads, standardise)
     encs = [e for e in encoders.replace(" ", "").split(",") if e]
@@ -191,9 +213,10 @@ def grid(
     try:
         with make_progress("epoch", disable=quiet) as progress:
             res = run_grid(features, encs, mods, cfg, _seeds(seeds), protocol, out, n_folds=folds, pairs=pairs,
-                           progress=progress)
+                           progress=progress, batched=batched, workers=workers or None, engine=engine,
+                           address=address, folds_file=folds_file)
     except OSError as e:  # finished cells are kept and skipped on the rerun
-        raise OutputError(f"grid folder {out}: {os_error_message(e)}") from None
+        raise OutputError(f"grid folder {out}: {os_error_message(e, out)}") from None
     warn_untrained(res.get("random_init_encoders", []))
     err.print(escape((out / "table.md").read_text(encoding="utf-8")))
     err.print(f"tables: {out / 'table.md'}, {out / 'table.csv'}; tests: {out / 'significance.md'}")

@@ -128,7 +128,7 @@ def _check_pickle_budget(path: Path) -> None:
     import zipfile
 
     if not zipfile.is_zipfile(path):
-        return  # legacy (pre-1.6) format: torch.load reads it; no directory to check cheaply
+        return _check_legacy_budget(path)
     try:
         with zipfile.ZipFile(path) as z:
             infos = z.infolist()
@@ -143,6 +143,28 @@ def _check_pickle_budget(path: Path) -> None:
     if n_tensors > MAX_CHECKPOINT_TENSORS:
         raise CheckpointError(f"{path}: refused, it holds {n_tensors} tensors (limit {MAX_CHECKPOINT_TENSORS}); "
                               "no Mamba PTM checkpoint has that many")
+
+
+def _check_legacy_budget(path: Path) -> None:
+    """Legacy (pre-1.6, non-zip) torch files are a few pickles in a row (magic, protocol, sys info, the
+    object) before the raw storages: count the tensor references by reading opcodes only, nothing is
+    built, and stop at the cap."""
+    import pickletools
+
+    try:
+        with open(path, "rb") as f:
+            for _ in range(4):
+                n_ids = 0
+                for op, _arg, _pos in pickletools.genops(f):
+                    if op.name in ("BINPERSID", "PERSID"):
+                        n_ids += 1
+                        if n_ids > MAX_CHECKPOINT_TENSORS:
+                            raise CheckpointError(f"{path}: refused, it holds more than {MAX_CHECKPOINT_TENSORS} "
+                                                  "tensors; no Mamba PTM checkpoint has that many")
+    except CheckpointError:
+        raise
+    except Exception:  # noqa: BLE001 - not (or not only) pickles: torch.load gives the precise error
+        return
 
 
 def _torch_load(path: Path) -> Any:
@@ -213,12 +235,33 @@ def detect_family(sd: dict[str, torch.Tensor]) -> str | None:
     return None
 
 
+def _epoch(p: Path) -> int | None:
+    stem = p.stem.rsplit("-", 1)[-1]
+    return int(stem) if p.stem.startswith("checkpoint-") and stem.isdigit() else None
+
+
+def resolve_checkpoint(path: Path) -> Path:
+    """A checkpoint file, or the official download folder: ``<dir>/checkpoints/checkpoint-<epoch>.pth``
+    (or the ``checkpoints`` folder itself) -> the latest epoch, as the official HEAR runtime
+    (hear_api/runtime.py) picks it."""
+    if not path.is_dir():
+        return path
+    for d in (path / "checkpoints", path):
+        found = [(e, p) for p in d.glob("checkpoint-*.pth") if (e := _epoch(p)) is not None] if d.is_dir() else []
+        if found:
+            return max(found)[1]
+    raise CheckpointError(f"{path}: folder holds no checkpoint-<epoch>.pth (looked in {path / 'checkpoints'} and "
+                          f"{path}); pass the .pth file or the official download folder")
+
+
 def convert_checkpoint(src: str | Path, dst: str | Path, family: str | None = None) -> Path:
     """Write a pickle-free safetensors copy of an official checkpoint; metadata records the source's
     sha256 (used as the encoder identity, so features from the copy and the original match) and family."""
     from safetensors.torch import save_file
 
     src, dst = Path(src), Path(dst)
+    if src.is_dir():  # the official SSAM download folder: its latest checkpoint-<epoch>.pth
+        src = resolve_checkpoint(src)
     sd = load_checkpoint_state_dict(src)
     fam = family or detect_family(sd)
     if fam is None:

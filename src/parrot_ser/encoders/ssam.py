@@ -9,8 +9,6 @@ same length, so no padding ever enters a sequence and features do not depend on 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -22,6 +20,7 @@ from parrot_ser.encoders.checkpoint import (
     detect_family,
     load_checkpoint_state_dict,
     load_strict,
+    resolve_checkpoint,
 )
 from parrot_ser.encoders.mamba.encoder_utils import (
     check_options,
@@ -91,25 +90,6 @@ class SSAMEncoder(Encoder):
             results.append(EncodedUtterance(pooled=fr.mean(dim=1).numpy(),
                                             frames=fr.numpy().copy() if frames else None))
         return results
-
-
-def _epoch(p: Path) -> int | None:
-    stem = p.stem.rsplit("-", 1)[-1]
-    return int(stem) if p.stem.startswith("checkpoint-") and stem.isdigit() else None
-
-
-def resolve_checkpoint(path: Path) -> Path:
-    """A checkpoint file, or the official download folder: ``<dir>/checkpoints/checkpoint-<epoch>.pth``
-    (or the ``checkpoints`` folder itself) -> the latest epoch, as the official HEAR runtime
-    (hear_api/runtime.py) picks it."""
-    if not path.is_dir():
-        return path
-    for d in (path / "checkpoints", path):
-        found = [(e, p) for p in d.glob("checkpoint-*.pth") if (e := _epoch(p)) is not None] if d.is_dir() else []
-        if found:
-            return max(found)[1]
-    raise CheckpointError(f"{path}: folder holds no checkpoint-<epoch>.pth (looked in {path / 'checkpoints'} and "
-                          f"{path}); pass the .pth file or the official download folder")
 
 
 def build_model(size_dim: int, sd: dict | None, path: str, depth: int = DEPTH) -> tuple[SSAMModel, list[str]]:

@@ -353,11 +353,10 @@ def create_app(model: str | Path | PredictorLike, *, max_upload_bytes: int = DEF
 
 
 def _untrained_notes(untrained: list[str]) -> list[str]:
-    if not untrained:
-        return []
-    from parrot_ser.inference.bundle import UNTRAINED_WARNING
+    """Every answer of an untrained model says so (the CLI and the Python API warn too), worded once."""
+    from parrot_ser.notices import untrained_text
 
-    return [UNTRAINED_WARNING.format(names=", ".join(untrained))]
+    return [untrained_text(n) for n in untrained]
 
 
 def _header_seconds(data: bytes) -> float | None:

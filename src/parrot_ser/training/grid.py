@@ -38,7 +38,6 @@ from parrot_ser.training.run import (
     is_random_init,
     load_features,
     random_init_label,
-    run_cv,
     write_json_atomic,
 )
 
@@ -163,9 +162,18 @@ def significance(cells: Sequence[Cell], results: dict[str, dict], out: Path, see
 
 def run_grid(features_dir: str | Path, encoders: Sequence[str], models: Sequence[str], config: TrainConfig,
              seeds: Sequence[int], protocol: str, out_dir: str | Path, *, n_folds: int = 5,
-             pairs: str = "all", progress: Any = None) -> dict:
-    """Run every cell (see ``plan_grid``) with ``run_cv`` into OUT/cells/<row>/<model>/ and write
-    the tables and significance files (module doc). Finished cells are skipped by run_cv's resume."""
+             pairs: str = "all", progress: Any = None, batched: bool | None = None, workers: int | None = None,
+             engine: str = "local", address: str | None = None, folds_file: str | Path | None = None) -> dict:
+    """Run every cell (see ``plan_grid``) into OUT/cells/<row>/<model>/ and write the tables and
+    significance files (module doc). Every cell is prepared first (identity, folds, run.json), then
+    all their missing seed/folds run as one pool of work (``execute.run_plans``: batched, on every
+    core by default, or on Ray); finished seed/folds and cells are skipped (resume).
+    ``folds_file``: as in ``run_cv``; the first cell prepared writes it when absent, every cell then
+    reads it, so all cells share the same folds (the paired significance tests rely on that)."""
+    from parrot_ser.training.data import SERData
+    from parrot_ser.training.execute import run_plans
+    from parrot_ser.training.run import finish_run, prepare_run
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     from parrot_ser.features import open_store
@@ -180,49 +188,81 @@ def run_grid(features_dir: str | Path, encoders: Sequence[str], models: Sequence
     kinds = {e: encoder_kind(e, metas[e]) for e in encoders}
     cells = plan_grid(encoders, models, kinds, pairs)
     total = progress.add_task("grid cells", total=len(cells), rate="") if progress is not None else None
+    plans = {}
+    by_combo: dict[tuple[str, ...], list[Cell]] = {}
+    for c in cells:
+        by_combo.setdefault(c.encoders, []).append(c)
+    for combo, cs in by_combo.items():
+        data = load_features(features_dir, combo, config)  # one combination in memory at a time
+        light = None
+        for c in cs:
+            plans[c.key] = p = prepare_run(features_dir, c.encoders, c.model, config, seeds, protocol,
+                                           out / "cells" / c.row / c.model, n_folds=n_folds, data=data,
+                                           folds_file=folds_file)
+            # Tables only need ids, labels and speakers; the features are read again where units run.
+            if light is None:
+                sd = p.sdata
+                light = SERData([], sd.labels, sd.utt_ids, sd.classes, None, sd.speakers)
+            p.sdata = light
+        del data
     results: dict[str, dict] = {}
-    cache: dict[tuple[str, ...], Any] = {}
-    for i, c in enumerate(cells):
-        if c.encoders not in cache:
-            cache = {c.encoders: load_features(features_dir, c.encoders, config)}  # one combo in memory
-        cell_progress = _GridShare(progress, total, i) if total is not None else progress
-        res = run_cv(features_dir, c.encoders, c.model, config, seeds, protocol, out / "cells" / c.row / c.model,
-                     n_folds=n_folds, progress=cell_progress, data=cache[c.encoders])
-        results[c.key] = res
+    key_of = {id(p): k for k, p in plans.items()}
+    shared = _GridProgress(progress, total) if total is not None else progress
+
+    def done(plan) -> None:
+        k = key_of[id(plan)]
+        results[k] = res = finish_run(plan)
         if total is not None:
-            progress.update(total, completed=i + 1, rate=f"{c.key}: {_fmt(res['headline'])}")
-    return write_tables(out, cells, results, kinds, metas, seeds)
+            shared.cell_done(_task_name(plan.model, plan.encoders), rate=f"{k}: {_fmt(res['headline'])}")
+
+    run_plans(list(plans.values()), batched=batched, workers=workers, engine=engine, address=address,
+              progress=shared, on_plan_done=done)
+    return write_tables(out, cells, {c.key: results[c.key] for c in cells}, kinds, metas, seeds)
 
 
-class _GridShare:
-    """The progress handed to one cell's run_cv: forwards everything, and moves the grid task by the
-    cell's completed fraction, so the overall grid ETA (average rate, cli/common.py) advances during
-    a cell instead of jumping once per cell."""
+def _task_name(model: str, encoders: Sequence[str]) -> str:
+    return f"{model} ({'+'.join(encoders)})"  # as execute.run_plans names each cell's progress task
 
-    def __init__(self, progress: Any, grid_task: Any, cells_done: int):
-        self.progress, self.grid_task, self.cells_done = progress, grid_task, cells_done
+
+class _GridProgress:
+    """The progress handed to run_plans: forwards everything, and sets the "grid cells" task to the
+    finished cells plus the completed fraction of every running cell, so the overall grid ETA
+    (average rate, cli/common.py) moves while cells train instead of jumping once per cell."""
+
+    def __init__(self, progress: Any, grid_task: Any):
+        self.progress, self.grid_task = progress, grid_task
+        self.cell_tasks: dict[str, Any] = {}
+        self.finished: set[str] = set()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.progress, name)
 
-    def add_task(self, *args: Any, **kwargs: Any) -> Any:
-        self.cell_task = self.progress.add_task(*args, **kwargs)
-        return self.cell_task
+    def add_task(self, description: str, *args: Any, **kwargs: Any) -> Any:
+        tid = self.progress.add_task(description, *args, **kwargs)
+        self.cell_tasks[description] = tid
+        return tid
 
     def update(self, task_id: Any, **kwargs: Any) -> None:
         self.progress.update(task_id, **kwargs)
-        self._share(task_id)
+        if task_id != self.grid_task:
+            self._share()
 
     def advance(self, task_id: Any, advance: float = 1) -> None:
         self.progress.advance(task_id, advance)
-        self._share(task_id)
+        self._share()
 
-    def _share(self, task_id: Any) -> None:
-        if task_id != getattr(self, "cell_task", None):
-            return
-        task = next((t for t in self.progress.tasks if t.id == task_id), None)
-        if task is not None and task.total:
-            self.progress.update(self.grid_task, completed=self.cells_done + min(1.0, task.completed / task.total))
+    def cell_done(self, name: str, **fields: Any) -> None:
+        self.finished.add(name)
+        self._share(**fields)
+
+    def _share(self, **fields: Any) -> None:
+        tasks = {t.id: t for t in self.progress.tasks}
+        running = sum(min(1.0, tasks[tid].completed / tasks[tid].total)
+                      for name, tid in self.cell_tasks.items()
+                      if name not in self.finished and tid in tasks and tasks[tid].total)
+        grid = tasks.get(self.grid_task)
+        cap = grid.total if grid is not None and grid.total else float("inf")
+        self.progress.update(self.grid_task, completed=min(cap, len(self.finished) + running), **fields)
 
 
 def _wilcoxon_floor(n_pairs: Sequence[int]) -> str:

@@ -115,9 +115,11 @@ def plot_learning_curves(curves: Sequence[tuple[str, Sequence[dict], int | None]
                 if rb is not None and rb.get("val_macro_f1") is not None:
                     ax_m.plot([best], [rb["val_macro_f1"]], "o", color=c, ms=4)
     ax_l.set_xlabel("epoch")
-    ax_l.set_ylabel("cross-entropy (solid: train, dashed: validation)")
+    ax_l.set_ylabel("cross-entropy")
+    ax_l.set_title("loss (solid: train, dashed: validation)", fontsize=8)
     ax_m.set_xlabel("epoch")
-    ax_m.set_ylabel("validation % (solid: macro-F1, dotted: accuracy)")
+    ax_m.set_ylabel("validation %")
+    ax_m.set_title("validation (solid: macro-F1, dotted: accuracy; dot: restored epoch)", fontsize=8)
     ax_m.set_ylim(0, 102)  # a curve at 100 % stays visible above the frame's top edge
     if len(curves) <= 15:
         ax_l.legend(fontsize=7, ncol=2 if len(curves) > 5 else 1)
