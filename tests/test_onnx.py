@@ -116,7 +116,7 @@ def test_hf_front_ends_reproduce_the_encoder(name, emodb_root, tmp_path):
 
 
 def test_hf_bundle_full_graph(small_runs, emodb_root, tmp_path):
-    from parrot_ser.inference import export_run
+    from parrot_ser.training import export_run
 
     run = small_runs((("hubert-base", {"random_init": True}),), "fcn")
     report = export_onnx(export_run(run, tmp_path / "b"))
@@ -129,7 +129,7 @@ def test_hf_bundle_full_graph(small_runs, emodb_root, tmp_path):
 
 
 def test_mamba_bundle_gets_the_head_only_and_batch_dependent_heads_none(small_runs, tmp_path):
-    from parrot_ser.inference import export_run
+    from parrot_ser.training import export_run
 
     mamba = ("ssam-tiny", {"random_init": True, "depth": 2})
     report = export_onnx(export_run(small_runs((mamba,), "fcn"), tmp_path / "m"))

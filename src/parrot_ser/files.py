@@ -41,7 +41,8 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     return Path(path)
 
 
-def _json_default(o: Any) -> Any:
+def json_default(o: Any) -> Any:
+    """numpy scalars and arrays as plain values, anything else (paths, ...) as its text."""
     import numpy as np
 
     if isinstance(o, np.generic):
@@ -51,7 +52,7 @@ def _json_default(o: Any) -> Any:
     return str(o)
 
 
-def write_json_atomic(path: str | Path, obj: Any, *, indent: int = 1, default: Callable[[Any], Any] = _json_default,
+def write_json_atomic(path: str | Path, obj: Any, *, indent: int = 1, default: Callable[[Any], Any] = json_default,
                       newline: bool = False) -> Path:
     """JSON (numpy scalars/arrays and paths as plain values) written atomically."""
     return write_text_atomic(path, json.dumps(obj, indent=indent, default=default) + ("\n" if newline else ""))

@@ -224,7 +224,8 @@ def _run(out_dir: str | Path, *, quick: bool, seed: int, say: Stage, plan: DemoP
     cells = grid["cells"]
     export_cell = next((c for c in cells if c["model"] == plan.export_model), None) \
         or next((c for c in cells if len(c["encoders"]) == 2), cells[0])
-    from parrot_ser.inference import export_run, load_model
+    from parrot_ser.inference import load_model
+    from parrot_ser.training.export import export_run
 
     say(f"exporting {export_cell['model']} [{export_cell['row']}]")
     bundle_dir = export_run(out / "grid" / export_cell["dir"], out / "model")

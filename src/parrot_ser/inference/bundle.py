@@ -245,10 +245,3 @@ def load_bundle(model_dir: str | Path) -> Bundle:
         t = _load_tensors(root / "anchors.safetensors")
         anchors = [t[f"anchors.{i}"] for i in range(n_inputs)]
     return Bundle(root, doc, members, anchors)
-
-
-def load_model(model_dir: str | Path, **kwargs: Any):
-    """``parrot_ser.load_model``: verify the bundle, rebuild encoders and heads -> Predictor."""
-    from parrot_ser.inference.predictor import Predictor
-
-    return Predictor.from_bundle(model_dir, **kwargs)

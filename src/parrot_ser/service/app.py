@@ -247,7 +247,7 @@ def create_app(model: str | Path | PredictorLike, *, max_upload_bytes: int = DEF
     if max_upload_bytes <= 0 or max_seconds <= 0:
         raise ConfigError(f"limits must be positive (max_upload_bytes={max_upload_bytes}, max_seconds={max_seconds})")
     if isinstance(model, (str, Path)):
-        from parrot_ser.inference.bundle import load_model
+        from parrot_ser.inference.predictor import load_model
 
         predictor: PredictorLike = load_model(model, quiet=True)
     else:
