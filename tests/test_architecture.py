@@ -39,7 +39,6 @@ LONG_FUNCTIONS_ALLOWED = {
     ("training/grid.py", "write_tables"),
     ("inference/hub.py", "model_card"),
     ("training/run.py", "_write_results"),
-    ("fusion/sinkhorn.py", "sinkhorn"),
     ("cli/extract.py", "extract"),
     ("features/writer.py", "_extract_locked"),
     ("training/batched.py", "fit_models_batched"),
