@@ -37,7 +37,6 @@ LONG_FUNCTIONS_ALLOWED = {
     ("service/app.py", "create_app"),
     ("features/writer.py", "_consolidate"),
     ("training/grid.py", "write_tables"),
-    ("inference/hub.py", "model_card"),
     ("training/run.py", "_write_results"),
     ("cli/extract.py", "extract"),
     ("features/writer.py", "_extract_locked"),
