@@ -34,7 +34,6 @@ MAX_FUNCTION_LINES = 80
 # Functions still over the limit, being split into named steps (issue 8); this list only shrinks.
 LONG_FUNCTIONS_ALLOWED = {
     ("demo/run.py", "_run"),
-    ("service/app.py", "create_app"),
     ("features/writer.py", "_consolidate"),
     ("training/grid.py", "write_tables"),
     ("training/run.py", "_write_results"),
