@@ -120,6 +120,10 @@ def test_decoding_stops_past_the_duration_cap(tmp_path, monkeypatch):
         load_audio(p)
     with pytest.raises(AudioTooLongError):
         read_info(_tone(tmp_path / "long.wav", n=16000))
+    monkeypatch.undo()
+    # a caller (the HTTP service) can lower the cap per call
+    with pytest.raises(AudioTooLongError, match="more than 0.5 s"):
+        decode_with_warnings(_tone(tmp_path / "one_s.wav", n=16000).read_bytes(), max_seconds=0.5)
 
 
 def _lock(path: Path, monkeypatch) -> None:

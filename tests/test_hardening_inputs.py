@@ -276,3 +276,17 @@ def test_disk_full_while_training_names_the_run_folder(tmp_path, monkeypatch):
     r = runner.invoke(app, ["train", "--features", str(store), "--encoder", "logmel", "--model", "fcn",
                             "--epochs", "1", "--folds", "2", "--out", str(tmp_path / "run")])
     _one_error_line(r, f"run folder {tmp_path / 'run'}: no space left on the device")
+
+
+def test_a_closed_stdout_pipe_is_not_reported_as_an_error(tmp_path, monkeypatch):
+    from parrot_ser.corpora.base import Manifest
+
+    _tone(tmp_path / "c" / "angry" / "s1_a.wav")
+
+    def closed(self, path):
+        raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+    monkeypatch.setattr(Manifest, "to_csv", closed)
+    r = runner.invoke(app, ["corpus", "manifest", str(tmp_path / "c"), "--corpus", "folders", "-o",
+                            str(tmp_path / "m.csv")])
+    assert r.exit_code == 141 and "error:" not in r.output and "Traceback" not in r.output

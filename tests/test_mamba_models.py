@@ -364,6 +364,8 @@ def test_ssam_accepts_the_official_download_folder_and_takes_the_latest_epoch(tm
     assert enc.identity.checkpoint == str(ckdir / "checkpoint-99.pth")
     assert enc.identity.checkpoint_sha256 == sha256_file(ckdir / "checkpoint-99.pth")
     assert ssam.build(SPECS["ssam-tiny"], checkpoint=str(ckdir)).identity.checkpoint == enc.identity.checkpoint
+    dst = convert_checkpoint(tmp_path / "ssam_tiny", tmp_path / "ssam-tiny.safetensors")  # convert takes it too
+    assert ssam.build(SPECS["ssam-tiny"], checkpoint=str(dst)).identity.checkpoint_sha256 == enc.identity.checkpoint_sha256
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(CheckpointError, match=r"empty: folder holds no checkpoint-<epoch>.pth"):

@@ -252,14 +252,16 @@ def audio_warnings(x: np.ndarray, sr: int, path: str | Path = "<memory>") -> lis
                           int(np.count_nonzero(a >= CLIP_LEVEL)), int(x.size))
 
 
-def _blocks(f: sf.SoundFile, where: str, sr: int):
+def _blocks(f: sf.SoundFile, where: str, sr: int, max_seconds: float | None = None):
     """(frames, channels) float32 blocks until the end of the data. Read through libsndfile's
     sf_readf_float directly: SoundFile.read seeks after each read, which fails on a FLAC stream of
     unknown length; this loop simply reads until libsndfile returns 0 frames. Stops with
-    AudioTooLongError past MAX_DECODE_SECONDS, so a header can never make us decode without bound."""
+    AudioTooLongError past ``max_seconds`` (default MAX_DECODE_SECONDS), so a header can never make
+    us decode without bound."""
     from soundfile import _ffi, _snd  # the documented C API soundfile wraps; see the docstring
 
-    limit = int(MAX_DECODE_SECONDS * sr)
+    cap = MAX_DECODE_SECONDS if max_seconds is None else float(max_seconds)
+    limit = int(cap * sr)
     total = 0
     while True:
         buf = np.empty((_BLOCK, f.channels), dtype=np.float32)
@@ -268,11 +270,12 @@ def _blocks(f: sf.SoundFile, where: str, sr: int):
             return
         total += k
         if total > limit:
-            raise AudioTooLongError(where, f"more than {MAX_DECODE_SECONDS:.0f} s; split the recording")
+            raise AudioTooLongError(where, f"more than {cap:g} s; split the recording")
         yield buf[:k]
 
 
-def _decode(src: Any, head: bytes, where: str, target_sr: int) -> tuple[np.ndarray, list[str]]:
+def _decode(src: Any, head: bytes, where: str, target_sr: int,
+            max_seconds: float | None = None) -> tuple[np.ndarray, list[str]]:
     """Stream-decode ``src`` (path or file object) to mono float32 at ``target_sr``, checking every
     block for non-finite samples and collecting the warning statistics on the signal as decoded."""
     try:
@@ -288,7 +291,7 @@ def _decode(src: Any, head: bytes, where: str, target_sr: int) -> tuple[np.ndarr
         n = n_clip = n_bad = 0
         peak = 0.0
         try:
-            for block in _blocks(f, where, sr):
+            for block in _blocks(f, where, sr, max_seconds):
                 finite = np.isfinite(block)
                 if not finite.all():
                     n_bad += int(block.size - np.count_nonzero(finite))
@@ -322,21 +325,24 @@ def _emit(texts: list[str]) -> None:
         warnings.warn(text, AudioWarning, stacklevel=3)
 
 
-def load_with_warnings(path: str | Path, target_sr: int = 16000) -> tuple[np.ndarray, list[str]]:
+def load_with_warnings(path: str | Path, target_sr: int = 16000, *,
+                       max_seconds: float | None = None) -> tuple[np.ndarray, list[str]]:
     """:func:`load_audio` without the warnings module: (signal, warning texts). Thread-safe way to
     collect warnings per file (warnings.warn is process-global)."""
     p = _check_path(path)
-    return _decode(str(p), _head(p), str(p), target_sr)
+    return _decode(str(p), _head(p), str(p), target_sr, max_seconds)
 
 
-def decode_with_warnings(data: bytes, target_sr: int = 16000, name: str = "<upload>") -> tuple[np.ndarray, list[str]]:
-    """:func:`decode_audio` returning (signal, warning texts) instead of issuing warnings."""
+def decode_with_warnings(data: bytes, target_sr: int = 16000, name: str = "<upload>", *,
+                         max_seconds: float | None = None) -> tuple[np.ndarray, list[str]]:
+    """:func:`decode_audio` returning (signal, warning texts) instead of issuing warnings.
+    ``max_seconds`` lowers the duration cap (a service bounds the memory one request can take)."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"decode_audio needs bytes, got {type(data).__name__}")
     raw = bytes(data)
     if not raw:
         raise EmptyAudioError(name, "file is 0 bytes")
-    return _decode(io.BytesIO(raw), raw[:_HEAD], name, target_sr)
+    return _decode(io.BytesIO(raw), raw[:_HEAD], name, target_sr, max_seconds)
 
 
 def load_audio(path: str | Path, target_sr: int = 16000, *, warn: bool = True) -> np.ndarray:
@@ -348,9 +354,10 @@ def load_audio(path: str | Path, target_sr: int = 16000, *, warn: bool = True) -
     return x
 
 
-def decode_audio(data: bytes, target_sr: int = 16000, name: str = "<upload>", *, warn: bool = True) -> np.ndarray:
+def decode_audio(data: bytes, target_sr: int = 16000, name: str = "<upload>", *, warn: bool = True,
+                 max_seconds: float | None = None) -> np.ndarray:
     """Same as :func:`load_audio` for in-memory bytes (e.g. an HTTP upload); ``name`` is used in messages."""
-    x, texts = decode_with_warnings(data, target_sr, name)
+    x, texts = decode_with_warnings(data, target_sr, name, max_seconds=max_seconds)
     if warn:
         _emit(texts)
     return x

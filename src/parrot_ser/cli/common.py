@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import json
@@ -87,6 +88,12 @@ def guard(fn: F) -> F:
         except ParrotError as e:
             err.print(f"[bold red]error:[/] {escape(str(e))}", markup=True, highlight=False)
             raise typer.Exit(2) from None
+        except BrokenPipeError:
+            # stdout closed by the reader (`... --json | head`): not an error to report. Point stdout
+            # at /dev/null so the interpreter's final flush does not raise again; 141 = killed by SIGPIPE.
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(141) from None
         except OSError as e:
             err.print(f"[bold red]error:[/] {escape(os_error_message(e))}", markup=True, highlight=False)
             raise typer.Exit(2) from None

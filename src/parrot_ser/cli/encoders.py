@@ -38,7 +38,8 @@ def list_cmd(as_json: bool = typer.Option(False, "--json", help="A JSON list of 
 @app.command("convert")
 @guard
 def convert(
-    src: Path = typer.Argument(..., help="Official checkpoint file (e.g. SSAM checkpoint-*.pth, SSAMBA *.pth)."),
+    src: Path = typer.Argument(..., help="Official checkpoint file (SSAM checkpoint-*.pth, SSAMBA *.pth) or the "
+                                        "SSAM download folder (its latest checkpoints/checkpoint-<epoch>.pth)."),
     dst: Path = typer.Argument(..., help="Output (safetensors + JSON config)."),
 ) -> None:
     """Convert an official Mamba checkpoint into this package's safe format (no pickle needed to load)."""

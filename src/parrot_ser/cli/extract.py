@@ -86,6 +86,14 @@ def extract(
     chunk_size: int = typer.Option(128, "--chunk-size", min=1, help="Utterances per committed (resumable) chunk."),
     as_json: bool = typer.Option(False, "--json", help="Reports as one JSON object on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    wait: bool = typer.Option(False, "--wait", help="If another extract is writing this store, wait for it "
+                              "instead of stopping."),
+    engine: str = typer.Option("local", "--engine", help="local | ray: chunks encoded by Ray actors that load the "
+                               "encoder once each; this process stays the only writer of the store."),
+    address: str | None = typer.Option(None, "--address", help="Ray cluster address (ray start --head prints it; "
+                                       "'auto' = the local cluster). Default: a local Ray instance."),
+    actors: int | None = typer.Option(None, "--actors", min=1, help="Ray encoder actors (default: one per "
+                                      "--threads CPUs of the cluster, one per GPU with --device cuda)."),
 ) -> None:
     """Extract frozen PTM features for a corpus into a resumable, memory-mappable store."""
     from parrot_ser.device import check_device
@@ -97,6 +105,8 @@ def extract(
     check_device(device)  # before scanning a corpus, not after
     if dtype not in ("float16", "float32"):
         raise ConfigError(f"--dtype must be float16 or float32; got {dtype!r}")
+    if engine not in ("local", "ray"):
+        raise ConfigError(f"--engine must be local or ray; got {engine!r}")
     names = list(dict.fromkeys(encoder))
     for n in names:
         get_spec(n)  # unknown names fail before any work
@@ -120,11 +130,21 @@ def extract(
                                                        "preprocessing": enc.identity.preprocessing}})
             if note:  # without a local config the real architecture is unknown offline: say what was built
                 err.print(f"[bold yellow]{escape(note)}[/]")
+        remote = None
+        if engine == "ray":
+            from parrot_ser.features.distributed import RayChunkRunner
+
+            remote = RayChunkRunner({"name": n, "checkpoint": ckpts.get(n), "layers": layer_choice,
+                                     "random_init": random_init, "seed": seed, "device": device, **options[n]},
+                                    address=address, threads=threads or 1, n_actors=actors)
         try:
             rep = extract_features(man, enc, out_dir, frames=frames, dtype=dtype, batch_seconds=batch_seconds,
-                                   chunk_size=chunk_size, progress=not quiet)
+                                   chunk_size=chunk_size, progress=not quiet, wait=wait, remote=remote)
         except OSError as e:  # disk full, read-only, no permission: name the store; chunks are kept
             raise FeatureStoreError(f"feature store {out_dir} ({n}): {os_error_message(e)}") from None
+        finally:
+            if remote is not None:
+                remote.close()
         reports[n] = rep
         _summary(n, rep, out_dir)
         del enc

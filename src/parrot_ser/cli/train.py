@@ -48,7 +48,11 @@ def _layer(text: str | None) -> int | str | None:
 
 def _config(config, layer, frames, epochs, lr, batch_size, patience, eval_batch_size, early_stop, dropout,
             weight_decay, device, threads, standardise=None):
+    from parrot_ser.device import check_device
     from parrot_ser.training.config import load_config
+
+    if device is not None:
+        check_device(device)  # worded for the option; the config check covers a YAML device
 
     overrides = {"layer": _layer(layer), "use_frames": True if frames else None, "epochs": epochs, "lr": lr,
                  "batch_size": batch_size, "patience": patience, "eval_batch_size": eval_batch_size,

@@ -128,7 +128,7 @@ def _check_pickle_budget(path: Path) -> None:
     import zipfile
 
     if not zipfile.is_zipfile(path):
-        return  # legacy (pre-1.6) format: torch.load reads it; no directory to check cheaply
+        return _check_legacy_budget(path)
     try:
         with zipfile.ZipFile(path) as z:
             infos = z.infolist()
@@ -143,6 +143,28 @@ def _check_pickle_budget(path: Path) -> None:
     if n_tensors > MAX_CHECKPOINT_TENSORS:
         raise CheckpointError(f"{path}: refused, it holds {n_tensors} tensors (limit {MAX_CHECKPOINT_TENSORS}); "
                               "no Mamba PTM checkpoint has that many")
+
+
+def _check_legacy_budget(path: Path) -> None:
+    """Legacy (pre-1.6, non-zip) torch files are a few pickles in a row (magic, protocol, sys info, the
+    object) before the raw storages: count the tensor references by reading opcodes only, nothing is
+    built, and stop at the cap."""
+    import pickletools
+
+    try:
+        with open(path, "rb") as f:
+            for _ in range(4):
+                n_ids = 0
+                for op, _arg, _pos in pickletools.genops(f):
+                    if op.name in ("BINPERSID", "PERSID"):
+                        n_ids += 1
+                        if n_ids > MAX_CHECKPOINT_TENSORS:
+                            raise CheckpointError(f"{path}: refused, it holds more than {MAX_CHECKPOINT_TENSORS} "
+                                                  "tensors; no Mamba PTM checkpoint has that many")
+    except CheckpointError:
+        raise
+    except Exception:  # noqa: BLE001 - not (or not only) pickles: torch.load gives the precise error
+        return
 
 
 def _torch_load(path: Path) -> Any:
@@ -219,6 +241,10 @@ def convert_checkpoint(src: str | Path, dst: str | Path, family: str | None = No
     from safetensors.torch import save_file
 
     src, dst = Path(src), Path(dst)
+    if src.is_dir():  # the official SSAM download folder: its latest checkpoint-<epoch>.pth
+        from parrot_ser.encoders.ssam import resolve_checkpoint
+
+        src = resolve_checkpoint(src)
     sd = load_checkpoint_state_dict(src)
     fam = family or detect_family(sd)
     if fam is None:

@@ -76,7 +76,7 @@ class TrainConfig:
             raise ConfigError(f"config weight_decay must be >= 0 (got {self.weight_decay})")
         from parrot_ser.device import check_device
 
-        check_device(self.device, "config device")
+        check_device(self.device, "config key device:")
         return self
 
     def to_dict(self) -> dict[str, Any]:

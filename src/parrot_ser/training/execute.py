@@ -28,6 +28,7 @@ from typing import Any
 
 from parrot_ser.errors import ConfigError
 from parrot_ser.training.config import TrainConfig
+from parrot_ser.training.logs import EpochLog
 from parrot_ser.training.run import RunPlan, train_folds, write_fold_result
 from parrot_ser.training.splits import Fold
 
@@ -122,10 +123,10 @@ def run_plans(plans: Sequence[RunPlan], *, batched: bool | None = None, workers:
                 tasks[p.key] = progress.add_task(f"{p.model} ({'+'.join(p.encoders)})",
                                                  total=len(p.todo) * p.config.epochs, rate="")
 
-    def deliver(unit: Unit, results: list[dict]) -> None:
+    def deliver(unit: Unit, results: list[dict], logged: bool = False) -> None:
         plan = by_key[unit.plan_key]
         for r in results:
-            write_fold_result(plan, r)
+            write_fold_result(plan, r, logged=logged)
             if unit.plan_key in tasks:
                 progress.update(tasks[unit.plan_key], rate=f"seed {r['seed']} fold {r['fold']} done")
         remaining[unit.plan_key] -= len(results)
@@ -186,8 +187,12 @@ def _run_inline(units, by_key, mem, progress, tasks, deliver) -> None:
         sdata = cache[u.data_key][0]
         task = tasks.get(u.plan_key)
         counted: dict = {}
+        # Per-epoch CSV / TensorBoard written live here (a long run can be watched); units that run
+        # elsewhere get theirs written by the driver from the returned history.
+        logs = {(s, f.index): EpochLog(plan.out, f"seed{s}_fold{f.index}", lr=plan.config.lr) for s, f in u.jobs}
 
-        def on_epoch(s, k, epoch, rec, _task=task, _counted=counted):
+        def on_epoch(s, k, epoch, rec, _task=task, _counted=counted, _logs=logs):
+            _logs[(s, k)](epoch, rec)
             if _task is not None:
                 extra = f"seed {s} fold {k} ep {epoch}"
                 if rec.get("val_macro_f1") is not None:
@@ -195,10 +200,14 @@ def _run_inline(units, by_key, mem, progress, tasks, deliver) -> None:
                 progress.update(_task, advance=1, rate=extra)
                 _counted[(s, k)] = _counted.get((s, k), 0) + 1
 
-        results = train_folds(sdata, u.model, plan.config, u.jobs, batched=u.batched, on_epoch=on_epoch)
+        try:
+            results = train_folds(sdata, u.model, plan.config, u.jobs, batched=u.batched, on_epoch=on_epoch)
+        finally:
+            for lg in logs.values():
+                lg.close()
         if task is not None:  # early-stopped epochs count as done
             progress.advance(task, sum(plan.config.epochs - counted.get((s, f.index), 0) for s, f in u.jobs))
-        deliver(u, results)
+        deliver(u, results, logged=True)
 
 
 # --- local worker processes ------------------------------------------------------------------------
