@@ -139,8 +139,9 @@ class HearModel(torch.nn.Module):
 
     def to(self, *args: Any, **kwargs: Any) -> HearModel:
         super().to(*args, **kwargs)
-        device = torch._C._nn._parse_to(*args, **kwargs)[0]
-        if device is not None:
+        # .to(device), .to(device, dtype), .to(device=...): the encoder keeps its own device for inputs
+        device = kwargs.get("device", args[0] if args else None)
+        if isinstance(device, (str, torch.device)):
             self.encoder.to(str(device))
         return self
 
