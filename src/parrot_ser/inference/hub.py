@@ -75,6 +75,10 @@ def _pct(summary: dict | None) -> str:
     return f"{summary.get('mean', float('nan')):.2f} ± {summary.get('std', float('nan')):.2f}"
 
 
+def _num(v: Any) -> str:
+    return f"{v:.2f}" if isinstance(v, (int, float)) else "n/a"
+
+
 def _weights(e: dict) -> str:
     if e.get("random_init"):
         return f"**UNTRAINED (random init, seed {e.get('seed')})**"
@@ -127,6 +131,12 @@ def model_card(doc: dict, corpus: str | None = None) -> str:
             "encoders or about the method.\n" if untrained else "")
     ens = doc.get("ensemble", {})
     inf = doc.get("inference", {})
+    folds = [m for m in doc.get("members", []) if m.get("fold") is not None]
+    fold_rows = "\n".join(
+        f"| {m.get('seed')} | {m.get('fold')} | {m.get('best_epoch')} | {_num(m.get('test_accuracy'))} | "
+        f"{_num(m.get('test_macro_f1'))} |" for m in folds)
+    fold_table = ("\nPer fold (each member tested on its own held-out speakers):\n\n| seed | fold | best epoch | "
+                  "accuracy % | macro-F1 % |\n|---|---|---|---|---|\n" + fold_rows + "\n") if folds else ""
     body = f"""
 # parrot-ser: {md['name']} on {' + '.join(e['name'] for e in encs)}
 {warn}
@@ -153,7 +163,7 @@ or `parrot-ser predict <folder or repo id> speech.wav --json`.
 - This bundle: {ens.get('kind')} of {ens.get('n_members')} model(s) ({ens.get('aggregation')}).
   {REFIT_NOTE if ens.get('kind') == 'refit' else CV_NOTE}
 - Batching at inference: {inf.get('batch_mode')} ({inf.get('note')}).
-
+{fold_table}
 ## Encoders
 
 | encoder | weights | checkpoint | sha256 | layers |

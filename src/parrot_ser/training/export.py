@@ -189,7 +189,9 @@ def export_run(run_dir: str | Path, out_dir: str | Path, refit: bool = False, *,
     from parrot_ser.inference.hub import CONFIG_JSON, config_text, write_model_card
 
     path = write_bundle(out_dir, doc, members, anchors, texts={CONFIG_JSON: config_text(doc)})
-    write_model_card(path, doc, corpus=_corpus_name(run.get("features_dir")))
+    # the card is written from the final description, which lists the members' per-fold results
+    write_model_card(path, json.loads((path / "bundle.json").read_text(encoding="utf-8")),
+                     corpus=_corpus_name(run.get("features_dir")))
     return path
 
 
