@@ -33,13 +33,11 @@ import numpy as np
 from scipy import stats
 
 from parrot_ser.errors import ConfigError
+from parrot_ser.files import write_json_atomic
 from parrot_ser.training.config import TrainConfig
-from parrot_ser.training.run import (
-    is_random_init,
-    load_features,
-    random_init_label,
-    write_json_atomic,
-)
+from parrot_ser.training.data import load_features
+from parrot_ser.training.run import is_random_init, random_init_label
+from parrot_ser.training.rundir import PREDICTIONS_CSV
 
 PAIR_MODES = ("all", "hetero", "homo")
 BASELINE = "concat"
@@ -124,7 +122,7 @@ def _paired(a: Sequence[float], b: Sequence[float]) -> dict:
 
 def _mcnemar(base_dir: Path, other_dir: Path, seed: int) -> dict:
     def correct(p: Path) -> dict[str, bool]:
-        with open(p / "predictions.csv", newline="", encoding="utf-8") as f:
+        with open(p / PREDICTIONS_CSV, newline="", encoding="utf-8") as f:
             return {r["utt_id"]: r["label"] == r["predicted"] for r in csv.DictReader(f) if int(r["seed"]) == seed}
 
     a, b = correct(base_dir), correct(other_dir)
