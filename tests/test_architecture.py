@@ -33,11 +33,9 @@ LONG_FUNCTIONS_ALLOWED = {
     ("demo/run.py", "_run"),
     ("features/writer.py", "_consolidate"),
     ("training/grid.py", "write_tables"),
-    ("training/run.py", "_write_results"),
     ("cli/extract.py", "extract"),
     ("features/writer.py", "_extract_locked"),
     ("training/batched.py", "fit_models_batched"),
-    ("training/run.py", "prepare_run"),
 }
 
 

@@ -136,6 +136,53 @@ def run_fingerprints(model: str, encoders: Sequence[str], config: TrainConfig, p
     return fp(canon), fp(cfg)
 
 
+def _make_or_read_folds(sdata: SERData, meta_rows: list[dict], seeds: list[int], protocol: str, n_folds: int,
+                        config: TrainConfig, folds_file: str | Path | None) -> tuple[dict, str, int, dict]:
+    """Speaker-independent folds per seed, read from ``folds_file`` when it exists (else made, checked
+    for leakage, and written there when a path is given) -> (folds by seed, the protocol and fold
+    count the run really uses, identity extras)."""
+    from_file = folds_file is not None and Path(folds_file).is_file()
+    extra: dict = {}
+    if from_file:
+        folds_by_seed = read_folds_file(folds_file, seeds, sdata.utt_ids, sdata.speakers)
+        protocol, n_folds = "folds-file", len(next(iter(folds_by_seed.values())))  # what the run really used
+        # other folds = another experiment (only when a file is used, so older runs keep their identity)
+        extra["folds"] = _fingerprint({str(s): folds_to_json(f, sdata.speakers) for s, f in folds_by_seed.items()})
+    else:
+        folds_by_seed = {}
+        for s in seeds:
+            folds = make_folds([sdata.classes[i] for i in sdata.labels], sdata.speakers, protocol=protocol,
+                               n_folds=n_folds, seed=s, meta=meta_rows, val_fraction=config.val_fraction)
+            assert_speaker_independent(folds, sdata.speakers)  # mechanical check before any training
+            folds_by_seed[s] = folds
+        if folds_file is not None:
+            write_folds_file(folds_file, folds_by_seed, sdata.utt_ids, sdata.speakers, protocol)
+    return folds_by_seed, protocol, n_folds, extra
+
+
+def _finished_folds(out: Path, seeds: list[int], folds_by_seed: dict, accepted: set[str],
+                    sdata: SERData) -> tuple[dict[str, dict], list[tuple[int, Fold]]]:
+    """(entries of the seed/folds already finished by this run, the (seed, fold)s still to train)."""
+    done: dict[str, dict] = {}
+    todo: list[tuple[int, Fold]] = []
+    for s in seeds:
+        for fold in folds_by_seed[s]:
+            name = entry_name(s, fold.index)
+            ep = entry_path(out, name)
+            wp = weights_path(out, name)
+            if ep.is_file() and wp.is_file():
+                try:
+                    entry = json.loads(ep.read_text(encoding="utf-8"))
+                except json.JSONDecodeError:
+                    entry = None
+                if entry and entry.get("fingerprint") in accepted and \
+                        entry.get("test_utt_ids") == [sdata.utt_ids[i] for i in fold.test]:
+                    done[name] = entry
+                    continue
+            todo.append((s, fold))
+    return done, todo
+
+
 def prepare_run(features_dir: str | Path | None, encoders: Sequence[str], model: str, config: TrainConfig,
                 seeds: Sequence[int], protocol: str, out_dir: str | Path, *, n_folds: int = 5,
                 data: tuple[SERData, list[dict], dict[str, dict]] | None = None,
@@ -162,21 +209,8 @@ def prepare_run(features_dir: str | Path | None, encoders: Sequence[str], model:
     # The run identity: a rerun into the same RUN_DIR must be the same experiment (resume), not a
     # different one silently mixed with old folds. Seeds may be added.
     from_file = folds_file is not None and Path(folds_file).is_file()
-    extra: dict = {}
-    if from_file:
-        folds_by_seed = read_folds_file(folds_file, seeds, sdata.utt_ids, sdata.speakers)
-        protocol, n_folds = "folds-file", len(next(iter(folds_by_seed.values())))  # what the run really used
-        # other folds = another experiment (only when a file is used, so older runs keep their identity)
-        extra["folds"] = _fingerprint({str(s): folds_to_json(f, sdata.speakers) for s, f in folds_by_seed.items()})
-    else:
-        folds_by_seed = {}
-        for s in seeds:
-            folds = make_folds([classes[i] for i in sdata.labels], sdata.speakers, protocol=protocol,
-                               n_folds=n_folds, seed=s, meta=meta_rows, val_fraction=config.val_fraction)
-            assert_speaker_independent(folds, sdata.speakers)  # mechanical check before any training
-            folds_by_seed[s] = folds
-        if folds_file is not None:
-            write_folds_file(folds_file, folds_by_seed, sdata.utt_ids, sdata.speakers, protocol)
+    folds_by_seed, protocol, n_folds, extra = _make_or_read_folds(sdata, meta_rows, seeds, protocol, n_folds,
+                                                                  config, folds_file)
     fold_records = {str(s): folds_to_json(f, sdata.speakers) for s, f in folds_by_seed.items()}
     if folds_only:
         return {"folds_file": str(folds_file) if folds_file is not None else None, "folds": fold_records}
@@ -211,23 +245,7 @@ def prepare_run(features_dir: str | Path | None, encoders: Sequence[str], model:
     }
     write_json_atomic(run_path, run_info)
 
-    done: dict[str, dict] = {}
-    todo: list[tuple[int, Fold]] = []
-    for s in seeds:
-        for fold in folds_by_seed[s]:
-            name = entry_name(s, fold.index)
-            ep = entry_path(out, name)
-            wp = weights_path(out, name)
-            if ep.is_file() and wp.is_file():
-                try:
-                    entry = json.loads(ep.read_text(encoding="utf-8"))
-                except json.JSONDecodeError:
-                    entry = None
-                if entry and entry.get("fingerprint") in accepted and \
-                        entry.get("test_utt_ids") == [sdata.utt_ids[i] for i in fold.test]:
-                    done[name] = entry
-                    continue
-            todo.append((s, fold))
+    done, todo = _finished_folds(out, seeds, folds_by_seed, accepted, sdata)
     return RunPlan(out, model, list(encoders), config, seeds, fp, accepted, run_info, fold_records, sdata, done,
                    todo, str(features_dir) if features_dir is not None else None, t_start)
 
@@ -274,15 +292,40 @@ def run_cv(features_dir: str | Path, encoders: Sequence[str], model: str, config
     return finish_run(plan)
 
 
+def _transport_summary(run: dict, entries: list[dict], plan: np.ndarray | None, out: Path, title: str,
+                       plots: dict) -> dict | None:
+    """Transport statistics over the runs (mean +- std) and the drawn plan of the first fold (OT models)."""
+    from parrot_ser.training.plots import plot_transport
+
+    tstats = [e["transport"] for e in entries if e.get("transport")]
+    transport = None
+    if tstats:
+        keys = sorted({k for t in tstats for k, v in t.items() if isinstance(v, float)})
+        transport = {k: mean_std([t[k] for t in tstats if k in t]) for k in keys}
+        transport["note"] = ("every evaluation batch of each test fold (mean weighted by batch size), then "
+                             "mean +- std over runs; effective_partners = exp(row entropy) of the row-normalised "
+                             "plan (1 = one-to-one, n = uniform)")
+        if plan is not None:
+            from parrot_ser.fusion import get_model_spec
+
+            # The paper's OT couples the utterances of a batch; parrot-token's couples the tokens of one
+            # utterance: the title says which plan this is.
+            if get_model_spec(run["model"]).batch_dependent:
+                what, src, tgt = ("plan between the utterances of the first evaluation batch", "utterance (Mamba "
+                                  "branch)", "utterance (attention branch)")
+            else:
+                what, src, tgt = ("token plan of the first test utterance", "token (Mamba branch)",
+                                  "token (attention branch)")
+            plot_transport(plan, out / "transport.png", f"{title}: {what}, seed {run['seeds'][0]} fold 0",
+                           source=src, target=tgt)
+            plots["transport"] = "transport.png"
+    return transport
+
+
 def _write_results(out: Path, run: dict, entries: list[dict], fold_records: dict, sdata: SERData,
                    total_s: float, plan: np.ndarray | None) -> dict:
     from parrot_ser.notices import untrained_text
-    from parrot_ser.training.plots import (
-        plot_confusion,
-        plot_learning_curves,
-        plot_per_class_f1,
-        plot_transport,
-    )
+    from parrot_ser.training.plots import plot_confusion, plot_learning_curves, plot_per_class_f1
 
     classes = run["labels"]
     n_cls = len(classes)
@@ -314,28 +357,7 @@ def _write_results(out: Path, run: dict, entries: list[dict], fold_records: dict
                           for e in sorted(entries, key=lambda e: (e["seed"], e["fold"]))],
                          out / "learning_curves.png", f"{title}: per-epoch curves, every seed x fold")
     plots["learning_curves"] = "learning_curves.png"
-    tstats = [e["transport"] for e in entries if e.get("transport")]
-    transport = None
-    if tstats:
-        keys = sorted({k for t in tstats for k, v in t.items() if isinstance(v, float)})
-        transport = {k: mean_std([t[k] for t in tstats if k in t]) for k in keys}
-        transport["note"] = ("every evaluation batch of each test fold (mean weighted by batch size), then "
-                             "mean +- std over runs; effective_partners = exp(row entropy) of the row-normalised "
-                             "plan (1 = one-to-one, n = uniform)")
-        if plan is not None:
-            from parrot_ser.fusion import get_model_spec
-
-            # The paper's OT couples the utterances of a batch; parrot-token's couples the tokens of one
-            # utterance: the title says which plan this is.
-            if get_model_spec(run["model"]).batch_dependent:
-                what, src, tgt = ("plan between the utterances of the first evaluation batch", "utterance (Mamba "
-                                  "branch)", "utterance (attention branch)")
-            else:
-                what, src, tgt = ("token plan of the first test utterance", "token (Mamba branch)",
-                                  "token (attention branch)")
-            plot_transport(plan, out / "transport.png", f"{title}: {what}, seed {run['seeds'][0]} fold 0",
-                           source=src, target=tgt)
-            plots["transport"] = "transport.png"
+    transport = _transport_summary(run, entries, plan, out, title, plots)
     random_init = sorted(e for e, m in run["features_meta"].items() if is_random_init(m))
     results = {
         "format": RESULTS_FORMAT, "model": run["model"], "encoders": run["encoders"],
