@@ -34,7 +34,6 @@ LONG_FUNCTIONS_ALLOWED = {
     ("features/writer.py", "_consolidate"),
     ("cli/extract.py", "extract"),
     ("features/writer.py", "_extract_locked"),
-    ("training/batched.py", "fit_models_batched"),
 }
 
 
