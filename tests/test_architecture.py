@@ -33,7 +33,6 @@ LONG_FUNCTIONS_ALLOWED = {
     ("demo/run.py", "_run"),
     ("features/writer.py", "_consolidate"),
     ("cli/extract.py", "extract"),
-    ("features/writer.py", "_extract_locked"),
 }
 
 
