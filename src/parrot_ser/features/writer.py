@@ -582,8 +582,8 @@ def _commit_chunk(path: Path, ids: list[str], pooled: list[np.ndarray], frm: lis
     _atomic_npz(path, **arrays)
 
 
-def _consolidate(enc_dir: Path, partial: Path, store_manifest: Manifest, requested: list[str], encoder: Encoder,
-                 ident: dict, frames: bool, dtype: str, run: dict, t_start: float, t_c: float) -> dict:
+def _chunk_index(partial: Path) -> tuple[list[Path], dict[str, tuple[int, int]], list[dict], list[str], dict]:
+    """Where each encoded utterance is (chunk, row), the skipped files, warnings and rows per run."""
     chunk_files = _chunk_paths(partial)
     where: dict[str, tuple[int, int]] = {}
     skipped: list[dict] = []
@@ -596,16 +596,15 @@ def _consolidate(enc_dir: Path, partial: Path, store_manifest: Manifest, request
         skipped.extend(sk)
         warns.extend(st.get("warnings", []))
         per_run[st.get("run_id", "?")] = per_run.get(st.get("run_id", "?"), 0) + int(st.get("n_computed", 0))
-    ok_ids = {u for u in where}
-    skipped = [s for s in skipped if s["utt_id"] not in ok_ids]
-    # rows in store-manifest order: stable regardless of batching and of how runs were split
-    order = [u.utt_id for u in store_manifest.utterances if u.utt_id in where]
-    n = len(order)
-    if n == 0:
-        raise FeatureStoreError(f"{enc_dir}: no utterance could be encoded ({len(skipped)} skipped; first: "
-                                f"{skipped[0]['error'] if skipped else 'manifest is empty'})")
+    return chunk_files, where, skipped, warns, per_run
 
-    # shapes from the first chunk that has rows
+
+def _write_arrays(enc_dir: Path, chunk_files: list[Path], where: dict[str, tuple[int, int]], order: list[str],
+                  frames: bool, dtype: str) -> tuple:
+    """The rows of every chunk into temporary memory-mapped pooled (and frames) arrays in ``order``
+    -> (L, P, F, frame offsets, temporary pooled path, temporary frames path or None)."""
+    n = len(order)
+    # shapes from the chunks that have rows
     L = P = F = None
     lengths = np.zeros(n, dtype=np.int64)
     by_chunk: dict[int, list[tuple[int, int]]] = {}
@@ -647,6 +646,22 @@ def _consolidate(enc_dir: Path, partial: Path, store_manifest: Manifest, request
         frames_mm.flush()
         del frames_mm
 
+    return L, P, F, offsets, tmp_pooled, (tmp_frames if frames else None)
+
+
+def _consolidate(enc_dir: Path, partial: Path, store_manifest: Manifest, requested: list[str], encoder: Encoder,
+                 ident: dict, frames: bool, dtype: str, run: dict, t_start: float, t_c: float) -> dict:
+    chunk_files, where, skipped, warns, per_run = _chunk_index(partial)
+    ok_ids = {u for u in where}
+    skipped = [s for s in skipped if s["utt_id"] not in ok_ids]
+    # rows in store-manifest order: stable regardless of batching and of how runs were split
+    order = [u.utt_id for u in store_manifest.utterances if u.utt_id in where]
+    n = len(order)
+    if n == 0:
+        raise FeatureStoreError(f"{enc_dir}: no utterance could be encoded ({len(skipped)} skipped; first: "
+                                f"{skipped[0]['error'] if skipped else 'manifest is empty'})")
+
+    L, P, F, offsets, tmp_pooled, tmp_frames = _write_arrays(enc_dir, chunk_files, where, order, frames, dtype)
     runs_path = partial / "runs.json"
     prev_runs = json.loads(runs_path.read_text(encoding="utf-8")) if runs_path.is_file() else []
     wall = time.perf_counter() - t_start
