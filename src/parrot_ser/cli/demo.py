@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from parrot_ser.cli.common import err, guard, print_json
+from parrot_ser.cli.common import err, guard, make_progress, print_json
 
 
 @guard
@@ -25,7 +25,10 @@ def demo(
 
     err.print("[bold yellow]The PTM encoders of this demo are UNTRAINED (random init, no download): its numbers "
               "test the pipeline, not the models.[/]", markup=True)
-    res = run_demo(out, quick=quick, seed=seed)
+    def say(msg: str) -> None:
+        err.print(f"[bold cyan]demo[/] {msg}", markup=True, highlight=False)
+
+    res = run_demo(out, quick=quick, seed=seed, say=say, progress=make_progress)
     s = res.summary
     t = Table(title=f"demo results ({'quick' if quick else 'full'}; {s['corpus']['n_utterances']} utterances, "
                     f"{len(s['corpus']['speakers'])} speakers, {s['plan']['n_folds']} speaker-independent folds)",

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from parrot_ser.encoders import register_family
 from parrot_ser.encoders.base import EncodedUtterance, Encoder, EncoderIdentity, EncoderSpec
 from parrot_ser.errors import AudioError, CheckpointError, ConfigError
 
@@ -341,3 +342,6 @@ def build(spec: EncoderSpec, *, checkpoint: str | None = None, layers: Any = "la
     ident = EncoderIdentity(name=spec.name, checkpoint=source_id, checkpoint_sha256=sha, random_init=bool(random_init),
                             seed=seed if random_init else None, layers=layer_list, preprocessing=pre)
     return HFEncoder(spec, model, fe, ident, is_whisper=is_whisper, device=device, dtype=dtype)
+
+
+register_family(specs(), build)
