@@ -116,8 +116,8 @@ _opt_thr = typer.Option(None, "--threads", help="torch CPU threads per worker (d
 _opt_folds_file = typer.Option(None, "--folds-file", help="JSON folds (utterance ids per side): read when "
                                "the file exists, else the folds made are written there before training.")
 _opt_batched = typer.Option(None, "--batched/--no-batched", help="Train the folds x seeds of a cell together "
-                            "(stacked models, torch.func.vmap). Default: automatic (on CUDA, and on CPU for "
-                            "small heads, where it is faster).")
+                            "(stacked models, torch.func.vmap). Default: automatic (on CUDA, and on CPU only for "
+                            "tiny heads: on CPU it measured slower for conv heads).")
 _opt_workers = typer.Option(0, "--workers", min=0, help="Local worker processes (0 = automatic: every core "
                             "unless the work is tiny; 1 = this process only).")
 _opt_engine = typer.Option("local", "--engine", help="local | ray (pip install 'parrot-ser[ray]').")
