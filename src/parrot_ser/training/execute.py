@@ -29,8 +29,8 @@ from typing import Any
 from parrot_ser.errors import ConfigError
 from parrot_ser.raycluster import ray_init
 from parrot_ser.training.config import TrainConfig
+from parrot_ser.training.fold_runs import RunPlan, train_folds, write_fold_result
 from parrot_ser.training.logs import EpochLog
-from parrot_ser.training.run import RunPlan, train_folds, write_fold_result
 from parrot_ser.training.splits import Fold
 
 ENGINES = ("local", "ray")
@@ -175,7 +175,7 @@ def _load(unit: Unit, config: TrainConfig, mem: dict):
         return mem[tuple(unit.encoders)]
     if unit.features_dir is None:
         raise ConfigError("no features: give a features directory or the data")
-    from parrot_ser.training.run import load_features
+    from parrot_ser.training.data import load_features
 
     return load_features(unit.features_dir, unit.encoders, config)
 
