@@ -159,94 +159,19 @@ def run_demo(out_dir: str | Path, *, quick: bool = False, seed: int = 0, say: St
 
 def _run(out_dir: str | Path, *, quick: bool, seed: int, say: Stage, plan: DemoPlan | None,
          progress: ProgressFactory) -> DemoResult:
-    import torch
-
-    from parrot_ser.corpora import scan_corpus
-    from parrot_ser.demo.synth import UNSEEN_SPEAKERS, synthesize_corpus
-    from parrot_ser.features import extract_features
-    from parrot_ser.training.config import TrainConfig
-    from parrot_ser.training.grid import encoder_kind, run_grid
-
+    """corpus -> features -> grid -> export and predict unseen voices -> report."""
     plan = plan or make_plan(quick=quick, seed=seed)
     out = Path(out_dir)
     _check_out(out, plan)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     t_all = time.perf_counter()
-
-    # 1. corpus
-    t = time.perf_counter()
-    with progress("utt") as prog:
-        task = prog.add_task("synthesising corpus", total=None, rate="")
-
-        def tick(done: int, total: int) -> None:
-            prog.update(task, completed=done, total=total, rate=f"{done}/{total}")
-
-        corpus = synthesize_corpus(out / "corpus", seed=plan.seed, emotions=plan.emotions,
-                                   n_sentences=plan.n_sentences, on_progress=tick)
-    manifest = scan_corpus("csv", corpus.root)
-    if manifest.problems:
-        raise ConfigError(f"{corpus.manifest_csv}: the demo corpus has problems: {manifest.problems[:3]}")
-    timings["corpus_s"] = time.perf_counter() - t
-    say(f"corpus: {len(manifest)} utterances, {len(manifest.speakers())} speakers, "
-        f"{len(manifest.labels())} emotions, synthesised with [bold]{corpus.backend}[/]")
-
-    # 2. features (random-init PTMs: UNTRAINED)
-    t = time.perf_counter()
-    torch.manual_seed(plan.seed)
-    encoders, missing = _build_encoders(plan, say)
-    for name, enc in encoders.items():
-        tag = "" if name == "logmel" else " [bold yellow](random init, UNTRAINED)[/]"
-        say(f"extracting {name}{tag}")
-        rep = extract_features(manifest, enc, out / "features", frames=False, progress=progress)
-        if rep.get("skipped"):
-            raise ConfigError(f"{out / 'features' / name}: {len(rep['skipped'])} utterance(s) failed to encode")
-    del encoders
-    timings["features_s"] = time.perf_counter() - t
-
-    # 3. grid: speaker-independent folds, every single encoder and every (hetero) pair x model
-    t = time.perf_counter()
-    names = [e for e in plan.encoders if e not in missing]
-    kinds = {e: encoder_kind(e) for e in names}
-    pairs = _pairs_mode(kinds)
-    # num_threads=1 as in run_demo (fit_model sets it; recorded in each run's config)
-    config = TrainConfig(epochs=plan.epochs, patience=plan.patience, model=dict(plan.model_config),
-                         num_threads=1).validate()
-    say(f"grid: {', '.join(names)} x {', '.join(plan.models)}; {plan.n_folds} speaker-independent folds, "
-        f"seeds {plan.seeds}, pairs={pairs}")
-    with progress("epoch") as prog:
-        grid = run_grid(out / "features", names, plan.models, config, plan.seeds, PROTOCOL, out / "grid",
-                        n_folds=plan.n_folds, pairs=pairs, progress=prog)
-    timings["grid_s"] = time.perf_counter() - t
-
-    # 4. export the PARROT run on the (first) pair, then predict unseen voices
-    t = time.perf_counter()
-    cells = grid["cells"]
-    export_cell = next((c for c in cells if c["model"] == plan.export_model), None) \
-        or next((c for c in cells if len(c["encoders"]) == 2), cells[0])
-    from parrot_ser.inference import load_model
-    from parrot_ser.training.export import export_run
-
-    say(f"exporting {export_cell['model']} [{export_cell['row']}]")
-    bundle_dir = export_run(out / "grid" / export_cell["dir"], out / "model")
-    unseen = synthesize_corpus(out / "unseen", seed=plan.seed + 1000, emotions=plan.emotions, n_sentences=1,
-                               speakers=[s.speaker for s in UNSEEN_SPEAKERS])
-    unseen_manifest = unseen.manifest()
-    predictor = load_model(bundle_dir)
-    paths = [unseen_manifest.abspath(u) for u in unseen_manifest.utterances]
-    preds = predictor.predict([str(p) for p in paths])
-    pred_rows = [{"path": str(p.relative_to(out)), "speaker": u.speaker, "label": u.label, "predicted": pr.label,
-                  "confidence": round(pr.probabilities[pr.label], 4)}
-                 for p, u, pr in zip(paths, unseen_manifest.utterances, preds)]
-    with open(out / "predictions.csv", "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=list(pred_rows[0]))
-        w.writeheader()
-        w.writerows(pred_rows)
-    unseen_acc = 100.0 * float(np.mean([r["label"] == r["predicted"] for r in pred_rows]))
-    timings["export_predict_s"] = time.perf_counter() - t
-
-    # 5. report
+    corpus, manifest = _corpus_step(out, plan, say, progress, timings)
+    missing = _features_step(out, plan, manifest, say, progress, timings)
+    grid, names, kinds, pairs = _grid_step(out, plan, missing, say, progress, timings)
+    export_cell, pred_rows, unseen_acc = _export_step(out, plan, grid, say, timings)
     from parrot_ser.demo.report import write_report
+    from parrot_ser.demo.synth import UNSEEN_SPEAKERS
     from parrot_ser.features import open_store
     from parrot_ser.training.run import random_init_label
 
@@ -272,6 +197,108 @@ def _run(out_dir: str | Path, *, quick: bool, seed: int, say: Stage, plan: DemoP
     summary["paths"] = _paths(out)
     (out / "demo.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
     return DemoResult(out, summary)
+
+
+
+
+def _corpus_step(out: Path, plan: DemoPlan, say: Stage, progress: ProgressFactory, timings: dict) -> tuple:
+    from parrot_ser.corpora import scan_corpus
+    from parrot_ser.demo.synth import synthesize_corpus
+
+    t = time.perf_counter()
+    with progress("utt") as prog:
+        task = prog.add_task("synthesising corpus", total=None, rate="")
+
+        def tick(done: int, total: int) -> None:
+            prog.update(task, completed=done, total=total, rate=f"{done}/{total}")
+
+        corpus = synthesize_corpus(out / "corpus", seed=plan.seed, emotions=plan.emotions,
+                                   n_sentences=plan.n_sentences, on_progress=tick)
+    manifest = scan_corpus("csv", corpus.root)
+    if manifest.problems:
+        raise ConfigError(f"{corpus.manifest_csv}: the demo corpus has problems: {manifest.problems[:3]}")
+    timings["corpus_s"] = time.perf_counter() - t
+    say(f"corpus: {len(manifest)} utterances, {len(manifest.speakers())} speakers, "
+        f"{len(manifest.labels())} emotions, synthesised with [bold]{corpus.backend}[/]")
+
+    return corpus, manifest
+
+
+def _features_step(out: Path, plan: DemoPlan, manifest: Any, say: Stage, progress: ProgressFactory,
+                   timings: dict) -> dict[str, str]:
+    """Features of every encoder of the plan (random-init PTMs: UNTRAINED) -> the encoders left out."""
+    import torch
+
+    from parrot_ser.features import extract_features
+
+    t = time.perf_counter()
+    torch.manual_seed(plan.seed)
+    encoders, missing = _build_encoders(plan, say)
+    for name, enc in encoders.items():
+        tag = "" if name == "logmel" else " [bold yellow](random init, UNTRAINED)[/]"
+        say(f"extracting {name}{tag}")
+        rep = extract_features(manifest, enc, out / "features", frames=False, progress=progress)
+        if rep.get("skipped"):
+            raise ConfigError(f"{out / 'features' / name}: {len(rep['skipped'])} utterance(s) failed to encode")
+    del encoders
+    timings["features_s"] = time.perf_counter() - t
+
+    return missing
+
+
+def _grid_step(out: Path, plan: DemoPlan, missing: dict, say: Stage, progress: ProgressFactory,
+               timings: dict) -> tuple:
+    """Speaker-independent folds, every single encoder and every (hetero) pair x model."""
+    from parrot_ser.training.config import TrainConfig
+    from parrot_ser.training.grid import encoder_kind, run_grid
+
+    t = time.perf_counter()
+    names = [e for e in plan.encoders if e not in missing]
+    kinds = {e: encoder_kind(e) for e in names}
+    pairs = _pairs_mode(kinds)
+    # num_threads=1 as in run_demo (fit_model sets it; recorded in each run's config)
+    config = TrainConfig(epochs=plan.epochs, patience=plan.patience, model=dict(plan.model_config),
+                         num_threads=1).validate()
+    say(f"grid: {', '.join(names)} x {', '.join(plan.models)}; {plan.n_folds} speaker-independent folds, "
+        f"seeds {plan.seeds}, pairs={pairs}")
+    with progress("epoch") as prog:
+        grid = run_grid(out / "features", names, plan.models, config, plan.seeds, PROTOCOL, out / "grid",
+                        n_folds=plan.n_folds, pairs=pairs, progress=prog)
+    timings["grid_s"] = time.perf_counter() - t
+
+    return grid, names, kinds, pairs
+
+
+def _export_step(out: Path, plan: DemoPlan, grid: dict, say: Stage, timings: dict) -> tuple:
+    """Export the PARROT run on the (first) pair, then predict unseen voices with the bundle."""
+    from parrot_ser.demo.synth import UNSEEN_SPEAKERS, synthesize_corpus
+
+    t = time.perf_counter()
+    cells = grid["cells"]
+    export_cell = next((c for c in cells if c["model"] == plan.export_model), None) \
+        or next((c for c in cells if len(c["encoders"]) == 2), cells[0])
+    from parrot_ser.inference import load_model
+    from parrot_ser.training.export import export_run
+
+    say(f"exporting {export_cell['model']} [{export_cell['row']}]")
+    bundle_dir = export_run(out / "grid" / export_cell["dir"], out / "model")
+    unseen = synthesize_corpus(out / "unseen", seed=plan.seed + 1000, emotions=plan.emotions, n_sentences=1,
+                               speakers=[s.speaker for s in UNSEEN_SPEAKERS])
+    unseen_manifest = unseen.manifest()
+    predictor = load_model(bundle_dir)
+    paths = [unseen_manifest.abspath(u) for u in unseen_manifest.utterances]
+    preds = predictor.predict([str(p) for p in paths])
+    pred_rows = [{"path": str(p.relative_to(out)), "speaker": u.speaker, "label": u.label, "predicted": pr.label,
+                  "confidence": round(pr.probabilities[pr.label], 4)}
+                 for p, u, pr in zip(paths, unseen_manifest.utterances, preds)]
+    with open(out / "predictions.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(pred_rows[0]))
+        w.writeheader()
+        w.writerows(pred_rows)
+    unseen_acc = 100.0 * float(np.mean([r["label"] == r["predicted"] for r in pred_rows]))
+    timings["export_predict_s"] = time.perf_counter() - t
+
+    return export_cell, pred_rows, unseen_acc
 
 
 def _paths(out: Path) -> dict[str, str]:
