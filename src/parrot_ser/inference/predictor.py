@@ -26,12 +26,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from parrot_ser.audio import resample
+from parrot_ser.audio import check_waveform, resample
 from parrot_ser.errors import (
     BundleError,
     ConfigError,
-    EmptyAudioError,
-    NonFiniteAudioError,
     ParrotError,
 )
 from parrot_ser.models import collate, select_layer
@@ -92,22 +90,6 @@ def plan_windows(n_samples: int, sr: int, window: float | None = None, hop: floa
     if starts[-1] + win < n_samples:
         starts.append(n_samples - win)
     return [(s, s + win) for s in starts]
-
-
-def check_waveform(x: Any, name: str = "<memory>") -> np.ndarray:
-    """A 1-D finite float32 waveform, or a typed AudioError/ConfigError."""
-    a = np.asarray(x)
-    if a.ndim != 1:
-        raise ConfigError(f"{name}: expected a 1-D mono waveform, got shape {a.shape} "
-                          "(pass a list for several waveforms; mix channels down first)")
-    if a.size == 0:
-        raise EmptyAudioError(name)
-    if not np.issubdtype(a.dtype, np.number):
-        raise ConfigError(f"{name}: waveform dtype {a.dtype} is not numeric")
-    a = a.astype(np.float32, copy=False)
-    if not np.isfinite(a).all():
-        raise NonFiniteAudioError(name)
-    return a
 
 
 @dataclass
