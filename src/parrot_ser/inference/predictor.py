@@ -154,8 +154,9 @@ class Predictor:
         ``revision`` / ``cache_dir`` as in huggingface_hub. ``checkpoints`` maps an encoder name to
         a new location of its checkpoint (moved files; the hash check still applies).
         ``encoders``: prebuilt encoders (also identity-checked)."""
-        from parrot_ser.inference.bundle import UNTRAINED_WARNING, load_bundle
+        from parrot_ser.inference.bundle import load_bundle
         from parrot_ser.inference.hub import resolve_model_dir
+        from parrot_ser.notices import untrained_models_text
 
         b = load_bundle(resolve_model_dir(model_dir, revision=revision, cache_dir=cache_dir))
         doc = b.doc
@@ -177,7 +178,7 @@ class Predictor:
                                   f"fit model {md['name']!r} ({first})") from None
             heads.append(model.eval().to(device))
         if b.untrained and not quiet:
-            warnings.warn(UNTRAINED_WARNING.format(names=", ".join(b.untrained)), stacklevel=2)
+            warnings.warn(untrained_models_text(b.untrained), stacklevel=2)
         inputs = doc.get("inputs", {})
         mode = doc.get("inference", {}).get("batch_mode")
         pred = cls(doc["labels"], encs, heads, layer=inputs.get("layer"),

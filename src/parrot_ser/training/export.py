@@ -28,7 +28,8 @@ from safetensors.torch import load_file
 from parrot_ser import __version__
 from parrot_ser.encoders.checkpoint import sha256_file
 from parrot_ser.errors import BundleError, ParrotError
-from parrot_ser.inference.bundle import UNTRAINED_WARNING, Member, write_bundle
+from parrot_ser.inference.bundle import Member, write_bundle
+from parrot_ser.notices import untrained_models_text
 from parrot_ser.training.rundir import RESULTS_JSON, RUN_JSON, entry_path
 
 RUN_MODEL_KEYS = ("model", "config", "input_dims", "input_shapes", "frame_dims", "labels", "n_classes")
@@ -168,7 +169,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, refit: bool = False, *,
     doc: dict[str, Any] = {
         "package_version": __version__,
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "warning": UNTRAINED_WARNING.format(names=", ".join(untrained)) if untrained else None,
+        "warning": untrained_models_text(untrained) if untrained else None,
         "labels": list(run["labels"]),
         "encoders": encoders,
         "inputs": {"layer": run.get("layer"), "use_frames": bool(run.get("use_frames")),

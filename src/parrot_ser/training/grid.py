@@ -34,6 +34,7 @@ from scipy import stats
 
 from parrot_ser.errors import ConfigError
 from parrot_ser.files import write_json_atomic
+from parrot_ser.notices import untrained_text
 from parrot_ser.training.config import TrainConfig
 from parrot_ser.training.data import load_features
 from parrot_ser.training.run import is_random_init, random_init_label
@@ -342,8 +343,7 @@ def write_tables(out: Path, cells: Sequence[Cell], results: dict[str, dict], kin
     md = [f"# Grid: {first['protocol']}, {first['n_utterances']} utterances, {first['n_speakers']} speakers", "",
           std_note, ""]
     for e in random_init:
-        md.append(f"**WARNING: features from UNTRAINED random-init encoder {random_init_label(e, metas[e])}; its "
-                  f"numbers say nothing about the pretrained model.**")
+        md.append(f"**{untrained_text(random_init_label(e, metas[e]))}.**")
     if random_init:
         md.append("")
     md += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
