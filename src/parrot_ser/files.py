@@ -56,3 +56,9 @@ def write_json_atomic(path: str | Path, obj: Any, *, indent: int = 1, default: C
                       newline: bool = False) -> Path:
     """JSON (numpy scalars/arrays and paths as plain values) written atomically."""
     return write_text_atomic(path, json.dumps(obj, indent=indent, default=default) + ("\n" if newline else ""))
+
+
+def json_plain(obj: Any) -> Any:
+    """``obj`` as JSON would give it back (tuples as lists, keys as text, sorted): for comparing
+    identities and configs that went through a JSON file with ones that did not."""
+    return json.loads(json.dumps(obj, sort_keys=True, default=str))

@@ -20,13 +20,13 @@ cannot mix features into the store.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
 
 from parrot_ser.encoders.base import Encoder
 from parrot_ser.errors import FeatureStoreError
 from parrot_ser.features.writer import ChunkJob, ChunkResult, ChunkRunner
+from parrot_ser.files import json_plain
 
 
 class _EncoderActor:
@@ -55,10 +55,6 @@ class _EncoderActor:
                            pool=self.pool, stats=stats)
         out.stats = {k: v for k, v in stats.items() if isinstance(v, (int, float))}
         return out
-
-
-def _norm(d: Any) -> Any:
-    return json.loads(json.dumps(d, sort_keys=True, default=str))
 
 
 class RayChunkRunner(ChunkRunner):
@@ -94,9 +90,9 @@ class RayChunkRunner(ChunkRunner):
 
     def check_identity(self, encoder: Encoder) -> None:
         self._start()
-        want = _norm(encoder.identity.to_dict())
+        want = json_plain(encoder.identity.to_dict())
         for got in self.ray.get([a.identity.remote() for a in self.actors]):
-            if _norm(got) != want:
+            if json_plain(got) != want:
                 diff = sorted(k for k in set(want) | set(got) if want.get(k) != got.get(k))
                 raise FeatureStoreError(f"a Ray worker built {encoder.spec.name!r} with another identity (differs "
                                         f"in {', '.join(diff)}): is the checkpoint the same file on every node?")

@@ -44,7 +44,7 @@ from parrot_ser.features.store import (
     EncoderFeatures,
     read_meta,
 )
-from parrot_ser.files import atomic_path, temp_sibling, write_json_atomic, write_text_atomic
+from parrot_ser.files import atomic_path, json_plain, temp_sibling, write_json_atomic, write_text_atomic
 from parrot_ser.progress import ProgressFactory, rate_text, silent
 
 # Test / resume-check hook: exit hard (no cleanup, like a kill) after this many chunks of one run.
@@ -79,11 +79,6 @@ def _reserve(path: Path) -> None:
             if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):  # fs cannot: best effort
                 path.unlink(missing_ok=True)  # give the space back; the chunks stay for the rerun
                 raise
-
-
-def _norm(obj: object) -> object:
-    """JSON round trip so tuples/lists and int/float keys compare equal."""
-    return json.loads(json.dumps(obj, sort_keys=True, default=str))
 
 
 def _clean_tmp(d: Path) -> None:
@@ -147,7 +142,7 @@ def bucket_batches(durations: list[float], batch_seconds: float, max_batch: int 
 # --- identity -----------------------------------------------------------------------------------
 
 def _store_identity(encoder: Encoder, frames: bool, dtype: str) -> dict:
-    return _norm({"encoder": encoder.spec.name, "identity": encoder.identity.to_dict(),
+    return json_plain({"encoder": encoder.spec.name, "identity": encoder.identity.to_dict(),
                   "frames": bool(frames), "dtype": dtype})
 
 
@@ -159,7 +154,7 @@ def _describe(ident: dict) -> str:
 
 
 def _check_identity(where: Path, old: dict, new: dict) -> None:
-    if _norm(old) != _norm(new):
+    if json_plain(old) != json_plain(new):
         diff = sorted(k for k in set(old.get("identity", {})) | set(new.get("identity", {}))
                       if old.get("identity", {}).get(k) != new.get("identity", {}).get(k))
         diff += [k for k in ("frames", "dtype") if old.get(k) != new.get(k)]

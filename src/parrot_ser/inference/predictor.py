@@ -32,6 +32,7 @@ from parrot_ser.errors import (
     ConfigError,
     ParrotError,
 )
+from parrot_ser.files import json_plain
 from parrot_ser.models import collate, select_layer
 
 # Windowing defaults (seconds): recordings up to LONG_SECONDS are scored whole; longer ones in
@@ -304,7 +305,7 @@ class Predictor:
         if all(isinstance(i, (str, Path)) for i in items):
             from parrot_ser.audio import load_audio
 
-            waves = [_as_wave(load_audio(p, self.sample_rate)) for p in items]
+            waves = [load_audio(p, self.sample_rate) for p in items]
             names: list[str | None] = [str(p) for p in items]
         elif any(isinstance(i, (str, Path)) for i in items):
             raise ConfigError("pass either paths or waveforms, not a mix")
@@ -346,11 +347,6 @@ def _stored(x: np.ndarray, half: bool) -> np.ndarray:
     return x.astype(np.float16).astype(np.float32) if half else x
 
 
-def _as_wave(loaded: Any) -> np.ndarray:
-    # parrot_ser.audio.load_audio may return the array or (array, info).
-    return loaded[0] if isinstance(loaded, tuple) else loaded
-
-
 def _build_encoder(e: dict, checkpoint: str | None, root: Path, device: str) -> Any:
     from parrot_ser.encoders import build_encoder
 
@@ -375,15 +371,9 @@ def _check_identity(e_doc: dict, enc: Any, root: Path) -> None:
             f"{short(ident.get('checkpoint_sha256'))}, the bundle was made with "
             f"{short(e_doc.get('checkpoint_sha256'))} (a different checkpoint)")
     for key in ("layers", "preprocessing", "random_init", "seed", "options"):
-        if key in e_doc and _norm(ident.get(key)) != _norm(e_doc[key]):
+        if key in e_doc and json_plain(ident.get(key)) != json_plain(e_doc[key]):
             raise BundleError(f"{root}: encoder {name!r} {key} {ident.get(key)!r} differs from the bundle's "
                               f"{e_doc[key]!r}")
-
-
-def _norm(v: Any) -> Any:
-    import json
-
-    return json.loads(json.dumps(v, sort_keys=True, default=str))
 
 
 def _build_head(md: dict, root: Path) -> torch.nn.Module:
