@@ -14,26 +14,38 @@ from typing import Any
 
 from parrot_ser.encoders.base import EncodedUtterance, Encoder, EncoderIdentity, EncoderSpec
 from parrot_ser.errors import ConfigError
-from parrot_ser.registry import Registry
+from parrot_ser.registry import Option, Registry, check_options, dataclass_options
 
 __all__ = ["ENCODERS", "Encoder", "EncoderSpec", "EncoderIdentity", "EncodedUtterance", "get_spec",
-           "list_specs", "build_encoder", "register_family", "resolve_layers", "parse_layers"]
+           "list_specs", "build_encoder", "encoder_options", "register_family", "resolve_layers", "parse_layers"]
 
 
 # Every module of this package but these is an encoder family that registers its specs on import.
 ENCODERS: Registry[EncoderSpec] = Registry("encoder", package="parrot_ser.encoders",
                                            skip=("base", "catalog", "checkpoint"))
 _BUILDERS: dict[str, Callable[..., Encoder]] = {}
+_OPTIONS: dict[str, type] = {}
 
 
-def register_family(specs: Iterable[EncoderSpec], build: Callable[..., Encoder]) -> None:
+def register_family(specs: Iterable[EncoderSpec], build: Callable[..., Encoder], options: type | None = None) -> None:
     """Register a family's specs with the function that builds them: ``build(spec, *, checkpoint,
     layers, random_init, seed, device, dtype, **options) -> Encoder``. A family module calls this at
     import; the registry imports the family modules on first use, each on its own (one failing is
-    reported for its names only: ``ENCODERS.failures()``)."""
+    reported for its names only: ``ENCODERS.failures()``). ``options``: a dataclass declaring the
+    family's ``--option`` keys (types, defaults, help); unknown keys are then refused by
+    ``build_encoder`` before anything is built (None: the family checks its options itself)."""
     for s in specs:
         ENCODERS.add(s.name, s)
         _BUILDERS[s.name] = build
+        if options is not None:
+            _OPTIONS[s.name] = options
+
+
+def encoder_options(name: str) -> dict[str, Option]:
+    """The ``--option`` keys of encoder ``name`` with defaults and help (empty when undeclared)."""
+    get_spec(name)
+    cls = _OPTIONS.get(name)
+    return dataclass_options(cls) if cls is not None else {}
 
 
 def get_spec(name: str) -> EncoderSpec:
@@ -91,6 +103,8 @@ def build_encoder(name: str, *, checkpoint: str | None = None, layers: Any = "la
     directory, or an official checkpoint file for the Mamba families); ``random_init`` builds
     untrained weights seeded by ``seed`` (the identity records it)."""
     spec = get_spec(name)
+    if name in _OPTIONS:
+        check_options(options, encoder_options(name), f"encoder {name!r}")
     from parrot_ser.device import check_device
 
     check_device(device)

@@ -9,6 +9,9 @@ same length, so no padding ever enters a sequence and features do not depend on 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Annotated
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -34,10 +37,23 @@ from parrot_ser.encoders.mamba.encoder_utils import (
 from parrot_ser.encoders.mamba.preprocessing import SSAM_MEL, ssam_logmel
 from parrot_ser.encoders.mamba.ssam_net import CHUNK_FRAMES, GRID, IGNORED_PREFIXES, SSAMModel, regroup_frames
 from parrot_ser.errors import CheckpointError
+from parrot_ser.registry import dataclass_options
 
 DEPTH = 12
-# depth: only for random_init (tests, benchmarks); a checkpoint's depth is read from its keys.
-OPTIONS = {"corrected_grouping", "batch_chunks", "depth"}
+
+
+@dataclass
+class SSAMOptions:
+    """``--option ssam-base:KEY=VALUE``: the options of the SSAM encoders, declared once."""
+
+    corrected_grouping: Annotated[bool, "regroup patch tokens by time step (the official code mixes them; "
+                                        "docs/mamba.md)"] = False
+    batch_chunks: Annotated[int, "200-frame chunks per forward pass"] = 16
+    depth: Annotated[int, "blocks of an untrained model (random_init only: a checkpoint's depth is read from "
+                          "its keys)"] = DEPTH
+
+
+OPTIONS = set(dataclass_options(SSAMOptions))
 
 
 def specs() -> list[EncoderSpec]:
@@ -108,14 +124,14 @@ def build(spec: EncoderSpec, *, checkpoint: str | None, layers: str | int | list
     dim, path = start_build(spec, "ssam", checkpoint, random_init, options, OPTIONS)
     if path is not None and not random_init:
         path = resolve_checkpoint(path)
-    depth = int_option(options, "depth", DEPTH, spec.name)
-    batch_chunks = int_option(options, "batch_chunks", 16, spec.name)
+    depth = int_option(options, "depth", SSAMOptions.depth, spec.name)
+    batch_chunks = int_option(options, "batch_chunks", SSAMOptions.batch_chunks, spec.name)
     sd = None if random_init else load_checkpoint_state_dict(path)
     model, ignored = seeded(seed, build_model, dim, sd, str(path), depth=depth)
     random_init_only(options, "depth", spec.name, random_init, model.depth)
     model.to(device=device, dtype=dtype)
     idx = resolve_layers(layers, model.depth, spec.name)
-    corrected = bool(options.get("corrected_grouping", False))
+    corrected = bool(options.get("corrected_grouping", SSAMOptions.corrected_grouping))
     identity = mamba_identity(spec, path, random_init, seed, idx, {
         **SSAM_MEL, "chunk_frames": CHUNK_FRAMES, "patch": [4, 16], "grouping": "corrected" if corrected else "official",
         "dtype": str(dtype).replace("torch.", "")})
@@ -125,4 +141,4 @@ def build(spec: EncoderSpec, *, checkpoint: str | None, layers: str | int | list
     return enc
 
 
-register_family(specs(), build)
+register_family(specs(), build, SSAMOptions)

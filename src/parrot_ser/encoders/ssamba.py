@@ -16,6 +16,9 @@ includes padded columns when target_length pads), "mean_valid" = mean over the r
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Annotated
+
 import numpy as np
 import torch
 
@@ -39,11 +42,27 @@ from parrot_ser.encoders.mamba.encoder_utils import (
 from parrot_ser.encoders.mamba.preprocessing import SSAMBA_FBANK, ceil_div, ssamba_input
 from parrot_ser.encoders.mamba.ssamba_net import IGNORED_PREFIXES, N_MELS, PATCH, PRETRAIN_TDIM, SSAMBAModel
 from parrot_ser.errors import CheckpointError, ConfigError
+from parrot_ser.registry import dataclass_options
 
 DEPTH = 24
-# depth: only for random_init (tests, benchmarks); a checkpoint's depth is read from its keys.
-OPTIONS = {"target_length", "fstride", "tstride", "pooling", "bidirectional_pairs", "batch_size", "depth"}
 POOLINGS = ("mean", "mean_valid", "cls")
+
+
+@dataclass
+class SSAMBAOptions:
+    """``--option ssamba-base:KEY=VALUE``: the options of the SSAMBA encoders, declared once."""
+
+    target_length: Annotated[int | None, "fbank frames per input (None/auto: the clip's own length)"] = PRETRAIN_TDIM
+    fstride: Annotated[int, "patch stride along frequency"] = PATCH
+    tstride: Annotated[int, "patch stride along time"] = PATCH
+    pooling: Annotated[str, "mean | mean_valid | cls"] = "mean"
+    bidirectional_pairs: Annotated[bool, "layers used in forward/backward pairs (the released models)"] = True
+    batch_size: Annotated[int, "utterances per forward pass"] = 8
+    depth: Annotated[int, "layers of an untrained model (random_init only: a checkpoint's depth is read from "
+                          "its keys)"] = DEPTH
+
+
+OPTIONS = set(dataclass_options(SSAMBAOptions))
 
 
 def specs() -> list[EncoderSpec]:
@@ -132,18 +151,18 @@ def build(spec: EncoderSpec, *, checkpoint: str | None, layers: str | int | list
           **options) -> Encoder:
     dim, path = start_build(spec, "ssamba", checkpoint, random_init, options, OPTIONS)
     # None/auto: the clip's own length ("None" as typed on the command line included).
-    target = int_option(options, "target_length", PRETRAIN_TDIM, spec.name, minimum=PATCH, allow_none=True)
-    pooling = options.get("pooling", "mean")
+    target = int_option(options, "target_length", SSAMBAOptions.target_length, spec.name, minimum=PATCH, allow_none=True)
+    pooling = options.get("pooling", SSAMBAOptions.pooling)
     if pooling not in POOLINGS:
         raise ConfigError(f"{spec.name}: pooling must be one of {POOLINGS}, got {pooling!r}")
-    kw = {"fstride": int_option(options, "fstride", PATCH, spec.name),
-          "tstride": int_option(options, "tstride", PATCH, spec.name),
-          "bidirectional_pairs": bool(options.get("bidirectional_pairs", True))}
-    depth = int_option(options, "depth", DEPTH, spec.name)
+    kw = {"fstride": int_option(options, "fstride", SSAMBAOptions.fstride, spec.name),
+          "tstride": int_option(options, "tstride", SSAMBAOptions.tstride, spec.name),
+          "bidirectional_pairs": bool(options.get("bidirectional_pairs", SSAMBAOptions.bidirectional_pairs))}
+    depth = int_option(options, "depth", SSAMBAOptions.depth, spec.name)
     if kw["bidirectional_pairs"] and (depth < 2 or depth % 2):  # layers are used in (forward, backward) pairs
         raise ConfigError(f"{spec.name}: depth must be an even number >= 2 with bidirectional_pairs "
                           f"(layers are used in pairs), got {depth}")
-    batch_size = int_option(options, "batch_size", 8, spec.name)
+    batch_size = int_option(options, "batch_size", SSAMBAOptions.batch_size, spec.name)
     if random_init:
         kw["depth"] = depth
     sd = None if random_init else load_checkpoint_state_dict(path)
@@ -160,4 +179,4 @@ def build(spec: EncoderSpec, *, checkpoint: str | None, layers: str | int | list
     return enc
 
 
-register_family(specs(), build)
+register_family(specs(), build, SSAMBAOptions)

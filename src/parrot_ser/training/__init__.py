@@ -1,30 +1,28 @@
-"""Speaker-independent cross-validation, the trainer, run outputs, grid tables and significance."""
+"""Speaker-independent cross-validation, the trainer, run outputs, grid tables and significance.
 
-from parrot_ser.models import StandardisedModel, Standardiser
-from parrot_ser.training.config import TrainConfig, load_config
-from parrot_ser.training.data import SERData
-from parrot_ser.training.splits import PROTOCOLS, Fold, assert_speaker_independent, make_folds
-from parrot_ser.training.trainer import fit_model, predict_proba, seed_everything
+The names below are imported on first use, so ``parrot_ser.training.config`` (TrainConfig, YAML)
+stays light for the CLI: importing it does not import torch."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_WHERE = {
+    "StandardisedModel": "parrot_ser.models", "Standardiser": "parrot_ser.models",
+    "TrainConfig": "parrot_ser.training.config", "load_config": "parrot_ser.training.config",
+    "SERData": "parrot_ser.training.data",
+    "PROTOCOLS": "parrot_ser.training.splits", "Fold": "parrot_ser.training.splits",
+    "assert_speaker_independent": "parrot_ser.training.splits", "make_folds": "parrot_ser.training.splits",
+    "fit_model": "parrot_ser.training.trainer", "predict_proba": "parrot_ser.training.trainer",
+    "seed_everything": "parrot_ser.training.trainer",
+    "export_run": "parrot_ser.training.export",
+}
+
+__all__ = sorted(_WHERE)
 
 
-def export_run(run_dir, out_dir, refit: bool = False, **kwargs):
-    """Export a training run as a model bundle; see parrot_ser.training.export.export_run."""
-    from parrot_ser.training.export import export_run as _export
-
-    return _export(run_dir, out_dir, refit=refit, **kwargs)
-
-__all__ = [
-    "PROTOCOLS",
-    "Fold",
-    "SERData",
-    "StandardisedModel",
-    "Standardiser",
-    "TrainConfig",
-    "assert_speaker_independent",
-    "export_run",
-    "fit_model",
-    "load_config",
-    "make_folds",
-    "predict_proba",
-    "seed_everything",
-]
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'parrot_ser.training' has no attribute {name!r}")
+    return getattr(importlib.import_module(_WHERE[name]), name)
