@@ -1,0 +1,327 @@
+#!/usr/bin/env python
+"""The real-feature results in docs/results.md, in one resumable command:
+
+    python scripts/emodb_real_table.py [--root ../shared/data/emodb] [--whisper ../shared/models/whisper-base]
+                                       [--out runs/emodb-real] [--seeds 0,1,2] [--epochs 30] [--patience 5]
+
+What it runs (Emo-DB copy, speaker-independent 5-fold CV, every cell seeds x folds):
+  1. features: logmel; whisper-base (REAL weights) with window=clip, all 7 hidden states, pooled;
+     in a background process at the same time: whisper-base window=30s (the official padding);
+  2. layers/: an fcn head per whisper layer, and the SUPERB-style learned weighted sum over all layers
+     (fcn and cnn); the best layer = highest mean fcn accuracy (chosen on the same folds, so that
+     row is optimistic; the weighted sum involves no such choice);
+  3. features/pairs: logmel, ssam-tiny (UNTRAINED random init, seed 0) and whisper-base at the best
+     layer, with frame features;
+  4. grid/: singles (whisper-base best layer, logmel; cnn, fcn) and the pairs logmel+whisper-base and
+     ssam-tiny+whisper-base with concat, hadamard, gated, xattn, ot, parrot, parrot-token and
+     parrot-token on frame features ("parrot-token-frames"); significance against concat;
+  5. window/: the cnn head on the 30 s-window features at the best layer, paired with the grid's
+     clip-window cnn cell (same folds, seeds, settings);
+  6. ot_eps/: parrot and parrot-token on logmel+whisper-base at other ot_eps values (--sweep-seeds),
+     with the effective number of OT partners.
+Everything lands in OUT/real_table.md (+ csv/json/png). Rerun the same command to resume: finished
+(seed, fold) runs are kept. All numbers in docs/results.md come from OUT/real_table.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # small heads on a shared CPU: one thread is fastest
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+SINGLE_MODELS = ("cnn", "fcn")
+FUSION_MODELS = ("concat", "hadamard", "gated", "xattn", "ot", "parrot", "parrot-token")
+FRAMES_CELL = "parrot-token-frames"  # parrot-token with token_source=frames (50 Hz whisper frames)
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def extract_cmd(root: str, out: Path, encoders: list[str], *extra: str) -> list[str]:
+    cmd = [sys.executable, "-m", "parrot_ser.cli.main", "extract", root, "--corpus", "emodb", "--out", str(out),
+           "--threads", "1", "--quiet"]
+    for e in encoders:
+        cmd += ["-e", e]
+    return cmd + list(extra)
+
+
+def run(cmd: list[str]) -> None:
+    log(" ".join(cmd[2:]))
+    subprocess.run(cmd, check=True)
+
+
+def fmt(h: dict) -> str:
+    return f"{h['accuracy']['mean']:.2f} ± {h['accuracy']['std']:.2f} / {h['macro_f1']['mean']:.2f} ± " \
+           f"{h['macro_f1']['std']:.2f}"
+
+
+def seed_subset(res: dict, seeds: list[int]) -> dict:
+    """accuracy / macro-F1 mean ± std over folds of one cell restricted to ``seeds`` (each fold
+    averaged over those seeds), the same statistic run_cv reports."""
+    import numpy as np
+
+    from parrot_ser.training.metrics import mean_std
+
+    out = {}
+    for m in ("accuracy", "macro_f1"):
+        per_fold: dict[int, list[float]] = {}
+        for r in res["runs"]:
+            if r["seed"] in seeds:
+                per_fold.setdefault(r["fold"], []).append(r["metrics"][m])
+        out[m] = mean_std([float(np.mean(v)) for _, v in sorted(per_fold.items())])
+    return out
+
+
+def partners(res: dict) -> str:
+    t = res.get("transport") or {}
+    ep, shape = t.get("effective_partners"), t.get("plan_shape")
+    if not ep:
+        return ""
+    n = shape["mean"] if isinstance(shape, dict) else None
+    cols = f" of {int(round(n))}" if isinstance(n, (int, float)) else ""
+    return f"{ep['mean']:.2f} ± {ep['std']:.2f}{cols}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--root", default="../shared/data/emodb")
+    ap.add_argument("--whisper", default="../shared/models/whisper-base")
+    ap.add_argument("--out", default="runs/emodb-real")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--patience", type=int, default=5)
+    ap.add_argument("--sweep-eps", default="0.01,0.2", help="ot_eps values besides the default 0.05")
+    ap.add_argument("--sweep-seeds", default="0")
+    ap.add_argument("--untrained-pair-seeds", default=None,
+                    help="seeds for the ssam-tiny (UNTRAINED) + whisper-base cells (default: --seeds)")
+    ap.add_argument("--layer-model", default="fcn", choices=SINGLE_MODELS)
+    args = ap.parse_args()
+
+    import numpy as np
+
+    from parrot_ser.training.config import TrainConfig
+    from parrot_ser.training.grid import Cell, _paired, write_tables
+    from parrot_ser.training.run import load_features, run_cv, write_json_atomic
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    sweep_seeds = [int(s) for s in args.sweep_seeds.split(",")]
+    proto = "speaker-kfold"
+    timing: dict[str, float] = {}
+    t_all = time.perf_counter()
+    ckpt = f"whisper-base={args.whisper}"
+
+    def cfg(**kw) -> TrainConfig:
+        return TrainConfig(epochs=args.epochs, patience=args.patience, num_threads=1, **kw).validate()
+
+    def cv(store: Path, encs: tuple[str, ...], model: str, run_dir: Path, config: TrainConfig, sds=None):
+        t = time.perf_counter()
+        res = run_cv(store, list(encs), model, config, sds or seeds, proto, run_dir, n_folds=args.folds)
+        log(f"{run_dir.relative_to(out)}: {fmt(res['headline'])} ({time.perf_counter() - t:.0f} s)")
+        return res
+
+    # 1. features ------------------------------------------------------------------------------
+    clip, s30, pairs = out / "features" / "clip", out / "features" / "30s", out / "features" / "pairs"
+    t = time.perf_counter()
+    run(extract_cmd(args.root, clip, ["logmel"]))
+    run(extract_cmd(args.root, clip, ["whisper-base"], "--checkpoint", ckpt, "--layers", "all",
+                    "--option", "whisper-base:window=clip"))
+    timing["extract whisper-base window=clip + logmel (s)"] = time.perf_counter() - t
+    bg_cmd = extract_cmd(args.root, s30, ["whisper-base"], "--checkpoint", ckpt, "--layers", "all",
+                         "--option", "whisper-base:window=30s")
+    log("background: " + " ".join(bg_cmd[2:]))
+    t_bg = time.perf_counter()
+    bg = subprocess.Popen(bg_cmd)  # 15x the audio of the clip window: overlaps the training below
+
+    # 2. per-layer curve + weighted sum --------------------------------------------------------
+    t = time.perf_counter()
+    n_layers = 7
+    layer_res = {}
+    for i in range(n_layers):
+        layer_res[i] = cv(clip, ("whisper-base",), args.layer_model, out / "layers" / f"layer{i}",
+                          cfg(layer=i))
+    wsum = {m: cv(clip, ("whisper-base",), m, out / "layers" / f"wsum-{m}", cfg(layer="all"))
+            for m in SINGLE_MODELS}
+    best = max(layer_res, key=lambda i: layer_res[i]["headline"]["accuracy"]["mean"])
+    timing["layer curve (s)"] = time.perf_counter() - t
+    log(f"best whisper-base layer by {args.layer_model} accuracy: {best}")
+    _layer_plot(layer_res, wsum, best, args.layer_model, out / "layers.png")
+
+    # 3. pair store ----------------------------------------------------------------------------
+    t = time.perf_counter()
+    run(extract_cmd(args.root, pairs, ["logmel"], "--frames"))
+    run(extract_cmd(args.root, pairs, ["ssam-tiny"], "--frames", "--random-init", "--seed", "0"))
+    run(extract_cmd(args.root, pairs, ["whisper-base"], "--frames", "--checkpoint", ckpt, "--layers", str(best),
+                    "--option", "whisper-base:window=clip"))
+    timing["extract pair store (s)"] = time.perf_counter() - t
+
+    # 4. the grid ------------------------------------------------------------------------------
+    t = time.perf_counter()
+    grid = out / "grid"
+    cells = [Cell(e, (e,), m, "single") for e in ("whisper-base", "logmel") for m in SINGLE_MODELS]
+    for a in ("logmel", "ssam-tiny"):
+        kind = "hetero" if a == "ssam-tiny" else "other"
+        cells += [Cell(f"{a}+whisper-base", (a, "whisper-base"), m, kind) for m in (*FUSION_MODELS, FRAMES_CELL)]
+    results = {}
+    u_seeds = [int(s) for s in args.untrained_pair_seeds.split(",")] if args.untrained_pair_seeds else seeds
+    base_cfg, frames_cfg = cfg(), cfg(use_frames=True, model={"token_source": "frames"})
+    data_cache: dict = {}
+    for c in cells:
+        use_frames = c.model == FRAMES_CELL
+        key = (c.encoders, use_frames)
+        if key not in data_cache:
+            data_cache = {key: load_features(pairs, c.encoders, frames_cfg if use_frames else base_cfg)}
+        t_c = time.perf_counter()
+        results[c.key] = run_cv(pairs, list(c.encoders), "parrot-token" if use_frames else c.model,
+                                frames_cfg if use_frames else base_cfg,
+                                u_seeds if "ssam-tiny" in c.encoders else seeds, proto, grid / "cells" / c.row / c.model,
+                                n_folds=args.folds, data=data_cache[key])
+        log(f"grid {c.key}: {fmt(results[c.key]['headline'])} ({time.perf_counter() - t_c:.0f} s)")
+    from parrot_ser.features import open_store
+
+    store = open_store(pairs)
+    metas = {e: dict(store.get(e).meta) for e in ("whisper-base", "logmel", "ssam-tiny")}
+    kinds = {"whisper-base": "attention", "logmel": "handcrafted", "ssam-tiny": "mamba"}
+    g = write_tables(grid, cells, results, kinds, metas, seeds)
+    timing["grid (s)"] = time.perf_counter() - t
+
+    # 5. 30 s window vs clip window --------------------------------------------------------------
+    t = time.perf_counter()
+    rc = bg.wait()
+    timing["extract whisper-base window=30s, background (s)"] = time.perf_counter() - t_bg
+    if rc != 0:
+        raise SystemExit(f"the 30 s window extraction failed (exit {rc})")
+    w30 = cv(s30, ("whisper-base",), "cnn", out / "window" / "30s-cnn", cfg(layer=best))
+    wclip = results["whisper-base/cnn"]
+    timing["window comparison training (s)"] = time.perf_counter() - t
+    speed = {w: _speed(p / "whisper-base") for w, p in (("clip", clip), ("30s", s30))}
+    key = lambda r: (r["seed"], r["fold"])  # noqa: E731
+    a = {key(r): r["metrics"]["accuracy"] for r in wclip["runs"]}
+    b = {key(r): r["metrics"]["accuracy"] for r in w30["runs"]}
+    ks = sorted(set(a) & set(b))
+    win_test = _paired([a[k] for k in ks], [b[k] for k in ks])
+
+    # 6. ot_eps sweep ------------------------------------------------------------------------------
+    t = time.perf_counter()
+    sweep = {}
+    pair = ("logmel", "whisper-base")
+    for eps in [float(e) for e in args.sweep_eps.split(",") if e]:
+        for m in ("parrot", "parrot-token"):
+            sweep[(m, eps)] = cv(pairs, pair, m, out / "ot_eps" / f"{m}-eps{eps:g}",
+                                 cfg(model={"ot_eps": eps}), sweep_seeds)
+    timing["ot_eps sweep (s)"] = time.perf_counter() - t
+    timing["total (s)"] = time.perf_counter() - t_all
+
+    # report -------------------------------------------------------------------------------------
+    md = ["# Real-feature table: Emo-DB copy, whisper-base (real weights)", "",
+          f"Made by `python scripts/emodb_real_table.py --out {out}` "
+          f"(seeds {args.seeds}, {args.folds} speaker folds, epochs {args.epochs}, patience {args.patience}, "
+          "other settings paper defaults: Adam 1e-3, batch 32, dropout 0.3).", "",
+          f"## Whisper layers ({args.layer_model} head per hidden state; 0 = conv/positional embedding output)", "",
+          "| layer | accuracy | macro-F1 |", "|---|---|---|"]
+    rows_csv = ["layer,model,acc_mean,acc_std,f1_mean,f1_std"]
+    for i, r in layer_res.items():
+        h = r["headline"]
+        md.append(f"| {i}{' (best)' if i == best else ''} | {h['accuracy']['mean']:.2f} ± {h['accuracy']['std']:.2f} "
+                  f"| {h['macro_f1']['mean']:.2f} ± {h['macro_f1']['std']:.2f} |")
+        rows_csv.append(f"{i},{args.layer_model},{h['accuracy']['mean']:.4f},{h['accuracy']['std']:.4f},"
+                        f"{h['macro_f1']['mean']:.4f},{h['macro_f1']['std']:.4f}")
+    for m, r in wsum.items():
+        h = r["headline"]
+        md.append(f"| weighted sum, {m} | {h['accuracy']['mean']:.2f} ± {h['accuracy']['std']:.2f} "
+                  f"| {h['macro_f1']['mean']:.2f} ± {h['macro_f1']['std']:.2f} |")
+        rows_csv.append(f"wsum,{m},{h['accuracy']['mean']:.4f},{h['accuracy']['std']:.4f},"
+                        f"{h['macro_f1']['mean']:.4f},{h['macro_f1']['std']:.4f}")
+    (out / "layers.csv").write_text("\n".join(rows_csv) + "\n", encoding="utf-8")
+    md += ["", "Plot: `layers.png`.", "", "## Main table (accuracy / macro-F1 in %, mean ± std over folds)", ""]
+    md += (grid / "table.md").read_text(encoding="utf-8").splitlines()[2:]
+    wrow = [f"| whisper-base weighted sum (all 7 layers) | single | {fmt(wsum['cnn']['headline'])} | "
+            f"{fmt(wsum['fcn']['headline'])} |" + " |" * (len(FUSION_MODELS) + 1)]
+    md += wrow
+    md += ["", "## Fusion vs concat", ""]
+    md += (grid / "significance.md").read_text(encoding="utf-8").splitlines()[2:]
+    md += ["", "## OT plans on real features (effective partners per row of the first test batch, "
+           "mean ± std over runs)", "", "| pair | model | ot_eps | seeds | accuracy / macro-F1 | effective partners |",
+           "|---|---|---|---|---|---|"]
+    for row in ("logmel+whisper-base", "ssam-tiny+whisper-base"):
+        for m in ("ot", "parrot", "parrot-token", FRAMES_CELL):
+            r = results[f"{row}/{m}"]
+            md.append(f"| {row} | {m} | 0.05 | {args.seeds} | {fmt(r['headline'])} | {partners(r)} |")
+    for m in ("parrot", "parrot-token"):
+        r0 = results[f"logmel+whisper-base/{m}"]
+        sub = seed_subset(r0, sweep_seeds)
+        md.append(f"| logmel+whisper-base | {m} | 0.05 | {args.sweep_seeds} | {fmt(sub)} | (as above) |")
+        for (mm, eps), r in sorted(sweep.items()):
+            if mm == m:
+                md.append(f"| logmel+whisper-base | {m} | {eps:g} | {args.sweep_seeds} | {fmt(r['headline'])} | "
+                          f"{partners(r)} |")
+    md += ["", f"## Whisper window: clip vs 30 s (cnn head, layer {best}, seeds {args.seeds})", "",
+           "| window | utt/s | real-time factor | padding waste | accuracy / macro-F1 |", "|---|---|---|---|---|"]
+    for w, r in (("clip", wclip), ("30s", w30)):
+        s = speed[w]
+        md.append(f"| {w} | {s['utt_per_s']:.2f} | {s['real_time_factor']:.4f} | {s['padding_waste']:.1%} | "
+                  f"{fmt(r['headline'])} |")
+    md += ["", f"30s - clip accuracy over {win_test['n_pairs']} (seed, fold) pairs: {win_test['mean_diff']:+.2f} "
+           f"points, Wilcoxon p = {win_test['wilcoxon_p']:.3g}, t-test p = {win_test['ttest_p']:.3g}. "
+           "Speeds are from the extraction reports (1 thread, on a CPU shared with other jobs: compare the "
+           "two rows, not absolute numbers; `python bench/run.py whisper` measures them interleaved).", "",
+           "## Wall time of each step (s, 1 thread on a shared 2-core CPU)", "", "| step | s |", "|---|---|"]
+    md += [f"| {k} | {v:.0f} |" for k, v in timing.items()]
+    (out / "real_table.md").write_text("\n".join(md) + "\n", encoding="utf-8")
+    write_json_atomic(out / "real_table.json", {
+        "best_layer": best, "layer_model": args.layer_model, "seeds": seeds, "sweep_seeds": sweep_seeds,
+        "epochs": args.epochs, "patience": args.patience, "timing_s": timing, "window_speed": speed,
+        "window_test_30s_minus_clip": win_test, "significance": g["significance"],
+        "layers": {str(i): r["headline"] for i, r in layer_res.items()},
+        "weighted_sum": {m: r["headline"] for m, r in wsum.items()},
+        "ot_eps": {f"{m}@{eps:g}": {"headline": r["headline"], "transport": r.get("transport")}
+                   for (m, eps), r in sweep.items()},
+        "numpy": np.__version__})
+    log(f"done: {out / 'real_table.md'}")
+
+
+def _speed(enc_dir: Path) -> dict:
+    rep = json.loads((enc_dir / "report.json").read_text(encoding="utf-8"))
+    last = rep.get("last_run") or {}
+    return {k: float(last.get(k) or 0.0) for k in ("utt_per_s", "real_time_factor", "padding_waste")}
+
+
+def _layer_plot(layer_res: dict, wsum: dict, best: int, model: str, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    from parrot_ser.training import plots  # noqa: F401  (selects the Agg backend)
+
+    xs = sorted(layer_res)
+    acc = [layer_res[i]["headline"]["accuracy"] for i in xs]
+    f1 = [layer_res[i]["headline"]["macro_f1"] for i in xs]
+    fig, ax = plt.subplots(figsize=(6.0, 3.6))
+    ax.errorbar(xs, [a["mean"] for a in acc], yerr=[a["std"] for a in acc], marker="o", capsize=3,
+                label=f"accuracy ({model})")
+    ax.errorbar(xs, [f["mean"] for f in f1], yerr=[f["std"] for f in f1], marker="s", capsize=3,
+                label=f"macro-F1 ({model})")
+    for m, style in zip(wsum, ("--", ":")):
+        ax.axhline(wsum[m]["headline"]["accuracy"]["mean"], ls=style, color="gray",
+                   label=f"weighted sum, {m} (accuracy)")
+    ax.set_xticks(xs, [f"{i}*" if i == best else str(i) for i in xs])
+    ax.set_xlabel("whisper-base hidden state (0 = embedding output; * = best)")
+    ax.set_ylabel("% (mean ± std over folds)")
+    ax.set_title("whisper-base per layer, Emo-DB copy, speaker-independent 5-fold", fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
