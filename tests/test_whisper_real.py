@@ -192,3 +192,24 @@ def test_end_to_end_real_features_extract_train_export_predict(subset, whisper_d
     assert doc["predictions"][0]["label"] == preds[0].label and doc["summary"]["failed"] == 0
     rows = list(csv.DictReader(open(run / "predictions.csv", encoding="utf-8")))
     assert {r_["speaker"] for r_ in rows} == set(TRAIN_SPEAKERS)
+
+
+def test_demo_with_the_real_encoder(whisper_dir, tmp_path):
+    out = tmp_path / "demo"
+    r = CliRunner().invoke(app, ["demo", "--quick", "--out", str(out), "--checkpoint", f"whisper-base={whisper_dir}"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads((out / "demo.json").read_text(encoding="utf-8"))
+    assert summary["plan"]["encoders"] == ["logmel", "ssam-tiny", "whisper-base"]  # in place of wavlm-base-plus
+    enc = summary["encoders"]
+    assert enc["whisper-base"]["untrained"] is False and enc["ssam-tiny"]["untrained"] is True
+    assert enc["whisper-base"]["checkpoint"] == str(whisper_dir.resolve())
+    report = (out / "REPORT.md").read_text(encoding="utf-8")
+    assert "`whisper-base` (attention): **real** pretrained weights" in report
+    assert "`ssam-tiny` (mamba): **UNTRAINED** (random init)" in report
+    assert "RANDOM weights" in report and "(ssam-tiny)" in report  # the caveat names only the untrained one
+    meta = json.loads((out / "features" / "whisper-base" / "meta.json").read_text(encoding="utf-8"))
+    assert meta["identity"]["random_init"] is False
+    bundle = json.loads((out / "model" / "bundle.json").read_text(encoding="utf-8"))
+    assert {e["name"]: e["random_init"] for e in bundle["encoders"]} == {"ssam-tiny": True, "whisper-base": False}
+    r = CliRunner().invoke(app, ["demo", "--quick", "--out", str(tmp_path / "bad"), "--checkpoint", "nope=/x"])
+    assert r.exit_code == 2 and "Traceback" not in r.output
