@@ -53,9 +53,23 @@ def extract_cmd(root: str, out: Path, encoders: list[str], *extra: str) -> list[
     return cmd + list(extra)
 
 
+CHILDREN: list[subprocess.Popen] = []
+
+
+def _stop_children(*_: object) -> None:
+    """A killed script takes its extraction processes with it (they would keep writing the stores)."""
+    for c in CHILDREN:
+        if c.poll() is None:
+            c.terminate()
+    raise SystemExit(1)
+
+
 def run(cmd: list[str]) -> None:
     log(" ".join(cmd[2:]))
-    subprocess.run(cmd, check=True)
+    p = subprocess.Popen(cmd)
+    CHILDREN.append(p)
+    if p.wait() != 0:
+        raise SystemExit(f"failed (exit {p.returncode}): {' '.join(cmd[2:])}")
 
 
 def fmt(h: dict) -> str:
@@ -104,17 +118,22 @@ def main() -> None:
     ap.add_argument("--untrained-pair-seeds", default=None,
                     help="seeds for the ssam-tiny (UNTRAINED) + whisper-base cells (default: --seeds)")
     ap.add_argument("--layer-model", default="fcn", choices=SINGLE_MODELS)
+    ap.add_argument("--jobs", type=int, default=2, help="worker processes for the grid cells (1 thread each)")
+    ap.add_argument("--shards", type=int, default=3, help="processes for the 30 s window extraction")
     ap.add_argument("--conv-channels", default="16,32",
                     help="channels of the conv stack of every conv model (cnn and all fusion models); the "
                          "paper's is 64,128, 16x the compute of the default, which a shared 2-core CPU cannot "
                          "afford for this table")
     args = ap.parse_args()
+    import signal
+
+    signal.signal(signal.SIGTERM, _stop_children)
 
     import numpy as np
 
     from parrot_ser.training.config import TrainConfig
     from parrot_ser.training.grid import Cell, _paired, write_tables
-    from parrot_ser.training.run import load_features, run_cv, write_json_atomic
+    from parrot_ser.training.run import run_cv, write_json_atomic
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -147,12 +166,25 @@ def main() -> None:
     run(extract_cmd(args.root, clip, ["whisper-base"], "--checkpoint", ckpt, "--layers", "all",
                     "--option", "whisper-base:window=clip"))
     timing["extract whisper-base window=clip + logmel (s)"] = time.perf_counter() - t
-    # small chunks: the slow 30 s extraction commits often, so a restarted script loses little
-    bg_cmd = extract_cmd(args.root, s30, ["whisper-base"], "--checkpoint", ckpt, "--layers", "all",
-                         "--option", "whisper-base:window=30s", "--chunk-size", "16")
-    log("background: " + " ".join(bg_cmd[2:]))
+    # The 30 s window costs 15x the clip window: it runs in the background while the heads train, in
+    # --shards processes over disjoint parts of the corpus (separate stores, merged afterwards).
+    # Small chunks: a restarted script loses little.
+    from parrot_ser.corpora import scan_corpus
+
+    man = scan_corpus("emodb", args.root)
+    bgs = []
     t_bg = time.perf_counter()
-    bg = subprocess.Popen(bg_cmd)  # 15x the audio of the clip window: overlaps the training below
+    for k in range(args.shards):
+        part = type(man)(man.corpus, man.root, man.utterances[k::args.shards])
+        csv_path = s30 / "shards" / f"shard{k}.csv"
+        if not csv_path.is_file():
+            part.to_csv(csv_path)
+        cmd = [sys.executable, "-m", "parrot_ser.cli.main", "extract", "--manifest", str(csv_path),
+               "--out", str(s30 / "shards" / f"store{k}"), "--threads", "1", "--quiet", "-e", "whisper-base",
+               "--checkpoint", ckpt, "--layers", "all", "--option", "whisper-base:window=30s", "--chunk-size", "8"]
+        log("background: " + " ".join(cmd[2:]))
+        bgs.append(subprocess.Popen(cmd))
+        CHILDREN.append(bgs[-1])
 
     # 2. per-layer curve + weighted sum --------------------------------------------------------
     t = time.perf_counter()
@@ -168,75 +200,77 @@ def main() -> None:
     log(f"best whisper-base layer by {args.layer_model} accuracy: {best}")
     _layer_plot(layer_res, wsum, best, args.layer_model, out / "layers.png")
 
-    # 3. pair store ----------------------------------------------------------------------------
+    # 3-6. pair store, grid, 30 s window, ot_eps sweep: cells run in --jobs worker processes ------
+    from concurrent.futures import ProcessPoolExecutor
+
     t = time.perf_counter()
     run(extract_cmd(args.root, pairs, ["logmel"], "--frames"))
-    run(extract_cmd(args.root, pairs, ["ssam-tiny"], "--frames", "--random-init", "--seed", "0"))
     run(extract_cmd(args.root, pairs, ["whisper-base"], "--frames", "--checkpoint", ckpt, "--layers", str(best),
                     "--option", "whisper-base:window=clip"))
-    timing["extract pair store (s)"] = time.perf_counter() - t
-
-    # 4. the grid ------------------------------------------------------------------------------
-    t = time.perf_counter()
     grid = out / "grid"
-    # the pair with real information on both sides first, the UNTRAINED ssam-tiny pair last
-    cells = [Cell("logmel+whisper-base", ("logmel", "whisper-base"), m, "other")
-             for m in (*FUSION_MODELS, FRAMES_CELL)]
-    cells += [Cell(e, (e,), m, "single") for e in ("whisper-base", "logmel") for m in SINGLE_MODELS]
-    cells += [Cell("ssam-tiny+whisper-base", ("ssam-tiny", "whisper-base"), m, "hetero")
-              for m in (*FUSION_MODELS, FRAMES_CELL)]
-    row_order = ["whisper-base", "logmel", "logmel+whisper-base", "ssam-tiny+whisper-base"]
-    cells.sort(key=lambda c: row_order.index(c.row))  # table order; the run order is below
-    results = {}
+    cells = [Cell(e, (e,), m, "single") for e in ("whisper-base", "logmel") for m in SINGLE_MODELS]
+    for a, kind in (("logmel", "other"), ("ssam-tiny", "hetero")):
+        cells += [Cell(f"{a}+whisper-base", (a, "whisper-base"), m, kind) for m in (*FUSION_MODELS, FRAMES_CELL)]
     u_seeds = [int(s) for s in args.untrained_pair_seeds.split(",")] if args.untrained_pair_seeds else seeds
     frames_cfg = cfg("parrot-token", use_frames=True, model={"token_source": "frames"})
-    data_cache: dict = {}
-    run_order = sorted(cells, key=lambda c: ["logmel+whisper-base", "whisper-base", "logmel",
-                                             "ssam-tiny+whisper-base"].index(c.row))
-    for c in run_order:
+
+    def cell_job(c: Cell) -> tuple:
         use_frames = c.model == FRAMES_CELL
-        c_cfg = frames_cfg if use_frames else cfg(c.model)
-        key = (c.encoders, use_frames)
-        if key not in data_cache:
-            data_cache = {key: load_features(pairs, c.encoders, c_cfg)}
-        t_c = time.perf_counter()
-        results[c.key] = run_cv(pairs, list(c.encoders), "parrot-token" if use_frames else c.model, c_cfg,
-                                u_seeds if "ssam-tiny" in c.encoders else seeds, proto, grid / "cells" / c.row / c.model,
-                                n_folds=args.folds, data=data_cache[key])
-        log(f"grid {c.key}: {fmt(results[c.key]['headline'])} ({time.perf_counter() - t_c:.0f} s)")
+        return (str(pairs), c.encoders, "parrot-token" if use_frames else c.model,
+                frames_cfg if use_frames else cfg(c.model), u_seeds if "ssam-tiny" in c.encoders else seeds,
+                proto, str(grid / "cells" / c.row / c.model), args.folds)
+
+    # spawn, not fork: a forked torch process can inherit a locked OpenMP pool
+    import multiprocessing as mp
+
+    pool = ProcessPoolExecutor(max_workers=args.jobs, mp_context=mp.get_context("spawn"))
+    futures = {}
+    # the pair with real information on both sides first, then the singles and the ot_eps sweep
+    for c in [c for c in cells if "ssam-tiny" not in c.encoders]:
+        futures[("grid", c.key)] = pool.submit(_run_cell, *cell_job(c))
+    pair = ("logmel", "whisper-base")
+    for eps in [float(e) for e in args.sweep_eps.split(",") if e]:
+        for m in ("parrot", "parrot-token"):
+            futures[("sweep", (m, eps))] = pool.submit(
+                _run_cell, str(pairs), pair, m, cfg(m, model={"ot_eps": eps}), sweep_seeds, proto,
+                str(out / "ot_eps" / f"{m}-eps{eps:g}"), args.folds)
+    # meanwhile: the UNTRAINED Mamba encoder's features (read by no job submitted so far)
+    run(extract_cmd(args.root, pairs, ["ssam-tiny"], "--frames", "--random-init", "--seed", "0"))
+    timing["extract pair store (s)"] = time.perf_counter() - t
+    for c in [c for c in cells if "ssam-tiny" in c.encoders]:
+        futures[("grid", c.key)] = pool.submit(_run_cell, *cell_job(c))
+    rcs = [b.wait() for b in bgs]
+    timing[f"extract whisper-base window=30s, {args.shards} background processes (s)"] = time.perf_counter() - t_bg
+    if any(rcs):
+        raise SystemExit(f"the 30 s window extraction failed (exit codes {rcs})")
+    _merge_shards([s30 / "shards" / f"store{k}" for k in range(args.shards)], man, s30)
+    futures[("window", "30s")] = pool.submit(_run_cell, str(s30), ("whisper-base",), "cnn", cfg("cnn", layer=best),
+                                             seeds, proto, str(out / "window" / "30s-cnn"), args.folds)
+    results, sweep = {}, {}
+    for (kind, k), f in futures.items():
+        res, secs = f.result()
+        log(f"{kind} {k}: {fmt(res['headline'])} ({secs:.0f} s in a worker)")
+        if kind == "grid":
+            results[k] = res
+        elif kind == "sweep":
+            sweep[k] = res
+        else:
+            w30 = res
+    pool.shutdown()
+    timing[f"grid + ot_eps sweep + 30 s cnn, {args.jobs} workers (s)"] = time.perf_counter() - t
     from parrot_ser.features import open_store
 
     store = open_store(pairs)
     metas = {e: dict(store.get(e).meta) for e in ("whisper-base", "logmel", "ssam-tiny")}
     kinds = {"whisper-base": "attention", "logmel": "handcrafted", "ssam-tiny": "mamba"}
     g = write_tables(grid, cells, results, kinds, metas, seeds)
-    timing["grid (s)"] = time.perf_counter() - t
-
-    # 5. 30 s window vs clip window --------------------------------------------------------------
-    t = time.perf_counter()
-    rc = bg.wait()
-    timing["extract whisper-base window=30s, background (s)"] = time.perf_counter() - t_bg
-    if rc != 0:
-        raise SystemExit(f"the 30 s window extraction failed (exit {rc})")
-    w30 = cv(s30, ("whisper-base",), "cnn", out / "window" / "30s-cnn", cfg("cnn", layer=best))
     wclip = results["whisper-base/cnn"]
-    timing["window comparison training (s)"] = time.perf_counter() - t
     speed = {w: _speed(p / "whisper-base") for w, p in (("clip", clip), ("30s", s30))}
     key = lambda r: (r["seed"], r["fold"])  # noqa: E731
     a = {key(r): r["metrics"]["accuracy"] for r in wclip["runs"]}
     b = {key(r): r["metrics"]["accuracy"] for r in w30["runs"]}
     ks = sorted(set(a) & set(b))
     win_test = _paired([a[k] for k in ks], [b[k] for k in ks])
-
-    # 6. ot_eps sweep ------------------------------------------------------------------------------
-    t = time.perf_counter()
-    sweep = {}
-    pair = ("logmel", "whisper-base")
-    for eps in [float(e) for e in args.sweep_eps.split(",") if e]:
-        for m in ("parrot", "parrot-token"):
-            sweep[(m, eps)] = cv(pairs, pair, m, out / "ot_eps" / f"{m}-eps{eps:g}",
-                                 cfg(m, model={"ot_eps": eps}), sweep_seeds)
-    timing["ot_eps sweep (s)"] = time.perf_counter() - t
     timing["total (s)"] = time.perf_counter() - t_all
 
     # report -------------------------------------------------------------------------------------
@@ -261,7 +295,9 @@ def main() -> None:
         rows_csv.append(f"wsum,{m},{h['accuracy']['mean']:.4f},{h['accuracy']['std']:.4f},"
                         f"{h['macro_f1']['mean']:.4f},{h['macro_f1']['std']:.4f}")
     (out / "layers.csv").write_text("\n".join(rows_csv) + "\n", encoding="utf-8")
-    md += ["", "Plot: `layers.png`.", "", "## Main table (accuracy / macro-F1 in %, mean ± std over folds)", ""]
+    md += ["", "Plot: `layers.png`.", "", "## Main table (accuracy / macro-F1 in %, mean ± std over folds)", "",
+           f"Seeds: {args.seeds}; the ssam-tiny (UNTRAINED) + whisper-base row: {','.join(map(str, u_seeds))}. "
+           f"whisper-base = layer {best} (the best of the layer table).", ""]
     md += (grid / "table.md").read_text(encoding="utf-8").splitlines()[2:]
     wrow = [f"| whisper-base weighted sum (all 7 layers) | single | {fmt(wsum['cnn']['headline'])} | "
             f"{fmt(wsum['fcn']['headline'])} |" + " |" * (len(FUSION_MODELS) + 1)]
@@ -272,9 +308,10 @@ def main() -> None:
            "mean ± std over runs)", "", "| pair | model | ot_eps | seeds | accuracy / macro-F1 | effective partners |",
            "|---|---|---|---|---|---|"]
     for row in ("logmel+whisper-base", "ssam-tiny+whisper-base"):
+        row_seeds = ",".join(map(str, u_seeds if "ssam-tiny" in row else seeds))
         for m in ("ot", "parrot", "parrot-token", FRAMES_CELL):
             r = results[f"{row}/{m}"]
-            md.append(f"| {row} | {m} | 0.05 | {args.seeds} | {fmt(r['headline'])} | {partners(r)} |")
+            md.append(f"| {row} | {m} | 0.05 | {row_seeds} | {fmt(r['headline'])} | {partners(r)} |")
     for m in ("parrot", "parrot-token"):
         r0 = results[f"logmel+whisper-base/{m}"]
         sub = seed_subset(r0, sweep_seeds)
@@ -308,10 +345,61 @@ def main() -> None:
     log(f"done: {out / 'real_table.md'}")
 
 
+def _run_cell(store: str, encs: tuple, model: str, config, seeds: list, proto: str, run_dir: str,
+              folds: int) -> tuple[dict, float]:
+    """One cell in a worker process (one torch thread, like the parent)."""
+    import torch
+
+    from parrot_ser.training.run import run_cv
+
+    torch.set_num_threads(1)
+    t = time.perf_counter()
+    res = run_cv(store, list(encs), model, config, seeds, proto, run_dir, n_folds=folds)
+    return res, time.perf_counter() - t
+
+
+def _merge_shards(shards: list[Path], man, dst: Path) -> None:
+    """One store from shard stores of the same encoder identity (rows in the manifest's order).
+    The report's speed is per process: utterances / summed encode seconds, RTF = encode s / audio s."""
+    import numpy as np
+
+    from parrot_ser.features import open_store
+
+    enc_dir = dst / "whisper-base"
+    if (enc_dir / "meta.json").is_file():
+        return
+    fss = [open_store(p).get("whisper-base") for p in shards]
+    idents = {json.dumps(f.meta["store_identity"], sort_keys=True) for f in fss}
+    if len(idents) != 1:
+        raise SystemExit("30 s shards were made with different encoder identities")
+    rows = {u: (i, r) for i, f in enumerate(fss) for r, u in enumerate(f.utt_ids)}
+    ids = [u.utt_id for u in man.utterances if u.utt_id in rows]
+    pooled = np.stack([np.asarray(fss[rows[u][0]].pooled_all()[rows[u][1]]) for u in ids])
+    enc_dir.mkdir(parents=True, exist_ok=True)
+    man.to_csv(dst / "manifest.csv")
+    np.save(enc_dir / "pooled.npy", pooled)
+    (enc_dir / "utt_ids.txt").write_text("\n".join(ids) + "\n", encoding="utf-8")
+    runs = [json.loads((p / "whisper-base" / "report.json").read_text(encoding="utf-8"))["last_run"] for p in shards]
+    enc_s = sum(r["encode_s"] for r in runs)
+    audio_s = sum(r["audio_s"] for r in runs)
+    n = sum(r["n_computed"] for r in runs)
+    pad = 1 - sum(r["model_real_samples"] for r in runs) / sum(r["model_padded_samples"] for r in runs)
+    report = {"merged_from": [str(p) for p in shards], "n_ok": len(ids),
+              "last_run": {"n_computed": n, "encode_s": enc_s, "audio_s": audio_s, "utt_per_s": n / enc_s,
+                           "real_time_factor": enc_s / audio_s, "model_padding_waste": pad,
+                           "note": "per process: summed over the shard processes' encode seconds"}}
+    (enc_dir / "report.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
+    meta = dict(fss[0].meta)
+    meta.update(n=len(ids), pooled_shape=list(pooled.shape), merged_from=[str(p) for p in shards])
+    (enc_dir / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")  # last: marks complete
+
+
 def _speed(enc_dir: Path) -> dict:
     rep = json.loads((enc_dir / "report.json").read_text(encoding="utf-8"))
     last = rep.get("last_run") or {}
-    return {k: float(last.get(k) or 0.0) for k in ("utt_per_s", "real_time_factor", "padding_waste")}
+    # model_padding_waste: the share of what the model computed that is padding (the 30 s window)
+    return {"utt_per_s": float(last["utt_per_s"]), "real_time_factor": float(last["real_time_factor"]),
+            "padding_waste": float(last.get("model_padding_waste") or 0.0)}
 
 
 def _layer_plot(layer_res: dict, wsum: dict, best: int, model: str, path: Path) -> None:
