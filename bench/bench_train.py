@@ -18,7 +18,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import parrot_ser.fusion.models as models_mod
-from common import log, matmul_gflops, record
+from common import log, matmul_gflops, memory_gbps, record
 from parrot_ser.fusion import FusionInput, build_model
 
 N_UTT, DIMS, N_CLASSES, BATCH = 7442, [3840, 768], 6, 32
@@ -63,7 +63,9 @@ def run(quick: bool = False) -> Iterable[dict]:
     # has the same shapes, so both modes time a fixed number of steps and extrapolate (labelled).
     n_steps = 12 if quick else 60
     peak = matmul_gflops()
-    log(f"machine dense matmul: {peak:.1f} GFLOP/s (torch threads {torch.get_num_threads()})")
+    bw = memory_gbps()
+    log(f"machine dense matmul: {peak:.1f} GFLOP/s, memory copy bandwidth {bw:.1f} GB/s "
+        f"(torch threads {torch.get_num_threads()}); ridge point {peak / bw:.1f} FLOP/byte")
     for name in ("parrot", "parrot-token"):
         torch.manual_seed(0)
         model = build_model(name, DIMS, N_CLASSES)
@@ -90,6 +92,16 @@ def run(quick: bool = False) -> Iterable[dict]:
         per_step = elapsed / len(batches)
         epoch = per_step * steps_per_epoch
         gflops = flops / per_step / 1e9
+        # Roofline: bytes a step must move at least = parameter traffic (forward and backward read the
+        # weights, backward writes the gradients, Adam reads param/grad/m/v and writes param/m/v:
+        # 10 float32 passes = 40 bytes per parameter); activations come on top, so this is a floor.
+        step_bytes = 40 * n_params
+        gbps = step_bytes / per_step / 1e9
+        intensity = flops / step_bytes
+        bound = "compute" if intensity > peak / bw else "memory"
+        log(f"{name:<13} roofline: >= {step_bytes / 1e6:.0f} MB/step -> {gbps:.1f} GB/s of {bw:.1f}; "
+            f"intensity <= {intensity:.1f} FLOP/byte vs ridge {peak / bw:.1f}: {bound}-bound side; "
+            f"attainable {min(peak, intensity * bw):.0f} GFLOP/s, achieved {gflops:.1f}")
         share = 100.0 * timer.seconds / elapsed
         stats = model.last_transport["stats"] if model.last_transport else {}
         label = f" (extrapolated from {len(batches)} of {steps_per_epoch} steps)"
@@ -101,3 +113,60 @@ def run(quick: bool = False) -> Iterable[dict]:
         yield record(f"{name} achieved GFLOP/s", gflops, "GFLOP/s", baseline="dense matmul (common.matmul_gflops)",
                      baseline_value=peak, ratio=gflops / peak)
         yield record(f"{name} share of step time in Sinkhorn", share, "%")
+        yield record(f"{name} parameter traffic (floor of bytes moved)", gbps, "GB/s",
+                     baseline="memory copy bandwidth (common.memory_gbps)", baseline_value=bw, ratio=gbps / bw)
+        yield record(f"{name} seconds per epoch vs the 89.3 s measured before this change (docs)", epoch, "s",
+                     baseline="docs/benchmarks.md, earlier run (not this run)", baseline_value=89.3 if name == "parrot"
+                     else 124.2)
+    yield from _batched_vs_single(feats, labels, n_steps=3 if quick else 5)
+
+
+def _batched_vs_single(feats, labels, n_steps: int, n_models: int = 4) -> Iterable[dict]:
+    """Paper-size parrot: one step of ``n_models`` stacked models (torch.func.vmap, what --batched
+    does) against ``n_models`` single-model steps, same batches. Per model-step time ratio."""
+    import copy
+
+    from torch.func import functional_call, stack_module_state, vmap
+
+    from parrot_ser.training.batched import _StackedAdam
+
+    torch.manual_seed(0)
+    ms = [build_model("parrot", DIMS, N_CLASSES) for _ in range(n_models)]
+    for m in ms:
+        m.cfg.track_transport = False
+    params, bufs = stack_module_state(ms)
+    base = copy.deepcopy(ms[0]).to("meta")
+    base.vmap_safe = True
+    vf = vmap(lambda p, b, *xs: functional_call(base, (p, b), (FusionInput(list(xs)),)), randomness="different")
+    sopt = _StackedAdam(params, n_models, 1e-3, 0.0)
+    opts = [torch.optim.Adam(m.parameters(), lr=1e-3) for m in ms]
+    idx = torch.arange(BATCH)
+    xs = [f[idx].expand(n_models, -1, -1).contiguous() for f in feats]
+    y = labels[idx].expand(n_models, -1).reshape(-1)
+
+    def batched():
+        loss = torch.nn.functional.cross_entropy(vf(params, bufs, *xs).reshape(-1, N_CLASSES), y) * n_models
+        for p in params.values():
+            p.grad = None
+        loss.backward()
+        sopt.step(torch.ones(n_models, dtype=torch.bool))
+
+    def single():
+        for m, o in zip(ms, opts):
+            loss = torch.nn.functional.cross_entropy(m(FusionInput([f[idx] for f in feats])), labels[idx])
+            o.zero_grad(set_to_none=True)
+            loss.backward()
+            o.step()
+
+    times = {"batched": float("inf"), "single": float("inf")}
+    for fn in (batched, single):
+        fn()  # warm-up
+    for _ in range(n_steps):  # interleaved, best of n
+        for name, fn in (("batched", batched), ("single", single)):
+            t0 = time.perf_counter()
+            fn()
+            times[name] = min(times[name], time.perf_counter() - t0)
+    log(f"parrot paper size, {n_models} models: stacked step {times['batched'] * 1e3:.0f} ms vs {n_models} single "
+        f"steps {times['single'] * 1e3:.0f} ms")
+    yield record(f"parrot paper size: {n_models} stacked models (vmap) per step", times["batched"], "s",
+                 baseline=f"{n_models} single-model steps", baseline_value=times["single"])

@@ -42,7 +42,7 @@ def run(quick: bool = False):
         audio_s = sum(len(w) for w in waves) / 16000
         times = {}
         for w, enc in encs.items():  # clip and 30 s measured back to back on the same batch
-            times[w] = best_time(lambda enc=enc: enc.encode(waves), repeats=1 if quick else 2, warmup=1)
+            times[w] = best_time(lambda enc=enc, waves=waves: enc.encode(waves), repeats=1 if quick else 2, warmup=1)
         for w, t in times.items():
             log(f"{name} clips, window={w}: {t:.2f} s for {len(waves)} clips = {len(waves) / t:.2f} utt/s, "
                 f"RTF {t / audio_s:.4f}")

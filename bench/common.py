@@ -33,6 +33,15 @@ def matmul_gflops(n: int = 1024, dtype: torch.dtype = torch.float32) -> float:
     return 2 * n**3 / t / 1e9
 
 
+def memory_gbps(n_bytes: int = 256 << 20) -> float:
+    """Measured memory bandwidth (GB/s): a copy of a tensor far larger than the caches (bytes read +
+    written per second), with torch's current threads."""
+    a = torch.empty(n_bytes // 4, dtype=torch.float32).uniform_()
+    b = torch.empty_like(a)
+    t = best_time(lambda: b.copy_(a), repeats=5, warmup=1)
+    return 2 * n_bytes / t / 1e9
+
+
 def record(metric: str, value: float, unit: str, baseline: str | None = None,
            baseline_value: float | None = None, ratio: float | None = None, bench: str | None = None) -> dict:
     if ratio is None and baseline_value is not None and value:

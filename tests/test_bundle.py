@@ -66,8 +66,9 @@ def test_bundle_is_self_describing_and_pickle_free(tiny_run):
     assert doc["training"]["headline"]["accuracy"]["n"] == 2  # mean +- std over the 2 folds
     assert doc["package_version"] and doc["warning"] is None
     files = {p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_file()}
-    assert files == {"bundle.json", *doc["files"]}
-    assert all(f.endswith((".json", ".safetensors")) for f in files)
+    # every file is hashed in the manifest except the model card (documentation owners edit; hub.py)
+    assert files == {"bundle.json", "README.md", *doc["files"]}
+    assert all(f.endswith((".json", ".safetensors", ".md")) for f in files)
     members = load_bundle(bundle).members
     assert any(k.startswith("std_pooled_mean_0") for k in members[0].state_dict)  # standardiser travels
 
@@ -151,6 +152,30 @@ def test_encoder_checkpoint_hash_mismatch_is_refused(tiny_run, tmp_path):
     verify_bundle(out)  # the bundle itself is intact...
     with pytest.raises(BundleError, match=r"sha256 none, the bundle was made with ababababab.*\(a different checkpoint\)"):
         load_model(out)  # ...but the encoder rebuilt here is not the one it was trained on
+
+
+def _rewrite(bundle_dir: Path, out: Path, edit) -> Path:
+    """A copy of the bundle whose bundle.json was edited by ``edit(doc)`` and every hash recomputed:
+    what a careless (or hostile) user who knows the format can make."""
+    bundle = load_bundle(bundle_dir)
+    doc = {k: v for k, v in bundle.doc.items() if k not in ("format", "format_version", "members", "files",
+                                                             "content_sha256")}
+    edit(doc)
+    return write_bundle(out, doc, bundle.members, bundle.anchors)
+
+
+@pytest.mark.parametrize("field", ["input_dims", "input_shapes"])
+def test_edited_model_dims_with_recomputed_hashes_are_refused(tiny_run, tmp_path, field):
+    def edit(doc):
+        if field == "input_dims":
+            doc["model"]["input_dims"] = [d + 1 for d in doc["model"]["input_dims"]]
+        else:
+            doc["model"]["input_shapes"] = [[1] for _ in doc["model"]["input_dims"]]
+
+    out = _rewrite(tiny_run[1], tmp_path / "edited", edit)
+    verify_bundle(out)  # every hash matches: only the shapes tell
+    with pytest.raises(BundleError, match=r"bundle.json: model.input_dims\[0\]=.*disagree with the weights"):
+        load_model(out)
 
 
 def test_untrained_encoders_are_announced(tiny_run, tmp_path):

@@ -138,3 +138,37 @@ def test_convert_to_safetensors_roundtrip(tmp_path):
         other = tmp_path / "other.pth"
         torch.save({"foo.weight": torch.ones(2)}, other)
         convert_checkpoint(other, tmp_path / "other.safetensors")
+
+
+_real_save = torch.save
+
+
+def torch_save_legacy(path):
+    _real_save({f"blocks.{i}.mixer.D": torch.zeros(1) for i in range(60)}, path, _use_new_zipfile_serialization=False)
+
+
+def test_checkpoint_with_too_many_tensors_is_refused_before_unpickling(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from parrot_ser.cli.main import app
+    from parrot_ser.encoders import checkpoint as ck
+
+    # The cap is checked from the zip directory; a small cap keeps the test fast (the real one is
+    # 20k tensors: a crafted 100k-key file took 24 s and 0.6 GB to unpickle).
+    monkeypatch.setattr(ck, "MAX_CHECKPOINT_TENSORS", 50)
+    path = tmp_path / "many.pth"
+    torch.save({f"blocks.{i}.mixer.D": torch.zeros(1) for i in range(60)}, path)
+
+    def never(*a, **k):
+        raise AssertionError("torch.load must not run on a refused file")
+
+    monkeypatch.setattr(torch, "load", never)
+    with pytest.raises(CheckpointError, match=r"many.pth: refused, it holds 60 tensors \(limit 50\)"):
+        load_checkpoint_state_dict(path)
+    legacy = tmp_path / "legacy.pth"  # pre-1.6 format: no zip directory, counted from the opcodes
+    torch_save_legacy(legacy)
+    with pytest.raises(CheckpointError, match=r"legacy.pth: refused, it holds more than 50 tensors"):
+        load_checkpoint_state_dict(legacy)
+    res = CliRunner().invoke(app, ["encoders", "convert", str(path), str(tmp_path / "out.safetensors")])
+    assert res.exit_code == 2 and "many.pth: refused" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "out.safetensors").exists()

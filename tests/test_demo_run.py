@@ -86,8 +86,13 @@ def test_report_has_caveats_and_links_resolve(quick_demo):
     assert len(links) >= 10
     for link in links:
         assert (out / link).exists(), link
+    labels = {e: v["label"] for e, v in s["encoders"].items()}
+    # the demo's wavlm-base-plus is a tiny random-init stand-in: the table says so
+    assert labels["wavlm-base-plus"] == "wavlm-base-plus [untrained tiny 2-layer stand-in]"
+    assert "`parrot-ser predict " + str(out / "model") + " FILES`" in text and "predict --model" not in text
     for c in s["cells"]:  # the table in the report carries the same numbers as demo.json
-        assert f"| {c['row']} | {c['model']} | {c['accuracy']['mean']:.1f} ± {c['accuracy']['std']:.1f} |" in text
+        row = "+".join(labels[e] for e in c["row"].split("+"))
+        assert f"| {row} | {c['model']} | {c['accuracy']['mean']:.1f} ± {c['accuracy']['std']:.1f} |" in text
 
 
 def test_predictions_are_on_unseen_voices(quick_demo):

@@ -181,3 +181,26 @@ def test_hf_id_found_in_the_local_cache(tiny_dirs, tmp_path, monkeypatch):
     assert enc.identity.preprocessing["feature_extractor_source"] == "checkpoint"
     w = _waves((6400,))
     np.testing.assert_array_equal(enc.encode(w)[0].pooled, ref.encode(w)[0].pooled)
+
+
+@pytest.mark.parametrize("env,local_only", [({}, True), ({"HF_HUB_OFFLINE": "1"}, True),
+                                            ({"HF_HUB_OFFLINE": "0"}, False), ({"PARROT_ALLOW_DOWNLOAD": "1"}, False)])
+def test_hf_ids_stay_offline_unless_downloads_are_asked_for(monkeypatch, env, local_only):
+    # README: "nothing is downloaded unless you allow it". Unset HF_HUB_OFFLINE used to mean a hub
+    # lookup with 5 retries (35 s) before the error.
+    import transformers
+
+    seen = {}
+
+    def fake_from_pretrained(source, **kwargs):
+        seen.update(kwargs)
+        raise OSError("not in the cache")
+
+    for k in ("HF_HUB_OFFLINE", "PARROT_ALLOW_DOWNLOAD"):
+        monkeypatch.delenv(k, raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setattr(transformers.AutoModel, "from_pretrained", fake_from_pretrained)
+    with pytest.raises(CheckpointError, match=r"downloads happen only when asked: HF_HUB_OFFLINE=0"):
+        build_encoder("hubert-base", checkpoint="someone/uncached-model")
+    assert seen["local_files_only"] is local_only

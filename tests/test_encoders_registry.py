@@ -86,3 +86,26 @@ def test_cli_encoders_list_json():
 def test_cli_convert_missing_file_is_one_line(tmp_path):
     res = CliRunner().invoke(app, ["encoders", "convert", str(tmp_path / "none.pth"), str(tmp_path / "out")])
     assert res.exit_code == 2 and "none.pth" in res.stderr and "Traceback" not in res.output
+
+
+def test_encoder_catalog_is_current_and_listing_needs_no_torch(tmp_path, monkeypatch):
+    import dataclasses
+    import subprocess
+    import sys
+
+    from parrot_ser.encoders import catalog, list_specs
+
+    fresh = catalog.cached_specs()
+    assert fresh is not None, "encoders/catalog.json is stale: run `python -m parrot_ser.encoders.catalog`"
+    assert [dataclasses.asdict(s) for s in fresh] == [dataclasses.asdict(s) for s in list_specs()]
+    # `encoders list` answers from the snapshot without importing torch (measured 6.7 s with it)
+    code = ("import sys; from typer.testing import CliRunner; from parrot_ser.cli.main import app; "
+            "r = CliRunner().invoke(app, ['encoders', 'list']); "
+            "print(r.exit_code, 'ssam-base' in r.output, 'torch' in sys.modules)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.stdout.split() == ["0", "True", "False"], res.stderr[-2000:]
+    # a snapshot older than the sources is ignored (the live registry answers instead)
+    stale = tmp_path / "catalog.json"
+    stale.write_text('{"sources_sha256": "old", "specs": []}')
+    monkeypatch.setattr(catalog, "CATALOG", stale)
+    assert catalog.cached_specs() is None

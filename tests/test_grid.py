@@ -74,6 +74,10 @@ def test_grid_tables_significance_and_resume(store, tmp_path, monkeypatch):
         v = float(sig[0][k])
         assert np.isnan(v) or 0.0 <= v <= 1.0
     assert int(sig[0]["mcnemar_n"]) == 24  # first seed: every utterance tested once
+    smd = (out / "significance.md").read_text(encoding="utf-8")
+    # the floor of the Wilcoxon p follows this grid's pair count (2 seeds x 2 folds), not a fixed 5
+    assert "exact Wilcoxon p (2/2^n) with 4 pairs: 0.125." in smd and "0.0625" not in smd
+    assert "b utterances only concat got right / c utterances only the fusion model got right" in smd
     cells = list(csv.DictReader(open(out / "cells.csv", encoding="utf-8")))
     assert len(cells) == 4 and all(0 <= float(c["acc_mean"]) <= 100 for c in cells)
     assert (out / "cells" / "toy-mamba+logmel" / "parrot" / "transport.png").is_file()
@@ -104,3 +108,13 @@ def test_grid_cli(store, tmp_path):
     nof = CliRunner().invoke(app, ["train", "--features", str(store), "--encoder", "toy-mamba", "--encoder",
                                    "logmel", "--model", "parrot-token", "--frames", "--out", str(tmp_path / "f")])
     assert nof.exit_code == 2 and "toy-mamba: frame features were not extracted" in nof.output
+
+
+def test_untrained_tiny_stand_ins_are_labelled_in_tables():
+    from parrot_ser.training.run import random_init_label
+
+    tiny = {"identity": {"random_init": True, "preprocessing": {"random_init_config": {
+        "tiny": True, "num_hidden_layers": 2, "hidden_size": 64}}}}
+    assert random_init_label("hubert-base", tiny) == "hubert-base [untrained tiny 2-layer stand-in]"
+    assert random_init_label("ssam-tiny", {"random_init": True}) == "ssam-tiny [untrained]"
+    assert random_init_label("hubert-base", {"identity": {"random_init": False}}) == "hubert-base"

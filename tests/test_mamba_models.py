@@ -351,3 +351,83 @@ def test_bfloat16_runs_close_to_float32():
     pa, pb = a.encode(w)[0].pooled, b.encode(w)[0].pooled
     assert pb.dtype == np.float32 and np.abs(pa - pb).max() < 0.05 * np.abs(pa).max()
     assert b.identity.preprocessing["dtype"] == "bfloat16"
+
+
+# ---------------------------------------------------------------- hardening (issue 12)
+
+def test_ssam_accepts_the_official_download_folder_and_takes_the_latest_epoch(tmp_path, monkeypatch):
+    ckdir = tmp_path / "ssam_tiny" / "checkpoints"
+    ckdir.mkdir(parents=True)
+    for epoch, seed in ((9, 1), (10, 2), (99, 3)):  # 99 > 10 > 9 numerically, not as text
+        save_ssam_checkpoint(ckdir / f"checkpoint-{epoch}.pth", official_ssam_state(192, 1, seed=seed), monkeypatch)
+    enc = ssam.build(SPECS["ssam-tiny"], checkpoint=str(tmp_path / "ssam_tiny"))
+    assert enc.identity.checkpoint == str(ckdir / "checkpoint-99.pth")
+    assert enc.identity.checkpoint_sha256 == sha256_file(ckdir / "checkpoint-99.pth")
+    assert ssam.build(SPECS["ssam-tiny"], checkpoint=str(ckdir)).identity.checkpoint == enc.identity.checkpoint
+    dst = convert_checkpoint(tmp_path / "ssam_tiny", tmp_path / "ssam-tiny.safetensors")  # convert takes it too
+    assert ssam.build(SPECS["ssam-tiny"], checkpoint=str(dst)).identity.checkpoint_sha256 == enc.identity.checkpoint_sha256
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(CheckpointError, match=r"empty: folder holds no checkpoint-<epoch>.pth"):
+        ssam.build(SPECS["ssam-tiny"], checkpoint=str(empty))
+
+
+def test_checkpoint_of_the_other_family_is_named(tmp_path, monkeypatch):
+    p = save_ssam_checkpoint(tmp_path / "checkpoint-3.pth", official_ssam_state(192, 1), monkeypatch)
+    with pytest.raises(CheckpointError, match=r"checkpoint-3.pth: this is an SSAM \(Audio-Mamba\) checkpoint; use it "
+                                              r"with an ssam-\* encoder"):
+        ssamba.build(SPECS["ssamba-tiny"], checkpoint=str(p))
+    q = tmp_path / "amba_tiny_400.pth"
+    torch.save(official_ssamba_state(192, 2), q)
+    with pytest.raises(CheckpointError, match=r"amba_tiny_400.pth: this is an SSAMBA checkpoint"):
+        ssam.build(SPECS["ssam-tiny"], checkpoint=str(q))
+
+
+def test_depth_option_with_a_checkpoint_is_refused(tmp_path, monkeypatch):
+    p = save_ssam_checkpoint(tmp_path / "checkpoint-1.pth", official_ssam_state(192, 2), monkeypatch)
+    with pytest.raises(ConfigError, match=r"ssam-tiny: option depth=5 applies only with random_init; the checkpoint "
+                                          r"has depth 2"):
+        ssam.build(SPECS["ssam-tiny"], checkpoint=str(p), depth=5)
+    assert ssam.build(SPECS["ssam-tiny"], checkpoint=str(p), depth=2).model.depth == 2  # consistent: accepted
+    q = tmp_path / "amba.pth"
+    torch.save(official_ssamba_state(192, 2), q)
+    with pytest.raises(ConfigError, match=r"ssamba-tiny: option depth=4 applies only with random_init"):
+        ssamba.build(SPECS["ssamba-tiny"], checkpoint=str(q), depth=4)
+
+
+def test_integer_options_parse_none_and_refuse_garbage():
+    # "None" is what `--option ssamba-tiny:target_length=None` delivers (YAML reads it as a string).
+    enc = ssamba.build(SPECS["ssamba-tiny"], checkpoint=None, random_init=True, depth=2, target_length="None")
+    assert enc.target_length is None and enc.identity.preprocessing["target_length"] is None
+    assert ssamba.build(SPECS["ssamba-tiny"], checkpoint=None, random_init=True, depth=2,
+                        target_length="64").target_length == 64
+    with pytest.raises(ConfigError, match=r"ssamba-tiny: option target_length must be an integer, got 'long'"):
+        ssamba.build(SPECS["ssamba-tiny"], checkpoint=None, random_init=True, target_length="long")
+    with pytest.raises(ConfigError, match=r"ssam-tiny: option depth must be an integer, got 'None'"):
+        ssam.build(SPECS["ssam-tiny"], checkpoint=None, random_init=True, depth="None")
+    with pytest.raises(ConfigError, match=r"ssamba-tiny: option tstride must be >= 1, got 0"):
+        ssamba.build(SPECS["ssamba-tiny"], checkpoint=None, random_init=True, depth=2, tstride=0)
+
+
+def test_option_none_on_the_command_line_is_one_line(tmp_path, tone_writer):
+    from typer.testing import CliRunner
+
+    from parrot_ser.cli.main import app
+
+    tone_writer(tmp_path / "c" / "angry" / "a.wav", seconds=0.3)
+    res = CliRunner().invoke(app, ["extract", str(tmp_path / "c"), "--corpus", "folders", "-e", "ssamba-tiny",
+                                   "--random-init", "--option", "ssamba-tiny:target_length=None",
+                                   "--option", "ssamba-tiny:depth=oops", "--out", str(tmp_path / "f")])
+    assert res.exit_code == 2, res.output
+    assert "ssamba-tiny: option depth must be an integer, got 'oops'" in res.output and "Traceback" not in res.output
+
+
+def test_ssam_rms_norm_checkpoint_keeps_encoder_norm_a_layernorm(tmp_path, monkeypatch):
+    # Official MambaSSAST: rms_norm=True makes the blocks' norms RMSNorm (no bias); encoder_norm comes
+    # from the base class and stays a LayerNorm with a bias.
+    sd = {k: v for k, v in official_ssam_state(192, 2).items() if not (k.startswith("blocks.") and k.endswith("norm.bias"))}
+    p = save_ssam_checkpoint(tmp_path / "checkpoint-5.pth", sd, monkeypatch)
+    model = ssam.build(SPECS["ssam-tiny"], checkpoint=str(p)).model
+    assert isinstance(model.blocks[0].norm, torch.nn.RMSNorm)
+    assert isinstance(model.encoder_norm, torch.nn.LayerNorm)
+    assert torch.equal(model.encoder_norm.bias, sd["encoder_norm.bias"])

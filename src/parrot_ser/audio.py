@@ -14,9 +14,20 @@ Errors (from :mod:`parrot_ser.errors`, each message names the file):
 - ``EmptyAudioError``: decodes to zero samples (header-only WAV, or a 0-byte file: nothing to
   classify, so we report "empty" rather than guessing at corruption).
 - ``NonFiniteAudioError``: NaN or +-inf samples (possible in float WAVs).
+- ``AudioUnreadableError``: the file exists but cannot be opened (no read permission, I/O error).
+- ``AudioRateError``: a sample rate outside ``SAMPLE_RATE_RANGE`` (4 kHz .. 384 kHz). A header that
+  claims 1 Hz turns a 64 KB file into hours of audio; 2^31-1 Hz resamples to nothing: both are
+  damaged or hostile headers, not recordings.
+- ``AudioTooLongError``: more than ``MAX_DECODE_SECONDS`` (2 h) of audio.
+
+Memory: decoding is streamed block by block (mono mix and soxr resampling per block), so memory is
+the 16 kHz mono output plus one block, whatever the channel count or rate of the file (a 110 s,
+8-channel, 192 kHz FLAC of silence is a few KB on disk and 675 MB decoded at once). Streamed FLAC
+whose STREAMINFO says "length unknown" (total_samples = 0) is read to its end like any other.
 
 Warnings (``AudioWarning``, not errors): clipping, digital silence, very short or very long
-input. :func:`audio_warnings` returns the same texts as a list for callers that collect them.
+input, and a WAV whose header announces more data than the file holds (truncated download or copy:
+what is there is decoded, and the warning says how much the header claimed vs what was read). :func:`audio_warnings` returns the same texts as a list for callers that collect them.
 """
 
 from __future__ import annotations
@@ -35,12 +46,16 @@ import soxr
 from parrot_ser.errors import (
     AudioCorruptError,
     AudioMissingError,
+    AudioRateError,
+    AudioTooLongError,
+    AudioUnreadableError,
     EmptyAudioError,
     NonFiniteAudioError,
     NotAudioError,
 )
 
 __all__ = [
+    "AUDIO_SUFFIXES",
     "AudioInfo",
     "AudioWarning",
     "audio_warnings",
@@ -55,7 +70,14 @@ __all__ = [
     "SILENCE_PEAK",
     "MIN_SECONDS",
     "MAX_SECONDS",
+    "MAX_DECODE_SECONDS",
+    "SAMPLE_RATE_RANGE",
 ]
+
+# The one list of audio file suffixes: folders given to `predict` and the generic corpora (csv,
+# folders) take these; a file named explicitly is always tried (its content decides).
+AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc",
+                            ".au", ".snd", ".caf", ".w64", ".rf64", ".sph", ".nist"})
 
 # Thresholds for the soft warnings.
 CLIP_LEVEL = 0.999  # |x| at or above this counts as full scale
@@ -63,6 +85,14 @@ CLIP_SHARE = 0.001  # warn when more than 0.1 % of samples sit at full scale (a 
 SILENCE_PEAK = 1e-4  # about -80 dBFS: below one 16-bit LSB x 3, i.e. digital silence
 MIN_SECONDS = 0.3
 MAX_SECONDS = 60.0
+
+# Hard limits (errors): rates from 4 kHz (below telephone band) to 384 kHz (the highest studio rate in
+# use); at most 2 h of audio per file (460 MB as 16 kHz float32), which bounds the memory one file
+# can take in extract, predict and the service.
+SAMPLE_RATE_RANGE = (4000, 384000)
+MAX_DECODE_SECONDS = 2 * 3600.0
+_BLOCK = 1 << 16  # frames decoded per step
+_UNKNOWN_FRAMES = 2**63 - 1  # libsndfile's SF_COUNT_MAX: length not in the header (streamed FLAC)
 
 
 class AudioWarning(UserWarning):
@@ -116,31 +146,71 @@ def _check_path(path: str | Path) -> Path:
     if not p.exists():
         raise AudioMissingError(p)
     if not p.is_file():
-        raise AudioMissingError(p, "not a regular file")
+        raise AudioMissingError(p, "a folder, not an audio file" if p.is_dir() else "not a regular file")
     return p
 
 
-def _head(p: Path, n: int = 16) -> bytes:
-    with open(p, "rb") as f:
-        return f.read(n)
+_HEAD = 1 << 16  # enough for the RIFF chunks in front of a WAV's data chunk (fmt, LIST, bext, ...)
+
+
+def _head(p: Path, n: int = _HEAD) -> bytes:
+    try:
+        with open(p, "rb") as f:
+            return f.read(n)
+    except OSError as e:  # no read permission, I/O error: a problem of this file only
+        raise AudioUnreadableError(p, e.strerror or type(e).__name__) from None
+
+
+def _wav_declared_frames(head: bytes) -> int | None:
+    """Frames the data chunk of a RIFF/WAVE header announces, None when unknown. libsndfile quietly
+    clips the count to what the file holds, so a truncated file is only visible here. 0 and
+    0xFFFFFFFF are the streaming conventions for "length unknown" and are not a claim."""
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    pos, block_align = 12, 0
+    while pos + 8 <= len(head):
+        cid, size = head[pos:pos + 4], int.from_bytes(head[pos + 4:pos + 8], "little")
+        if cid == b"fmt " and pos + 22 <= len(head):
+            block_align = int.from_bytes(head[pos + 20:pos + 22], "little")
+        if cid == b"data":
+            if size in (0, 0xFFFFFFFF) or block_align <= 0:
+                return None
+            return size // block_align
+        pos += 8 + size + (size & 1)
+    return None
+
+
+def _check_rate(sr: int, where: str) -> None:
+    lo, hi = SAMPLE_RATE_RANGE
+    if not lo <= sr <= hi:
+        raise AudioRateError(where, f"{sr} Hz; accepted {lo}..{hi} Hz: a damaged header or not a recording")
 
 
 # --- public API --------------------------------------------------------------------------------
 
 
 def read_info(path: str | Path, *, allow_empty: bool = False) -> AudioInfo:
-    """Header only (``soundfile.info``): never decodes the samples. Raises the typed errors above;
-    a header announcing zero frames raises EmptyAudioError unless ``allow_empty``."""
+    """Header only (``soundfile.info``): does not decode the samples, except for a stream whose
+    header has no length (streamed FLAC), which is counted by decoding it. Raises the typed errors
+    above; a header announcing zero frames raises EmptyAudioError unless ``allow_empty``."""
     p = _check_path(path)
+    head = _head(p)  # also the permission check: sf.info's own error would not say why
     try:
         info = sf.info(str(p))
     except Exception as e:  # libsndfile raises LibsndfileError/RuntimeError/TypeError by format
-        raise _classify_failure(_head(p), str(p), e) from None
-    if info.frames <= 0 and not allow_empty:
-        raise EmptyAudioError(p, "header announces 0 frames")
+        raise _classify_failure(head, str(p), e) from None
     sr = int(info.samplerate)
-    return AudioInfo(str(p), sr, int(info.channels), int(info.frames),
-                     float(info.frames) / sr if sr else 0.0, str(info.format), str(info.subtype))
+    _check_rate(sr, str(p))
+    frames = int(info.frames)
+    if frames == _UNKNOWN_FRAMES:  # streamed FLAC: the header has no length, count by decoding
+        with sf.SoundFile(str(p)) as f:
+            frames = sum(len(b) for b in _blocks(f, str(p), sr))
+    if frames <= 0 and not allow_empty:
+        raise EmptyAudioError(p, "header announces 0 frames")
+    if frames / sr > MAX_DECODE_SECONDS:
+        raise AudioTooLongError(p, f"{frames / sr:.0f} s > {MAX_DECODE_SECONDS:.0f} s; split the recording")
+    return AudioInfo(str(p), sr, int(info.channels), frames, float(frames) / sr,
+                     str(info.format), str(info.subtype))
 
 
 def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
@@ -153,20 +223,15 @@ def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     return np.asarray(soxr.resample(x, int(sr_in), int(sr_out), quality="HQ"), dtype=np.float32)
 
 
-def audio_warnings(x: np.ndarray, sr: int, path: str | Path = "<memory>") -> list[str]:
-    """Texts of the soft warnings for a decoded signal (any shape; samples in [-1, 1]).
-    Run it on the signal as decoded (before mixing/resampling, which smooth away clipping)."""
-    x = np.asarray(x)
+def _warning_texts(path: str | Path, n: int, sr: int, peak: float, n_clip: int, n_values: int) -> list[str]:
     out: list[str] = []
-    n = x.shape[0] if x.ndim else 0
-    if x.size == 0 or sr <= 0:
+    if n == 0 or sr <= 0:
         return out
     dur = n / sr
-    peak = float(np.max(np.abs(x)))
     if peak < SILENCE_PEAK:
         out.append(f"{path}: digital silence (peak {peak:.2e})")
     else:
-        share = float(np.mean(np.abs(x) >= CLIP_LEVEL))
+        share = n_clip / max(n_values, 1)
         if share > CLIP_SHARE:
             out.append(f"{path}: clipping ({share:.2%} of samples at full scale)")
     if dur < MIN_SECONDS:
@@ -176,17 +241,83 @@ def audio_warnings(x: np.ndarray, sr: int, path: str | Path = "<memory>") -> lis
     return out
 
 
-def _finish(data: np.ndarray, sr: int, target_sr: int, where: str) -> tuple[np.ndarray, list[str]]:
-    """Shared checks + mono + resample for decoded (frames, channels) float32 data; warning texts
-    are computed on the signal as decoded (resampling smooths clipping away)."""
-    if data.shape[0] == 0:
-        raise EmptyAudioError(where)
-    if not np.all(np.isfinite(data)):
-        bad = int(np.count_nonzero(~np.isfinite(data)))
-        raise NonFiniteAudioError(where, f"{bad} of {data.size} samples")
-    texts = audio_warnings(data, sr, where)
-    mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
-    return np.ascontiguousarray(resample(mono, sr, target_sr), dtype=np.float32), texts
+def audio_warnings(x: np.ndarray, sr: int, path: str | Path = "<memory>") -> list[str]:
+    """Texts of the soft warnings for a decoded signal (any shape; samples in [-1, 1]).
+    Run it on the signal as decoded (before mixing/resampling, which smooth away clipping)."""
+    x = np.asarray(x)
+    if x.size == 0 or sr <= 0:
+        return []
+    a = np.abs(x)
+    return _warning_texts(path, x.shape[0] if x.ndim else 0, sr, float(np.max(a)),
+                          int(np.count_nonzero(a >= CLIP_LEVEL)), int(x.size))
+
+
+def _blocks(f: sf.SoundFile, where: str, sr: int, max_seconds: float | None = None):
+    """(frames, channels) float32 blocks until the end of the data. Read through libsndfile's
+    sf_readf_float directly: SoundFile.read seeks after each read, which fails on a FLAC stream of
+    unknown length; this loop simply reads until libsndfile returns 0 frames. Stops with
+    AudioTooLongError past ``max_seconds`` (default MAX_DECODE_SECONDS), so a header can never make
+    us decode without bound."""
+    from soundfile import _ffi, _snd  # the documented C API soundfile wraps; see the docstring
+
+    cap = MAX_DECODE_SECONDS if max_seconds is None else float(max_seconds)
+    limit = int(cap * sr)
+    total = 0
+    while True:
+        buf = np.empty((_BLOCK, f.channels), dtype=np.float32)
+        k = int(_snd.sf_readf_float(f._file, _ffi.from_buffer("float[]", buf), _BLOCK))
+        if k <= 0:
+            return
+        total += k
+        if total > limit:
+            raise AudioTooLongError(where, f"more than {cap:g} s; split the recording")
+        yield buf[:k]
+
+
+def _decode(src: Any, head: bytes, where: str, target_sr: int,
+            max_seconds: float | None = None) -> tuple[np.ndarray, list[str]]:
+    """Stream-decode ``src`` (path or file object) to mono float32 at ``target_sr``, checking every
+    block for non-finite samples and collecting the warning statistics on the signal as decoded."""
+    try:
+        f = sf.SoundFile(src)
+    except Exception as e:  # libsndfile raises LibsndfileError/RuntimeError/TypeError by format
+        raise _classify_failure(head, where, e) from None
+    with f:
+        sr = int(f.samplerate)
+        _check_rate(sr, where)
+        stream = soxr.ResampleStream(sr, int(target_sr), 1, dtype="float32", quality="HQ") \
+            if sr != int(target_sr) else None
+        parts: list[np.ndarray] = []
+        n = n_clip = n_bad = 0
+        peak = 0.0
+        try:
+            for block in _blocks(f, where, sr, max_seconds):
+                finite = np.isfinite(block)
+                if not finite.all():
+                    n_bad += int(block.size - np.count_nonzero(finite))
+                    n += len(block)
+                    continue  # keep counting for the message, nothing more to compute
+                a = np.abs(block)
+                peak = max(peak, float(a.max()))
+                n_clip += int(np.count_nonzero(a >= CLIP_LEVEL))
+                n += len(block)
+                mono = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
+                parts.append(stream.resample_chunk(mono) if stream is not None else mono.copy())
+        except sf.LibsndfileError as e:
+            raise _classify_failure(head, where, e) from None
+        if n == 0:
+            raise EmptyAudioError(where)
+        if n_bad:
+            raise NonFiniteAudioError(where, f"{n_bad} of {n * f.channels} samples")
+        if stream is not None:
+            parts.append(stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
+        texts = _warning_texts(where, n, sr, peak, n_clip, n * f.channels)
+        declared = _wav_declared_frames(head)
+        if declared is not None and declared > n + sr // 100:  # more than 10 ms missing
+            texts.append(f"{where}: header announces {declared / sr:.2f} s ({declared} frames) but the file "
+                         f"holds {n / sr:.2f} s ({n} frames); truncated? decoded what is there")
+    out = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+    return np.ascontiguousarray(out, dtype=np.float32), texts
 
 
 def _emit(texts: list[str]) -> None:
@@ -194,29 +325,24 @@ def _emit(texts: list[str]) -> None:
         warnings.warn(text, AudioWarning, stacklevel=3)
 
 
-def _decode(src: Any, head: bytes, where: str) -> tuple[np.ndarray, int]:
-    try:
-        data, sr = sf.read(src, dtype="float32", always_2d=True)
-    except Exception as e:
-        raise _classify_failure(head, where, e) from None
-    return data, int(sr)
-
-
-def load_with_warnings(path: str | Path, target_sr: int = 16000) -> tuple[np.ndarray, list[str]]:
+def load_with_warnings(path: str | Path, target_sr: int = 16000, *,
+                       max_seconds: float | None = None) -> tuple[np.ndarray, list[str]]:
     """:func:`load_audio` without the warnings module: (signal, warning texts). Thread-safe way to
     collect warnings per file (warnings.warn is process-global)."""
     p = _check_path(path)
-    data, sr = _decode(str(p), _head(p), str(p))
-    return _finish(data, sr, target_sr, str(p))
+    return _decode(str(p), _head(p), str(p), target_sr, max_seconds)
 
 
-def decode_with_warnings(data: bytes, target_sr: int = 16000, name: str = "<upload>") -> tuple[np.ndarray, list[str]]:
-    """:func:`decode_audio` returning (signal, warning texts) instead of issuing warnings."""
+def decode_with_warnings(data: bytes, target_sr: int = 16000, name: str = "<upload>", *,
+                         max_seconds: float | None = None) -> tuple[np.ndarray, list[str]]:
+    """:func:`decode_audio` returning (signal, warning texts) instead of issuing warnings.
+    ``max_seconds`` lowers the duration cap (a service bounds the memory one request can take)."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"decode_audio needs bytes, got {type(data).__name__}")
     raw = bytes(data)
-    decoded, sr = _decode(io.BytesIO(raw), raw[:16], name)
-    return _finish(decoded, sr, target_sr, name)
+    if not raw:
+        raise EmptyAudioError(name, "file is 0 bytes")
+    return _decode(io.BytesIO(raw), raw[:_HEAD], name, target_sr, max_seconds)
 
 
 def load_audio(path: str | Path, target_sr: int = 16000, *, warn: bool = True) -> np.ndarray:
@@ -228,9 +354,10 @@ def load_audio(path: str | Path, target_sr: int = 16000, *, warn: bool = True) -
     return x
 
 
-def decode_audio(data: bytes, target_sr: int = 16000, name: str = "<upload>", *, warn: bool = True) -> np.ndarray:
+def decode_audio(data: bytes, target_sr: int = 16000, name: str = "<upload>", *, warn: bool = True,
+                 max_seconds: float | None = None) -> np.ndarray:
     """Same as :func:`load_audio` for in-memory bytes (e.g. an HTTP upload); ``name`` is used in messages."""
-    x, texts = decode_with_warnings(data, target_sr, name)
+    x, texts = decode_with_warnings(data, target_sr, name, max_seconds=max_seconds)
     if warn:
         _emit(texts)
     return x

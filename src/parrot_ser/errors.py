@@ -44,6 +44,18 @@ class NonFiniteAudioError(AudioError):
     problem = "NaN or infinite samples"
 
 
+class AudioUnreadableError(AudioError):
+    problem = "cannot be read"
+
+
+class AudioRateError(AudioError):
+    problem = "implausible sample rate"
+
+
+class AudioTooLongError(AudioError):
+    problem = "too long"
+
+
 class CorpusError(ParrotError):
     """Wrong corpus root, unknown corpus name, malformed manifest."""
 
@@ -70,3 +82,7 @@ class LeakageError(ParrotError):
 
 class BundleError(ParrotError):
     """An exported model bundle that is missing files, tampered with, or inconsistent."""
+
+
+class OutputError(ParrotError):
+    """An output (run folder, grid folder, CSV) cannot be written: disk full, read-only, permission."""

@@ -2,41 +2,100 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
+    Task,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
-    TimeRemainingColumn,
 )
+from rich.text import Text
 
-from parrot_ser.errors import ParrotError
+from parrot_ser.errors import ConfigError, ParrotError
+from parrot_ser.notices import untrained_text
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+def _width(stream: Any) -> int | None:
+    """Console width: the terminal's when there is one; otherwise (a log file, a pipe, CI) rich would
+    assume 80 columns and cut tables, so use $COLUMNS or a width no table of ours reaches."""
+    try:
+        if stream.isatty():
+            return None
+    except (AttributeError, ValueError):
+        pass
+    cols = os.environ.get("COLUMNS", "")
+    return int(cols) if cols.isdigit() and int(cols) > 0 else NON_TTY_WIDTH
+
+
+NON_TTY_WIDTH = 400
+
 # stdout is reserved for machine-readable output (--json); humans read stderr.
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)  # soft_wrap: an error stays one line
+out = Console(highlight=False, soft_wrap=True, width=_width(sys.stdout))
+err = Console(stderr=True, highlight=False, soft_wrap=True, width=_width(sys.stderr))  # soft_wrap: errors stay one line
+
+
+# What to do about the OS errors a user meets (disk full, read-only, permissions, a file where a
+# folder is expected); anything else gets its strerror only.
+_OS_HINTS = {
+    errno.ENOSPC: "no space left on the device; free space (or choose another --out) and rerun: finished "
+                  "work is kept",
+    errno.EDQUOT: "disk quota exceeded; free space and rerun: finished work is kept",
+    errno.EROFS: "read-only file system; choose a writable --out",
+    errno.EACCES: "permission denied; check the permissions or choose another path",
+    errno.EPERM: "operation not permitted; check the permissions or choose another path",
+    errno.ENOTDIR: "a file is in the way where a folder is needed; choose another path",
+    errno.EISDIR: "is a folder where a file is needed; give a file name",
+    errno.EEXIST: "already exists and is not what is needed here; choose another path",
+}
+
+
+def os_error_message(e: OSError, context: str | Path | None = None) -> str:
+    """One line for an OSError: the file it concerns, what happened and what to do. ``context``
+    (a store or run folder) is not repeated when the error concerns exactly that path."""
+    hint = _OS_HINTS.get(e.errno or -1) or (e.strerror or str(e) or type(e).__name__)
+    if e.filename is None or (context is not None and str(e.filename) == str(context)):
+        return hint  # e.g. a write on an open file: the caller's context names it
+    where = str(e.filename) if e.filename2 is None else f"{e.filename} -> {e.filename2}"
+    return f"{where}: {hint}"
 
 
 def guard(fn: F) -> F:
-    """Turn a ParrotError (a problem the user can fix) into one clear line and exit code 2."""
+    """Turn a ParrotError (a problem the user can fix) or an OSError (disk full, read-only, no
+    permission, a file where a folder should be) into one clear line and exit code 2."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        _warned_untrained.clear()  # "once" means once per command, also when commands share a process (tests)
         try:
             return fn(*args, **kwargs)
         except ParrotError as e:
-            err.print(f"[bold red]error:[/] {e}", markup=True, highlight=False)
+            err.print(f"[bold red]error:[/] {escape(str(e))}", markup=True, highlight=False)
+            raise typer.Exit(2) from None
+        except BrokenPipeError:
+            # stdout closed by the reader (`... --json | head`): not an error to report. Point stdout
+            # at /dev/null so the interpreter's final flush does not raise again; 141 = killed by SIGPIPE.
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(141) from None
+        except OSError as e:
+            err.print(f"[bold red]error:[/] {escape(os_error_message(e))}", markup=True, highlight=False)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err.print("interrupted; rerun the same command to resume where supported")
@@ -45,14 +104,108 @@ def guard(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+_warned_untrained: set[str] = set()
+
+
+def warn_untrained(names: Any) -> None:
+    """Print :func:`untrained_text` once per encoder per command (train warns before the run and the
+    results would repeat it; extract knows it when building the encoder and again in the report)."""
+    for n in names:
+        if n not in _warned_untrained:
+            _warned_untrained.add(n)
+            err.print(f"[bold yellow]{escape(untrained_text(n))}[/]", markup=True)
+
+
+def check_out_dir(path: Path, option: str = "--out") -> Path:
+    """A folder to write into: refuse an existing file before any work (and before mkdir's error)."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise ConfigError(f"{p}: {option} is a file, not a folder; give a folder (new, or one from an earlier run)")
+    for parent in p.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"{parent}: {option} {p} lies under a file, not a folder; choose another path")
+            break
+    return p
+
+
 def print_json(obj: Any) -> None:
     """Exactly one JSON document on stdout."""
     sys.stdout.write(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
     sys.stdout.flush()
 
 
+def _clock(seconds: float | None) -> str:
+    if seconds is None or seconds != seconds or seconds == float("inf"):
+        return "?"
+    s = int(round(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def average_eta(task: Task) -> float | None:
+    """Seconds left at the task's average rate since it started. Training advances a fold's unused
+    epochs at once when it stops early, so the average over the whole run already counts early
+    stopping (rich's default, a 30 s speed window, swings wildly at those jumps)."""
+    if task.total is None or not task.completed or task.elapsed is None:
+        return None
+    return max(0.0, task.elapsed * (task.total - task.completed) / task.completed)
+
+
+class AverageETAColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        return Text(_clock(average_eta(task)), style="progress.remaining")
+
+
+class PlainProgress(Progress):
+    """For a stderr that is not a terminal (a log file, nohup, CI): no live bar, which would print
+    nothing until the end, but one plain line per task every ``interval`` seconds and when it ends."""
+
+    def __init__(self, *columns: Any, interval: float, quiet: bool = False, **kwargs: Any):
+        super().__init__(*columns, disable=True, **kwargs)
+        self.interval, self.quiet = interval, quiet
+        self._said: dict[Any, float] = {}
+
+    def update(self, task_id: TaskID, **kwargs: Any) -> None:
+        super().update(task_id, **kwargs)
+        self._report(task_id)
+
+    def advance(self, task_id: TaskID, advance: float = 1) -> None:
+        super().advance(task_id, advance)
+        self._report(task_id)
+
+    def _report(self, task_id: TaskID) -> None:
+        if self.quiet:
+            return
+        task = self._tasks[task_id]
+        now = self.get_time()  # the progress clock (injectable in tests)
+        finished = task.total is not None and task.completed >= task.total
+        last = self._said.get(task_id)
+        if last == float("inf") or (not finished and last is not None and now - last < self.interval):
+            return
+        self._said[task_id] = float("inf") if finished else now
+        if last is None and not finished and not task.completed:
+            return  # nothing to say at 0 yet; the clock starts now
+        total = f"/{task.total:g}" if task.total is not None else ""
+        pct = f" ({100 * task.completed / task.total:.0f}%)" if task.total else ""
+        rate = task.fields.get("rate") or ""
+        line = (f"{task.description}: {task.completed:g}{total}{pct} {rate} elapsed {_clock(task.elapsed)} "
+                + ("done" if finished else f"eta {_clock(average_eta(task))}"))
+        self.console.print(" ".join(line.split()), markup=False, highlight=False)
+
+
+def progress_interval() -> float:
+    """Seconds between plain progress lines (PARROT_PROGRESS_SECONDS, default 30)."""
+    try:
+        return max(0.0, float(os.environ.get("PARROT_PROGRESS_SECONDS", "30")))
+    except ValueError:
+        return 30.0
+
+
 def make_progress(unit: str = "utt", *, disable: bool = False) -> Progress:
-    """A progress bar on stderr showing count, rate (unit/s), elapsed and time left."""
+    """A progress bar on stderr showing count, rate (unit/s), elapsed and time left; plain periodic
+    lines instead when stderr is not a terminal."""
+    if not err.is_terminal:
+        return PlainProgress(console=err, interval=progress_interval(), quiet=disable)
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -60,7 +213,7 @@ def make_progress(unit: str = "utt", *, disable: bool = False) -> Progress:
         TextColumn("{task.fields[rate]}"),
         TimeElapsedColumn(),
         TextColumn("eta"),
-        TimeRemainingColumn(),
+        AverageETAColumn(),
         console=err,
         disable=disable,
         transient=False,

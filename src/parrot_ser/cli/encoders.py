@@ -16,9 +16,13 @@ app = typer.Typer(no_args_is_help=True, help="List and convert PTM encoders.")
 @guard
 def list_cmd(as_json: bool = typer.Option(False, "--json", help="A JSON list of spec objects on stdout.")) -> None:
     """Every registered encoder: family, kind, sample rate, widths, default checkpoint."""
-    from parrot_ser.encoders import list_specs
+    from parrot_ser.encoders.catalog import cached_specs
 
-    specs = list_specs()
+    specs = cached_specs()
+    if specs is None:  # the snapshot is older than the sources: ask the (slow, torch-importing) registry
+        from parrot_ser.encoders import list_specs
+
+        specs = list_specs()
     if as_json:
         print_json([asdict(s) for s in specs])
         return
@@ -34,7 +38,8 @@ def list_cmd(as_json: bool = typer.Option(False, "--json", help="A JSON list of 
 @app.command("convert")
 @guard
 def convert(
-    src: Path = typer.Argument(..., help="Official checkpoint file (e.g. SSAM checkpoint-*.pth, SSAMBA *.pth)."),
+    src: Path = typer.Argument(..., help="Official checkpoint file (SSAM checkpoint-*.pth, SSAMBA *.pth) or the "
+                                        "SSAM download folder (its latest checkpoints/checkpoint-<epoch>.pth)."),
     dst: Path = typer.Argument(..., help="Output (safetensors + JSON config)."),
 ) -> None:
     """Convert an official Mamba checkpoint into this package's safe format (no pickle needed to load)."""

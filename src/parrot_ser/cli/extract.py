@@ -10,9 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
-from parrot_ser.cli.common import err, guard, print_json
-from parrot_ser.errors import ConfigError
+from parrot_ser.cli.common import check_out_dir, err, guard, os_error_message, print_json, warn_untrained
+from parrot_ser.errors import ConfigError, FeatureStoreError
 
 
 def _parse_checkpoints(items: list[str], encoders: list[str]) -> dict[str, str]:
@@ -52,7 +53,11 @@ def _load_manifest(manifest: Path | None, root: Path | None, corpus: str | None)
     if manifest is not None:
         if root is not None or corpus is not None:
             raise ConfigError("give either --manifest M or ROOT --corpus NAME, not both")
-        return Manifest.from_csv(manifest)
+        from parrot_ser.corpora.base import check_labelled
+
+        man = Manifest.from_csv(manifest)
+        check_labelled(man, manifest)  # a store only holds trainable rows: say which are not, before any work
+        return man
     if root is None or corpus is None:
         raise ConfigError("give --manifest M, or a corpus ROOT with --corpus NAME")
     return scan_corpus(corpus, root)
@@ -81,13 +86,27 @@ def extract(
     chunk_size: int = typer.Option(128, "--chunk-size", min=1, help="Utterances per committed (resumable) chunk."),
     as_json: bool = typer.Option(False, "--json", help="Reports as one JSON object on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    wait: bool = typer.Option(False, "--wait", help="If another extract is writing this store, wait for it "
+                              "instead of stopping."),
+    engine: str = typer.Option("local", "--engine", help="local | ray: chunks encoded by Ray actors that load the "
+                               "encoder once each; this process stays the only writer of the store."),
+    address: str | None = typer.Option(None, "--address", help="Ray cluster address (ray start --head prints it; "
+                                       "'auto' = the local cluster). Default: a local Ray instance."),
+    actors: int | None = typer.Option(None, "--actors", min=1, help="Ray encoder actors (default: one per "
+                                      "--threads CPUs of the cluster, one per GPU with --device cuda)."),
 ) -> None:
     """Extract frozen PTM features for a corpus into a resumable, memory-mappable store."""
+    from parrot_ser.device import check_device
     from parrot_ser.encoders import build_encoder, get_spec, parse_layers
     from parrot_ser.features import extract_features
+    from parrot_ser.training.run import tiny_stand_in_note
 
+    check_out_dir(out_dir)
+    check_device(device)  # before scanning a corpus, not after
     if dtype not in ("float16", "float32"):
         raise ConfigError(f"--dtype must be float16 or float32; got {dtype!r}")
+    if engine not in ("local", "ray"):
+        raise ConfigError(f"--engine must be local or ray; got {engine!r}")
     names = list(dict.fromkeys(encoder))
     for n in names:
         get_spec(n)  # unknown names fail before any work
@@ -106,10 +125,26 @@ def extract(
         enc = build_encoder(n, checkpoint=ckpts.get(n), layers=layer_choice, random_init=random_init, seed=seed,
                             device=device, **options[n])
         if enc.identity.random_init:
-            err.print(f"[bold yellow]WARNING:[/] {n}: UNTRAINED random-init weights (seed {seed}); "
-                      "features carry no pretrained knowledge")
-        rep = extract_features(man, enc, out_dir, frames=frames, dtype=dtype, batch_seconds=batch_seconds,
-                               chunk_size=chunk_size, progress=not quiet)
+            warn_untrained([n])
+            note = tiny_stand_in_note(n, {"identity": {"random_init": True,
+                                                       "preprocessing": enc.identity.preprocessing}})
+            if note:  # without a local config the real architecture is unknown offline: say what was built
+                err.print(f"[bold yellow]{escape(note)}[/]")
+        remote = None
+        if engine == "ray":
+            from parrot_ser.features.distributed import RayChunkRunner
+
+            remote = RayChunkRunner({"name": n, "checkpoint": ckpts.get(n), "layers": layer_choice,
+                                     "random_init": random_init, "seed": seed, "device": device, **options[n]},
+                                    address=address, threads=threads or 1, n_actors=actors)
+        try:
+            rep = extract_features(man, enc, out_dir, frames=frames, dtype=dtype, batch_seconds=batch_seconds,
+                                   chunk_size=chunk_size, progress=not quiet, wait=wait, remote=remote)
+        except OSError as e:  # disk full, read-only, no permission: name the store; chunks are kept
+            raise FeatureStoreError(f"feature store {out_dir} ({n}): {os_error_message(e)}") from None
+        finally:
+            if remote is not None:
+                remote.close()
         reports[n] = rep
         _summary(n, rep, out_dir)
         del enc
@@ -136,7 +171,7 @@ def _summary(name: str, rep: dict, out_dir: Path) -> None:
                   f"resumed {b['resumed']}); {b['utt_per_s'] or 0:.1f} utt/s, real-time factor "
                   f"{rtf if rtf is not None else float('nan'):.4f}, padding waste {(b['padding_waste'] or 0):.1%}")
     if b["random_init"]:
-        err.print(f"[bold yellow]{name}: UNTRAINED random-init weights[/]")
+        warn_untrained([name])  # printed once: already said when the encoder was built
     if b["n_skipped"]:
         err.print(f"[yellow]{name}: skipped {b['n_skipped']} bad file(s):[/]")
         for s in rep["skipped"][:20]:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import csv
+import math
 import time
 import warnings
 from pathlib import Path
 
 import typer
 
-from parrot_ser.cli.common import err, guard, make_progress, out, print_json, rate_text
+from parrot_ser.cli.common import check_out_dir, err, guard, make_progress, out, print_json, rate_text
 from parrot_ser.errors import AudioError, ConfigError, ParrotError
 
 
@@ -30,15 +31,25 @@ def export(
     refit: bool = typer.Option(False, "--refit", help="Train one model on all the run's data (early-stopping "
                                                        "speakers held out) instead of the fold x seed ensemble."),
     json_out: bool = typer.Option(False, "--json", help="Print the bundle description as JSON on stdout."),
+    onnx: bool = typer.Option(False, "--onnx", help="Also write onnx/head.onnx and (logmel / Hugging Face "
+                                                    "encoders) onnx/model.onnx, checked against PyTorch with "
+                                                    "onnxruntime (needs parrot-ser[onnx])."),
 ) -> None:
     """Write a self-describing bundle: safetensors weights + bundle.json (encoders and their checkpoint
-    hashes, labels, model config, standardiser, training summary, sha256 of every file)."""
+    hashes, labels, model config, standardiser, training summary, sha256 of every file), the Hugging
+    Face config.json and model card README.md, and with --onnx the ONNX graphs."""
     from parrot_ser.inference.bundle import read_bundle_json
     from parrot_ser.inference.export import export_run
 
+    check_out_dir(out_dir)
     t0 = time.perf_counter()
     with make_progress("epoch", disable=not refit) as progress:
         path = export_run(run_dir, out_dir, refit=refit, progress=progress if refit else None)
+    onnx_report = None
+    if onnx:
+        from parrot_ser.inference.onnx_export import export_onnx
+
+        onnx_report = export_onnx(path)
     doc = read_bundle_json(path)
     if json_out:
         print_json(doc)
@@ -50,6 +61,11 @@ def export(
     if acc:
         err.print(f"run's cross-validated accuracy {acc.get('mean', 0):.2f} +- {acc.get('std', 0):.2f}, "
                   f"macro-F1 {f1.get('mean', 0):.2f} +- {f1.get('std', 0):.2f}")
+    if onnx_report is not None:
+        for name, f in onnx_report["files"].items():
+            err.print(f"onnx/{name}: onnxruntime vs PyTorch max abs diff {f['max_abs_diff_vs_torch']:.1e}")
+        for name, why in onnx_report.get("not_exported", {}).items():
+            err.print(f"[yellow]onnx/{name} not written:[/] {why}")
     if doc.get("warning"):
         err.print(f"[bold red]{doc['warning']}[/]")
 
@@ -75,8 +91,15 @@ def predict(
     from parrot_ser.inference.inputs import collect_inputs
     from parrot_ser.inference.predictor import load_model_quiet
 
-    if window is not None and window < 0 or hop is not None and hop <= 0:
-        raise ConfigError(f"--window must be >= 0 and --hop > 0 (got {window}, {hop})")
+    # isfinite first: NaN passes every comparison and inf asks for one endless window
+    if window is not None and not (math.isfinite(window) and window >= 0):
+        raise ConfigError(f"--window must be a finite number of seconds >= 0 (got {window})")
+    if hop is not None and not (math.isfinite(hop) and hop > 0):
+        raise ConfigError(f"--hop must be a finite number of seconds > 0 (got {hop})")
+    if csv_path is not None:
+        if csv_path.is_dir():
+            raise ConfigError(f"{csv_path}: --csv is a folder; give a file name, e.g. {csv_path / 'predictions.csv'}")
+        check_out_dir(csv_path.parent, "--csv")
     predictor = load_model_quiet(model_dir, checkpoints=_parse_checkpoints(checkpoint))
     if predictor.untrained:
         err.print(f"[bold red]warning: UNTRAINED encoder(s) {', '.join(predictor.untrained)}: "

@@ -35,8 +35,35 @@ def _one_line_warning(message, category, filename, lineno, line=None) -> str:
     return f"warning: {message}\n"
 
 
+def _conventional_help() -> None:
+    """Typer 0.2x help shows ``<bool>`` for flags (users then type ``--json true``, which fails) and
+    writes required arguments as ``{root}`` in the usage line but ``root`` in the table, while our
+    messages say ROOT. Show flags without a type and arguments as ROOT / [ROOT], as docs and errors do.
+    Guarded: another typer version without these hooks keeps its own format."""
+    import typer.core as tc
+
+    opt, arg = getattr(tc, "TyperOption", None), getattr(tc, "TyperArgument", None)
+    if opt is not None and hasattr(opt, "display_type_rich"):
+        original = opt.display_type_rich
+
+        def display_type_rich(self, ctx):  # noqa: ANN001, ANN202
+            return None if getattr(self, "is_flag", False) and self.metavar is None else original(self, ctx)
+
+        opt.display_type_rich = display_type_rich
+    if arg is not None and hasattr(arg, "_usage_display_name") and isinstance(
+            getattr(arg, "display_name_raw", None), property):
+        arg.display_name_raw = property(lambda self: (self.metavar or self.name or "").upper())
+
+        def usage(self) -> str:  # noqa: ANN001
+            name = self.display_name_raw + ("..." if self.nargs != 1 else "")
+            return name if self.required else f"[{name}]"
+
+        arg._usage_display_name = usage
+
+
 def _register() -> None:
     # Imported here so `parrot-ser --help` stays fast and each group stays in its own module.
+    _conventional_help()
     from parrot_ser.cli import corpus, demo, encoders, extract, inference, serve, train
 
     app.add_typer(corpus.app, name="corpus", help="List, inspect and export SER corpora.")

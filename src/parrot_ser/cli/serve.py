@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import typer
@@ -34,11 +35,14 @@ def serve(
         raise ConfigError(f"the HTTP service needs the 'serve' extra: pip install 'parrot-ser[serve]' ({e})") from None
     if max_upload_mb <= 0 or max_seconds <= 0:
         raise ConfigError("--max-upload-mb and --max-seconds must be positive")
+    # Verifying hashes and rebuilding encoders takes seconds to minutes (measured 17 s): say so first.
+    err.print(f"loading model bundle {model_dir} (verifying files, building encoders) ...")
+    t0 = time.perf_counter()
     app = create_app(model_dir, max_upload_bytes=int(max_upload_mb * 1024 * 1024), max_seconds=max_seconds,
                      thread_limit=workers_threads, window=window)
     pred = app.state.predictor
     if getattr(pred, "untrained", None):
         err.print(f"[bold red]warning: UNTRAINED encoder(s) {', '.join(pred.untrained)}: predictions only "
                   "test the pipeline[/]")
-    err.print(f"serving {model_dir} ({len(pred.labels)} labels) on http://{host}:{port}  (docs: /docs)")
+    err.print(f"loaded in {time.perf_counter() - t0:.1f} s; serving {model_dir} ({len(pred.labels)} labels) on http://{host}:{port}  (docs: /docs)")
     uvicorn.run(app, host=host, port=port, log_level=log_level)

@@ -8,8 +8,16 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from parrot_ser.cli.common import err, guard, make_progress, print_json
-from parrot_ser.errors import ConfigError
+from parrot_ser.cli.common import (
+    check_out_dir,
+    err,
+    guard,
+    make_progress,
+    os_error_message,
+    print_json,
+    warn_untrained,
+)
+from parrot_ser.errors import ConfigError, OutputError
 
 PROTOCOL_HELP = "speaker-kfold | loso | iemocap-sessions | predefined"
 
@@ -39,31 +47,37 @@ def _layer(text: str | None) -> int | str | None:
 
 
 def _config(config, layer, frames, epochs, lr, batch_size, patience, eval_batch_size, early_stop, dropout,
-            weight_decay, device, threads):
+            weight_decay, device, threads, standardise=None):
+    from parrot_ser.device import check_device
     from parrot_ser.training.config import load_config
+
+    if device is not None:
+        check_device(device)  # worded for the option; the config check covers a YAML device
 
     overrides = {"layer": _layer(layer), "use_frames": True if frames else None, "epochs": epochs, "lr": lr,
                  "batch_size": batch_size, "patience": patience, "eval_batch_size": eval_batch_size,
                  "early_stop_metric": early_stop, "dropout": dropout, "weight_decay": weight_decay,
-                 "device": device, "num_threads": threads}
+                 "device": device, "num_threads": threads, "standardise": standardise}
     return load_config(config, overrides)
 
 
-def _warn_random_init(results: dict) -> None:
-    for e in results.get("random_init_encoders", []):
-        err.print(f"[bold yellow]WARNING: features from UNTRAINED random-init encoder {e}[/]: the numbers say "
-                  f"nothing about the pretrained model", markup=True)
+def _check_folds_file(folds_file: Path | None) -> None:
+    if folds_file is not None and folds_file.is_dir():
+        raise ConfigError(f"{folds_file}: --folds-file is a folder; give a file name, e.g. {folds_file / 'folds.json'}")
 
 
 def _warn_store(features: Path, encoders: list[str]) -> None:
-    """Warn before a long run, too (the results repeat it)."""
+    """Warn before a long run (the results record it too; warn_untrained prints each name once)."""
     from parrot_ser.features import open_store
-    from parrot_ser.training.run import is_random_init
+    from parrot_ser.training.run import is_random_init, tiny_stand_in_note
 
     store = open_store(features)
-    for e in encoders:
-        if e in store.encoders and is_random_init(store.get(e).meta):
-            err.print(f"[bold yellow]WARNING: features from UNTRAINED random-init encoder {e}[/]", markup=True)
+    untrained = [e for e in encoders if e in store.encoders and is_random_init(store.get(e).meta)]
+    warn_untrained(untrained)
+    for e in untrained:
+        note = tiny_stand_in_note(e, store.get(e).meta)
+        if note:
+            err.print(f"[bold yellow]{escape(note)}[/]", markup=True)
 
 
 def _summary_table(results: dict, title: str) -> Table:
@@ -98,7 +112,19 @@ _opt_es = typer.Option(None, "--early-stop", help="Early-stopping monitor: macro
 _opt_do = typer.Option(None, "--dropout", help="Dropout (default 0.3).")
 _opt_wd = typer.Option(None, "--weight-decay", help="Adam weight decay (default 0).")
 _opt_dev = typer.Option(None, "--device", help="torch device (default cpu).")
-_opt_thr = typer.Option(None, "--threads", help="torch CPU threads.")
+_opt_thr = typer.Option(None, "--threads", help="torch CPU threads per worker (default: cores / workers).")
+_opt_folds_file = typer.Option(None, "--folds-file", help="JSON folds (utterance ids per side): read when "
+                               "the file exists, else the folds made are written there before training.")
+_opt_batched = typer.Option(None, "--batched/--no-batched", help="Train the folds x seeds of a cell together "
+                            "(stacked models, torch.func.vmap). Default: automatic (on CUDA, and on CPU for "
+                            "small heads, where it is faster).")
+_opt_workers = typer.Option(0, "--workers", min=0, help="Local worker processes (0 = automatic: every core "
+                            "unless the work is tiny; 1 = this process only).")
+_opt_engine = typer.Option("local", "--engine", help="local | ray (pip install 'parrot-ser[ray]').")
+_opt_address = typer.Option(None, "--address", help="Ray cluster address (ray start --head prints it; 'auto' "
+                            "= the local cluster). Default: a local Ray instance.")
+_opt_std = typer.Option(None, "--standardise/--no-standardise",
+                        help="z-score each input with training-side mean/std (default on).")
 
 
 @guard
@@ -115,23 +141,41 @@ def train(
     layer: str = _opt_layer, frames: bool = _opt_frames, epochs: int = _opt_epochs, lr: float = _opt_lr,
     batch_size: int = _opt_bs, patience: int = _opt_pat, eval_batch_size: int = _opt_ebs,
     early_stop: str = _opt_es, dropout: float = _opt_do, weight_decay: float = _opt_wd, device: str = _opt_dev,
-    threads: int = _opt_thr,
-    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    threads: int = _opt_thr, standardise: bool | None = _opt_std,
+    batched: bool | None = _opt_batched, workers: int = _opt_workers, engine: str = _opt_engine,
+    address: str | None = _opt_address,
+    folds_file: Path | None = _opt_folds_file,
+    folds_only: bool = typer.Option(False, "--folds-only", help="Write --folds-file and stop (no training)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar (the summary is still printed)."),
     json_out: bool = typer.Option(False, "--json", help="Print results.json's summary on stdout."),
 ) -> None:
     from parrot_ser.training.run import run_cv
 
+    check_out_dir(out)
+    if folds_only and folds_file is None:
+        raise ConfigError("--folds-only needs --folds-file FILE (where to write the folds)")
+    _check_folds_file(folds_file)
     cfg = _config(config, layer, frames, epochs, lr, batch_size, patience, eval_batch_size, early_stop, dropout,
-                  weight_decay, device, threads)
+                  weight_decay, device, threads, standardise)
     _warn_store(features, list(encoder))
-    with make_progress("epoch", disable=quiet) as progress:
-        res = run_cv(features, list(encoder), model, cfg, _seeds(seeds), protocol, out, n_folds=folds,
-                     progress=progress)
-    _warn_random_init(res)
-    if not quiet:
-        err.print(_summary_table(res, escape(f"{model} ({' + '.join(encoder)}), {res['protocol']}, "
-                                             f"{res['n_utterances']} utterances, {res['n_speakers']} speakers")))
-        err.print(f"results: {out / 'results.json'}")
+    try:
+        with make_progress("epoch", disable=quiet or folds_only) as progress:
+            res = run_cv(features, list(encoder), model, cfg, _seeds(seeds), protocol, out, n_folds=folds,
+                         progress=progress, folds_file=folds_file, folds_only=folds_only, batched=batched,
+                         workers=workers or None, engine=engine, address=address)
+    except OSError as e:  # disk full / read-only while writing the run: finished folds are kept
+        raise OutputError(f"run folder {out}: {os_error_message(e, out)}") from None
+    if folds_only:
+        n = sum(len(v) for v in res["folds"].values())
+        err.print(f"folds: {folds_file} ({n} seed x fold(s)); train with the same --folds-file to use them")
+        if json_out:
+            print_json(res)
+        return
+    warn_untrained(res.get("random_init_encoders", []))
+    # the summary and where the results are: also with --quiet (which only hides the progress bar)
+    err.print(_summary_table(res, escape(f"{model} ({' + '.join(encoder)}), {res['protocol']}, "
+                                         f"{res['n_utterances']} utterances, {res['n_speakers']} speakers")))
+    err.print(f"results: {out / 'results.json'}")
     if json_out:
         print_json({k: res[k] for k in ("model", "encoders", "protocol", "seeds", "headline", "summary",
                                         "random_init_encoders")} | {"run_dir": str(out)})
@@ -151,23 +195,30 @@ def grid(
     layer: str = _opt_layer, frames: bool = _opt_frames, epochs: int = _opt_epochs, lr: float = _opt_lr,
     batch_size: int = _opt_bs, patience: int = _opt_pat, eval_batch_size: int = _opt_ebs,
     early_stop: str = _opt_es, dropout: float = _opt_do, weight_decay: float = _opt_wd, device: str = _opt_dev,
-    threads: int = _opt_thr,
-    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    threads: int = _opt_thr, standardise: bool | None = _opt_std, folds_file: Path | None = _opt_folds_file,
+    batched: bool | None = _opt_batched, workers: int = _opt_workers, engine: str = _opt_engine,
+    address: str | None = _opt_address,
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar (the tables are still printed)."),
     json_out: bool = typer.Option(False, "--json", help="Print grid.json on stdout."),
 ) -> None:
     from parrot_ser.training.grid import run_grid
 
+    check_out_dir(out)
+    _check_folds_file(folds_file)
     cfg = _config(config, layer, frames, epochs, lr, batch_size, patience, eval_batch_size, early_stop, dropout,
-                  weight_decay, device, threads)
+                  weight_decay, device, threads, standardise)
     encs = [e for e in encoders.replace(" ", "").split(",") if e]
     mods = [m for m in models.replace(" ", "").split(",") if m]
     _warn_store(features, encs)
-    with make_progress("epoch", disable=quiet) as progress:
-        res = run_grid(features, encs, mods, cfg, _seeds(seeds), protocol, out, n_folds=folds, pairs=pairs,
-                       progress=progress)
-    _warn_random_init(res)
-    if not quiet:
-        err.print(escape((out / "table.md").read_text(encoding="utf-8")))
-        err.print(f"tables: {out / 'table.md'}, {out / 'table.csv'}; tests: {out / 'significance.md'}")
+    try:
+        with make_progress("epoch", disable=quiet) as progress:
+            res = run_grid(features, encs, mods, cfg, _seeds(seeds), protocol, out, n_folds=folds, pairs=pairs,
+                           progress=progress, batched=batched, workers=workers or None, engine=engine,
+                           address=address, folds_file=folds_file)
+    except OSError as e:  # finished cells are kept and skipped on the rerun
+        raise OutputError(f"grid folder {out}: {os_error_message(e, out)}") from None
+    warn_untrained(res.get("random_init_encoders", []))
+    err.print(escape((out / "table.md").read_text(encoding="utf-8")))
+    err.print(f"tables: {out / 'table.md'}, {out / 'table.csv'}; tests: {out / 'significance.md'}")
     if json_out:
         print_json(res)

@@ -5,6 +5,7 @@ Owned by the corpora package; encoders, the feature store and training only read
 from __future__ import annotations
 
 import csv
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,26 +83,72 @@ class Manifest:
         if not path.is_file():
             raise CorpusError(f"{path}: manifest file not found")
         sidecar_path = Path(str(path) + ".json")
-        sidecar = json.loads(sidecar_path.read_text(encoding="utf-8")) if sidecar_path.is_file() else {}
+        try:
+            sidecar = json.loads(sidecar_path.read_text(encoding="utf-8")) if sidecar_path.is_file() else {}
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise CorpusError(f"{sidecar_path}: unreadable manifest sidecar ({e}); delete it or fix it") from None
         if root is None:
             root = sidecar.get("root") or path.parent
         utts: list[Utterance] = []
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            cols = reader.fieldnames or []
-            missing = [c for c in ("path", "label", "speaker") if c not in cols]
-            if missing:
-                raise CorpusError(f"{path}: manifest lacks column(s) {', '.join(missing)}; has {', '.join(cols)}")
-            for i, row in enumerate(reader, start=2):
-                if not row.get("path"):
-                    raise CorpusError(f"{path}:{i}: empty path")
-                utt_id = row.get("utt_id") or str(Path(row["path"]).with_suffix("")).replace("\\", "/")
-                meta = {k: v for k, v in row.items() if k not in BASE_COLUMNS and k is not None and v is not None}
-                utts.append(Utterance(utt_id, row["path"], row["label"], row["speaker"],
-                                      row.get("original_label") or row["label"], meta))
+        cols, rows = read_csv_table(path)
+        missing = [c for c in ("path", "label", "speaker") if c not in cols]
+        if missing:
+            raise CorpusError(f"{path}: manifest lacks column(s) {', '.join(missing)}; has {', '.join(cols)}")
+        for i, row in rows:
+            extra = row.get(None)
+            if extra:
+                raise CorpusError(f"{path}:{i}: {len(extra)} more field(s) than the {len(cols)} columns of the "
+                                  f"header (an unquoted comma in a value?); quote that value")
+            row = {k: (v if v is not None else "") for k, v in row.items() if k is not None}
+            if not row.get("path"):
+                raise CorpusError(f"{path}:{i}: empty path")
+            utt_id = row.get("utt_id") or str(Path(row["path"]).with_suffix("")).replace("\\", "/")
+            meta = {k: v for k, v in row.items() if k not in BASE_COLUMNS}
+            utts.append(Utterance(utt_id, row["path"], row["label"], row["speaker"],
+                                  row.get("original_label") or row["label"], meta))
         ids = [u.utt_id for u in utts]
         if len(set(ids)) != len(ids):
             dup = next(i for i in ids if ids.count(i) > 1)
             raise CorpusError(f"{path}: duplicate utt_id {dup!r}")
         problems = [Problem(**p) for p in sidecar.get("problems", [])]
         return cls(sidecar.get("corpus", "csv"), Path(root), utts, problems)
+
+
+def read_csv_table(path: Path) -> tuple[list[str], list[tuple[int, dict]]]:
+    """(header, [(line number, row dict)]) of a UTF-8 CSV, with one-line CorpusErrors for what is not
+    one: binary data, another encoding, malformed quoting. A row with more fields than the header
+    keeps them under the key None (csv.DictReader's convention); the caller decides."""
+    raw = path.read_bytes()
+    if b"\x00" in raw:
+        raise CorpusError(f"{path}: binary data (NUL bytes), not a CSV text file")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise CorpusError(f"{path}: not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start}); re-save it "
+                          f"as UTF-8, e.g. iconv -f latin1 -t utf-8 {path.name} > utf8.csv") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    rows: list[tuple[int, dict]] = []
+    try:
+        for row in reader:
+            rows.append((reader.line_num, row))
+    except csv.Error as e:
+        raise CorpusError(f"{path}:{reader.line_num}: malformed CSV ({e})") from None
+    return [c.strip() for c in (reader.fieldnames or [])], rows
+
+
+def check_labelled(man: Manifest, where: str | Path) -> None:
+    """Refuse a manifest with rows that cannot be trained on: an empty or non-canonical label, or no
+    speaker (speaker-independent folds need one). Names the rows (line = row + 2 in the CSV)."""
+    bad_label = [(i + 2, u) for i, u in enumerate(man.utterances) if u.label not in CANONICAL_LABELS]
+    no_speaker = [(i + 2, u) for i, u in enumerate(man.utterances) if not str(u.speaker).strip()]
+    parts = []
+    if bad_label:
+        shown = ", ".join(f"line {n} ({u.utt_id}: {u.label!r})" for n, u in bad_label[:5])
+        parts.append(f"{len(bad_label)} row(s) with an empty or unknown label: {shown}"
+                     + (" ..." if len(bad_label) > 5 else ""))
+    if no_speaker:
+        shown = ", ".join(f"line {n} ({u.utt_id})" for n, u in no_speaker[:5])
+        parts.append(f"{len(no_speaker)} row(s) without a speaker: {shown}" + (" ..." if len(no_speaker) > 5 else ""))
+    if parts:
+        raise CorpusError(f"{where}: {'; '.join(parts)}. Labels must be one of {', '.join(CANONICAL_LABELS)} "
+                          f"(the csv corpus maps common spellings: --corpus csv); fix or remove those rows")

@@ -9,13 +9,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from parrot_ser.audio import AUDIO_SUFFIXES
 from parrot_ser.corpora.base import CANONICAL_LABELS, Manifest, Problem, Utterance
 from parrot_ser.errors import ConfigError, CorpusError
 from parrot_ser.registry import Registry
 
-# Extensions the generic scanners (csv, folders) accept; the official corpora ship .wav only, so their
-# scanners look at .wav and ignore the MP3/FLAC re-encodings some packages carry next to them.
-AUDIO_EXTS = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff")
+# Extensions the generic scanners (csv, folders) accept: the same list as `predict`'s (one list, in
+# parrot_ser.audio). The official corpora ship .wav only, so their scanners look at .wav and ignore
+# the MP3/FLAC re-encodings some packages carry next to them.
+AUDIO_EXTS = tuple(sorted(AUDIO_SUFFIXES))
 RESOURCE_FORK = "macOS resource-fork files (._*)"
 
 
@@ -70,16 +72,31 @@ def require_dir(root: Path) -> Path:
     return root
 
 
-def walk_files(root: Path, exts: Iterable[str] = (".wav",)) -> tuple[list[Path], int]:
+def walk_files(root: Path, exts: Iterable[str] = (".wav",),
+               others: list[Path] | None = None) -> tuple[list[Path], int]:
     """All files under root with one of ``exts`` (case-insensitive), sorted; also the number of
-    macOS ``._*`` resource forks skipped (zip re-packagings are full of them)."""
+    macOS ``._*`` resource forks skipped (zip re-packagings are full of them). Symlinked folders
+    are followed, but each real folder is walked once (a link to a parent would otherwise be walked
+    until the path is too long). ``others``, when given, receives the files with other suffixes
+    (hidden files such as .DS_Store left out), so a scanner can report what it will not read."""
     exts = tuple(e.lower() for e in exts)
     found: list[Path] = []
     forks = 0
+    seen: set[tuple[int, int]] = set()
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        try:
+            st = os.stat(dirpath)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) in seen:
+            dirnames[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
         dirnames[:] = sorted(d for d in dirnames if d != "__MACOSX")
         for fn in filenames:
             if not fn.lower().endswith(exts):
+                if others is not None and not fn.startswith("."):
+                    others.append(Path(dirpath) / fn)
                 continue
             if fn.startswith("._"):
                 forks += 1

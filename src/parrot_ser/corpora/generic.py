@@ -5,11 +5,10 @@ surprise, ...); a label that maps to nothing is reported in problems and its row
 
 from __future__ import annotations
 
-import csv
 import re
 from pathlib import Path
 
-from parrot_ser.corpora.base import BASE_COLUMNS, CANONICAL_LABELS, Manifest, Utterance
+from parrot_ser.corpora.base import BASE_COLUMNS, CANONICAL_LABELS, Manifest, Utterance, read_csv_table
 from parrot_ser.corpora.common import (
     AUDIO_EXTS,
     RESOURCE_FORK,
@@ -38,30 +37,33 @@ def scan_csv(root: Path) -> Manifest:
         table = found[0]
     base = table.parent
     b = ManifestBuilder("csv", base)
-    with open(table, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        cols = [c.strip() for c in (reader.fieldnames or [])]
-        missing = [c for c in ("path", "label", "speaker") if c not in cols]
-        if missing:
-            raise CorpusError(f"{table}: lacks column(s) {', '.join(missing)}; has {', '.join(cols) or 'none'}")
-        for line, row in enumerate(reader, start=2):
-            row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
-            where = f"{table.name}:{line}"
-            if not row["path"] or not row["speaker"]:
-                b.problem(where, "empty path or speaker; skipped")
-                continue
-            p = Path(row["path"])
-            full = p if p.is_absolute() else base / p
-            if not full.is_file():
-                b.problem(row["path"], f"listed in {where} but the file does not exist; skipped")
-                continue
-            label = canonical_label(row["label"])
-            if label is None:
-                b.problem(row["path"], _unknown_label(row["label"]))
-                continue
-            meta = {k: v for k, v in row.items() if k and k not in BASE_COLUMNS and k != "label"}
-            utt_id = row.get("utt_id") or p.with_suffix("").as_posix()
-            b.add(Utterance(utt_id, row["path"], label, row["speaker"], row["label"], meta))
+    cols, rows = read_csv_table(table)
+    missing = [c for c in ("path", "label", "speaker") if c not in cols]
+    if missing:
+        raise CorpusError(f"{table}: lacks column(s) {', '.join(missing)}; has {', '.join(cols) or 'none'}")
+    for line, raw in rows:
+        where = f"{table.name}:{line}"
+        if raw.get(None):  # DictReader puts fields beyond the header under None
+            b.problem(where, f"{len(raw[None])} more field(s) than the {len(cols)} header columns (an unquoted "
+                             f"comma in a value?); quote that value; skipped")
+            continue
+        row = {(k or "").strip(): (v or "").strip() for k, v in raw.items() if k is not None}
+        if not row["path"] or not row["speaker"] or not row["label"]:
+            empty = [c for c in ("path", "label", "speaker") if not row[c]]
+            b.problem(where, f"empty {', '.join(empty)}; skipped")
+            continue
+        p = Path(row["path"])
+        full = p if p.is_absolute() else base / p
+        if not full.is_file():
+            b.problem(row["path"], f"listed in {where} but the file does not exist; skipped")
+            continue
+        label = canonical_label(row["label"])
+        if label is None:
+            b.problem(row["path"], f"{where}: " + _unknown_label(row["label"]))
+            continue
+        meta = {k: v for k, v in row.items() if k and k not in BASE_COLUMNS and k != "label"}
+        utt_id = row.get("utt_id") or p.with_suffix("").as_posix()
+        b.add(Utterance(utt_id, row["path"], label, row["speaker"], row["label"], meta))
     return b.build()
 
 
@@ -75,8 +77,11 @@ def scan_folders(root: Path, speaker_regex: str = DEFAULT_SPEAKER_REGEX) -> Mani
     if rx.groups == 0:
         raise ConfigError(f"speaker regex {speaker_regex!r} needs a group (?P<speaker>...) or (...)")
     b = ManifestBuilder("folders", root)
-    files, forks = walk_files(root, AUDIO_EXTS)
+    others: list[Path] = []
+    files, forks = walk_files(root, AUDIO_EXTS, others)
     b.exclude(RESOURCE_FORK, forks)
+    for f in sorted(others):  # reported, never silently dropped (a .m4a the user expected to count)
+        b.problem(f, "not an audio file type parrot-ser reads (suffixes: " + " ".join(AUDIO_EXTS) + "); skipped")
     for f in files:
         parts = f.relative_to(root).parts
         if len(parts) != 2:

@@ -21,28 +21,36 @@ def _fmt(m: dict) -> str:
     return f"{m['mean']:.1f} ± {m['std']:.1f}"
 
 
-def plot_accuracy(cells: list[dict], path: Path, untrained: list[str] | None = None) -> Path:
+def plot_accuracy(cells: list[dict], path: Path, chance: float | None = None,
+                  untrained: list[str] | None = None) -> Path:
+    """Horizontal bars per cell, best accuracy on top, with the chance level drawn and the legend
+    outside the bars (a reader compares cells, so they are sorted). The title names the untrained
+    encoders (none when every PTM was given a checkpoint)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    cells = sorted(cells, key=lambda c: -c["accuracy"]["mean"])
     labels = [f"{c['model']} [{c['row']}]" for c in cells]
     y = np.arange(len(cells))
-    fig, ax = plt.subplots(figsize=(8, 0.45 * len(cells) + 1.5))
+    fig, ax = plt.subplots(figsize=(9, 0.5 * len(cells) + 2.2))
     for off, m, name in ((-0.2, "accuracy", "accuracy (WA)"), (0.2, "macro_f1", "macro-F1")):
         ax.barh(y + off, [c[m]["mean"] for c in cells], 0.4, xerr=[c[m]["std"] for c in cells], label=name,
                 capsize=2)
+    if chance is not None:
+        ax.axvline(chance, color="0.3", ls="--", lw=1, label=f"chance {chance:.1f}%")
     ax.set_yticks(y, labels)
     ax.invert_yaxis()
     ax.set_xlim(0, 100)
     ax.set_xlabel("% (mean ± std over speaker-independent folds)")
-    ax.set_title("Demo grid (synthetic corpus; " + (f"UNTRAINED random init: {', '.join(untrained)})" if untrained
-                                                     else "PTMs with real weights)"))
-    ax.legend(loc="lower right")
+    ax.set_title("Demo grid, best first\n(synthetic corpus; " + (f"UNTRAINED random init: {', '.join(untrained)})"
+                                                                 if untrained else "PTMs with real weights)"),
+                 fontsize=10)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)  # outside: never over a bar
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return path
 
@@ -87,7 +95,8 @@ def plot_prosody(stats: dict[str, dict[str, tuple[float, float]]], path: Path) -
 def write_report(out: Path, summary: dict, grid: dict, predictions: list[dict]) -> Path:
     cells = summary["cells"]
     untrained = [e for e, v in summary["encoders"].items() if v["untrained"]]
-    plot_accuracy(cells, out / "plots" / "accuracy.png", untrained)
+    plot_accuracy(cells, out / "plots" / "accuracy.png", chance=100 / len(summary["corpus"]["emotions"]),
+                  untrained=untrained)
     stats = corpus_prosody(out / "corpus")
     plot_prosody(stats, out / "plots" / "prosody.png")
     summary["corpus"]["prosody"] = {e: {k: v[0] for k, v in d.items()} for e, d in stats.items()}
@@ -130,8 +139,10 @@ def write_report(out: Path, summary: dict, grid: dict, predictions: list[dict]) 
           f"mean ± sample std over folds). {plan['epochs']} epochs max. Chance level: {100 / n_classes:.1f}% "
           f"({n_classes} balanced classes). Pairs: `{summary['pairs']}`.", "",
           "| encoders | model | accuracy (WA) % | UA % | macro-F1 % |", "|---|---|---|---|---|"]
+    names = {e: v.get("label", e) for e, v in summary["encoders"].items()}
     for c in cells:
-        L.append(f"| {c['row']} | {c['model']} | {_fmt(c['accuracy'])} | {_fmt(c['ua'])} | {_fmt(c['macro_f1'])} |")
+        row = "+".join(names.get(e, e) for e in c["row"].split("+"))
+        L.append(f"| {row} | {c['model']} | {_fmt(c['accuracy'])} | {_fmt(c['ua'])} | {_fmt(c['macro_f1'])} |")
     L += ["", "![accuracy per cell](plots/accuracy.png)", "",
           "Paper-style table: [grid/table.md](grid/table.md); long form: [grid/cells.csv](grid/cells.csv); "
           "fusion models vs concat, paired over the same folds and seeds: "
@@ -148,7 +159,7 @@ def write_report(out: Path, summary: dict, grid: dict, predictions: list[dict]) 
     ex, un = summary["exported"], summary["unseen"]
     L += ["", "## Exported model and predictions on unseen voices", "",
           f"`{ex['cell']}` exported as a cross-validation ensemble to [model/](model/) "
-          f"(`parrot-ser predict --model {out / 'model'} FILES`). It then scored {un['n']} new utterances by "
+          f"(`parrot-ser predict {out / 'model'} FILES`). It then scored {un['n']} new utterances by "
           f"two voices the corpus never uses ({', '.join(un['speakers'])}): accuracy {un['accuracy']:.1f}% "
           f"(a handful of files: a smoke test, not a measurement). [predictions.csv](predictions.csv):", "",
           "| file | speaker | label | predicted | confidence |", "|---|---|---|---|---|"]

@@ -283,13 +283,18 @@ def _run(out_dir: str | Path, *, quick: bool, seed: int, say: Stage | None, plan
 
     # 5. report
     from parrot_ser.demo.report import write_report
+    from parrot_ser.features import open_store
+    from parrot_ser.training.run import random_init_label
+
+    store = open_store(out / "features")
+    labels = {e: random_init_label(e, store.get(e).meta) for e in names}  # tables name tiny stand-ins
 
     timings["total_s"] = time.perf_counter() - t_all
     summary = {
         "format": DEMO_FORMAT, "plan": plan.identity(), "out": str(out.resolve()),
         "corpus": {"backend": corpus.backend, "n_utterances": len(manifest), "speakers": manifest.speakers(),
                    "emotions": manifest.labels(), "n_sentences": corpus.n_sentences, "seed": corpus.seed},
-        "encoders": {e: {"kind": kinds[e], "untrained": untrained[e],
+        "encoders": {e: {"kind": kinds[e], "untrained": untrained[e], "label": labels[e],
                          "checkpoint": plan.checkpoints.get(e)} for e in names},
         "missing_encoders": missing, "pairs": pairs, "protocol": PROTOCOL,
         "cells": [{"row": c["row"], "model": c["model"], "kind": c["kind"], "dir": f"grid/{c['dir']}",

@@ -12,8 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-import torch
-
 from parrot_ser.encoders.base import EncodedUtterance, Encoder, EncoderIdentity, EncoderSpec
 from parrot_ser.errors import ConfigError, RegistryError
 from parrot_ser.registry import Registry
@@ -127,19 +125,25 @@ def resolve_layers(layers: str | int | Sequence[int], num_layers: int, name: str
 
 
 def build_encoder(name: str, *, checkpoint: str | None = None, layers: Any = "last", random_init: bool = False,
-                  seed: int = 0, device: str = "cpu", dtype: torch.dtype = torch.float32, **options: Any) -> Encoder:
+                  seed: int = 0, device: str = "cpu", dtype: Any = None, **options: Any) -> Encoder:
     """Build a ready-to-use encoder. ``checkpoint`` overrides the spec's default (HF id, local
     directory, or an official checkpoint file for the Mamba families); ``random_init`` builds
     untrained weights seeded by ``seed`` (the identity records it)."""
     spec = get_spec(name)
     import importlib
 
+    from parrot_ser.device import check_device
+
+    check_device(device)
+
     module = {"hf": "hf", "logmel": "logmel", "ssam": "ssam", "ssamba": "ssamba"}.get(spec.family)
     if module is None:
         raise RegistryError(f"encoder {name!r}: unknown family {spec.family!r}")
     mod = importlib.import_module(f"parrot_ser.encoders.{module}")  # real import error if missing
+    # torch is imported by the family module, not here: listing encoders stays torch-free and fast.
+    kw = {} if dtype is None else {"dtype": dtype}  # None: the family's default (float32)
     enc = mod.build(spec, checkpoint=checkpoint, layers=layers, random_init=random_init, seed=seed,
-                    device=device, dtype=dtype, **options)
+                    device=device, **options, **kw)
     if options and not getattr(enc.identity, "options", None):
         enc.identity.options = dict(options)  # a bundle replays them (inference/predictor.py checks them)
     return enc

@@ -116,7 +116,59 @@ def sha256_file(path: str | Path, bufsize: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+# Caps on what unpickling may build, checked from the zip directory before anything is unpickled: a
+# real SSAM base checkpoint (model + Adam state) holds about 450 tensors and a data.pkl of well under
+# 1 MB, while a crafted 100k-key file took 24 s and 0.6 GB inside torch.load.
+MAX_CHECKPOINT_TENSORS = 20_000
+MAX_PICKLE_BYTES = 64 * 1024 * 1024
+
+
+def _check_pickle_budget(path: Path) -> None:
+    """Refuse a torch zip checkpoint whose pickle or tensor count is beyond any real checkpoint's."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return _check_legacy_budget(path)
+    try:
+        with zipfile.ZipFile(path) as z:
+            infos = z.infolist()
+    except (zipfile.BadZipFile, OSError) as e:
+        raise CheckpointError(f"{path}: not a readable torch checkpoint ({e})") from None
+    pickles = [i for i in infos if i.filename.endswith("/data.pkl") or i.filename == "data.pkl"]
+    n_tensors = sum(1 for i in infos if "/data/" in i.filename or i.filename.startswith("data/"))
+    if any(i.file_size > MAX_PICKLE_BYTES for i in pickles):
+        size = max(i.file_size for i in pickles)
+        raise CheckpointError(f"{path}: refused, its pickle is {size / 2**20:.0f} MB (limit "
+                              f"{MAX_PICKLE_BYTES // 2**20} MB); no Mamba PTM checkpoint is that large")
+    if n_tensors > MAX_CHECKPOINT_TENSORS:
+        raise CheckpointError(f"{path}: refused, it holds {n_tensors} tensors (limit {MAX_CHECKPOINT_TENSORS}); "
+                              "no Mamba PTM checkpoint has that many")
+
+
+def _check_legacy_budget(path: Path) -> None:
+    """Legacy (pre-1.6, non-zip) torch files are a few pickles in a row (magic, protocol, sys info, the
+    object) before the raw storages: count the tensor references by reading opcodes only, nothing is
+    built, and stop at the cap."""
+    import pickletools
+
+    try:
+        with open(path, "rb") as f:
+            for _ in range(4):
+                n_ids = 0
+                for op, _arg, _pos in pickletools.genops(f):
+                    if op.name in ("BINPERSID", "PERSID"):
+                        n_ids += 1
+                        if n_ids > MAX_CHECKPOINT_TENSORS:
+                            raise CheckpointError(f"{path}: refused, it holds more than {MAX_CHECKPOINT_TENSORS} "
+                                                  "tensors; no Mamba PTM checkpoint has that many")
+    except CheckpointError:
+        raise
+    except Exception:  # noqa: BLE001 - not (or not only) pickles: torch.load gives the precise error
+        return
+
+
 def _torch_load(path: Path) -> Any:
+    _check_pickle_budget(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
@@ -189,6 +241,10 @@ def convert_checkpoint(src: str | Path, dst: str | Path, family: str | None = No
     from safetensors.torch import save_file
 
     src, dst = Path(src), Path(dst)
+    if src.is_dir():  # the official SSAM download folder: its latest checkpoint-<epoch>.pth
+        from parrot_ser.encoders.ssam import resolve_checkpoint
+
+        src = resolve_checkpoint(src)
     sd = load_checkpoint_state_dict(src)
     fam = family or detect_family(sd)
     if fam is None:

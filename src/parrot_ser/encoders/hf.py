@@ -1,7 +1,8 @@
 """Hugging Face attention PTMs (wav2vec2 / HuBERT / WavLM / UniSpeech-SAT / MMS / XLS-R / Whisper).
 
 Loading: ``checkpoint`` (or the spec's default HF id) is a local ``save_pretrained`` directory or an
-HF id resolved with ``local_files_only`` when ``HF_HUB_OFFLINE`` is set; a model that cannot be found
+HF id resolved from the local HF cache only (``local_files_only``) unless downloads are allowed with
+``HF_HUB_OFFLINE=0`` or ``PARROT_ALLOW_DOWNLOAD=1``; a model that cannot be found
 raises CheckpointError saying how to provide it. Everything goes through transformers' Auto classes.
 
 Padding invariance (an utterance's features never depend on its batch):
@@ -100,7 +101,12 @@ def specs() -> list[EncoderSpec]:
 
 
 def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    """Offline unless downloads are asked for (HF_HUB_OFFLINE=0, or PARROT_ALLOW_DOWNLOAD=1): by default
+    an HF id not in the local cache used to try the hub (5 retries, 35 s) before failing, against the
+    README's promise that nothing is downloaded unless allowed."""
+    allow = os.environ.get("PARROT_ALLOW_DOWNLOAD", "").strip().lower() in ("1", "true", "yes", "on")
+    hub = os.environ.get("HF_HUB_OFFLINE", "").strip().lower()
+    return not (allow or hub in ("0", "false", "no", "off"))
 
 
 def _weights_sha256(model: torch.nn.Module, directory: Path | None) -> tuple[str, str]:
@@ -138,7 +144,7 @@ def _load_error(name: str, source: str, e: Exception) -> CheckpointError:
     return CheckpointError(
         f"{name}: could not find {source!r} locally ({first[:200]}); no model hub is used offline: give a "
         f"save_pretrained directory with --checkpoint {name}=/path/to/dir, or put the model in the HF cache "
-        f"(HF_HOME) and set HF_HUB_OFFLINE=1")
+        f"(HF_HOME); downloads happen only when asked: HF_HUB_OFFLINE=0 (or PARROT_ALLOW_DOWNLOAD=1) with network")
 
 
 def _tiny_config(name: str):

@@ -9,17 +9,26 @@ same length, so no padding ever enters a sequence and features do not depend on 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from parrot_ser.encoders.base import EncodedUtterance, Encoder, EncoderIdentity, EncoderSpec
-from parrot_ser.encoders.checkpoint import checkpoint_identity_sha, load_checkpoint_state_dict, load_strict
+from parrot_ser.encoders.checkpoint import (
+    checkpoint_identity_sha,
+    detect_family,
+    load_checkpoint_state_dict,
+    load_strict,
+)
 from parrot_ser.encoders.mamba.common import (
     check_options,
     check_wave,
     checkpoint_path,
+    int_option,
     missing_checkpoint,
+    random_init_only,
     resolve_layers,
 )
 from parrot_ser.encoders.mamba.preprocessing import SSAM_MEL, ssam_logmel
@@ -84,11 +93,33 @@ class SSAMEncoder(Encoder):
         return results
 
 
+def _epoch(p: Path) -> int | None:
+    stem = p.stem.rsplit("-", 1)[-1]
+    return int(stem) if p.stem.startswith("checkpoint-") and stem.isdigit() else None
+
+
+def resolve_checkpoint(path: Path) -> Path:
+    """A checkpoint file, or the official download folder: ``<dir>/checkpoints/checkpoint-<epoch>.pth``
+    (or the ``checkpoints`` folder itself) -> the latest epoch, as the official HEAR runtime
+    (hear_api/runtime.py) picks it."""
+    if not path.is_dir():
+        return path
+    for d in (path / "checkpoints", path):
+        found = [(e, p) for p in d.glob("checkpoint-*.pth") if (e := _epoch(p)) is not None] if d.is_dir() else []
+        if found:
+            return max(found)[1]
+    raise CheckpointError(f"{path}: folder holds no checkpoint-<epoch>.pth (looked in {path / 'checkpoints'} and "
+                          f"{path}); pass the .pth file or the official download folder")
+
+
 def build_model(size_dim: int, sd: dict | None, path: str, depth: int = DEPTH) -> tuple[SSAMModel, list[str]]:
     if sd is None:
         return SSAMModel(dim=size_dim, depth=depth), []
     w = sd.get("patch_embed.proj.weight")
     if w is None:
+        if detect_family(sd) == "ssamba":
+            raise CheckpointError(f"{path}: this is an SSAMBA checkpoint; use it with an ssamba-* encoder, "
+                                  "not ssam-*")
         raise CheckpointError(f"{path}: not an SSAM checkpoint (no patch_embed.proj.weight)")
     if w.shape[0] != size_dim:
         raise CheckpointError(f"{path}: checkpoint width D={w.shape[0]} does not match this encoder's D={size_dim}")
@@ -109,10 +140,15 @@ def build(spec: EncoderSpec, *, checkpoint: str | None, layers: str | int | list
     path = checkpoint_path(checkpoint)
     if path is None and not random_init:
         raise missing_checkpoint("ssam", spec.name)
+    if path is not None and not random_init:
+        path = resolve_checkpoint(path)
+    depth = int_option(options, "depth", DEPTH, spec.name)
+    batch_chunks = int_option(options, "batch_chunks", 16, spec.name)
     sd = None if random_init else load_checkpoint_state_dict(path)
     with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's RNG state
         torch.manual_seed(seed)
-        model, ignored = build_model(SIZES[size], sd, str(path), depth=int(options.get("depth", DEPTH)))
+        model, ignored = build_model(SIZES[size], sd, str(path), depth=depth)
+    random_init_only(options, "depth", spec.name, random_init, model.depth)
     model.to(device=device, dtype=dtype)
     idx = resolve_layers(layers, model.depth)
     corrected = bool(options.get("corrected_grouping", False))
@@ -122,6 +158,6 @@ def build(spec: EncoderSpec, *, checkpoint: str | None, layers: str | int | list
         seed=seed if random_init else None, layers=idx,
         preprocessing={**SSAM_MEL, "chunk_frames": CHUNK_FRAMES, "patch": [4, 16], "grouping":
                        "corrected" if corrected else "official", "dtype": str(dtype).replace("torch.", "")})
-    enc = SSAMEncoder(spec, model, idx, identity, corrected, int(options.get("batch_chunks", 16)), device, dtype)
+    enc = SSAMEncoder(spec, model, idx, identity, corrected, batch_chunks, device, dtype)
     enc.ignored_keys = ignored  # pretraining-only checkpoint keys that were skipped (pred.*, mask_token)
     return enc

@@ -20,12 +20,19 @@ import numpy as np
 import torch
 
 from parrot_ser.encoders.base import EncodedUtterance, Encoder, EncoderIdentity, EncoderSpec
-from parrot_ser.encoders.checkpoint import checkpoint_identity_sha, load_checkpoint_state_dict, load_strict
+from parrot_ser.encoders.checkpoint import (
+    checkpoint_identity_sha,
+    detect_family,
+    load_checkpoint_state_dict,
+    load_strict,
+)
 from parrot_ser.encoders.mamba.common import (
     check_options,
     check_wave,
     checkpoint_path,
+    int_option,
     missing_checkpoint,
+    random_init_only,
     resolve_layers,
 )
 from parrot_ser.encoders.mamba.preprocessing import SSAMBA_FBANK, ceil_div, ssamba_input
@@ -105,6 +112,9 @@ class SSAMBAEncoder(Encoder):
 def build_model(dim: int, sd: dict | None, path: str, **kw) -> tuple[SSAMBAModel, list[str]]:
     if sd is None:
         return SSAMBAModel(dim=dim, **kw), []
+    if detect_family(sd) == "ssam":  # its patch embedding would be reported as "not 16x16"
+        raise CheckpointError(f"{path}: this is an SSAM (Audio-Mamba) checkpoint; use it with an ssam-* encoder "
+                              "(ssam-tiny, ssam-small, ssam-base), not ssamba-*")
     sd = {k[2:] if k.startswith("v.") else k: v for k, v in sd.items()}
     w = sd.get("patch_embed.proj.weight")
     if w is None:
@@ -135,21 +145,23 @@ def build(spec: EncoderSpec, *, checkpoint: str | None, layers: str | int | list
     path = checkpoint_path(checkpoint)
     if path is None and not random_init:
         raise missing_checkpoint("ssamba", spec.name)
-    target = options.get("target_length", PRETRAIN_TDIM)
-    target = None if target in (None, "auto", "none") else int(target)
-    if target is not None and target < PATCH:
-        raise ConfigError(f"{spec.name}: target_length must be >= {PATCH} frames, got {target}")
+    # None/auto: the clip's own length ("None" as typed on the command line included).
+    target = int_option(options, "target_length", PRETRAIN_TDIM, spec.name, minimum=PATCH, allow_none=True)
     pooling = options.get("pooling", "mean")
     if pooling not in POOLINGS:
         raise ConfigError(f"{spec.name}: pooling must be one of {POOLINGS}, got {pooling!r}")
-    kw = {"fstride": int(options.get("fstride", PATCH)), "tstride": int(options.get("tstride", PATCH)),
+    kw = {"fstride": int_option(options, "fstride", PATCH, spec.name),
+          "tstride": int_option(options, "tstride", PATCH, spec.name),
           "bidirectional_pairs": bool(options.get("bidirectional_pairs", True))}
+    depth = int_option(options, "depth", DEPTH, spec.name)
+    batch_size = int_option(options, "batch_size", 8, spec.name)
     if random_init:
-        kw["depth"] = int(options.get("depth", DEPTH))
+        kw["depth"] = depth
     sd = None if random_init else load_checkpoint_state_dict(path)
     with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's RNG state
         torch.manual_seed(seed)
         model, ignored = build_model(SIZES[size], sd, str(path), **kw)
+    random_init_only(options, "depth", spec.name, random_init, len(model.layers))
     model.to(device=device, dtype=dtype)
     idx = resolve_layers(layers, model.num_outputs)
     identity = EncoderIdentity(
@@ -159,6 +171,6 @@ def build(spec: EncoderSpec, *, checkpoint: str | None, layers: str | int | list
         preprocessing={**SSAMBA_FBANK, "target_length": target, "patch": PATCH, "fstride": kw["fstride"],
                        "tstride": kw["tstride"], "pooling": pooling,
                        "bidirectional_pairs": kw["bidirectional_pairs"], "dtype": str(dtype).replace("torch.", "")})
-    enc = SSAMBAEncoder(spec, model, idx, identity, target, pooling, int(options.get("batch_size", 8)), device, dtype)
+    enc = SSAMBAEncoder(spec, model, idx, identity, target, pooling, batch_size, device, dtype)
     enc.ignored_keys = ignored  # pretraining heads that were skipped (cpredlayer.*, gpredlayer.*, mask_embed, ...)
     return enc

@@ -20,9 +20,10 @@ import uuid
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -75,6 +76,23 @@ def _atomic_npz(path: Path, **arrays: np.ndarray) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def _reserve(path: Path) -> None:
+    """Allocate the disk blocks of a freshly created (sparse) memmap file before writing into it: on
+    a full disk a write through a memory map is a SIGBUS that kills the process (no cleanup, no
+    message); posix_fallocate turns it into an ENOSPC OSError here, which the CLI reports."""
+    import errno
+
+    if not hasattr(os, "posix_fallocate"):
+        return
+    with open(path, "r+b") as f:
+        try:
+            os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
+        except OSError as e:
+            if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):  # fs cannot: best effort
+                path.unlink(missing_ok=True)  # give the space back; the chunks stay for the rerun
+                raise
 
 
 def _norm(obj: object) -> object:
@@ -205,13 +223,13 @@ def _finished_to_chunk(enc_dir: Path, meta: dict, partial: Path) -> None:
 # --- audio prefetch ------------------------------------------------------------------------------
 
 def _load_one(path: Path, sr: int) -> tuple[np.ndarray | None, str | None, list[str]]:
-    from parrot_ser.audio import audio_warnings, load_audio
+    from parrot_ser.audio import load_with_warnings
 
     try:
-        x = load_audio(path, sr, warn=False)
+        x, texts = load_with_warnings(path, sr)  # texts from the signal as decoded, header checks too
     except ParrotError as e:
         return None, str(e), []
-    return x, None, audio_warnings(x, sr, path)
+    return x, None, texts
 
 
 def _prefetch(batches: list[list[int]], paths: list[Path], sr: int, pool: ThreadPoolExecutor,
@@ -232,19 +250,154 @@ def _prefetch(batches: list[list[int]], paths: list[Path], sr: int, pool: Thread
         yield b, [f.result() for f in futs]
 
 
+# --- one writer per store -----------------------------------------------------------------------
+
+LOCK_NAME = ".parrot-ser.lock"
+OWNER_NAME = ".parrot-ser.lock.owner"
+
+
+@contextlib.contextmanager
+def store_lock(out_dir: str | Path, *, wait: bool = False) -> Iterator[None]:
+    """Hold the store's write lock (``filelock``: fcntl.flock on POSIX, released by the OS when the
+    process dies, so a killed writer never leaves a stale lock). Held: FeatureStoreError naming the
+    holder, unless ``wait``. A second writer could otherwise extend an entry the first is
+    consolidating, or remove its meta.json mid-read."""
+    from filelock import FileLock, Timeout
+
+    out = Path(out_dir)
+    lock = FileLock(str(out / LOCK_NAME))
+    owner = out / OWNER_NAME
+    try:
+        lock.acquire(timeout=-1 if wait else 0)
+    except Timeout:
+        try:
+            who = owner.read_text(encoding="utf-8").strip()
+        except OSError:
+            who = "another process"
+        raise FeatureStoreError(f"{out}: the store is being written by {who}; wait for it, rerun with --wait, "
+                                f"or use another --out") from None
+    try:
+        with contextlib.suppress(OSError):
+            _atomic_text(owner, f"parrot-ser extract (pid {os.getpid()} on {os.uname().nodename}, since "
+                                f"{datetime.now(timezone.utc).isoformat(timespec='seconds')})")
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            owner.unlink()
+        lock.release()
+
+
+# --- one chunk: load, batch, encode (here or in a remote worker) ---------------------------------
+
+@dataclass
+class ChunkJob:
+    """Utterances of one resumable chunk (similar lengths), with their audio paths and durations."""
+
+    utt_ids: list[str]
+    paths: list[str]
+    durations: list[float]
+
+
+@dataclass
+class ChunkResult:
+    ids: list[str]
+    pooled: list[np.ndarray]
+    frames: list[np.ndarray]
+    skipped: list[dict]
+    warnings: list[str]
+    stats: dict = field(default_factory=dict)
+
+
+def encode_chunk(encoder: Encoder, job: ChunkJob, *, frames: bool, batch_seconds: float, max_batch: int,
+                 pool: ThreadPoolExecutor, on_batch: Any = None, stats: dict | None = None) -> ChunkResult:
+    """Load and encode one chunk in padded-seconds-capped, length-bucketed batches (the same batches
+    wherever it runs, so a remote worker computes exactly what this process would). Bad files are
+    returned as skipped, never raised. ``stats``: the run's timing counters, added to in place."""
+    run = stats if stats is not None else {}
+    for k in ("load_wait_s", "encode_s", "audio_s", "batch_real_samples", "batch_padded_samples"):
+        run.setdefault(k, 0.0 if k.endswith("_s") else 0)
+    sr = encoder.sample_rate
+    name = encoder.spec.name
+    paths = [Path(p) for p in job.paths]
+    batches = bucket_batches(list(job.durations), batch_seconds, max_batch)
+    ids: list[str] = []
+    pooled: list[np.ndarray] = []
+    frm: list[np.ndarray] = []
+    skipped: list[dict] = []
+    warns: list[str] = []
+    t_wait = time.perf_counter()
+    for b, loaded in _prefetch(batches, paths, sr, pool):
+        run["load_wait_s"] += time.perf_counter() - t_wait
+        ok = []
+        for i, (x, err, w) in zip(b, loaded):
+            if err is not None:
+                skipped.append({"utt_id": job.utt_ids[i], "path": str(paths[i]), "error": err})
+            else:
+                ok.append((i, x))
+                warns.extend(w)
+        if ok:
+            res, bad = _encode_isolating(encoder, ok, frames, run)
+            for i, e in bad:  # the encoder saw only samples: put the file name in the message
+                msg = e if str(paths[i]) in e else f"{paths[i]}: {e.replace('<memory>: ', '')}"
+                skipped.append({"utt_id": job.utt_ids[i], "path": str(paths[i]), "error": msg})
+            for i, r in res:
+                ids.append(job.utt_ids[i])
+                pooled.append(np.asarray(r.pooled, dtype=np.float32))
+                if frames:
+                    if r.frames is None:
+                        raise FeatureStoreError(f"encoder {name!r} returned no frames although asked")
+                    f = np.asarray(r.frames)  # (L, T, F) -> stored (T, L, F)
+                    frm.append(np.ascontiguousarray(f.transpose(1, 0, 2)))
+            n_real = sum(len(x) for _, x in ok)
+            run["audio_s"] += n_real / sr
+            run["batch_real_samples"] += n_real
+            run["batch_padded_samples"] += len(ok) * max(len(x) for _, x in ok)
+        if on_batch is not None:
+            on_batch(len(b), len(ids))
+        t_wait = time.perf_counter()
+    return ChunkResult(ids, pooled, frm, skipped, warns)
+
+
+class ChunkRunner:
+    """Encodes chunks somewhere else (``features.distributed``); yields (chunk index, ChunkResult)."""
+
+    def check_identity(self, encoder: Encoder) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def run(self, jobs: list[ChunkJob], *, frames: bool, batch_seconds: float,
+            max_batch: int) -> Iterator[tuple[int, ChunkResult]]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
 # --- main entry ----------------------------------------------------------------------------------
 
 def extract_features(manifest: Manifest, encoder: Encoder, out_dir: str | Path, *, frames: bool = False,
                      dtype: str = "float32", batch_seconds: float = 64.0, progress: bool = True,
-                     chunk_size: int = 128, max_batch: int = 64, load_workers: int = 2) -> dict:
+                     chunk_size: int = 128, max_batch: int = 64, load_workers: int = 2,
+                     wait: bool = False, remote: ChunkRunner | None = None) -> dict:
     """Extract ``encoder`` features for every utterance of ``manifest`` into the store ``out_dir``
     (created or extended). Resumes from committed chunks; bad audio files are skipped and listed in
     the report (never fatal). Returns the report (also written to DIR/<encoder>/report.json) with
-    ``computed_this_run`` = utterances encoded by this call."""
+    ``computed_this_run`` = utterances encoded by this call.
+
+    One writer per store: the store is locked for the whole call (``store_lock``); a second writer
+    stops with a one-line FeatureStoreError, or waits for the lock with ``wait=True``.
+    ``remote``: a ChunkRunner (e.g. ``features.distributed.RayChunkRunner``) that encodes chunks
+    elsewhere; this process stays the only writer (it commits each returned chunk atomically)."""
     if dtype not in DTYPES:
         raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
     if batch_seconds <= 0 or chunk_size <= 0 or max_batch <= 0:
         raise ConfigError("batch_seconds, chunk_size and max_batch must be positive")
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    with store_lock(out_dir, wait=wait):
+        return _extract_locked(manifest, encoder, out_dir, frames=frames, dtype=dtype, batch_seconds=batch_seconds,
+                               progress=progress, chunk_size=chunk_size, max_batch=max_batch,
+                               load_workers=load_workers, remote=remote)
+
+
+def _extract_locked(manifest: Manifest, encoder: Encoder, out_dir: str | Path, *, frames: bool, dtype: str,
+                    batch_seconds: float, progress: bool, chunk_size: int, max_batch: int, load_workers: int,
+                    remote: ChunkRunner | None) -> dict:
     t_start = time.perf_counter()
     run_id = f"{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
     out = Path(out_dir)
@@ -313,7 +466,6 @@ def extract_features(manifest: Manifest, encoder: Encoder, out_dir: str | Path, 
     if header_skipped and not chunks:
         chunks = [[]]
     stop_after = int(os.environ.get(STOP_ENV, "0") or 0)
-    sr = encoder.sample_rate
     paths = [manifest.abspath(u) for u in good]
     run = {"run_id": run_id, "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
            "n_computed": 0, "n_skipped": len(header_skipped), "chunks": 0, "load_wait_s": 0.0, "encode_s": 0.0,
@@ -323,59 +475,47 @@ def extract_features(manifest: Manifest, encoder: Encoder, out_dir: str | Path, 
     from parrot_ser.cli.common import make_progress, rate_text
 
     prog = make_progress("utt", disable=not progress)
+    def commit(ci: int, out: ChunkResult) -> None:
+        ids, pooled, frm, skipped, warns = out.ids, out.pooled, out.frames, out.skipped, out.warnings
+        if ci == 0:
+            skipped = list(header_skipped) + skipped
+        for k, v in out.stats.items():
+            run[k] = run.get(k, 0) + v
+        t_w = time.perf_counter()
+        _commit_chunk(_next_chunk_path(partial), ids, pooled, frm, frames, dtype, skipped,
+                      {"run_id": run_id, "n_computed": len(ids), "warnings": warns})
+        run["write_s"] += time.perf_counter() - t_w
+        run["n_computed"] += len(ids)
+        run["n_skipped"] += len(skipped) - (len(header_skipped) if ci == 0 else 0)
+        run["chunks"] += 1
+
     with prog, ThreadPoolExecutor(max_workers=load_workers) as pool:
         task = prog.add_task(f"{name}", total=len(todo), rate="")
         prog.advance(task, len(header_skipped))
         t_loop = time.perf_counter()
-        for ci, chunk in enumerate(chunks):
-            batches = [[chunk[j] for j in b] for b in bucket_batches([durs[i] for i in chunk], batch_seconds,
-                                                                       max_batch)]
-            ids: list[str] = []
-            pooled: list[np.ndarray] = []
-            frm: list[np.ndarray] = []
-            skipped = list(header_skipped) if ci == 0 else []
-            warns: list[str] = []
-            t_wait = time.perf_counter()
-            for b, loaded in _prefetch(batches, paths, sr, pool):
-                run["load_wait_s"] += time.perf_counter() - t_wait
-                ok = []
-                for i, (x, err, w) in zip(b, loaded):
-                    if err is not None:
-                        skipped.append({"utt_id": good[i].utt_id, "path": str(paths[i]), "error": err})
-                    else:
-                        ok.append((i, x))
-                        warns.extend(w)
-                if ok:
-                    res, bad = _encode_isolating(encoder, ok, frames, run)
-                    for i, e in bad:  # the encoder saw only samples: put the file name in the message
-                        msg = e if str(paths[i]) in e else f"{paths[i]}: {e.replace('<memory>: ', '')}"
-                        skipped.append({"utt_id": good[i].utt_id, "path": str(paths[i]), "error": msg})
-                    for i, r in res:
-                        ids.append(good[i].utt_id)
-                        pooled.append(np.asarray(r.pooled, dtype=np.float32))
-                        if frames:
-                            if r.frames is None:
-                                raise FeatureStoreError(f"encoder {name!r} returned no frames although asked")
-                            f = np.asarray(r.frames)  # (L, T, F) -> stored (T, L, F)
-                            frm.append(np.ascontiguousarray(f.transpose(1, 0, 2)))
-                    n_real = sum(len(x) for _, x in ok)
-                    run["audio_s"] += n_real / sr
-                    run["batch_real_samples"] += n_real
-                    run["batch_padded_samples"] += len(ok) * max(len(x) for _, x in ok)
-                prog.advance(task, len(b))
-                el = time.perf_counter() - t_loop
-                rtf = el / run["audio_s"] if run["audio_s"] else 0.0
-                prog.update(task, rate=rate_text(run["n_computed"] + len(ids), el, "utt", f"RTF {rtf:.3f}"))
-                t_wait = time.perf_counter()
-            t_w = time.perf_counter()
-            _commit_chunk(_next_chunk_path(partial), ids, pooled, frm, frames, dtype, skipped,
-                          {"run_id": run_id, "n_computed": len(ids), "warnings": warns})
-            run["write_s"] += time.perf_counter() - t_w
-            run["n_computed"] += len(ids)
-            run["n_skipped"] += len(skipped) - (len(header_skipped) if ci == 0 else 0)
-            run["chunks"] += 1
-            if stop_after and run["chunks"] >= stop_after and ci + 1 < len(chunks):
-                os._exit(STOP_EXIT_CODE)  # simulated kill for resume tests: no cleanup on purpose
+
+        def on_batch(n_utts: int, n_done: int) -> None:
+            prog.advance(task, n_utts)
+            el = time.perf_counter() - t_loop
+            rtf = el / run["audio_s"] if run["audio_s"] else 0.0
+            prog.update(task, rate=rate_text(run["n_computed"] + n_done, el, "utt", f"RTF {rtf:.3f}"))
+
+        payloads = [ChunkJob([good[i].utt_id for i in chunk], [str(paths[i]) for i in chunk],
+                             [durs[i] for i in chunk]) for chunk in chunks]
+        if remote is not None:
+            # Chunks come back in completion order; rows are put in manifest order at consolidation,
+            # so the store is the same whatever order they were committed in.
+            remote.check_identity(encoder)
+            for ci, out in remote.run(payloads, frames=frames, batch_seconds=batch_seconds, max_batch=max_batch):
+                commit(ci, out)
+                on_batch(len(payloads[ci].utt_ids), 0)
+        else:
+            for ci, job in enumerate(payloads):
+                out = encode_chunk(encoder, job, frames=frames, batch_seconds=batch_seconds, max_batch=max_batch,
+                                   pool=pool, on_batch=on_batch, stats=run)
+                commit(ci, out)
+                if stop_after and run["chunks"] >= stop_after and ci + 1 < len(chunks):
+                    os._exit(STOP_EXIT_CODE)  # simulated kill for resume tests: no cleanup on purpose
 
     enc_stats1 = dict(getattr(encoder, "stats", {}) or {})
     for k in ("forward_s", "real_samples", "padded_samples"):
@@ -472,10 +612,12 @@ def _consolidate(enc_dir: Path, partial: Path, store_manifest: Manifest, request
 
     tmp_pooled = _tmp(enc_dir / POOLED)
     pooled_mm = np.lib.format.open_memmap(tmp_pooled, mode="w+", dtype=dtype, shape=(n, L, P))
+    _reserve(tmp_pooled)
     frames_mm = None
     if frames:
         tmp_frames = _tmp(enc_dir / FRAMES)
         frames_mm = np.lib.format.open_memmap(tmp_frames, mode="w+", dtype=dtype, shape=(int(offsets[-1]), L, F))
+        _reserve(tmp_frames)
     for ci, rows in by_chunk.items():
         with np.load(chunk_files[ci], allow_pickle=False) as z:
             zp = z["pooled"]

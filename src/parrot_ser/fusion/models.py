@@ -130,6 +130,9 @@ def build_model(name: str, input_dims: list[int], n_classes: int, **config) -> n
 
 class _Base(nn.Module):
     n_inputs = 1
+    # Set by the batched trainer on the module it maps with torch.func.vmap: the OT solver then
+    # avoids out= writes, which vmap cannot batch (same numbers).
+    vmap_safe = False
 
     def __init__(self, input_dims: list[int], cfg: ModelConfig):
         super().__init__()
@@ -163,8 +166,16 @@ class _Base(nn.Module):
         # Fixed iteration count (tol=None): an early stop decided over the whole batch would make
         # per-utterance results depend on the batch.
         c = self.cfg
+        # Costs here are distances (>= 0): divided by their max they lie in [0, 1], so the "auto"
+        # domain choice (scaling while max cost / eps <= 30 in float32) is known without looking at
+        # the data. Deciding it here gives the same plans and no data-dependent branch, which
+        # torch.func.vmap (batched training of stacked models) cannot trace.
+        domain = "auto"
+        if c.ot_cost_scale == "max" and cost.dtype in (torch.float32, torch.float64):
+            domain = "scaling" if 1.0 / c.ot_eps <= (30.0 if cost.dtype == torch.float32 else 300.0) else "log"
         return sinkhorn(cost, mask_a=mask_a, mask_b=mask_b, eps=c.ot_eps, n_iters=c.ot_iters,
-                        normalize_cost=c.ot_cost_scale, grad=c.ot_grad)
+                        normalize_cost=c.ot_cost_scale, grad=c.ot_grad, domain=domain,
+                        preallocate=not self.vmap_safe)
 
 
 class CNNHead(_Base):

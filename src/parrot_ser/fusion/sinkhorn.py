@@ -175,7 +175,8 @@ def _scaling_block(cost: torch.Tensor, a: torch.Tensor, b: torch.Tensor, eps: fl
 
 
 def _solve_scaling(cost: torch.Tensor, a: torch.Tensor, b: torch.Tensor, eps: float, n_iters: int,
-                   tol: float | None, check_every: int) -> tuple[torch.Tensor, int]:
+                   tol: float | None, check_every: int, preallocate: bool = True,
+                   ) -> tuple[torch.Tensor, int]:
     """Plain Sinkhorn-Knopp with batched matrix-vector products: the same iterates as the log-domain
     loop, several times cheaper per iteration (no exp/log on the (B, n, m) tensor), but only safe
     while exp(-cost/eps) stays far from underflow (see _scaling_safe). Runs block by block (cache
@@ -184,7 +185,7 @@ def _solve_scaling(cost: torch.Tensor, a: torch.Tensor, b: torch.Tensor, eps: fl
     step = _block_size(bsz, n, m, cost.dtype, cost.device)
     track = torch.is_grad_enabled() and (cost.requires_grad or a.requires_grad or b.requires_grad)
     # Without autograd each block writes its plan straight into the output (no concatenation).
-    plan = None if track else torch.empty_like(cost, memory_format=torch.contiguous_format)
+    plan = None if track or not preallocate else torch.empty_like(cost, memory_format=torch.contiguous_format)
     pieces = []
     iters = 0
     for s in range(0, bsz, step):
@@ -226,6 +227,7 @@ def sinkhorn(
     grad: str = "plan",
     domain: str = "auto",
     return_iters: bool = False,
+    preallocate: bool = True,
 ) -> torch.Tensor | tuple[torch.Tensor, int]:
     """Entropic OT plans for a batch of problems.
 
@@ -241,7 +243,8 @@ def sinkhorn(
     "scaling" (Sinkhorn-Knopp with batched mat-vecs, faster) or "auto" (scaling while
     max|cost|/eps is small enough for the dtype not to underflow, else log; the choice is made once
     for the whole batch, and both give the same iterates up to rounding). Returns the plan
-    (B, n, m) (and the iterations run when ``return_iters``).
+    (B, n, m) (and the iterations run when ``return_iters``). ``preallocate=False`` skips writing
+    the plan into one preallocated tensor (``out=`` ops), which torch.func.vmap cannot map.
     """
     if cost.dim() != 3:
         raise ConfigError(f"sinkhorn: cost must be (B, n, m), got shape {tuple(cost.shape)}")
@@ -277,8 +280,12 @@ def sinkhorn(
         big = _neg_big(c.dtype)
         # A problem without mass on one side (every point masked) would make the potentials of the
         # other side grow without bound; solve a dummy uniform problem there and zero its plan below.
-        empty = (wa.sum(-1) == 0) | (wb.sum(-1) == 0)
-        if empty.any():
+        # Only masks or given weights can empty a side; skipping the check otherwise also keeps
+        # this function free of data-dependent branches, so torch.func.vmap can map it over stacked
+        # models (batched fold x seed training).
+        maybe_empty = mask_a is not None or mask_b is not None or a is not None or b is not None
+        empty = (wa.sum(-1) == 0) | (wb.sum(-1) == 0) if maybe_empty else None
+        if empty is not None and empty.any():
             wa = torch.where(empty[:, None], torch.full_like(wa, 1.0 / n), wa)
             wb = torch.where(empty[:, None], torch.full_like(wb, 1.0 / m), wb)
         log_a = torch.where(wa > 0, wa.clamp_min(torch.finfo(c.dtype).tiny).log(), big)
@@ -286,7 +293,7 @@ def sinkhorn(
         every = max(1, int(check_every))
         use_scaling = domain == "scaling" or (domain == "auto" and _scaling_safe(c.detach(), float(eps)))
         if use_scaling:
-            plan, it = _solve_scaling(c, wa, wb, float(eps), int(n_iters), tol, every)
+            plan, it = _solve_scaling(c, wa, wb, float(eps), int(n_iters), tol, every, preallocate)
         else:
             plan, it = _solve(c, log_a, log_b, float(eps), int(n_iters), tol, every, wa)
         if valid is not None:

@@ -9,6 +9,8 @@ Layout (MODEL_DIR)::
                                      the standardiser fitted on that member's training data
     anchors.safetensors              (batch-dependent models only) the fixed reference rows
                                      (raw pooled features per encoder input), see predictor.py
+    config.json, README.md           Hugging Face config and model card (hub.py); config.json is
+                                     hashed in the manifest, the model card is not (owners edit it)
 
 Loading needs no pickle: JSON + safetensors only. Every file listed in ``files`` must exist with
 the recorded sha256, and ``content_sha256`` (sha256 of bundle.json's canonical JSON without that
@@ -77,9 +79,11 @@ def _readable(path: Path) -> None:
 
 
 def write_bundle(out_dir: str | Path, doc: dict[str, Any], members: list[Member],
-                 anchors: list[torch.Tensor] | None = None) -> Path:
+                 anchors: list[torch.Tensor] | None = None, texts: dict[str, str] | None = None) -> Path:
     """Write ``members`` (and ``anchors``) as safetensors and ``doc`` plus the file manifest as
-    bundle.json. ``doc`` holds everything else (labels, encoders, model, training summary...)."""
+    bundle.json. ``doc`` holds everything else (labels, encoders, model, training summary...).
+    ``texts``: further text files (relative path -> content, e.g. the HF config.json) written and
+    hashed into the manifest like the weights."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise BundleError(f"{out}: exists and is not a folder")
@@ -116,11 +120,30 @@ def write_bundle(out_dir: str | Path, doc: dict[str, Any], members: list[Member]
                   str(out / "anchors.safetensors"))
         _readable(out / "anchors.safetensors")
         files["anchors.safetensors"] = sha256_file(out / "anchors.safetensors")
+    for rel, text in (texts or {}).items():
+        (out / rel).write_text(text, encoding="utf-8")
+        files[rel] = sha256_file(out / rel)
     full = {"format": BUNDLE_FORMAT, "format_version": BUNDLE_VERSION, **doc, "members": member_docs,
             "files": files}
     full["content_sha256"] = _content_hash(full)
     (out / BUNDLE_JSON).write_text(json.dumps(full, indent=2) + "\n", encoding="utf-8")
     return out
+
+
+def add_files(model_dir: str | Path, rels: list[str]) -> dict:
+    """Add files written into a verified bundle afterwards (e.g. onnx/*) to its sha256 manifest and
+    rewrite bundle.json with a new content hash. Returns the new description."""
+    root = Path(model_dir)
+    doc = verify_bundle(root)
+    for rel in rels:
+        if Path(rel).is_absolute() or ".." in Path(rel).parts or not (root / rel).is_file():
+            raise BundleError(f"{root / rel}: not a file inside the bundle")
+        doc["files"][rel] = sha256_file(root / rel)
+    doc["content_sha256"] = _content_hash(doc)
+    tmp = root / (BUNDLE_JSON + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, root / BUNDLE_JSON)
+    return doc
 
 
 def read_bundle_json(model_dir: str | Path) -> dict:
@@ -173,6 +196,33 @@ def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
         raise BundleError(f"{path}: unreadable safetensors file ({e})") from None
 
 
+def _check_member_shapes(doc: dict, sd: dict[str, torch.Tensor], path: Path) -> None:
+    """The model description must agree with the weights' shapes. The head is rebuilt from
+    ``input_shapes`` when present, so an edited ``input_dims`` (hashes recomputed) would otherwise
+    load and predict with a description that lies about the model."""
+    md = doc["model"]
+    where = f"{path.parent.parent / BUNDLE_JSON}"
+    dims, shapes = md.get("input_dims"), md.get("input_shapes")
+    if not isinstance(dims, list) or not dims or not all(isinstance(d, int) and d > 0 for d in dims):
+        raise BundleError(f"{where}: model.input_dims must be a non-empty list of positive ints, got {dims!r}")
+    if shapes is not None and (not isinstance(shapes, list) or len(shapes) != len(dims)):
+        raise BundleError(f"{where}: model.input_shapes {shapes!r} does not have one entry per input "
+                          f"({len(dims)} in model.input_dims)")
+    for i, d in enumerate(dims):
+        stored = tuple(sd[f"std_pooled_mean_{i}"].shape)
+        want = tuple(shapes[i]) if shapes is not None else (d,)
+        if stored != want or stored[-1] != d:
+            raise BundleError(f"{where}: model.input_dims[{i}]={d}"
+                              + (f" / model.input_shapes[{i}]={list(want)}" if shapes is not None else "")
+                              + f" disagree with the weights in {path.name} (input {i} has shape {list(stored)}); "
+                              "the description was edited: re-export the bundle")
+    for i, d in enumerate(md.get("frame_dims") or []):
+        key = f"std_frames_mean_{i}"
+        if key in sd and tuple(sd[key].shape)[-1:] != (d,):
+            raise BundleError(f"{where}: model.frame_dims[{i}]={d} disagrees with the weights in {path.name} "
+                              f"(frames of input {i} are {sd[key].shape[-1]} wide); re-export the bundle")
+
+
 def load_bundle(model_dir: str | Path) -> Bundle:
     """Verify and read a bundle (weights as CPU tensors)."""
     root = Path(model_dir)
@@ -188,6 +238,7 @@ def load_bundle(model_dir: str | Path) -> Bundle:
                    if k not in sd]
         if missing:
             raise BundleError(f"{path}: lacks standardiser tensor {missing[0]!r}")
+        _check_member_shapes(doc, sd, path)
         info = {k: v for k, v in md.items() if k not in ("tag", "file")}
         members.append(Member(md["tag"], sd, info))
     anchors = None

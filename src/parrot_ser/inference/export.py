@@ -186,4 +186,18 @@ def export_run(run_dir: str | Path, out_dir: str | Path, refit: bool = False, *,
         "source": {"run_dir": str(run_dir.resolve()), "run_json_sha256": sha256_file(run_dir / "run.json"),
                    "fingerprint": run.get("fingerprint"), "versions": run.get("versions")},
     }
-    return write_bundle(out_dir, doc, members, anchors)
+    from parrot_ser.inference.hub import CONFIG_JSON, config_text, write_model_card
+
+    path = write_bundle(out_dir, doc, members, anchors, texts={CONFIG_JSON: config_text(doc)})
+    write_model_card(path, doc, corpus=_corpus_name(run.get("features_dir")))
+    return path
+
+
+def _corpus_name(features_dir: str | None) -> str | None:
+    """The corpus of the run's feature store (its manifest sidecar), for the model card."""
+    if not features_dir:
+        return None
+    try:
+        return json.loads((Path(features_dir) / "manifest.csv.json").read_text(encoding="utf-8")).get("corpus")
+    except (OSError, ValueError, AttributeError):
+        return None

@@ -5,12 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from parrot_ser.audio import AUDIO_SUFFIXES
 from parrot_ser.errors import AudioMissingError, ParrotError
-
-# Folders are scanned for these suffixes; a file named explicitly is always tried (its content, not
-# its name, decides whether it is audio).
-AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc",
-                            ".au", ".snd", ".caf", ".w64", ".rf64", ".sph", ".nist"})
 
 
 @dataclass
@@ -42,10 +38,14 @@ def collect_inputs(args: list[str | Path]) -> tuple[list[InputItem], list[InputP
     for a in args:
         p = Path(a)
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_SUFFIXES)
+            from parrot_ser.corpora.common import walk_files
+
+            found, _ = walk_files(p, AUDIO_SUFFIXES)  # each real folder once, even with symlink loops
             if not found:
-                problems.append(InputProblem(str(p), "folder holds no audio files "
-                                                     f"({', '.join(sorted(AUDIO_SUFFIXES))})"))
+                what = "is a folder, not an audio file" if p.suffix.lower() in AUDIO_SUFFIXES else \
+                    "is a folder with no audio files in it"
+                problems.append(InputProblem(str(p), f"{p}: {what} (looked for "
+                                                     f"{', '.join(sorted(AUDIO_SUFFIXES))})"))
             for f in found:
                 add(InputItem(f))
         elif p.is_file() and p.suffix.lower() == ".csv":
@@ -61,6 +61,8 @@ def collect_inputs(args: list[str | Path]) -> tuple[list[InputItem], list[InputP
                         add(InputItem(path))
             except ParrotError as e:
                 problems.append(InputProblem(str(p), str(e)))
+            except OSError as e:  # an unreadable manifest is one problem; the other arguments go on
+                problems.append(InputProblem(str(p), f"{p}: cannot be read ({e.strerror or e})"))
         elif p.exists():
             add(InputItem(p))
         else:
@@ -69,24 +71,21 @@ def collect_inputs(args: list[str | Path]) -> tuple[list[InputItem], list[InputP
 
 
 def _columns(path: Path) -> set[str]:
-    import csv
+    from parrot_ser.corpora.base import read_csv_table
 
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        return set(next(csv.reader(f), []))
+    return set(read_csv_table(path)[0])
 
 
 def _paths_only(path: Path) -> list[Path]:
-    import csv
-
+    from parrot_ser.corpora.base import read_csv_table
     from parrot_ser.errors import CorpusError
 
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        if "path" not in (reader.fieldnames or []):
-            raise CorpusError(f"{path}: a manifest needs a 'path' column; has {', '.join(reader.fieldnames or [])}")
-        out = []
-        for row in reader:
-            if row.get("path"):
-                q = Path(row["path"])
-                out.append(q if q.is_absolute() else path.parent / q)
-        return out
+    cols, rows = read_csv_table(path)
+    if "path" not in cols:
+        raise CorpusError(f"{path}: a manifest needs a 'path' column; has {', '.join(cols)}")
+    out = []
+    for _, row in rows:
+        if row.get("path"):
+            q = Path(row["path"])
+            out.append(q if q.is_absolute() else path.parent / q)
+    return out

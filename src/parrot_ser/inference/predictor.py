@@ -54,9 +54,15 @@ class Prediction:
     window: int | None = None
     windows: list[Prediction] = field(default_factory=list)
 
+    def scores(self, top_k: int | None = None) -> list[dict[str, Any]]:
+        """The Hugging Face audio-classification pipeline shape: [{"label", "score"}], highest first."""
+        ranked = sorted(self.probabilities.items(), key=lambda kv: -kv[1])
+        return [{"label": k, "score": float(v)} for k, v in ranked[:top_k]]
+
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"path": self.path, "label": self.label,
                              "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()},
+                             "scores": [{"label": s["label"], "score": round(s["score"], 6)} for s in self.scores()],
                              "start": round(self.start, 3), "end": round(self.end, 3)}
         if self.window is not None:
             d["window"] = self.window
@@ -188,14 +194,18 @@ class Predictor:
     @classmethod
     def from_bundle(cls, model_dir: str | Path, *, device: str = "cpu",
                     checkpoints: dict[str, str] | None = None, encoders: Sequence[Any] | None = None,
-                    quiet: bool = False) -> Predictor:
+                    quiet: bool = False, revision: str | None = None,
+                    cache_dir: str | Path | None = None) -> Predictor:
         """Verify the bundle (file hashes), rebuild its encoders (checkpoint sha256, layers and
-        preprocessing must match the recorded identity) and its heads. ``checkpoints`` maps an
-        encoder name to a new location of its checkpoint (moved files; the hash check still
-        applies). ``encoders``: prebuilt encoders (also identity-checked)."""
+        preprocessing must match the recorded identity) and its heads. ``model_dir``: a bundle
+        folder or a hub repo id (``owner/name``, from the local HF cache first; hub.py), with
+        ``revision`` / ``cache_dir`` as in huggingface_hub. ``checkpoints`` maps an encoder name to
+        a new location of its checkpoint (moved files; the hash check still applies).
+        ``encoders``: prebuilt encoders (also identity-checked)."""
         from parrot_ser.inference.bundle import UNTRAINED_WARNING, load_bundle
+        from parrot_ser.inference.hub import resolve_model_dir
 
-        b = load_bundle(model_dir)
+        b = load_bundle(resolve_model_dir(model_dir, revision=revision, cache_dir=cache_dir))
         doc = b.doc
         encs = list(encoders) if encoders is not None else [
             _build_encoder(e, (checkpoints or {}).get(e["name"]), b.root, device) for e in doc["encoders"]]
@@ -218,10 +228,61 @@ class Predictor:
             warnings.warn(UNTRAINED_WARNING.format(names=", ".join(b.untrained)), stacklevel=2)
         inputs = doc.get("inputs", {})
         mode = doc.get("inference", {}).get("batch_mode")
-        return cls(doc["labels"], encs, heads, layer=inputs.get("layer"),
+        pred = cls(doc["labels"], encs, heads, layer=inputs.get("layer"),
                    use_frames=bool(inputs.get("use_frames", False)),
                    batch_dependent=bool(md.get("batch_dependent", False)),
                    anchors=b.anchors if mode == "anchors" else None, info=doc, device=device)
+        pred.bundle_root = b.root
+        return pred
+
+    # --- Hugging Face conventions (hub.py) --------------------------------------------------------
+    bundle_root: Path | None = None
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path, **kwargs: Any) -> Predictor:
+        """``from_pretrained(folder or "owner/name")``: the same as ``parrot_ser.load_model``."""
+        return cls.from_bundle(name_or_path, **kwargs)
+
+    def _root(self) -> Path:
+        if self.bundle_root is None:
+            raise BundleError("this predictor was not loaded from a bundle; nothing to save or upload")
+        return Path(self.bundle_root)
+
+    def save_pretrained(self, save_directory: str | Path) -> Path:
+        """Copy the (verified) bundle this predictor came from to ``save_directory``: the files a
+        hub repository holds (hub.hub_files), hashes unchanged; the copy is verified again."""
+        import shutil
+
+        from parrot_ser.inference.bundle import verify_bundle
+        from parrot_ser.inference.hub import hub_files
+
+        src, dst = self._root(), Path(save_directory)
+        if dst.exists() and dst.resolve() == src.resolve():
+            return dst
+        if dst.exists() and (not dst.is_dir() or any(dst.iterdir())):
+            raise BundleError(f"{dst}: exists and is not an empty folder; choose a new folder")
+        for rel in hub_files(src):
+            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src / rel, dst / rel)
+        verify_bundle(dst)
+        return dst
+
+    def push_to_hub(self, repo_id: str, **kwargs: Any) -> Any:
+        """Upload the bundle to the hub repo ``repo_id`` (huggingface_hub; needs network and a token)."""
+        from parrot_ser.inference.hub import push_to_hub
+
+        return push_to_hub(self._root(), repo_id, **kwargs)
+
+    def pipeline(self, x: Any, *, top_k: int | None = None, **kwargs: Any) -> Any:
+        """Predictions in the shape of HF's audio-classification pipeline: for one input a list of
+        ``{"label", "score"}`` sorted by score (``top_k`` best), for a list of inputs one such list
+        each. ``kwargs`` as ``predict`` (``sample_rate`` for waveforms, ``window``, ``hop``)."""
+        single = isinstance(x, (str, Path, np.ndarray)) or torch.is_tensor(x)
+        preds = self.predict(x, **kwargs)
+        out = [p.scores(top_k) for p in preds]
+        return out[0] if single else out
+
+    __call__ = pipeline
 
     @property
     def untrained(self) -> list[str]:

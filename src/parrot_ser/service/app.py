@@ -1,6 +1,11 @@
 """FastAPI app: ``POST /v1/predict``, ``GET /v1/labels``, ``GET /v1/model``, ``GET /health``.
 
-- Upload: multipart form field ``file``, or the audio bytes as the raw request body.
+- Upload: multipart form field ``file``, or the audio bytes as the raw request body (any other
+  Content-Type, urlencoded included, is read as raw audio bytes: the content decides, not the header).
+- Client mistakes are 4xx, never 5xx: a multipart body without a ``file`` field or cut short, non-finite
+  or absurd ``window``/``hop`` values. Answers never show absolute server paths (``/v1/model`` and
+  error details keep only the last path component).
+- An untrained (random-initialised) model says so in every answer's ``warnings``.
 - Limits: request bodies over ``max_upload_bytes`` get 413 (checked on the Content-Length header
   and again while the body streams in, so a chunked upload cannot get round it); recordings longer
   than ``max_seconds`` get 413 too (checked from the header before decoding the samples).
@@ -17,17 +22,20 @@ from __future__ import annotations
 import io
 import logging
 import math
+import re
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-from fastapi import FastAPI, File, Query, Request, UploadFile
+from fastapi import FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.formparsers import MultiPartException, MultiPartParser, parse_options_header
 
 from parrot_ser import __version__
 from parrot_ser.errors import AudioError, ConfigError, ParrotError
@@ -59,10 +67,17 @@ class WindowOut(BaseModel):
     probabilities: dict[str, float]
 
 
+class ScoreOut(BaseModel):
+    label: str
+    score: float
+
+
 class PredictOut(BaseModel):
     name: str = Field(description="upload file name, or '<body>' for a raw body")
     label: str = Field(description="most probable label")
     probabilities: dict[str, float] = Field(description="label -> probability (sums to 1)")
+    scores: list[ScoreOut] = Field(default_factory=list, description="Hugging Face audio-classification "
+                                   "pipeline shape: every label with its probability, highest first")
     duration: float = Field(description="seconds of audio scored")
     windows: list[WindowOut] = Field(default_factory=list,
                                      description="per-window results when the recording was split")
@@ -85,17 +100,47 @@ class ErrorOut(BaseModel):
     detail: str
 
 
-ERRORS = {413: {"model": ErrorOut, "description": "upload or recording too large"},
+ERRORS = {400: {"model": ErrorOut, "description": "malformed multipart body"},
+          413: {"model": ErrorOut, "description": "upload or recording too large"},
           422: {"model": ErrorOut, "description": "empty, corrupt or non-audio input"},
           500: {"model": ErrorOut, "description": "internal error (no details leaked)"}}
 
 
 def _error(status: int, kind: str, detail: str) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"error": kind, "detail": detail})
+    return JSONResponse(status_code=status, content={"error": kind, "detail": public_text(detail)})
+
+
+# An absolute POSIX path's folders (the last component is kept): "/srv/runs/x/model" -> "model".
+_ABS_DIRS = re.compile(r"(?<![\w.~:/-])/(?:[^\s/'\"(),;:]+/)+")
+
+
+def public_text(text: str) -> str:
+    """``text`` with absolute server paths cut to their last component (answers must not reveal
+    the server's file layout: run folders, checkpoint locations, user names)."""
+    return _ABS_DIRS.sub("", text)
+
+
+def public_info(obj: Any) -> Any:
+    """A JSON-able structure with every string passed through :func:`public_text`."""
+    if isinstance(obj, str):
+        return public_text(obj)
+    if isinstance(obj, dict):
+        return {k: public_info(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [public_info(v) for v in obj]
+    return obj
 
 
 class _TooLarge(Exception):
     pass
+
+
+class _ClientError(Exception):
+    """A mistake in the request, answered as ``status`` with a one-line detail."""
+
+    def __init__(self, status: int, kind: str, detail: str):
+        super().__init__(detail)
+        self.status, self.kind, self.detail = status, kind, detail
 
 
 class BodyLimitMiddleware:
@@ -141,6 +186,59 @@ class BodyLimitMiddleware:
         return f"request body of {n} bytes exceeds the limit of {self.max_bytes} bytes (--max-upload-mb)"
 
 
+# The endpoint reads the body itself (so a wrong field name, a cut multipart body or a urlencoded
+# Content-Type cannot reach FastAPI's form parser and end as a 500); the schema is declared here.
+_UPLOAD_SCHEMA = {"requestBody": {"required": True, "content": {
+    "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
+        "file": {"type": "string", "format": "binary",
+                 "description": "audio file (WAV, FLAC, OGG, AIFF, MP3...)"}}}},
+    "application/octet-stream": {"schema": {"type": "string", "format": "binary",
+                                            "description": "the audio file's bytes as the body"}}}}}
+
+
+async def _read_upload(request: Request) -> tuple[str, bytes]:
+    """(name, bytes) of the upload: multipart field ``file``, else the raw body."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "multipart/form-data":
+        return "<body>", await request.body()
+    tail = b""
+
+    async def stream():  # keeps the body's last bytes: a complete multipart body ends with --BOUNDARY--
+        nonlocal tail
+        async for chunk in request.stream():
+            tail = (tail + chunk)[-200:]
+            yield chunk
+
+    hint = "send the audio as a form field named 'file' (curl -F file=@clip.wav)"
+    try:
+        form = await MultiPartParser(request.headers, stream(), max_files=4, max_fields=16).parse()
+    except MultiPartException as e:
+        raise _ClientError(400, "invalid multipart body", f"the multipart body could not be parsed ({e}); "
+                           f"{hint}") from None
+    boundary = parse_options_header(request.headers["content-type"])[1].get(b"boundary", b"")
+    if b"--" + boundary + b"--" not in tail:
+        await form.close()
+        raise _ClientError(400, "invalid multipart body", "the multipart body ends before its closing boundary "
+                           f"(upload cut short?); {hint}")
+    try:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            got = sorted(form.keys())
+            raise _ClientError(422, "no file field", f"the multipart body has no file field named 'file' (fields "
+                               f"sent: {got}); send it as -F file=@clip.wav")
+        return upload.filename or "<upload>", await upload.read()
+    finally:
+        await form.close()
+
+
+def _check_window(label: str, value: float | None, max_seconds: float) -> None:
+    # A non-finite or absurd length would overflow window arithmetic (1e308 s) or mean "never";
+    # no window longer than the longest accepted recording is useful.
+    if value is not None and not (math.isfinite(value) and value <= max_seconds):
+        raise _ClientError(422, "invalid request", f"{label}={value} must be a finite number of seconds, at most "
+                           f"the {max_seconds:g} s recording limit (--max-seconds)")
+
+
 def create_app(model: str | Path | PredictorLike, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
                max_seconds: float = DEFAULT_MAX_SECONDS, thread_limit: int | None = None,
                window: float | None = None, hop: float | None = None) -> FastAPI:
@@ -155,6 +253,7 @@ def create_app(model: str | Path | PredictorLike, *, max_upload_bytes: int = DEF
     else:
         predictor = model
     untrained = list(getattr(predictor, "untrained", []) or [])
+    untrained_notes = _untrained_notes(untrained)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # noqa: ANN202
@@ -177,6 +276,10 @@ def create_app(model: str | Path | PredictorLike, *, max_upload_bytes: int = DEF
     @app.exception_handler(ParrotError)
     async def _parrot_error(request: Request, exc: ParrotError) -> JSONResponse:
         return _error(422, type(exc).__name__, str(exc))
+
+    @app.exception_handler(_ClientError)
+    async def _client_error(request: Request, exc: _ClientError) -> JSONResponse:
+        return _error(exc.status, exc.kind, exc.detail)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -208,22 +311,18 @@ def create_app(model: str | Path | PredictorLike, *, max_upload_bytes: int = DEF
         """The bundle's description (encoders, model, labels, training summary), minus the file list."""
         info = dict(getattr(predictor, "info", {}) or {})
         info.pop("files", None)
-        return info
+        return public_info(info)
 
-    @app.post("/v1/predict", response_model=PredictOut, responses=ERRORS)
+    @app.post("/v1/predict", response_model=PredictOut, responses=ERRORS, openapi_extra=_UPLOAD_SCHEMA)
     async def predict(
         request: Request,
-        file: UploadFile | None = File(None, description="audio file (WAV, FLAC, OGG, AIFF, MP3...)"),
         window_s: float | None = Query(None, alias="window", ge=0, description="window seconds (0: never split)"),
         hop_s: float | None = Query(None, alias="hop", gt=0, description="hop seconds (default window/2)"),
     ) -> Any:
         """Multipart upload (field ``file``) or raw audio bytes as the body."""
-        if file is not None:
-            data = await file.read()
-            name = file.filename or "<upload>"
-        else:
-            data = await request.body()
-            name = "<body>"
+        _check_window("window", window_s, max_seconds)
+        _check_window("hop", hop_s, max_seconds)
+        name, data = await _read_upload(request)
         if not data:
             return _error(422, "empty upload", f"{name}: no audio bytes received (send a multipart field "
                                                "'file' or the audio as the request body)")
@@ -243,12 +342,21 @@ def create_app(model: str | Path | PredictorLike, *, max_upload_bytes: int = DEF
             return _error(422, "invalid request", f"window must be 0 or >= {MIN_WINDOW_SECONDS} s and hop >= "
                                                   f"{MIN_HOP_SECONDS} s (got window={w}, hop={h})")
         pred = (await run_in_threadpool(predictor.predict_waveforms, [wave], [name], window=w, hop=h))[0]
-        return PredictOut(name=name, label=pred.label, probabilities=pred.probabilities, duration=round(dur, 4),
+        scores = sorted(pred.probabilities.items(), key=lambda kv: -kv[1])
+        return PredictOut(name=name, label=pred.label, probabilities=pred.probabilities,
+                          scores=[ScoreOut(label=k, score=v) for k, v in scores], duration=round(dur, 4),
                           windows=[WindowOut(window=x.window, start=x.start, end=x.end, label=x.label,
                                              probabilities=x.probabilities) for x in pred.windows],
-                          warnings=warns)
+                          warnings=untrained_notes + warns)
 
     return app
+
+
+def _untrained_notes(untrained: list[str]) -> list[str]:
+    """Every answer of an untrained model says so (the CLI and the Python API warn too), worded once."""
+    from parrot_ser.notices import untrained_text
+
+    return [untrained_text(n) for n in untrained]
 
 
 def _header_seconds(data: bytes) -> float | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,10 @@ class TrainConfig:
     num_threads: int | None = None  # torch.set_num_threads; None leaves torch's setting
 
     def validate(self) -> TrainConfig:
+        for k in ("lr", "dropout", "weight_decay", "val_fraction"):
+            v = getattr(self, k)
+            if isinstance(v, float) and not math.isfinite(v):  # NaN passes every < / > test below
+                raise ConfigError(f"config {k} must be a finite number (got {v!r})")
         for k in ("lr", "batch_size", "epochs", "eval_batch_size"):
             if getattr(self, k) is None or getattr(self, k) <= 0:
                 raise ConfigError(f"config {k} must be positive (got {getattr(self, k)!r})")
@@ -67,6 +72,11 @@ class TrainConfig:
             raise ConfigError("layer 'all' (layer weighting) works on pooled features; drop --frames")
         if not isinstance(self.model, dict):
             raise ConfigError(f"config model must be a mapping of build_model options (got {self.model!r})")
+        if self.weight_decay < 0:
+            raise ConfigError(f"config weight_decay must be >= 0 (got {self.weight_decay})")
+        from parrot_ser.device import check_device
+
+        check_device(self.device, "config key device:")
         return self
 
     def to_dict(self) -> dict[str, Any]:

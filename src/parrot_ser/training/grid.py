@@ -7,12 +7,14 @@ OUT/
   cells.csv                 the same numbers in long form (means and stds as numbers)
   significance.md/.csv      each fusion model vs concat on the same pair, folds and seeds
   grid.json                 the plan, per-cell summaries and the random-init warnings
+  overview.png              every cell's accuracy and macro-F1 (mean ± std), sorted, chance line
 
 Significance (why these tests): the primary test is the Wilcoxon signed-rank test over the paired
 (seed, fold) accuracies (and macro-F1s) of the two models, because there are few pairs (5 folds x
 a few seeds) and no reason to assume normal differences; the paired t-test is given alongside. Both
 treat the fold pairs as independent, which they are not (training sides overlap), so their p-values
-are optimistic (Nadeau & Bengio 2003); with 5 pairs the smallest two-sided Wilcoxon p is 0.0625. An
+are optimistic (Nadeau & Bengio 2003); with n pairs the smallest two-sided exact Wilcoxon p is 2/2^n
+(0.0625 for 5 pairs; significance.md states it for the grid's own n). An
 exact McNemar test on the first seed's pooled test predictions (each utterance tested exactly once)
 adds a per-utterance view.
 """
@@ -32,7 +34,12 @@ from scipy import stats
 
 from parrot_ser.errors import ConfigError
 from parrot_ser.training.config import TrainConfig
-from parrot_ser.training.run import is_random_init, load_features, run_cv, write_json_atomic
+from parrot_ser.training.run import (
+    is_random_init,
+    load_features,
+    random_init_label,
+    write_json_atomic,
+)
 
 PAIR_MODES = ("all", "hetero", "homo")
 BASELINE = "concat"
@@ -155,9 +162,18 @@ def significance(cells: Sequence[Cell], results: dict[str, dict], out: Path, see
 
 def run_grid(features_dir: str | Path, encoders: Sequence[str], models: Sequence[str], config: TrainConfig,
              seeds: Sequence[int], protocol: str, out_dir: str | Path, *, n_folds: int = 5,
-             pairs: str = "all", progress: Any = None) -> dict:
-    """Run every cell (see ``plan_grid``) with ``run_cv`` into OUT/cells/<row>/<model>/ and write
-    the tables and significance files (module doc). Finished cells are skipped by run_cv's resume."""
+             pairs: str = "all", progress: Any = None, batched: bool | None = None, workers: int | None = None,
+             engine: str = "local", address: str | None = None, folds_file: str | Path | None = None) -> dict:
+    """Run every cell (see ``plan_grid``) into OUT/cells/<row>/<model>/ and write the tables and
+    significance files (module doc). Every cell is prepared first (identity, folds, run.json), then
+    all their missing seed/folds run as one pool of work (``execute.run_plans``: batched, on every
+    core by default, or on Ray); finished seed/folds and cells are skipped (resume).
+    ``folds_file``: as in ``run_cv``; the first cell prepared writes it when absent, every cell then
+    reads it, so all cells share the same folds (the paired significance tests rely on that)."""
+    from parrot_ser.training.data import SERData
+    from parrot_ser.training.execute import run_plans
+    from parrot_ser.training.run import finish_run, prepare_run
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     from parrot_ser.features import open_store
@@ -172,17 +188,91 @@ def run_grid(features_dir: str | Path, encoders: Sequence[str], models: Sequence
     kinds = {e: encoder_kind(e, metas[e]) for e in encoders}
     cells = plan_grid(encoders, models, kinds, pairs)
     total = progress.add_task("grid cells", total=len(cells), rate="") if progress is not None else None
-    results: dict[str, dict] = {}
-    cache: dict[tuple[str, ...], Any] = {}
+    plans = {}
+    by_combo: dict[tuple[str, ...], list[Cell]] = {}
     for c in cells:
-        if c.encoders not in cache:
-            cache = {c.encoders: load_features(features_dir, c.encoders, config)}  # one combo in memory
-        res = run_cv(features_dir, c.encoders, c.model, config, seeds, protocol, out / "cells" / c.row / c.model,
-                     n_folds=n_folds, progress=progress, data=cache[c.encoders])
-        results[c.key] = res
+        by_combo.setdefault(c.encoders, []).append(c)
+    for combo, cs in by_combo.items():
+        data = load_features(features_dir, combo, config)  # one combination in memory at a time
+        light = None
+        for c in cs:
+            plans[c.key] = p = prepare_run(features_dir, c.encoders, c.model, config, seeds, protocol,
+                                           out / "cells" / c.row / c.model, n_folds=n_folds, data=data,
+                                           folds_file=folds_file)
+            # Tables only need ids, labels and speakers; the features are read again where units run.
+            if light is None:
+                sd = p.sdata
+                light = SERData([], sd.labels, sd.utt_ids, sd.classes, None, sd.speakers)
+            p.sdata = light
+        del data
+    results: dict[str, dict] = {}
+    key_of = {id(p): k for k, p in plans.items()}
+    shared = _GridProgress(progress, total) if total is not None else progress
+
+    def done(plan) -> None:
+        k = key_of[id(plan)]
+        results[k] = res = finish_run(plan)
         if total is not None:
-            progress.update(total, advance=1, rate=f"{c.key}: {_fmt(res['headline'])}")
-    return write_tables(out, cells, results, kinds, metas, seeds)
+            shared.cell_done(_task_name(plan.model, plan.encoders), rate=f"{k}: {_fmt(res['headline'])}")
+
+    run_plans(list(plans.values()), batched=batched, workers=workers, engine=engine, address=address,
+              progress=shared, on_plan_done=done)
+    return write_tables(out, cells, {c.key: results[c.key] for c in cells}, kinds, metas, seeds)
+
+
+def _task_name(model: str, encoders: Sequence[str]) -> str:
+    return f"{model} ({'+'.join(encoders)})"  # as execute.run_plans names each cell's progress task
+
+
+class _GridProgress:
+    """The progress handed to run_plans: forwards everything, and sets the "grid cells" task to the
+    finished cells plus the completed fraction of every running cell, so the overall grid ETA
+    (average rate, cli/common.py) moves while cells train instead of jumping once per cell."""
+
+    def __init__(self, progress: Any, grid_task: Any):
+        self.progress, self.grid_task = progress, grid_task
+        self.cell_tasks: dict[str, Any] = {}
+        self.finished: set[str] = set()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.progress, name)
+
+    def add_task(self, description: str, *args: Any, **kwargs: Any) -> Any:
+        tid = self.progress.add_task(description, *args, **kwargs)
+        self.cell_tasks[description] = tid
+        return tid
+
+    def update(self, task_id: Any, **kwargs: Any) -> None:
+        self.progress.update(task_id, **kwargs)
+        if task_id != self.grid_task:
+            self._share()
+
+    def advance(self, task_id: Any, advance: float = 1) -> None:
+        self.progress.advance(task_id, advance)
+        self._share()
+
+    def cell_done(self, name: str, **fields: Any) -> None:
+        self.finished.add(name)
+        self._share(**fields)
+
+    def _share(self, **fields: Any) -> None:
+        tasks = {t.id: t for t in self.progress.tasks}
+        running = sum(min(1.0, tasks[tid].completed / tasks[tid].total)
+                      for name, tid in self.cell_tasks.items()
+                      if name not in self.finished and tid in tasks and tasks[tid].total)
+        grid = tasks.get(self.grid_task)
+        cap = grid.total if grid is not None and grid.total else float("inf")
+        self.progress.update(self.grid_task, completed=min(cap, len(self.finished) + running), **fields)
+
+
+def _wilcoxon_floor(n_pairs: Sequence[int]) -> str:
+    """The smallest two-sided exact Wilcoxon p each pair count allows (2 / 2^n): below it no result
+    can be "significant", so readers must see it for the n of this grid, not a fixed 5."""
+    ns = sorted({int(n) for n in n_pairs if n})
+    if not ns:
+        return ""
+    parts = [f"{n} pairs: {2.0 / 2 ** n:.3g}" for n in ns]
+    return f"Smallest possible two-sided exact Wilcoxon p (2/2^n) with {'; '.join(parts)}."
 
 
 def write_tables(out: Path, cells: Sequence[Cell], results: dict[str, dict], kinds: dict[str, str],
@@ -194,6 +284,9 @@ def write_tables(out: Path, cells: Sequence[Cell], results: dict[str, dict], kin
     first = next(iter(results.values()))
     head = ["encoders", "kind", *models]
     table = []
+    # table.md labels say which encoders are untrained (tiny stand-ins included); the CSV keeps the
+    # plain names as machine-readable keys.
+    labels = {r: "+".join(random_init_label(e, metas.get(e, {})) for e in r.split("+")) for r in rows}
     for r in rows:
         table.append([r, row_kind[r], *[_fmt(results[f"{r}/{m}"]["headline"]) if f"{r}/{m}" in results else ""
                                         for m in models]])
@@ -219,12 +312,12 @@ def write_tables(out: Path, cells: Sequence[Cell], results: dict[str, dict], kin
     md = [f"# Grid: {first['protocol']}, {first['n_utterances']} utterances, {first['n_speakers']} speakers", "",
           std_note, ""]
     for e in random_init:
-        md.append(f"**WARNING: features from UNTRAINED random-init encoder {e}; its numbers say nothing "
-                  f"about the pretrained model.**")
+        md.append(f"**WARNING: features from UNTRAINED random-init encoder {random_init_label(e, metas[e])}; its "
+                  f"numbers say nothing about the pretrained model.**")
     if random_init:
         md.append("")
     md += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    md += ["| " + " | ".join(r) + " |" for r in table]
+    md += ["| " + " | ".join([labels[r[0]], *r[1:]]) + " |" for r in table]
     (out / "table.md").write_text("\n".join(md) + "\n", encoding="utf-8")
 
     sig = significance(cells, results, out, seeds)
@@ -239,8 +332,11 @@ def write_tables(out: Path, cells: Sequence[Cell], results: dict[str, dict], kin
     smd = ["# Fusion models vs concat (paired over the same folds and seeds)", "",
            "Wilcoxon signed-rank over (seed, fold) pairs is the primary test (few pairs, no normality "
            "assumption); paired t-test alongside. Folds share training data, so the pairs are not "
-           "independent and both p-values are optimistic. With 5 pairs the smallest two-sided Wilcoxon p is "
-           "0.0625. McNemar (exact binomial on discordant utterances): first seed's pooled test predictions.", ""]
+           "independent and both p-values are optimistic. " + _wilcoxon_floor([r["n_pairs"] for r in sig]),
+           "McNemar (exact binomial test on the discordant utterances of the first seed's pooled test predictions, "
+           "each utterance tested once): column `b/c` = b utterances only concat got right / c utterances only the "
+           "fusion model got right; p is the chance of a split at least this uneven if b and c were equally likely.",
+           ""]
     smd += ["| pair | model | pairs | Δacc | p Wilcoxon | p t-test | ΔF1 | p Wilcoxon (F1) | McNemar b/c | p McNemar |",
             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in sig:
@@ -256,5 +352,14 @@ def write_tables(out: Path, cells: Sequence[Cell], results: dict[str, dict], kin
                        "headline": results[c.key]["headline"] if c.key in results else None} for c in cells],
             "encoder_kinds": kinds, "random_init_encoders": random_init, "seeds": list(seeds),
             "significance": sig, "std_note": std_note}
+    overview = [{"label": f"{c.model} [{c.row}]", "accuracy": results[c.key]["headline"]["accuracy"],
+                 "macro_f1": results[c.key]["headline"]["macro_f1"]} for c in cells if c.key in results]
+    if overview:
+        from parrot_ser.training.plots import plot_grid_overview
+
+        warn = " (UNTRAINED encoders: " + ", ".join(random_init) + ")" if random_init else ""
+        plot_grid_overview(overview, len(first["classes"]), out / "overview.png",
+                           f"{first['protocol']}, {first['n_utterances']} utterances, {len(seeds)} seed(s){warn}")
+        grid["plots"] = {"overview": "overview.png"}
     write_json_atomic(out / "grid.json", json.loads(json.dumps(grid, default=str)))
     return grid

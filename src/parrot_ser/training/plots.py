@@ -18,23 +18,29 @@ def _wrap(title: str, width: int) -> str:
     return textwrap.fill(title, width)
 
 
-def plot_confusion(cm: np.ndarray, classes: Sequence[str], path: Path, title: str = "") -> Path:
-    cm = np.asarray(cm, dtype=np.float64)
+def plot_confusion(cm: np.ndarray, classes: Sequence[str], path: Path, title: str = "", n_seeds: int = 1) -> Path:
+    """Cells show test-utterance counts; with several seeds each utterance is tested once per seed, so
+    the counts are averaged over seeds (they then sum to the number of utterances, not n_seeds times
+    it). Colour = row-normalised recall, on a labelled colour bar."""
+    cm = np.asarray(cm, dtype=np.float64) / max(1, int(n_seeds))
     rows = cm.sum(axis=1, keepdims=True)
     norm = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
     n = len(classes)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * n, 0.8 + 0.7 * n))
+    fig, ax = plt.subplots(figsize=(1.6 + 0.75 * n, 1.0 + 0.7 * n))
     im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     for i in range(n):
         for j in range(n):
-            ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=8,
-                    color="white" if norm[i, j] > 0.5 else "black")
+            v = cm[i, j]
+            ax.text(j, i, f"{int(v)}" if n_seeds <= 1 else f"{v:.1f}".rstrip("0").rstrip("."), ha="center",
+                    va="center", fontsize=8, color="white" if norm[i, j] > 0.5 else "black")
     ax.set_xticks(range(n), classes, rotation=45, ha="right")
     ax.set_yticks(range(n), classes)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(_wrap(title or "confusion (counts; colour = row-normalised recall)", 60), fontsize=9)
-    fig.colorbar(im, ax=ax, fraction=0.046)
+    what = "test utterances" if n_seeds <= 1 else f"test utterances, mean over {n_seeds} seeds"
+    ax.set_title(_wrap(f"{title + ': ' if title else ''}counts = {what}", 60), fontsize=9)
+    cb = fig.colorbar(im, ax=ax, fraction=0.046)
+    cb.set_label("share of the true class (row-normalised recall)", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -49,21 +55,99 @@ def plot_per_class_f1(f1_mean: Sequence[float], f1_std: Sequence[float], classes
     ax.set_xticks(range(n), classes, rotation=45, ha="right")
     ax.set_ylim(0, 100)
     ax.set_ylabel("F1 (%)")
-    ax.set_title(_wrap(title or "per-class F1 (mean +- std over folds)", 60), fontsize=9)
+    ax.set_title(_wrap(title or "per-class F1 (mean ± std over folds)", 60), fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
 
 
-def plot_transport(plan: np.ndarray, path: Path, title: str = "") -> Path:
+def plot_transport(plan: np.ndarray, path: Path, title: str = "", *, source: str = "source point (Mamba branch)",
+                   target: str = "target point (attention branch)") -> Path:
+    """The plan as a ratio to the uniform plan 1/(n m) (n x m valid points; all-zero rows and columns
+    are padding and dropped): 1 = uniform, so a near-uniform plan shows as an even mid-colour, which is
+    what the paper's batch OT tends to (SPEC section 2)."""
     plan = np.asarray(plan, dtype=np.float64)
-    fig, ax = plt.subplots(figsize=(4.6, 4.0))
-    im = ax.imshow(plan, cmap="viridis", aspect="auto")
-    ax.set_xlabel("target point (attention branch)")
-    ax.set_ylabel("source point (Mamba branch)")
-    ax.set_title(_wrap(title or "transport plan", 50), fontsize=9)
-    fig.colorbar(im, ax=ax, fraction=0.046)
+    keep_r, keep_c = plan.sum(axis=1) > 0, plan.sum(axis=0) > 0
+    plan = plan[keep_r][:, keep_c]
+    n, m = plan.shape
+    uniform = 1.0 / (n * m)
+    ratio = plan / max(plan.sum(), 1e-30) / uniform
+    rows = plan / np.clip(plan.sum(axis=1, keepdims=True), 1e-30, None)
+    partners = float(np.exp(-(rows * np.log(np.clip(rows, 1e-30, None))).sum(axis=1)).mean())
+    from matplotlib.colors import TwoSlopeNorm
+
+    hi = max(float(ratio.max()), 1.0 + 1e-6)
+    fig, ax = plt.subplots(figsize=(5.6, 5.0))
+    im = ax.imshow(ratio, cmap="RdBu_r", aspect="auto", norm=TwoSlopeNorm(vmin=0.0, vcenter=1.0, vmax=max(hi, 2.0)))
+    ax.set_xlabel(target)
+    ax.set_ylabel(source)
+    stats = (f"{n} x {m} plan; uniform 1/(n·m) = {uniform:.3g}; entries {ratio.min():.2f} to {ratio.max():.2f} "
+             f"x uniform; effective partners {partners:.1f} of {m}")
+    ax.set_title("\n".join(p for p in (_wrap(title, 62) if title else "", _wrap(stats, 62)) if p), fontsize=8)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.yaxis.get_major_locator().set_params(integer=True)
+    cb = fig.colorbar(im, ax=ax, fraction=0.046)
+    cb.set_label("plan entry ÷ uniform 1/(n·m)  (1 = uniform)", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_learning_curves(curves: Sequence[tuple[str, Sequence[dict], int | None]], path: Path,
+                         title: str = "") -> Path:
+    """Per-epoch curves of every seed x fold: losses (train solid, validation dashed) on the left,
+    validation accuracy / macro-F1 on the right; a dot marks the restored (best) epoch.
+    ``curves``: (name, history records as in fit_model, best_epoch)."""
+    fig, (ax_l, ax_m) = plt.subplots(1, 2, figsize=(10, 3.8))
+    colours = plt.get_cmap("tab10")
+    for i, (name, hist, best) in enumerate(curves):
+        c = colours(i % 10)
+        ep = [r["epoch"] for r in hist]
+        ax_l.plot(ep, [r.get("train_loss") for r in hist], color=c, lw=1.2, label=name)
+        if any(r.get("val_loss") is not None for r in hist):
+            ax_l.plot(ep, [r.get("val_loss") for r in hist], color=c, lw=1.0, ls="--")
+            ax_m.plot(ep, [r.get("val_macro_f1") for r in hist], color=c, lw=1.2)
+            ax_m.plot(ep, [r.get("val_accuracy") for r in hist], color=c, lw=0.8, ls=":")
+            if best:
+                rb = next((r for r in hist if r["epoch"] == best), None)
+                if rb is not None and rb.get("val_macro_f1") is not None:
+                    ax_m.plot([best], [rb["val_macro_f1"]], "o", color=c, ms=4)
+    ax_l.set_xlabel("epoch")
+    ax_l.set_ylabel("cross-entropy")
+    ax_l.set_title("loss (solid: train, dashed: validation)", fontsize=8)
+    ax_m.set_xlabel("epoch")
+    ax_m.set_ylabel("validation %")
+    ax_m.set_title("validation (solid: macro-F1, dotted: accuracy; dot: restored epoch)", fontsize=8)
+    ax_m.set_ylim(0, 102)  # a curve at 100 % stays visible above the frame's top edge
+    if len(curves) <= 15:
+        ax_l.legend(fontsize=7, ncol=2 if len(curves) > 5 else 1)
+    fig.suptitle(_wrap(title or "learning curves (dot: restored best epoch)", 100), fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_grid_overview(cells: Sequence[dict], n_classes: int, path: Path, title: str = "") -> Path:
+    """Every grid cell as a pair of horizontal bars (accuracy, macro-F1; mean +- std over folds),
+    sorted by mean accuracy, best on top, with the chance level (100 / n_classes %, uniform guessing)
+    as a dashed line. ``cells``: {"label", "accuracy": {"mean", "std"}, "macro_f1": {...}}."""
+    cells = sorted(cells, key=lambda c: -c["accuracy"]["mean"])
+    y = np.arange(len(cells))
+    fig, ax = plt.subplots(figsize=(8.5, 0.42 * len(cells) + 1.6))
+    for off, m, name in ((-0.2, "accuracy", "accuracy (WA)"), (0.2, "macro_f1", "macro-F1")):
+        ax.barh(y + off, [c[m]["mean"] for c in cells], 0.4, xerr=[c[m]["std"] for c in cells], label=name,
+                capsize=2)
+    chance = 100.0 / max(1, n_classes)
+    ax.axvline(chance, color="black", ls="--", lw=1, label=f"chance ({chance:.1f} %)")
+    ax.set_yticks(y, [c["label"] for c in cells], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("% (mean ± std over speaker-independent folds)")
+    ax.set_title(_wrap(title or "grid overview", 90), fontsize=9)
+    ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

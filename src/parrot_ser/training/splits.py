@@ -91,6 +91,16 @@ def split_validation(train_idx: np.ndarray, labels: Sequence, speakers: Sequence
     # n_splits chosen so one split holds ~fraction of the speakers; fold 0 of a stratified group split
     # is then a label-balanced set of whole speakers.
     n_splits = int(min(len(uniq), max(2, round(1.0 / fraction))))
+    _, counts = np.unique(y.astype(str), return_counts=True)
+    if counts.max() < n_splits:
+        # Every class has fewer rows than splits: scikit-learn >= 1.9 raises here (older versions
+        # warned). Stratifying is impossible, so keep the validation share and take whole speakers
+        # by a seeded draw instead; the fold record lists them.
+        rng = np.random.default_rng(int(seed) % (2**32))
+        k = max(1, int(round(fraction * len(uniq))))
+        val_spk = set(rng.permutation(np.asarray(uniq, dtype=object))[:k].tolist())
+        is_val = np.asarray([str(v) in val_spk for v in sp])
+        return np.sort(train_idx[~is_val]), np.sort(train_idx[is_val])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "least populated class has only n members" on tiny data
         tr, va = next(_sgkf(n_splits, seed).split(np.zeros(len(y)), y, groups=sp.astype(str)))
@@ -118,6 +128,12 @@ def make_folds(labels: Sequence, speakers: Sequence[str], *, protocol: str = "sp
         if n_spk < n_folds:
             raise ConfigError(f"speaker-kfold with {n_folds} folds needs at least {n_folds} speakers; "
                               f"the data has {n_spk} (use --folds {n_spk} or --protocol loso)")
+        cls, counts = np.unique(np.asarray(labels, dtype=str), return_counts=True)
+        if counts.max() < n_folds:  # scikit-learn >= 1.9 raises; say which classes and what to do
+            sizes = ", ".join(f"{c} {k}" for c, k in sorted(zip(cls, counts), key=lambda t: -t[1]))
+            raise ConfigError(f"speaker-kfold with {n_folds} folds cannot be stratified: every class has fewer "
+                              f"than {n_folds} utterances ({sizes}); use --folds {max(2, int(counts.max()))} "
+                              f"or --protocol loso")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             splits = list(_sgkf(n_folds, seed).split(np.zeros(n), np.asarray(labels, dtype=object),
@@ -173,3 +189,70 @@ def make_folds(labels: Sequence, speakers: Sequence[str], *, protocol: str = "sp
 def folds_to_json(folds: Sequence[Fold], speakers: Sequence[str]) -> list[dict]:
     return [f.describe(speakers) for f in folds]
 
+
+
+FOLDS_FORMAT = "parrot-ser-folds/1"
+
+
+def write_folds_file(path, folds_by_seed: dict[int, Sequence[Fold]], utt_ids: Sequence[str],
+                     speakers: Sequence[str], protocol: str) -> None:
+    """Folds as utterance ids (readable, editable, independent of row order): ``{"format", "protocol",
+    "seeds": {"0": [{"fold", "name", "train", "val", "test", ...speakers}]}}``."""
+    import json
+    import os
+    from pathlib import Path
+
+    ids = np.asarray(list(utt_ids), dtype=object)
+    doc = {"format": FOLDS_FORMAT, "protocol": protocol, "seeds": {
+        str(s): [{**f.describe(speakers), "train": ids[f.train].tolist(), "val": ids[f.val].tolist(),
+                  "test": ids[f.test].tolist()} for f in folds] for s, folds in folds_by_seed.items()}}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(doc, indent=1), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_folds_file(path, seeds: Sequence[int], utt_ids: Sequence[str], speakers: Sequence[str]
+                    ) -> dict[int, list[Fold]]:
+    """Folds of ``write_folds_file`` (or a hand-made file in that format) mapped onto the rows of
+    ``utt_ids``. A file with one seed gives its folds to every requested seed. Unknown utterance
+    ids, a row on two sides of a fold, or speaker leakage are ConfigError/LeakageError naming them."""
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{path}: unreadable folds file ({e})") from None
+    if not isinstance(doc, dict) or doc.get("format") != FOLDS_FORMAT or not isinstance(doc.get("seeds"), dict) \
+            or not doc["seeds"]:
+        raise ConfigError(f"{path}: not a folds file (needs format {FOLDS_FORMAT!r} and a 'seeds' mapping; "
+                          f"write one with `parrot-ser train ... --folds-file {path.name}`)")
+    index = {u: i for i, u in enumerate(utt_ids)}
+    by_seed = doc["seeds"]
+    out: dict[int, list[Fold]] = {}
+    for s in seeds:
+        entry = by_seed.get(str(s))
+        if entry is None:
+            if len(by_seed) != 1:
+                raise ConfigError(f"{path}: no folds for seed {s} (the file has seeds {', '.join(by_seed)})")
+            entry = next(iter(by_seed.values()))
+        folds = []
+        for k, fd in enumerate(entry):
+            sides = {}
+            for side in ("train", "val", "test"):
+                ids = fd.get(side) or []
+                unknown = [u for u in ids if u not in index]
+                if unknown:
+                    raise ConfigError(f"{path}: fold {fd.get('fold', k)} {side}: {len(unknown)} utterance id(s) "
+                                      f"not in the features (first: {unknown[0]!r})")
+                sides[side] = np.sort(np.asarray([index[u] for u in ids], dtype=np.int64))
+            if not len(sides["train"]) or not len(sides["test"]):
+                raise ConfigError(f"{path}: fold {fd.get('fold', k)} has an empty train or test side")
+            folds.append(Fold(int(fd.get("fold", k)), sides["train"], sides["val"], sides["test"],
+                              str(fd.get("name", ""))))
+        assert_speaker_independent(folds, speakers)
+        out[int(s)] = folds
+    return out

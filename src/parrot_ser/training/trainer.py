@@ -5,14 +5,19 @@ Determinism: ``seed_everything`` seeds python, numpy and torch; the training ord
 torch.Generator seeded with the seed, so the same seed gives the same numbers on CPU.
 
 Evaluation order (matters for batch-dependent models such as the paper's batch-level OT in
-``parrot``): utterances are sorted by utt_id and cut into consecutive batches of
-``eval_batch_size``; the result is returned in the caller's row order. So an utterance's prediction
-depends only on the evaluated set and eval_batch_size, never on the caller's order or on shuffling.
+``parrot``): utterances are ordered by ``sha256(EVAL_ORDER_SALT + utt_id)`` and cut into consecutive
+batches of ``eval_batch_size``; the result is returned in the caller's row order. So an utterance's
+prediction depends only on the evaluated set and eval_batch_size, never on the caller's order, on
+shuffling, or on how the files are named: sorting by utt_id put one emotion per batch on corpora
+whose names start with the emotion code (RAVDESS: 79 % of a batch shared a label), which lets batch
+mates leak label structure. The hash order is a fixed pseudo-random permutation, the same on every
+machine and run (``EVAL_BATCHING`` describes it in run.json).
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 import random
 from collections.abc import Callable
@@ -58,13 +63,28 @@ def build_net(model_name: str, input_shapes: list, n_classes: int, config: Train
     return build_model(model_name, list(input_dims), n_classes, **kw)
 
 
+EVAL_ORDER_SALT = "parrot-ser-eval-order/1:"
+
+
+def eval_order_key(utt_id: str) -> str:
+    return hashlib.sha256((EVAL_ORDER_SALT + str(utt_id)).encode("utf-8")).hexdigest()
+
+
+def eval_batching(batch_size: int) -> str:
+    """The evaluation batching, in words, for run.json / results.json / bundles."""
+    return (f"utterances ordered by sha256({EVAL_ORDER_SALT!r} + utt_id) (a fixed permutation independent of "
+            f"file names and labels), consecutive batches of {int(batch_size)}")
+
+
 def _eval_order(data: SERData) -> np.ndarray:
-    return np.asarray(sorted(range(len(data)), key=lambda i: data.utt_ids[i]), dtype=np.int64)
+    # ties are impossible in practice; utt_id breaks them so the order is total
+    return np.asarray(sorted(range(len(data)), key=lambda i: (eval_order_key(data.utt_ids[i]), data.utt_ids[i])),
+                      dtype=np.int64)
 
 
 @torch.no_grad()
 def predict_logits(model: torch.nn.Module, data: SERData, config: TrainConfig) -> np.ndarray:
-    """Logits (N, C) in ``data``'s row order, evaluated in utt_id order in fixed batches."""
+    """Logits (N, C) in ``data``'s row order, evaluated in the fixed hash order (module doc) in fixed batches."""
     model.eval()
     order = _eval_order(data)
     out = np.zeros((len(data), 0), dtype=np.float32)
@@ -92,15 +112,23 @@ def predict_proba(model: torch.nn.Module, data: SERData, config: TrainConfig) ->
 
 
 @torch.no_grad()
-def first_eval_batch_transport(model: torch.nn.Module, data: SERData, config: TrainConfig):
-    """Run the first evaluation batch (same batching as predict_proba) and return the model's
-    ``last_transport`` (None for models without OT)."""
+def eval_batch_transports(model: torch.nn.Module, data: SERData, config: TrainConfig) -> list[tuple[int, object]]:
+    """Run every evaluation batch (same batching as predict_proba) and return (batch size, the
+    model's ``last_transport``) per batch; empty for models without OT."""
     if len(data) == 0:
-        return None
+        return []
     model.eval()
-    idx = _eval_order(data)[: config.eval_batch_size]
-    model(make_batch(data, idx, use_frames=config.use_frames, device=config.device))
-    return getattr(model, "last_transport", None)
+    order = _eval_order(data)
+    out = []
+    bs = int(config.eval_batch_size)
+    for s in range(0, len(order), bs):
+        idx = order[s: s + bs]
+        model(make_batch(data, idx, use_frames=config.use_frames, device=config.device))
+        tr = getattr(model, "last_transport", None)
+        if tr is None:
+            return []
+        out.append((len(idx), tr))
+    return out
 
 
 def fit_model(train_data: SERData, val_data: SERData | None, model_name: str, config: TrainConfig,
@@ -149,7 +177,7 @@ def fit_model(train_data: SERData, val_data: SERData | None, model_name: str, co
             opt.step()
             total += float(loss.item()) * len(idx)
             seen += len(idx)
-        rec = {"epoch": epoch, "train_loss": total / max(seen, 1)}
+        rec = {"epoch": epoch, "train_loss": total / max(seen, 1), "lr": float(opt.param_groups[0]["lr"])}
         if has_val:
             logits = predict_logits(model, val_data, config)
             vl = float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(val_data.labels)).item())

@@ -70,5 +70,36 @@ def check_options(options: dict, allowed: set[str], name: str) -> None:
         raise ConfigError(f"{name}: unknown option(s) {unknown}; known: {sorted(allowed)}")
 
 
+def int_option(options: dict, key: str, default: int | None, name: str, minimum: int = 1,
+               allow_none: bool = False) -> int | None:
+    """An integer encoder option from --option text (YAML-parsed, so ``None`` arrives as the string
+    "None") or Python. With ``allow_none``, None/"none"/"null"/"auto" (any case) give None; anything
+    else must be an int >= ``minimum``; a bad value is a ConfigError naming the option."""
+    value = options.get(key, default)
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null", "auto")):
+        if allow_none:
+            return None
+        raise ConfigError(f"{name}: option {key} must be an integer, got {value!r}")
+    try:
+        if isinstance(value, bool) or float(value) != int(float(value)):
+            raise ValueError
+        out = int(float(value))
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}: option {key} must be an integer, got {value!r}") from None
+    if out < minimum:
+        raise ConfigError(f"{name}: option {key} must be >= {minimum}, got {out}")
+    return out
+
+
+def random_init_only(options: dict, key: str, name: str, random_init: bool, from_checkpoint: int) -> None:
+    """Options that shape an untrained model only: with a checkpoint the checkpoint decides, so a
+    different value would be silently ignored yet recorded in the identity. Refuse it instead."""
+    if random_init or key not in options:
+        return
+    if int_option(options, key, from_checkpoint, name) != from_checkpoint:
+        raise ConfigError(f"{name}: option {key}={options[key]} applies only with random_init; the checkpoint "
+                          f"has {key} {from_checkpoint} (drop the option)")
+
+
 def checkpoint_path(checkpoint: str | None) -> Path | None:
     return None if checkpoint is None else Path(checkpoint).expanduser()

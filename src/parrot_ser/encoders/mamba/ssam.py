@@ -64,7 +64,9 @@ class SSAMModel(nn.Module):
         self.blocks = nn.ModuleList(
             Block(dim, MambaMixer(dim, d_state, d_conv, expand), make_norm(dim, norm_eps, rms_norm))
             for _ in range(depth))
-        self.encoder_norm = make_norm(dim, norm_eps, rms_norm)
+        # Always LayerNorm: the official MambaSSAST takes encoder_norm from its base class
+        # (norm_layer=LayerNorm eps 1e-6); rms_norm only changes the blocks' norms.
+        self.encoder_norm = nn.LayerNorm(dim, eps=norm_eps)
         nn.init.normal_(self.cls_token, std=0.02)
 
     def forward(self, x: torch.Tensor, layers: list[int]) -> dict[int, torch.Tensor]:

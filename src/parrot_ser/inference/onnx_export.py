@@ -1,0 +1,353 @@
+"""``parrot-ser export --onnx``: the bundle's head (and, where the encoders trace cleanly, the whole
+audio -> probabilities graph) as ONNX, checked against PyTorch with onnxruntime before it is kept.
+
+MODEL_DIR/onnx/
+  head.onnx     inputs ``pooled_<i>`` (batch, D_i) per encoder input (raw, unstandardised features as
+                the feature store holds them; (batch, L, D_i) for layer "all"); frame models also
+                ``frames_<i>`` (batch, T_i, F_i) and ``mask_<i>`` (batch, T_i) bool (True = valid
+                frame); output ``probabilities`` (batch, n_labels) = the mean of the ensemble
+                members' softmax, as ``Predictor.probabilities``. Dynamic batch (and frame) axes.
+  model.onnx    (logmel and Hugging Face encoders) input ``audio`` (batch, samples) float32 mono at
+                16 kHz, one clip per row, all rows the same length (pad nothing: padding changes
+                the encoders' features); output ``probabilities``. Dynamic batch and length; Whisper
+                clips up to 30 s (one window).
+  onnx.json     labels, inputs/outputs, opset, and the parity measured at export (max abs
+                difference of the probabilities against PyTorch on two batches of different size
+                and length); the files are added to the bundle's sha256 manifest.
+
+Why a graph-friendly front end: ``torch.stft`` returns complex tensors the TorchScript ONNX exporter
+cannot carry through ``abs()``; the STFT here is the same windowed DFT as a strided Conv1d (real and
+imaginary kernels), which exports to plain Conv and matches torch.stft to float rounding.
+
+Not exported (a ParrotError says so):
+- batch-dependent heads (paper ``parrot``/``ot``): the bundle scores each utterance together with
+  fixed anchor rows, one utterance per batch; a plain batched graph would couple the rows instead.
+- Mamba encoders (SSAM, SSAMBA) in model.onnx: their selective scan (encoders/mamba/scan.py) is a
+  sequential recurrence over tokens written as a Python loop with in-place ``addcmul_`` into
+  preallocated chunk buffers and ``torch.mul/matmul(out=...)``; the TorchScript exporter has no
+  symbolic for the ``out=`` variants and would in any case unroll the loop for one sequence length.
+  What it would take: an export path of the scan that writes the recurrence as an ONNX ``Scan``/
+  ``Loop`` (torch.export with ``torch.ops.higher_order.scan`` and the dynamo exporter), or the
+  out-of-place recurrence unrolled at SSAM's fixed chunk length (251 tokens x 12 blocks), or an
+  onnxruntime custom op. Until then export the head and feed it features from PyTorch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from parrot_ser.errors import ParrotError
+
+OPSET = 17
+TOLERANCE = 1e-4
+ONNX_DIR = "onnx"
+
+
+class OnnxExportError(ParrotError):
+    """A graph that cannot be exported, or an exported graph that does not reproduce PyTorch."""
+
+
+# --- graph-friendly front ends ---------------------------------------------------------------------
+class DFTSpectrogram(torch.nn.Module):
+    """|STFT|^2 of (B, N) audio as a Conv1d with cos/sin kernels: centre=True reflect padding, periodic
+    Hann window, one-sided bins; returns (B, n_fft // 2 + 1, frames) like ``torch.stft(...).abs()**2``."""
+
+    def __init__(self, n_fft: int, hop: int, window: torch.Tensor):
+        super().__init__()
+        self.n_fft, self.hop = n_fft, hop
+        k = torch.arange(n_fft // 2 + 1, dtype=torch.float64)[:, None]
+        n = torch.arange(n_fft, dtype=torch.float64)[None, :]
+        ang = 2 * math.pi * k * n / n_fft
+        w = window.double()[None, :]
+        kern = torch.cat([w * torch.cos(ang), -w * torch.sin(ang)])  # (2K, n_fft)
+        self.register_buffer("kernel", kern.float()[:, None, :])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.n_fft // 2
+        x = F.pad(x[:, None, :], (p, p), mode="reflect")
+        z = F.conv1d(x, self.kernel, stride=self.hop)  # (B, 2K, T)
+        re, im = z.chunk(2, dim=1)
+        return re * re + im * im
+
+
+class LogMelGraph(torch.nn.Module):
+    """encoders/logmel.py as a graph: pooled (B, 1, 320), frames (B, 1, T, 160)."""
+
+    def __init__(self, enc: Any):
+        super().__init__()
+        from parrot_ser.encoders import logmel
+
+        self.m = logmel
+        self.spec = DFTSpectrogram(logmel.N_FFT, logmel.HOP, torch.hann_window(logmel.N_FFT))
+        self.register_buffer("mel", enc.mel.detach().cpu().float())
+
+    def forward(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        m = self.m
+        power = self.spec(wave).transpose(1, 2)  # (B, T, freq)
+        lm = torch.log(power @ self.mel + m.LOG_FLOOR)  # (B, T, 80)
+        n = m.DELTA_N
+        t = lm.shape[1]
+        padded = torch.cat([lm[:, :1].expand(-1, n, -1), lm, lm[:, -1:].expand(-1, n, -1)], dim=1)
+        num = sum(k * (padded[:, n + k: n + k + t] - padded[:, n - k: n - k + t]) for k in range(1, n + 1))
+        f = torch.cat([lm, num / (2 * sum(k * k for k in range(1, n + 1)))], dim=2)  # (B, T, 160)
+        mean = f.mean(1)
+        std = ((f - mean[:, None]) ** 2).mean(1).sqrt()  # population std, as std(unbiased=False)
+        return torch.cat([mean, std], dim=1)[:, None], f[:, None]
+
+
+class HFGraph(torch.nn.Module):
+    """A wav2vec 2.0-family encoder of encoders/hf.py on equal-length clips (no padding, no mask):
+    the feature extractor's normalisation, then the chosen hidden states; pooled = mean over frames.
+    Returns pooled (B, L, D), frames (B, L, T, D)."""
+
+    def __init__(self, enc: Any):
+        super().__init__()
+        self.model = enc.model
+        self.layers = list(enc.identity.layers)
+        self.normalize = bool(getattr(enc.fe, "do_normalize", False))
+
+    def forward(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = wave
+        if self.normalize:  # Wav2Vec2FeatureExtractor.zero_mean_unit_var_norm
+            mu = x.mean(1, keepdim=True)
+            x = (x - mu) / torch.sqrt(((x - mu) ** 2).mean(1, keepdim=True) + 1e-7)
+        hs = self.model(input_values=x, output_hidden_states=True, return_dict=True).hidden_states
+        fr = torch.stack([hs[j] for j in self.layers], dim=1)  # (B, L, T, D)
+        return fr.mean(2), fr
+
+
+class WhisperGraph(torch.nn.Module):
+    """Whisper (encoders/hf.py) for clips up to 30 s: zero-pad to 30 s, the feature extractor's
+    log-mel (WhisperFeatureExtractor._torch_extract_fbank_features), the encoder, frames trimmed to
+    ceil(samples / 320)."""
+
+    def __init__(self, enc: Any):
+        super().__init__()
+        from parrot_ser.encoders.hf import WHISPER_HOP, WHISPER_WINDOW
+
+        fe = enc.fe
+        self.model = enc.model
+        self.layers = list(enc.identity.layers)
+        self.window, self.frame_hop = WHISPER_WINDOW, WHISPER_HOP
+        self.spec = DFTSpectrogram(fe.n_fft, fe.hop_length, torch.hann_window(fe.n_fft))
+        self.register_buffer("mel", torch.from_numpy(np.asarray(fe.mel_filters, dtype=np.float32)))  # (freq, mels)
+
+    def forward(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        n = wave.shape[1]
+        x = torch.cat([wave, wave.new_zeros(wave.shape[0], self.window - n)], dim=1)
+        mag = self.spec(x)[..., :-1]  # (B, freq, 3000)
+        log_spec = torch.clamp(self.mel.T @ mag, min=1e-10).log10()
+        top = log_spec.amax(dim=(1, 2), keepdim=True)
+        log_spec = (torch.maximum(log_spec, top - 8.0) + 4.0) / 4.0
+        hs = self.model(input_features=log_spec, output_hidden_states=True, return_dict=True).hidden_states
+        t = (n + self.frame_hop - 1) // self.frame_hop
+        fr = torch.stack([hs[j][:, :t] for j in self.layers], dim=1)
+        return fr.mean(2), fr
+
+
+def front_end(enc: Any) -> torch.nn.Module:
+    fam = enc.spec.family
+    if fam == "logmel":
+        return LogMelGraph(enc)
+    if fam == "hf":
+        return WhisperGraph(enc) if getattr(enc, "is_whisper", False) else HFGraph(enc)
+    raise OnnxExportError(
+        f"encoder {enc.spec.name!r} ({fam}) is not exported to ONNX: the Mamba selective scan is a Python "
+        "loop with in-place out= writes the ONNX exporter cannot trace (see docs/inference.md); use "
+        "onnx/head.onnx with features from PyTorch")
+
+
+class PooledGraph(torch.nn.Module):
+    """audio (B, N) -> an encoder's pooled features (B, L, P): the front end alone (tests, and for
+    feeding head.onnx from ONNX)."""
+
+    def __init__(self, enc: Any):
+        super().__init__()
+        self.front = front_end(enc)
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        return self.front(audio)[0]
+
+
+def export_encoder(enc: Any, path: str | Path, example: np.ndarray) -> Path:
+    """Write ``enc``'s pooled-feature graph (PooledGraph) as ONNX; input ``audio``, output ``pooled``."""
+    x = torch.from_numpy(np.asarray(example, dtype=np.float32))[None]
+    with torch.no_grad():
+        _export(PooledGraph(enc).eval(), (x,), Path(path), ["audio"], {"audio": {0: "batch", 1: "samples"}},
+                output="pooled")
+    return Path(path)
+
+
+# --- the graphs -------------------------------------------------------------------------------------
+def _select(x: torch.Tensor, layer: Any) -> torch.Tensor:
+    """predictor.select_layer on axis 1 of (B, L, ...)."""
+    if layer == "all":
+        return x
+    if layer == "mean":
+        return x.mean(1)
+    return x[:, -1 if layer in (None, "last") else int(layer)]
+
+
+class EnsembleHead(torch.nn.Module):
+    """Mean softmax of the members (StandardisedModel each) on raw features."""
+
+    def __init__(self, heads: list[torch.nn.Module], n_inputs: int, use_frames: bool):
+        super().__init__()
+        self.heads = torch.nn.ModuleList(heads)
+        self.n, self.use_frames = n_inputs, use_frames
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        from parrot_ser.fusion.base import FusionInput
+
+        n = self.n
+        fi = FusionInput(list(xs[:n]), list(xs[n:2 * n]) if self.use_frames else None,
+                         list(xs[2 * n:3 * n]) if self.use_frames else None)
+        probs = [torch.softmax(h(fi).float(), dim=-1) for h in self.heads]
+        return torch.stack(probs).mean(0)
+
+
+class AudioGraph(torch.nn.Module):
+    """audio (B, N) -> encoder front ends -> the bundle's layer rule (and float16 rounding of a
+    float16 feature store) -> EnsembleHead."""
+
+    def __init__(self, fronts: list[torch.nn.Module], head: EnsembleHead, layer: Any, half: list[bool]):
+        super().__init__()
+        self.fronts = torch.nn.ModuleList(fronts)
+        self.head, self.layer, self.half = head, layer, half
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        pooled, frames, masks = [], [], []
+        for fe, half in zip(self.fronts, self.half):
+            p, fr = fe(audio)
+            if half:
+                p, fr = p.half().float(), fr.half().float()
+            pooled.append(_select(p, self.layer))
+            if self.head.use_frames:
+                f = fr.transpose(1, 2)  # (B, T, L, F): the layer rule on the layer axis, as the predictor
+                f = f if self.layer == "all" else f.mean(2) if self.layer == "mean" else \
+                    f[:, :, -1 if self.layer in (None, "last") else int(self.layer)]
+                frames.append(f)
+                masks.append(torch.ones(f.shape[:2], dtype=torch.bool))
+        return self.head(*pooled, *frames, *masks)
+
+
+# --- export -----------------------------------------------------------------------------------------
+def _export(module: torch.nn.Module, args: tuple, path: Path, names: list[str], dynamic: dict,
+            output: str = "probabilities") -> None:
+    with warnings.catch_warnings():
+        # the TorchScript-based exporter is deprecated in favour of the dynamo one, which needs
+        # onnxscript and torch.export-clean models (HF audio models are not, today)
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, args, str(path), input_names=names, output_names=[output],
+                          dynamic_axes={**dynamic, output: {0: "batch"}}, opset_version=OPSET,
+                          dynamo=False, do_constant_folding=True)
+
+
+def _session(path: Path) -> Any:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1  # the checks are tiny; threads only contend on shared machines
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def _test_waves(sr: int) -> list[list[np.ndarray]]:
+    """Two batches of different size and length: a graph with a shape frozen at tracing fails one."""
+    rng = np.random.default_rng(0)
+    t1, t2 = np.arange(int(1.3 * sr)) / sr, np.arange(int(2.1 * sr)) / sr
+    tone = lambda t, f: (0.3 * np.sin(2 * np.pi * f * t) + 0.01 * rng.standard_normal(t.size)).astype(np.float32)  # noqa: E731
+    return [[tone(t1, 220.0), tone(t1, 330.0)], [tone(t2, 150.0), tone(t2, 440.0), tone(t2, 260.0)]]
+
+
+def export_onnx(model_dir: str | Path, *, full: bool | None = None) -> dict:
+    """Write MODEL_DIR/onnx/ (module doc) for a verified bundle and add it to the bundle's manifest.
+    ``full``: also the audio graph (None: when every encoder supports it). Returns onnx.json."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        raise OnnxExportError("ONNX export needs onnx and onnxruntime: pip install 'parrot-ser[onnx]'") from None
+    from parrot_ser.inference.bundle import add_files
+    from parrot_ser.inference.predictor import load_model_quiet
+
+    root = Path(model_dir)
+    pred = load_model_quiet(root)
+    if pred.batch_dependent:
+        raise OnnxExportError(
+            f"{root}: model {pred.info['model']['name']!r} is batch-dependent (OT across the rows of a batch); the "
+            "bundle scores each utterance with fixed anchors, which a batched ONNX graph would not reproduce; "
+            "export a batch-independent model (e.g. parrot-token)")
+    n = len(pred.encoders)
+    use_frames = pred.use_frames
+    head = EnsembleHead(pred.heads, n, use_frames).eval()
+    out = root / ONNX_DIR
+    out.mkdir(exist_ok=True)
+    waves = _test_waves(pred.sample_rate)
+    feats = [pred.features(b) for b in waves]
+    ref = [pred.probabilities_from_features(f).astype(np.float32) for f in feats]
+
+    def head_args(f: Any) -> tuple:
+        fi = f.batch(range(len(f)))
+        return (*fi.pooled, *(fi.frames or []), *(fi.frame_mask or []))
+
+    names = [f"pooled_{i}" for i in range(n)]
+    dyn: dict = {k: {0: "batch"} for k in names}
+    if use_frames:
+        names += [f"frames_{i}" for i in range(n)] + [f"mask_{i}" for i in range(n)]
+        dyn.update({f"frames_{i}": {0: "batch", 1: f"frames_{i}"} for i in range(n)})
+        dyn.update({f"mask_{i}": {0: "batch", 1: f"frames_{i}"} for i in range(n)})
+    report: dict[str, Any] = {"labels": pred.labels, "opset": OPSET, "tolerance": TOLERANCE,
+                              "sample_rate": pred.sample_rate, "files": {}}
+    head_path = out / "head.onnx"
+    try:
+        _export(head, head_args(feats[0]), head_path, names, dyn)
+    except Exception as e:  # exporter errors are long; one line for the user
+        raise OnnxExportError(f"{root}: head {pred.info['model']['name']!r} does not export to ONNX "
+                              f"({str(e).strip().splitlines()[0][:200]})") from None
+    sess = _session(head_path)
+    diffs = []
+    for f, r in zip(feats, ref):
+        got = sess.run(None, {k: v.numpy() for k, v in zip(names, head_args(f))})[0]
+        diffs.append(float(np.abs(got - r).max()))
+    _check(head_path, max(diffs))
+    report["files"]["head.onnx"] = {"inputs": names, "output": "probabilities (batch, n_labels)",
+                                    "max_abs_diff_vs_torch": max(diffs)}
+    supported = all(e.spec.family in ("logmel", "hf") for e in pred.encoders)
+    if full or (full is None and supported):
+        fronts = [front_end(e).eval() for e in pred.encoders]
+        graph = AudioGraph(fronts, head, pred.layer, list(pred._half)).eval()
+        path = out / "model.onnx"
+        x0 = torch.from_numpy(np.stack(waves[0]))
+        try:
+            with torch.no_grad():
+                _export(graph, (x0,), path, ["audio"], {"audio": {0: "batch", 1: "samples"}})
+        except Exception as e:
+            raise OnnxExportError(f"{root}: the audio graph does not export to ONNX "
+                                  f"({str(e).strip().splitlines()[0][:200]}); head.onnx was written") from None
+        sess = _session(path)
+        diffs = [float(np.abs(sess.run(None, {"audio": np.stack(b)})[0] - r).max()) for b, r in zip(waves, ref)]
+        _check(path, max(diffs))
+        report["files"]["model.onnx"] = {"inputs": ["audio (batch, samples) float32, 16 kHz, equal lengths"],
+                                         "output": "probabilities (batch, n_labels)",
+                                         "max_abs_diff_vs_torch": max(diffs)}
+    elif not supported:
+        report["not_exported"] = {"model.onnx": "Mamba encoder(s) " + ", ".join(
+            e.spec.name for e in pred.encoders if e.spec.family not in ("logmel", "hf"))
+            + ": the selective scan does not trace to ONNX (docs/inference.md); use head.onnx"}
+    (out / "onnx.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    add_files(root, [f"{ONNX_DIR}/{f}" for f in (*report["files"], "onnx.json")])
+    return report
+
+
+def _check(path: Path, diff: float) -> None:
+    if not diff <= TOLERANCE:
+        path.unlink(missing_ok=True)
+        raise OnnxExportError(f"{path}: onnxruntime differs from PyTorch by {diff:.2e} (> {TOLERANCE:g}); "
+                              "not kept")

@@ -1,0 +1,9 @@
+"""Texts shown in several places, kept in one spot so they are worded once."""
+
+from __future__ import annotations
+
+
+def untrained_text(name: str) -> str:
+    """The one wording of the warning for features from an untrained (random-init) encoder."""
+    return (f"WARNING: features from UNTRAINED random-init encoder {name}: they carry no pretrained knowledge "
+            f"and the numbers only test the pipeline")

@@ -1,0 +1,267 @@
+"""Batched fold x seed training: several models of one grid cell trained together as stacked
+parameters (``torch.func.stack_module_state`` + ``vmap(functional_call)``).
+
+Each model keeps everything ``trainer.fit_model`` gives it when trained alone:
+
+- its own initial weights (built after ``seed_everything(seed)``, exactly as ``fit_model`` does),
+  its own training-side standardiser (stacked buffers), its own data and batch order (a
+  ``torch.Generator`` seeded with its seed, the same permutations as ``fit_model``);
+- its own Adam state and step count (``_StackedAdam`` below: torch.optim.Adam's update, per model,
+  applied only to the models that took a step, so a model whose epoch has fewer batches, or that
+  stopped early, is left untouched);
+- its own early stopping on its own validation speakers, evaluated with the documented evaluation
+  batching (utt_id order, ``eval_batch_size``; it matters for the batch-dependent ``parrot``), and
+  its own best weights.
+
+What differs from one-at-a-time training: dropout masks come from one generator for the stacked
+models (``vmap(randomness="different")``, seeded from the group's seeds), so with dropout > 0 the
+numbers are a different (equally valid) random draw, deterministic run to run for the same group;
+with dropout 0 both paths compute the same thing up to float rounding (batched matmuls sum in
+another order). Models whose batches have different sizes at a step (a fold's last, shorter batch)
+are run as separate vmap groups, so no padding row ever enters a batch-level OT plan.
+
+Frame inputs (``use_frames``) are not batched (ragged per-model padding); callers fall back to
+``fit_model``.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from parrot_ser.errors import ConfigError
+from parrot_ser.training.config import TrainConfig
+from parrot_ser.training.data import SERData, StandardisedModel, Standardiser
+from parrot_ser.training.metrics import compute_metrics
+from parrot_ser.training.trainer import _eval_order, build_net, seed_everything
+
+Job = tuple[SERData, "SERData | None", int]  # (train side, validation side, seed)
+
+
+class _StackedAdam:
+    """torch.optim.Adam (amsgrad off, L2 weight decay added to the gradient, as torch does) on
+    stacked (M, ...) parameters, with one step counter per model and a mask of the models that
+    step. The arithmetic follows torch's single-tensor Adam line by line, so one model's update is
+    the one ``torch.optim.Adam`` would make."""
+
+    def __init__(self, params: dict[str, torch.Tensor], n_models: int, lr: float, weight_decay: float,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+        self.params = params
+        self.lr, self.wd, self.betas, self.eps = float(lr), float(weight_decay), betas, float(eps)
+        self.m = {k: torch.zeros_like(p) for k, p in params.items()}
+        self.v = {k: torch.zeros_like(p) for k, p in params.items()}
+        self.steps = torch.zeros(n_models, dtype=torch.float64)
+
+    @torch.no_grad()
+    def step(self, active: torch.Tensor) -> None:
+        b1, b2 = self.betas
+        self.steps += active.to(torch.float64)
+        t = self.steps.clamp_min(1.0)
+        bc1 = 1 - b1 ** t
+        step_size = (self.lr / bc1).to(torch.float32)
+        bc2_sqrt = (1 - b2 ** t).sqrt().to(torch.float32)
+        for k, p in self.params.items():
+            g = p.grad
+            if g is None:  # unused parameter (e.g. frame projections on pooled inputs): Adam skips it
+                continue
+            shape = (-1,) + (1,) * (p.dim() - 1)
+            act = active.to(p.device).view(shape)
+            if self.wd:
+                g = g.add(p, alpha=self.wd)
+            m_new = self.m[k].lerp(g, 1 - b1)
+            v_new = self.v[k].mul(b2).addcmul_(g, g, value=1 - b2)
+            denom = (v_new.sqrt() / bc2_sqrt.to(p.device).view(shape)).add_(self.eps)
+            p_new = p - step_size.to(p.device).view(shape) * m_new / denom
+            self.m[k] = torch.where(act, m_new, self.m[k])
+            self.v[k] = torch.where(act, v_new, self.v[k])
+            p.copy_(torch.where(act, p_new, p))
+
+
+def _stack_rows(datas: Sequence[SERData], idxs: Sequence[np.ndarray], device: str) -> list[torch.Tensor]:
+    """Input i of every model's batch stacked: (G, B, *shape_i)."""
+    out = []
+    for i in range(datas[0].n_inputs):
+        arr = np.stack([np.ascontiguousarray(d.pooled[i][ix], dtype=np.float32) for d, ix in zip(datas, idxs)])
+        out.append(torch.from_numpy(arr).to(device))
+    return out
+
+
+def fit_models_batched(jobs: Sequence[Job], model_name: str, config: TrainConfig, *,
+                       on_epoch: Callable[[int, int, dict], None] | None = None,
+                       ) -> list[tuple[StandardisedModel, dict]]:
+    """Train one model per job together. Returns, per job and in job order, what ``fit_model``
+    returns: (trained StandardisedModel, history {"epochs", "best_epoch", "stopped_epoch",
+    "monitor"}). ``on_epoch(job_index, epoch, record)`` is called after each model's epoch with the
+    same record ``fit_model`` passes to its ``on_epoch``."""
+    from torch.func import functional_call, stack_module_state, vmap
+
+    from parrot_ser.fusion import FusionInput
+
+    config.validate()
+    if config.use_frames:
+        raise ConfigError("batched training takes pooled features only; use --no-batched with --frames")
+    if not jobs:
+        return []
+    for tr, _, _ in jobs:
+        if len(tr) == 0:
+            raise ConfigError("the training side of this fold is empty")
+    if config.num_threads:
+        torch.set_num_threads(int(config.num_threads))
+    dev = config.device
+    n_models = len(jobs)
+    models: list[StandardisedModel] = []
+    for tr, _, seed in jobs:  # the same construction as fit_model: same seed -> same initial weights
+        seed_everything(seed)
+        std = Standardiser.fit(tr) if config.standardise else Standardiser.identity(tr)
+        net = build_net(model_name, tr.input_shapes, len(tr.classes), config, None)
+        models.append(StandardisedModel(net, std).to(dev))
+    params, buffers = stack_module_state(models)  # leaf tensors (M, ...) that require grad
+    base = copy.deepcopy(models[0]).to("meta")
+    base.net.vmap_safe = True  # OT solver without out= writes (vmap cannot batch them)
+    if hasattr(base.net, "cfg"):
+        base.net.cfg.track_transport = False  # plans under vmap are not plain tensors; read after training
+    keys = list(params)
+
+    def fwd(p, b, *xs):
+        return functional_call(base, (p, b), (FusionInput(list(xs)),))
+
+    vfwd = vmap(fwd, randomness="different")
+
+    def sub(d: dict, g: list[int]) -> dict:
+        if len(g) == n_models:
+            return d
+        ix = torch.tensor(g, device=dev)
+        return {k: v.index_select(0, ix) for k, v in d.items()}
+
+    opt = _StackedAdam(params, n_models, config.lr, config.weight_decay)
+    # Dropout under vmap draws from torch's global generator: seed it from the group's seeds so the
+    # same group gives the same numbers run to run.
+    torch.manual_seed(int(np.random.SeedSequence([int(s) for _, _, s in jobs]).generate_state(1)[0]))
+    gens = [torch.Generator().manual_seed(int(seed)) for _, _, seed in jobs]
+    labels = [torch.from_numpy(tr.labels).to(dev) for tr, _, _ in jobs]
+    has_val = [v is not None and len(v) > 0 for _, v, _ in jobs]
+    n_cls = len(jobs[0][0].classes)
+    monitor = [f"val_{config.early_stop_metric}" if hv else "none" for hv in has_val]
+    best_key: list[tuple[float, float] | None] = [None] * n_models
+    best_state: list[dict | None] = [None] * n_models
+    best_epoch = [0] * n_models
+    bad = [0] * n_models
+    history: list[list[dict]] = [[] for _ in range(n_models)]
+    running = [True] * n_models
+    eval_orders = [_eval_order(v) if hv else None for (_, v, _), hv in zip(jobs, has_val)]
+    bs, ebs = int(config.batch_size), int(config.eval_batch_size)
+
+    for epoch in range(1, config.epochs + 1):
+        live = [m for m in range(n_models) if running[m]]
+        if not live:
+            break
+        batches: dict[int, list[np.ndarray]] = {}
+        for m in live:
+            n = len(jobs[m][0])
+            perm = torch.randperm(n, generator=gens[m]).numpy()
+            # A batch of one is skipped as in fit_model (identity plan for batch-level OT).
+            batches[m] = [perm[s: s + bs] for s in range(0, n, bs) if not (len(perm[s: s + bs]) < 2 and n >= 2)]
+        totals = dict.fromkeys(live, 0.0)
+        seen = dict.fromkeys(live, 0)
+        base.train()
+        for t in range(max(len(b) for b in batches.values())):
+            groups: dict[int, list[int]] = {}
+            for m in live:
+                if t < len(batches[m]):
+                    groups.setdefault(len(batches[m][t]), []).append(m)
+            if not groups:
+                continue
+            total = None
+            for size, g in groups.items():
+                idxs = [batches[m][t] for m in g]
+                xs = _stack_rows([jobs[m][0] for m in g], idxs, dev)
+                ys = torch.stack([labels[m][torch.from_numpy(ix).to(dev)] for m, ix in zip(g, idxs)])
+                logits = vfwd(sub(params, g), sub(buffers, g), *xs)  # (G, B, C)
+                losses = F.cross_entropy(logits.reshape(-1, n_cls), ys.reshape(-1),
+                                         reduction="none").reshape(len(g), size).mean(1)
+                lv = losses.detach().cpu().numpy()
+                if not np.isfinite(lv).all():
+                    raise ConfigError(f"training diverged (loss {float(lv[~np.isfinite(lv)][0])}) at epoch "
+                                      f"{epoch}; lower --lr")
+                for m, v in zip(g, lv):
+                    totals[m] += float(v) * size
+                    seen[m] += size
+                total = losses.sum() if total is None else total + losses.sum()
+            for p in params.values():
+                p.grad = None
+            total.backward()  # each model's loss depends on its own rows only: independent gradients
+            active = torch.zeros(n_models, dtype=torch.bool)
+            active[[m for g in groups.values() for m in g]] = True
+            opt.step(active)
+        val_logits = _predict_stacked(vfwd, base, params, buffers, sub, jobs, eval_orders, live, ebs, dev)
+        for m in live:
+            rec = {"epoch": epoch, "train_loss": totals[m] / max(seen[m], 1)}
+            if has_val[m]:
+                vd = jobs[m][1]
+                logits = val_logits[m]
+                vl = float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(vd.labels)).item())
+                met = compute_metrics(vd.labels, logits.argmax(1), n_cls)
+                rec.update(val_loss=vl, val_accuracy=met["accuracy"], val_macro_f1=met["macro_f1"])
+                key = (met["macro_f1"], -vl) if config.early_stop_metric == "macro_f1" else (-vl, met["macro_f1"])
+                if best_key[m] is None or key > best_key[m]:
+                    best_key[m], best_epoch[m], bad[m] = key, epoch, 0
+                    best_state[m] = {k: params[k][m].detach().clone() for k in keys}
+                else:
+                    bad[m] += 1
+            else:
+                best_epoch[m] = epoch
+            history[m].append(rec)
+            if on_epoch is not None:
+                on_epoch(m, epoch, rec)
+            if has_val[m] and config.patience and bad[m] >= config.patience:
+                running[m] = False
+
+    out = []
+    with torch.no_grad():
+        for m, model in enumerate(models):
+            state = best_state[m] or {k: params[k][m].detach() for k in keys}
+            for k, p in model.named_parameters():
+                p.copy_(state[k])
+            model.eval()
+            for r in history[m]:  # JSON-safe
+                for k, v in r.items():
+                    if isinstance(v, float) and not math.isfinite(v):
+                        r[k] = None
+            out.append((model, {"epochs": history[m], "best_epoch": best_epoch[m],
+                                "stopped_epoch": len(history[m]), "monitor": monitor[m]}))
+    return out
+
+
+@torch.no_grad()
+def _predict_stacked(vfwd, base, params, buffers, sub, jobs, orders, live, ebs, dev) -> dict[int, np.ndarray]:
+    """Validation logits of every live model with a validation side, each in its data's row order,
+    evaluated in the documented batching (utt_id order, consecutive batches of ``ebs``)."""
+    base.eval()
+    todo = [m for m in live if orders[m] is not None]
+    chunks: dict[int, list[np.ndarray]] = {m: [] for m in todo}
+    n_steps = max((-(-len(orders[m]) // ebs) for m in todo), default=0)
+    for t in range(n_steps):
+        groups: dict[int, list[int]] = {}
+        for m in todo:
+            ix = orders[m][t * ebs: (t + 1) * ebs]
+            if len(ix):
+                groups.setdefault(len(ix), []).append(m)
+        for _, g in groups.items():
+            idxs = [orders[m][t * ebs: (t + 1) * ebs] for m in g]
+            xs = _stack_rows([jobs[m][1] for m in g], idxs, dev)
+            logits = vfwd(sub(params, g), sub(buffers, g), *xs).float().cpu().numpy()
+            for j, m in enumerate(g):
+                chunks[m].append(logits[j])
+    out = {}
+    for m in todo:
+        logits = np.concatenate(chunks[m], axis=0)
+        res = np.empty_like(logits)
+        res[orders[m]] = logits
+        out[m] = res
+    base.train()
+    return out

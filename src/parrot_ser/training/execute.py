@@ -1,0 +1,320 @@
+"""Executing prepared runs (``run.prepare_run``): which seed/folds train together, where, and with
+how many threads. None of this changes what a run computes or its identity (run fingerprint).
+
+Units of work: with batched training, the folds of one seed of one cell train together (one
+unit, one stacked set of models); one at a time, each seed/fold is a unit. Grouping by seed (not by
+the number of workers) keeps a unit's composition, and with it its numbers, the same whatever
+``--workers`` or engine runs it, and when a killed run resumes (a unit is retrained whole).
+
+Engines (the driver, this process, is always the single writer of every RUN_DIR: units return
+weights and entries, ``run.write_fold_result`` writes them as each unit finishes, so a killed
+driver loses only the units in flight and resumes from what was written):
+
+- ``local``, 1 worker: in this process, per-epoch progress.
+- ``local``, N workers (default: every usable core): a ``concurrent.futures.ProcessPoolExecutor``
+  (spawn context: no forked OpenMP runtime); each worker gets ``cores // N`` torch threads (at
+  least 1) so the machine is not oversubscribed, and reads the features from the store itself.
+- ``ray``: each unit is a Ray task with a resource request (``num_cpus`` = threads per task,
+  ``num_gpus`` when the device is CUDA), features shipped once per encoder combination through the
+  object store (``ray.put``), so worker nodes need parrot-ser installed but not the store.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from parrot_ser.errors import ConfigError
+from parrot_ser.training.config import TrainConfig
+from parrot_ser.training.logs import EpochLog
+from parrot_ser.training.run import RunPlan, train_folds, write_fold_result
+from parrot_ser.training.splits import Fold
+
+ENGINES = ("local", "ray")
+# CPU heuristic for --batched auto: vmap over stacked models wins where a model's step is small
+# (per-step Python/dispatch overhead dominates: measured 3-7x faster for fcn / small heads) and loses
+# where a model's own matmuls already fill the core (paper conv heads on 768-3840 dims: measured
+# 2-3x slower, the stacked weights and activations fall out of cache). docs/benchmarks.md.
+BATCHED_CPU_MAX_PARAMS = 1_500_000
+# Below this many (utterance x epoch x seed/fold) training rows, automatic --workers stays in this
+# process: about a minute of small-head training, against seconds to start each worker.
+MIN_PARALLEL_WORK = 200_000
+
+
+def usable_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def resolve_batched(batched: bool | None, model: str, config: TrainConfig, input_shapes: list,
+                    n_classes: int) -> bool:
+    """--batched / --no-batched as given; automatic (None): batched on CUDA, and on CPU for heads
+    below BATCHED_CPU_MAX_PARAMS parameters. Frame inputs are never batched."""
+    if batched is not None:
+        if batched and config.use_frames:
+            raise ConfigError("--batched takes pooled features only; drop --frames or use --no-batched")
+        return bool(batched)
+    if config.use_frames:
+        return False
+    if str(config.device).startswith("cuda"):
+        return True
+    from parrot_ser.training.trainer import build_net
+
+    net = build_net(model, input_shapes, n_classes, config, None)
+    return sum(p.numel() for p in net.parameters()) < BATCHED_CPU_MAX_PARAMS
+
+
+@dataclass
+class Unit:
+    """One piece of work: some (seed, fold) runs of one prepared run."""
+
+    plan_key: str
+    data_key: tuple
+    features_dir: str | None
+    encoders: list[str]
+    model: str
+    config: dict
+    jobs: list[tuple[int, Fold]]
+    batched: bool
+
+
+def make_units(plans: Sequence[RunPlan], batched: bool | None) -> list[Unit]:
+    units = []
+    for p in plans:
+        if not p.todo:
+            continue
+        b = resolve_batched(batched, p.model, p.config, p.run_info["input_shapes"], len(p.sdata.classes))
+        groups: dict[Any, list] = {}
+        for s, f in p.todo:
+            groups.setdefault(s if b else (s, f.index), []).append((s, f))
+        key = _data_key(p)
+        for jobs in groups.values():
+            units.append(Unit(p.key, key, p.features_dir, p.encoders, p.model, p.config.to_dict(), jobs, b))
+    # Units of the same encoder combination next to each other: a worker keeps one combination loaded.
+    units.sort(key=lambda u: str(u.data_key))
+    return units
+
+
+def _data_key(p: RunPlan) -> tuple:
+    return (p.features_dir, tuple(p.encoders), str(p.config.layer), bool(p.config.use_frames))
+
+
+def run_plans(plans: Sequence[RunPlan], *, batched: bool | None = None, workers: int | None = None,
+              engine: str = "local", address: str | None = None, progress: Any = None,
+              data: dict | None = None, on_plan_done: Callable[[RunPlan], None] | None = None) -> None:
+    """Train every missing seed/fold of ``plans`` and write them into their RUN_DIRs.
+
+    ``workers``: local worker processes (None/0 = every usable core; 1 = in this process).
+    ``data``: {encoders tuple: (SERData, meta rows, metas)} already in memory (else read from each
+    plan's features_dir). ``on_plan_done(plan)`` is called when a plan has all its seed/folds."""
+    if engine not in ENGINES:
+        raise ConfigError(f"--engine must be one of {', '.join(ENGINES)} (got {engine!r})")
+    units = make_units(plans, batched)
+    by_key = {p.key: p for p in plans}
+    remaining = {p.key: len(p.todo) for p in plans}
+    tasks: dict[str, Any] = {}
+    if progress is not None:
+        for p in plans:
+            if p.todo:
+                tasks[p.key] = progress.add_task(f"{p.model} ({'+'.join(p.encoders)})",
+                                                 total=len(p.todo) * p.config.epochs, rate="")
+
+    def deliver(unit: Unit, results: list[dict], logged: bool = False) -> None:
+        plan = by_key[unit.plan_key]
+        for r in results:
+            write_fold_result(plan, r, logged=logged)
+            if unit.plan_key in tasks:
+                progress.update(tasks[unit.plan_key], rate=f"seed {r['seed']} fold {r['fold']} done")
+        remaining[unit.plan_key] -= len(results)
+        if progress is not None and unit.plan_key in tasks and not workers_inline:
+            progress.advance(tasks[unit.plan_key], len(results) * plan.config.epochs)
+        if remaining[unit.plan_key] == 0 and on_plan_done is not None:
+            on_plan_done(plan)
+
+    for p in plans:  # nothing to train: finished already
+        if not p.todo and on_plan_done is not None:
+            on_plan_done(p)
+    if not units:
+        return
+    if workers:
+        n_workers = int(workers)
+    else:
+        # Automatic: every core, unless the work is too small to pay for starting worker processes
+        # (a spawned worker imports torch: seconds on a busy machine, more than a tiny grid trains).
+        work = sum(len(u.jobs) * len(by_key[u.plan_key].sdata) * by_key[u.plan_key].config.epochs for u in units)
+        n_workers = usable_cores() if work >= MIN_PARALLEL_WORK else 1
+    n_workers = max(1, min(n_workers, len(units)))
+    workers_inline = engine == "local" and n_workers == 1
+    mem = data or {}
+    if workers_inline:
+        _run_inline(units, by_key, mem, progress, tasks, deliver)
+    elif engine == "local":
+        _run_processes(units, by_key, mem, n_workers, deliver)
+    else:
+        _run_ray(units, by_key, mem, address, deliver)
+
+
+def _threads_for(config: TrainConfig, n_parallel: int) -> int:
+    if config.num_threads:
+        return int(config.num_threads)
+    return max(1, usable_cores() // max(1, n_parallel))
+
+
+# --- in this process -------------------------------------------------------------------------------
+
+def _load(unit: Unit, config: TrainConfig, mem: dict):
+    if unit.data_key in mem:
+        return mem[unit.data_key]
+    if tuple(unit.encoders) in mem:
+        return mem[tuple(unit.encoders)]
+    if unit.features_dir is None:
+        raise ConfigError("no features: give a features directory or the data")
+    from parrot_ser.training.run import load_features
+
+    return load_features(unit.features_dir, unit.encoders, config)
+
+
+def _run_inline(units, by_key, mem, progress, tasks, deliver) -> None:
+    cache: dict = {}
+    for u in units:
+        plan = by_key[u.plan_key]
+        if u.data_key not in cache:
+            cache = {u.data_key: _load(u, plan.config, mem)}  # one encoder combination in memory
+        sdata = cache[u.data_key][0]
+        task = tasks.get(u.plan_key)
+        counted: dict = {}
+        # Per-epoch CSV / TensorBoard written live here (a long run can be watched); units that run
+        # elsewhere get theirs written by the driver from the returned history.
+        logs = {(s, f.index): EpochLog(plan.out, f"seed{s}_fold{f.index}", lr=plan.config.lr) for s, f in u.jobs}
+
+        def on_epoch(s, k, epoch, rec, _task=task, _counted=counted, _logs=logs):
+            _logs[(s, k)](epoch, rec)
+            if _task is not None:
+                extra = f"seed {s} fold {k} ep {epoch}"
+                if rec.get("val_macro_f1") is not None:
+                    extra += f" valF1 {rec['val_macro_f1']:.1f}"
+                progress.update(_task, advance=1, rate=extra)
+                _counted[(s, k)] = _counted.get((s, k), 0) + 1
+
+        try:
+            results = train_folds(sdata, u.model, plan.config, u.jobs, batched=u.batched, on_epoch=on_epoch)
+        finally:
+            for lg in logs.values():
+                lg.close()
+        if task is not None:  # early-stopped epochs count as done
+            progress.advance(task, sum(plan.config.epochs - counted.get((s, f.index), 0) for s, f in u.jobs))
+        deliver(u, results, logged=True)
+
+
+# --- local worker processes ------------------------------------------------------------------------
+
+_WORKER_CACHE: dict = {}
+
+
+def _worker_init(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(int(threads))
+
+
+def _worker_run(unit: Unit, threads: int, data: Any = None) -> list[dict]:
+    config = TrainConfig.from_dict({**unit.config, "num_threads": threads}, source="worker")
+    if data is None:
+        if unit.data_key not in _WORKER_CACHE:
+            _WORKER_CACHE.clear()  # one encoder combination per worker at a time
+            _WORKER_CACHE[unit.data_key] = _load(unit, config, {})
+        data = _WORKER_CACHE[unit.data_key]
+    return train_folds(data[0], unit.model, config, unit.jobs, batched=unit.batched)
+
+
+def _run_processes(units, by_key, mem, n_workers, deliver) -> None:
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    threads = _threads_for(by_key[units[0].plan_key].config, n_workers)
+    ctx = mp.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx, initializer=_worker_init,
+                             initargs=(threads,)) as pool:
+        pending = {}
+        for u in units:
+            # In-memory data (no store to read) travels with the unit; otherwise workers read the store.
+            payload = _load(u, by_key[u.plan_key].config, mem) if u.features_dir is None else None
+            pending[pool.submit(_worker_run, u, threads, payload)] = u
+        try:
+            while pending:
+                done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+                for f in done:
+                    deliver(pending.pop(f), f.result())
+        except BaseException:
+            for f in pending:
+                f.cancel()
+            raise
+
+
+# --- Ray -----------------------------------------------------------------------------------------
+
+def _ray_run(unit: Unit, threads: int, data: Any) -> list[dict]:
+    import torch
+
+    torch.set_num_threads(int(threads))
+    config = TrainConfig.from_dict({**unit.config, "num_threads": threads}, source="ray task")
+    return train_folds(data[0], unit.model, config, unit.jobs, batched=unit.batched)
+
+
+def ray_init(address: str | None = None) -> Any:
+    """Import and connect Ray only when asked (parrot-ser[ray] extra): an already initialised Ray
+    (e.g. a test's ``ray.init(num_cpus=2)``) is reused; ``address`` joins a running cluster
+    (``ray start --head`` prints it; "auto" finds the local one); none starts a local instance."""
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("--engine ray needs Ray: pip install 'parrot-ser[ray]'") from None
+    if not ray.is_initialized():
+        kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+        if address:
+            kw["address"] = address
+        try:
+            ray.init(**kw)
+        except ConnectionError as e:
+            raise ConfigError(f"cannot reach the Ray cluster at {address!r}: {str(e).splitlines()[0]}") from None
+    return ray
+
+
+def _run_ray(units, by_key, mem, address, deliver) -> None:
+    ray = ray_init(address)
+    cluster_cpus = int(ray.cluster_resources().get("CPU", 1))
+    cfg0 = by_key[units[0].plan_key].config
+    threads = _threads_for(cfg0, min(len(units), cluster_cpus)) if not cfg0.num_threads else int(cfg0.num_threads)
+    threads = max(1, min(threads, cluster_cpus))
+    gpus = 0.25 if str(cfg0.device).startswith("cuda") else 0  # small heads: four units share one GPU
+    task = ray.remote(_ray_run)
+    refs: dict = {}
+    pending = {}
+    for u in units:
+        if u.data_key not in refs:
+            refs[u.data_key] = ray.put(_load(u, by_key[u.plan_key].config, mem))
+        pending[task.options(num_cpus=threads, num_gpus=gpus).remote(u, threads, refs[u.data_key])] = u
+    try:
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for r in done:
+                deliver(pending.pop(r), ray.get(r))
+    except BaseException:
+        for r in pending:
+            ray.cancel(r)
+        raise
+
+
+def plan_summary(plans: Sequence[RunPlan], batched: bool | None) -> dict:
+    """What would run: counts of units and seed/folds (for logs and tests)."""
+    units = make_units(plans, batched)
+    return {"units": len(units), "runs": sum(len(u.jobs) for u in units),
+            "batched_units": sum(1 for u in units if u.batched)}
+
+
+__all__ = ["ENGINES", "Unit", "make_units", "plan_summary", "ray_init", "resolve_batched", "run_plans",
+           "usable_cores"]

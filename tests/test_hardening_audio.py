@@ -1,0 +1,222 @@
+"""Issue 12, audio: hostile and damaged headers, streamed FLAC, unreadable files, folder walking.
+Every file is a tiny synthetic one written in tmp_path."""
+
+from __future__ import annotations
+
+import builtins
+import json
+import os
+import struct
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from typer.testing import CliRunner
+
+from parrot_ser import audio
+from parrot_ser.audio import AUDIO_SUFFIXES, decode_with_warnings, load_audio, load_with_warnings, read_info
+from parrot_ser.cli.main import app
+from parrot_ser.corpora import scan_corpus
+from parrot_ser.corpora.common import AUDIO_EXTS
+from parrot_ser.errors import AudioRateError, AudioTooLongError, AudioUnreadableError
+
+runner = CliRunner()
+
+
+def _tone(path: Path, n: int = 8000, sr: int = 16000, fmt: str | None = None) -> Path:
+    x = (0.3 * np.sin(np.arange(n) * 2 * np.pi * 220 / sr)).astype(np.float32)
+    sf.write(path, x, sr, subtype="PCM_16", format=fmt)
+    return path
+
+
+def _patch_wav_rate(path: Path, rate: int) -> Path:
+    b = bytearray(path.read_bytes())
+    b[24:28] = struct.pack("<I", rate)
+    b[28:32] = struct.pack("<I", (rate * 2) % 2**32)  # byte rate, 16-bit mono
+    path.write_bytes(bytes(b))
+    return path
+
+
+def _patch_flac_streaminfo(path: Path, *, total: int | None = None, rate: int | None = None) -> Path:
+    """STREAMINFO starts at byte 8: 10 bytes of block/frame sizes, then 20 bits sample rate, 3 bits
+    channels-1, 5 bits bits-per-sample-1, 36 bits total samples, 16 bytes MD5 (0 = unknown)."""
+    b = bytearray(path.read_bytes())
+    v = int.from_bytes(b[18:26], "big")
+    if total is not None:
+        v = (v & ~((1 << 36) - 1)) | total
+        b[26:42] = bytes(16)
+    if rate is not None:
+        v = (v & ((1 << 44) - 1)) | (rate << 44)
+    b[18:26] = v.to_bytes(8, "big")
+    path.write_bytes(bytes(b))
+    return path
+
+
+def test_wav_header_announcing_more_data_warns_with_claimed_vs_read(tmp_path):
+    p = _tone(tmp_path / "trunc.wav")
+    b = bytearray(p.read_bytes())
+    ds = b.find(b"data")
+    b[ds + 4:ds + 8] = struct.pack("<I", 16000 * 2 * 7200)  # "2 h" of 16-bit mono
+    p.write_bytes(bytes(b))
+    x, texts = load_with_warnings(p)
+    assert len(x) == 8000  # what is there is decoded
+    claim = [t for t in texts if "header announces" in t]
+    assert len(claim) == 1 and str(p) in claim[0] and "7200.00 s" in claim[0] and "0.50 s" in claim[0]
+    _, up = decode_with_warnings(p.read_bytes(), name="up.wav")
+    assert any("up.wav: header announces" in t for t in up)
+    # an intact file gives no such warning
+    assert not load_with_warnings(_tone(tmp_path / "ok.wav"))[1]
+
+
+def test_streamed_flac_with_unknown_length_is_read(tmp_path):
+    ref = _tone(tmp_path / "ref.flac", n=12345)
+    p = _patch_flac_streaminfo(_tone(tmp_path / "stream.flac", n=12345), total=0)
+    assert sf.info(str(p)).frames == 2**63 - 1  # libsndfile: "unknown"
+    assert read_info(p).frames == 12345
+    np.testing.assert_array_equal(load_audio(p), load_audio(ref))
+
+
+@pytest.mark.parametrize("rate", [1, 2**31 - 1])
+def test_implausible_wav_rates_are_refused_naming_the_file(tmp_path, rate):
+    p = _patch_wav_rate(_tone(tmp_path / f"r{rate}.wav"), rate)
+    for fn in (read_info, load_audio):
+        with pytest.raises(AudioRateError) as ei:
+            fn(p)
+        assert str(p) in str(ei.value) and f"{rate} Hz" in str(ei.value) and "4000..384000" in str(ei.value)
+    with pytest.raises(AudioRateError, match="^up.wav: "):
+        decode_with_warnings(p.read_bytes(), name="up.wav")
+
+
+def test_flac_at_655350_hz_is_refused(tmp_path):
+    p = _patch_flac_streaminfo(_tone(tmp_path / "hi.flac"), rate=655350)
+    with pytest.raises(AudioRateError, match="655350 Hz"):
+        load_audio(p)
+
+
+def test_decoding_memory_is_bounded_by_the_output_not_the_channels(tmp_path):
+    # 20 s of 8-channel 192 kHz silence: 123 MB decoded at once, a few KB as FLAC, 1.3 MB as output
+    p = tmp_path / "wide.flac"
+    with sf.SoundFile(p, "w", 192000, 8, subtype="PCM_16") as f:
+        block = np.zeros((192000, 8), dtype=np.int16)
+        for _ in range(20):
+            f.write(block)
+    assert p.stat().st_size < 1_000_000
+    tracemalloc.start()
+    try:
+        x, texts = load_with_warnings(p)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(x) == 20 * 16000 and any("digital silence" in t for t in texts)
+    assert peak < 30e6, peak  # output (1.3 MB) + blocks, not 123 MB
+
+
+def test_decoding_stops_past_the_duration_cap(tmp_path, monkeypatch):
+    monkeypatch.setattr(audio, "MAX_DECODE_SECONDS", 0.2)
+    p = _patch_flac_streaminfo(_tone(tmp_path / "s.flac", n=16000), total=0)  # length unknown up front
+    with pytest.raises(AudioTooLongError, match=r"s\.flac: too long"):
+        load_audio(p)
+    with pytest.raises(AudioTooLongError):
+        read_info(_tone(tmp_path / "long.wav", n=16000))
+    monkeypatch.undo()
+    # a caller (the HTTP service) can lower the cap per call
+    with pytest.raises(AudioTooLongError, match="more than 0.5 s"):
+        decode_with_warnings(_tone(tmp_path / "one_s.wav", n=16000).read_bytes(), max_seconds=0.5)
+
+
+def _lock(path: Path, monkeypatch) -> None:
+    """No read permission. Root ignores file modes, so there the open() is made to fail the same way."""
+    path.chmod(0)
+    if os.geteuid() == 0:
+        real_open = builtins.open
+
+        def deny(file, *a, **k):
+            if str(file) == str(path):
+                raise PermissionError(13, "Permission denied", str(file))
+            return real_open(file, *a, **k)
+
+        monkeypatch.setattr(builtins, "open", deny)
+
+
+def test_unreadable_file_is_a_problem_and_the_others_go_on(tmp_path, monkeypatch):
+    root = tmp_path / "corpus"
+    for lab in ("angry", "sad"):
+        for k in range(2):
+            _tone((root / lab).mkdir(parents=True, exist_ok=True) or root / lab / f"s{k}_{lab}.wav")
+    locked = root / "sad" / "s1_sad.wav"
+    _lock(locked, monkeypatch)
+    with pytest.raises(AudioUnreadableError, match="cannot be read.*Permission denied"):
+        load_audio(locked)
+    # inspect --check-audio
+    r = runner.invoke(app, ["corpus", "inspect", str(root), "--corpus", "folders", "--check-audio", "--json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert "s1_sad.wav" in json.dumps(doc) and "cannot be read" in json.dumps(doc)
+    # extract: the three others are encoded, the locked one is listed
+    r = runner.invoke(app, ["extract", str(root), "--corpus", "folders", "-e", "logmel", "--out",
+                            str(tmp_path / "feat"), "--quiet", "--json"])
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.stdout)["encoders"]["logmel"]
+    assert rep["n_ok"] == 3 and rep["n_skipped"] == 1 and "cannot be read" in rep["skipped"][0]["error"]
+
+
+def test_predict_names_a_folder_called_like_a_wav(tmp_path):
+    from parrot_ser.inference.inputs import collect_inputs
+
+    d = tmp_path / "x.wav"
+    d.mkdir()
+    items, problems = collect_inputs([d])
+    assert not items and len(problems) == 1
+    assert str(d) in problems[0].error and "is a folder, not an audio file" in problems[0].error
+
+
+def test_folders_corpus_reads_predicts_suffixes_and_reports_the_rest(tmp_path):
+    assert set(AUDIO_EXTS) == AUDIO_SUFFIXES  # one list
+    root = tmp_path / "c"
+    (root / "angry").mkdir(parents=True)
+    (root / "sad").mkdir()
+    _tone(root / "angry" / "a1_x.wav")
+    sf.write(root / "sad" / "a1_y.opus", np.zeros(4800, np.float32), 48000, format="OGG", subtype="OPUS")
+    (root / "sad" / "a2_y.m4a").write_bytes(b"\x00\x00\x00\x18ftypM4A ")
+    (root / "sad" / ".DS_Store").write_bytes(b"\x00")
+    man = scan_corpus("folders", root)
+    assert sorted(u.path for u in man.utterances) == ["angry/a1_x.wav", "sad/a1_y.opus"]
+    assert [p.path for p in man.problems] == ["sad/a2_y.m4a"]
+    assert "not an audio file type" in man.problems[0].problem
+
+
+def test_symlink_loop_is_walked_once(tmp_path):
+    root = tmp_path / "c"
+    (root / "angry").mkdir(parents=True)
+    _tone(root / "angry" / "a1_x.wav")
+    (root / "angry" / "loop").symlink_to(root, target_is_directory=True)
+    man = scan_corpus("folders", root)
+    assert len(man.utterances) == 1 and len(man.problems) == 0
+    from parrot_ser.inference.inputs import collect_inputs
+
+    items, _ = collect_inputs([root])
+    assert len(items) == 1
+
+
+def test_predict_goes_on_past_unreadable_and_hostile_files(tmp_path, monkeypatch, emodb_root, tmp_path_factory):
+    from test_bundle import build_run  # the session's cached real run + bundle
+
+    bundle = build_run(str(tmp_path_factory.getbasetemp() / "h7_run"), str(emodb_root))[1]
+    good = tmp_path / "good.wav"
+    good.write_bytes((emodb_root / "wav" / "03a01Wa.wav").read_bytes())
+    locked = tmp_path / "locked.wav"
+    locked.write_bytes(good.read_bytes())
+    one_hz = _patch_wav_rate(_tone(tmp_path / "one_hz.wav"), 1)
+    folder = tmp_path / "x.wav"
+    folder.mkdir()
+    _lock(locked, monkeypatch)
+    r = runner.invoke(app, ["predict", str(bundle), str(locked), str(one_hz), str(folder), str(good), "--json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert [p["path"] for p in doc["predictions"]] == [str(good)]
+    errors = {e["path"]: e["error"] for e in doc["errors"]}
+    assert "cannot be read" in errors[str(locked)]
+    assert "implausible sample rate (1 Hz" in errors[str(one_hz)]
+    assert errors[str(folder)].startswith(f"{folder}: is a folder, not an audio file")

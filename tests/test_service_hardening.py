@@ -1,0 +1,196 @@
+"""HTTP service under client mistakes and hostile uploads (issue 12): never a 5xx for the client's
+fault, never a server path in an answer, and a bounded load test against a real uvicorn server."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+pytest.importorskip("fastapi")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from parrot_ser.service.app import create_app  # noqa: E402
+from test_service import make_predictor, wav_bytes  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def client():
+    app = create_app(make_predictor(), max_upload_bytes=200_000, max_seconds=3.0, thread_limit=8)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        yield c
+
+
+def _no_trace(r) -> None:
+    assert r.status_code < 500, r.text
+    assert "Traceback" not in r.text and "Stream consumed" not in r.text
+    body = r.json()
+    assert set(body) >= {"error", "detail"}
+
+
+def test_multipart_field_not_named_file_is_422_naming_the_field(client):
+    r = client.post("/v1/predict", files={"audio": ("a.wav", wav_bytes(), "audio/wav")})
+    _no_trace(r)
+    assert r.status_code == 422 and "'file'" in r.json()["detail"] and "audio" in r.json()["detail"]
+
+
+def test_truncated_multipart_body_is_400(client):
+    boundary = "XyZ123"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n"
+            "Content-Type: audio/wav\r\n\r\n").encode() + wav_bytes()[:2000]  # no closing boundary
+    r = client.post("/v1/predict", content=body,
+                    headers={"content-type": f"multipart/form-data; boundary={boundary}"})
+    _no_trace(r)
+    assert r.status_code == 400 and "multipart" in r.json()["detail"]
+
+
+def test_wav_posted_as_urlencoded_form_is_scored_as_the_raw_body(client):
+    data = wav_bytes()
+    r = client.post("/v1/predict", content=data, headers={"content-type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 200, r.text
+    raw = client.post("/v1/predict", content=data, headers={"content-type": "audio/wav"}).json()
+    assert r.json()["probabilities"] == raw["probabilities"]
+
+
+@pytest.mark.parametrize("query", ["window=inf", "hop=inf", "window=1e308", "window=nan", "hop=-inf",
+                                   "window=1e308&hop=1e308"])
+def test_non_finite_or_huge_window_and_hop_are_422(client, query):
+    r = client.post(f"/v1/predict?{query}", files={"file": ("w.wav", wav_bytes(1.0), "audio/wav")})
+    _no_trace(r)
+    assert r.status_code == 422
+    name = query.split("=")[0]
+    assert name in r.json()["detail"]
+
+
+def test_chunked_upload_without_content_length_is_413_also_as_multipart(client):
+    boundary = "B0undary"
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.wav\"\r\n"
+            "Content-Type: audio/wav\r\n\r\n").encode()
+
+    def chunks():  # 25 MB in 1 MB pieces, no Content-Length: only the streaming check sees the size
+        yield head
+        for _ in range(25):
+            yield b"\0" * (1 << 20)
+
+    r = client.post("/v1/predict", content=chunks(),
+                    headers={"content-type": f"multipart/form-data; boundary={boundary}"})
+    assert r.status_code == 413 and r.json()["error"] == "upload too large", r.text
+
+
+def test_model_info_shows_no_absolute_server_paths():
+    pred = make_predictor()
+    pred.info = {"model": {"name": "fcn"}, "training": {"run_dir": "/srv/secret/runs/parrot",
+                                                         "note": "features from /srv/secret/feats/logmel ok"},
+                 "encoders": [{"name": "ssam-base", "checkpoint": "/models/private/ssam-base.safetensors"}],
+                 "files": {"members/a.safetensors": "00"}}
+    with TestClient(create_app(pred)) as c:
+        text = c.get("/v1/model").text
+    info = json.loads(text)
+    assert "/srv" not in text and "/models" not in text and "files" not in info
+    assert info["encoders"][0]["checkpoint"] == "ssam-base.safetensors"
+    assert info["training"]["run_dir"] == "parrot"
+    assert info["training"]["note"] == "features from logmel ok"
+
+
+def test_untrained_model_answers_carry_the_warning():
+    pred = make_predictor()
+    pred.info = {"encoders": [{"name": "hubert-base", "random_init": True}]}
+    assert pred.untrained == ["hubert-base"]
+    with TestClient(create_app(pred)) as c:
+        body = c.post("/v1/predict", files={"file": ("t.wav", wav_bytes(), "audio/wav")}).json()
+        health = c.get("/health").json()
+    assert any("UNTRAINED" in w and "hubert-base" in w for w in body["warnings"])
+    assert health["untrained"] == ["hubert-base"]
+
+
+def test_serve_says_it_is_loading_before_the_slow_start(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    import parrot_ser.service.app as service_app
+    from parrot_ser.cli.main import app
+
+    order = []
+    monkeypatch.setattr(service_app, "create_app",
+                        lambda *a, **k: order.append("create_app") or create_app(make_predictor()))
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: order.append("run"))
+    res = CliRunner().invoke(app, ["serve", str(tmp_path / "model"), "--port", "8123"])
+    assert res.exit_code == 0, res.output
+    assert "loading model bundle" in res.output and str(tmp_path / "model") in res.output
+    assert res.output.index("loading") < res.output.index("serving") and order == ["create_app", "run"]
+
+
+# ---------------------------------------------------------------- bounded load test (real server)
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rss_mb() -> float:
+    with open(f"/proc/{os.getpid()}/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="RSS read from /proc")
+def test_load_32_clients_mixed_uploads_real_uvicorn_no_5xx_bounded_rss():
+    import httpx
+    import uvicorn
+
+    app = create_app(make_predictor(), max_upload_bytes=300_000, max_seconds=5.0, thread_limit=4)
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if server.started:
+            break
+        time.sleep(0.05)
+    assert server.started
+    url = f"http://127.0.0.1:{port}/v1/predict"
+    good = wav_bytes(0.5)
+    big = b"\0" * 400_000
+    cases = [  # (kind, request kwargs); the bad ones are client mistakes: 4xx, never 5xx
+        ("good", {"files": {"file": ("g.wav", good, "audio/wav")}}),
+        ("raw", {"content": good, "headers": {"content-type": "audio/wav"}}),
+        ("text", {"files": {"file": ("t.wav", b"not audio " * 50, "audio/wav")}}),
+        ("field", {"files": {"upload": ("f.wav", good, "audio/wav")}}),
+        ("cut", {"files": {"file": ("c.wav", good[:40], "audio/wav")}}),
+        ("empty", {"content": b"", "headers": {"content-type": "audio/wav"}}),
+        ("big", {"content": big, "headers": {"content-type": "audio/wav"}}),
+        ("inf", {"files": {"file": ("i.wav", good, "audio/wav")}, "params": {"window": "inf"}}),
+    ]
+    n_requests = 320
+    rss0 = _rss_mb()
+
+    def worker(k: int) -> list[tuple[str, int]]:
+        out = []
+        with httpx.Client(timeout=60) as c:
+            for i in range(k, n_requests, 32):
+                kind, kw = cases[i % len(cases)]
+                out.append((kind, c.post(url, **kw).status_code))
+        return out
+
+    t0 = time.perf_counter()
+    try:
+        with ThreadPoolExecutor(max_workers=32) as pool:
+            codes = [x for part in pool.map(worker, range(32)) for x in part]
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    wall = time.perf_counter() - t0
+    growth = _rss_mb() - rss0
+    assert len(codes) == n_requests
+    assert [(k, c) for k, c in codes if c >= 500] == []
+    assert {c for k, c in codes if k in ("good", "raw")} == {200}
+    assert {c for k, c in codes if k == "big"} == {413}
+    assert all(400 <= c < 500 for k, c in codes if k not in ("good", "raw"))
+    assert growth < 200, f"RSS grew by {growth:.0f} MB over {n_requests} requests"
+    print(f"load test: {n_requests} requests, 32 clients, {wall:.1f} s, RSS +{growth:.0f} MB")
