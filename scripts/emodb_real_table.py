@@ -120,6 +120,11 @@ def main() -> None:
     ap.add_argument("--layer-model", default="fcn", choices=SINGLE_MODELS)
     ap.add_argument("--jobs", type=int, default=2, help="worker processes for the grid cells (1 thread each)")
     ap.add_argument("--shards", type=int, default=3, help="processes for the 30 s window extraction")
+    ap.add_argument("--shards-running", action="store_true",
+                    help="the 30 s shard extractions were started by an earlier run and still run: wait for them")
+    ap.add_argument("--pair-seeds", default=None, help="seeds for the fusion cells (default: --seeds)")
+    ap.add_argument("--report-only", action="store_true",
+                    help="train nothing: write real_table.md from the cells finished so far (others: 'not run')")
     ap.add_argument("--conv-channels", default="16,32",
                     help="channels of the conv stack of every conv model (cnn and all fusion models); the "
                          "paper's is 64,128, 16x the compute of the default, which a shared 2-core CPU cannot "
@@ -162,9 +167,10 @@ def main() -> None:
     # 1. features ------------------------------------------------------------------------------
     clip, s30, pairs = out / "features" / "clip", out / "features" / "30s", out / "features" / "pairs"
     t = time.perf_counter()
-    run(extract_cmd(args.root, clip, ["logmel"]))
-    run(extract_cmd(args.root, clip, ["whisper-base"], "--checkpoint", ckpt, "--layers", "all",
-                    "--option", "whisper-base:window=clip"))
+    if not args.report_only:
+        run(extract_cmd(args.root, clip, ["logmel"]))
+        run(extract_cmd(args.root, clip, ["whisper-base"], "--checkpoint", ckpt, "--layers", "all",
+                        "--option", "whisper-base:window=clip"))
     timing["extract whisper-base window=clip + logmel (s)"] = time.perf_counter() - t
     # The 30 s window costs 15x the clip window: it runs in the background while the heads train, in
     # --shards processes over disjoint parts of the corpus (separate stores, merged afterwards).
@@ -174,7 +180,7 @@ def main() -> None:
     man = scan_corpus("emodb", args.root)
     bgs = []
     t_bg = time.perf_counter()
-    for k in range(args.shards):
+    for k in range(0 if args.report_only or args.shards_running else args.shards):
         part = type(man)(man.corpus, man.root, man.utterances[k::args.shards])
         csv_path = s30 / "shards" / f"shard{k}.csv"
         if not csv_path.is_file():
@@ -204,26 +210,30 @@ def main() -> None:
     from concurrent.futures import ProcessPoolExecutor
 
     t = time.perf_counter()
-    run(extract_cmd(args.root, pairs, ["logmel"], "--frames"))
-    run(extract_cmd(args.root, pairs, ["whisper-base"], "--frames", "--checkpoint", ckpt, "--layers", str(best),
-                    "--option", "whisper-base:window=clip"))
+    if not args.report_only:
+        run(extract_cmd(args.root, pairs, ["logmel"], "--frames"))
+        run(extract_cmd(args.root, pairs, ["whisper-base"], "--frames", "--checkpoint", ckpt, "--layers", str(best),
+                        "--option", "whisper-base:window=clip"))
     grid = out / "grid"
     cells = [Cell(e, (e,), m, "single") for e in ("whisper-base", "logmel") for m in SINGLE_MODELS]
     for a, kind in (("logmel", "other"), ("ssam-tiny", "hetero")):
         cells += [Cell(f"{a}+whisper-base", (a, "whisper-base"), m, kind) for m in (*FUSION_MODELS, FRAMES_CELL)]
     u_seeds = [int(s) for s in args.untrained_pair_seeds.split(",")] if args.untrained_pair_seeds else seeds
+    p_seeds = [int(s) for s in args.pair_seeds.split(",")] if args.pair_seeds else seeds
     frames_cfg = cfg("parrot-token", use_frames=True, model={"token_source": "frames"})
 
     def cell_job(c: Cell) -> tuple:
         use_frames = c.model == FRAMES_CELL
+        cs = u_seeds if "ssam-tiny" in c.encoders else p_seeds if len(c.encoders) == 2 else seeds
         return (str(pairs), c.encoders, "parrot-token" if use_frames else c.model,
-                frames_cfg if use_frames else cfg(c.model), u_seeds if "ssam-tiny" in c.encoders else seeds,
-                proto, str(grid / "cells" / c.row / c.model), args.folds)
+                frames_cfg if use_frames else cfg(c.model), cs, proto, str(grid / "cells" / c.row / c.model),
+                args.folds)
 
     # spawn, not fork: a forked torch process can inherit a locked OpenMP pool
     import multiprocessing as mp
 
-    pool = ProcessPoolExecutor(max_workers=args.jobs, mp_context=mp.get_context("spawn"))
+    pool = _Finished() if args.report_only else ProcessPoolExecutor(max_workers=args.jobs,
+                                                                     mp_context=mp.get_context("spawn"))
     futures = {}
     # the pair with real information on both sides first, then the singles and the ot_eps sweep
     for c in [c for c in cells if "ssam-tiny" not in c.encoders]:
@@ -235,20 +245,29 @@ def main() -> None:
                 _run_cell, str(pairs), pair, m, cfg(m, model={"ot_eps": eps}), sweep_seeds, proto,
                 str(out / "ot_eps" / f"{m}-eps{eps:g}"), args.folds)
     # meanwhile: the UNTRAINED Mamba encoder's features (read by no job submitted so far)
-    run(extract_cmd(args.root, pairs, ["ssam-tiny"], "--frames", "--random-init", "--seed", "0"))
+    if not args.report_only:
+        run(extract_cmd(args.root, pairs, ["ssam-tiny"], "--frames", "--random-init", "--seed", "0"))
     timing["extract pair store (s)"] = time.perf_counter() - t
     for c in [c for c in cells if "ssam-tiny" in c.encoders]:
         futures[("grid", c.key)] = pool.submit(_run_cell, *cell_job(c))
     rcs = [b.wait() for b in bgs]
+    while args.shards_running and not all((s30 / "shards" / f"store{k}" / "whisper-base" / "meta.json").is_file()
+                                          for k in range(args.shards)):
+        time.sleep(20)  # shard extractions started by an earlier run of this script
     timing[f"extract whisper-base window=30s, {args.shards} background processes (s)"] = time.perf_counter() - t_bg
     if any(rcs):
         raise SystemExit(f"the 30 s window extraction failed (exit codes {rcs})")
-    _merge_shards([s30 / "shards" / f"store{k}" for k in range(args.shards)], man, s30)
+    shard_dirs = [s30 / "shards" / f"store{k}" for k in range(args.shards)]
+    if all((d / "whisper-base" / "meta.json").is_file() for d in shard_dirs):
+        _merge_shards(shard_dirs, man, s30)
     futures[("window", "30s")] = pool.submit(_run_cell, str(s30), ("whisper-base",), "cnn", cfg("cnn", layer=best),
                                              seeds, proto, str(out / "window" / "30s-cnn"), args.folds)
-    results, sweep = {}, {}
+    results, sweep, w30 = {}, {}, None
     for (kind, k), f in futures.items():
         res, secs = f.result()
+        if res is None:
+            log(f"{kind} {k}: not finished")
+            continue
         log(f"{kind} {k}: {fmt(res['headline'])} ({secs:.0f} s in a worker)")
         if kind == "grid":
             results[k] = res
@@ -261,16 +280,19 @@ def main() -> None:
     from parrot_ser.features import open_store
 
     store = open_store(pairs)
-    metas = {e: dict(store.get(e).meta) for e in ("whisper-base", "logmel", "ssam-tiny")}
+    metas = {e: dict(store.get(e).meta) for e in ("whisper-base", "logmel", "ssam-tiny") if e in store.encoders}
     kinds = {"whisper-base": "attention", "logmel": "handcrafted", "ssam-tiny": "mamba"}
     g = write_tables(grid, cells, results, kinds, metas, seeds)
     wclip = results["whisper-base/cnn"]
-    speed = {w: _speed(p / "whisper-base") for w, p in (("clip", clip), ("30s", s30))}
+    speed = {w: _speed(p / "whisper-base") for w, p in (("clip", clip), ("30s", s30))
+             if (p / "whisper-base" / "report.json").is_file()}
     key = lambda r: (r["seed"], r["fold"])  # noqa: E731
-    a = {key(r): r["metrics"]["accuracy"] for r in wclip["runs"]}
-    b = {key(r): r["metrics"]["accuracy"] for r in w30["runs"]}
-    ks = sorted(set(a) & set(b))
-    win_test = _paired([a[k] for k in ks], [b[k] for k in ks])
+    win_test = None
+    if w30 is not None:
+        a = {key(r): r["metrics"]["accuracy"] for r in wclip["runs"]}
+        b = {key(r): r["metrics"]["accuracy"] for r in w30["runs"]}
+        ks = sorted(set(a) & set(b))
+        win_test = _paired([a[k] for k in ks], [b[k] for k in ks])
     timing["total (s)"] = time.perf_counter() - t_all
 
     # report -------------------------------------------------------------------------------------
@@ -310,12 +332,16 @@ def main() -> None:
     for row in ("logmel+whisper-base", "ssam-tiny+whisper-base"):
         row_seeds = ",".join(map(str, u_seeds if "ssam-tiny" in row else seeds))
         for m in ("ot", "parrot", "parrot-token", FRAMES_CELL):
-            r = results[f"{row}/{m}"]
+            r = results.get(f"{row}/{m}")
+            if r is None:
+                md.append(f"| {row} | {m} | 0.05 | | not run (time budget) | |")
+                continue
             md.append(f"| {row} | {m} | 0.05 | {row_seeds} | {fmt(r['headline'])} | {partners(r)} |")
     for m in ("parrot", "parrot-token"):
-        r0 = results[f"logmel+whisper-base/{m}"]
-        sub = seed_subset(r0, sweep_seeds)
-        md.append(f"| logmel+whisper-base | {m} | 0.05 | {args.sweep_seeds} | {fmt(sub)} | (as above) |")
+        r0 = results.get(f"logmel+whisper-base/{m}")
+        if r0 is not None:
+            sub = seed_subset(r0, sweep_seeds)
+            md.append(f"| logmel+whisper-base | {m} | 0.05 | {args.sweep_seeds} | {fmt(sub)} | (as above) |")
         for (mm, eps), r in sorted(sweep.items()):
             if mm == m:
                 md.append(f"| logmel+whisper-base | {m} | {eps:g} | {args.sweep_seeds} | {fmt(r['headline'])} | "
@@ -323,19 +349,23 @@ def main() -> None:
     md += ["", f"## Whisper window: clip vs 30 s (cnn head, layer {best}, seeds {args.seeds})", "",
            "| window | utt/s | real-time factor | padding waste | accuracy / macro-F1 |", "|---|---|---|---|---|"]
     for w, r in (("clip", wclip), ("30s", w30)):
-        s = speed[w]
-        md.append(f"| {w} | {s['utt_per_s']:.2f} | {s['real_time_factor']:.4f} | {s['padding_waste']:.1%} | "
-                  f"{fmt(r['headline'])} |")
-    md += ["", f"30s - clip accuracy over {win_test['n_pairs']} (seed, fold) pairs: {win_test['mean_diff']:+.2f} "
-           f"points, Wilcoxon p = {win_test['wilcoxon_p']:.3g}, t-test p = {win_test['ttest_p']:.3g}. "
-           "Speeds are from the extraction reports (1 thread, on a CPU shared with other jobs: compare the "
+        sp = speed.get(w)
+        sp_txt = (f"{sp['utt_per_s']:.2f} | {sp['real_time_factor']:.4f} | {sp['padding_waste']:.1%}" if sp
+                  else "not finished | | ")
+        md.append(f"| {w} | {sp_txt} | {fmt(r['headline']) if r else 'not run (time budget)'} |")
+    test_txt = (f"30s - clip accuracy over {win_test['n_pairs']} (seed, fold) pairs: {win_test['mean_diff']:+.2f} "
+                f"points, Wilcoxon p = {win_test['wilcoxon_p']:.3g}, t-test p = {win_test['ttest_p']:.3g}. "
+                if win_test else "No paired test: the 30 s cell did not run. ")
+    md += ["", test_txt + "Speeds are from the extraction reports (1 thread, on a CPU shared with other jobs: compare the "
            "two rows, not absolute numbers; `python bench/run.py whisper` measures them interleaved).", "",
            "## Wall time of each step (s, 1 thread on a shared 2-core CPU)", "", "| step | s |", "|---|---|"]
-    md += [f"| {k} | {v:.0f} |" for k, v in timing.items()]
+    md += ([f"| {k} | {v:.0f} |" for k, v in timing.items()] if not args.report_only else
+           ["| (this report was written with --report-only: no timings) | |"])
     (out / "real_table.md").write_text("\n".join(md) + "\n", encoding="utf-8")
     write_json_atomic(out / "real_table.json", {
         "best_layer": best, "layer_model": args.layer_model, "seeds": seeds, "sweep_seeds": sweep_seeds,
         "epochs": args.epochs, "patience": args.patience, "timing_s": timing, "window_speed": speed,
+        "pair_seeds": p_seeds, "untrained_pair_seeds": u_seeds, "conv_channels": channels,
         "window_test_30s_minus_clip": win_test, "significance": g["significance"],
         "layers": {str(i): r["headline"] for i, r in layer_res.items()},
         "weighted_sum": {m: r["headline"] for m, r in wsum.items()},
@@ -356,6 +386,29 @@ def _run_cell(store: str, encs: tuple, model: str, config, seeds: list, proto: s
     t = time.perf_counter()
     res = run_cv(store, list(encs), model, config, seeds, proto, run_dir, n_folds=folds)
     return res, time.perf_counter() - t
+
+
+class _Finished:
+    """--report-only: a stand-in for the worker pool whose 'jobs' only read finished cells."""
+
+    class _Done:
+        def __init__(self, value):
+            self.value = value
+
+        def result(self):
+            return self.value
+
+    def submit(self, fn, store, encs, model, config, seeds, proto, run_dir, folds):
+        p = Path(run_dir) / "results.json"
+        if not p.is_file():
+            return self._Done((None, 0.0))
+        res = json.loads(p.read_text(encoding="utf-8"))
+        done = {(r["seed"], r["fold"]) for r in res["runs"]}
+        want = {(s, k) for s in seeds for k in range(folds)}
+        return self._Done((res if want <= done else None, 0.0))
+
+    def shutdown(self):
+        pass
 
 
 def _merge_shards(shards: list[Path], man, dst: Path) -> None:
