@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 
 from parrot_ser.errors import BundleError
-from parrot_ser.inference import export_run, load_model
+from parrot_ser.inference import load_model
 from parrot_ser.inference.bundle import load_bundle, verify_bundle, write_bundle
 from parrot_ser.inference.predictor import Predictor
+from parrot_ser.training import export_run
 
 SPEAKERS = ("03", "08", "09", "10")
 LABELS = ("angry", "neutral", "sad")
@@ -71,6 +72,23 @@ def test_bundle_is_self_describing_and_pickle_free(tiny_run):
     assert all(f.endswith((".json", ".safetensors", ".md")) for f in files)
     members = load_bundle(bundle).members
     assert any(k.startswith("std_pooled_mean_0") for k in members[0].state_dict)  # standardiser travels
+
+
+def test_serving_a_bundle_loads_no_training_code_nor_sklearn(tiny_run, emodb_root):
+    """Loading a bundle and predicting goes through the model layer only (issue 8)."""
+    import subprocess
+    import sys
+
+    _, bundle = tiny_run
+    code = ("import sys, parrot_ser\n"
+            f"m = parrot_ser.load_model({str(bundle)!r})\n"
+            f"print(m.predict({str(_wav(emodb_root, '03a01Wa'))!r})[0].label)\n"
+            "bad = sorted(x for x in sys.modules if x == 'sklearn' or x.startswith(('sklearn.', "
+            "'parrot_ser.training', 'parrot_ser.cli')))\n"
+            "assert not bad, bad\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip().splitlines()[-1] in LABELS
 
 
 def test_round_trip_reproduces_the_runs_test_probabilities(tiny_run, emodb_root):
@@ -275,8 +293,8 @@ def test_hf_checkpoint_is_verified_by_hash(tmp_path):
     from parrot_ser.encoders import build_encoder
     from parrot_ser.encoders.hf import TINY
     from parrot_ser.inference.bundle import Member
+    from parrot_ser.models import head_from_run as rebuild_model
     from parrot_ser.training.config import TrainConfig
-    from parrot_ser.training.run import rebuild_model
 
     def save_tiny(path: Path, seed: int) -> None:
         torch.manual_seed(seed)

@@ -89,9 +89,10 @@ def test_layers_match_the_models_own_hidden_states(tiny_dirs):
     np.testing.assert_allclose(last.pooled[0], hs[-1][0].mean(0).numpy(), atol=1e-5)
     cnn = build_encoder("wavlm-base-plus", checkpoint=str(d), layers=0).encode([w])[0]
     np.testing.assert_allclose(cnn.pooled[0], hs[0][0].mean(0).numpy(), atol=1e-5)
+    # One layer resolver for every family (issue 8): indices in depth order, whatever order is given.
     pair = build_encoder("wavlm-base-plus", checkpoint=str(d), layers="-1,1")
-    assert pair.identity.layers == [2, 1]
-    np.testing.assert_allclose(pair.encode([w])[0].pooled, np.stack([hs[2][0].mean(0), hs[1][0].mean(0)]), atol=1e-5)
+    assert pair.identity.layers == [1, 2]
+    np.testing.assert_allclose(pair.encode([w])[0].pooled, np.stack([hs[1][0].mean(0), hs[2][0].mean(0)]), atol=1e-5)
 
 
 def test_group_norm_models_run_without_padding(tiny_dirs):

@@ -39,6 +39,7 @@ def test_layer_choices():
     assert resolve_layers(-2, 13) == [11]
     assert resolve_layers("3,6,9", 13) == [3, 6, 9]
     assert resolve_layers([0, -1], 13) == [0, 12]
+    assert resolve_layers([9, 3], 13) == resolve_layers("3,9", 13) == [3, 9]  # one rule for every family
     assert parse_layers("3") == 3 and parse_layers("3,6") == [3, 6] and parse_layers("ALL") == "all"
     for bad in ("13", "x", "1,1", [-14]):
         with pytest.raises(ConfigError):

@@ -226,3 +226,53 @@ def test_build_errors_are_typed():
     model = build_model("concat", DIMS2, 3, **TINY)
     with pytest.raises(ConfigError, match="built for"):
         model(FusionInput([torch.randn(2, 24), torch.randn(2, 17)]))
+
+
+def test_typed_configs_declared_once_on_the_class():
+    """Issue 8: each model's config is a dataclass on its class, with the paper's defaults; what a
+    model is (inputs, batch dependence, frames) is read from the class."""
+    from parrot_ser.fusion import MODELS, HeadConfig, OTConfig, TokenOTConfig
+
+    parrot = MODELS.get("parrot")
+    assert parrot.config is OTConfig and OTConfig().ot_eps == 0.05 and OTConfig().embed_dim == 120
+    assert MODELS.get("fcn").config is HeadConfig and not hasattr(HeadConfig(), "ot_eps")
+    assert MODELS.get("parrot-token").config is TokenOTConfig
+    for name, entry in MODELS.items():
+        cls = entry.factory
+        assert (entry.spec.n_inputs, entry.spec.batch_dependent, entry.spec.uses_frames) == (
+            cls.n_inputs, cls.batch_dependent, cls.uses_frames), name
+    assert [s.name for s in list_models() if s.batch_dependent] == ["ot", "parrot"]
+    assert build_model("fcn", [16], 3).config == {"dropout": 0.3, "hidden": 128, "layer_weighting": False,
+                                                  "n_layers": None, "layer": -1}
+
+
+def test_model_options_flat_and_per_model_blocks():
+    from parrot_ser.fusion import model_options
+
+    opts = {"hidden": 32, "ot_eps": 0.2, "parrot": {"ot_eps": 0.1}, "cnn": {"hidden": 16}}
+    assert model_options("parrot", opts) == {"hidden": 32, "ot_eps": 0.1}  # the block wins
+    assert model_options("cnn", opts) == {"hidden": 16}  # ot_eps is another model's key: ignored
+    assert model_options("fcn", opts) == {"hidden": 32}
+    with pytest.raises(ConfigError, match=r"unknown model config key\(s\) ot_epsilon for model 'parrot'"):
+        model_options("cnn", {"parrot": {"ot_epsilon": 0.1}})  # a typo in any block is caught
+    with pytest.raises(ConfigError, match="unknown model config"):
+        model_options("cnn", {"ot_epsilon": 0.1})
+
+
+def test_yaml_per_model_blocks_reach_the_model(tmp_path):
+    from parrot_ser.models import build_head
+    from parrot_ser.training.config import load_config
+
+    p = tmp_path / "c.yaml"
+    p.write_text("epochs: 2\nmodel:\n  hidden: 24\n  parrot:\n    ot_iters: 7\n")
+    cfg = load_config(p)
+    net = build_head("parrot", [64, 48], 3, dropout=cfg.dropout, options=cfg.model)
+    assert net.config["ot_iters"] == 7 and net.config["hidden"] == 24
+    assert build_head("cnn", [64], 3, options=cfg.model).config["hidden"] == 24
+
+
+def test_fused_width_is_checked():
+    model = build_model("concat", DIMS2, 3, **TINY)
+    model.width = 3  # a fuse() that does not give width x embed_dim features
+    with pytest.raises(ConfigError, match="fuse gave"):
+        model(_inp(DIMS2, 4))

@@ -19,7 +19,7 @@ from parrot_ser import audio
 from parrot_ser.audio import AUDIO_SUFFIXES, decode_with_warnings, load_audio, load_with_warnings, read_info
 from parrot_ser.cli.main import app
 from parrot_ser.corpora import scan_corpus
-from parrot_ser.corpora.common import AUDIO_EXTS
+from parrot_ser.corpora.scanning import AUDIO_EXTS
 from parrot_ser.errors import AudioRateError, AudioTooLongError, AudioUnreadableError
 
 runner = CliRunner()

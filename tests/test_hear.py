@@ -30,8 +30,8 @@ def mamba():
 
 def test_model_spec_forms(tmp_path, monkeypatch):
     assert hear.parse_model_spec("whisper-base") == {"name": "whisper-base", "checkpoint": None, "options": {}}
-    s = hear.parse_model_spec("ssam-base=/m/ck.pth,seed=3,corrected_grouping=true,layers=all")
-    assert s == {"name": "ssam-base", "checkpoint": "/m/ck.pth", "seed": 3, "layers": "all",
+    s = hear.parse_model_spec("ssam-base=/m/ck.pth,seed=3,corrected_grouping=true,layers=3;6")
+    assert s == {"name": "ssam-base", "checkpoint": "/m/ck.pth", "seed": 3, "layers": "3,6",
                  "options": {"corrected_grouping": True}}
     f = tmp_path / "m.json"
     f.write_text('{"encoder": "ssam-tiny", "random_init": true, "options": {"depth": 2}}')

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from parrot_ser.encoders import ssam, ssamba
 from parrot_ser.encoders.checkpoint import convert_checkpoint, sha256_file
 from parrot_ser.encoders.mamba.preprocessing import kaldi_fbank, mel_filterbank_htk, ssam_logmel, ssamba_input
-from parrot_ser.encoders.mamba.ssam import regroup_frames, sincos_2d
+from parrot_ser.encoders.mamba.ssam_net import regroup_frames, sincos_2d
 from parrot_ser.errors import CheckpointError, ConfigError, EmptyAudioError, NonFiniteAudioError
 
 SPECS = {s.name: s for s in ssam.specs() + ssamba.specs()}

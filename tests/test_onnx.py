@@ -1,7 +1,8 @@
 """`parrot-ser export --onnx`: head and audio -> probabilities graphs; onnxruntime matches PyTorch
 within 1e-4 on real Emo-DB files (logmel bundle of test_bundle.py, a tiny random-init HuBERT
-bundle); the graph-friendly front ends (DFT-as-conv STFT, HF normalisation, Whisper log-mel)
-reproduce the encoders' features; a Mamba bundle gets head.onnx only, a batch-dependent head none."""
+bundle, a random-init SSAM bundle); the graph-friendly front ends (DFT-as-conv STFT, HF normalisation,
+Whisper log-mel, SSAM chunking + the unrolled out-of-place scan) reproduce the encoders' features; an SSAMBA
+bundle gets head.onnx only, a batch-dependent head none."""
 
 from __future__ import annotations
 
@@ -100,13 +101,15 @@ def test_logmel_bundle_graphs_match_pytorch_on_emodb(tmp_path_factory, emodb_roo
         parrot_ser.load_model(out)
 
 
-@pytest.mark.parametrize("name", ["hubert-base", "mms-1b", "whisper-base"])
-def test_hf_front_ends_reproduce_the_encoder(name, emodb_root, tmp_path):
-    """Tiny random-init configs of the three HF paths: group-norm CNN + normalisation, layer-norm
-    CNN, Whisper's own log-mel and 30 s window (the real whisper-base weights take the same graph)."""
+@pytest.mark.parametrize("name,kw", [("hubert-base", {}), ("mms-1b", {}), ("whisper-base", {}),
+                                     ("ssam-tiny", {"depth": 1})])
+def test_front_ends_reproduce_the_encoder(name, kw, emodb_root, tmp_path):
+    """Tiny random-init configs of the three HF paths (group-norm CNN + normalisation, layer-norm
+    CNN, Whisper's own log-mel and 30 s window: the real whisper-base weights take the same graph)
+    and SSAM (log-mel, 200-frame chunks, the out-of-place scan), every layer."""
     from parrot_ser.encoders import build_encoder
 
-    enc = build_encoder(name, random_init=True, layers="all")
+    enc = build_encoder(name, random_init=True, layers="all", **kw)
     waves = _wavs(emodb_root)[:2]
     sess = _sess(export_encoder(enc, tmp_path / "enc.onnx", waves[0]))
     for w in waves:
@@ -116,7 +119,7 @@ def test_hf_front_ends_reproduce_the_encoder(name, emodb_root, tmp_path):
 
 
 def test_hf_bundle_full_graph(small_runs, emodb_root, tmp_path):
-    from parrot_ser.inference import export_run
+    from parrot_ser.training import export_run
 
     run = small_runs((("hubert-base", {"random_init": True}),), "fcn")
     report = export_onnx(export_run(run, tmp_path / "b"))
@@ -128,12 +131,20 @@ def test_hf_bundle_full_graph(small_runs, emodb_root, tmp_path):
         assert np.abs(sess.run(None, {"audio": w[None]})[0][0] - ref).max() < TOLERANCE
 
 
-def test_mamba_bundle_gets_the_head_only_and_batch_dependent_heads_none(small_runs, tmp_path):
-    from parrot_ser.inference import export_run
+def test_mamba_bundles_ssam_whole_ssamba_head_only_batch_dependent_none(small_runs, emodb_root, tmp_path):
+    from parrot_ser.training import export_run
 
-    mamba = ("ssam-tiny", {"random_init": True, "depth": 2})
+    mamba = ("ssam-tiny", {"random_init": True, "depth": 1})
     report = export_onnx(export_run(small_runs((mamba,), "fcn"), tmp_path / "m"))
-    assert set(report["files"]) == {"head.onnx"} and "selective scan" in report["not_exported"]["model.onnx"]
+    assert set(report["files"]) == {"head.onnx", "model.onnx"}
+    model = parrot_ser.load_model(tmp_path / "m", quiet=True)
+    sess = _sess(tmp_path / "m" / "onnx" / "model.onnx")
+    for w in _wavs(emodb_root)[:2]:  # 2.0 s and 1.3 s: 2 and 1 chunks, 51 and 33 frames
+        ref = np.array([model.predict(w, sample_rate=16000)[0].probabilities[lab] for lab in model.labels])
+        assert np.abs(sess.run(None, {"audio": w[None]})[0][0] - ref).max() < TOLERANCE
+    ssamba = ("ssamba-tiny", {"random_init": True, "depth": 2, "target_length": 256})
+    report = export_onnx(export_run(small_runs((ssamba,), "fcn"), tmp_path / "s"))
+    assert set(report["files"]) == {"head.onnx"} and "SSAMBA" in report["not_exported"]["model.onnx"]
     with pytest.raises(OnnxExportError, match="batch-dependent"):
         export_onnx(export_run(small_runs((mamba, ("logmel", {})), "parrot"), tmp_path / "p"))
     shutil.rmtree(tmp_path / "p")

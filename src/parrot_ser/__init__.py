@@ -10,6 +10,6 @@ def load_model(model_dir, **kwargs):
     (``owner/name``, resolved from the local HF cache first); returns a predictor with ``.labels``,
     ``.predict(x)``, ``.pipeline(x)`` (HF audio-classification shape), ``.save_pretrained(dir)`` and
     ``.push_to_hub(repo_id)``."""
-    from parrot_ser.inference.bundle import load_model as _load
+    from parrot_ser.inference.predictor import load_model as _load
 
     return _load(model_dir, **kwargs)

@@ -17,7 +17,7 @@ How an encoder is chosen (``model_file_path``, the one string the HEAR tools pas
   looked up in the local HF cache; the Mamba families have none, see below);
 - ``NAME=CHECKPOINT``: with a checkpoint (an official SSAM / SSAMBA file or folder, a converted
   .safetensors, a ``save_pretrained`` folder or an HF id);
-- then any ``,key=value`` settings: ``random_init=true``, ``seed=0``, ``layers=last|all|3|3,6``
+- then any ``,key=value`` settings: ``random_init=true``, ``seed=0``, ``layers=last|all|3|3;6``
   (several layers are concatenated on the feature axis) and the encoder's own options (e.g.
   ``depth=2``, ``corrected_grouping=true``); values are read as YAML scalars;
 - or the path of a ``.json`` file ``{"encoder": NAME, "checkpoint": ..., "random_init": ...,
@@ -90,7 +90,8 @@ def parse_model_spec(text: str) -> dict[str, Any]:
         if not sep or not key.strip():
             raise ConfigError(f"HEAR model spec {text!r}: expected key=value after a comma, got {p!r}")
         key = key.strip()
-        value = val.strip() if key == "layers" else yaml.safe_load(val.strip())
+        # layers: "last", "all", "6" or "3;6;9" (commas separate the settings themselves)
+        value = val.strip().replace(";", ",") if key == "layers" else yaml.safe_load(val.strip())
         (out if key in _SETTINGS else out["options"])[key] = value
     return out
 
@@ -139,8 +140,9 @@ class HearModel(torch.nn.Module):
 
     def to(self, *args: Any, **kwargs: Any) -> HearModel:
         super().to(*args, **kwargs)
-        device = torch._C._nn._parse_to(*args, **kwargs)[0]
-        if device is not None:
+        # .to(device), .to(device, dtype), .to(device=...): the encoder keeps its own device for inputs
+        device = kwargs.get("device", args[0] if args else None)
+        if isinstance(device, (str, torch.device)):
             self.encoder.to(str(device))
         return self
 

@@ -29,6 +29,7 @@ from rich.text import Text
 
 from parrot_ser.errors import ConfigError, ParrotError
 from parrot_ser.notices import untrained_text
+from parrot_ser.progress import rate_text as rate_text  # re-exported for the commands
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -220,6 +221,3 @@ def make_progress(unit: str = "utt", *, disable: bool = False) -> Progress:
     )
 
 
-def rate_text(done: int, seconds: float, unit: str = "utt", extra: str = "") -> str:
-    r = done / seconds if seconds > 0 else 0.0
-    return f"{r:.1f} {unit}/s" + (f" {extra}" if extra else "")

@@ -15,6 +15,7 @@ from parrot_ser.corpora import CORPORA, Manifest, list_corpora, scan_corpus
 from parrot_ser.corpora.base import Problem
 from parrot_ser.corpora.check import check_audio
 from parrot_ser.errors import ConfigError
+from parrot_ser.registry import parse_key_values
 
 app = typer.Typer(no_args_is_help=True, help="List, inspect and export SER corpora.")
 
@@ -25,22 +26,36 @@ REGEX_OPT = typer.Option(None, "--speaker-regex", help="folders: regex on the fi
 FULL_OPT = typer.Option(False, "--iemocap-full-labels", help="iemocap: keep every annotated class, not the 4 classes.")
 SONG_OPT = typer.Option(False, "--include-song", help="ravdess: also include the song files.")
 
-# CLI flag -> (scanner option name); only flags the user set are passed through.
+CORPUS_OPTION_OPT = typer.Option([], "--corpus-option", help="KEY=VALUE option of the corpus scanner; repeat for "
+                                 "several (e.g. speaker_regex=..., include_song=true, full_labels=true; "
+                                 "`parrot-ser corpus list` shows what each corpus takes).")
+
+# Dedicated flags kept for the options most used; each is the same as --corpus-option NAME=VALUE.
 _FLAGS = {"--speaker-regex": "speaker_regex", "--iemocap-full-labels": "full_labels", "--include-song": "include_song"}
 
 
-def _scan(root: Path, corpus: str, speaker_regex: str | None, full: bool, song: bool) -> Manifest:
-    given = {"--speaker-regex": speaker_regex, "--iemocap-full-labels": full or None, "--include-song": song or None}
+def scan_from_cli(root: Path, corpus: str, corpus_option: list[str], flags: dict[str, Any] | None = None) -> Manifest:
+    """Scan ``root`` with the options of ``--corpus-option KEY=VALUE`` and the dedicated flags the user
+    set (``flags``: flag -> value, None when not given); an option the corpus does not take is a
+    one-line error naming the corpora that take it."""
     spec = CORPORA.get(corpus)  # RegistryError for an unknown name, before touching the disk
-    options: dict[str, Any] = {}
-    for flag, value in given.items():
-        if value is None:
-            continue
-        if _FLAGS[flag] not in spec.options:
-            users = [n for n, s in CORPORA.items() if _FLAGS[flag] in s.options]
-            raise ConfigError(f"{flag} applies to corpus {', '.join(users)}, not {corpus}")
-        options[_FLAGS[flag]] = value
+    options: dict[str, Any] = dict(parse_key_values(corpus_option, "--corpus-option"))
+    given = {flag: (_FLAGS[flag], value) for flag, value in (flags or {}).items() if value is not None}
+    given.update({f"--corpus-option {k}": (k, v) for k, v in options.items()})
+    for flag, (key, value) in given.items():
+        if key not in spec.options:
+            users = [n for n, s in CORPORA.items() if key in s.options]
+            takes = ", ".join(spec.options) or "no options"
+            raise ConfigError(f"{flag} applies to corpus {', '.join(users) or 'none'}, not {corpus} (takes: {takes})")
+        options[key] = value
     return scan_corpus(corpus, root, **options)
+
+
+def _scan(root: Path, corpus: str, corpus_option: list[str], speaker_regex: str | None, full: bool,
+          song: bool) -> Manifest:
+    return scan_from_cli(root, corpus, corpus_option, {"--speaker-regex": speaker_regex,
+                                                       "--iemocap-full-labels": full or None,
+                                                       "--include-song": song or None})
 
 
 @app.command("list")
@@ -49,7 +64,10 @@ def list_cmd() -> None:
     """Known corpora, one line each."""
     width = max(len(n) for n, _ in list_corpora())
     for name, desc in list_corpora():
-        out.print(f"{name:<{width}}  {desc}", markup=False)
+        opts = ", ".join(f"{k}={o.default!r}" for k, o in CORPORA.get(name).options.items())
+        out.print(f"{name:<{width}}  {desc}" + (f" [--corpus-option {opts}]" if opts else ""), markup=False)
+    for module, problem in CORPORA.failures().items():
+        out.print(f"{module:<{width}}  unavailable: {problem}", markup=False)
 
 
 def _check(man: Manifest, workers: int, quiet: bool) -> tuple[dict[str, float], list[Problem]]:
@@ -78,9 +96,10 @@ def inspect(
     speaker_regex: str | None = REGEX_OPT,
     iemocap_full_labels: bool = FULL_OPT,
     include_song: bool = SONG_OPT,
+    corpus_option: list[str] = CORPUS_OPTION_OPT,
 ) -> None:
     """Counts per class and speaker, durations, and every file that did not fit."""
-    man = _scan(root, corpus, speaker_regex, iemocap_full_labels, include_song)
+    man = _scan(root, corpus, corpus_option, speaker_regex, iemocap_full_labels, include_song)
     durations: dict[str, float] | None = None
     problems = list(man.problems)
     if check_audio_:
@@ -138,12 +157,13 @@ def manifest(
     root: Path = ROOT_ARG,
     corpus: str = CORPUS_OPT,
     output: Path = typer.Option(..., "--output", "-o", help="Manifest CSV to write (a .json sidecar goes next to it)."),
+    corpus_option: list[str] = CORPUS_OPTION_OPT,
     speaker_regex: str | None = REGEX_OPT,
     iemocap_full_labels: bool = FULL_OPT,
     include_song: bool = SONG_OPT,
 ) -> None:
     """Write the manifest CSV (utt_id, path, label, speaker, original_label, meta columns)."""
-    man = _scan(root, corpus, speaker_regex, iemocap_full_labels, include_song)
+    man = _scan(root, corpus, corpus_option, speaker_regex, iemocap_full_labels, include_song)
     path = man.to_csv(output)
     err.print(f"wrote {path}: {len(man)} utterances, {len(man.speakers())} speakers, {len(man.labels())} labels, "
               f"{len(man.problems)} problem(s)", markup=False)

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from parrot_ser.cli.common import err, guard, print_json
+from parrot_ser.cli.common import err, guard, make_progress, print_json
 from parrot_ser.errors import ConfigError
 
 
@@ -39,7 +39,11 @@ def demo(
                   "test the pipeline, not the models.[/]", markup=True)
     if ckpts:
         err.print(f"[bold green]real weights: {', '.join(f'{k} ({v})' for k, v in ckpts.items())}[/]", markup=True)
-    res = run_demo(out, quick=quick, seed=seed, checkpoints=ckpts)
+
+    def say(msg: str) -> None:
+        err.print(f"[bold cyan]demo[/] {msg}", markup=True, highlight=False)
+
+    res = run_demo(out, quick=quick, seed=seed, say=say, progress=make_progress, checkpoints=ckpts)
     s = res.summary
     t = Table(title=f"demo results ({'quick' if quick else 'full'}; {s['corpus']['n_utterances']} utterances, "
                     f"{len(s['corpus']['speakers'])} speakers, {s['plan']['n_folds']} speaker-independent folds)",

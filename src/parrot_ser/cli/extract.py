@@ -12,7 +12,15 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from parrot_ser.cli.common import check_out_dir, err, guard, os_error_message, print_json, warn_untrained
+from parrot_ser.cli.common import (
+    check_out_dir,
+    err,
+    guard,
+    make_progress,
+    os_error_message,
+    print_json,
+    warn_untrained,
+)
 from parrot_ser.errors import ConfigError, FeatureStoreError
 
 
@@ -47,12 +55,13 @@ def _parse_options(items: list[str], encoders: list[str]) -> dict[str, dict]:
     return out
 
 
-def _load_manifest(manifest: Path | None, root: Path | None, corpus: str | None):
-    from parrot_ser.corpora import Manifest, scan_corpus
+def _load_manifest(manifest: Path | None, root: Path | None, corpus: str | None, corpus_option: list[str]):
+    from parrot_ser.cli.corpus import scan_from_cli
+    from parrot_ser.corpora import Manifest
 
     if manifest is not None:
-        if root is not None or corpus is not None:
-            raise ConfigError("give either --manifest M or ROOT --corpus NAME, not both")
+        if root is not None or corpus is not None or corpus_option:
+            raise ConfigError("give either --manifest M or ROOT --corpus NAME [--corpus-option K=V], not both")
         from parrot_ser.corpora.base import check_labelled
 
         man = Manifest.from_csv(manifest)
@@ -60,7 +69,7 @@ def _load_manifest(manifest: Path | None, root: Path | None, corpus: str | None)
         return man
     if root is None or corpus is None:
         raise ConfigError("give --manifest M, or a corpus ROOT with --corpus NAME")
-    return scan_corpus(corpus, root)
+    return scan_from_cli(root, corpus, corpus_option)
 
 
 @guard
@@ -68,6 +77,8 @@ def extract(
     root: Path | None = typer.Argument(None, help="Corpus root (with --corpus).", show_default=False),
     corpus: str | None = typer.Option(None, "--corpus", "-c", help="Corpus name (see `parrot-ser corpus list`)."),
     manifest: Path | None = typer.Option(None, "--manifest", "-m", help="Manifest CSV (instead of ROOT --corpus)."),
+    corpus_option: list[str] = typer.Option([], "--corpus-option", help="KEY=VALUE option of the corpus scanner "
+                                            "(see `parrot-ser corpus list`); repeat for several."),
     encoder: list[str] = typer.Option(..., "--encoder", "-e", help="Encoder name; repeat for several "
                                                                    "(see `parrot-ser encoders list`)."),
     out_dir: Path = typer.Option(..., "--out", "-o", help="Feature store folder (created or extended)."),
@@ -117,7 +128,7 @@ def extract(
 
         torch.set_num_threads(threads)
     layer_choice = parse_layers(layers)
-    man = _load_manifest(manifest, root, corpus)
+    man = _load_manifest(manifest, root, corpus, corpus_option)
     if len(man) == 0:
         raise ConfigError(f"{manifest or root}: the manifest has no utterances")
     reports = {}
@@ -139,7 +150,8 @@ def extract(
                                     address=address, threads=threads or 1, n_actors=actors)
         try:
             rep = extract_features(man, enc, out_dir, frames=frames, dtype=dtype, batch_seconds=batch_seconds,
-                                   chunk_size=chunk_size, progress=not quiet, wait=wait, remote=remote)
+                                   chunk_size=chunk_size, progress=None if quiet else make_progress, wait=wait,
+                                   remote=remote)
         except OSError as e:  # disk full, read-only, no permission: name the store; chunks are kept
             raise FeatureStoreError(f"feature store {out_dir} ({n}): {os_error_message(e)}") from None
         finally:

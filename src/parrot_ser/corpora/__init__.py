@@ -3,14 +3,14 @@
 >>> from parrot_ser.corpora import scan_corpus, list_corpora
 >>> man = scan_corpus("emodb", "/data/emodb")
 
-One module per corpus registers a :class:`CorpusSpec` in ``CORPORA``."""
+One module per corpus registers a :class:`CorpusSpec` in ``CORPORA`` (corpora/registry.py); the
+registry imports the corpus modules on first use."""
 
-# Importing a module registers its corpus.
-from parrot_ser.corpora import cremad, emodb, esd, generic, iemocap, mesd, ravdess, savee, tess  # noqa: F401
 from parrot_ser.corpora.base import CANONICAL_LABELS, Manifest, Problem, Utterance
-from parrot_ser.corpora.common import CORPORA, CorpusSpec, canonical_label, list_corpora, scan_corpus
+from parrot_ser.corpora.registry import CORPORA, CorpusSpec, list_corpora, register, scan_corpus
+from parrot_ser.corpora.scanning import canonical_label
 
 __all__ = [
     "CANONICAL_LABELS", "CORPORA", "CorpusSpec", "Manifest", "Problem", "Utterance", "canonical_label",
-    "list_corpora", "scan_corpus",
+    "list_corpora", "register", "scan_corpus",
 ]

@@ -10,15 +10,8 @@ import re
 from pathlib import Path
 
 from parrot_ser.corpora.base import Manifest, Utterance
-from parrot_ser.corpora.common import (
-    RESOURCE_FORK,
-    CorpusSpec,
-    ManifestBuilder,
-    register,
-    rel,
-    require_dir,
-    walk_files,
-)
+from parrot_ser.corpora.registry import CorpusSpec, register
+from parrot_ser.corpora.scanning import rel, start_scan
 
 EMOTIONS = {"ANG": "angry", "DIS": "disgust", "FEA": "fear", "HAP": "happy", "NEU": "neutral", "SAD": "sad"}
 SENTENCES = {"IEO", "TIE", "IOM", "IWW", "TAI", "MTI", "IWL", "ITH", "DFA", "ITS", "TSI", "WSI"}
@@ -42,16 +35,11 @@ def _demographics(root: Path) -> dict[str, dict[str, str]]:
 
 
 def scan(root: Path) -> Manifest:
-    b = ManifestBuilder("cremad", require_dir(root))
+    b, files = start_scan("cremad", root)
     demo = _demographics(root)
-    files, forks = walk_files(root)
-    b.exclude(RESOURCE_FORK, forks)
-    for f in files:
-        m = NAME.match(f.name)
-        if (not m or m.group(2).upper() not in SENTENCES or m.group(3).upper() not in EMOTIONS
-                or m.group(4).upper() not in LEVELS):
-            b.problem(f, "name does not follow CREMA-D {actor}_{sentence}_{emotion}_{level}.wav; skipped")
-            continue
+    known = lambda m: (m.group(2).upper() in SENTENCES and m.group(3).upper() in EMOTIONS  # noqa: E731
+                       and m.group(4).upper() in LEVELS)
+    for f, m in b.named(files, NAME, "CREMA-D {actor}_{sentence}_{emotion}_{level}.wav", known):
         actor, sent, emo, level = m.group(1), m.group(2).upper(), m.group(3).upper(), m.group(4).upper()
         utt_id = f"{actor}_{sent}_{emo}_{level}"
         if utt_id in KNOWN_EMPTY:

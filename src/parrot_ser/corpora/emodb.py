@@ -6,15 +6,8 @@ import re
 from pathlib import Path
 
 from parrot_ser.corpora.base import Manifest, Utterance
-from parrot_ser.corpora.common import (
-    RESOURCE_FORK,
-    CorpusSpec,
-    ManifestBuilder,
-    register,
-    rel,
-    require_dir,
-    walk_files,
-)
+from parrot_ser.corpora.registry import CorpusSpec, register
+from parrot_ser.corpora.scanning import rel, start_scan
 
 EMOTIONS = {"W": "angry", "L": "boredom", "E": "disgust", "A": "fear", "F": "happy", "T": "sad", "N": "neutral"}
 SPEAKERS = ("03", "08", "09", "10", "11", "12", "13", "14", "15", "16")
@@ -23,14 +16,9 @@ NAME = re.compile(r"^(\d\d)([ab]\d\d)([A-Z])([a-z])\.wav$", re.IGNORECASE)
 
 
 def scan(root: Path) -> Manifest:
-    b = ManifestBuilder("emodb", require_dir(root))
-    files, forks = walk_files(root)  # any depth: wav/ or an extra top folder
-    b.exclude(RESOURCE_FORK, forks)
-    for f in files:
-        m = NAME.match(f.name)
-        if not m or m.group(3).upper() not in EMOTIONS:
-            b.problem(f, "name does not follow Emo-DB {speaker}{text}{emotion}{version}.wav; skipped")
-            continue
+    b, files = start_scan("emodb", root)
+    for f, m in b.named(files, NAME, "Emo-DB {speaker}{text}{emotion}{version}.wav",
+                        lambda m: m.group(3).upper() in EMOTIONS):
         spk, text, emo, version = m.group(1), m.group(2).lower(), m.group(3).upper(), m.group(4).lower()
         if spk not in SPEAKERS:
             b.problem(f, f"speaker {spk} is not one of the 10 Emo-DB speakers; skipped")

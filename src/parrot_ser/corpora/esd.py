@@ -8,15 +8,8 @@ import re
 from pathlib import Path
 
 from parrot_ser.corpora.base import Manifest, Utterance
-from parrot_ser.corpora.common import (
-    RESOURCE_FORK,
-    CorpusSpec,
-    ManifestBuilder,
-    register,
-    rel,
-    require_dir,
-    walk_files,
-)
+from parrot_ser.corpora.registry import CorpusSpec, register
+from parrot_ser.corpora.scanning import rel, start_scan
 
 EMOTIONS = {"angry": "angry", "happy": "happy", "neutral": "neutral", "sad": "sad", "surprise": "surprise"}
 SPLITS = {"train", "evaluation", "test"}
@@ -24,9 +17,7 @@ NAME = re.compile(r"^(\d{4})_(\d{6})\.wav$")
 
 
 def scan(root: Path) -> Manifest:
-    b = ManifestBuilder("esd", require_dir(root))
-    files, forks = walk_files(root)
-    b.exclude(RESOURCE_FORK, forks)
+    b, files = start_scan("esd", root)
     for f in files:
         m = NAME.match(f.name)
         parents = [p.name for p in f.relative_to(root).parents][:-1]  # nearest first, root excluded

@@ -7,18 +7,11 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Annotated
 
 from parrot_ser.corpora.base import BASE_COLUMNS, CANONICAL_LABELS, Manifest, Utterance, read_csv_table
-from parrot_ser.corpora.common import (
-    AUDIO_EXTS,
-    RESOURCE_FORK,
-    CorpusSpec,
-    ManifestBuilder,
-    canonical_label,
-    register,
-    rel,
-    walk_files,
-)
+from parrot_ser.corpora.registry import CorpusSpec, register
+from parrot_ser.corpora.scanning import AUDIO_EXTS, ManifestBuilder, canonical_label, rel, start_scan
 from parrot_ser.errors import ConfigError, CorpusError
 
 DEFAULT_SPEAKER_REGEX = r"^(?P<speaker>[^_\-.]+)"  # the name up to the first "_", "-" or "."
@@ -67,7 +60,10 @@ def scan_csv(root: Path) -> Manifest:
     return b.build()
 
 
-def scan_folders(root: Path, speaker_regex: str = DEFAULT_SPEAKER_REGEX) -> Manifest:
+SPEAKER_REGEX_HELP = "regex on the file name; group 'speaker' or group 1"
+
+
+def scan_folders(root: Path, speaker_regex: Annotated[str, SPEAKER_REGEX_HELP] = DEFAULT_SPEAKER_REGEX) -> Manifest:
     if not root.is_dir():
         raise CorpusError(f"{root}: corpus root is not a folder")
     try:
@@ -76,10 +72,8 @@ def scan_folders(root: Path, speaker_regex: str = DEFAULT_SPEAKER_REGEX) -> Mani
         raise ConfigError(f"speaker regex {speaker_regex!r} is invalid: {e}") from None
     if rx.groups == 0:
         raise ConfigError(f"speaker regex {speaker_regex!r} needs a group (?P<speaker>...) or (...)")
-    b = ManifestBuilder("folders", root)
     others: list[Path] = []
-    files, forks = walk_files(root, AUDIO_EXTS, others)
-    b.exclude(RESOURCE_FORK, forks)
+    b, files = start_scan("folders", root, AUDIO_EXTS, others)
     for f in sorted(others):  # reported, never silently dropped (a .m4a the user expected to count)
         b.problem(f, "not an audio file type parrot-ser reads (suffixes: " + " ".join(AUDIO_EXTS) + "); skipped")
     for f in files:
@@ -103,6 +97,5 @@ def scan_folders(root: Path, speaker_regex: str = DEFAULT_SPEAKER_REGEX) -> Mani
 register(CorpusSpec("csv", "any corpus listed in a CSV: path,label,speaker[,split] (paths relative to the CSV)",
                     scan_csv, layout="a CSV file with columns path,label,speaker"))
 register(CorpusSpec("folders", "ROOT/<label>/*.wav; speaker from a regex on the file name (--speaker-regex)",
-                    scan_folders, {"speaker_regex": f"regex on the file name; group 'speaker' or group 1 "
-                                                    f"(default {DEFAULT_SPEAKER_REGEX!r})"},
+                    scan_folders,
                     layout="angry/spk1_001.wav"))

@@ -11,17 +11,11 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Annotated
 
 from parrot_ser.corpora.base import Manifest, Utterance
-from parrot_ser.corpora.common import (
-    RESOURCE_FORK,
-    CorpusSpec,
-    ManifestBuilder,
-    register,
-    rel,
-    require_dir,
-    walk_files,
-)
+from parrot_ser.corpora.registry import CorpusSpec, register
+from parrot_ser.corpora.scanning import RESOURCE_FORK, ManifestBuilder, rel, require_dir, walk_files
 from parrot_ser.errors import CorpusError
 
 FOUR = {"neu": "neutral", "hap": "happy", "exc": "happy", "sad": "sad", "ang": "angry"}
@@ -58,7 +52,8 @@ def parse_emo_evaluation(path: Path) -> dict[str, tuple[str, dict[str, str]]]:
     return out
 
 
-def scan(root: Path, full_labels: bool = False) -> Manifest:
+def scan(root: Path, full_labels: Annotated[bool, "keep every annotated class (exc as excited) instead of the "
+                                                 "4-class set"] = False) -> Manifest:
     b = ManifestBuilder("iemocap", require_dir(root))
     sessions = _sessions(root)
     if not sessions:
@@ -98,5 +93,4 @@ def scan(root: Path, full_labels: bool = False) -> Manifest:
 
 
 register(CorpusSpec("iemocap", "IEMOCAP: 5 sessions x 2 actors, 4 classes (exc->hap) or full label set", scan,
-                    {"full_labels": "keep every annotated class (exc as excited) instead of the 4-class set"},
                     layout="Session1/sentences/wav/Ses01F_impro01/Ses01F_impro01_F000.wav"))

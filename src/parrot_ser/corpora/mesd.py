@@ -11,15 +11,8 @@ import re
 from pathlib import Path
 
 from parrot_ser.corpora.base import Manifest, Utterance
-from parrot_ser.corpora.common import (
-    RESOURCE_FORK,
-    CorpusSpec,
-    ManifestBuilder,
-    register,
-    rel,
-    require_dir,
-    walk_files,
-)
+from parrot_ser.corpora.registry import CorpusSpec, register
+from parrot_ser.corpora.scanning import rel, start_scan
 
 EMOTIONS = {"anger": "angry", "disgust": "disgust", "fear": "fear", "happiness": "happy", "neutral": "neutral",
             "sadness": "sad"}
@@ -28,14 +21,8 @@ NAME = re.compile(r"^([A-Za-z]+)_([FMC])_([AB])_(.+)\.wav$", re.IGNORECASE)
 
 
 def scan(root: Path) -> Manifest:
-    b = ManifestBuilder("mesd", require_dir(root))
-    files, forks = walk_files(root)
-    b.exclude(RESOURCE_FORK, forks)
-    for f in files:
-        m = NAME.match(f.name)
-        if not m or m.group(1).lower() not in EMOTIONS:
-            b.problem(f, "name does not follow MESD {Emotion}_{F|M|C}_{A|B}_{word}.wav; skipped")
-            continue
+    b, files = start_scan("mesd", root)
+    for f, m in b.named(files, NAME, "MESD {Emotion}_{F|M|C}_{A|B}_{word}.wav", lambda m: m.group(1).lower() in EMOTIONS):
         emo, voice, corpus, word = m.group(1).capitalize(), m.group(2).upper(), m.group(3).upper(), m.group(4)
         gender, age = VOICES[voice]
         meta = {"voice_type": voice, "word_corpus": corpus, "word": word, "gender": gender, "age_group": age,

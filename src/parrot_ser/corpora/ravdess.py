@@ -6,17 +6,11 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Annotated
 
 from parrot_ser.corpora.base import Manifest, Utterance
-from parrot_ser.corpora.common import (
-    RESOURCE_FORK,
-    CorpusSpec,
-    ManifestBuilder,
-    register,
-    rel,
-    require_dir,
-    walk_files,
-)
+from parrot_ser.corpora.registry import CorpusSpec, register
+from parrot_ser.corpora.scanning import rel, start_scan
 
 EMOTIONS = {"01": "neutral", "02": "calm", "03": "happy", "04": "sad", "05": "angry", "06": "fear",
             "07": "disgust", "08": "surprise"}
@@ -24,15 +18,9 @@ STATEMENTS = {"01": "Kids are talking by the door", "02": "Dogs are sitting by t
 NAME = re.compile(r"^(0[123])-(0[12])-(0[1-8])-(0[12])-(0[12])-(0[12])-(\d\d)\.(wav|mp4)$", re.IGNORECASE)
 
 
-def scan(root: Path, include_song: bool = False) -> Manifest:
-    b = ManifestBuilder("ravdess", require_dir(root))
-    files, forks = walk_files(root, (".wav", ".mp4"))
-    b.exclude(RESOURCE_FORK, forks)
-    for f in files:
-        m = NAME.match(f.name)
-        if not m:
-            b.problem(f, "name does not follow RAVDESS MM-VV-EE-II-SS-RR-AA.wav; skipped")
-            continue
+def scan(root: Path, include_song: Annotated[bool, "also include the song files (vocal channel 02)"] = False) -> Manifest:
+    b, files = start_scan("ravdess", root, (".wav", ".mp4"))
+    for f, m in b.named(files, NAME, "RAVDESS MM-VV-EE-II-SS-RR-AA.wav"):
         modality, channel, emo, intensity, statement, rep, actor, ext = m.groups()
         if modality != "03" or ext.lower() != "wav":
             b.exclude("video modalities (01 full-AV, 02 video-only)")
@@ -51,5 +39,5 @@ def scan(root: Path, include_song: bool = False) -> Manifest:
 
 
 register(CorpusSpec("ravdess", "RAVDESS: 24 actors, 8 emotions incl. calm/surprise (speech; song optional)",
-                    scan, {"include_song": "also include the song files (vocal channel 02)"},
+                    scan,
                     layout="Actor_01/03-01-01-01-01-01-01.wav"))

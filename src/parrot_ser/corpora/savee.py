@@ -7,15 +7,8 @@ import re
 from pathlib import Path
 
 from parrot_ser.corpora.base import Manifest, Utterance
-from parrot_ser.corpora.common import (
-    RESOURCE_FORK,
-    CorpusSpec,
-    ManifestBuilder,
-    register,
-    rel,
-    require_dir,
-    walk_files,
-)
+from parrot_ser.corpora.registry import CorpusSpec, register
+from parrot_ser.corpora.scanning import rel, start_scan
 
 EMOTIONS = {"a": "angry", "d": "disgust", "f": "fear", "h": "happy", "n": "neutral", "sa": "sad", "su": "surprise"}
 SPEAKERS = ("DC", "JE", "JK", "KL")
@@ -24,9 +17,7 @@ NESTED = re.compile(r"^(sa|su|a|d|f|h|n)(\d\d)\.wav$", re.IGNORECASE)
 
 
 def scan(root: Path) -> Manifest:
-    b = ManifestBuilder("savee", require_dir(root))
-    files, forks = walk_files(root)
-    b.exclude(RESOURCE_FORK, forks)
+    b, files = start_scan("savee", root)
     for f in files:
         m = FLAT.match(f.name)
         if m:

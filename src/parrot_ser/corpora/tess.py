@@ -8,15 +8,8 @@ import re
 from pathlib import Path
 
 from parrot_ser.corpora.base import Manifest, Utterance
-from parrot_ser.corpora.common import (
-    RESOURCE_FORK,
-    CorpusSpec,
-    ManifestBuilder,
-    register,
-    rel,
-    require_dir,
-    walk_files,
-)
+from parrot_ser.corpora.registry import CorpusSpec, register
+from parrot_ser.corpora.scanning import rel, start_scan
 
 # Codes as found in the official files plus the spellings of common re-packagings.
 EMOTIONS = {"angry": "angry", "disgust": "disgust", "fear": "fear", "happy": "happy", "neutral": "neutral",
@@ -27,14 +20,8 @@ FOLDER = re.compile(r"^(OAF|YAF)_(.+)$", re.IGNORECASE)
 
 
 def scan(root: Path) -> Manifest:
-    b = ManifestBuilder("tess", require_dir(root))
-    files, forks = walk_files(root)
-    b.exclude(RESOURCE_FORK, forks)
-    for f in files:
-        m = NAME.match(f.name)
-        if not m:
-            b.problem(f, "name does not follow TESS {OAF|YAF}_{word}_{emotion}.wav; skipped")
-            continue
+    b, files = start_scan("tess", root)
+    for f, m in b.named(files, NAME, "TESS {OAF|YAF}_{word}_{emotion}.wav"):
         spk, word, code = m.group(1).upper(), m.group(2).lower(), m.group(3).lower()
         label = EMOTIONS[code]
         fm = FOLDER.match(f.parent.name)

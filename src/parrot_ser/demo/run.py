@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from parrot_ser.errors import ConfigError, ParrotError
+from parrot_ser.progress import ProgressFactory, silent
 
 log = logging.getLogger(__name__)
 
@@ -123,13 +124,8 @@ class DemoResult:
 Stage = Callable[[str], None]
 
 
-def _stage_printer() -> Stage:
-    from parrot_ser.cli.common import err
-
-    def say(msg: str) -> None:
-        err.print(f"[bold cyan]demo[/] {msg}", markup=True, highlight=False)
-
-    return say
+def _quiet(msg: str) -> None:
+    return None
 
 
 def _check_out(out: Path, plan: DemoPlan) -> None:
@@ -175,8 +171,11 @@ def _pairs_mode(kinds: dict[str, str]) -> str:
 
 
 def run_demo(out_dir: str | Path, *, quick: bool = False, seed: int = 0, say: Stage | None = None,
-             plan: DemoPlan | None = None, checkpoints: dict[str, str] | None = None) -> DemoResult:
-    """Run the whole demo into ``out_dir`` (see the module doc) and return its summary."""
+             plan: DemoPlan | None = None, progress: ProgressFactory | None = None,
+             checkpoints: dict[str, str] | None = None) -> DemoResult:
+    """Run the whole demo into ``out_dir`` (see the module doc) and return its summary. ``say`` gets
+    one line per stage (rich markup) and ``progress`` is a progress factory (the CLI passes its own;
+    both default to silent). ``checkpoints``: name -> path of REAL encoders (``demo_encoders``)."""
     import torch
 
     # One torch thread throughout: two OpenMP threads on a 2-core machine that another process also
@@ -185,23 +184,23 @@ def run_demo(out_dir: str | Path, *, quick: bool = False, seed: int = 0, say: St
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _run(out_dir, quick=quick, seed=seed, say=say,
-                    plan=plan or make_plan(quick=quick, seed=seed, checkpoints=checkpoints))
+        return _run(out_dir, quick=quick, seed=seed, say=say or _quiet,
+                    plan=plan or make_plan(quick=quick, seed=seed, checkpoints=checkpoints),
+                    progress=progress or silent)
     finally:
         torch.set_num_threads(threads)
 
 
-def _run(out_dir: str | Path, *, quick: bool, seed: int, say: Stage | None, plan: DemoPlan | None) -> DemoResult:
+def _run(out_dir: str | Path, *, quick: bool, seed: int, say: Stage, plan: DemoPlan | None,
+         progress: ProgressFactory) -> DemoResult:
     import torch
 
-    from parrot_ser.cli.common import make_progress
     from parrot_ser.corpora import scan_corpus
     from parrot_ser.demo.synth import UNSEEN_SPEAKERS, synthesize_corpus
     from parrot_ser.features import extract_features
     from parrot_ser.training.config import TrainConfig
     from parrot_ser.training.grid import encoder_kind, run_grid
 
-    say = say or _stage_printer()
     plan = plan or make_plan(quick=quick, seed=seed)
     out = Path(out_dir)
     _check_out(out, plan)
@@ -211,7 +210,7 @@ def _run(out_dir: str | Path, *, quick: bool, seed: int, say: Stage | None, plan
 
     # 1. corpus
     t = time.perf_counter()
-    with make_progress("utt") as prog:
+    with progress("utt") as prog:
         task = prog.add_task("synthesising corpus", total=None, rate="")
 
         def tick(done: int, total: int) -> None:
@@ -235,7 +234,7 @@ def _run(out_dir: str | Path, *, quick: bool, seed: int, say: Stage | None, plan
         tag = (" [bold yellow](random init, UNTRAINED)[/]" if untrained[name]
                else f" [bold green](REAL weights: {enc.identity.checkpoint})[/]" if name != "logmel" else "")
         say(f"extracting {name}{tag}")
-        rep = extract_features(manifest, enc, out / "features", frames=False, progress=True)
+        rep = extract_features(manifest, enc, out / "features", frames=False, progress=progress)
         if rep.get("skipped"):
             raise ConfigError(f"{out / 'features' / name}: {len(rep['skipped'])} utterance(s) failed to encode")
     del encoders
@@ -251,7 +250,7 @@ def _run(out_dir: str | Path, *, quick: bool, seed: int, say: Stage | None, plan
                          num_threads=1).validate()
     say(f"grid: {', '.join(names)} x {', '.join(plan.models)}; {plan.n_folds} speaker-independent folds, "
         f"seeds {plan.seeds}, pairs={pairs}")
-    with make_progress("epoch") as prog:
+    with progress("epoch") as prog:
         grid = run_grid(out / "features", names, plan.models, config, plan.seeds, PROTOCOL, out / "grid",
                         n_folds=plan.n_folds, pairs=pairs, progress=prog)
     timings["grid_s"] = time.perf_counter() - t
@@ -261,7 +260,8 @@ def _run(out_dir: str | Path, *, quick: bool, seed: int, say: Stage | None, plan
     cells = grid["cells"]
     export_cell = next((c for c in cells if c["model"] == plan.export_model), None) \
         or next((c for c in cells if len(c["encoders"]) == 2), cells[0])
-    from parrot_ser.inference import export_run, load_model
+    from parrot_ser.inference import load_model
+    from parrot_ser.training.export import export_run
 
     say(f"exporting {export_cell['model']} [{export_cell['row']}]")
     bundle_dir = export_run(out / "grid" / export_cell["dir"], out / "model")

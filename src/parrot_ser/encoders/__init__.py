@@ -3,78 +3,37 @@
     from parrot_ser.encoders import ENCODERS, get_spec, list_specs, build_encoder
     enc = build_encoder("hubert-base", checkpoint="/models/hubert", layers="all")
 
-Specs of the Mamba families come from their own modules (encoders/ssam.py, encoders/ssamba.py) and
-are imported lazily: if such a module is missing or fails to import, the registry still lists the
-names with the SPEC section 3 sizes and `build_encoder` raises the real import error."""
+Each family module (hf.py, logmel.py, ssam.py, ssamba.py) registers its specs with
+:func:`register_family` when imported; the registry imports them lazily, each on its own, so a family
+that fails to import is reported for its own names only and the others are still listed."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from parrot_ser.encoders.base import EncodedUtterance, Encoder, EncoderIdentity, EncoderSpec
-from parrot_ser.errors import ConfigError, RegistryError
+from parrot_ser.errors import ConfigError
 from parrot_ser.registry import Registry
 
 __all__ = ["ENCODERS", "Encoder", "EncoderSpec", "EncoderIdentity", "EncodedUtterance", "get_spec",
-           "list_specs", "build_encoder", "resolve_layers", "parse_layers"]
+           "list_specs", "build_encoder", "register_family", "resolve_layers", "parse_layers"]
 
 
-def _mamba_specs(family: str) -> list[EncoderSpec]:
-    # Imported on first use (not at package import) so the Mamba modules may import helpers from
-    # this package without a cycle.
-    import importlib
-
-    return list(importlib.import_module(f"parrot_ser.encoders.{family}").specs())
+# Every module of this package but these is an encoder family that registers its specs on import.
+ENCODERS: Registry[EncoderSpec] = Registry("encoder", package="parrot_ser.encoders",
+                                           skip=("base", "catalog", "checkpoint"))
+_BUILDERS: dict[str, Callable[..., Encoder]] = {}
 
 
-class _LazyRegistry(Registry[EncoderSpec]):
-    """Registry filled on first use, so importing parrot_ser.encoders stays cheap and the Mamba
-    modules may import helpers from this package without a cycle."""
-
-    def __init__(self, kind: str, fill: Callable[[_LazyRegistry], None]):
-        super().__init__(kind)
-        self._fill = fill
-        self._filled = False
-
-    def _ensure(self) -> None:
-        if not self._filled:
-            self._filled = True
-            self._fill(self)
-
-    def get(self, name: str) -> EncoderSpec:
-        self._ensure()
-        return super().get(name)
-
-    def __contains__(self, name: object) -> bool:
-        self._ensure()
-        return super().__contains__(name)
-
-    def __iter__(self) -> Iterator[str]:
-        self._ensure()
-        return super().__iter__()
-
-    def items(self) -> list[tuple[str, EncoderSpec]]:
-        self._ensure()
-        return super().items()
-
-    def names(self) -> list[str]:
-        self._ensure()
-        return super().names()
-
-
-def _fill(reg: _LazyRegistry) -> None:
-    from parrot_ser.encoders import hf, logmel
-
-    for fam in ("ssam", "ssamba"):
-        for s in _mamba_specs(fam):
-            reg.add(s.name, s)
-    for s in hf.specs():
-        reg.add(s.name, s)
-    reg.add(logmel.SPEC.name, logmel.SPEC)
-
-
-ENCODERS: Registry[EncoderSpec] = _LazyRegistry("encoder", _fill)
+def register_family(specs: Iterable[EncoderSpec], build: Callable[..., Encoder]) -> None:
+    """Register a family's specs with the function that builds them: ``build(spec, *, checkpoint,
+    layers, random_init, seed, device, dtype, **options) -> Encoder``. A family module calls this at
+    import; the registry imports the family modules on first use, each on its own (one failing is
+    reported for its names only: ``ENCODERS.failures()``)."""
+    for s in specs:
+        ENCODERS.add(s.name, s)
+        _BUILDERS[s.name] = build
 
 
 def get_spec(name: str) -> EncoderSpec:
@@ -102,8 +61,10 @@ def parse_layers(text: str | int | Sequence[int]) -> str | int | list[int]:
 
 
 def resolve_layers(layers: str | int | Sequence[int], num_layers: int, name: str = "encoder") -> list[int]:
-    """Layer choice -> sorted-as-given list of non-negative indices into the hidden states
-    (index 0 = the CNN / embedding output, num_layers - 1 = the last layer)."""
+    """The one layer resolver of every encoder: layer choice ('last', 'all', an index, negative from
+    the end, or a list) -> sorted list of distinct non-negative indices into the hidden states
+    (index 0 = the CNN / embedding output, num_layers - 1 = the last layer). The order given does not
+    matter (stores keep layers in depth order); an index given twice is an error."""
     if isinstance(layers, str):
         layers = parse_layers(layers)
     if layers == "last":
@@ -121,7 +82,7 @@ def resolve_layers(layers: str | int | Sequence[int], num_layers: int, name: str
         out.append(j)
     if not out:
         raise ConfigError(f"{name}: empty layer list")
-    return out
+    return sorted(out)
 
 
 def build_encoder(name: str, *, checkpoint: str | None = None, layers: Any = "last", random_init: bool = False,
@@ -130,19 +91,12 @@ def build_encoder(name: str, *, checkpoint: str | None = None, layers: Any = "la
     directory, or an official checkpoint file for the Mamba families); ``random_init`` builds
     untrained weights seeded by ``seed`` (the identity records it)."""
     spec = get_spec(name)
-    import importlib
-
     from parrot_ser.device import check_device
 
     check_device(device)
-
-    module = {"hf": "hf", "logmel": "logmel", "ssam": "ssam", "ssamba": "ssamba"}.get(spec.family)
-    if module is None:
-        raise RegistryError(f"encoder {name!r}: unknown family {spec.family!r}")
-    mod = importlib.import_module(f"parrot_ser.encoders.{module}")  # real import error if missing
-    # torch is imported by the family module, not here: listing encoders stays torch-free and fast.
+    # torch is imported by the family module, not here: importing this package stays torch-free.
     kw = {} if dtype is None else {"dtype": dtype}  # None: the family's default (float32)
-    enc = mod.build(spec, checkpoint=checkpoint, layers=layers, random_init=random_init, seed=seed,
+    enc = _BUILDERS[name](spec, checkpoint=checkpoint, layers=layers, random_init=random_init, seed=seed,
                     device=device, **options, **kw)
     if options and not getattr(enc.identity, "options", None):
         enc.identity.options = dict(options)  # a bundle replays them (inference/predictor.py checks them)

@@ -235,6 +235,25 @@ def detect_family(sd: dict[str, torch.Tensor]) -> str | None:
     return None
 
 
+def _epoch(p: Path) -> int | None:
+    stem = p.stem.rsplit("-", 1)[-1]
+    return int(stem) if p.stem.startswith("checkpoint-") and stem.isdigit() else None
+
+
+def resolve_checkpoint(path: Path) -> Path:
+    """A checkpoint file, or the official download folder: ``<dir>/checkpoints/checkpoint-<epoch>.pth``
+    (or the ``checkpoints`` folder itself) -> the latest epoch, as the official HEAR runtime
+    (hear_api/runtime.py) picks it."""
+    if not path.is_dir():
+        return path
+    for d in (path / "checkpoints", path):
+        found = [(e, p) for p in d.glob("checkpoint-*.pth") if (e := _epoch(p)) is not None] if d.is_dir() else []
+        if found:
+            return max(found)[1]
+    raise CheckpointError(f"{path}: folder holds no checkpoint-<epoch>.pth (looked in {path / 'checkpoints'} and "
+                          f"{path}); pass the .pth file or the official download folder")
+
+
 def convert_checkpoint(src: str | Path, dst: str | Path, family: str | None = None) -> Path:
     """Write a pickle-free safetensors copy of an official checkpoint; metadata records the source's
     sha256 (used as the encoder identity, so features from the copy and the original match) and family."""
@@ -242,8 +261,6 @@ def convert_checkpoint(src: str | Path, dst: str | Path, family: str | None = No
 
     src, dst = Path(src), Path(dst)
     if src.is_dir():  # the official SSAM download folder: its latest checkpoint-<epoch>.pth
-        from parrot_ser.encoders.ssam import resolve_checkpoint
-
         src = resolve_checkpoint(src)
     sd = load_checkpoint_state_dict(src)
     fam = family or detect_family(sd)

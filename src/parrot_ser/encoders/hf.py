@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from parrot_ser.encoders import register_family
 from parrot_ser.encoders.base import EncodedUtterance, Encoder, EncoderIdentity, EncoderSpec
 from parrot_ser.errors import AudioError, CheckpointError, ConfigError
 
@@ -419,3 +420,6 @@ def build(spec: EncoderSpec, *, checkpoint: str | None = None, layers: Any = "la
                             seed=seed if random_init else None, layers=layer_list, preprocessing=pre,
                             options={"window": window} if is_whisper else {})
     return HFEncoder(spec, model, fe, ident, is_whisper=is_whisper, device=device, dtype=dtype, window=window)
+
+
+register_family(specs(), build)

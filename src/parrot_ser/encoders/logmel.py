@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from parrot_ser.encoders import register_family
 from parrot_ser.encoders.base import EncodedUtterance, Encoder, EncoderIdentity, EncoderSpec
 
 SAMPLE_RATE = 16000
@@ -113,3 +114,6 @@ def build(spec: EncoderSpec = SPEC, *, checkpoint: str | None = None, layers="la
     resolve_layers(layers, 1, spec.name)  # one layer (0): only last / all / 0 / -1 are valid
     # random_init is meaningless without weights; accepted so that `--random-init` can apply to a whole run.
     return LogMelEncoder(spec, device=device, dtype=dtype)
+
+
+register_family([SPEC], build)

@@ -9,33 +9,32 @@ same length, so no padding ever enters a sequence and features do not depend on 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from parrot_ser.encoders.base import EncodedUtterance, Encoder, EncoderIdentity, EncoderSpec
+from parrot_ser.encoders import register_family, resolve_layers
+from parrot_ser.encoders.base import EncodedUtterance, Encoder, EncoderSpec
 from parrot_ser.encoders.checkpoint import (
-    checkpoint_identity_sha,
     detect_family,
     load_checkpoint_state_dict,
     load_strict,
+    resolve_checkpoint,
 )
-from parrot_ser.encoders.mamba.common import (
-    check_options,
+from parrot_ser.encoders.mamba.encoder_utils import (
+    SIZES,
+    MambaEncoder,
     check_wave,
-    checkpoint_path,
     int_option,
-    missing_checkpoint,
+    mamba_identity,
     random_init_only,
-    resolve_layers,
+    seeded,
+    start_build,
 )
 from parrot_ser.encoders.mamba.preprocessing import SSAM_MEL, ssam_logmel
-from parrot_ser.encoders.mamba.ssam import CHUNK_FRAMES, GRID, IGNORED_PREFIXES, SSAMModel, regroup_frames
+from parrot_ser.encoders.mamba.ssam_net import CHUNK_FRAMES, GRID, IGNORED_PREFIXES, SSAMModel, regroup_frames
 from parrot_ser.errors import CheckpointError
 
-SIZES = {"tiny": 192, "small": 384, "base": 768}
 DEPTH = 12
 # depth: only for random_init (tests, benchmarks); a checkpoint's depth is read from its keys.
 OPTIONS = {"corrected_grouping", "batch_chunks", "depth"}
@@ -50,17 +49,9 @@ def specs() -> list[EncoderSpec]:
             for size, d in SIZES.items()]
 
 
-class SSAMEncoder(Encoder):
-    def __init__(self, spec: EncoderSpec, model: SSAMModel, layers: list[int], identity: EncoderIdentity,
-                 corrected_grouping: bool, batch_chunks: int, device: str, dtype: torch.dtype):
-        self.spec = spec
-        self.model = model.eval()
-        self.layers = layers
-        self.identity = identity
-        self.corrected_grouping = corrected_grouping
-        self.batch_chunks = batch_chunks
-        self.device = device
-        self.dtype = dtype
+class SSAMEncoder(MambaEncoder):
+    corrected_grouping: bool
+    batch_chunks: int
 
     @torch.inference_mode()
     def encode(self, waves: list[np.ndarray], *, frames: bool = False) -> list[EncodedUtterance]:
@@ -93,25 +84,6 @@ class SSAMEncoder(Encoder):
         return results
 
 
-def _epoch(p: Path) -> int | None:
-    stem = p.stem.rsplit("-", 1)[-1]
-    return int(stem) if p.stem.startswith("checkpoint-") and stem.isdigit() else None
-
-
-def resolve_checkpoint(path: Path) -> Path:
-    """A checkpoint file, or the official download folder: ``<dir>/checkpoints/checkpoint-<epoch>.pth``
-    (or the ``checkpoints`` folder itself) -> the latest epoch, as the official HEAR runtime
-    (hear_api/runtime.py) picks it."""
-    if not path.is_dir():
-        return path
-    for d in (path / "checkpoints", path):
-        found = [(e, p) for p in d.glob("checkpoint-*.pth") if (e := _epoch(p)) is not None] if d.is_dir() else []
-        if found:
-            return max(found)[1]
-    raise CheckpointError(f"{path}: folder holds no checkpoint-<epoch>.pth (looked in {path / 'checkpoints'} and "
-                          f"{path}); pass the .pth file or the official download folder")
-
-
 def build_model(size_dim: int, sd: dict | None, path: str, depth: int = DEPTH) -> tuple[SSAMModel, list[str]]:
     if sd is None:
         return SSAMModel(dim=size_dim, depth=depth), []
@@ -133,31 +105,24 @@ def build_model(size_dim: int, sd: dict | None, path: str, depth: int = DEPTH) -
 def build(spec: EncoderSpec, *, checkpoint: str | None, layers: str | int | list[int] = "last",
           random_init: bool = False, seed: int = 0, device: str = "cpu", dtype: torch.dtype = torch.float32,
           **options) -> Encoder:
-    check_options(options, OPTIONS, spec.name)
-    size = spec.name.split("-", 1)[1]
-    if size not in SIZES:
-        raise CheckpointError(f"{spec.name}: unknown SSAM size {size!r}; known: {sorted(SIZES)}")
-    path = checkpoint_path(checkpoint)
-    if path is None and not random_init:
-        raise missing_checkpoint("ssam", spec.name)
+    dim, path = start_build(spec, "ssam", checkpoint, random_init, options, OPTIONS)
     if path is not None and not random_init:
         path = resolve_checkpoint(path)
     depth = int_option(options, "depth", DEPTH, spec.name)
     batch_chunks = int_option(options, "batch_chunks", 16, spec.name)
     sd = None if random_init else load_checkpoint_state_dict(path)
-    with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's RNG state
-        torch.manual_seed(seed)
-        model, ignored = build_model(SIZES[size], sd, str(path), depth=depth)
+    model, ignored = seeded(seed, build_model, dim, sd, str(path), depth=depth)
     random_init_only(options, "depth", spec.name, random_init, model.depth)
     model.to(device=device, dtype=dtype)
-    idx = resolve_layers(layers, model.depth)
+    idx = resolve_layers(layers, model.depth, spec.name)
     corrected = bool(options.get("corrected_grouping", False))
-    identity = EncoderIdentity(
-        name=spec.name, checkpoint=None if random_init else str(path),
-        checkpoint_sha256=None if random_init else checkpoint_identity_sha(path), random_init=random_init,
-        seed=seed if random_init else None, layers=idx,
-        preprocessing={**SSAM_MEL, "chunk_frames": CHUNK_FRAMES, "patch": [4, 16], "grouping":
-                       "corrected" if corrected else "official", "dtype": str(dtype).replace("torch.", "")})
-    enc = SSAMEncoder(spec, model, idx, identity, corrected, batch_chunks, device, dtype)
+    identity = mamba_identity(spec, path, random_init, seed, idx, {
+        **SSAM_MEL, "chunk_frames": CHUNK_FRAMES, "patch": [4, 16], "grouping": "corrected" if corrected else "official",
+        "dtype": str(dtype).replace("torch.", "")})
+    enc = SSAMEncoder(spec, model, idx, identity, device, dtype, corrected_grouping=corrected,
+                      batch_chunks=batch_chunks)
     enc.ignored_keys = ignored  # pretraining-only checkpoint keys that were skipped (pred.*, mask_token)
     return enc
+
+
+register_family(specs(), build)

@@ -19,27 +19,27 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from parrot_ser.encoders.base import EncodedUtterance, Encoder, EncoderIdentity, EncoderSpec
+from parrot_ser.encoders import register_family, resolve_layers
+from parrot_ser.encoders.base import EncodedUtterance, Encoder, EncoderSpec
 from parrot_ser.encoders.checkpoint import (
-    checkpoint_identity_sha,
     detect_family,
     load_checkpoint_state_dict,
     load_strict,
 )
-from parrot_ser.encoders.mamba.common import (
-    check_options,
+from parrot_ser.encoders.mamba.encoder_utils import (
+    SIZES,
+    MambaEncoder,
     check_wave,
-    checkpoint_path,
     int_option,
-    missing_checkpoint,
+    mamba_identity,
     random_init_only,
-    resolve_layers,
+    seeded,
+    start_build,
 )
 from parrot_ser.encoders.mamba.preprocessing import SSAMBA_FBANK, ceil_div, ssamba_input
-from parrot_ser.encoders.mamba.ssamba import IGNORED_PREFIXES, N_MELS, PATCH, PRETRAIN_TDIM, SSAMBAModel
+from parrot_ser.encoders.mamba.ssamba_net import IGNORED_PREFIXES, N_MELS, PATCH, PRETRAIN_TDIM, SSAMBAModel
 from parrot_ser.errors import CheckpointError, ConfigError
 
-SIZES = {"tiny": 192, "small": 384, "base": 768}
 DEPTH = 24
 # depth: only for random_init (tests, benchmarks); a checkpoint's depth is read from its keys.
 OPTIONS = {"target_length", "fstride", "tstride", "pooling", "bidirectional_pairs", "batch_size", "depth"}
@@ -55,18 +55,10 @@ def specs() -> list[EncoderSpec]:
             for size, d in SIZES.items()]
 
 
-class SSAMBAEncoder(Encoder):
-    def __init__(self, spec: EncoderSpec, model: SSAMBAModel, layers: list[int], identity: EncoderIdentity,
-                 target_length: int | None, pooling: str, batch_size: int, device: str, dtype: torch.dtype):
-        self.spec = spec
-        self.model = model.eval()
-        self.layers = layers
-        self.identity = identity
-        self.target_length = target_length
-        self.pooling = pooling
-        self.batch_size = batch_size
-        self.device = device
-        self.dtype = dtype
+class SSAMBAEncoder(MambaEncoder):
+    target_length: int | None
+    pooling: str
+    batch_size: int
 
     @torch.inference_mode()
     def encode(self, waves: list[np.ndarray], *, frames: bool = False) -> list[EncodedUtterance]:
@@ -138,13 +130,7 @@ def build_model(dim: int, sd: dict | None, path: str, **kw) -> tuple[SSAMBAModel
 def build(spec: EncoderSpec, *, checkpoint: str | None, layers: str | int | list[int] = "last",
           random_init: bool = False, seed: int = 0, device: str = "cpu", dtype: torch.dtype = torch.float32,
           **options) -> Encoder:
-    check_options(options, OPTIONS, spec.name)
-    size = spec.name.split("-", 1)[1]
-    if size not in SIZES:
-        raise CheckpointError(f"{spec.name}: unknown SSAMBA size {size!r}; known: {sorted(SIZES)}")
-    path = checkpoint_path(checkpoint)
-    if path is None and not random_init:
-        raise missing_checkpoint("ssamba", spec.name)
+    dim, path = start_build(spec, "ssamba", checkpoint, random_init, options, OPTIONS)
     # None/auto: the clip's own length ("None" as typed on the command line included).
     target = int_option(options, "target_length", PRETRAIN_TDIM, spec.name, minimum=PATCH, allow_none=True)
     pooling = options.get("pooling", "mean")
@@ -158,19 +144,17 @@ def build(spec: EncoderSpec, *, checkpoint: str | None, layers: str | int | list
     if random_init:
         kw["depth"] = depth
     sd = None if random_init else load_checkpoint_state_dict(path)
-    with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's RNG state
-        torch.manual_seed(seed)
-        model, ignored = build_model(SIZES[size], sd, str(path), **kw)
+    model, ignored = seeded(seed, build_model, dim, sd, str(path), **kw)
     random_init_only(options, "depth", spec.name, random_init, len(model.layers))
     model.to(device=device, dtype=dtype)
-    idx = resolve_layers(layers, model.num_outputs)
-    identity = EncoderIdentity(
-        name=spec.name, checkpoint=None if random_init else str(path),
-        checkpoint_sha256=None if random_init else checkpoint_identity_sha(path), random_init=random_init,
-        seed=seed if random_init else None, layers=idx,
-        preprocessing={**SSAMBA_FBANK, "target_length": target, "patch": PATCH, "fstride": kw["fstride"],
-                       "tstride": kw["tstride"], "pooling": pooling,
-                       "bidirectional_pairs": kw["bidirectional_pairs"], "dtype": str(dtype).replace("torch.", "")})
-    enc = SSAMBAEncoder(spec, model, idx, identity, target, pooling, batch_size, device, dtype)
+    idx = resolve_layers(layers, model.num_outputs, spec.name)
+    identity = mamba_identity(spec, path, random_init, seed, idx, {
+        **SSAMBA_FBANK, "target_length": target, "patch": PATCH, "fstride": kw["fstride"], "tstride": kw["tstride"],
+        "pooling": pooling, "bidirectional_pairs": kw["bidirectional_pairs"], "dtype": str(dtype).replace("torch.", "")})
+    enc = SSAMBAEncoder(spec, model, idx, identity, device, dtype, target_length=target, pooling=pooling,
+                        batch_size=batch_size)
     enc.ignored_keys = ignored  # pretraining heads that were skipped (cpredlayer.*, gpredlayer.*, mask_embed, ...)
     return enc
+
+
+register_family(specs(), build)

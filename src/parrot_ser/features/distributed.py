@@ -70,7 +70,7 @@ class RayChunkRunner(ChunkRunner):
 
     def __init__(self, build_kwargs: dict, *, address: str | None = None, threads: int = 1,
                  n_actors: int | None = None):
-        from parrot_ser.training.execute import ray_init
+        from parrot_ser.raycluster import ray_init
 
         self.ray = ray_init(address)
         self.build_kwargs = dict(build_kwargs)

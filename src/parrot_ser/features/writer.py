@@ -44,6 +44,8 @@ from parrot_ser.features.store import (
     EncoderFeatures,
     read_meta,
 )
+from parrot_ser.files import atomic_path, temp_sibling, write_json_atomic, write_text_atomic
+from parrot_ser.progress import ProgressFactory, rate_text, silent
 
 # Test / resume-check hook: exit hard (no cleanup, like a kill) after this many chunks of one run.
 STOP_ENV = "PARROT_SER_STOP_AFTER_CHUNKS"
@@ -53,29 +55,13 @@ DTYPES = ("float16", "float32")
 
 # --- small atomic-file helpers -------------------------------------------------------------------
 
-def _tmp(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-
-
 def _atomic_json(path: Path, obj: object) -> None:
-    tmp = _tmp(path)
-    tmp.write_text(json.dumps(obj, indent=2, default=str), encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = _tmp(path)
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_json_atomic(path, obj, indent=2, default=str)
 
 
 def _atomic_npz(path: Path, **arrays: np.ndarray) -> None:
-    tmp = _tmp(path)
-    with open(tmp, "wb") as f:
+    with atomic_path(path, fsync=True) as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _reserve(path: Path) -> None:
@@ -133,10 +119,9 @@ def _merge_manifest(out: Path, manifest: Manifest) -> Manifest:
         merged = Manifest(old.corpus, old.root, old.utterances + added, old.problems)
     else:
         merged = Manifest(manifest.corpus, new_root, list(manifest.utterances), list(manifest.problems))
-    tmp = _tmp(path)
-    merged.to_csv(tmp)
-    os.replace(str(tmp) + ".json", str(path) + ".json")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        merged.to_csv(tmp)
+        os.replace(str(tmp) + ".json", str(path) + ".json")
     return merged
 
 
@@ -278,7 +263,7 @@ def store_lock(out_dir: str | Path, *, wait: bool = False) -> Iterator[None]:
                                 f"or use another --out") from None
     try:
         with contextlib.suppress(OSError):
-            _atomic_text(owner, f"parrot-ser extract (pid {os.getpid()} on {os.uname().nodename}, since "
+            write_text_atomic(owner, f"parrot-ser extract (pid {os.getpid()} on {os.uname().nodename}, since "
                                 f"{datetime.now(timezone.utc).isoformat(timespec='seconds')})")
         yield
     finally:
@@ -372,7 +357,7 @@ class ChunkRunner:
 # --- main entry ----------------------------------------------------------------------------------
 
 def extract_features(manifest: Manifest, encoder: Encoder, out_dir: str | Path, *, frames: bool = False,
-                     dtype: str = "float32", batch_seconds: float = 64.0, progress: bool = True,
+                     dtype: str = "float32", batch_seconds: float = 64.0, progress: ProgressFactory | bool | None = None,
                      chunk_size: int = 128, max_batch: int = 64, load_workers: int = 2,
                      wait: bool = False, remote: ChunkRunner | None = None) -> dict:
     """Extract ``encoder`` features for every utterance of ``manifest`` into the store ``out_dir``
@@ -472,9 +457,8 @@ def _extract_locked(manifest: Manifest, encoder: Encoder, out_dir: str | Path, *
            "forward_s": 0.0, "write_s": 0.0, "audio_s": 0.0, "batch_real_samples": 0, "batch_padded_samples": 0}
     enc_stats0 = dict(getattr(encoder, "stats", {}) or {})
 
-    from parrot_ser.cli.common import make_progress, rate_text
+    prog = (progress if callable(progress) else silent)("utt")
 
-    prog = make_progress("utt", disable=not progress)
     def commit(ci: int, out: ChunkResult) -> None:
         ids, pooled, frm, skipped, warns = out.ids, out.pooled, out.frames, out.skipped, out.warnings
         if ci == 0:
@@ -610,12 +594,12 @@ def _consolidate(enc_dir: Path, partial: Path, store_manifest: Manifest, request
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
 
-    tmp_pooled = _tmp(enc_dir / POOLED)
+    tmp_pooled = temp_sibling(enc_dir / POOLED)
     pooled_mm = np.lib.format.open_memmap(tmp_pooled, mode="w+", dtype=dtype, shape=(n, L, P))
     _reserve(tmp_pooled)
     frames_mm = None
     if frames:
-        tmp_frames = _tmp(enc_dir / FRAMES)
+        tmp_frames = temp_sibling(enc_dir / FRAMES)
         frames_mm = np.lib.format.open_memmap(tmp_frames, mode="w+", dtype=dtype, shape=(int(offsets[-1]), L, F))
         _reserve(tmp_frames)
     for ci, rows in by_chunk.items():
@@ -661,7 +645,7 @@ def _consolidate(enc_dir: Path, partial: Path, store_manifest: Manifest, request
         meta["WARNING"] = "UNTRAINED random-init weights: these features carry no pretrained knowledge"
     os.replace(tmp_pooled, enc_dir / POOLED)
     if frames:
-        tmp_off = _tmp(enc_dir / OFFSETS)
+        tmp_off = temp_sibling(enc_dir / OFFSETS)
         with open(tmp_off, "wb") as f:
             np.save(f, offsets)
         os.replace(tmp_frames, enc_dir / FRAMES)
@@ -670,7 +654,7 @@ def _consolidate(enc_dir: Path, partial: Path, store_manifest: Manifest, request
         for stale in (FRAMES, OFFSETS):  # from an earlier entry written with --frames
             with contextlib.suppress(FileNotFoundError):
                 (enc_dir / stale).unlink()
-    _atomic_text(enc_dir / UTT_IDS, "\n".join(order) + "\n")
+    write_text_atomic(enc_dir / UTT_IDS, "\n".join(order) + "\n")
     _atomic_json(enc_dir / REPORT, report)
     _atomic_json(enc_dir / META, meta)  # the commit point
     shutil.rmtree(partial, ignore_errors=True)

@@ -9,8 +9,9 @@ layer ``layer`` (default the last) is taken).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 import torch
 from torch import nn
@@ -21,79 +22,168 @@ from parrot_ser.fusion.layers import BranchEncoder, ConvStack, InputSelect, head
 from parrot_ser.fusion.sinkhorn import plan_stats, sinkhorn
 from parrot_ser.registry import Registry
 
+# --- typed configs: one per family, defaults from the paper (SPEC section 1) --------------------------
+
 
 @dataclass
-class ModelConfig:
-    """Every config key a model accepts, with the paper's defaults (SPEC section 1)."""
+class HeadConfig:
+    """Keys every model takes (fcn)."""
 
     dropout: float = 0.3
+    hidden: int = 128
+    layer_weighting: bool = False
+    n_layers: int | tuple[int, ...] | None = None  # layers L per input, needed with layer_weighting
+    layer: int = -1  # layer taken from (B, L, D) inputs without layer weighting
+
+    def validate(self) -> None:
+        if isinstance(self.n_layers, list):
+            self.n_layers = tuple(self.n_layers)
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.layer_weighting and not self.n_layers:
+            raise ConfigError("layer_weighting=True needs n_layers (layers per input, e.g. 13 for a base PTM)")
+
+
+@dataclass
+class ConvConfig(HeadConfig):
+    """The paper's conv stack (cnn and every two-branch model)."""
+
     conv_channels: tuple[int, ...] = (64, 128)
     kernel_size: int = 3
-    embed_dim: int = 120
-    hidden: int = 128
-    ot_eps: float = 0.05
-    ot_iters: int = 50
-    ot_grad: str = "stop"  # "stop": plan without gradient (re-implementation); "plan": through Sinkhorn
-    ot_cost_scale: str | None = "max"  # cost / max before Sinkhorn, so eps is scale-free
     # "max2": the paper's MaxPool1d(2) after each conv (14.7M-parameter Linear for 3840 dims);
     # "adaptive": the last pooling is AdaptiveMaxPool1d(adaptive_len), a fixed small flatten.
     encoder_pool: str = "max2"
     adaptive_len: int = 32
-    layer_weighting: bool = False
-    n_layers: int | tuple[int, ...] | None = None  # layers L per input, needed with layer_weighting
-    layer: int = -1  # layer taken from (B, L, D) inputs without layer weighting
-    # parrot-token / xattn: conv feature maps are average-pooled to at most ot_tokens positions
-    # (958 x 190 plans per utterance would dominate the run time for nothing).
+
+    def validate(self) -> None:
+        super().validate()
+        self.conv_channels = tuple(int(c) for c in self.conv_channels)
+
+
+@dataclass
+class FusionConfig(ConvConfig):
+    """Two branches embedded to ``embed_dim`` (concat, hadamard, gated)."""
+
+    embed_dim: int = 120
+
+
+@dataclass
+class OTConfig(FusionConfig):
+    """Sinkhorn optimal transport (ot, parrot; parrot-token adds its token sets)."""
+
+    ot_eps: float = 0.05
+    ot_iters: int = 50
+    ot_grad: str = "stop"  # "stop": plan without gradient (re-implementation); "plan": through Sinkhorn
+    ot_cost_scale: str | None = "max"  # cost / max before Sinkhorn, so eps is scale-free
+    track_transport: bool = True  # keep the last plan + plan_stats in model.last_transport
+
+    def validate(self) -> None:
+        super().validate()
+        if self.ot_grad not in ("stop", "plan"):
+            raise ConfigError(f"ot_grad must be 'stop' or 'plan', got {self.ot_grad!r}")
+        if self.ot_cost_scale in ("none", "None"):
+            self.ot_cost_scale = None
+        if self.ot_cost_scale not in ("max", "mean", None):
+            raise ConfigError(f"ot_cost_scale must be 'max', 'mean' or None, got {self.ot_cost_scale!r}")
+
+
+def _check_tokens(cfg: TokenOTConfig | XAttnConfig) -> None:
+    if isinstance(cfg.frame_dims, list):
+        cfg.frame_dims = tuple(cfg.frame_dims)
+    if cfg.token_source not in ("auto", "conv", "frames"):
+        raise ConfigError(f"token_source must be 'auto', 'conv' or 'frames', got {cfg.token_source!r}")
+
+
+@dataclass
+class TokenOTConfig(OTConfig):
+    """parrot-token: OT between the token sets inside one utterance. Conv feature maps are
+    average-pooled to at most ``ot_tokens`` positions (958 x 190 plans per utterance would dominate
+    the run time for nothing)."""
+
     ot_tokens: int = 64
     token_source: str = "auto"  # "auto": frames when FusionInput.frames is given, else conv positions
     frame_dims: tuple[int, ...] | None = None  # frame feature widths; default: input_dims
-    n_heads: int = 4  # xattn
-    track_transport: bool = True  # keep the last plan + plan_stats in model.last_transport
+
+    def validate(self) -> None:
+        super().validate()
+        _check_tokens(self)
 
 
-CONFIG_KEYS = tuple(f.name for f in fields(ModelConfig))
+@dataclass
+class XAttnConfig(FusionConfig):
+    """xattn: multi-head cross-attention between the two token sets (see TokenOTConfig)."""
+
+    ot_tokens: int = 64
+    token_source: str = "auto"
+    frame_dims: tuple[int, ...] | None = None
+    n_heads: int = 4
+
+    def validate(self) -> None:
+        super().validate()
+        _check_tokens(self)
 
 
-def make_config(config: dict) -> ModelConfig:
-    unknown = sorted(set(config) - set(CONFIG_KEYS))
-    if unknown:
-        raise ConfigError(f"unknown model config key(s) {', '.join(unknown)}; known: {', '.join(CONFIG_KEYS)}")
-    cfg = ModelConfig(**config)
-    cfg.conv_channels = tuple(int(c) for c in cfg.conv_channels)
-    if isinstance(cfg.n_layers, list):
-        cfg.n_layers = tuple(cfg.n_layers)
-    if isinstance(cfg.frame_dims, list):
-        cfg.frame_dims = tuple(cfg.frame_dims)
-    if not 0 <= cfg.dropout < 1:
-        raise ConfigError(f"dropout must be in [0, 1), got {cfg.dropout}")
-    if cfg.ot_grad not in ("stop", "plan"):
-        raise ConfigError(f"ot_grad must be 'stop' or 'plan', got {cfg.ot_grad!r}")
-    if cfg.ot_cost_scale in ("none", "None"):
-        cfg.ot_cost_scale = None
-    if cfg.ot_cost_scale not in ("max", "mean", None):
-        raise ConfigError(f"ot_cost_scale must be 'max', 'mean' or None, got {cfg.ot_cost_scale!r}")
-    if cfg.token_source not in ("auto", "conv", "frames"):
-        raise ConfigError(f"token_source must be 'auto', 'conv' or 'frames', got {cfg.token_source!r}")
-    if cfg.layer_weighting and not cfg.n_layers:
-        raise ConfigError("layer_weighting=True needs n_layers (layers per input, e.g. 13 for a base PTM)")
-    return cfg
-
+# --- the registry --------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class ModelEntry:
     spec: ModelSpec
-    factory: Callable[[list[int], int, ModelConfig], nn.Module]
+    factory: Callable[[list[int], int, HeadConfig], nn.Module]
+    config: type[HeadConfig]
 
 
-MODELS: Registry[ModelEntry] = Registry("model")
+# Models are the classes of fusion/models.py and of any other module of this package (one
+# decorated class each); the package's helpers are not providers.
+MODELS: Registry[ModelEntry] = Registry("model", package="parrot_ser.fusion", skip=("base", "layers", "sinkhorn"))
 
 
-def register(spec: ModelSpec) -> Callable:
-    def deco(factory: Callable) -> Callable:
-        MODELS.add(spec.name, ModelEntry(spec, factory))
-        return factory
+def register_model(name: str, description: str) -> Callable[[type], type]:
+    """Class decorator: register a model under ``name``. What the model is (``n_inputs``,
+    ``batch_dependent``, ``uses_frames``) and its typed ``Config`` are read from the class, where
+    they are declared once."""
+    def deco(cls: type) -> type:
+        spec = ModelSpec(name, int(cls.n_inputs), bool(cls.batch_dependent), bool(cls.uses_frames), description)
+        MODELS.add(name, ModelEntry(spec, cls, cls.Config))
+        return cls
 
     return deco
+
+
+def config_keys() -> tuple[str, ...]:
+    """Every key some model's config takes."""
+    return tuple(sorted({f.name for _, e in MODELS.items() for f in fields(e.config)}))
+
+
+def model_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The options of model ``name`` out of a TrainConfig ``model`` mapping: flat keys apply to every
+    model that takes them (ignored by the others), a block keyed by a model name (``parrot: {ot_eps:
+    0.1}``) to that model only and wins. A key no model takes, or a block key its model does not take,
+    is a one-line ConfigError."""
+    own = {f.name for f in fields(MODELS.get(name).config)}
+    flat, block = {}, {}
+    for key, value in options.items():
+        if key in MODELS:
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"model config block {key!r} must be a mapping of keys, got {value!r}")
+            takes = {f.name for f in fields(MODELS.get(key).config)}
+            unknown = sorted(set(value) - takes)
+            if unknown:
+                raise ConfigError(f"unknown model config key(s) {', '.join(unknown)} for model {key!r}; "
+                                  f"known: {', '.join(sorted(takes))}")
+            if key == name:
+                block = dict(value)
+        elif key in own:
+            flat[key] = value
+        elif key not in config_keys():
+            raise ConfigError(f"unknown model config key(s) {key}; known: {', '.join(config_keys())} "
+                              f"(or a block per model: {', '.join(MODELS.names())})")
+    return {**flat, **block}
+
+
+def make_config(name: str, options: Mapping[str, Any]) -> HeadConfig:
+    cfg = MODELS.get(name).config(**model_options(name, options))
+    cfg.validate()
+    return cfg
 
 
 def list_models() -> list[ModelSpec]:
@@ -104,9 +194,10 @@ def get_model_spec(name: str) -> ModelSpec:
     return MODELS.get(name).spec
 
 
-def build_model(name: str, input_dims: list[int], n_classes: int, **config) -> nn.Module:
-    """Build a registered model. ``config``: keys of ModelConfig (unknown keys are an error).
-    The model carries ``spec``, ``config`` (a plain dict), ``input_dims`` and ``n_classes``."""
+def build_model(name: str, input_dims: list[int], n_classes: int, **config: Any) -> nn.Module:
+    """Build a registered model. ``config``: keys of the model's typed config, flat or in a block per
+    model (see :func:`model_options`; unknown keys are an error). The model carries ``spec``,
+    ``config`` (a plain dict of its own config), ``input_dims`` and ``n_classes``."""
     entry = MODELS.get(name)
     dims = [int(d) for d in input_dims]
     if len(dims) != entry.spec.n_inputs:
@@ -115,7 +206,7 @@ def build_model(name: str, input_dims: list[int], n_classes: int, **config) -> n
         raise ConfigError(f"model {name!r}: input dims must be positive, got {dims}")
     if n_classes < 2:
         raise ConfigError(f"model {name!r}: need at least 2 classes, got {n_classes}")
-    cfg = make_config(config)
+    cfg = make_config(name, config)
     model = entry.factory(dims, int(n_classes), cfg)
     model.spec = entry.spec
     model.config = asdict(cfg)
@@ -129,12 +220,16 @@ def build_model(name: str, input_dims: list[int], n_classes: int, **config) -> n
 
 
 class _Base(nn.Module):
+    # What a model is, declared once on its class (register_model reads them).
     n_inputs = 1
+    batch_dependent = False  # True when a prediction depends on the other rows of the batch (paper OT)
+    uses_frames = False  # True when the model can consume frame features (FusionInput.frames)
+    Config: type[HeadConfig] = HeadConfig
     # Set by the batched trainer on the module it maps with torch.func.vmap: the OT solver then
     # avoids out= writes, which vmap cannot batch (same numbers).
     vmap_safe = False
 
-    def __init__(self, input_dims: list[int], cfg: ModelConfig):
+    def __init__(self, input_dims: list[int], cfg: HeadConfig):
         super().__init__()
         self.cfg = cfg
         n_layers = cfg.n_layers if cfg.layer_weighting else None
@@ -178,8 +273,11 @@ class _Base(nn.Module):
                         preallocate=not self.vmap_safe)
 
 
+@register_model("cnn", "single PTM: paper conv stack + Dense(128)")
 class CNNHead(_Base):
     """Single PTM: the paper's conv stack, flatten, Dense(hidden) -> classes."""
+
+    Config = ConvConfig
 
     def __init__(self, input_dims, n_classes, cfg):
         super().__init__(input_dims, cfg)
@@ -193,6 +291,7 @@ class CNNHead(_Base):
         return self.head(self.conv(x).flatten(1))
 
 
+@register_model("fcn", "single PTM: MLP on the pooled vector")
 class FCNHead(_Base):
     """Single PTM: MLP on the pooled vector."""
 
@@ -211,6 +310,7 @@ class _TwoBranch(_Base, ABC):
 
     n_inputs = 2
     width = 2
+    Config: type[HeadConfig] = FusionConfig
 
     def __init__(self, input_dims, n_classes, cfg):
         super().__init__(input_dims, cfg)
@@ -228,9 +328,14 @@ class _TwoBranch(_Base, ABC):
         xp, xq = self._pooled(inp)
         rp, fp = self.enc_p(xp)
         rq, fq = self.enc_q(xq)
-        return self.head(self.fuse(rp, rq, fp, fq, inp))
+        z = self.fuse(rp, rq, fp, fq, inp)
+        if z.shape[-1] != self.width * self.cfg.embed_dim:  # a static shape: free, and vmap-safe
+            raise ConfigError(f"{type(self).__name__}.fuse gave {z.shape[-1]} features; its width {self.width} x "
+                              f"embed_dim {self.cfg.embed_dim} = {self.width * self.cfg.embed_dim} expected")
+        return self.head(z)
 
 
+@register_model("concat", "concat [R_p, R_q] (paper baseline, fusion branches removed)")
 class Concat(_TwoBranch):
     width = 2
 
@@ -238,6 +343,7 @@ class Concat(_TwoBranch):
         return torch.cat([rp, rq], -1)
 
 
+@register_model("hadamard", "HPFB only: R_p * R_q")
 class Hadamard(_TwoBranch):
     width = 1
 
@@ -247,6 +353,9 @@ class Hadamard(_TwoBranch):
 
 class _BatchOT(_TwoBranch):
     """The paper's OTFB: the B rows of the mini-batch are the point clouds (B x B plan)."""
+
+    batch_dependent = True
+    Config = OTConfig
 
     def batch_ot(self, rp: torch.Tensor, rq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         bsz = rp.shape[0]
@@ -262,6 +371,7 @@ class _BatchOT(_TwoBranch):
         return f_q, f_p
 
 
+@register_model("ot", "OTFB only, OT across the rows of the mini-batch")
 class OTOnly(_BatchOT):
     width = 4
 
@@ -269,6 +379,7 @@ class OTOnly(_BatchOT):
         return torch.cat(self.batch_ot(rp, rq), -1)
 
 
+@register_model("parrot", "PARROT (paper): [HP, F_q, F_p], OT across the mini-batch")
 class Parrot(_BatchOT):
     width = 5
 
@@ -277,6 +388,7 @@ class Parrot(_BatchOT):
         return torch.cat([rp * rq, f_q, f_p], -1)
 
 
+@register_model("gated", "gated multimodal unit (Arevalo et al. 2017)")
 class Gated(_TwoBranch):
     """Gated multimodal unit (Arevalo et al. 2017): h = z * tanh(W_p R_p) + (1 - z) * tanh(W_q R_q),
     z = sigmoid(W_z [R_p, R_q]) per dimension."""
@@ -297,6 +409,8 @@ class Gated(_TwoBranch):
 class _Tokens(_TwoBranch):
     """Per-utterance token sets: the conv feature positions of both branches (pooled inputs) or the
     PTM frame sequences (FusionInput.frames with frame_mask), projected to embed_dim."""
+
+    uses_frames = True
 
     def __init__(self, input_dims, n_classes, cfg):
         super().__init__(input_dims, n_classes, cfg)
@@ -334,12 +448,14 @@ class _Tokens(_TwoBranch):
         return tuple(out)
 
 
+@register_model("parrot-token", "PARROT with per-utterance OT between token sets (conv positions or PTM frames)")
 class ParrotToken(_Tokens):
     """Batch-independent PARROT: OT between the two token sets of each utterance (masked), each set
     transported onto the other (barycentric), Hadamard products of aligned tokens, masked means,
     plus the pooled HP branch. Head input [HP, F_q, F_p] as in parrot."""
 
     width = 5
+    Config = TokenOTConfig
 
     def fuse(self, rp, rq, fp, fq, inp):
         tp, mp, tq, mq = self.tokens(fp, fq, inp)
@@ -353,11 +469,13 @@ class ParrotToken(_Tokens):
         return torch.cat([rp * rq, f_q, f_p], -1)
 
 
+@register_model("xattn", "cross-attention between the branches' token sets")
 class CrossAttention(_Tokens):
     """Cross-attention fusion: each branch's tokens attend to the other's (multi-head, key padding
     masks), residual + LayerNorm, masked means; head input [R_p, R_q, attended p, attended q]."""
 
     width = 4
+    Config = XAttnConfig
 
     def __init__(self, input_dims, n_classes, cfg):
         super().__init__(input_dims, n_classes, cfg)
@@ -375,24 +493,3 @@ class CrossAttention(_Tokens):
         hp = self.norm_p(tp + ap)
         hq = self.norm_q(tq + aq)
         return torch.cat([rp, rq, masked_mean(hp, mp), masked_mean(hq, mq)], -1)
-
-
-# ---------------------------------------------------------------------------------------------
-# Registry
-
-
-def _add(name: str, cls: type, n_inputs: int, batch_dependent: bool, uses_frames: bool, desc: str) -> None:
-    register(ModelSpec(name, n_inputs, batch_dependent, uses_frames, desc))(
-        lambda dims, n_classes, cfg: cls(dims, n_classes, cfg))
-
-
-_add("cnn", CNNHead, 1, False, False, "single PTM: paper conv stack + Dense(128)")
-_add("fcn", FCNHead, 1, False, False, "single PTM: MLP on the pooled vector")
-_add("concat", Concat, 2, False, False, "concat [R_p, R_q] (paper baseline, fusion branches removed)")
-_add("hadamard", Hadamard, 2, False, False, "HPFB only: R_p * R_q")
-_add("ot", OTOnly, 2, True, False, "OTFB only, OT across the rows of the mini-batch")
-_add("parrot", Parrot, 2, True, False, "PARROT (paper): [HP, F_q, F_p], OT across the mini-batch")
-_add("parrot-token", ParrotToken, 2, False, True,
-     "PARROT with per-utterance OT between token sets (conv positions or PTM frames)")
-_add("gated", Gated, 2, False, False, "gated multimodal unit (Arevalo et al. 2017)")
-_add("xattn", CrossAttention, 2, False, True, "cross-attention between the branches' token sets")

@@ -212,6 +212,19 @@ def _scaling_safe(cost: torch.Tensor, eps: float) -> bool:
     return max(-float(lo), float(hi)) / eps <= limit
 
 
+def _check_args(cost: torch.Tensor, grad: str, domain: str, eps: float, n_iters: int) -> None:
+    if cost.dim() != 3:
+        raise ConfigError(f"sinkhorn: cost must be (B, n, m), got shape {tuple(cost.shape)}")
+    if grad not in _GRADS:
+        raise ConfigError(f"sinkhorn: grad must be one of {_GRADS}, got {grad!r}")
+    if domain not in ("auto", "log", "scaling"):
+        raise ConfigError(f"sinkhorn: domain must be 'auto', 'log' or 'scaling', got {domain!r}")
+    if not eps > 0:
+        raise ConfigError(f"sinkhorn: eps must be > 0, got {eps}")
+    if n_iters < 1:
+        raise ConfigError(f"sinkhorn: n_iters must be >= 1, got {n_iters}")
+
+
 def sinkhorn(
     cost: torch.Tensor,
     *,
@@ -246,16 +259,7 @@ def sinkhorn(
     (B, n, m) (and the iterations run when ``return_iters``). ``preallocate=False`` skips writing
     the plan into one preallocated tensor (``out=`` ops), which torch.func.vmap cannot map.
     """
-    if cost.dim() != 3:
-        raise ConfigError(f"sinkhorn: cost must be (B, n, m), got shape {tuple(cost.shape)}")
-    if grad not in _GRADS:
-        raise ConfigError(f"sinkhorn: grad must be one of {_GRADS}, got {grad!r}")
-    if domain not in ("auto", "log", "scaling"):
-        raise ConfigError(f"sinkhorn: domain must be 'auto', 'log' or 'scaling', got {domain!r}")
-    if not eps > 0:
-        raise ConfigError(f"sinkhorn: eps must be > 0, got {eps}")
-    if n_iters < 1:
-        raise ConfigError(f"sinkhorn: n_iters must be >= 1, got {n_iters}")
+    _check_args(cost, grad, domain, eps, n_iters)
     if not cost.is_floating_point():
         cost = cost.float()
     bsz, n, m = cost.shape

@@ -31,6 +31,7 @@ from safetensors.torch import load_file, save_file
 
 from parrot_ser.encoders.checkpoint import sha256_file
 from parrot_ser.errors import BundleError
+from parrot_ser.files import write_json_atomic
 
 BUNDLE_FORMAT = "parrot-ser-bundle"
 BUNDLE_VERSION = 1
@@ -126,7 +127,7 @@ def write_bundle(out_dir: str | Path, doc: dict[str, Any], members: list[Member]
     full = {"format": BUNDLE_FORMAT, "format_version": BUNDLE_VERSION, **doc, "members": member_docs,
             "files": files}
     full["content_sha256"] = _content_hash(full)
-    (out / BUNDLE_JSON).write_text(json.dumps(full, indent=2) + "\n", encoding="utf-8")
+    write_json_atomic(out / BUNDLE_JSON, full, indent=2, newline=True)
     return out
 
 
@@ -140,9 +141,7 @@ def add_files(model_dir: str | Path, rels: list[str]) -> dict:
             raise BundleError(f"{root / rel}: not a file inside the bundle")
         doc["files"][rel] = sha256_file(root / rel)
     doc["content_sha256"] = _content_hash(doc)
-    tmp = root / (BUNDLE_JSON + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, root / BUNDLE_JSON)
+    write_json_atomic(root / BUNDLE_JSON, doc, indent=2, newline=True)
     return doc
 
 
@@ -246,10 +245,3 @@ def load_bundle(model_dir: str | Path) -> Bundle:
         t = _load_tensors(root / "anchors.safetensors")
         anchors = [t[f"anchors.{i}"] for i in range(n_inputs)]
     return Bundle(root, doc, members, anchors)
-
-
-def load_model(model_dir: str | Path, **kwargs: Any):
-    """``parrot_ser.load_model``: verify the bundle, rebuild encoders and heads -> Predictor."""
-    from parrot_ser.inference.predictor import Predictor
-
-    return Predictor.from_bundle(model_dir, **kwargs)

@@ -75,24 +75,23 @@ def _pct(summary: dict | None) -> str:
     return f"{summary.get('mean', float('nan')):.2f} ± {summary.get('std', float('nan')):.2f}"
 
 
+def _num(v: Any) -> str:
+    return f"{v:.2f}" if isinstance(v, (int, float)) else "n/a"
+
+
 def _weights(e: dict) -> str:
     if e.get("random_init"):
         return f"**UNTRAINED (random init, seed {e.get('seed')})**"
     return "pretrained" if e.get("checkpoint_sha256") else "no weights (handcrafted features)"
 
 
-def model_card(doc: dict, corpus: str | None = None) -> str:
-    """README.md in the hub's format (YAML front matter written by huggingface_hub's ModelCardData)."""
-    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+def _card_data(doc: dict, corpus: str | None, task_desc: str, untrained: list[str]) -> Any:
+    """The card's YAML front matter: tags and cross-validated eval results (huggingface_hub)."""
+    from huggingface_hub import EvalResult, ModelCardData
 
-    tr = doc.get("training", {})
-    md = doc["model"]
-    head = tr.get("headline", {})
-    encs = doc["encoders"]
-    untrained = [e["name"] for e in encs if e.get("random_init")]
+    head = doc.get("training", {}).get("headline", {})
+    md, encs = doc["model"], doc["encoders"]
     corpus_name = corpus or "unknown corpus"
-    n_folds, protocol = tr.get("n_folds"), tr.get("protocol", "speaker-kfold")
-    task_desc = f"{n_folds}-fold {protocol} cross-validation, mean over folds"
     evals = []
     for key, mtype, mname in (("accuracy", "accuracy", "Accuracy"), ("macro_f1", "f1", "Macro-F1")):
         if key in head:
@@ -105,9 +104,24 @@ def model_card(doc: dict, corpus: str | None = None) -> str:
             *[e["name"] for e in encs]]
     if untrained:
         tags.append("untrained-encoders")
-    data = ModelCardData(library_name="parrot-ser", pipeline_tag="audio-classification", tags=tags,
+    return ModelCardData(library_name="parrot-ser", pipeline_tag="audio-classification", tags=tags,
                          metrics=["accuracy", "f1"], model_name=f"parrot-ser {md['name']}",
                          eval_results=evals or None, datasets=[corpus] if corpus else None)
+
+
+def model_card(doc: dict, corpus: str | None = None) -> str:
+    """README.md in the hub's format (YAML front matter written by huggingface_hub's ModelCardData)."""
+    from huggingface_hub import ModelCard
+
+    tr = doc.get("training", {})
+    md = doc["model"]
+    head = tr.get("headline", {})
+    encs = doc["encoders"]
+    untrained = [e["name"] for e in encs if e.get("random_init")]
+    corpus_name = corpus or "unknown corpus"
+    n_folds, protocol = tr.get("n_folds"), tr.get("protocol", "speaker-kfold")
+    task_desc = f"{n_folds}-fold {protocol} cross-validation, mean over folds"
+    data = _card_data(doc, corpus, task_desc, untrained)
     enc_rows = "\n".join(
         f"| {e['name']} | {_weights(e)} "
         f"| `{e.get('checkpoint') or '-'}` | {(e.get('checkpoint_sha256') or '-')[:16]} | {e.get('layers')} |"
@@ -117,6 +131,12 @@ def model_card(doc: dict, corpus: str | None = None) -> str:
             "encoders or about the method.\n" if untrained else "")
     ens = doc.get("ensemble", {})
     inf = doc.get("inference", {})
+    folds = [m for m in doc.get("members", []) if m.get("fold") is not None]
+    fold_rows = "\n".join(
+        f"| {m.get('seed')} | {m.get('fold')} | {m.get('best_epoch')} | {_num(m.get('test_accuracy'))} | "
+        f"{_num(m.get('test_macro_f1'))} |" for m in folds)
+    fold_table = ("\nPer fold (each member tested on its own held-out speakers):\n\n| seed | fold | best epoch | "
+                  "accuracy % | macro-F1 % |\n|---|---|---|---|---|\n" + fold_rows + "\n") if folds else ""
     body = f"""
 # parrot-ser: {md['name']} on {' + '.join(e['name'] for e in encs)}
 {warn}
@@ -143,7 +163,7 @@ or `parrot-ser predict <folder or repo id> speech.wav --json`.
 - This bundle: {ens.get('kind')} of {ens.get('n_members')} model(s) ({ens.get('aggregation')}).
   {REFIT_NOTE if ens.get('kind') == 'refit' else CV_NOTE}
 - Batching at inference: {inf.get('batch_mode')} ({inf.get('note')}).
-
+{fold_table}
 ## Encoders
 
 | encoder | weights | checkpoint | sha256 | layers |

@@ -38,7 +38,7 @@ def collect_inputs(args: list[str | Path]) -> tuple[list[InputItem], list[InputP
     for a in args:
         p = Path(a)
         if p.is_dir():
-            from parrot_ser.corpora.common import walk_files
+            from parrot_ser.corpora.scanning import walk_files
 
             found, _ = walk_files(p, AUDIO_SUFFIXES)  # each real folder once, even with symlink loops
             if not found:

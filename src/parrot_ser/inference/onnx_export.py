@@ -7,7 +7,7 @@ MODEL_DIR/onnx/
                 ``frames_<i>`` (batch, T_i, F_i) and ``mask_<i>`` (batch, T_i) bool (True = valid
                 frame); output ``probabilities`` (batch, n_labels) = the mean of the ensemble
                 members' softmax, as ``Predictor.probabilities``. Dynamic batch (and frame) axes.
-  model.onnx    (logmel and Hugging Face encoders) input ``audio`` (batch, samples) float32 mono at
+  model.onnx    (logmel, Hugging Face and SSAM encoders) input ``audio`` (batch, samples) float32 mono at
                 16 kHz, one clip per row, all rows the same length (pad nothing: padding changes
                 the encoders' features); output ``probabilities``. Dynamic batch and length; Whisper
                 clips up to 30 s (one window).
@@ -19,21 +19,27 @@ Why a graph-friendly front end: ``torch.stft`` returns complex tensors the Torch
 cannot carry through ``abs()``; the STFT here is the same windowed DFT as a strided Conv1d (real and
 imaginary kernels), which exports to plain Conv and matches torch.stft to float rounding.
 
-Not exported (a ParrotError says so):
+SSAM (Mamba) exports too: its selective scan (encoders/mamba/scan.py) is, for speed, a Python loop
+of in-place ``addcmul_`` steps into preallocated chunk buffers with ``torch.mul/matmul(out=...)``,
+which the exporter cannot carry (no symbolic for the out= variants). While exporting,
+``_mamba_export_ops`` swaps in the same recurrence out of place (and the causal conv as one
+depthwise Conv1d); tracing unrolls it over the tokens of a chunk, which is right for every input
+because every SSAM chunk is exactly 251 tokens (the number of chunks, i.e. the clip length, stays
+dynamic). Measured parity 7e-7 on the pooled features.
+
+Not exported (a ParrotError or onnx.json ``not_exported`` says so):
 - batch-dependent heads (paper ``parrot``/``ot``): the bundle scores each utterance together with
   fixed anchor rows, one utterance per batch; a plain batched graph would couple the rows instead.
-- Mamba encoders (SSAM, SSAMBA) in model.onnx: their selective scan (encoders/mamba/scan.py) is a
-  sequential recurrence over tokens written as a Python loop with in-place ``addcmul_`` into
-  preallocated chunk buffers and ``torch.mul/matmul(out=...)``; the TorchScript exporter has no
-  symbolic for the ``out=`` variants and would in any case unroll the loop for one sequence length.
-  What it would take: an export path of the scan that writes the recurrence as an ONNX ``Scan``/
-  ``Loop`` (torch.export with ``torch.ops.higher_order.scan`` and the dynamo exporter), or the
-  out-of-place recurrence unrolled at SSAM's fixed chunk length (251 tokens x 12 blocks), or an
-  onnxruntime custom op. Until then export the head and feed it features from PyTorch.
+- SSAMBA in model.onnx: its Kaldi fbank framing (``Tensor.unfold`` with snip-edges), the
+  target-length pad/cut decided per clip in Python and the within-length flips of the bidirectional
+  mixer have no graph form here yet; the scan itself would export as for SSAM. What it would take:
+  the fbank as a strided Conv1d like the STFT here, the pad/cut as tensor ops, and ``flip`` for
+  equal-length clips. Until then export the head and feed it features from PyTorch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import warnings
@@ -153,16 +159,105 @@ class WhisperGraph(torch.nn.Module):
         return fr.mean(2), fr
 
 
+def _scan_loop(dA: torch.Tensor, dBu: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
+    """h_t = dA_t * h_{t-1} + dBu_t, y_t = C_t h_t over the time axis 1 of (B, L, N, Di). Traced, so
+    the loop is unrolled for the token count of the example: right for SSAM, whose every 2 s chunk
+    is exactly 251 tokens whatever the clip length (the batch of chunks stays dynamic). A scripted
+    loop (one ONNX Loop, any length) also exports, but onnxruntime ran it ~20x slower (measured:
+    the export-time check of a depth-2 ssam-tiny bundle took 40 s with the Loop, 1.9 s unrolled),
+    every step going through a sequence insert."""
+    h = torch.zeros_like(dBu[:, 0])
+    ys: list[torch.Tensor] = []
+    for t in range(int(dA.shape[1])):
+        h = dA[:, t] * h + dBu[:, t]
+        ys.append(torch.matmul(C[:, t].unsqueeze(1), h).squeeze(1))
+    return torch.stack(ys, 1)
+
+
+def _scan_for_export(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, Bm: torch.Tensor, Cm: torch.Tensor,
+                     D: torch.Tensor | None, *, chunk: int = 0) -> torch.Tensor:
+    """The recurrence of encoders/mamba/scan.py, out of place (no out= buffers), for export only:
+    it materialises (B, L, N, Di) tensors, which the chunked CPU scan avoids."""
+    u, delta = u.float(), delta.float()
+    dA = torch.exp(delta.unsqueeze(-1) * A.float()).transpose(2, 3)  # (B, L, N, Di)
+    dBu = (delta * u).unsqueeze(2) * Bm.float().unsqueeze(-1)
+    y = _scan_loop(dA, dBu, Cm.float())
+    return y if D is None else y + u * D.float()
+
+
+def _conv_for_export(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """causal_conv1d_silu as one depthwise Conv1d (the CPU path's in-place shifted FMAs do not export)."""
+    y = F.conv1d(x.transpose(1, 2), weight, bias, padding=weight.shape[-1] - 1, groups=weight.shape[0])
+    return F.silu(y[..., : x.shape[1]].transpose(1, 2))
+
+
+@contextlib.contextmanager
+def _mamba_export_ops():
+    """Swap the mixer's scan and conv for their export forms while tracing (restored after)."""
+    import parrot_ser.encoders.mamba.mixer as mixer
+
+    old = mixer.selective_scan, mixer.causal_conv1d_silu
+    mixer.selective_scan, mixer.causal_conv1d_silu = _scan_for_export, _conv_for_export
+    try:
+        yield
+    finally:
+        mixer.selective_scan, mixer.causal_conv1d_silu = old
+
+
+class SSAMGraph(torch.nn.Module):
+    """encoders/ssam.py as a graph: the log-mel of preprocessing.ssam_logmel (DFT conv, HTK filters,
+    log(x + eps), per-clip mean / unbiased std), zero-padding to whole 200-frame chunks (a full extra
+    chunk when already whole, as the official code), every chunk through the model, regrouped frames,
+    the padded tail trimmed with the official int(50 * pad / 200). Returns pooled (B, L, 5D) and
+    frames (B, L, T, 5D). Export it under ``_mamba_export_ops()``."""
+
+    def __init__(self, enc: Any):
+        super().__init__()
+        from parrot_ser.encoders.mamba.preprocessing import SSAM_MEL, mel_filterbank_htk
+
+        c = SSAM_MEL
+        self.model, self.layers, self.corrected = enc.model, list(enc.layers), bool(enc.corrected_grouping)
+        self.spec = DFTSpectrogram(c["n_fft"], c["hop_length"], torch.hann_window(c["win_length"], periodic=True))
+        fb = mel_filterbank_htk(c["n_fft"] // 2 + 1, c["f_min"], c["f_max"], c["n_mels"], c["sample_rate"])
+        self.register_buffer("fb", fb.T.contiguous())  # (mels, freq)
+        self.eps = float(c["log_eps"])
+
+    def forward(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        from parrot_ser.encoders.mamba.ssam_net import CHUNK_FRAMES, GRID, regroup_frames
+
+        b = wave.shape[0]
+        x = torch.log(self.fb @ self.spec(wave) + self.eps)  # (B, 80, T)
+        mu = x.mean(dim=(1, 2), keepdim=True)
+        sd = torch.sqrt(((x - mu) ** 2).sum(dim=(1, 2), keepdim=True) / (x.shape[1] * x.shape[2] - 1))
+        x = ((x - mu) / (sd + 1e-8)).transpose(1, 2)  # (B, T, 80)
+        t = x.shape[1]
+        pad = CHUNK_FRAMES - t % CHUNK_FRAMES
+        x = torch.cat([x, x.new_zeros(b, pad, x.shape[2])], dim=1)
+        r = (t + pad) // CHUNK_FRAMES
+        out = self.model(x.reshape(b * r, 1, CHUNK_FRAMES, x.shape[2]).to(self.model.patch_embed.proj.weight.dtype),
+                         self.layers)
+        gt = GRID[0]
+        n = r * gt - (gt * pad) // CHUNK_FRAMES
+        fr = torch.stack([regroup_frames(out[k].float(), self.corrected).reshape(b, r * gt, -1)
+                          for k in self.layers], dim=1)[:, :, :n]
+        return fr.mean(2), fr
+
+
+EXPORTABLE = ("logmel", "hf", "ssam")
+
+
 def front_end(enc: Any) -> torch.nn.Module:
     fam = enc.spec.family
     if fam == "logmel":
         return LogMelGraph(enc)
     if fam == "hf":
         return WhisperGraph(enc) if getattr(enc, "is_whisper", False) else HFGraph(enc)
+    if fam == "ssam":
+        return SSAMGraph(enc)
     raise OnnxExportError(
-        f"encoder {enc.spec.name!r} ({fam}) is not exported to ONNX: the Mamba selective scan is a Python "
-        "loop with in-place out= writes the ONNX exporter cannot trace (see docs/inference.md); use "
-        "onnx/head.onnx with features from PyTorch")
+        f"encoder {enc.spec.name!r} ({fam}) is not exported to ONNX: SSAMBA's Kaldi fbank framing "
+        "(Tensor.unfold), its target-length pad/cut and the within-length flips of the bidirectional mixer "
+        "have no graph form here yet (docs/inference.md); use onnx/head.onnx with features from PyTorch")
 
 
 class PooledGraph(torch.nn.Module):
@@ -180,7 +275,7 @@ class PooledGraph(torch.nn.Module):
 def export_encoder(enc: Any, path: str | Path, example: np.ndarray) -> Path:
     """Write ``enc``'s pooled-feature graph (PooledGraph) as ONNX; input ``audio``, output ``pooled``."""
     x = torch.from_numpy(np.asarray(example, dtype=np.float32))[None]
-    with torch.no_grad():
+    with torch.no_grad(), _mamba_export_ops():
         _export(PooledGraph(enc).eval(), (x,), Path(path), ["audio"], {"audio": {0: "batch", 1: "samples"}},
                 output="pooled")
     return Path(path)
@@ -319,14 +414,14 @@ def export_onnx(model_dir: str | Path, *, full: bool | None = None) -> dict:
     _check(head_path, max(diffs))
     report["files"]["head.onnx"] = {"inputs": names, "output": "probabilities (batch, n_labels)",
                                     "max_abs_diff_vs_torch": max(diffs)}
-    supported = all(e.spec.family in ("logmel", "hf") for e in pred.encoders)
+    supported = all(e.spec.family in EXPORTABLE for e in pred.encoders)
     if full or (full is None and supported):
         fronts = [front_end(e).eval() for e in pred.encoders]
         graph = AudioGraph(fronts, head, pred.layer, list(pred._half)).eval()
         path = out / "model.onnx"
         x0 = torch.from_numpy(np.stack(waves[0]))
         try:
-            with torch.no_grad():
+            with torch.no_grad(), _mamba_export_ops():
                 _export(graph, (x0,), path, ["audio"], {"audio": {0: "batch", 1: "samples"}})
         except Exception as e:
             raise OnnxExportError(f"{root}: the audio graph does not export to ONNX "
@@ -338,9 +433,9 @@ def export_onnx(model_dir: str | Path, *, full: bool | None = None) -> dict:
                                          "output": "probabilities (batch, n_labels)",
                                          "max_abs_diff_vs_torch": max(diffs)}
     elif not supported:
-        report["not_exported"] = {"model.onnx": "Mamba encoder(s) " + ", ".join(
-            e.spec.name for e in pred.encoders if e.spec.family not in ("logmel", "hf"))
-            + ": the selective scan does not trace to ONNX (docs/inference.md); use head.onnx"}
+        report["not_exported"] = {"model.onnx": "encoder(s) " + ", ".join(
+            e.spec.name for e in pred.encoders if e.spec.family not in EXPORTABLE)
+            + ": SSAMBA has no graph form here yet (docs/inference.md); use head.onnx"}
     (out / "onnx.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     add_files(root, [f"{ONNX_DIR}/{f}" for f in (*report["files"], "onnx.json")])
     return report

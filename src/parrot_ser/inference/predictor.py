@@ -34,6 +34,7 @@ from parrot_ser.errors import (
     NonFiniteAudioError,
     ParrotError,
 )
+from parrot_ser.models import collate, select_layer
 
 # Windowing defaults (seconds): recordings up to LONG_SECONDS are scored whole; longer ones in
 # WINDOW_SECONDS windows every HOP_SECONDS (SER corpora hold 1-10 s utterances).
@@ -109,18 +110,6 @@ def check_waveform(x: Any, name: str = "<memory>") -> np.ndarray:
     return a
 
 
-def select_layer(x: np.ndarray, layer: int | str | None, axis: int = 0) -> np.ndarray:
-    """The feature store's layer rule (features/store.py ``pooled``): None = last stored layer,
-    int = position among the stored layers, "mean" = mean over them, "all" = keep the axis."""
-    x = np.asarray(x, dtype=np.float32)
-    if layer == "all":
-        return x
-    if layer == "mean":
-        return x.mean(axis=axis)
-    pos = -1 if layer in (None, "last") else int(layer)
-    return np.take(x, pos, axis=axis)
-
-
 @dataclass
 class Features:
     """Model inputs of N utterances: ``pooled[i]`` (N, D_i) per encoder; ``frames[i]`` N arrays
@@ -133,28 +122,9 @@ class Features:
         return int(self.pooled[0].shape[0])
 
     def batch(self, idx: Sequence[int], extra: list[torch.Tensor] | None = None) -> Any:
-        """Rows ``idx`` as a FusionInput (frames right-padded with a validity mask, as in training);
-        ``extra``: rows appended after them (the anchors of batch-dependent models)."""
-        from parrot_ser.fusion.base import FusionInput
-
-        idx = list(idx)
-        pooled = [p[idx] for p in self.pooled]
-        if extra is not None:
-            pooled = [torch.cat([p, e.to(p.device, p.dtype)]) for p, e in zip(pooled, extra)]
-        if self.frames is None:
-            return FusionInput(pooled)
-        frames, masks = [], []
-        for fr in self.frames:
-            seqs = [fr[i] for i in idx]
-            t_max = max(int(x.shape[0]) for x in seqs)
-            pad = np.zeros((len(seqs), t_max, seqs[0].shape[-1]), dtype=np.float32)
-            mask = np.zeros((len(seqs), t_max), dtype=bool)
-            for j, x in enumerate(seqs):
-                pad[j, : len(x)] = x
-                mask[j, : len(x)] = True
-            frames.append(torch.from_numpy(pad))
-            masks.append(torch.from_numpy(mask))
-        return FusionInput(pooled, frames, masks)
+        """Rows ``idx`` as a FusionInput (models.collate, as in training); ``extra``: rows appended
+        after them (the anchors of batch-dependent models)."""
+        return collate(self.pooled, list(idx), self.frames, extra=extra)
 
 
 class Predictor:
@@ -434,14 +404,19 @@ def _norm(v: Any) -> Any:
 
 
 def _build_head(md: dict, root: Path) -> torch.nn.Module:
-    """The training module's StandardisedModel (fusion net + standardiser buffers) with the run's
+    """The model layer's StandardisedModel (fusion net + standardiser buffers) with the run's
     architecture; load_state_dict then fills weights and statistics."""
-    from parrot_ser.training.run import rebuild_model
+    from parrot_ser.models import head_from_run
 
     try:
-        return rebuild_model(md)
+        return head_from_run(md)
     except ParrotError as err:
         raise BundleError(f"{root}: cannot rebuild model {md.get('model')!r}: {err}") from None
+
+
+def load_model(model_dir: str | Path, **kwargs: Any) -> Predictor:
+    """``parrot_ser.load_model``: verify the bundle, rebuild encoders and heads -> Predictor."""
+    return Predictor.from_bundle(model_dir, **kwargs)
 
 
 def load_model_quiet(model_dir: str | Path, **kwargs: Any) -> Predictor:

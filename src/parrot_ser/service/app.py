@@ -239,22 +239,8 @@ def _check_window(label: str, value: float | None, max_seconds: float) -> None:
                            f"the {max_seconds:g} s recording limit (--max-seconds)")
 
 
-def create_app(model: str | Path | PredictorLike, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
-               max_seconds: float = DEFAULT_MAX_SECONDS, thread_limit: int | None = None,
-               window: float | None = None, hop: float | None = None) -> FastAPI:
-    """The service for a model bundle folder (loaded and verified now) or a ready predictor.
-    ``window``/``hop``: as ``parrot-ser predict`` (None = windows only above 20 s)."""
-    if max_upload_bytes <= 0 or max_seconds <= 0:
-        raise ConfigError(f"limits must be positive (max_upload_bytes={max_upload_bytes}, max_seconds={max_seconds})")
-    if isinstance(model, (str, Path)):
-        from parrot_ser.inference.bundle import load_model
-
-        predictor: PredictorLike = load_model(model, quiet=True)
-    else:
-        predictor = model
-    untrained = list(getattr(predictor, "untrained", []) or [])
-    untrained_notes = _untrained_notes(untrained)
-
+def _lifespan(thread_limit: int | None) -> Any:
+    """At start-up: at most ``thread_limit`` requests decode and predict at once (anyio's pool)."""
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # noqa: ANN202
         if thread_limit:
@@ -263,12 +249,11 @@ def create_app(model: str | Path | PredictorLike, *, max_upload_bytes: int = DEF
             anyio.to_thread.current_default_thread_limiter().total_tokens = int(thread_limit)
         yield
 
-    app = FastAPI(title="PARROT-SER", version=__version__, lifespan=lifespan,
-                  description="Speech emotion recognition with an exported PARROT-SER model bundle.")
-    app.state.predictor = predictor
-    app.add_middleware(BodyLimitMiddleware, max_bytes=int(max_upload_bytes))
+    return lifespan
 
-    # --- error handlers: JSON, one line, never a traceback ----------------------------------------
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every error as JSON: one line, never a traceback."""
     @app.exception_handler(AudioError)
     async def _audio_error(request: Request, exc: AudioError) -> JSONResponse:
         return _error(422, exc.problem, str(exc))
@@ -296,6 +281,30 @@ def create_app(model: str | Path | PredictorLike, *, max_upload_bytes: int = DEF
     async def _internal(request: Request, exc: Exception) -> JSONResponse:
         log.exception("internal error on %s", request.url.path)
         return _error(500, "internal error", "the server failed to process the request; see the server log")
+
+
+def create_app(model: str | Path | PredictorLike, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+               max_seconds: float = DEFAULT_MAX_SECONDS, thread_limit: int | None = None,
+               window: float | None = None, hop: float | None = None) -> FastAPI:
+    """The service for a model bundle folder (loaded and verified now) or a ready predictor.
+    ``window``/``hop``: as ``parrot-ser predict`` (None = windows only above 20 s)."""
+    if max_upload_bytes <= 0 or max_seconds <= 0:
+        raise ConfigError(f"limits must be positive (max_upload_bytes={max_upload_bytes}, max_seconds={max_seconds})")
+    if isinstance(model, (str, Path)):
+        from parrot_ser.inference.predictor import load_model
+
+        predictor: PredictorLike = load_model(model, quiet=True)
+    else:
+        predictor = model
+    untrained = list(getattr(predictor, "untrained", []) or [])
+    untrained_notes = _untrained_notes(untrained)
+
+    app = FastAPI(title="PARROT-SER", version=__version__, lifespan=_lifespan(thread_limit),
+                  description="Speech emotion recognition with an exported PARROT-SER model bundle.")
+    app.state.predictor = predictor
+    app.add_middleware(BodyLimitMiddleware, max_bytes=int(max_upload_bytes))
+
+    _add_error_handlers(app)
 
     # --- endpoints ---------------------------------------------------------------------------------
     @app.get("/health", response_model=HealthOut)

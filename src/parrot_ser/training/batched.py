@@ -35,8 +35,9 @@ import torch
 import torch.nn.functional as F
 
 from parrot_ser.errors import ConfigError
+from parrot_ser.models import StandardisedModel, Standardiser
 from parrot_ser.training.config import TrainConfig
-from parrot_ser.training.data import SERData, StandardisedModel, Standardiser
+from parrot_ser.training.data import SERData
 from parrot_ser.training.metrics import compute_metrics
 from parrot_ser.training.trainer import _eval_order, build_net, seed_everything
 

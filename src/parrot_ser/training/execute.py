@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from parrot_ser.errors import ConfigError
+from parrot_ser.raycluster import ray_init
 from parrot_ser.training.config import TrainConfig
 from parrot_ser.training.logs import EpochLog
 from parrot_ser.training.run import RunPlan, train_folds, write_fold_result
@@ -263,25 +264,6 @@ def _ray_run(unit: Unit, threads: int, data: Any) -> list[dict]:
     torch.set_num_threads(int(threads))
     config = TrainConfig.from_dict({**unit.config, "num_threads": threads}, source="ray task")
     return train_folds(data[0], unit.model, config, unit.jobs, batched=unit.batched)
-
-
-def ray_init(address: str | None = None) -> Any:
-    """Import and connect Ray only when asked (parrot-ser[ray] extra): an already initialised Ray
-    (e.g. a test's ``ray.init(num_cpus=2)``) is reused; ``address`` joins a running cluster
-    (``ray start --head`` prints it; "auto" finds the local one); none starts a local instance."""
-    try:
-        import ray
-    except ImportError:
-        raise ConfigError("--engine ray needs Ray: pip install 'parrot-ser[ray]'") from None
-    if not ray.is_initialized():
-        kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
-        if address:
-            kw["address"] = address
-        try:
-            ray.init(**kw)
-        except ConnectionError as e:
-            raise ConfigError(f"cannot reach the Ray cluster at {address!r}: {str(e).splitlines()[0]}") from None
-    return ray
 
 
 def _run_ray(units, by_key, mem, address, deliver) -> None:

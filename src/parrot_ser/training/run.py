@@ -16,7 +16,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
 import platform
 import time
 from collections.abc import Callable, Sequence
@@ -28,8 +27,10 @@ from typing import Any
 import numpy as np
 
 from parrot_ser.errors import ConfigError, FeatureStoreError
+from parrot_ser.files import atomic_path, json_default, write_json_atomic
+from parrot_ser.models import StandardisedModel, head_from_run, load_weights, save_weights
 from parrot_ser.training.config import TrainConfig
-from parrot_ser.training.data import SERData, StandardisedModel, Standardiser
+from parrot_ser.training.data import SERData
 from parrot_ser.training.logs import EpochLog
 from parrot_ser.training.metrics import compute_metrics, mean_std, summarise
 from parrot_ser.training.splits import (
@@ -41,7 +42,6 @@ from parrot_ser.training.splits import (
     write_folds_file,
 )
 from parrot_ser.training.trainer import (
-    build_net,
     eval_batch_transports,
     eval_batching,
     fit_model,
@@ -54,25 +54,6 @@ RESULTS_FORMAT = "parrot-ser-results/1"
 
 # ----------------------------------------------------------------------------------------------
 # small IO helpers
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write to a temporary sibling then rename: a crash never leaves a half-written file behind."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1, default=_json_default), encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    return str(o)
-
-
 def package_versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     for name in ("torch", "numpy", "scikit-learn", "transformers", "parrot-ser"):
@@ -84,7 +65,7 @@ def package_versions() -> dict[str, str]:
 
 
 def _fingerprint(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=_json_default).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=json_default).encode()).hexdigest()[:16]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -189,19 +170,8 @@ def _check_complete(features_dir: str | Path, store: Any, fs: Any) -> int:
 
 # ----------------------------------------------------------------------------------------------
 # rebuilding a trained model (used by export)
-def rebuild_model(run: dict) -> StandardisedModel:
-    """An untrained StandardisedModel with the architecture of a run (``run.json`` dict)."""
-    config = TrainConfig.from_dict(run["config"], source="run.json")
-    shapes = run.get("input_shapes") or run["input_dims"]
-    std = Standardiser.identity_dims(shapes, run.get("frame_dims"))
-    net = build_net(run["model"], shapes, len(run["labels"]), config, run.get("frame_dims"))
-    return StandardisedModel(net, std)
-
-
 def load_fold_model(run_dir: str | Path, seed: int, fold: int) -> tuple[StandardisedModel, dict]:
     """Load the trained model of one seed/fold of a run and its run.json dict."""
-    from safetensors.torch import load_file
-
     run_dir = Path(run_dir)
     rp = run_dir / "run.json"
     if not rp.is_file():
@@ -210,10 +180,7 @@ def load_fold_model(run_dir: str | Path, seed: int, fold: int) -> tuple[Standard
     wp = run_dir / "models" / f"seed{seed}_fold{fold}.safetensors"
     if not wp.is_file():
         raise FeatureStoreError(f"{wp}: weights not found")
-    model = rebuild_model(run)
-    model.load_state_dict(load_file(str(wp)), strict=True)
-    model.eval()
-    return model, run
+    return load_weights(head_from_run(run), wp), run
 
 
 # ----------------------------------------------------------------------------------------------
@@ -485,8 +452,6 @@ def write_fold_result(plan: RunPlan, res: dict, *, logged: bool = False) -> dict
     """Write one trained seed/fold into RUN_DIR (per-epoch log unless ``logged`` live already,
     weights, OT plan, then the entry, atomically and last: its presence marks the seed/fold as
     finished). Returns the entry."""
-    from safetensors.torch import save_file
-
     out = plan.out
     name = _entry_name(res["seed"], res["fold"])
     if not logged:  # trained elsewhere (worker process, Ray): the driver writes the epoch log from the history
@@ -494,17 +459,11 @@ def write_fold_result(plan: RunPlan, res: dict, *, logged: bool = False) -> dict
             for rec in res["entry"]["history"]:
                 elog(int(rec["epoch"]), rec)
     if res["plan"] is not None:
-        (out / "folds").mkdir(parents=True, exist_ok=True)
-        tmpp = out / "folds" / f".{name}_plan.tmp{os.getpid()}.npy"
-        np.save(tmpp, res["plan"])
-        os.replace(tmpp, out / "folds" / f"{name}_plan.npy")
-    wp = out / "models" / f"{name}.safetensors"
-    wp.parent.mkdir(parents=True, exist_ok=True)
-    tmpw = wp.with_name(wp.name + f".tmp{os.getpid()}")
-    save_file(res["state"], str(tmpw), metadata={"model": plan.model, "seed": str(res["seed"]),
-                                                 "fold": str(res["fold"]), "fingerprint": plan.fingerprint,
-                                                 "format": RUN_FORMAT})
-    os.replace(tmpw, wp)
+        with atomic_path(out / "folds" / f"{name}_plan.npy") as tmp, open(tmp, "wb") as f:
+            np.save(f, res["plan"])
+    save_weights(res["state"], out / "models" / f"{name}.safetensors",
+                 {"model": plan.model, "seed": str(res["seed"]), "fold": str(res["fold"]),
+                  "fingerprint": plan.fingerprint, "format": RUN_FORMAT})
     entry = {"fingerprint": plan.fingerprint, **res["entry"]}
     write_json_atomic(out / "folds" / f"{name}.json", entry)
     plan.done[name] = entry

@@ -198,19 +198,13 @@ def write_folds_file(path, folds_by_seed: dict[int, Sequence[Fold]], utt_ids: Se
                      speakers: Sequence[str], protocol: str) -> None:
     """Folds as utterance ids (readable, editable, independent of row order): ``{"format", "protocol",
     "seeds": {"0": [{"fold", "name", "train", "val", "test", ...speakers}]}}``."""
-    import json
-    import os
-    from pathlib import Path
+    from parrot_ser.files import write_json_atomic
 
     ids = np.asarray(list(utt_ids), dtype=object)
     doc = {"format": FOLDS_FORMAT, "protocol": protocol, "seeds": {
         str(s): [{**f.describe(speakers), "train": ids[f.train].tolist(), "val": ids[f.val].tolist(),
                   "test": ids[f.test].tolist()} for f in folds] for s, folds in folds_by_seed.items()}}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(doc, indent=1), encoding="utf-8")
-    os.replace(tmp, path)
+    write_json_atomic(path, doc)
 
 
 def read_folds_file(path, seeds: Sequence[int], utt_ids: Sequence[str], speakers: Sequence[str]

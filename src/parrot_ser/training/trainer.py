@@ -27,8 +27,9 @@ import torch
 import torch.nn.functional as F
 
 from parrot_ser.errors import ConfigError
+from parrot_ser.models import StandardisedModel, Standardiser, build_head
 from parrot_ser.training.config import TrainConfig
-from parrot_ser.training.data import SERData, StandardisedModel, Standardiser, make_batch
+from parrot_ser.training.data import SERData, make_batch
 from parrot_ser.training.metrics import compute_metrics
 
 
@@ -40,27 +41,9 @@ def seed_everything(seed: int) -> None:
 
 def build_net(model_name: str, input_shapes: list, n_classes: int, config: TrainConfig,
               frame_dims: list[int] | None = None) -> torch.nn.Module:
-    """The fusion/head network from the model registry, with the config's dropout and model options.
-    ``input_shapes``: per input D, or [D] / [L, D] (all layers: layer weighting over L is switched
-    on). Frame widths are passed as ``frame_dims`` when frames are used."""
-    from parrot_ser.fusion import build_model, get_model_spec
-
-    shapes = [list(s) if isinstance(s, (list, tuple)) else [int(s)] for s in input_shapes]
-    input_dims = [int(s[-1]) for s in shapes]
-    spec = get_model_spec(model_name)
-    if spec.n_inputs != len(input_dims):
-        raise ConfigError(f"model {model_name!r} takes {spec.n_inputs} encoder input(s); "
-                          f"{len(input_dims)} given")
-    kw = {"dropout": config.dropout, **config.model}
-    if any(len(s) == 2 for s in shapes):
-        kw.setdefault("layer_weighting", True)
-        kw.setdefault("n_layers", tuple(int(s[0]) for s in shapes))
-    if config.use_frames:
-        if not spec.uses_frames:
-            raise ConfigError(f"model {model_name!r} does not use frame features; drop --frames")
-        if frame_dims is not None:
-            kw.setdefault("frame_dims", list(frame_dims))
-    return build_model(model_name, list(input_dims), n_classes, **kw)
+    """models.build_head with the training config's dropout, model options and use of frames."""
+    return build_head(model_name, input_shapes, n_classes, dropout=config.dropout, options=config.model,
+                      use_frames=config.use_frames, frame_dims=frame_dims)
 
 
 EVAL_ORDER_SALT = "parrot-ser-eval-order/1:"

@@ -142,14 +142,9 @@ def ssamba_input(wave: torch.Tensor, target_length: int | None) -> tuple[torch.T
     return fb, min(n_real, target)
 
 
-def frames_for_samples(n_samples: int) -> int:
-    """SSAM log-mel frame count for a waveform of n_samples (centre padding)."""
-    return 1 + n_samples // SSAM_MEL["hop_length"]
-
-
 def ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
 
 __all__ = ["SSAM_MEL", "SSAMBA_FBANK", "mel_filterbank_htk", "ssam_logmel", "kaldi_mel_banks", "kaldi_fbank",
-           "ssamba_input", "frames_for_samples", "ceil_div"]
+           "ssamba_input", "ceil_div"]

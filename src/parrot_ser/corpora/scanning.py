@@ -1,67 +1,23 @@
-"""The corpus registry and the helpers every scanner shares (file walking, duplicates, problems)."""
+"""What every corpus scanner shares: file walking, the manifest builder (duplicates, problems,
+exclusions) and the label spellings of user-labelled corpora."""
 
 from __future__ import annotations
 
 import os
+import re
 from collections import Counter
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
 
 from parrot_ser.audio import AUDIO_SUFFIXES
 from parrot_ser.corpora.base import CANONICAL_LABELS, Manifest, Problem, Utterance
-from parrot_ser.errors import ConfigError, CorpusError
-from parrot_ser.registry import Registry
+from parrot_ser.errors import CorpusError
 
 # Extensions the generic scanners (csv, folders) accept: the same list as `predict`'s (one list, in
 # parrot_ser.audio). The official corpora ship .wav only, so their scanners look at .wav and ignore
 # the MP3/FLAC re-encodings some packages carry next to them.
 AUDIO_EXTS = tuple(sorted(AUDIO_SUFFIXES))
 RESOURCE_FORK = "macOS resource-fork files (._*)"
-
-
-@dataclass(frozen=True)
-class CorpusSpec:
-    name: str
-    description: str  # one line, shown by `parrot-ser corpus list`
-    scan: Callable[..., Manifest]  # scan(root: Path, **options) -> Manifest
-    options: dict[str, str] = field(default_factory=dict)  # option name -> help
-    layout: str = ""  # example path, quoted when a root holds nothing of the layout
-
-
-CORPORA: Registry[CorpusSpec] = Registry("corpus")
-
-
-def register(spec: CorpusSpec) -> CorpusSpec:
-    CORPORA.add(spec.name, spec)
-    return spec
-
-
-def list_corpora() -> list[tuple[str, str]]:
-    return [(name, spec.description) for name, spec in CORPORA.items()]
-
-
-def scan_corpus(name: str, root: str | Path, **options: Any) -> Manifest:
-    """Scan ``root`` in the official layout of corpus ``name`` (see ``list_corpora()``).
-
-    Raises RegistryError for an unknown name, ConfigError for an option the corpus does not take,
-    CorpusError for a missing root or one that holds no file of the expected layout."""
-    spec = CORPORA.get(name)
-    unknown = sorted(set(options) - set(spec.options))
-    if unknown:
-        takes = ", ".join(sorted(spec.options)) or "none"
-        raise ConfigError(f"corpus {name!r} does not take option(s) {', '.join(unknown)} (takes: {takes})")
-    root = Path(root).expanduser()
-    if not root.exists():
-        raise CorpusError(f"{root}: corpus root not found")
-    man = spec.scan(root, **options)
-    if not man.utterances:
-        hint = f" (expected e.g. {spec.layout})" if spec.layout else ""
-        extra = f"; {len(man.problems)} file(s) did not fit, first: {man.problems[0].path}: " \
-                f"{man.problems[0].problem}" if man.problems else ""
-        raise CorpusError(f"{root}: no {name} utterances found{hint}{extra}")
-    return man
 
 
 # --- helpers for scanners --------------------------------------------------------------------------
@@ -105,6 +61,16 @@ def walk_files(root: Path, exts: Iterable[str] = (".wav",),
     return sorted(found), forks
 
 
+def start_scan(corpus: str, root: Path, exts: Iterable[str] = (".wav",),
+               others: list[Path] | None = None) -> tuple[ManifestBuilder, list[Path]]:
+    """The opening of every scanner: root must be a folder; its audio files (any depth, sorted) and a
+    builder that already counts the skipped macOS resource forks."""
+    b = ManifestBuilder(corpus, require_dir(root))
+    files, forks = walk_files(root, exts, others)
+    b.exclude(RESOURCE_FORK, forks)
+    return b, files
+
+
 def rel(path: Path, root: Path) -> str:
     return path.relative_to(root).as_posix()
 
@@ -139,6 +105,17 @@ class ManifestBuilder:
     def exclude(self, reason: str, n: int = 1) -> None:
         if n:
             self.excluded[reason] += n
+
+    def named(self, files: Iterable[Path], pattern: re.Pattern[str], layout: str,
+              accept: Callable[[re.Match[str]], bool] | None = None) -> Iterator[tuple[Path, re.Match[str]]]:
+        """(file, match) for the files whose name matches ``pattern`` (and ``accept``); every other file
+        is a problem "name does not follow {layout}; skipped"."""
+        for f in files:
+            m = pattern.match(f.name)
+            if m and (accept is None or accept(m)):
+                yield f, m
+            else:
+                self.problem(f, f"name does not follow {layout}; skipped")
 
     def build(self) -> Manifest:
         utts = sorted(self.utts, key=lambda u: u.path)

@@ -1,12 +1,15 @@
-"""Pieces shared by the SSAM and SSAMBA Encoder wrappers."""
+"""Pieces shared by the SSAM and SSAMBA Encoder wrappers (encoders/ssam.py, encoders/ssamba.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from parrot_ser.encoders.base import Encoder, EncoderIdentity, EncoderSpec
 from parrot_ser.errors import (
     CheckpointError,
     ConfigError,
@@ -14,30 +17,6 @@ from parrot_ser.errors import (
     NonFiniteAudioError,
     NotAudioError,
 )
-
-
-def resolve_layers(layers: str | int | list[int], n: int) -> list[int]:
-    """'last' | 'all' | int (negative counts from the end) | list of ints -> sorted unique indices."""
-    if isinstance(layers, str):
-        if layers == "last":
-            return [n - 1]
-        if layers == "all":
-            return list(range(n))
-        try:
-            layers = [int(x) for x in layers.split(",")]
-        except ValueError:
-            raise ConfigError(f"layers must be 'last', 'all', an int or a list of ints, got {layers!r}") from None
-    if isinstance(layers, int):
-        layers = [layers]
-    out = []
-    for i in layers:
-        j = int(i) + n if int(i) < 0 else int(i)
-        if not 0 <= j < n:
-            raise ConfigError(f"layer {i} out of range: this encoder has {n} layers (0..{n - 1})")
-        out.append(j)
-    if not out:
-        raise ConfigError("layers is empty")
-    return sorted(set(out))
 
 
 def check_wave(w: np.ndarray, i: int, min_samples: int = 1) -> torch.Tensor:
@@ -103,3 +82,56 @@ def random_init_only(options: dict, key: str, name: str, random_init: bool, from
 
 def checkpoint_path(checkpoint: str | None) -> Path | None:
     return None if checkpoint is None else Path(checkpoint).expanduser()
+
+
+# Model widths D of the released sizes (SPEC section 3); both families use the same three.
+SIZES = {"tiny": 192, "small": 384, "base": 768}
+
+
+def size_dim(spec: EncoderSpec, family: str) -> int:
+    """D of ``ssam-base`` / ``ssamba-tiny`` ...: the size is the part of the name after the dash."""
+    size = spec.name.split("-", 1)[1]
+    if size not in SIZES:
+        raise CheckpointError(f"{spec.name}: unknown {family.upper()} size {size!r}; known: {sorted(SIZES)}")
+    return SIZES[size]
+
+
+def start_build(spec: EncoderSpec, family: str, checkpoint: str | None, random_init: bool, options: dict,
+                allowed: set[str]) -> tuple[int, Path | None]:
+    """The checks every Mamba ``build`` opens with -> (D, checkpoint path or None)."""
+    check_options(options, allowed, spec.name)
+    dim = size_dim(spec, family)
+    path = checkpoint_path(checkpoint)
+    if path is None and not random_init:
+        raise missing_checkpoint(family, spec.name)
+    return dim, path
+
+
+def seeded(seed: int, make: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``make(*args, **kwargs)`` under ``torch.manual_seed(seed)``, the caller's RNG state untouched."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return make(*args, **kwargs)
+
+
+def mamba_identity(spec: EncoderSpec, path: Path | None, random_init: bool, seed: int, layers: list[int],
+                   preprocessing: dict) -> EncoderIdentity:
+    """The identity of a Mamba encoder: the checkpoint's (content) sha256, or the seed when untrained."""
+    from parrot_ser.encoders.checkpoint import checkpoint_identity_sha
+
+    return EncoderIdentity(
+        name=spec.name, checkpoint=None if random_init else str(path),
+        checkpoint_sha256=None if random_init else checkpoint_identity_sha(path), random_init=random_init,
+        seed=seed if random_init else None, layers=layers, preprocessing=preprocessing)
+
+
+class MambaEncoder(Encoder):
+    """An Encoder around a Mamba network; ``settings``: the family's own knobs, kept as attributes."""
+
+    def __init__(self, spec: EncoderSpec, model: torch.nn.Module, layers: list[int], identity: EncoderIdentity,
+                 device: str, dtype: torch.dtype, **settings: Any):
+        self.spec, self.model, self.layers, self.identity = spec, model.eval(), layers, identity
+        self.device, self.dtype = device, dtype
+        self.ignored_keys: list[str] = []  # checkpoint keys of pretraining heads that were skipped
+        for key, value in settings.items():
+            setattr(self, key, value)

@@ -68,7 +68,7 @@ def _load_run_features(run: dict, run_dir: Path) -> Any:
 
 
 def _fold_members(run: dict, run_dir: Path) -> list[Member]:
-    from parrot_ser.training.run import rebuild_model
+    from parrot_ser.models import head_from_run
 
     models = run.get("models") or {}
     if not models:
@@ -83,7 +83,7 @@ def _fold_members(run: dict, run_dir: Path) -> list[Member]:
         except Exception as e:  # safetensors raises its own error types; the message is what matters
             raise BundleError(f"{wp}: unreadable safetensors file ({e})") from None
         try:  # the weights must fit the run's architecture before they go into a bundle
-            rebuild_model(run).load_state_dict(sd, strict=True)
+            head_from_run(run).load_state_dict(sd, strict=True)
         except RuntimeError as e:
             raise BundleError(f"{wp}: weights do not fit the run's model ({str(e).splitlines()[0]})") from None
         entry = json.loads(ep.read_text(encoding="utf-8"))
@@ -163,7 +163,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, refit: bool = False, *,
     untrained = [e["name"] for e in encoders if e.get("random_init")]
     model_doc = {k: run[k] for k in RUN_MODEL_KEYS}
     model_doc.update(name=run["model"], batch_dependent=batch_dep, uses_frames=bool(spec.get("uses_frames")),
-                     rebuild="parrot_ser.training.run.rebuild_model(model) then load_state_dict(member)")
+                     rebuild="parrot_ser.models.head_from_run(model) then load_state_dict(member)")
     doc: dict[str, Any] = {
         "package_version": __version__,
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -189,7 +189,9 @@ def export_run(run_dir: str | Path, out_dir: str | Path, refit: bool = False, *,
     from parrot_ser.inference.hub import CONFIG_JSON, config_text, write_model_card
 
     path = write_bundle(out_dir, doc, members, anchors, texts={CONFIG_JSON: config_text(doc)})
-    write_model_card(path, doc, corpus=_corpus_name(run.get("features_dir")))
+    # the card is written from the final description, which lists the members' per-fold results
+    write_model_card(path, json.loads((path / "bundle.json").read_text(encoding="utf-8")),
+                     corpus=_corpus_name(run.get("features_dir")))
     return path
 
 

@@ -26,10 +26,6 @@ IGNORED_PREFIXES = ("cpredlayer.", "gpredlayer.", "mask_embed", "p_input_fdim", 
                     "mlp_head.")
 
 
-def grid_shape(n_frames: int, fstride: int, tstride: int, n_mels: int = N_MELS) -> tuple[int, int]:
-    return (n_mels - PATCH) // fstride + 1, (n_frames - PATCH) // tstride + 1
-
-
 class SSAMBAModel(nn.Module):
     def __init__(self, dim: int = 768, depth: int = 24, d_state: int = 16, d_conv: int = 4, expand: int = 2,
                  norm_eps: float = 1e-5, rms_norm: bool = False, fstride: int = PATCH, tstride: int = PATCH,
