@@ -159,6 +159,11 @@ def main() -> None:
                            **kw).validate()
 
     def cv(store: Path, encs: tuple[str, ...], model: str, run_dir: Path, config: TrainConfig, sds=None):
+        if args.report_only:  # read, never touch a run folder (run_cv would rewrite run.json)
+            res = _load_finished(run_dir, sds or seeds, args.folds)
+            if res is None:
+                raise SystemExit(f"{run_dir}: not finished; run without --report-only first")
+            return res
         t = time.perf_counter()
         res = run_cv(store, list(encs), model, config, sds or seeds, proto, run_dir, n_folds=args.folds)
         log(f"{run_dir.relative_to(out)}: {fmt(res['headline'])} ({time.perf_counter() - t:.0f} s)")
@@ -261,8 +266,12 @@ def main() -> None:
     if all((d / "whisper-base" / "meta.json").is_file() for d in shard_dirs):
         _merge_shards(shard_dirs, man, s30)
     futures[("window", "30s")] = pool.submit(_run_cell, str(s30), ("whisper-base",), "cnn", cfg("cnn", layer=best),
-                                             seeds, proto, str(out / "window" / "30s-cnn"), args.folds)
-    results, sweep, w30 = {}, {}, None
+                                             seeds, proto, str(out / "window" / "30s-cnn"), args.folds,
+                                             **({"partial": True} if args.report_only else {}))
+    futures[("window", "30s-fcn")] = pool.submit(_run_cell, str(s30), ("whisper-base",), "fcn",
+                                                 cfg("fcn", layer=best), seeds, proto,
+                                                 str(out / "window" / "30s-fcn"), args.folds)
+    results, sweep, w30, w30f = {}, {}, None, None
     for (kind, k), f in futures.items():
         res, secs = f.result()
         if res is None:
@@ -273,8 +282,10 @@ def main() -> None:
             results[k] = res
         elif kind == "sweep":
             sweep[k] = res
-        else:
+        elif k == "30s":
             w30 = res
+        else:
+            w30f = res
     pool.shutdown()
     timing[f"grid + ot_eps sweep + 30 s cnn, {args.jobs} workers (s)"] = time.perf_counter() - t
     from parrot_ser.features import open_store
@@ -287,12 +298,13 @@ def main() -> None:
     speed = {w: _speed(p / "whisper-base") for w, p in (("clip", clip), ("30s", s30))
              if (p / "whisper-base" / "report.json").is_file()}
     key = lambda r: (r["seed"], r["fold"])  # noqa: E731
-    win_test = None
-    if w30 is not None:
-        a = {key(r): r["metrics"]["accuracy"] for r in wclip["runs"]}
-        b = {key(r): r["metrics"]["accuracy"] for r in w30["runs"]}
-        ks = sorted(set(a) & set(b))
-        win_test = _paired([a[k] for k in ks], [b[k] for k in ks])
+    win_tests = {}
+    for head, c_res, w_res in (("cnn", wclip, w30), ("fcn", results.get("whisper-base/fcn"), w30f)):
+        if w_res is not None and c_res is not None:
+            a = {key(r): r["metrics"]["accuracy"] for r in c_res["runs"]}
+            b = {key(r): r["metrics"]["accuracy"] for r in w_res["runs"]}
+            ks = sorted(set(a) & set(b))
+            win_tests[head] = _paired([a[k] for k in ks], [b[k] for k in ks])
     timing["total (s)"] = time.perf_counter() - t_all
 
     # report -------------------------------------------------------------------------------------
@@ -346,18 +358,22 @@ def main() -> None:
             if mm == m:
                 md.append(f"| logmel+whisper-base | {m} | {eps:g} | {args.sweep_seeds} | {fmt(r['headline'])} | "
                           f"{partners(r)} |")
-    md += ["", f"## Whisper window: clip vs 30 s (cnn head, layer {best}, seeds {args.seeds})", "",
-           "| window | utt/s | real-time factor | padding waste | accuracy / macro-F1 |", "|---|---|---|---|---|"]
-    for w, r in (("clip", wclip), ("30s", w30)):
+    md += ["", f"## Whisper window: clip vs 30 s (layer {best}, same folds and seeds for both windows)", "",
+           "| window | utt/s | real-time factor | padding waste | head | seeds | accuracy / macro-F1 |",
+           "|---|---|---|---|---|---|---|"]
+    for w, head, r in (("clip", "cnn", wclip), ("30s", "cnn", w30), ("clip", "fcn", results.get("whisper-base/fcn")),
+                       ("30s", "fcn", w30f)):
         sp = speed.get(w)
         sp_txt = (f"{sp['utt_per_s']:.2f} | {sp['real_time_factor']:.4f} | {sp['padding_waste']:.1%}" if sp
                   else "not finished | | ")
-        md.append(f"| {w} | {sp_txt} | {fmt(r['headline']) if r else 'not run (time budget)'} |")
-    test_txt = (f"30s - clip accuracy over {win_test['n_pairs']} (seed, fold) pairs: {win_test['mean_diff']:+.2f} "
-                f"points, Wilcoxon p = {win_test['wilcoxon_p']:.3g}, t-test p = {win_test['ttest_p']:.3g}. "
-                if win_test else "No paired test: the 30 s cell did not run. ")
-    md += ["", test_txt + "Speeds are from the extraction reports (1 thread, on a CPU shared with other jobs: compare the "
-           "two rows, not absolute numbers; `python bench/run.py whisper` measures them interleaved).", "",
+        sd = ",".join(map(str, r.get("seeds_done", seeds))) if r else ""
+        md.append(f"| {w} | {sp_txt} | {head} | {sd} | {fmt(r['headline']) if r else 'not run (time budget)'} |")
+    tests = [f"{h}: 30s - clip accuracy {t['mean_diff']:+.2f} points over {t['n_pairs']} (seed, fold) pairs, "
+             f"Wilcoxon p = {t['wilcoxon_p']:.3g}, t-test p = {t['ttest_p']:.3g}" for h, t in win_tests.items()]
+    md += ["", ("; ".join(tests) + ". ") if tests else "No paired test: no 30 s cell finished. ",
+           "Speeds are from the extraction reports: the 30 s row is per process (utterances / summed encode "
+           "seconds of the shard processes), 1 thread each, on a CPU shared with other jobs: compare the "
+           "two rows, not absolute numbers; `python bench/run.py whisper` measures them interleaved.", "",
            "## Wall time of each step (s, 1 thread on a shared 2-core CPU)", "", "| step | s |", "|---|---|"]
     md += ([f"| {k} | {v:.0f} |" for k, v in timing.items()] if not args.report_only else
            ["| (this report was written with --report-only: no timings) | |"])
@@ -366,7 +382,7 @@ def main() -> None:
         "best_layer": best, "layer_model": args.layer_model, "seeds": seeds, "sweep_seeds": sweep_seeds,
         "epochs": args.epochs, "patience": args.patience, "timing_s": timing, "window_speed": speed,
         "pair_seeds": p_seeds, "untrained_pair_seeds": u_seeds, "conv_channels": channels,
-        "window_test_30s_minus_clip": win_test, "significance": g["significance"],
+        "window_tests_30s_minus_clip": win_tests, "significance": g["significance"],
         "layers": {str(i): r["headline"] for i, r in layer_res.items()},
         "weighted_sum": {m: r["headline"] for m, r in wsum.items()},
         "ot_eps": {f"{m}@{eps:g}": {"headline": r["headline"], "transport": r.get("transport")}
@@ -376,7 +392,7 @@ def main() -> None:
 
 
 def _run_cell(store: str, encs: tuple, model: str, config, seeds: list, proto: str, run_dir: str,
-              folds: int) -> tuple[dict, float]:
+              folds: int, partial: bool = False) -> tuple[dict, float]:
     """One cell in a worker process (one torch thread, like the parent)."""
     import torch
 
@@ -386,6 +402,35 @@ def _run_cell(store: str, encs: tuple, model: str, config, seeds: list, proto: s
     t = time.perf_counter()
     res = run_cv(store, list(encs), model, config, seeds, proto, run_dir, n_folds=folds)
     return res, time.perf_counter() - t
+
+
+def _load_finished(run_dir: Path, seeds: list, folds: int, partial: bool = False) -> dict | None:
+    """results.json of a finished cell (all seeds x folds), else None. ``partial``: from the per-run
+    entries of the seeds whose folds are all finished (headline and runs only; "seeds_done" says which)."""
+    import numpy as np
+
+    from parrot_ser.training.metrics import mean_std
+
+    p = run_dir / "results.json"
+    want = {(s, k) for s in seeds for k in range(folds)}
+    if p.is_file():
+        res = json.loads(p.read_text(encoding="utf-8"))
+        if want <= {(r["seed"], r["fold"]) for r in res["runs"]}:
+            res["seeds_done"] = sorted({r["seed"] for r in res["runs"]})
+            return res
+    if not partial:
+        return None
+    entries = [json.loads(f.read_text(encoding="utf-8")) for f in sorted((run_dir / "folds").glob("*.json"))]
+    done = [s for s in seeds if all(any(e["seed"] == s and e["fold"] == k for e in entries) for k in range(folds))]
+    if not done:
+        return None
+    runs = [e for e in entries if e["seed"] in done]
+    head = {}
+    for m in ("accuracy", "macro_f1"):
+        per_fold = [float(np.mean([e["metrics"][m] for e in runs if e["fold"] == k])) for k in range(folds)]
+        head[m] = mean_std(per_fold)
+    return {"headline": head, "runs": [{"seed": e["seed"], "fold": e["fold"], "metrics": e["metrics"]} for e in runs],
+            "seeds_done": done, "partial": True}
 
 
 class _Finished:
@@ -398,14 +443,8 @@ class _Finished:
         def result(self):
             return self.value
 
-    def submit(self, fn, store, encs, model, config, seeds, proto, run_dir, folds):
-        p = Path(run_dir) / "results.json"
-        if not p.is_file():
-            return self._Done((None, 0.0))
-        res = json.loads(p.read_text(encoding="utf-8"))
-        done = {(r["seed"], r["fold"]) for r in res["runs"]}
-        want = {(s, k) for s in seeds for k in range(folds)}
-        return self._Done((res if want <= done else None, 0.0))
+    def submit(self, fn, store, encs, model, config, seeds, proto, run_dir, folds, partial=False):
+        return self._Done((_load_finished(Path(run_dir), seeds, folds, partial), 0.0))
 
     def shutdown(self):
         pass
