@@ -92,6 +92,16 @@ def plot_prosody(stats: dict[str, dict[str, tuple[float, float]]], path: Path) -
     return path
 
 
+def _encoder_lines(encoders: dict) -> list[str]:
+    """One line per encoder: handcrafted, UNTRAINED or real (with its checkpoint)."""
+    lines = ["Encoders:", ""]
+    for e, v in encoders.items():
+        state = ("handcrafted, no weights" if v["kind"] == "handcrafted" else
+                 "**UNTRAINED** (random init)" if v["untrained"] else f"**real** pretrained weights (`{v.get('checkpoint')}`)")
+        lines.append(f"- `{e}` ({v['kind']}): {state}")
+    return lines + [""]
+
+
 def write_report(out: Path, summary: dict, grid: dict, predictions: list[dict]) -> Path:
     cells = summary["cells"]
     untrained = [e for e, v in summary["encoders"].items() if v["untrained"]]
@@ -109,12 +119,7 @@ def write_report(out: Path, summary: dict, grid: dict, predictions: list[dict]) 
     L = [f"# PARROT-SER demo report ({'quick' if plan['quick'] else 'full'} mode, seed {plan['seed']})", ""]
     if untrained:
         L += ["> " + UNTRAINED_CAVEAT.format(names=", ".join(untrained)), ""]
-    L += ["Encoders:", ""]
-    for e, v in summary["encoders"].items():
-        state = ("handcrafted, no weights" if v["kind"] == "handcrafted" else
-                 "**UNTRAINED** (random init)" if v["untrained"] else f"**real** pretrained weights (`{v.get('checkpoint')}`)")
-        L.append(f"- `{e}` ({v['kind']}): {state}")
-    L.append("")
+    L += _encoder_lines(summary["encoders"])
     L += ["> **SYNTHETIC CORPUS.** The speech is rendered by "
           f"`{corpus['backend']}` from prosody profiles (rate, pitch, range, loudness, voice-quality "
           "effects): emotions here are clean, exaggerated prosody patterns, far easier and far less varied "

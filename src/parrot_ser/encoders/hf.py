@@ -331,6 +331,23 @@ class HFEncoder(Encoder):
         return out
 
 
+def _batching(is_whisper: bool, window: str, use_mask: bool) -> str:
+    if is_whisper:
+        return ("whisper: the clip's own frames, positional table cut to its length; equal lengths batch"
+                if window == "clip" else "whisper: fixed 30 s window per clip, outputs trimmed to ceil(samples/320)")
+    return "padded batch with attention mask" if use_mask else "no padding: only equal-length clips share a forward"
+
+
+def _check_window(window: Any, is_whisper: bool, name: str) -> str:
+    """The ``window`` option: Whisper only, ``clip`` (default) or ``30s``."""
+    if window is not None and not is_whisper:
+        raise ConfigError(f"{name}: option window is for Whisper models only")
+    window = str(window) if window is not None else "clip"
+    if window not in WHISPER_WINDOWS:
+        raise ConfigError(f"{name}: window must be one of {', '.join(WHISPER_WINDOWS)} (got {window!r})")
+    return window
+
+
 def build(spec: EncoderSpec, *, checkpoint: str | None = None, layers: Any = "last", random_init: bool = False,
           seed: int = 0, device: str = "cpu", dtype: torch.dtype = torch.float32, **options: Any) -> HFEncoder:
     options = dict(options)
@@ -384,11 +401,7 @@ def build(spec: EncoderSpec, *, checkpoint: str | None = None, layers: Any = "la
         config = model.config
         source_id = str(source if checkpoint is None or not Path(checkpoint).exists() else directory)
     is_whisper = config.model_type == "whisper"
-    if window is not None and not is_whisper:
-        raise ConfigError(f"{spec.name}: option window is for Whisper models only")
-    window = str(window) if window is not None else "clip"
-    if window not in WHISPER_WINDOWS:
-        raise ConfigError(f"{spec.name}: window must be one of {', '.join(WHISPER_WINDOWS)} (got {window!r})")
+    window = _check_window(window, is_whisper, spec.name)
     if is_whisper:
         model = model.get_encoder()
         n_hidden = config.encoder_layers + 1
@@ -404,18 +417,12 @@ def build(spec: EncoderSpec, *, checkpoint: str | None = None, layers: Any = "la
         "num_hidden_states": n_hidden, "sample_rate": SAMPLE_RATE, "feature_extractor": type(fe).__name__,
         "feature_extractor_source": fe_source, "do_normalize": getattr(fe, "do_normalize", None),
         "return_attention_mask": getattr(fe, "return_attention_mask", None),
-        "batching": ("whisper: the clip's own frames, positional table cut to its length; equal lengths batch"
-                     if is_whisper and window == "clip"
-                     else "whisper: fixed 30 s window per clip, outputs trimmed to ceil(samples/320)" if is_whisper
-                     else "padded batch with attention mask" if use_mask
-                     else "no padding: only equal-length clips share a forward"),
+        "batching": _batching(is_whisper, window, use_mask),
         "pooling": "mean over valid frames", "compute_dtype": str(dtype).replace("torch.", ""),
-        "sha256_of": sha_of, **notes,
+        "sha256_of": sha_of, **notes, **({"window": window} if is_whisper else {}),
     }
     if random_init:
         pre["WARNING"] = "UNTRAINED random-init weights"
-    if is_whisper:
-        pre["window"] = window
     ident = EncoderIdentity(name=spec.name, checkpoint=source_id, checkpoint_sha256=sha, random_init=bool(random_init),
                             seed=seed if random_init else None, layers=layer_list, preprocessing=pre,
                             options={"window": window} if is_whisper else {})
