@@ -330,7 +330,9 @@ def main() -> None:
                         f"{h['macro_f1']['mean']:.4f},{h['macro_f1']['std']:.4f}")
     (out / "layers.csv").write_text("\n".join(rows_csv) + "\n", encoding="utf-8")
     md += ["", "Plot: `layers.png`.", "", "## Main table (accuracy / macro-F1 in %, mean ± std over folds)", "",
-           f"Seeds: {args.seeds}; the ssam-tiny (UNTRAINED) + whisper-base row: {','.join(map(str, u_seeds))}. "
+           f"Seeds: single encoders {args.seeds}; logmel + whisper-base {','.join(map(str, p_seeds))}; "
+           f"ssam-tiny (UNTRAINED) + whisper-base {','.join(map(str, u_seeds))}. The grid's std note below "
+           "names the single encoders' seeds; each row's own seeds are these. "
            f"whisper-base = layer {best} (the best of the layer table).", ""]
     md += (grid / "table.md").read_text(encoding="utf-8").splitlines()[2:]
     wrow = [f"| whisper-base weighted sum (all 7 layers) | single | {fmt(wsum['cnn']['headline'])} | "
@@ -342,7 +344,7 @@ def main() -> None:
            "mean ± std over runs)", "", "| pair | model | ot_eps | seeds | accuracy / macro-F1 | effective partners |",
            "|---|---|---|---|---|---|"]
     for row in ("logmel+whisper-base", "ssam-tiny+whisper-base"):
-        row_seeds = ",".join(map(str, u_seeds if "ssam-tiny" in row else seeds))
+        row_seeds = ",".join(map(str, u_seeds if "ssam-tiny" in row else p_seeds))
         for m in ("ot", "parrot", "parrot-token", FRAMES_CELL):
             r = results.get(f"{row}/{m}")
             if r is None:
