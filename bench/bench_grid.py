@@ -53,7 +53,7 @@ def features() -> Path:
 def run(quick: bool = False) -> Iterable[dict]:
     store = features()
     seeds, epochs = ("0", 1) if quick else ("0", 2)
-    encoders, models = ("logmel,ssam-tiny", "cnn,concat") if quick else (ENCODERS, MODELS)
+    encoders, models = (ENCODERS, "cnn,concat,parrot") if quick else (ENCODERS, MODELS)
     what = f"{encoders} x {models}, hetero pairs, 5 folds, seeds {seeds}, {epochs} epoch(s)"
     env_default = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     with tempfile.TemporaryDirectory() as tmp:

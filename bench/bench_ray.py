@@ -16,7 +16,11 @@ EMODB = ROOT.parent / "shared" / "data" / "emodb"
 
 
 def run(quick: bool = False) -> Iterable[dict]:
-    import ray
+    try:
+        import ray
+    except ImportError:
+        log("ray is not installed (pip install 'parrot-ser[ray]'): skipped")
+        return
     from typer.testing import CliRunner
 
     from parrot_ser.cli.main import app

@@ -115,9 +115,9 @@ def run(quick: bool = False) -> Iterable[dict]:
         yield record(f"{name} share of step time in Sinkhorn", share, "%")
         yield record(f"{name} parameter traffic (floor of bytes moved)", gbps, "GB/s",
                      baseline="memory copy bandwidth (common.memory_gbps)", baseline_value=bw, ratio=gbps / bw)
-        yield record(f"{name} seconds per epoch vs the 89.3 s measured before this change (docs)", epoch, "s",
-                     baseline="docs/benchmarks.md, earlier run (not this run)", baseline_value=89.3 if name == "parrot"
-                     else 124.2)
+        before = 89.3 if name == "parrot" else 124.2
+        yield record(f"{name} seconds per epoch vs the {before} s measured before this change (docs)", epoch, "s",
+                     baseline="docs/benchmarks.md, earlier run (not this run)", baseline_value=before)
     yield from _batched_vs_single(feats, labels, n_steps=3 if quick else 5)
 
 

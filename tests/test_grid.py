@@ -12,8 +12,7 @@ from typer.testing import CliRunner
 
 from parrot_ser.cli.main import app
 from parrot_ser.errors import ConfigError
-from parrot_ser.training import TrainConfig
-from parrot_ser.training import run as run_mod
+from parrot_ser.training import TrainConfig, fold_runs
 from parrot_ser.training.grid import _paired, plan_grid, run_grid
 from test_training import build_store
 
@@ -85,7 +84,7 @@ def test_grid_tables_significance_and_resume(store, tmp_path, monkeypatch):
     assert res["significance"][0]["pair"] == "toy-mamba+logmel"
 
     calls = []
-    monkeypatch.setattr(run_mod, "fit_model", lambda *a, **k: calls.append(1))
+    monkeypatch.setattr(fold_runs, "fit_model", lambda *a, **k: calls.append(1))
     again = run_grid(store, ["logmel", "toy-mamba"], ["cnn", "concat", "parrot"], cfg, [0, 1], "speaker-kfold",
                      out, n_folds=2)
     assert calls == [] and again["cells"] == json.loads(json.dumps(res["cells"]))

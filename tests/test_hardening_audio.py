@@ -220,3 +220,30 @@ def test_predict_goes_on_past_unreadable_and_hostile_files(tmp_path, monkeypatch
     assert "cannot be read" in errors[str(locked)]
     assert "implausible sample rate (1 Hz" in errors[str(one_hz)]
     assert errors[str(folder)].startswith(f"{folder}: is a folder, not an audio file")
+
+
+def test_unreadable_subfolder_is_a_problem_not_silently_skipped(tmp_path, monkeypatch):
+    root = tmp_path / "c"
+    for lab in ("angry", "sad"):
+        (root / lab).mkdir(parents=True)
+        _tone(root / lab / f"a1_{lab}.wav")
+    locked = root / "sad"
+    locked.chmod(0)
+    real_scandir = os.scandir
+
+    def deny(path="."):  # root ignores folder modes: make the listing fail as it would for a user
+        if Path(path) == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", deny)
+    try:
+        man = scan_corpus("folders", root)
+        assert len(man.utterances) == 1
+        assert [p.path for p in man.problems] == ["sad"] and "Permission denied" in man.problems[0].problem
+        from parrot_ser.inference.inputs import collect_inputs
+
+        items, problems = collect_inputs([root])
+        assert len(items) == 1 and len(problems) == 1 and str(locked) in problems[0].error
+    finally:
+        locked.chmod(0o755)

@@ -431,3 +431,20 @@ def test_ssam_rms_norm_checkpoint_keeps_encoder_norm_a_layernorm(tmp_path, monke
     assert isinstance(model.blocks[0].norm, torch.nn.RMSNorm)
     assert isinstance(model.encoder_norm, torch.nn.LayerNorm)
     assert torch.equal(model.encoder_norm.bias, sd["encoder_norm.bias"])
+
+
+@pytest.mark.parametrize("depth", [1, 3])
+def test_ssamba_odd_depth_is_a_one_line_error(depth):
+    # Layers run in (forward, backward) pairs: an odd depth used to build 0 pair outputs and fail
+    # with KeyError: -1 deep inside encode().
+    from parrot_ser.encoders import build_encoder
+    from parrot_ser.errors import ConfigError
+    with pytest.raises(ConfigError, match="even"):
+        build_encoder("ssamba-tiny", random_init=True, depth=depth)
+
+
+def test_ssamba_depth_two_encodes():
+    from parrot_ser.encoders import build_encoder
+    enc = build_encoder("ssamba-tiny", random_init=True, depth=2)
+    out = enc.encode([np.zeros(8000, dtype=np.float32)])
+    assert out[0].pooled.shape[-1] == 192

@@ -194,3 +194,18 @@ def test_load_32_clients_mixed_uploads_real_uvicorn_no_5xx_bounded_rss():
     assert all(400 <= c < 500 for k, c in codes if k not in ("good", "raw"))
     assert growth < 200, f"RSS grew by {growth:.0f} MB over {n_requests} requests"
     print(f"load test: {n_requests} requests, 32 clients, {wall:.1f} s, RSS +{growth:.0f} MB")
+
+
+def test_wav_whose_header_claims_more_data_answers_with_the_claimed_vs_read_warning(client):
+    # The CLI warns about a header that announces data the file does not hold; the service used to
+    # drop that warning (it only checked clipping on the resampled wave).
+    import struct
+
+    b = bytearray(wav_bytes())
+    ds = b.find(b"data")
+    real = struct.unpack("<I", b[ds + 4:ds + 8])[0]
+    b[ds + 4:ds + 8] = struct.pack("<I", real * 10)
+    r = client.post("/v1/predict", files={"file": ("claims.wav", bytes(b), "audio/wav")})
+    assert r.status_code == 200, r.text
+    warns = [w for w in r.json()["warnings"] if "header announces" in w]
+    assert len(warns) == 1 and warns[0].startswith("claims.wav")

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from parrot_ser.cli.main import app
 from parrot_ser.corpora.base import Manifest, Utterance
 from parrot_ser.errors import ConfigError
-from parrot_ser.training import SERData, TrainConfig, fit_model, load_config, predict_proba
+from parrot_ser.training import SERData, TrainConfig, fit_model, fold_runs, load_config, predict_proba
 from parrot_ser.training import run as run_mod
 from parrot_ser.training.run import load_fold_model, run_cv
 
@@ -152,13 +152,13 @@ def test_run_cv_writes_outputs_and_resumes(store, tmp_path, monkeypatch):
 
     # resume: nothing is refitted; a deleted entry is the only one recomputed
     calls = []
-    real_fit = run_mod.fit_model
+    real_fit = fold_runs.fit_model
 
     def counting_fit(*a, **k):
         calls.append(1)
         return real_fit(*a, **k)
 
-    monkeypatch.setattr(run_mod, "fit_model", counting_fit)
+    monkeypatch.setattr(fold_runs, "fit_model", counting_fit)
     again = run_cv(store, ["toy-mamba", "logmel"], "parrot", cfg, [0], "speaker-kfold", out, n_folds=3)
     assert calls == [] and again["headline"] == res["headline"]
     (out / "folds" / "seed0_fold2.json").unlink()

@@ -49,6 +49,7 @@ from parrot_ser.errors import (
     AudioRateError,
     AudioTooLongError,
     AudioUnreadableError,
+    ConfigError,
     EmptyAudioError,
     NonFiniteAudioError,
     NotAudioError,
@@ -59,6 +60,7 @@ __all__ = [
     "AudioInfo",
     "AudioWarning",
     "audio_warnings",
+    "check_waveform",
     "decode_audio",
     "decode_with_warnings",
     "load_with_warnings",
@@ -361,3 +363,20 @@ def decode_audio(data: bytes, target_sr: int = 16000, name: str = "<upload>", *,
     if warn:
         _emit(texts)
     return x
+
+
+def check_waveform(x: Any, name: str = "<memory>") -> np.ndarray:
+    """The one waveform check (predictor inputs, encoder inputs): a 1-D finite float32 waveform, or a
+    typed AudioError / ConfigError naming ``name``."""
+    a = np.asarray(x)
+    if a.ndim != 1:
+        raise ConfigError(f"{name}: expected a 1-D mono waveform, got shape {a.shape} "
+                          "(pass a list for several waveforms; mix channels down first)")
+    if a.size == 0:
+        raise EmptyAudioError(name)
+    if not np.issubdtype(a.dtype, np.number):
+        raise ConfigError(f"{name}: waveform dtype {a.dtype} is not numeric")
+    a = a.astype(np.float32, copy=False)
+    if not np.isfinite(a).all():
+        raise NonFiniteAudioError(name)
+    return a

@@ -7,3 +7,9 @@ def untrained_text(name: str) -> str:
     """The one wording of the warning for features from an untrained (random-init) encoder."""
     return (f"WARNING: features from UNTRAINED random-init encoder {name}: they carry no pretrained knowledge "
             f"and the numbers only test the pipeline")
+
+
+def untrained_models_text(names: list[str] | tuple[str, ...]) -> str:
+    """The one wording for a model (bundle, predictor, service) built on untrained encoders."""
+    return (f"UNTRAINED ENCODER(S): {', '.join(names)} use random-initialised weights (rebuilt from their "
+            f"recorded seed); predictions are for testing the pipeline, not for real use")

@@ -8,6 +8,7 @@ Rerunning the same command resumes where it stopped; bad audio files are skipped
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.markup import escape
@@ -72,6 +73,33 @@ def _load_manifest(manifest: Path | None, root: Path | None, corpus: str | None,
     return scan_from_cli(root, corpus, corpus_option)
 
 
+def _check_arguments(out_dir: Path, device: str, dtype: str, engine: str, encoder: list[str], checkpoint: list[str],
+                     option: list[str]) -> tuple[list[str], dict[str, str], dict[str, dict]]:
+    """Everything checkable before a corpus is scanned -> (encoder names, checkpoints, options)."""
+    from parrot_ser.device import check_device
+    from parrot_ser.encoders import get_spec
+
+    check_out_dir(out_dir)
+    check_device(device)  # before scanning a corpus, not after
+    if dtype not in ("float16", "float32"):
+        raise ConfigError(f"--dtype must be float16 or float32; got {dtype!r}")
+    if engine not in ("local", "ray"):
+        raise ConfigError(f"--engine must be local or ray; got {engine!r}")
+    names = list(dict.fromkeys(encoder))
+    for n in names:
+        get_spec(n)  # unknown names fail before any work
+    return names, _parse_checkpoints(checkpoint, names), _parse_options(option, names)
+
+
+def _announce_untrained(name: str, enc: Any) -> None:
+    from parrot_ser.training.run import tiny_stand_in_note
+
+    warn_untrained([name])
+    note = tiny_stand_in_note(name, {"identity": {"random_init": True, "preprocessing": enc.identity.preprocessing}})
+    if note:  # without a local config the real architecture is unknown offline: say what was built
+        err.print(f"[bold yellow]{escape(note)}[/]")
+
+
 @guard
 def extract(
     root: Path | None = typer.Argument(None, help="Corpus root (with --corpus).", show_default=False),
@@ -107,22 +135,10 @@ def extract(
                                       "--threads CPUs of the cluster, one per GPU with --device cuda)."),
 ) -> None:
     """Extract frozen PTM features for a corpus into a resumable, memory-mappable store."""
-    from parrot_ser.device import check_device
-    from parrot_ser.encoders import build_encoder, get_spec, parse_layers
+    from parrot_ser.encoders import build_encoder, parse_layers
     from parrot_ser.features import extract_features
-    from parrot_ser.training.run import tiny_stand_in_note
 
-    check_out_dir(out_dir)
-    check_device(device)  # before scanning a corpus, not after
-    if dtype not in ("float16", "float32"):
-        raise ConfigError(f"--dtype must be float16 or float32; got {dtype!r}")
-    if engine not in ("local", "ray"):
-        raise ConfigError(f"--engine must be local or ray; got {engine!r}")
-    names = list(dict.fromkeys(encoder))
-    for n in names:
-        get_spec(n)  # unknown names fail before any work
-    ckpts = _parse_checkpoints(checkpoint, names)
-    options = _parse_options(option, names)
+    names, ckpts, options = _check_arguments(out_dir, device, dtype, engine, encoder, checkpoint, option)
     if threads:
         import torch
 
@@ -136,11 +152,7 @@ def extract(
         enc = build_encoder(n, checkpoint=ckpts.get(n), layers=layer_choice, random_init=random_init, seed=seed,
                             device=device, **options[n])
         if enc.identity.random_init:
-            warn_untrained([n])
-            note = tiny_stand_in_note(n, {"identity": {"random_init": True,
-                                                       "preprocessing": enc.identity.preprocessing}})
-            if note:  # without a local config the real architecture is unknown offline: say what was built
-                err.print(f"[bold yellow]{escape(note)}[/]")
+            _announce_untrained(n, enc)
         remote = None
         if engine == "ray":
             from parrot_ser.features.distributed import RayChunkRunner

@@ -9,9 +9,11 @@ import warnings
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from parrot_ser.cli.common import check_out_dir, err, guard, make_progress, out, print_json, rate_text
 from parrot_ser.errors import AudioError, ConfigError, ParrotError
+from parrot_ser.notices import untrained_models_text
 
 
 def _parse_checkpoints(items: list[str] | None) -> dict[str, str]:
@@ -102,8 +104,7 @@ def predict(
         check_out_dir(csv_path.parent, "--csv")
     predictor = load_model_quiet(model_dir, checkpoints=_parse_checkpoints(checkpoint))
     if predictor.untrained:
-        err.print(f"[bold red]warning: UNTRAINED encoder(s) {', '.join(predictor.untrained)}: "
-                  "predictions only test the pipeline[/]")
+        err.print(f"[bold red]warning: {escape(untrained_models_text(predictor.untrained))}[/]")
     items, problems = collect_inputs(audio)
     errors = [{"path": p.path, "error": p.error} for p in problems]
     results: list[tuple] = []  # (item, prediction)

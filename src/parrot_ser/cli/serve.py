@@ -6,9 +6,11 @@ import time
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from parrot_ser.cli.common import err, guard
 from parrot_ser.errors import ConfigError
+from parrot_ser.notices import untrained_models_text
 
 
 @guard
@@ -42,7 +44,6 @@ def serve(
                      thread_limit=workers_threads, window=window)
     pred = app.state.predictor
     if getattr(pred, "untrained", None):
-        err.print(f"[bold red]warning: UNTRAINED encoder(s) {', '.join(pred.untrained)}: predictions only "
-                  "test the pipeline[/]")
+        err.print(f"[bold red]warning: {escape(untrained_models_text(pred.untrained))}[/]")
     err.print(f"loaded in {time.perf_counter() - t0:.1f} s; serving {model_dir} ({len(pred.labels)} labels) on http://{host}:{port}  (docs: /docs)")
     uvicorn.run(app, host=host, port=port, log_level=log_level)

@@ -18,6 +18,7 @@ from parrot_ser.cli.common import (
     warn_untrained,
 )
 from parrot_ser.errors import ConfigError, OutputError
+from parrot_ser.training.config import TrainConfig
 
 PROTOCOL_HELP = "speaker-kfold | loso | iemocap-sessions | predefined"
 
@@ -98,34 +99,37 @@ def _summary_table(results: dict, title: str) -> Table:
     return t
 
 
-_opt_config = typer.Option(None, "--config", help="YAML file with TrainConfig keys (CLI options override it).")
+# What the run computes (TrainConfig keys: None keeps the --config file's value or the default, which
+# the help quotes from TrainConfig itself so the two cannot drift).
+_D = TrainConfig()
+_opt_epochs = typer.Option(None, "--epochs", help=f"Max epochs (default {_D.epochs}).")
+_opt_lr = typer.Option(None, "--lr", help=f"Adam learning rate (default {_D.lr:g}).")
+_opt_bs = typer.Option(None, "--batch-size", help=f"Training batch size (default {_D.batch_size}).")
+_opt_pat = typer.Option(None, "--patience", help=f"Early-stopping patience in epochs (default {_D.patience}; 0 = off).")
+_opt_es = typer.Option(None, "--early-stop", help="Early-stopping monitor: macro_f1 (default) or loss.")
+_opt_do = typer.Option(None, "--dropout", help=f"Dropout (default {_D.dropout}).")
+_opt_wd = typer.Option(None, "--weight-decay", help=f"Adam weight decay (default {_D.weight_decay:g}).")
+_opt_ebs = typer.Option(None, "--eval-batch-size", help=f"Evaluation batch size (default {_D.eval_batch_size}; matters for "
+                                                        "batch-dependent models).")
 _opt_layer = typer.Option(None, "--layer", help="Stored layer: position (int), 'last' (default), 'mean' or 'all' "
                                                 "(learnable layer weighting).")
-_opt_frames = typer.Option(False, "--frames", help="Also feed frame features (models that use them).")
-_opt_epochs = typer.Option(None, "--epochs", help="Max epochs (default 50).")
-_opt_lr = typer.Option(None, "--lr", help="Adam learning rate (default 1e-3).")
-_opt_bs = typer.Option(None, "--batch-size", help="Training batch size (default 32).")
-_opt_pat = typer.Option(None, "--patience", help="Early-stopping patience in epochs (default 10; 0 = off).")
-_opt_ebs = typer.Option(None, "--eval-batch-size", help="Evaluation batch size (default 32; matters for "
-                                                        "batch-dependent models).")
-_opt_es = typer.Option(None, "--early-stop", help="Early-stopping monitor: macro_f1 (default) or loss.")
-_opt_do = typer.Option(None, "--dropout", help="Dropout (default 0.3).")
-_opt_wd = typer.Option(None, "--weight-decay", help="Adam weight decay (default 0).")
-_opt_dev = typer.Option(None, "--device", help="torch device (default cpu).")
-_opt_thr = typer.Option(None, "--threads", help="torch CPU threads per worker (default: cores / workers).")
-_opt_folds_file = typer.Option(None, "--folds-file", help="JSON folds (utterance ids per side): read when "
-                               "the file exists, else the folds made are written there before training.")
-_opt_batched = typer.Option(None, "--batched/--no-batched", help="Train the folds x seeds of a cell together "
-                            "(stacked models, torch.func.vmap). Default: automatic (on CUDA, and on CPU for "
-                            "small heads, where it is faster).")
-_opt_workers = typer.Option(0, "--workers", min=0, help="Local worker processes (0 = automatic: every core "
-                            "unless the work is tiny; 1 = this process only).")
-_opt_engine = typer.Option("local", "--engine", help="local | ray (pip install 'parrot-ser[ray]').")
-_opt_address = typer.Option(None, "--address", help="Ray cluster address (ray start --head prints it; 'auto' "
-                            "= the local cluster). Default: a local Ray instance.")
 _opt_std = typer.Option(None, "--standardise/--no-standardise",
                         help="z-score each input with training-side mean/std (default on).")
-
+_opt_frames = typer.Option(False, "--frames", help="Also feed frame features (models that use them).")
+_opt_config = typer.Option(None, "--config", help="YAML file with TrainConfig keys (CLI options override it).")
+_opt_folds_file = typer.Option(None, "--folds-file", help="JSON folds (utterance ids per side): read when "
+                               "the file exists, else the folds made are written there before training.")
+# How it is executed: not part of the run identity (changing them resumes the same run).
+_opt_dev = typer.Option(None, "--device", help=f"torch device (default {_D.device}).")
+_opt_thr = typer.Option(None, "--threads", help="torch CPU threads per worker (default: cores / workers).")
+_opt_engine = typer.Option("local", "--engine", help="local | ray (pip install 'parrot-ser[ray]').")
+_opt_batched = typer.Option(None, "--batched/--no-batched", help="Train the folds x seeds of a cell together "
+                            "(stacked models, torch.func.vmap). Default: automatic (on CUDA, and on CPU only for "
+                            "tiny heads: on CPU it measured slower for conv heads).")
+_opt_workers = typer.Option(0, "--workers", min=0, help="Local worker processes (0 = automatic: every core "
+                            "unless the work is tiny; 1 = this process only).")
+_opt_address = typer.Option(None, "--address", help="Ray cluster address (ray start --head prints it; 'auto' "
+                            "= the local cluster). Default: a local Ray instance.")
 
 @guard
 def train(

@@ -15,7 +15,7 @@ from typing import Annotated
 
 from parrot_ser.corpora.base import Manifest, Utterance
 from parrot_ser.corpora.registry import CorpusSpec, register
-from parrot_ser.corpora.scanning import RESOURCE_FORK, ManifestBuilder, rel, require_dir, walk_files
+from parrot_ser.corpora.scanning import ManifestBuilder, rel, require_dir
 from parrot_ser.errors import CorpusError
 
 FOUR = {"neu": "neutral", "hap": "happy", "exc": "happy", "sad": "sad", "ang": "angry"}
@@ -65,8 +65,7 @@ def scan(root: Path, full_labels: Annotated[bool, "keep every annotated class (e
         for txt in sorted((sess / "dialog" / "EmoEvaluation").glob("*.txt")):
             if not txt.name.startswith("._"):
                 labels.update(parse_emo_evaluation(txt))
-        files, forks = walk_files(sess / "sentences" / "wav")
-        b.exclude(RESOURCE_FORK, forks)
+        files, _ = b.walk(sess / "sentences" / "wav")
         seen: set[str] = set()
         for f in files:
             utt = f.stem

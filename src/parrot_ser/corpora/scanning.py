@@ -28,21 +28,28 @@ def require_dir(root: Path) -> Path:
     return root
 
 
-def walk_files(root: Path, exts: Iterable[str] = (".wav",),
-               others: list[Path] | None = None) -> tuple[list[Path], int]:
+def walk_files(root: Path, exts: Iterable[str] = (".wav",), others: list[Path] | None = None,
+               unreadable: list[tuple[Path, str]] | None = None) -> tuple[list[Path], int]:
     """All files under root with one of ``exts`` (case-insensitive), sorted; also the number of
     macOS ``._*`` resource forks skipped (zip re-packagings are full of them). Symlinked folders
     are followed, but each real folder is walked once (a link to a parent would otherwise be walked
     until the path is too long). ``others``, when given, receives the files with other suffixes
-    (hidden files such as .DS_Store left out), so a scanner can report what it will not read."""
+    (hidden files such as .DS_Store left out), so a scanner can report what it will not read.
+    ``unreadable``, when given, receives (folder, reason) for every folder that could not be listed
+    (no permission, vanished): os.walk would otherwise skip it, and its files, without a word."""
     exts = tuple(e.lower() for e in exts)
     found: list[Path] = []
     forks = 0
     seen: set[tuple[int, int]] = set()
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+    def skipped(err: OSError) -> None:
+        if unreadable is not None:
+            unreadable.append((Path(err.filename or root), err.strerror or type(err).__name__))
+
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=skipped):
         try:
             st = os.stat(dirpath)
-        except OSError:
+        except OSError as err:
+            skipped(err)
             continue
         if (st.st_dev, st.st_ino) in seen:
             dirnames[:] = []
@@ -66,8 +73,7 @@ def start_scan(corpus: str, root: Path, exts: Iterable[str] = (".wav",),
     """The opening of every scanner: root must be a folder; its audio files (any depth, sorted) and a
     builder that already counts the skipped macOS resource forks."""
     b = ManifestBuilder(corpus, require_dir(root))
-    files, forks = walk_files(root, exts, others)
-    b.exclude(RESOURCE_FORK, forks)
+    files, forks = b.walk(root, exts, others)
     return b, files
 
 
@@ -101,6 +107,17 @@ class ManifestBuilder:
         if isinstance(path, Path):
             path = rel(path, self.root) if path.is_absolute() and path.is_relative_to(self.root) else str(path)
         self.problems.append(Problem(str(path), text))
+
+    def walk(self, folder: Path, exts: Iterable[str] = (".wav",),
+             others: list[Path] | None = None) -> tuple[list[Path], int]:
+        """:func:`walk_files` that counts the resource forks it skipped and reports every folder it
+        could not list as a problem (its files are missing from the manifest, so say so)."""
+        unreadable: list[tuple[Path, str]] = []
+        files, forks = walk_files(folder, exts, others, unreadable)
+        self.exclude(RESOURCE_FORK, forks)
+        for path, why in unreadable:
+            self.problem(path, f"folder could not be read ({why}); the files in it were skipped")
+        return files, forks
 
     def exclude(self, reason: str, n: int = 1) -> None:
         if n:

@@ -193,22 +193,54 @@ def run_demo(out_dir: str | Path, *, quick: bool = False, seed: int = 0, say: St
 
 def _run(out_dir: str | Path, *, quick: bool, seed: int, say: Stage, plan: DemoPlan | None,
          progress: ProgressFactory) -> DemoResult:
-    import torch
-
-    from parrot_ser.corpora import scan_corpus
-    from parrot_ser.demo.synth import UNSEEN_SPEAKERS, synthesize_corpus
-    from parrot_ser.features import extract_features
-    from parrot_ser.training.config import TrainConfig
-    from parrot_ser.training.grid import encoder_kind, run_grid
-
+    """corpus -> features -> grid -> export and predict unseen voices -> report."""
     plan = plan or make_plan(quick=quick, seed=seed)
     out = Path(out_dir)
     _check_out(out, plan)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     t_all = time.perf_counter()
+    corpus, manifest = _corpus_step(out, plan, say, progress, timings)
+    missing = _features_step(out, plan, manifest, say, progress, timings)
+    grid, names, kinds, pairs = _grid_step(out, plan, missing, say, progress, timings)
+    export_cell, pred_rows, unseen_acc = _export_step(out, plan, grid, say, timings)
+    from parrot_ser.demo.report import write_report
+    from parrot_ser.demo.synth import UNSEEN_SPEAKERS
+    from parrot_ser.features import open_store
+    from parrot_ser.training.run import is_random_init, random_init_label
 
-    # 1. corpus
+    store = open_store(out / "features")
+    labels = {e: random_init_label(e, store.get(e).meta) for e in names}
+    untrained = {e: is_random_init(store.get(e).meta) for e in names}  # from the stored identity  # tables name tiny stand-ins
+
+    timings["total_s"] = time.perf_counter() - t_all
+    summary = {
+        "format": DEMO_FORMAT, "plan": plan.identity(), "out": str(out.resolve()),
+        "corpus": {"backend": corpus.backend, "n_utterances": len(manifest), "speakers": manifest.speakers(),
+                   "emotions": manifest.labels(), "n_sentences": corpus.n_sentences, "seed": corpus.seed},
+        "encoders": {e: {"kind": kinds[e], "untrained": untrained[e], "label": labels[e],
+                         "checkpoint": plan.checkpoints.get(e)} for e in names},
+        "missing_encoders": missing, "pairs": pairs, "protocol": PROTOCOL,
+        "cells": [{"row": c["row"], "model": c["model"], "kind": c["kind"], "dir": f"grid/{c['dir']}",
+                   **{m: {"mean": c["headline"][m]["mean"], "std": c["headline"][m]["std"]}
+                      for m in ("accuracy", "ua", "macro_f1")}} for c in grid["cells"]],
+        "exported": {"cell": f"{export_cell['row']}/{export_cell['model']}", "bundle": "model"},
+        "unseen": {"speakers": [s.speaker for s in UNSEEN_SPEAKERS], "n": len(pred_rows),
+                   "accuracy": unseen_acc, "predictions": "predictions.csv"},
+        "timings": timings,
+    }
+    write_report(out, summary, grid, pred_rows)
+    summary["paths"] = _paths(out)
+    (out / "demo.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
+    return DemoResult(out, summary)
+
+
+
+
+def _corpus_step(out: Path, plan: DemoPlan, say: Stage, progress: ProgressFactory, timings: dict) -> tuple:
+    from parrot_ser.corpora import scan_corpus
+    from parrot_ser.demo.synth import synthesize_corpus
+
     t = time.perf_counter()
     with progress("utt") as prog:
         task = prog.add_task("synthesising corpus", total=None, rate="")
@@ -225,13 +257,21 @@ def _run(out_dir: str | Path, *, quick: bool, seed: int, say: Stage, plan: DemoP
     say(f"corpus: {len(manifest)} utterances, {len(manifest.speakers())} speakers, "
         f"{len(manifest.labels())} emotions, synthesised with [bold]{corpus.backend}[/]")
 
-    # 2. features (random-init PTMs: UNTRAINED)
+    return corpus, manifest
+
+
+def _features_step(out: Path, plan: DemoPlan, manifest: Any, say: Stage, progress: ProgressFactory,
+                   timings: dict) -> dict[str, str]:
+    """Features of every encoder of the plan (random-init PTMs: UNTRAINED) -> the encoders left out."""
+    import torch
+
+    from parrot_ser.features import extract_features
+
     t = time.perf_counter()
     torch.manual_seed(plan.seed)
     encoders, missing = _build_encoders(plan, say)
-    untrained = {name: bool(enc.identity.random_init) for name, enc in encoders.items()}
     for name, enc in encoders.items():
-        tag = (" [bold yellow](random init, UNTRAINED)[/]" if untrained[name]
+        tag = (" [bold yellow](random init, UNTRAINED)[/]" if enc.identity.random_init
                else f" [bold green](REAL weights: {enc.identity.checkpoint})[/]" if name != "logmel" else "")
         say(f"extracting {name}{tag}")
         rep = extract_features(manifest, enc, out / "features", frames=False, progress=progress)
@@ -240,7 +280,15 @@ def _run(out_dir: str | Path, *, quick: bool, seed: int, say: Stage, plan: DemoP
     del encoders
     timings["features_s"] = time.perf_counter() - t
 
-    # 3. grid: speaker-independent folds, every single encoder and every (hetero) pair x model
+    return missing
+
+
+def _grid_step(out: Path, plan: DemoPlan, missing: dict, say: Stage, progress: ProgressFactory,
+               timings: dict) -> tuple:
+    """Speaker-independent folds, every single encoder and every (hetero) pair x model."""
+    from parrot_ser.training.config import TrainConfig
+    from parrot_ser.training.grid import encoder_kind, run_grid
+
     t = time.perf_counter()
     names = [e for e in plan.encoders if e not in missing]
     kinds = {e: encoder_kind(e) for e in names}
@@ -255,7 +303,13 @@ def _run(out_dir: str | Path, *, quick: bool, seed: int, say: Stage, plan: DemoP
                         n_folds=plan.n_folds, pairs=pairs, progress=prog)
     timings["grid_s"] = time.perf_counter() - t
 
-    # 4. export the PARROT run on the (first) pair, then predict unseen voices
+    return grid, names, kinds, pairs
+
+
+def _export_step(out: Path, plan: DemoPlan, grid: dict, say: Stage, timings: dict) -> tuple:
+    """Export the PARROT run on the (first) pair, then predict unseen voices with the bundle."""
+    from parrot_ser.demo.synth import UNSEEN_SPEAKERS, synthesize_corpus
+
     t = time.perf_counter()
     cells = grid["cells"]
     export_cell = next((c for c in cells if c["model"] == plan.export_model), None) \
@@ -281,34 +335,7 @@ def _run(out_dir: str | Path, *, quick: bool, seed: int, say: Stage, plan: DemoP
     unseen_acc = 100.0 * float(np.mean([r["label"] == r["predicted"] for r in pred_rows]))
     timings["export_predict_s"] = time.perf_counter() - t
 
-    # 5. report
-    from parrot_ser.demo.report import write_report
-    from parrot_ser.features import open_store
-    from parrot_ser.training.run import random_init_label
-
-    store = open_store(out / "features")
-    labels = {e: random_init_label(e, store.get(e).meta) for e in names}  # tables name tiny stand-ins
-
-    timings["total_s"] = time.perf_counter() - t_all
-    summary = {
-        "format": DEMO_FORMAT, "plan": plan.identity(), "out": str(out.resolve()),
-        "corpus": {"backend": corpus.backend, "n_utterances": len(manifest), "speakers": manifest.speakers(),
-                   "emotions": manifest.labels(), "n_sentences": corpus.n_sentences, "seed": corpus.seed},
-        "encoders": {e: {"kind": kinds[e], "untrained": untrained[e], "label": labels[e],
-                         "checkpoint": plan.checkpoints.get(e)} for e in names},
-        "missing_encoders": missing, "pairs": pairs, "protocol": PROTOCOL,
-        "cells": [{"row": c["row"], "model": c["model"], "kind": c["kind"], "dir": f"grid/{c['dir']}",
-                   **{m: {"mean": c["headline"][m]["mean"], "std": c["headline"][m]["std"]}
-                      for m in ("accuracy", "ua", "macro_f1")}} for c in grid["cells"]],
-        "exported": {"cell": f"{export_cell['row']}/{export_cell['model']}", "bundle": "model"},
-        "unseen": {"speakers": [s.speaker for s in UNSEEN_SPEAKERS], "n": len(pred_rows),
-                   "accuracy": unseen_acc, "predictions": "predictions.csv"},
-        "timings": timings,
-    }
-    write_report(out, summary, grid, pred_rows)
-    summary["paths"] = _paths(out)
-    (out / "demo.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
-    return DemoResult(out, summary)
+    return export_cell, pred_rows, unseen_acc
 
 
 def _paths(out: Path) -> dict[str, str]:

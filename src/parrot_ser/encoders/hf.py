@@ -39,6 +39,7 @@ import math
 import os
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,32 +50,42 @@ from parrot_ser.encoders import register_family
 from parrot_ser.encoders.base import EncodedUtterance, Encoder, EncoderIdentity, EncoderSpec
 from parrot_ser.errors import AudioError, CheckpointError, ConfigError
 
-# name -> (default HF id, hidden size, transformer layers, description)
-HF_MODELS: dict[str, tuple[str, int, int, str]] = {
-    "hubert-base": ("facebook/hubert-base-ls960", 768, 12, "HuBERT base (LibriSpeech 960 h)"),
-    "wav2vec2-base": ("facebook/wav2vec2-base", 768, 12, "wav2vec 2.0 base (LibriSpeech 960 h)"),
-    "wavlm-base-plus": ("microsoft/wavlm-base-plus", 768, 12, "WavLM base+ (94k h)"),
-    "wavlm-large": ("microsoft/wavlm-large", 1024, 24, "WavLM large (94k h)"),
-    "unispeech-sat-base-plus": ("microsoft/unispeech-sat-base-plus", 768, 12, "UniSpeech-SAT base+"),
-    "mms-300m": ("facebook/mms-300m", 1024, 24, "MMS 300M (multilingual wav2vec 2.0)"),
-    "mms-1b": ("facebook/mms-1b", 1280, 48, "MMS 1B (multilingual wav2vec 2.0)"),
-    "xls-r-300m": ("facebook/wav2vec2-xls-r-300m", 1024, 24, "XLS-R 300M (multilingual wav2vec 2.0)"),
-    "whisper-base": ("openai/whisper-base", 512, 6, "Whisper base, encoder only"),
-}
 
-# Used only when no preprocessor_config.json is available (random init without a local dir, or a
-# directory without one): the published checkpoints' settings, (do_normalize, return_attention_mask).
-# The model_type and CNN-norm of each family, for the tiny random-init config.
-_FAMILY: dict[str, dict[str, Any]] = {
-    "hubert-base": {"model_type": "hubert", "fe": (True, False), "norm": "group"},
-    "wav2vec2-base": {"model_type": "wav2vec2", "fe": (True, False), "norm": "group"},
-    "wavlm-base-plus": {"model_type": "wavlm", "fe": (False, True), "norm": "group"},
-    "wavlm-large": {"model_type": "wavlm", "fe": (True, True), "norm": "layer"},
-    "unispeech-sat-base-plus": {"model_type": "unispeech-sat", "fe": (False, True), "norm": "group"},
-    "mms-300m": {"model_type": "wav2vec2", "fe": (True, True), "norm": "layer"},
-    "mms-1b": {"model_type": "wav2vec2", "fe": (True, True), "norm": "layer"},
-    "xls-r-300m": {"model_type": "wav2vec2", "fe": (True, True), "norm": "layer"},
-    "whisper-base": {"model_type": "whisper", "fe": (False, False), "norm": None},
+@dataclass(frozen=True)
+class HFModel:
+    """One Hugging Face encoder: everything about it in one table row."""
+
+    checkpoint: str  # default HF id
+    hidden: int  # hidden size
+    layers: int  # transformer layers
+    description: str
+    model_type: str  # transformers model_type, for the tiny random-init config
+    # (do_normalize, return_attention_mask) of the published checkpoints' feature extractor: used only
+    # when no preprocessor_config.json is available (random init without a local dir, or a directory
+    # without one)
+    fe: tuple[bool, bool]
+    norm: str | None  # CNN feature-extractor norm ("group" | "layer"; None: no CNN)
+
+
+# A new Hugging Face encoder = one row here.
+HF_MODELS: dict[str, HFModel] = {
+    "hubert-base": HFModel("facebook/hubert-base-ls960", 768, 12, "HuBERT base (LibriSpeech 960 h)", "hubert",
+                           (True, False), "group"),
+    "wav2vec2-base": HFModel("facebook/wav2vec2-base", 768, 12, "wav2vec 2.0 base (LibriSpeech 960 h)", "wav2vec2",
+                             (True, False), "group"),
+    "wavlm-base-plus": HFModel("microsoft/wavlm-base-plus", 768, 12, "WavLM base+ (94k h)", "wavlm", (False, True),
+                               "group"),
+    "wavlm-large": HFModel("microsoft/wavlm-large", 1024, 24, "WavLM large (94k h)", "wavlm", (True, True), "layer"),
+    "unispeech-sat-base-plus": HFModel("microsoft/unispeech-sat-base-plus", 768, 12, "UniSpeech-SAT base+",
+                                       "unispeech-sat", (False, True), "group"),
+    "mms-300m": HFModel("facebook/mms-300m", 1024, 24, "MMS 300M (multilingual wav2vec 2.0)", "wav2vec2",
+                        (True, True), "layer"),
+    "mms-1b": HFModel("facebook/mms-1b", 1280, 48, "MMS 1B (multilingual wav2vec 2.0)", "wav2vec2", (True, True),
+                      "layer"),
+    "xls-r-300m": HFModel("facebook/wav2vec2-xls-r-300m", 1024, 24, "XLS-R 300M (multilingual wav2vec 2.0)",
+                          "wav2vec2", (True, True), "layer"),
+    "whisper-base": HFModel("openai/whisper-base", 512, 6, "Whisper base, encoder only", "whisper", (False, False),
+                            None),
 }
 
 TINY = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 128,
@@ -95,10 +106,10 @@ class TooShortError(AudioError):
 
 
 def specs() -> list[EncoderSpec]:
-    return [EncoderSpec(name=n, family="hf", sample_rate=SAMPLE_RATE, hidden_size=h, num_layers=layers + 1,
-                        frame_rate=50.0, pooled_dim=h, default_checkpoint=ckpt, kind="attention",
-                        description=desc)
-            for n, (ckpt, h, layers, desc) in HF_MODELS.items()]
+    return [EncoderSpec(name=n, family="hf", sample_rate=SAMPLE_RATE, hidden_size=m.hidden, num_layers=m.layers + 1,
+                        frame_rate=50.0, pooled_dim=m.hidden, default_checkpoint=m.checkpoint, kind="attention",
+                        description=m.description)
+            for n, m in HF_MODELS.items()]
 
 
 def _offline() -> bool:
@@ -151,15 +162,15 @@ def _load_error(name: str, source: str, e: Exception) -> CheckpointError:
 def _tiny_config(name: str):
     from transformers import AutoConfig
 
-    fam = _FAMILY[name]
-    if fam["model_type"] == "whisper":
+    fam = HF_MODELS[name]
+    if fam.model_type == "whisper":
         return AutoConfig.for_model("whisper", **TINY_WHISPER), dict(TINY_WHISPER)
     kw = dict(TINY)
-    if fam["norm"] == "layer":  # the large / multilingual models: layer-norm CNN, pre-LN transformer
+    if fam.norm == "layer":  # the large / multilingual models: layer-norm CNN, pre-LN transformer
         kw.update(feat_extract_norm="layer", do_stable_layer_norm=True)
     else:
         kw.update(feat_extract_norm="group", do_stable_layer_norm=False)
-    return AutoConfig.for_model(fam["model_type"], **kw), kw
+    return AutoConfig.for_model(fam.model_type, **kw), kw
 
 
 def _feature_extractor(name: str, directory: Path | None, is_whisper: bool):
@@ -169,7 +180,7 @@ def _feature_extractor(name: str, directory: Path | None, is_whisper: bool):
         return AutoFeatureExtractor.from_pretrained(str(directory), local_files_only=True), "checkpoint"
     if is_whisper:
         return WhisperFeatureExtractor(feature_size=80), "family default"
-    norm, mask = _FAMILY.get(name, {"fe": (True, True)})["fe"]
+    norm, mask = HF_MODELS[name].fe if name in HF_MODELS else (True, True)
     return Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=SAMPLE_RATE, padding_value=0.0,
                                     do_normalize=norm, return_attention_mask=mask), "family default"
 

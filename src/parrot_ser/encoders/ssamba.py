@@ -140,6 +140,9 @@ def build(spec: EncoderSpec, *, checkpoint: str | None, layers: str | int | list
           "tstride": int_option(options, "tstride", PATCH, spec.name),
           "bidirectional_pairs": bool(options.get("bidirectional_pairs", True))}
     depth = int_option(options, "depth", DEPTH, spec.name)
+    if kw["bidirectional_pairs"] and (depth < 2 or depth % 2):  # layers are used in (forward, backward) pairs
+        raise ConfigError(f"{spec.name}: depth must be an even number >= 2 with bidirectional_pairs "
+                          f"(layers are used in pairs), got {depth}")
     batch_size = int_option(options, "batch_size", 8, spec.name)
     if random_init:
         kw["depth"] = depth

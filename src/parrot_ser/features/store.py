@@ -23,6 +23,7 @@ import numpy as np
 
 from parrot_ser.corpora.base import Manifest
 from parrot_ser.errors import CorpusError, FeatureStoreError
+from parrot_ser.models.batch import select_layer
 
 META = "meta.json"
 POOLED = "pooled.npy"
@@ -110,10 +111,7 @@ class EncoderFeatures:
     def pooled(self, layer: int | str | None = None) -> np.ndarray:
         """(N, P) float32. ``layer``: None = last stored layer; int = position in ``layers``
         (negative ok); "mean" = mean over the stored layers."""
-        pos = self._layer_pos(layer)
-        if pos == "mean":
-            return np.asarray(self._pooled, dtype=np.float32).mean(axis=1)
-        return np.array(self._pooled[:, pos, :], dtype=np.float32)
+        return select_layer(self._pooled, self._layer_pos(layer), axis=1)
 
     def pooled_all(self) -> np.ndarray:
         """(N, L, P) memmap in the stored dtype."""
@@ -135,8 +133,7 @@ class EncoderFeatures:
     def frames(self, i: int, layer: int | str | None = None) -> np.ndarray:
         """(T_i, F) float32 frames of row i for one stored layer (see ``pooled``)."""
         pos = self._layer_pos(layer)
-        x = self.frames_all(i)
-        return x.mean(axis=1) if pos == "mean" else np.ascontiguousarray(x[:, pos, :])
+        return np.ascontiguousarray(select_layer(self.frames_all(i), pos, axis=1))
 
     def frame_lengths(self) -> np.ndarray:
         """(N,) number of frames per row (needs frames)."""

@@ -383,18 +383,46 @@ def extract_features(manifest: Manifest, encoder: Encoder, out_dir: str | Path, 
 def _extract_locked(manifest: Manifest, encoder: Encoder, out_dir: str | Path, *, frames: bool, dtype: str,
                     batch_seconds: float, progress: bool, chunk_size: int, max_batch: int, load_workers: int,
                     remote: ChunkRunner | None) -> dict:
+    """plan/resume -> encode -> commit (chunk by chunk) -> consolidate."""
     t_start = time.perf_counter()
     run_id = f"{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    name = encoder.spec.name
-    enc_dir = out / name
+    enc_dir = out / encoder.spec.name
     partial = enc_dir / PARTIAL
     ident = _store_identity(encoder, frames, dtype)
-
-    # 1. an existing finished entry: same identity or refuse; up to date, or turn it back into a chunk
-    meta = read_meta(enc_dir)
     requested = [u.utt_id for u in manifest.utterances]
+    store_manifest, up_to_date = _resume_entry(out, enc_dir, partial, manifest, ident, requested)
+    if up_to_date is not None:
+        return up_to_date
+    todo = _todo(partial, manifest)
+    good, durs, header_skipped = _header_durations(manifest, todo)
+    run = {"run_id": run_id, "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+           "n_computed": 0, "n_skipped": len(header_skipped), "chunks": 0, "load_wait_s": 0.0, "encode_s": 0.0,
+           "forward_s": 0.0, "write_s": 0.0, "audio_s": 0.0, "batch_real_samples": 0, "batch_padded_samples": 0}
+    enc_stats0 = dict(getattr(encoder, "stats", {}) or {})
+    _encode_and_commit(encoder, manifest, good, durs, header_skipped, len(todo), partial, run, frames=frames,
+                       dtype=dtype, batch_seconds=batch_seconds, progress=progress, chunk_size=chunk_size,
+                       max_batch=max_batch, load_workers=load_workers, remote=remote)
+    enc_stats1 = dict(getattr(encoder, "stats", {}) or {})
+    for k in ("forward_s", "real_samples", "padded_samples"):
+        if k in enc_stats1:
+            run["model_" + k] = float(enc_stats1.get(k, 0)) - float(enc_stats0.get(k, 0))
+    t_c = time.perf_counter()
+    report = _consolidate(enc_dir, partial, store_manifest, requested, encoder, ident, frames, dtype, run,
+                          t_start, t_c)
+    report["computed_this_run"] = run["n_computed"]
+    report["resumed"] = len(requested) - len(todo)
+    report["up_to_date"] = False
+    return report
+
+
+def _resume_entry(out: Path, enc_dir: Path, partial: Path, manifest: Manifest, ident: dict,
+                  requested: list[str]) -> tuple[Manifest, dict | None]:
+    """Plan/resume: an existing finished entry must have the same identity (else refused); up to date
+    -> its report; otherwise it is turned back into a committed chunk. Returns (the store manifest,
+    the report when there is nothing to do)."""
+    meta = read_meta(enc_dir)
     if meta is not None:
         _check_identity(enc_dir / META, meta["store_identity"], ident)
         store_manifest = _merge_manifest(out, manifest)
@@ -407,7 +435,7 @@ def _extract_locked(manifest: Manifest, encoder: Encoder, out_dir: str | Path, *
             rep["computed_this_run"] = 0
             rep["resumed"] = len(requested)
             rep["up_to_date"] = True
-            return rep
+            return store_manifest, rep
         partial.mkdir(parents=True)
         _atomic_json(partial / "identity.json", ident)
         _finished_to_chunk(enc_dir, meta, partial)
@@ -422,17 +450,23 @@ def _extract_locked(manifest: Manifest, encoder: Encoder, out_dir: str | Path, *
         store_manifest = _merge_manifest(out, manifest)
     _clean_tmp(partial)
     _clean_tmp(enc_dir)
+    return store_manifest, None
 
-    # 2. what is already done (committed chunks)
+
+def _todo(partial: Path, manifest: Manifest) -> list[Utterance]:
+    """The utterances not in a committed chunk yet (encoded, or skipped as bad files)."""
     done: set[str] = set()
     for p in _chunk_paths(partial):
         ids, skipped, _ = _read_chunk_index(p)
         done.update(ids)
         done.update(s["utt_id"] for s in skipped)
     todo = [u for u in manifest.utterances if u.utt_id not in done]
-    resumed = len(requested) - len(todo)
 
-    # 3. durations from headers (no decoding); unreadable headers are skipped right away
+    return todo
+
+
+def _header_durations(manifest: Manifest, todo: list[Utterance]) -> tuple[list[Utterance], list[float], list[dict]]:
+    """Durations from the headers (no decoding); an unreadable header is a skipped file right away."""
     from parrot_ser.audio import read_info
 
     header_skipped: list[dict] = []
@@ -445,17 +479,23 @@ def _extract_locked(manifest: Manifest, encoder: Encoder, out_dir: str | Path, *
         except ParrotError as e:
             header_skipped.append({"utt_id": u.utt_id, "path": str(manifest.abspath(u)), "error": str(e)})
 
-    # 4. chunks of similar-length utterances, each split into padded-seconds-capped batches
+    return good, durs, header_skipped
+
+
+def _encode_and_commit(encoder: Encoder, manifest: Manifest, good: list[Utterance], durs: list[float],
+                       header_skipped: list[dict], n_todo: int, partial: Path, run: dict, *, frames: bool,
+                       dtype: str, batch_seconds: float, progress: Any, chunk_size: int, max_batch: int,
+                       load_workers: int, remote: ChunkRunner | None) -> None:
+    """Encode -> commit: chunks of similar-length utterances (each split into padded-seconds-capped
+    batches), here or on ``remote`` workers, each committed atomically as it comes back."""
+    name = encoder.spec.name
+    run_id = run["run_id"]
     order = sorted(range(len(good)), key=lambda i: (-durs[i], i))
     chunks = [order[k:k + chunk_size] for k in range(0, len(order), chunk_size)]
     if header_skipped and not chunks:
         chunks = [[]]
     stop_after = int(os.environ.get(STOP_ENV, "0") or 0)
     paths = [manifest.abspath(u) for u in good]
-    run = {"run_id": run_id, "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-           "n_computed": 0, "n_skipped": len(header_skipped), "chunks": 0, "load_wait_s": 0.0, "encode_s": 0.0,
-           "forward_s": 0.0, "write_s": 0.0, "audio_s": 0.0, "batch_real_samples": 0, "batch_padded_samples": 0}
-    enc_stats0 = dict(getattr(encoder, "stats", {}) or {})
 
     prog = (progress if callable(progress) else silent)("utt")
 
@@ -474,7 +514,7 @@ def _extract_locked(manifest: Manifest, encoder: Encoder, out_dir: str | Path, *
         run["chunks"] += 1
 
     with prog, ThreadPoolExecutor(max_workers=load_workers) as pool:
-        task = prog.add_task(f"{name}", total=len(todo), rate="")
+        task = prog.add_task(f"{name}", total=n_todo, rate="")
         prog.advance(task, len(header_skipped))
         t_loop = time.perf_counter()
 
@@ -501,17 +541,6 @@ def _extract_locked(manifest: Manifest, encoder: Encoder, out_dir: str | Path, *
                 if stop_after and run["chunks"] >= stop_after and ci + 1 < len(chunks):
                     os._exit(STOP_EXIT_CODE)  # simulated kill for resume tests: no cleanup on purpose
 
-    enc_stats1 = dict(getattr(encoder, "stats", {}) or {})
-    for k in ("forward_s", "real_samples", "padded_samples"):
-        if k in enc_stats1:
-            run["model_" + k] = float(enc_stats1.get(k, 0)) - float(enc_stats0.get(k, 0))
-    t_c = time.perf_counter()
-    report = _consolidate(enc_dir, partial, store_manifest, requested, encoder, ident, frames, dtype, run,
-                          t_start, t_c)
-    report["computed_this_run"] = run["n_computed"]
-    report["resumed"] = resumed
-    report["up_to_date"] = False
-    return report
 
 
 def _encode_isolating(encoder: Encoder, ok: list[tuple[int, np.ndarray]], frames: bool, run: dict):
@@ -553,8 +582,8 @@ def _commit_chunk(path: Path, ids: list[str], pooled: list[np.ndarray], frm: lis
     _atomic_npz(path, **arrays)
 
 
-def _consolidate(enc_dir: Path, partial: Path, store_manifest: Manifest, requested: list[str], encoder: Encoder,
-                 ident: dict, frames: bool, dtype: str, run: dict, t_start: float, t_c: float) -> dict:
+def _chunk_index(partial: Path) -> tuple[list[Path], dict[str, tuple[int, int]], list[dict], list[str], dict]:
+    """Where each encoded utterance is (chunk, row), the skipped files, warnings and rows per run."""
     chunk_files = _chunk_paths(partial)
     where: dict[str, tuple[int, int]] = {}
     skipped: list[dict] = []
@@ -567,16 +596,15 @@ def _consolidate(enc_dir: Path, partial: Path, store_manifest: Manifest, request
         skipped.extend(sk)
         warns.extend(st.get("warnings", []))
         per_run[st.get("run_id", "?")] = per_run.get(st.get("run_id", "?"), 0) + int(st.get("n_computed", 0))
-    ok_ids = {u for u in where}
-    skipped = [s for s in skipped if s["utt_id"] not in ok_ids]
-    # rows in store-manifest order: stable regardless of batching and of how runs were split
-    order = [u.utt_id for u in store_manifest.utterances if u.utt_id in where]
-    n = len(order)
-    if n == 0:
-        raise FeatureStoreError(f"{enc_dir}: no utterance could be encoded ({len(skipped)} skipped; first: "
-                                f"{skipped[0]['error'] if skipped else 'manifest is empty'})")
+    return chunk_files, where, skipped, warns, per_run
 
-    # shapes from the first chunk that has rows
+
+def _write_arrays(enc_dir: Path, chunk_files: list[Path], where: dict[str, tuple[int, int]], order: list[str],
+                  frames: bool, dtype: str) -> tuple:
+    """The rows of every chunk into temporary memory-mapped pooled (and frames) arrays in ``order``
+    -> (L, P, F, frame offsets, temporary pooled path, temporary frames path or None)."""
+    n = len(order)
+    # shapes from the chunks that have rows
     L = P = F = None
     lengths = np.zeros(n, dtype=np.int64)
     by_chunk: dict[int, list[tuple[int, int]]] = {}
@@ -618,6 +646,22 @@ def _consolidate(enc_dir: Path, partial: Path, store_manifest: Manifest, request
         frames_mm.flush()
         del frames_mm
 
+    return L, P, F, offsets, tmp_pooled, (tmp_frames if frames else None)
+
+
+def _consolidate(enc_dir: Path, partial: Path, store_manifest: Manifest, requested: list[str], encoder: Encoder,
+                 ident: dict, frames: bool, dtype: str, run: dict, t_start: float, t_c: float) -> dict:
+    chunk_files, where, skipped, warns, per_run = _chunk_index(partial)
+    ok_ids = {u for u in where}
+    skipped = [s for s in skipped if s["utt_id"] not in ok_ids]
+    # rows in store-manifest order: stable regardless of batching and of how runs were split
+    order = [u.utt_id for u in store_manifest.utterances if u.utt_id in where]
+    n = len(order)
+    if n == 0:
+        raise FeatureStoreError(f"{enc_dir}: no utterance could be encoded ({len(skipped)} skipped; first: "
+                                f"{skipped[0]['error'] if skipped else 'manifest is empty'})")
+
+    L, P, F, offsets, tmp_pooled, tmp_frames = _write_arrays(enc_dir, chunk_files, where, order, frames, dtype)
     runs_path = partial / "runs.json"
     prev_runs = json.loads(runs_path.read_text(encoding="utf-8")) if runs_path.is_file() else []
     wall = time.perf_counter() - t_start

@@ -36,8 +36,6 @@ from parrot_ser.files import write_json_atomic
 BUNDLE_FORMAT = "parrot-ser-bundle"
 BUNDLE_VERSION = 1
 BUNDLE_JSON = "bundle.json"
-UNTRAINED_WARNING = ("UNTRAINED ENCODER(S): {names} use random-initialised weights (rebuilt from their "
-                     "recorded seed); predictions are for testing the pipeline, not for real use")
 
 
 def _content_hash(doc: dict) -> str:

@@ -40,7 +40,11 @@ def collect_inputs(args: list[str | Path]) -> tuple[list[InputItem], list[InputP
         if p.is_dir():
             from parrot_ser.corpora.scanning import walk_files
 
-            found, _ = walk_files(p, AUDIO_SUFFIXES)  # each real folder once, even with symlink loops
+            unreadable: list[tuple[Path, str]] = []
+            found, _ = walk_files(p, AUDIO_SUFFIXES, unreadable=unreadable)  # each real folder once
+            for sub, why in unreadable:
+                problems.append(InputProblem(str(sub), f"{sub}: folder could not be read ({why}); "
+                                                       "the files in it were skipped"))
             if not found:
                 what = "is a folder, not an audio file" if p.suffix.lower() in AUDIO_SUFFIXES else \
                     "is a folder with no audio files in it"

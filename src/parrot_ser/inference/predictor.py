@@ -26,12 +26,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from parrot_ser.audio import resample
+from parrot_ser.audio import check_waveform, resample
 from parrot_ser.errors import (
     BundleError,
     ConfigError,
-    EmptyAudioError,
-    NonFiniteAudioError,
     ParrotError,
 )
 from parrot_ser.models import collate, select_layer
@@ -92,22 +90,6 @@ def plan_windows(n_samples: int, sr: int, window: float | None = None, hop: floa
     if starts[-1] + win < n_samples:
         starts.append(n_samples - win)
     return [(s, s + win) for s in starts]
-
-
-def check_waveform(x: Any, name: str = "<memory>") -> np.ndarray:
-    """A 1-D finite float32 waveform, or a typed AudioError/ConfigError."""
-    a = np.asarray(x)
-    if a.ndim != 1:
-        raise ConfigError(f"{name}: expected a 1-D mono waveform, got shape {a.shape} "
-                          "(pass a list for several waveforms; mix channels down first)")
-    if a.size == 0:
-        raise EmptyAudioError(name)
-    if not np.issubdtype(a.dtype, np.number):
-        raise ConfigError(f"{name}: waveform dtype {a.dtype} is not numeric")
-    a = a.astype(np.float32, copy=False)
-    if not np.isfinite(a).all():
-        raise NonFiniteAudioError(name)
-    return a
 
 
 @dataclass
@@ -172,8 +154,9 @@ class Predictor:
         ``revision`` / ``cache_dir`` as in huggingface_hub. ``checkpoints`` maps an encoder name to
         a new location of its checkpoint (moved files; the hash check still applies).
         ``encoders``: prebuilt encoders (also identity-checked)."""
-        from parrot_ser.inference.bundle import UNTRAINED_WARNING, load_bundle
+        from parrot_ser.inference.bundle import load_bundle
         from parrot_ser.inference.hub import resolve_model_dir
+        from parrot_ser.notices import untrained_models_text
 
         b = load_bundle(resolve_model_dir(model_dir, revision=revision, cache_dir=cache_dir))
         doc = b.doc
@@ -195,7 +178,7 @@ class Predictor:
                                   f"fit model {md['name']!r} ({first})") from None
             heads.append(model.eval().to(device))
         if b.untrained and not quiet:
-            warnings.warn(UNTRAINED_WARNING.format(names=", ".join(b.untrained)), stacklevel=2)
+            warnings.warn(untrained_models_text(b.untrained), stacklevel=2)
         inputs = doc.get("inputs", {})
         mode = doc.get("inference", {}).get("batch_mode")
         pred = cls(doc["labels"], encs, heads, layer=inputs.get("layer"),

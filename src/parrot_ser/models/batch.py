@@ -15,13 +15,12 @@ from parrot_ser.fusion.base import FusionInput
 def select_layer(x: np.ndarray, layer: int | str | None, axis: int = 0) -> np.ndarray:
     """The feature store's layer rule: None / "last" = last stored layer, int = position among the
     stored layers, "mean" = mean over them, "all" = keep the axis (layer weighting in the model)."""
-    x = np.asarray(x, dtype=np.float32)
     if layer == "all":
-        return x
+        return np.asarray(x, dtype=np.float32)
     if layer == "mean":
-        return x.mean(axis=axis)
+        return np.asarray(x, dtype=np.float32).mean(axis=axis)
     pos = -1 if layer in (None, "last") else int(layer)
-    return np.take(x, pos, axis=axis)
+    return np.asarray(np.take(x, pos, axis=axis), dtype=np.float32)  # one layer read (memmaps stay lazy)
 
 
 def pad_frames(seqs: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -38,7 +38,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser, parse_options_header
 
 from parrot_ser import __version__
-from parrot_ser.errors import AudioError, ConfigError, ParrotError
+from parrot_ser.errors import AudioError, AudioTooLongError, ConfigError, ParrotError
 
 log = logging.getLogger("parrot_ser.service")
 
@@ -339,7 +339,11 @@ def create_app(model: str | Path | PredictorLike, *, max_upload_bytes: int = DEF
         if seconds is not None and seconds > max_seconds:
             return _error(413, "recording too long",
                           f"{name}: {seconds:.1f} s of audio exceeds the limit of {max_seconds:g} s (--max-seconds)")
-        wave, warns = await run_in_threadpool(_decode, data, predictor.sample_rate, name)
+        try:
+            wave, warns = await run_in_threadpool(_decode, data, predictor.sample_rate, name, max_seconds)
+        except AudioTooLongError:
+            return _error(413, "recording too long",
+                          f"{name}: more than {max_seconds:g} s of audio exceeds the limit (--max-seconds)")
         dur = len(wave) / predictor.sample_rate
         if dur > max_seconds:  # formats whose header does not state the length
             return _error(413, "recording too long",
@@ -381,9 +385,11 @@ def _header_seconds(data: bytes) -> float | None:
     return None
 
 
-def _decode(data: bytes, sr: int, name: str) -> tuple[np.ndarray, list[str]]:
-    from parrot_ser.audio import audio_warnings, decode_audio
+def _decode(data: bytes, sr: int, name: str, max_seconds: float) -> tuple[np.ndarray, list[str]]:
+    from parrot_ser.audio import decode_with_warnings
 
-    # warn=False: warnings.warn is process-global; the texts go into the response instead.
-    wave = decode_audio(data, sr, name, warn=False)
-    return wave, audio_warnings(wave, sr, name)
+    # The texts go into the response (warnings.warn is process-global). They are the CLI's: clipping
+    # measured before resampling, and a header that claims more data than the file holds. Decoding
+    # stops a little past the service's own limit, so a header-less stream cannot take the memory of
+    # the 2 h library cap before the 413 below.
+    return decode_with_warnings(data, sr, name, max_seconds=max_seconds + 1.0)

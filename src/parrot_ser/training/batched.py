@@ -29,6 +29,8 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -92,6 +94,128 @@ def _stack_rows(datas: Sequence[SERData], idxs: Sequence[np.ndarray], device: st
     return out
 
 
+@dataclass
+class _Tracks:
+    """Per-model early stopping state of a batched fit (one list entry per model)."""
+
+    has_val: list[bool]
+    monitor: list[str]
+    best_key: list[tuple[float, float] | None]
+    best_state: list[dict | None]
+    best_epoch: list[int]
+    bad: list[int]
+    history: list[list[dict]]
+    running: list[bool]
+
+    @classmethod
+    def start(cls, jobs: Sequence[Job], config: TrainConfig) -> _Tracks:
+        n = len(jobs)
+        has_val = [v is not None and len(v) > 0 for _, v, _ in jobs]
+        return cls(has_val, [f"val_{config.early_stop_metric}" if hv else "none" for hv in has_val], [None] * n,
+                   [None] * n, [0] * n, [0] * n, [[] for _ in range(n)], [True] * n)
+
+    def record(self, m: int, rec: dict, val: Any, logits: np.ndarray | None, config: TrainConfig, n_cls: int,
+               params: dict, keys: list[str]) -> None:
+        """Add the validation metrics of model ``m`` to its epoch record; keep its best weights."""
+        epoch = rec["epoch"]
+        if self.has_val[m]:
+            vl = float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(val.labels)).item())
+            met = compute_metrics(val.labels, logits.argmax(1), n_cls)
+            rec.update(val_loss=vl, val_accuracy=met["accuracy"], val_macro_f1=met["macro_f1"])
+            key = (met["macro_f1"], -vl) if config.early_stop_metric == "macro_f1" else (-vl, met["macro_f1"])
+            if self.best_key[m] is None or key > self.best_key[m]:
+                self.best_key[m], self.best_epoch[m], self.bad[m] = key, epoch, 0
+                self.best_state[m] = {k: params[k][m].detach().clone() for k in keys}
+            else:
+                self.bad[m] += 1
+        else:
+            self.best_epoch[m] = epoch
+        self.history[m].append(rec)
+        if self.has_val[m] and config.patience and self.bad[m] >= config.patience:
+            self.running[m] = False
+
+
+def _stack_models(jobs: Sequence[Job], model_name: str, config: TrainConfig) -> tuple[list, dict, dict, Any]:
+    """One StandardisedModel per job, built as fit_model builds it (same seed -> same initial weights),
+    their stacked parameters/buffers, and the meta-device base module vmap calls."""
+    from torch.func import stack_module_state
+
+    models: list[StandardisedModel] = []
+    for tr, _, seed in jobs:
+        seed_everything(seed)
+        std = Standardiser.fit(tr) if config.standardise else Standardiser.identity(tr)
+        net = build_net(model_name, tr.input_shapes, len(tr.classes), config, None)
+        models.append(StandardisedModel(net, std).to(config.device))
+    params, buffers = stack_module_state(models)  # leaf tensors (M, ...) that require grad
+    base = copy.deepcopy(models[0]).to("meta")
+    base.net.vmap_safe = True  # OT solver without out= writes (vmap cannot batch them)
+    if hasattr(base.net, "cfg"):
+        base.net.cfg.track_transport = False  # plans under vmap are not plain tensors; read after training
+    return models, params, buffers, base
+
+
+def _epoch_batches(jobs: Sequence[Job], live: list[int], gens: list[torch.Generator], bs: int) -> dict:
+    batches: dict[int, list[np.ndarray]] = {}
+    for m in live:
+        n = len(jobs[m][0])
+        perm = torch.randperm(n, generator=gens[m]).numpy()
+        # A batch of one is skipped as in fit_model (identity plan for batch-level OT).
+        batches[m] = [perm[s: s + bs] for s in range(0, n, bs) if not (len(perm[s: s + bs]) < 2 and n >= 2)]
+    return batches
+
+
+def _train_step(t: int, live: list[int], batches: dict, ctx: dict, totals: dict, seen: dict, epoch: int) -> None:
+    """Step ``t`` of an epoch: every live model's t-th batch (models with equal batch sizes in one vmap
+    call), one backward over the summed losses (each model's loss depends on its own rows only:
+    independent gradients), one stacked Adam step for the models that had a batch."""
+    jobs, dev, n_cls, n_models = ctx["jobs"], ctx["dev"], ctx["n_cls"], ctx["n_models"]
+    groups: dict[int, list[int]] = {}
+    for m in live:
+        if t < len(batches[m]):
+            groups.setdefault(len(batches[m][t]), []).append(m)
+    if not groups:
+        return
+    total = None
+    for size, g in groups.items():
+        idxs = [batches[m][t] for m in g]
+        xs = _stack_rows([jobs[m][0] for m in g], idxs, dev)
+        ys = torch.stack([ctx["labels"][m][torch.from_numpy(ix).to(dev)] for m, ix in zip(g, idxs)])
+        logits = ctx["vfwd"](ctx["sub"](ctx["params"], g), ctx["sub"](ctx["buffers"], g), *xs)  # (G, B, C)
+        losses = F.cross_entropy(logits.reshape(-1, n_cls), ys.reshape(-1),
+                                 reduction="none").reshape(len(g), size).mean(1)
+        lv = losses.detach().cpu().numpy()
+        if not np.isfinite(lv).all():
+            raise ConfigError(f"training diverged (loss {float(lv[~np.isfinite(lv)][0])}) at epoch "
+                              f"{epoch}; lower --lr")
+        for m, v in zip(g, lv):
+            totals[m] += float(v) * size
+            seen[m] += size
+        total = losses.sum() if total is None else total + losses.sum()
+    for p in ctx["params"].values():
+        p.grad = None
+    total.backward()
+    active = torch.zeros(n_models, dtype=torch.bool)
+    active[[m for g in groups.values() for m in g]] = True
+    ctx["opt"].step(active)
+
+
+def _restore_best(models: list, params: dict, keys: list[str], tracks: _Tracks) -> list[tuple[StandardisedModel, dict]]:
+    out = []
+    with torch.no_grad():
+        for m, model in enumerate(models):
+            state = tracks.best_state[m] or {k: params[k][m].detach() for k in keys}
+            for k, p in model.named_parameters():
+                p.copy_(state[k])
+            model.eval()
+            for r in tracks.history[m]:  # JSON-safe
+                for k, v in r.items():
+                    if isinstance(v, float) and not math.isfinite(v):
+                        r[k] = None
+            out.append((model, {"epochs": tracks.history[m], "best_epoch": tracks.best_epoch[m],
+                                "stopped_epoch": len(tracks.history[m]), "monitor": tracks.monitor[m]}))
+    return out
+
+
 def fit_models_batched(jobs: Sequence[Job], model_name: str, config: TrainConfig, *,
                        on_epoch: Callable[[int, int, dict], None] | None = None,
                        ) -> list[tuple[StandardisedModel, dict]]:
@@ -99,7 +223,7 @@ def fit_models_batched(jobs: Sequence[Job], model_name: str, config: TrainConfig
     returns: (trained StandardisedModel, history {"epochs", "best_epoch", "stopped_epoch",
     "monitor"}). ``on_epoch(job_index, epoch, record)`` is called after each model's epoch with the
     same record ``fit_model`` passes to its ``on_epoch``."""
-    from torch.func import functional_call, stack_module_state, vmap
+    from torch.func import functional_call, vmap
 
     from parrot_ser.fusion import FusionInput
 
@@ -115,23 +239,11 @@ def fit_models_batched(jobs: Sequence[Job], model_name: str, config: TrainConfig
         torch.set_num_threads(int(config.num_threads))
     dev = config.device
     n_models = len(jobs)
-    models: list[StandardisedModel] = []
-    for tr, _, seed in jobs:  # the same construction as fit_model: same seed -> same initial weights
-        seed_everything(seed)
-        std = Standardiser.fit(tr) if config.standardise else Standardiser.identity(tr)
-        net = build_net(model_name, tr.input_shapes, len(tr.classes), config, None)
-        models.append(StandardisedModel(net, std).to(dev))
-    params, buffers = stack_module_state(models)  # leaf tensors (M, ...) that require grad
-    base = copy.deepcopy(models[0]).to("meta")
-    base.net.vmap_safe = True  # OT solver without out= writes (vmap cannot batch them)
-    if hasattr(base.net, "cfg"):
-        base.net.cfg.track_transport = False  # plans under vmap are not plain tensors; read after training
+    models, params, buffers, base = _stack_models(jobs, model_name, config)
     keys = list(params)
 
     def fwd(p, b, *xs):
         return functional_call(base, (p, b), (FusionInput(list(xs)),))
-
-    vfwd = vmap(fwd, randomness="different")
 
     def sub(d: dict, g: list[int]) -> dict:
         if len(g) == n_models:
@@ -139,103 +251,35 @@ def fit_models_batched(jobs: Sequence[Job], model_name: str, config: TrainConfig
         ix = torch.tensor(g, device=dev)
         return {k: v.index_select(0, ix) for k, v in d.items()}
 
+    vfwd = vmap(fwd, randomness="different")
     opt = _StackedAdam(params, n_models, config.lr, config.weight_decay)
     # Dropout under vmap draws from torch's global generator: seed it from the group's seeds so the
     # same group gives the same numbers run to run.
     torch.manual_seed(int(np.random.SeedSequence([int(s) for _, _, s in jobs]).generate_state(1)[0]))
     gens = [torch.Generator().manual_seed(int(seed)) for _, _, seed in jobs]
-    labels = [torch.from_numpy(tr.labels).to(dev) for tr, _, _ in jobs]
-    has_val = [v is not None and len(v) > 0 for _, v, _ in jobs]
     n_cls = len(jobs[0][0].classes)
-    monitor = [f"val_{config.early_stop_metric}" if hv else "none" for hv in has_val]
-    best_key: list[tuple[float, float] | None] = [None] * n_models
-    best_state: list[dict | None] = [None] * n_models
-    best_epoch = [0] * n_models
-    bad = [0] * n_models
-    history: list[list[dict]] = [[] for _ in range(n_models)]
-    running = [True] * n_models
-    eval_orders = [_eval_order(v) if hv else None for (_, v, _), hv in zip(jobs, has_val)]
-    bs, ebs = int(config.batch_size), int(config.eval_batch_size)
-
+    tracks = _Tracks.start(jobs, config)
+    eval_orders = [_eval_order(v) if hv else None for (_, v, _), hv in zip(jobs, tracks.has_val)]
+    ctx = {"jobs": jobs, "dev": dev, "n_cls": n_cls, "n_models": n_models, "vfwd": vfwd, "sub": sub, "opt": opt,
+           "params": params, "buffers": buffers, "labels": [torch.from_numpy(tr.labels).to(dev) for tr, _, _ in jobs]}
     for epoch in range(1, config.epochs + 1):
-        live = [m for m in range(n_models) if running[m]]
+        live = [m for m in range(n_models) if tracks.running[m]]
         if not live:
             break
-        batches: dict[int, list[np.ndarray]] = {}
-        for m in live:
-            n = len(jobs[m][0])
-            perm = torch.randperm(n, generator=gens[m]).numpy()
-            # A batch of one is skipped as in fit_model (identity plan for batch-level OT).
-            batches[m] = [perm[s: s + bs] for s in range(0, n, bs) if not (len(perm[s: s + bs]) < 2 and n >= 2)]
-        totals = dict.fromkeys(live, 0.0)
-        seen = dict.fromkeys(live, 0)
+        batches = _epoch_batches(jobs, live, gens, int(config.batch_size))
+        totals, seen = dict.fromkeys(live, 0.0), dict.fromkeys(live, 0)
         base.train()
         for t in range(max(len(b) for b in batches.values())):
-            groups: dict[int, list[int]] = {}
-            for m in live:
-                if t < len(batches[m]):
-                    groups.setdefault(len(batches[m][t]), []).append(m)
-            if not groups:
-                continue
-            total = None
-            for size, g in groups.items():
-                idxs = [batches[m][t] for m in g]
-                xs = _stack_rows([jobs[m][0] for m in g], idxs, dev)
-                ys = torch.stack([labels[m][torch.from_numpy(ix).to(dev)] for m, ix in zip(g, idxs)])
-                logits = vfwd(sub(params, g), sub(buffers, g), *xs)  # (G, B, C)
-                losses = F.cross_entropy(logits.reshape(-1, n_cls), ys.reshape(-1),
-                                         reduction="none").reshape(len(g), size).mean(1)
-                lv = losses.detach().cpu().numpy()
-                if not np.isfinite(lv).all():
-                    raise ConfigError(f"training diverged (loss {float(lv[~np.isfinite(lv)][0])}) at epoch "
-                                      f"{epoch}; lower --lr")
-                for m, v in zip(g, lv):
-                    totals[m] += float(v) * size
-                    seen[m] += size
-                total = losses.sum() if total is None else total + losses.sum()
-            for p in params.values():
-                p.grad = None
-            total.backward()  # each model's loss depends on its own rows only: independent gradients
-            active = torch.zeros(n_models, dtype=torch.bool)
-            active[[m for g in groups.values() for m in g]] = True
-            opt.step(active)
-        val_logits = _predict_stacked(vfwd, base, params, buffers, sub, jobs, eval_orders, live, ebs, dev)
+            _train_step(t, live, batches, ctx, totals, seen, epoch)
+        val_logits = _predict_stacked(vfwd, base, params, buffers, sub, jobs, eval_orders, live,
+                                      int(config.eval_batch_size), dev)
         for m in live:
             rec = {"epoch": epoch, "train_loss": totals[m] / max(seen[m], 1)}
-            if has_val[m]:
-                vd = jobs[m][1]
-                logits = val_logits[m]
-                vl = float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(vd.labels)).item())
-                met = compute_metrics(vd.labels, logits.argmax(1), n_cls)
-                rec.update(val_loss=vl, val_accuracy=met["accuracy"], val_macro_f1=met["macro_f1"])
-                key = (met["macro_f1"], -vl) if config.early_stop_metric == "macro_f1" else (-vl, met["macro_f1"])
-                if best_key[m] is None or key > best_key[m]:
-                    best_key[m], best_epoch[m], bad[m] = key, epoch, 0
-                    best_state[m] = {k: params[k][m].detach().clone() for k in keys}
-                else:
-                    bad[m] += 1
-            else:
-                best_epoch[m] = epoch
-            history[m].append(rec)
+            tracks.record(m, rec, jobs[m][1], val_logits[m] if tracks.has_val[m] else None, config, n_cls,
+                          params, keys)
             if on_epoch is not None:
                 on_epoch(m, epoch, rec)
-            if has_val[m] and config.patience and bad[m] >= config.patience:
-                running[m] = False
-
-    out = []
-    with torch.no_grad():
-        for m, model in enumerate(models):
-            state = best_state[m] or {k: params[k][m].detach() for k in keys}
-            for k, p in model.named_parameters():
-                p.copy_(state[k])
-            model.eval()
-            for r in history[m]:  # JSON-safe
-                for k, v in r.items():
-                    if isinstance(v, float) and not math.isfinite(v):
-                        r[k] = None
-            out.append((model, {"epochs": history[m], "best_epoch": best_epoch[m],
-                                "stopped_epoch": len(history[m]), "monitor": monitor[m]}))
-    return out
+    return _restore_best(models, params, keys, tracks)
 
 
 @torch.no_grad()

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from parrot_ser.errors import FeatureStoreError
+from parrot_ser.errors import ConfigError, FeatureStoreError
 from parrot_ser.fusion.base import FusionInput
 from parrot_ser.models.batch import collate
+from parrot_ser.training.config import TrainConfig
 
 
 @dataclass
@@ -77,3 +80,71 @@ def make_batch(data: SERData, idx: np.ndarray, *, use_frames: bool = False,
                device: str | torch.device = "cpu") -> FusionInput:
     """Rows ``idx`` of ``data`` as a FusionInput (models.collate: frames right-padded with a mask)."""
     return collate(data.pooled, idx, data.frames if use_frames else None, device=device)
+
+
+def load_features(features_dir: str | Path, encoders: Sequence[str], config: TrainConfig,
+                  ) -> tuple[SERData, list[dict], dict[str, dict]]:
+    """Read the feature store: one SERData over the utterances every requested encoder has (manifest
+    order), the manifest meta rows (for session / split protocols), and each encoder's meta."""
+    from parrot_ser.features import open_store
+
+    if not encoders:
+        raise ConfigError("give at least one --encoder")
+    if len(set(encoders)) != len(encoders):
+        raise ConfigError(f"encoder listed twice: {', '.join(encoders)}")
+    store = open_store(features_dir)
+    available = list(store.encoders)
+    for e in encoders:
+        if e not in available:
+            raise FeatureStoreError(f"{features_dir}: no features for encoder {e!r}; the store has "
+                                    f"{', '.join(available) or 'none'} (run parrot-ser extract)")
+    from parrot_ser.corpora.base import check_labelled
+
+    check_labelled(store.manifest, Path(features_dir) / "manifest.csv")  # stores written before this check
+    fss = [store.get(e) for e in encoders]
+    n_skipped = {e: _check_complete(features_dir, store, fs) for e, fs in zip(encoders, fss)}
+    have = set.intersection(*[set(fs.utt_ids) for fs in fss])
+    utts = [u for u in store.manifest.utterances if u.utt_id in have]
+    if not utts:
+        raise FeatureStoreError(f"{features_dir}: no utterance has features for all of {', '.join(encoders)}")
+    ids = [u.utt_id for u in utts]
+    pooled, frames = [], [] if config.use_frames else None
+    for e, fs in zip(encoders, fss):
+        rows = np.asarray(fs.rows(ids), dtype=np.int64)
+        if config.layer == "all":
+            p = np.asarray(fs.pooled_all()[rows], dtype=np.float32)  # (N, L, P)
+        else:
+            p = np.asarray(fs.pooled(layer=config.layer), dtype=np.float32)[rows]
+        if not np.isfinite(p).all():
+            bad = ids[int(np.where(~np.isfinite(p.reshape(len(p), -1)).all(axis=1))[0][0])]
+            raise FeatureStoreError(f"{features_dir}/{e}: non-finite pooled features (first: {bad})")
+        pooled.append(p)
+        if frames is not None:
+            if not fs.has_frames:
+                raise FeatureStoreError(f"{features_dir}/{e}: frame features were not extracted "
+                                        f"(re-run extract with --frames, or drop --frames)")
+            frames.append([np.asarray(fs.frames(int(r), layer=config.layer), dtype=np.float32) for r in rows])
+    classes = sorted({u.label for u in utts})
+    index = {c: i for i, c in enumerate(classes)}
+    data = SERData(pooled, np.asarray([index[u.label] for u in utts]), ids, classes, frames,
+                   [u.speaker for u in utts])
+    # recorded with the run (not part of its fingerprint, which uses the identity only)
+    metas = {e: {**fs.meta, "n_skipped_at_extraction": n_skipped[e]} for e, fs in zip(encoders, fss)}
+    return data, [dict(u.meta) for u in utts], metas
+
+
+def _check_complete(features_dir: str | Path, store: Any, fs: Any) -> int:
+    """Every row of the store manifest must have features in ``fs`` or be listed in its report as a
+    bad file; otherwise the entry is incomplete (e.g. a second extraction into the same store that
+    never finished) and training on it would silently drop rows. Returns the number of bad files."""
+    skipped = {s.get("utt_id") for s in fs.report().get("skipped", [])}
+    have = set(fs.utt_ids)
+    missing = [u.utt_id for u in store.manifest.utterances if u.utt_id not in have and u.utt_id not in skipped]
+    if missing:
+        n = len(store.manifest.utterances)
+        raise FeatureStoreError(
+            f"{features_dir}/{fs.name}: {len(missing)} of {n} utterances of the store manifest have no features "
+            f"and are not listed as bad files (first: {missing[0]}); the entry is incomplete: run `parrot-ser "
+            f"extract --manifest {Path(features_dir) / 'manifest.csv'} -e {fs.name} --out {features_dir}` "
+            f"(only the missing ones are computed)")
+    return len(skipped & {u.utt_id for u in store.manifest.utterances})

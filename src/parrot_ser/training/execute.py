@@ -29,16 +29,17 @@ from typing import Any
 from parrot_ser.errors import ConfigError
 from parrot_ser.raycluster import ray_init
 from parrot_ser.training.config import TrainConfig
+from parrot_ser.training.fold_runs import RunPlan, train_folds, write_fold_result
 from parrot_ser.training.logs import EpochLog
-from parrot_ser.training.run import RunPlan, train_folds, write_fold_result
 from parrot_ser.training.splits import Fold
 
 ENGINES = ("local", "ray")
-# CPU heuristic for --batched auto: vmap over stacked models wins where a model's step is small
-# (per-step Python/dispatch overhead dominates: measured 3-7x faster for fcn / small heads) and loses
-# where a model's own matmuls already fill the core (paper conv heads on 768-3840 dims: measured
-# 2-3x slower, the stacked weights and activations fall out of cache). docs/benchmarks.md.
-BATCHED_CPU_MAX_PARAMS = 1_500_000
+# CPU heuristic for --batched auto: vmap over stacked models only pays where a model's step is tiny
+# (per-step Python/dispatch overhead dominates); where a model's own matmuls and convs fill the core
+# the stacked weights and activations fall out of cache. Measured (bench/bench_batched.py, 5 models x
+# 1 epoch, 1 thread): fcn 0.04M params 1.06x faster, cnn on logmel 1.3M params 0.72x, parrot on
+# 960 + 768 dims 6.7M params 0.35x. On CUDA the stacked kernels fill the GPU instead.
+BATCHED_CPU_MAX_PARAMS = 200_000
 # Below this many (utterance x epoch x seed/fold) training rows, automatic --workers stays in this
 # process: about a minute of small-head training, against seconds to start each worker.
 MIN_PARALLEL_WORK = 200_000
@@ -53,8 +54,8 @@ def usable_cores() -> int:
 
 def resolve_batched(batched: bool | None, model: str, config: TrainConfig, input_shapes: list,
                     n_classes: int) -> bool:
-    """--batched / --no-batched as given; automatic (None): batched on CUDA, and on CPU for heads
-    below BATCHED_CPU_MAX_PARAMS parameters. Frame inputs are never batched."""
+    """--batched / --no-batched as given; automatic (None): batched on CUDA, and on CPU only for
+    heads below BATCHED_CPU_MAX_PARAMS parameters. Frame inputs are never batched."""
     if batched is not None:
         if batched and config.use_frames:
             raise ConfigError("--batched takes pooled features only; drop --frames or use --no-batched")
@@ -174,7 +175,7 @@ def _load(unit: Unit, config: TrainConfig, mem: dict):
         return mem[tuple(unit.encoders)]
     if unit.features_dir is None:
         raise ConfigError("no features: give a features directory or the data")
-    from parrot_ser.training.run import load_features
+    from parrot_ser.training.data import load_features
 
     return load_features(unit.features_dir, unit.encoders, config)
 

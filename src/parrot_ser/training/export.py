@@ -28,7 +28,9 @@ from safetensors.torch import load_file
 from parrot_ser import __version__
 from parrot_ser.encoders.checkpoint import sha256_file
 from parrot_ser.errors import BundleError, ParrotError
-from parrot_ser.inference.bundle import UNTRAINED_WARNING, Member, write_bundle
+from parrot_ser.inference.bundle import Member, write_bundle
+from parrot_ser.notices import untrained_models_text
+from parrot_ser.training.rundir import RESULTS_JSON, RUN_JSON, entry_path
 
 RUN_MODEL_KEYS = ("model", "config", "input_dims", "input_shapes", "frame_dims", "labels", "n_classes")
 
@@ -50,13 +52,13 @@ def _training_summary(results: dict) -> dict:
 
 def _load_run_features(run: dict, run_dir: Path) -> Any:
     from parrot_ser.training.config import TrainConfig
-    from parrot_ser.training.run import load_features
+    from parrot_ser.training.data import load_features
 
     fdir = run.get("features_dir")
     if not fdir or not Path(fdir).is_dir():
         raise BundleError(f"{run_dir}/run.json: the run's feature store {fdir!r} is not available "
                           "(needed for --refit and for the anchors of batch-dependent models)")
-    config = TrainConfig.from_dict(run["config"], source=str(run_dir / "run.json"))
+    config = TrainConfig.from_dict(run["config"], source=str(run_dir / RUN_JSON))
     data, _, metas = load_features(fdir, run["encoders"], config)
     if data.classes != run["labels"]:
         raise BundleError(f"{fdir}: labels {data.classes} differ from the run's {run['labels']}")
@@ -75,7 +77,7 @@ def _fold_members(run: dict, run_dir: Path) -> list[Member]:
         raise BundleError(f"{run_dir}/run.json: lists no models")
     members = []
     for tag, rel in sorted(models.items()):
-        wp, ep = run_dir / rel, run_dir / "folds" / f"{tag}.json"
+        wp, ep = run_dir / rel, entry_path(run_dir, tag)
         if not wp.is_file() or not ep.is_file():
             raise BundleError(f"{wp}: missing or unfinished (rerun `parrot-ser train` to finish the run)")
         try:
@@ -127,8 +129,8 @@ def _anchors(data: Any, config: Any, seed: int) -> list[torch.Tensor]:
 def export_run(run_dir: str | Path, out_dir: str | Path, refit: bool = False, *, progress: Any = None) -> Path:
     """Write the bundle for RUN_DIR into ``out_dir`` and return its path (see the module doc)."""
     run_dir = Path(run_dir)
-    run = _read_json(run_dir / "run.json", "run.json")
-    results = _read_json(run_dir / "results.json", "results.json is written when all folds finished")
+    run = _read_json(run_dir / RUN_JSON, RUN_JSON)
+    results = _read_json(run_dir / RESULTS_JSON, f"{RESULTS_JSON} is written when all folds finished")
     missing = [k for k in (*RUN_MODEL_KEYS, "encoders", "features_meta", "model_spec", "seeds") if k not in run]
     if missing:
         raise BundleError(f"{run_dir / 'run.json'}: lacks {', '.join(missing)} (older or foreign run format)")
@@ -167,7 +169,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, refit: bool = False, *,
     doc: dict[str, Any] = {
         "package_version": __version__,
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "warning": UNTRAINED_WARNING.format(names=", ".join(untrained)) if untrained else None,
+        "warning": untrained_models_text(untrained) if untrained else None,
         "labels": list(run["labels"]),
         "encoders": encoders,
         "inputs": {"layer": run.get("layer"), "use_frames": bool(run.get("use_frames")),
@@ -183,7 +185,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, refit: bool = False, *,
                                "alone": "each utterance is scored alone (batch of 1: OT is the identity)"}
                       [batch_mode]},
         "training": _training_summary(results),
-        "source": {"run_dir": str(run_dir.resolve()), "run_json_sha256": sha256_file(run_dir / "run.json"),
+        "source": {"run_dir": str(run_dir.resolve()), "run_json_sha256": sha256_file(run_dir / RUN_JSON),
                    "fingerprint": run.get("fingerprint"), "versions": run.get("versions")},
     }
     from parrot_ser.inference.hub import CONFIG_JSON, config_text, write_model_card

@@ -33,13 +33,12 @@ import numpy as np
 from scipy import stats
 
 from parrot_ser.errors import ConfigError
+from parrot_ser.files import write_json_atomic
+from parrot_ser.notices import untrained_text
 from parrot_ser.training.config import TrainConfig
-from parrot_ser.training.run import (
-    is_random_init,
-    load_features,
-    random_init_label,
-    write_json_atomic,
-)
+from parrot_ser.training.data import load_features
+from parrot_ser.training.run import is_random_init, random_init_label
+from parrot_ser.training.rundir import PREDICTIONS_CSV
 
 PAIR_MODES = ("all", "hetero", "homo")
 BASELINE = "concat"
@@ -124,7 +123,7 @@ def _paired(a: Sequence[float], b: Sequence[float]) -> dict:
 
 def _mcnemar(base_dir: Path, other_dir: Path, seed: int) -> dict:
     def correct(p: Path) -> dict[str, bool]:
-        with open(p / "predictions.csv", newline="", encoding="utf-8") as f:
+        with open(p / PREDICTIONS_CSV, newline="", encoding="utf-8") as f:
             return {r["utt_id"]: r["label"] == r["predicted"] for r in csv.DictReader(f) if int(r["seed"]) == seed}
 
     a, b = correct(base_dir), correct(other_dir)
@@ -275,6 +274,38 @@ def _wilcoxon_floor(n_pairs: Sequence[int]) -> str:
     return f"Smallest possible two-sided exact Wilcoxon p (2/2^n) with {'; '.join(parts)}."
 
 
+def _write_significance(out: Path, cells: Sequence[Cell], results: dict[str, dict], seeds: Sequence[int]) -> list:
+    """significance.csv and significance.md: every fusion model against concat, paired tests."""
+    sig = significance(cells, results, out, seeds)
+    sig_cols = ["pair", "model", "baseline", "n_pairs", "acc_diff", "acc_wilcoxon_p", "acc_ttest_p", "f1_diff",
+                "f1_wilcoxon_p", "f1_ttest_p", "mcnemar_n", "base_only_correct", "other_only_correct",
+                "mcnemar_p"]
+    with open(out / "significance.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=sig_cols)
+        w.writeheader()
+        for r in sig:
+            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+    smd = ["# Fusion models vs concat (paired over the same folds and seeds)", "",
+           "Wilcoxon signed-rank over (seed, fold) pairs is the primary test (few pairs, no normality "
+           "assumption); paired t-test alongside. Folds share training data, so the pairs are not "
+           "independent and both p-values are optimistic. " + _wilcoxon_floor([r["n_pairs"] for r in sig]),
+           "McNemar (exact binomial test on the discordant utterances of the first seed's pooled test predictions, "
+           "each utterance tested once): column `b/c` = b utterances only concat got right / c utterances only the "
+           "fusion model got right; p is the chance of a split at least this uneven if b and c were equally likely.",
+           ""]
+    smd += ["| pair | model | pairs | Δacc | p Wilcoxon | p t-test | ΔF1 | p Wilcoxon (F1) | McNemar b/c | p McNemar |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in sig:
+        smd.append(f"| {r['pair']} | {r['model']} | {r['n_pairs']} | {r['acc_diff']:+.2f} | "
+                   f"{r['acc_wilcoxon_p']:.3g} | {r['acc_ttest_p']:.3g} | {r['f1_diff']:+.2f} | "
+                   f"{r['f1_wilcoxon_p']:.3g} | {r['base_only_correct']}/{r['other_only_correct']} | "
+                   f"{r['mcnemar_p']:.3g} |")
+    if not sig:
+        smd.append("\n(no fusion model paired with concat in this grid)")
+    (out / "significance.md").write_text("\n".join(smd) + "\n", encoding="utf-8")
+    return sig
+
+
 def write_tables(out: Path, cells: Sequence[Cell], results: dict[str, dict], kinds: dict[str, str],
                  metas: dict[str, dict], seeds: Sequence[int]) -> dict:
     models = list(dict.fromkeys(c.model for c in cells))
@@ -312,41 +343,14 @@ def write_tables(out: Path, cells: Sequence[Cell], results: dict[str, dict], kin
     md = [f"# Grid: {first['protocol']}, {first['n_utterances']} utterances, {first['n_speakers']} speakers", "",
           std_note, ""]
     for e in random_init:
-        md.append(f"**WARNING: features from UNTRAINED random-init encoder {random_init_label(e, metas[e])}; its "
-                  f"numbers say nothing about the pretrained model.**")
+        md.append(f"**{untrained_text(random_init_label(e, metas[e]))}.**")
     if random_init:
         md.append("")
     md += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     md += ["| " + " | ".join([labels[r[0]], *r[1:]]) + " |" for r in table]
     (out / "table.md").write_text("\n".join(md) + "\n", encoding="utf-8")
 
-    sig = significance(cells, results, out, seeds)
-    sig_cols = ["pair", "model", "baseline", "n_pairs", "acc_diff", "acc_wilcoxon_p", "acc_ttest_p", "f1_diff",
-                "f1_wilcoxon_p", "f1_ttest_p", "mcnemar_n", "base_only_correct", "other_only_correct",
-                "mcnemar_p"]
-    with open(out / "significance.csv", "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=sig_cols)
-        w.writeheader()
-        for r in sig:
-            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
-    smd = ["# Fusion models vs concat (paired over the same folds and seeds)", "",
-           "Wilcoxon signed-rank over (seed, fold) pairs is the primary test (few pairs, no normality "
-           "assumption); paired t-test alongside. Folds share training data, so the pairs are not "
-           "independent and both p-values are optimistic. " + _wilcoxon_floor([r["n_pairs"] for r in sig]),
-           "McNemar (exact binomial test on the discordant utterances of the first seed's pooled test predictions, "
-           "each utterance tested once): column `b/c` = b utterances only concat got right / c utterances only the "
-           "fusion model got right; p is the chance of a split at least this uneven if b and c were equally likely.",
-           ""]
-    smd += ["| pair | model | pairs | Δacc | p Wilcoxon | p t-test | ΔF1 | p Wilcoxon (F1) | McNemar b/c | p McNemar |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in sig:
-        smd.append(f"| {r['pair']} | {r['model']} | {r['n_pairs']} | {r['acc_diff']:+.2f} | "
-                   f"{r['acc_wilcoxon_p']:.3g} | {r['acc_ttest_p']:.3g} | {r['f1_diff']:+.2f} | "
-                   f"{r['f1_wilcoxon_p']:.3g} | {r['base_only_correct']}/{r['other_only_correct']} | "
-                   f"{r['mcnemar_p']:.3g} |")
-    if not sig:
-        smd.append("\n(no fusion model paired with concat in this grid)")
-    (out / "significance.md").write_text("\n".join(smd) + "\n", encoding="utf-8")
+    sig = _write_significance(out, cells, results, seeds)
     grid = {"cells": [{"row": c.row, "model": c.model, "encoders": list(c.encoders), "kind": c.pair_kind,
                        "dir": f"cells/{c.row}/{c.model}",
                        "headline": results[c.key]["headline"] if c.key in results else None} for c in cells],

@@ -18,6 +18,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from parrot_ser.training.rundir import log_csv_path
+
 CSV_COLUMNS = ("epoch", "train_loss", "val_loss", "val_accuracy", "val_macro_f1", "lr")
 TB_TAGS = {"train_loss": "train/loss", "val_loss": "val/loss", "val_accuracy": "val/accuracy",
            "val_macro_f1": "val/macro_f1", "lr": "lr"}
@@ -41,7 +43,7 @@ class EpochLog:
         self.run_dir = Path(run_dir)
         self.tag = tag
         self.lr = lr
-        self.csv_path = self.run_dir / "logs" / f"{tag}.csv"
+        self.csv_path = log_csv_path(self.run_dir, tag)
         self.csv_path.parent.mkdir(parents=True, exist_ok=True)
         self._file = open(self.csv_path, "w", newline="", encoding="utf-8")  # noqa: SIM115 - closed in close()
         self._csv = csv.writer(self._file)

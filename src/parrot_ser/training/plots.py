@@ -18,6 +18,13 @@ def _wrap(title: str, width: int) -> str:
     return textwrap.fill(title, width)
 
 
+def _save(fig: plt.Figure, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_confusion(cm: np.ndarray, classes: Sequence[str], path: Path, title: str = "", n_seeds: int = 1) -> Path:
     """Cells show test-utterance counts; with several seeds each utterance is tested once per seed, so
     the counts are averaged over seeds (they then sum to the number of utterances, not n_seeds times
@@ -39,12 +46,8 @@ def plot_confusion(cm: np.ndarray, classes: Sequence[str], path: Path, title: st
     ax.set_ylabel("true")
     what = "test utterances" if n_seeds <= 1 else f"test utterances, mean over {n_seeds} seeds"
     ax.set_title(_wrap(f"{title + ': ' if title else ''}counts = {what}", 60), fontsize=9)
-    cb = fig.colorbar(im, ax=ax, fraction=0.046)
-    cb.set_label("share of the true class (row-normalised recall)", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    fig.colorbar(im, ax=ax, fraction=0.046).set_label("share of the true class (row-normalised recall)", fontsize=8)
+    return _save(fig, path)
 
 
 def plot_per_class_f1(f1_mean: Sequence[float], f1_std: Sequence[float], classes: Sequence[str],
@@ -56,10 +59,7 @@ def plot_per_class_f1(f1_mean: Sequence[float], f1_std: Sequence[float], classes
     ax.set_ylim(0, 100)
     ax.set_ylabel("F1 (%)")
     ax.set_title(_wrap(title or "per-class F1 (mean ± std over folds)", 60), fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_transport(plan: np.ndarray, path: Path, title: str = "", *, source: str = "source point (Mamba branch)",
@@ -87,12 +87,8 @@ def plot_transport(plan: np.ndarray, path: Path, title: str = "", *, source: str
     ax.set_title("\n".join(p for p in (_wrap(title, 62) if title else "", _wrap(stats, 62)) if p), fontsize=8)
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.yaxis.get_major_locator().set_params(integer=True)
-    cb = fig.colorbar(im, ax=ax, fraction=0.046)
-    cb.set_label("plan entry ÷ uniform 1/(n·m)  (1 = uniform)", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    fig.colorbar(im, ax=ax, fraction=0.046).set_label("plan entry ÷ uniform 1/(n·m)  (1 = uniform)", fontsize=8)
+    return _save(fig, path)
 
 
 def plot_learning_curves(curves: Sequence[tuple[str, Sequence[dict], int | None]], path: Path,
@@ -124,10 +120,7 @@ def plot_learning_curves(curves: Sequence[tuple[str, Sequence[dict], int | None]
     if len(curves) <= 15:
         ax_l.legend(fontsize=7, ncol=2 if len(curves) > 5 else 1)
     fig.suptitle(_wrap(title or "learning curves (dot: restored best epoch)", 100), fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_grid_overview(cells: Sequence[dict], n_classes: int, path: Path, title: str = "") -> Path:
@@ -148,7 +141,4 @@ def plot_grid_overview(cells: Sequence[dict], n_classes: int, path: Path, title:
     ax.set_xlabel("% (mean ± std over speaker-independent folds)")
     ax.set_title(_wrap(title or "grid overview", 90), fontsize=9)
     ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)

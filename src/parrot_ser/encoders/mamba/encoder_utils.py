@@ -9,26 +9,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from parrot_ser.audio import check_waveform
 from parrot_ser.encoders.base import Encoder, EncoderIdentity, EncoderSpec
 from parrot_ser.errors import (
     CheckpointError,
     ConfigError,
-    EmptyAudioError,
-    NonFiniteAudioError,
-    NotAudioError,
 )
 
 
-def check_wave(w: np.ndarray, i: int, min_samples: int = 1) -> torch.Tensor:
-    a = np.asarray(w)
-    where = f"<waveform {i}>"
-    if a.ndim != 1:
-        raise NotAudioError(where, f"expected a mono 1-D waveform, got shape {a.shape}")
-    if a.size < min_samples:
-        raise EmptyAudioError(where, f"{a.size} samples")
-    if not np.all(np.isfinite(a)):
-        raise NonFiniteAudioError(where)
-    return torch.from_numpy(a.astype(np.float32, copy=False))
+def check_wave(w: np.ndarray, i: int) -> torch.Tensor:
+    """Waveform ``i`` of a batch through the one waveform check (parrot_ser.audio), as a tensor."""
+    return torch.from_numpy(check_waveform(w, f"<waveform {i}>"))
 
 
 def missing_checkpoint(family: str, name: str) -> CheckpointError:

@@ -1,0 +1,186 @@
+"""What one execution unit runs for a prepared run (``RunPlan``): fit each (seed, fold) -> evaluate
+its test side (metrics, transport statistics) -> hand back the result; the driver then writes it
+into RUN_DIR with ``write_fold_result``. Used by run.py and by execute.py (in this process, worker
+processes or Ray actors)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from parrot_ser.files import atomic_path, write_json_atomic
+from parrot_ser.models import save_weights
+from parrot_ser.training.config import TrainConfig
+from parrot_ser.training.data import SERData
+from parrot_ser.training.logs import EpochLog
+from parrot_ser.training.metrics import compute_metrics
+from parrot_ser.training.rundir import RUN_FORMAT, entry_name, entry_path, plan_path, weights_path
+from parrot_ser.training.splits import Fold
+from parrot_ser.training.trainer import eval_batch_transports, fit_model, predict_proba
+
+
+@dataclass
+class RunPlan:
+    """A prepared cross-validation run: identity checked, folds made, run.json written; ``todo``
+    lists the (seed, fold) runs still to train (finished ones are in ``done``)."""
+
+    out: Path
+    model: str
+    encoders: list[str]
+    config: TrainConfig
+    seeds: list[int]
+    fingerprint: str
+    accepted: set[str]
+    run_info: dict
+    fold_records: dict
+    sdata: SERData
+    done: dict[str, dict]
+    todo: list[tuple[int, Fold]]
+    features_dir: str | None
+    t_start: float
+
+    @property
+    def key(self) -> str:
+        return str(self.out)
+
+
+def transport_summary(tr: Any) -> tuple[np.ndarray | None, dict]:
+    """A 2-D plan to draw and scalar stats from whatever ``last_transport`` holds (a dict or an
+    object with ``plan`` / ``stats``). Entropy and effective partners are recomputed from the plan
+    (rows normalised): effective partners = exp(row entropy), 1 = one-to-one, n = uniform."""
+    if tr is None:
+        return None, {}
+    if isinstance(tr, dict):
+        plan = tr.get("plan")
+        stats = {k: v for k, v in tr.items() if k not in ("plan", "stats")}
+        if isinstance(tr.get("stats"), dict):
+            stats.update(tr["stats"])
+    else:
+        plan = getattr(tr, "plan", None)
+        stats = getattr(tr, "stats", None)
+        if stats is None and hasattr(tr, "__dict__"):
+            stats = {k: v for k, v in vars(tr).items() if k != "plan"}
+    clean: dict = {}
+    for k, v in (stats or {}).items():
+        try:
+            arr = np.asarray(v.detach().cpu() if hasattr(v, "detach") else v, dtype=np.float64)
+        except (TypeError, ValueError):
+            continue
+        if arr.size >= 1 and np.isfinite(arr).all():
+            clean[k] = float(arr.mean())
+    if plan is None:
+        return None, clean
+    p = np.asarray(plan.detach().float().cpu() if hasattr(plan, "detach") else plan, dtype=np.float64)
+    while p.ndim > 2:
+        p = p[0]
+    rows = p / np.clip(p.sum(axis=1, keepdims=True), 1e-30, None)
+    ent = -(rows * np.log(np.clip(rows, 1e-30, None))).sum(axis=1)
+    clean["row_entropy"] = float(ent.mean())
+    clean["effective_partners"] = float(np.exp(ent).mean())
+    clean["plan_shape"] = list(p.shape)
+    return p, clean
+
+
+def eval_transport_stats(net: Any, data: SERData, config: TrainConfig) -> tuple[np.ndarray | None, dict]:
+    """Transport statistics over ALL evaluation batches of ``data`` (mean weighted by batch size;
+    ``n_batches`` says how many) and the plan of the first batch, to draw."""
+    per = [(n, *transport_summary(tr)) for n, tr in eval_batch_transports(net, data, config)]
+    if not per:
+        return None, {}
+    keys = sorted({k for _, _, st in per for k, v in st.items() if isinstance(v, float)})
+    stats: dict = {}
+    for k in keys:
+        vals = [(n, st[k]) for n, _, st in per if isinstance(st.get(k), float)]
+        stats[k] = float(sum(n * v for n, v in vals) / sum(n for n, _ in vals))
+    first = per[0][2]
+    if "plan_shape" in first:
+        stats["plan_shape"] = first["plan_shape"]  # of the drawn (first) batch
+    stats["n_batches"] = len(per)
+    return per[0][1], stats
+
+
+def train_folds(sdata: SERData, model: str, config: TrainConfig, jobs: Sequence[tuple[int, Fold]], *,
+                batched: bool = False, on_epoch: Callable[[int, int, int, dict], None] | None = None,
+                ) -> list[dict]:
+    """Train and test the (seed, fold) ``jobs`` of one cell: one at a time (``fit_model``) or all
+    together (``batched.fit_models_batched``). Returns one result per job, in job order:
+    {"seed", "fold", "fold_name", "state" (state dict, CPU tensors), "plan" (first test batch's OT
+    plan or None), "entry" (the finished-run entry without its fingerprint)}. Writes nothing: the
+    caller (the driver) is the single writer of RUN_DIR, wherever this ran.
+
+    ``on_epoch(seed, fold, epoch, record)`` is called after each epoch of each model."""
+    from parrot_ser.training.batched import fit_models_batched
+
+    n_cls = len(sdata.classes)
+    sides = [(sdata.subset(f.train), sdata.subset(f.val), sdata.subset(f.test)) for _, f in jobs]
+    t0 = time.perf_counter()
+    if batched and len(jobs) > 1:
+        cb = None
+        if on_epoch is not None:
+            def cb(j: int, epoch: int, rec: dict) -> None:
+                on_epoch(jobs[j][0], jobs[j][1].index, epoch, rec)
+        fitted = fit_models_batched([(tr, va, s) for (s, _), (tr, va, _) in zip(jobs, sides)], model, config,
+                                    on_epoch=cb)
+        t_fit = [(time.perf_counter() - t0) / len(jobs)] * len(jobs)  # one shared fit: its time split evenly
+        how = "batched"
+    else:
+        fitted, t_fit = [], []
+        for (s, fold), (tr, va, _) in zip(jobs, sides):
+            t1 = time.perf_counter()
+            cb = None
+            if on_epoch is not None:
+                def cb(epoch: int, rec: dict, _s=s, _k=fold.index) -> None:
+                    on_epoch(_s, _k, epoch, rec)
+            fitted.append(fit_model(tr, va, model, config, s, on_epoch=cb))
+            t_fit.append(time.perf_counter() - t1)
+        how = "single"
+    results = []
+    for (s, fold), (tr, va, te), (net, hist), tf in zip(jobs, sides, fitted, t_fit):
+        t1 = time.perf_counter()
+        proba = predict_proba(net, te, config)
+        t_pred = time.perf_counter() - t1
+        metrics = compute_metrics(te.labels, proba.argmax(axis=1), n_cls)
+        plan, tstats = eval_transport_stats(net, te, config)
+        # Every state-dict key as its own tensor (clone: no shared storage), so a plain
+        # load_file + load_state_dict(strict=True) restores it.
+        sd = {k: v.detach().cpu().contiguous().clone() for k, v in net.state_dict().items()}
+        entry = {
+            "seed": s, "fold": fold.index, "fold_name": fold.name,
+            "metrics": metrics, "best_epoch": hist["best_epoch"], "stopped_epoch": hist["stopped_epoch"],
+            "monitor": hist["monitor"], "history": hist["epochs"],
+            "timings": {"fit_s": tf, "predict_s": t_pred, "n_train": len(tr), "n_val": len(va), "n_test": len(te),
+                        "training": how},
+            "transport": tstats or None,
+            "test_utt_ids": te.utt_ids, "test_labels": te.labels.tolist(),
+            "test_proba": np.round(proba, 6).tolist(),
+        }
+        results.append({"seed": s, "fold": fold.index, "state": sd,
+                        "plan": None if plan is None else plan.astype(np.float32), "entry": entry})
+    return results
+
+
+def write_fold_result(plan: RunPlan, res: dict, *, logged: bool = False) -> dict:
+    """Write one trained seed/fold into RUN_DIR (per-epoch log unless ``logged`` live already,
+    weights, OT plan, then the entry, atomically and last: its presence marks the seed/fold as
+    finished). Returns the entry."""
+    out = plan.out
+    name = entry_name(res["seed"], res["fold"])
+    if not logged:  # trained elsewhere (worker process, Ray): the driver writes the epoch log from the history
+        with EpochLog(out, name, lr=plan.config.lr) as elog:
+            for rec in res["entry"]["history"]:
+                elog(int(rec["epoch"]), rec)
+    if res["plan"] is not None:
+        with atomic_path(plan_path(out, name)) as tmp, open(tmp, "wb") as f:
+            np.save(f, res["plan"])
+    save_weights(res["state"], weights_path(out, name),
+                 {"model": plan.model, "seed": str(res["seed"]), "fold": str(res["fold"]),
+                  "fingerprint": plan.fingerprint, "format": RUN_FORMAT})
+    entry = {"fingerprint": plan.fingerprint, **res["entry"]}
+    write_json_atomic(entry_path(out, name), entry)
+    plan.done[name] = entry
+    return entry
