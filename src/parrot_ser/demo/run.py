@@ -210,8 +210,8 @@ def _run(out_dir: str | Path, *, quick: bool, seed: int, say: Stage, plan: DemoP
     from parrot_ser.training.run import is_random_init, random_init_label
 
     store = open_store(out / "features")
-    labels = {e: random_init_label(e, store.get(e).meta) for e in names}
-    untrained = {e: is_random_init(store.get(e).meta) for e in names}  # from the stored identity  # tables name tiny stand-ins
+    labels = {e: random_init_label(e, store.get(e).meta) for e in names}  # tables name tiny stand-ins
+    untrained = {e: is_random_init(store.get(e).meta) for e in names}  # from the stored identity
 
     timings["total_s"] = time.perf_counter() - t_all
     summary = {
