@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from parrot_ser.cli.common import err, guard, make_progress, print_json
+from parrot_ser.errors import ConfigError
 
 
 @guard
@@ -16,19 +17,33 @@ def demo(
                                                                  "resumes; other settings are refused)."),
     quick: bool = typer.Option(False, "--quick", help="Small and fast (CI): 48 utterances, 3 folds, 8 epochs."),
     seed: int = typer.Option(0, "--seed", help="Seed of the corpus, the random-init encoders and training."),
+    checkpoint: list[str] = typer.Option([], "--checkpoint", help="NAME=PATH: a REAL encoder in place of the "
+                                         "untrained one of its kind, e.g. whisper-base=../shared/models/whisper-base "
+                                         "(attention) or ssam-base=ckpt.pth (Mamba). Never downloads."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary (demo.json) as JSON on stdout."),
 ) -> None:
     """Synthesise a speaker-labelled corpus, extract features (logmel + UNTRAINED random-init Mamba and
     attention PTMs), run cnn / concat / PARROT with speaker-independent folds, write REPORT.md with
     tables and plots, export the PARROT model and predict unseen voices. Offline, no downloads."""
-    from parrot_ser.demo.run import run_demo
+    from parrot_ser.demo.run import demo_encoders, run_demo
 
-    err.print("[bold yellow]The PTM encoders of this demo are UNTRAINED (random init, no download): its numbers "
-              "test the pipeline, not the models.[/]", markup=True)
+    ckpts: dict[str, str] = {}
+    for it in checkpoint:
+        name, sep, path = it.partition("=")
+        if not sep or not name or not path:
+            raise ConfigError(f"--checkpoint expects NAME=PATH; got {it!r}")
+        ckpts[name] = path
+    untrained = [n for n in demo_encoders(ckpts) if n != "logmel" and n not in ckpts]
+    if untrained:
+        err.print(f"[bold yellow]UNTRAINED (random init, no download): {', '.join(untrained)}; their numbers "
+                  "test the pipeline, not the models.[/]", markup=True)
+    if ckpts:
+        err.print(f"[bold green]real weights: {', '.join(f'{k} ({v})' for k, v in ckpts.items())}[/]", markup=True)
+
     def say(msg: str) -> None:
         err.print(f"[bold cyan]demo[/] {msg}", markup=True, highlight=False)
 
-    res = run_demo(out, quick=quick, seed=seed, say=say, progress=make_progress)
+    res = run_demo(out, quick=quick, seed=seed, say=say, progress=make_progress, checkpoints=ckpts)
     s = res.summary
     t = Table(title=f"demo results ({'quick' if quick else 'full'}; {s['corpus']['n_utterances']} utterances, "
                     f"{len(s['corpus']['speakers'])} speakers, {s['plan']['n_folds']} speaker-independent folds)",
@@ -36,7 +51,8 @@ def demo(
     for col in ("encoders", "model", "accuracy %", "macro-F1 %"):
         t.add_column(col, justify="left" if col in ("encoders", "model") else "right")
     for c in s["cells"]:
-        t.add_row(c["row"] + ("" if c["row"] == "logmel" else " (untrained)"), c["model"],
+        tags = [e for e in c["row"].split("+") if s["encoders"].get(e, {}).get("untrained")]
+        t.add_row(c["row"] + (f" ({', '.join(tags)} untrained)" if tags else ""), c["model"],
                   f"{c['accuracy']['mean']:.1f} ± {c['accuracy']['std']:.1f}",
                   f"{c['macro_f1']['mean']:.1f} ± {c['macro_f1']['std']:.1f}")
     err.print(t)

@@ -21,9 +21,11 @@ def _fmt(m: dict) -> str:
     return f"{m['mean']:.1f} ± {m['std']:.1f}"
 
 
-def plot_accuracy(cells: list[dict], path: Path, chance: float | None = None) -> Path:
+def plot_accuracy(cells: list[dict], path: Path, chance: float | None = None,
+                  untrained: list[str] | None = None) -> Path:
     """Horizontal bars per cell, best accuracy on top, with the chance level drawn and the legend
-    outside the bars (a reader compares cells, so they are sorted)."""
+    outside the bars (a reader compares cells, so they are sorted). The title names the untrained
+    encoders (none when every PTM was given a checkpoint)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -42,7 +44,9 @@ def plot_accuracy(cells: list[dict], path: Path, chance: float | None = None) ->
     ax.invert_yaxis()
     ax.set_xlim(0, 100)
     ax.set_xlabel("% (mean ± std over speaker-independent folds)")
-    ax.set_title("Demo grid, best first\n(synthetic corpus; PTMs UNTRAINED, random init)", fontsize=10)
+    ax.set_title("Demo grid, best first\n(synthetic corpus; " + (f"UNTRAINED random init: {', '.join(untrained)})"
+                                                                 if untrained else "PTMs with real weights)"),
+                 fontsize=10)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)  # outside: never over a bar
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -88,21 +92,34 @@ def plot_prosody(stats: dict[str, dict[str, tuple[float, float]]], path: Path) -
     return path
 
 
+def _encoder_lines(encoders: dict) -> list[str]:
+    """One line per encoder: handcrafted, UNTRAINED or real (with its checkpoint)."""
+    lines = ["Encoders:", ""]
+    for e, v in encoders.items():
+        state = ("handcrafted, no weights" if v["kind"] == "handcrafted" else
+                 "**UNTRAINED** (random init)" if v["untrained"] else f"**real** pretrained weights (`{v.get('checkpoint')}`)")
+        lines.append(f"- `{e}` ({v['kind']}): {state}")
+    return lines + [""]
+
+
 def write_report(out: Path, summary: dict, grid: dict, predictions: list[dict]) -> Path:
     cells = summary["cells"]
-    plot_accuracy(cells, out / "plots" / "accuracy.png", chance=100 / len(summary["corpus"]["emotions"]))
+    untrained = [e for e, v in summary["encoders"].items() if v["untrained"]]
+    plot_accuracy(cells, out / "plots" / "accuracy.png", chance=100 / len(summary["corpus"]["emotions"]),
+                  untrained=untrained)
     stats = corpus_prosody(out / "corpus")
     plot_prosody(stats, out / "plots" / "prosody.png")
     summary["corpus"]["prosody"] = {e: {k: v[0] for k, v in d.items()} for e, d in stats.items()}
 
     plan, corpus = summary["plan"], summary["corpus"]
-    untrained = [e for e, v in summary["encoders"].items() if v["untrained"]]
     first = json.loads((out / cells[0]["dir"] / "results.json").read_text(encoding="utf-8"))
     seed0 = str(plan["seeds"][0])
     folds = first["folds"][seed0]
     n_classes = len(corpus["emotions"])
     L = [f"# PARROT-SER demo report ({'quick' if plan['quick'] else 'full'} mode, seed {plan['seed']})", ""]
-    L += ["> " + UNTRAINED_CAVEAT.format(names=", ".join(untrained) or "none"), ""]
+    if untrained:
+        L += ["> " + UNTRAINED_CAVEAT.format(names=", ".join(untrained)), ""]
+    L += _encoder_lines(summary["encoders"])
     L += ["> **SYNTHETIC CORPUS.** The speech is rendered by "
           f"`{corpus['backend']}` from prosody profiles (rate, pitch, range, loudness, voice-quality "
           "effects): emotions here are clean, exaggerated prosody patterns, far easier and far less varied "
@@ -155,7 +172,8 @@ def write_report(out: Path, summary: dict, grid: dict, predictions: list[dict]) 
         L.append(f"| {r['path']} | {r['speaker']} | {r['label']} | {r['predicted']} | {r['confidence']:.2f} |")
     t = summary["timings"]
     L += ["", "## Reproduce", "",
-          f"`parrot-ser demo --out {out} --seed {plan['seed']}{' --quick' if plan['quick'] else ''}` "
+          f"`parrot-ser demo --out {out} --seed {plan['seed']}{' --quick' if plan['quick'] else ''}"
+          + "".join(f" --checkpoint {k}={v}" for k, v in plan.get("checkpoints", {}).items()) + "` "
           f"(same seed -> byte-identical corpus; training is seeded). This run: corpus {t['corpus_s']:.0f} s, "
           f"features {t['features_s']:.0f} s, grid {t['grid_s']:.0f} s, export + predict "
           f"{t['export_predict_s']:.0f} s, total {t['total_s']:.0f} s.", ""]

@@ -56,6 +56,8 @@ class DemoPlan:
     export_model: str = "parrot-token"  # batch-independent PARROT: an exported bundle scores files alone
     encoder_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     model_config: dict[str, Any] = field(default_factory=dict)  # build_model options (TrainConfig.model)
+    # name -> checkpoint of REAL encoders (``--checkpoint whisper-base=DIR``); empty = all PTMs random
+    checkpoints: dict[str, str] = field(default_factory=dict)
 
     def identity(self) -> dict:
         return asdict(self)
@@ -75,14 +77,38 @@ QUICK_HEADS = {"conv_channels": [16, 32], "encoder_pool": "adaptive", "adaptive_
 FULL_HEADS = {"conv_channels": [32, 64], "encoder_pool": "adaptive", "adaptive_len": 32, "ot_tokens": 32}
 
 
-def make_plan(*, quick: bool = False, seed: int = 0) -> DemoPlan:
+def demo_encoders(checkpoints: dict[str, str] | None = None) -> list[str]:
+    """The demo's encoders with each checkpointed encoder in place of the untrained one of its kind
+    (``whisper-base=DIR`` replaces the attention PTM, ``ssam-base=FILE`` the Mamba one)."""
+    from parrot_ser.encoders import get_spec
+
+    names = list(ENCODERS)
+    for name in checkpoints or {}:
+        kind = get_spec(name).kind  # unknown names: RegistryError, one line
+        if kind == "handcrafted":
+            raise ConfigError(f"--checkpoint {name}=...: {name} has no weights")
+        if name in names:
+            continue
+        slot = next((i for i, n in enumerate(names) if n != "logmel" and get_spec(n).kind == kind), None)
+        if slot is None:
+            names.append(name)
+        else:
+            names[slot] = name
+    return names
+
+
+def make_plan(*, quick: bool = False, seed: int = 0, checkpoints: dict[str, str] | None = None) -> DemoPlan:
+    ckpts = {k: str(Path(v).expanduser().resolve()) if Path(v).expanduser().exists() else v
+             for k, v in (checkpoints or {}).items()}
+    encs = demo_encoders(ckpts)
+    opts = {k: v for k, v in SSAM_OPTIONS.items() if k in encs and k not in ckpts}  # depth: random init only
     if quick:
-        return DemoPlan(True, seed, ["neutral", "happy", "sad", "angry", "fear", "disgust"], 1, list(ENCODERS),
+        return DemoPlan(True, seed, ["neutral", "happy", "sad", "angry", "fear", "disgust"], 1, encs,
                         list(MODELS), n_folds=3, seeds=[seed], epochs=8, patience=0,
-                        encoder_options=dict(SSAM_OPTIONS), model_config=dict(QUICK_HEADS))
+                        encoder_options=opts, model_config=dict(QUICK_HEADS), checkpoints=ckpts)
     return DemoPlan(False, seed, ["neutral", "happy", "sad", "angry", "fear", "disgust", "surprise", "boredom"], 6,
-                    list(ENCODERS), list(MODELS), n_folds=4, seeds=[seed, seed + 1], epochs=25, patience=6,
-                    encoder_options=dict(SSAM_OPTIONS), model_config=dict(FULL_HEADS))
+                    encs, list(MODELS), n_folds=4, seeds=[seed, seed + 1], epochs=25, patience=6,
+                    encoder_options=opts, model_config=dict(FULL_HEADS), checkpoints=ckpts)
 
 
 @dataclass
@@ -125,8 +151,13 @@ def _build_encoders(plan: DemoPlan, say: Stage) -> tuple[dict[str, Any], dict[st
         try:
             opts = dict(plan.encoder_options.get(name, {}))
             # build_encoder records opts in the identity: the bundle replays them (see SSAM_OPTIONS)
+            if name in plan.checkpoints:  # a real checkpoint: failing to load it is an error, not a skip
+                built[name] = build_encoder(name, checkpoint=plan.checkpoints[name], **opts)
+                continue
             built[name] = build_encoder(name, random_init=name != "logmel", seed=plan.seed, **opts)
         except (ImportError, AttributeError, ParrotError) as e:  # PTM module missing or broken: go on without
+            if name in plan.checkpoints:
+                raise
             missing[name] = f"{type(e).__name__}: {e}"
             say(f"[bold yellow]skipping encoder {name}[/]: {missing[name]}")
     if not built:
@@ -140,10 +171,11 @@ def _pairs_mode(kinds: dict[str, str]) -> str:
 
 
 def run_demo(out_dir: str | Path, *, quick: bool = False, seed: int = 0, say: Stage | None = None,
-             plan: DemoPlan | None = None, progress: ProgressFactory | None = None) -> DemoResult:
+             plan: DemoPlan | None = None, progress: ProgressFactory | None = None,
+             checkpoints: dict[str, str] | None = None) -> DemoResult:
     """Run the whole demo into ``out_dir`` (see the module doc) and return its summary. ``say`` gets
     one line per stage (rich markup) and ``progress`` is a progress factory (the CLI passes its own;
-    both default to silent)."""
+    both default to silent). ``checkpoints``: name -> path of REAL encoders (``demo_encoders``)."""
     import torch
 
     # One torch thread throughout: two OpenMP threads on a 2-core machine that another process also
@@ -152,7 +184,9 @@ def run_demo(out_dir: str | Path, *, quick: bool = False, seed: int = 0, say: St
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _run(out_dir, quick=quick, seed=seed, say=say or _quiet, plan=plan, progress=progress or silent)
+        return _run(out_dir, quick=quick, seed=seed, say=say or _quiet,
+                    plan=plan or make_plan(quick=quick, seed=seed, checkpoints=checkpoints),
+                    progress=progress or silent)
     finally:
         torch.set_num_threads(threads)
 
@@ -173,17 +207,19 @@ def _run(out_dir: str | Path, *, quick: bool, seed: int, say: Stage, plan: DemoP
     from parrot_ser.demo.report import write_report
     from parrot_ser.demo.synth import UNSEEN_SPEAKERS
     from parrot_ser.features import open_store
-    from parrot_ser.training.run import random_init_label
+    from parrot_ser.training.run import is_random_init, random_init_label
 
     store = open_store(out / "features")
     labels = {e: random_init_label(e, store.get(e).meta) for e in names}  # tables name tiny stand-ins
+    untrained = {e: is_random_init(store.get(e).meta) for e in names}  # from the stored identity
 
     timings["total_s"] = time.perf_counter() - t_all
     summary = {
         "format": DEMO_FORMAT, "plan": plan.identity(), "out": str(out.resolve()),
         "corpus": {"backend": corpus.backend, "n_utterances": len(manifest), "speakers": manifest.speakers(),
                    "emotions": manifest.labels(), "n_sentences": corpus.n_sentences, "seed": corpus.seed},
-        "encoders": {e: {"kind": kinds[e], "untrained": e != "logmel", "label": labels[e]} for e in names},
+        "encoders": {e: {"kind": kinds[e], "untrained": untrained[e], "label": labels[e],
+                         "checkpoint": plan.checkpoints.get(e)} for e in names},
         "missing_encoders": missing, "pairs": pairs, "protocol": PROTOCOL,
         "cells": [{"row": c["row"], "model": c["model"], "kind": c["kind"], "dir": f"grid/{c['dir']}",
                    **{m: {"mean": c["headline"][m]["mean"], "std": c["headline"][m]["std"]}
@@ -235,7 +271,8 @@ def _features_step(out: Path, plan: DemoPlan, manifest: Any, say: Stage, progres
     torch.manual_seed(plan.seed)
     encoders, missing = _build_encoders(plan, say)
     for name, enc in encoders.items():
-        tag = "" if name == "logmel" else " [bold yellow](random init, UNTRAINED)[/]"
+        tag = (" [bold yellow](random init, UNTRAINED)[/]" if enc.identity.random_init
+               else f" [bold green](REAL weights: {enc.identity.checkpoint})[/]" if name != "logmel" else "")
         say(f"extracting {name}{tag}")
         rep = extract_features(manifest, enc, out / "features", frames=False, progress=progress)
         if rep.get("skipped"):

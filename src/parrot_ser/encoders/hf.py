@@ -13,9 +13,15 @@ Padding invariance (an utterance's features never depend on its batch):
   conv normalises over time and so would see the padding): no padding at all; utterances of
   exactly equal length share a forward, the others run one by one (length bucketing upstream
   makes equal lengths common; Emo-DB-style fixed-length corpora batch fully);
-- Whisper: every utterance is its own fixed 30 s window (the model's design); outputs are trimmed
-  back to ceil(samples / 320) frames; clips longer than 30 s are cut into 30 s windows whose
-  trimmed outputs are concatenated.
+- Whisper, option ``window`` (``--option whisper-base:window=clip|30s``):
+  ``clip`` (default): the encoder sees only the clip's own log-mel frames and the first T rows of
+  its positional table (T = encoder frames of the clip); clips longer than 30 s are cut into 30 s
+  windows, each encoded at its own length, outputs concatenated. No batch mate can leak in: only
+  clips with the same number of mel frames share a forward (no padding at all).
+  ``30s``: the official behaviour: every clip (or 30 s piece) is zero-padded to a 30 s window,
+  outputs trimmed back to ceil(samples / 320) frames. A 2 s clip costs 15x its length.
+  Measured on the Emo-DB copy (docs/features.md, bench/bench_whisper.py): ``clip`` is ~18x faster on
+  2 s clips; downstream, ``30s`` was +1.5 points (fcn, p = 0.11), within noise: ``clip`` is the default.
 
 Hidden states come from ``output_hidden_states``: index 0 = the CNN/embedding output, last = the
 final layer. Pooled = mean over valid frames.
@@ -91,6 +97,8 @@ SAMPLE_RATE = 16000
 WHISPER_WINDOW = 30 * SAMPLE_RATE
 WHISPER_HOP = 320  # samples per encoder output frame (10 ms mel hop x conv stride 2)
 WHISPER_SUBBATCH = 8  # windows per forward: each is a full 30 s window whatever the clip length
+WHISPER_MEL_HOP = 160  # samples per log-mel frame
+WHISPER_WINDOWS = ("clip", "30s")
 
 
 class TooShortError(AudioError):
@@ -189,8 +197,9 @@ def _use_mask(fe: Any, config: Any, is_whisper: bool) -> bool:
 
 class HFEncoder(Encoder):
     def __init__(self, spec: EncoderSpec, model: torch.nn.Module, fe: Any, identity: EncoderIdentity, *,
-                 is_whisper: bool, device: str, dtype: torch.dtype):
+                 is_whisper: bool, device: str, dtype: torch.dtype, window: str = "clip"):
         self.spec = spec
+        self.window = window
         self.model = model.eval()
         self.fe = fe
         self.identity = identity
@@ -226,6 +235,8 @@ class HFEncoder(Encoder):
                 raise TooShortError(None, f"{len(w)} samples; {self.spec.name} needs at least 400 (25 ms)")
             self.stats["real_samples"] += len(w)
         if self.is_whisper:
+            if self.window == "clip":
+                return self._encode_whisper_clip(waves, frames)
             return self._encode_whisper(waves, frames)
         if self.use_mask:
             return self._encode_masked(waves, frames)
@@ -276,8 +287,82 @@ class HFEncoder(Encoder):
         return out
 
 
+    def _whisper_hidden(self, mel: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """WhisperEncoder.forward without its 30 s length check: the same modules in the same order,
+        the positional table cut to the input's length. On a 3000-frame input it equals the HF
+        forward exactly (tests/test_whisper_real.py); hidden states as HF gives them (embedding
+        output, each layer, the last one after the final layer norm)."""
+        t0 = time.perf_counter()
+        m = self.model
+        x = mel.to(self.device, dtype=self.dtype)
+        h = torch.nn.functional.gelu(m.conv2(torch.nn.functional.gelu(m.conv1(x)))).permute(0, 2, 1)
+        h = h + m.embed_positions.weight[:h.shape[1]]
+        hs = [h]
+        for layer in m.layers:
+            h = layer(h, None)
+            hs.append(h)
+        hs[-1] = m.layer_norm(h)
+        out = tuple(t.float() for t in hs)
+        self.stats["forward_s"] += time.perf_counter() - t0
+        return out
+
+    def _encode_whisper_clip(self, waves: list[np.ndarray], frames: bool) -> list[EncodedUtterance]:
+        pieces: list[tuple[int, np.ndarray, int]] = []  # (utterance index, <= 30 s piece, its real samples)
+        for i, w in enumerate(waves):
+            for s in range(0, len(w), WHISPER_WINDOW):
+                p = w[s:s + WHISPER_WINDOW]
+                n = len(p)
+                if n < WHISPER_HOP:  # a piece under 20 ms has no encoder frame: pad it to one frame
+                    p = np.pad(p, (0, WHISPER_HOP - n))
+                pieces.append((i, p, n))
+        # only pieces of exactly equal length share a forward: Whisper has no attention mask, so any
+        # padding would leak into the other frames
+        groups: dict[int, list[int]] = {}
+        for k, (_, p, _) in enumerate(pieces):
+            groups.setdefault(len(p), []).append(k)
+        parts: dict[int, torch.Tensor] = {}
+        for n_samples, ks in groups.items():
+            for s in range(0, len(ks), WHISPER_SUBBATCH * 4):  # 4x the 30 s sub-batch: clips are short
+                sub = ks[s:s + WHISPER_SUBBATCH * 4]
+                inp = self.fe([pieces[k][1] for k in sub], sampling_rate=SAMPLE_RATE, padding="longest",
+                              return_attention_mask=False, return_tensors="pt")
+                mel = inp["input_features"][..., :n_samples // WHISPER_MEL_HOP]  # n // 160 log-mel frames
+                self.stats["padded_samples"] += n_samples * len(sub)
+                hs = self._whisper_hidden(mel)
+                for b, k in enumerate(sub):
+                    t = min(math.ceil(pieces[k][2] / WHISPER_HOP), hs[0].shape[1])
+                    parts[k] = torch.stack([hs[j][b, :t] for j in self.identity.layers])
+        per_utt: list[list[torch.Tensor]] = [[] for _ in waves]
+        for k, (i, _, _) in enumerate(pieces):
+            per_utt[i].append(parts[k])
+        out = []
+        for ps in per_utt:
+            sel = torch.cat(ps, dim=1)
+            out.append(EncodedUtterance(pooled=sel.mean(1).cpu().numpy(), frames=sel.cpu().numpy() if frames else None))
+        return out
+
+
+def _batching(is_whisper: bool, window: str, use_mask: bool) -> str:
+    if is_whisper:
+        return ("whisper: the clip's own frames, positional table cut to its length; equal lengths batch"
+                if window == "clip" else "whisper: fixed 30 s window per clip, outputs trimmed to ceil(samples/320)")
+    return "padded batch with attention mask" if use_mask else "no padding: only equal-length clips share a forward"
+
+
+def _check_window(window: Any, is_whisper: bool, name: str) -> str:
+    """The ``window`` option: Whisper only, ``clip`` (default) or ``30s``."""
+    if window is not None and not is_whisper:
+        raise ConfigError(f"{name}: option window is for Whisper models only")
+    window = str(window) if window is not None else "clip"
+    if window not in WHISPER_WINDOWS:
+        raise ConfigError(f"{name}: window must be one of {', '.join(WHISPER_WINDOWS)} (got {window!r})")
+    return window
+
+
 def build(spec: EncoderSpec, *, checkpoint: str | None = None, layers: Any = "last", random_init: bool = False,
           seed: int = 0, device: str = "cpu", dtype: torch.dtype = torch.float32, **options: Any) -> HFEncoder:
+    options = dict(options)
+    window = options.pop("window", None)
     if options:
         raise ConfigError(f"{spec.name}: unknown option(s) {', '.join(sorted(options))}")
     from transformers import AutoConfig, AutoModel
@@ -327,6 +412,7 @@ def build(spec: EncoderSpec, *, checkpoint: str | None = None, layers: Any = "la
         config = model.config
         source_id = str(source if checkpoint is None or not Path(checkpoint).exists() else directory)
     is_whisper = config.model_type == "whisper"
+    window = _check_window(window, is_whisper, spec.name)
     if is_whisper:
         model = model.get_encoder()
         n_hidden = config.encoder_layers + 1
@@ -342,17 +428,16 @@ def build(spec: EncoderSpec, *, checkpoint: str | None = None, layers: Any = "la
         "num_hidden_states": n_hidden, "sample_rate": SAMPLE_RATE, "feature_extractor": type(fe).__name__,
         "feature_extractor_source": fe_source, "do_normalize": getattr(fe, "do_normalize", None),
         "return_attention_mask": getattr(fe, "return_attention_mask", None),
-        "batching": ("whisper: fixed 30 s window per clip, outputs trimmed to ceil(samples/320)" if is_whisper
-                     else "padded batch with attention mask" if use_mask
-                     else "no padding: only equal-length clips share a forward"),
+        "batching": _batching(is_whisper, window, use_mask),
         "pooling": "mean over valid frames", "compute_dtype": str(dtype).replace("torch.", ""),
-        "sha256_of": sha_of, **notes,
+        "sha256_of": sha_of, **notes, **({"window": window} if is_whisper else {}),
     }
     if random_init:
         pre["WARNING"] = "UNTRAINED random-init weights"
     ident = EncoderIdentity(name=spec.name, checkpoint=source_id, checkpoint_sha256=sha, random_init=bool(random_init),
-                            seed=seed if random_init else None, layers=layer_list, preprocessing=pre)
-    return HFEncoder(spec, model, fe, ident, is_whisper=is_whisper, device=device, dtype=dtype)
+                            seed=seed if random_init else None, layers=layer_list, preprocessing=pre,
+                            options={"window": window} if is_whisper else {})
+    return HFEncoder(spec, model, fe, ident, is_whisper=is_whisper, device=device, dtype=dtype, window=window)
 
 
 register_family(specs(), build)
