@@ -101,7 +101,7 @@ def test_logmel_bundle_graphs_match_pytorch_on_emodb(tmp_path_factory, emodb_roo
         parrot_ser.load_model(out)
 
 
-@pytest.mark.parametrize("name,kw", [("hubert-base", {}), ("mms-1b", {}), ("whisper-base", {}),
+@pytest.mark.parametrize("name,kw", [("hubert-base", {}), ("mms-1b", {}), ("whisper-base", {"window": "30s"}),
                                      ("ssam-tiny", {"depth": 1})])
 def test_front_ends_reproduce_the_encoder(name, kw, emodb_root, tmp_path):
     """Tiny random-init configs of the three HF paths (group-norm CNN + normalisation, layer-norm
@@ -116,6 +116,16 @@ def test_front_ends_reproduce_the_encoder(name, kw, emodb_root, tmp_path):
         ref = enc.encode([w])[0].pooled
         got = sess.run(None, {"audio": w[None]})[0][0]
         assert got.shape == ref.shape and np.abs(got - ref).max() < TOLERANCE * max(1.0, np.abs(ref).max())
+
+
+def test_whisper_clip_window_is_not_exported_as_the_30s_graph():
+    """window=clip (the default since the Whisper window option) is not the fixed 30 s graph: refused
+    with the reason rather than exported with features that differ (measured 7e-2)."""
+    from parrot_ser.encoders import build_encoder
+    from parrot_ser.inference.onnx_export import OnnxExportError, front_end
+
+    with pytest.raises(OnnxExportError, match="window=clip"):
+        front_end(build_encoder("whisper-base", random_init=True))
 
 
 def test_hf_bundle_full_graph(small_runs, emodb_root, tmp_path):

@@ -246,11 +246,25 @@ class SSAMGraph(torch.nn.Module):
 EXPORTABLE = ("logmel", "hf", "ssam")
 
 
+def not_exportable_reason(enc: Any) -> str | None:
+    """Why ``enc`` has no audio graph here (None: it has one)."""
+    try:
+        front_end(enc)
+    except OnnxExportError as e:
+        return str(e)
+    return None
+
+
 def front_end(enc: Any) -> torch.nn.Module:
     fam = enc.spec.family
     if fam == "logmel":
         return LogMelGraph(enc)
     if fam == "hf":
+        if getattr(enc, "is_whisper", False) and getattr(enc, "window", "30s") != "30s":
+            raise OnnxExportError(
+                f"encoder {enc.spec.name!r} with window={enc.window} (the default) cuts Whisper's positional "
+                "table to each clip's length; the ONNX graph here is the official fixed 30 s window: export a "
+                f"bundle whose features used --option {enc.spec.name}:window=30s, or use onnx/head.onnx")
         return WhisperGraph(enc) if getattr(enc, "is_whisper", False) else HFGraph(enc)
     if fam == "ssam":
         return SSAMGraph(enc)
@@ -414,7 +428,8 @@ def export_onnx(model_dir: str | Path, *, full: bool | None = None) -> dict:
     _check(head_path, max(diffs))
     report["files"]["head.onnx"] = {"inputs": names, "output": "probabilities (batch, n_labels)",
                                     "max_abs_diff_vs_torch": max(diffs)}
-    supported = all(e.spec.family in EXPORTABLE for e in pred.encoders)
+    reasons = {e.spec.name: r for e in pred.encoders if (r := not_exportable_reason(e)) is not None}
+    supported = not reasons
     if full or (full is None and supported):
         fronts = [front_end(e).eval() for e in pred.encoders]
         graph = AudioGraph(fronts, head, pred.layer, list(pred._half)).eval()
@@ -433,9 +448,7 @@ def export_onnx(model_dir: str | Path, *, full: bool | None = None) -> dict:
                                          "output": "probabilities (batch, n_labels)",
                                          "max_abs_diff_vs_torch": max(diffs)}
     elif not supported:
-        report["not_exported"] = {"model.onnx": "encoder(s) " + ", ".join(
-            e.spec.name for e in pred.encoders if e.spec.family not in EXPORTABLE)
-            + ": SSAMBA has no graph form here yet (docs/inference.md); use head.onnx"}
+        report["not_exported"] = {"model.onnx": "; ".join(reasons.values())}
     (out / "onnx.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     add_files(root, [f"{ONNX_DIR}/{f}" for f in (*report["files"], "onnx.json")])
     return report
