@@ -17,6 +17,7 @@ import os
 import shutil
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -338,15 +339,17 @@ def encode_chunk(encoder: Encoder, job: ChunkJob, *, frames: bool, batch_seconds
     return ChunkResult(ids, pooled, frm, skipped, warns)
 
 
-class ChunkRunner:
+class ChunkRunner(ABC):
     """Encodes chunks somewhere else (``features.distributed``); yields (chunk index, ChunkResult)."""
 
-    def check_identity(self, encoder: Encoder) -> None:  # pragma: no cover - interface
-        raise NotImplementedError
+    @abstractmethod
+    def check_identity(self, encoder: Encoder) -> None:
+        """Refuse workers whose encoder identity differs from the driver's (the store holds one)."""
 
+    @abstractmethod
     def run(self, jobs: list[ChunkJob], *, frames: bool, batch_seconds: float,
-            max_batch: int) -> Iterator[tuple[int, ChunkResult]]:  # pragma: no cover - interface
-        raise NotImplementedError
+            max_batch: int) -> Iterator[tuple[int, ChunkResult]]:
+        """Encode ``jobs`` and yield each finished chunk (any order); the driver commits them."""
 
 
 # --- main entry ----------------------------------------------------------------------------------
