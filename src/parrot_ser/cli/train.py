@@ -48,7 +48,7 @@ def _layer(text: str | None) -> int | str | None:
 
 
 def _config(config, layer, frames, epochs, lr, batch_size, patience, eval_batch_size, early_stop, dropout,
-            weight_decay, device, threads, standardise=None):
+            weight_decay, device, threads, standardise=None, precision=None):
     from parrot_ser.device import check_device
     from parrot_ser.training.config import load_config
 
@@ -58,7 +58,8 @@ def _config(config, layer, frames, epochs, lr, batch_size, patience, eval_batch_
     overrides = {"layer": _layer(layer), "use_frames": True if frames else None, "epochs": epochs, "lr": lr,
                  "batch_size": batch_size, "patience": patience, "eval_batch_size": eval_batch_size,
                  "early_stop_metric": early_stop, "dropout": dropout, "weight_decay": weight_decay,
-                 "device": device, "num_threads": threads, "standardise": standardise}
+                 "device": device, "num_threads": threads, "standardise": standardise,
+                 "precision": precision}
     return load_config(config, overrides)
 
 
@@ -115,6 +116,8 @@ _opt_layer = typer.Option(None, "--layer", help="Stored layer: position (int), '
                                                 "(learnable layer weighting).")
 _opt_std = typer.Option(None, "--standardise/--no-standardise",
                         help="z-score each input with training-side mean/std (default on).")
+_opt_prec = typer.Option(None, "--precision", help="fp32 (default) | bf16: train under bfloat16 autocast "
+                         "(faster on CPUs with AVX512-BF16 / AMX and on GPUs; other numbers, part of the run identity).")
 _opt_frames = typer.Option(False, "--frames", help="Also feed frame features (models that use them).")
 _opt_config = typer.Option(None, "--config", help="YAML file with TrainConfig keys (CLI options override it).")
 _opt_folds_file = typer.Option(None, "--folds-file", help="JSON folds (utterance ids per side): read when "
@@ -145,7 +148,7 @@ def train(
     layer: str = _opt_layer, frames: bool = _opt_frames, epochs: int = _opt_epochs, lr: float = _opt_lr,
     batch_size: int = _opt_bs, patience: int = _opt_pat, eval_batch_size: int = _opt_ebs,
     early_stop: str = _opt_es, dropout: float = _opt_do, weight_decay: float = _opt_wd, device: str = _opt_dev,
-    threads: int = _opt_thr, standardise: bool | None = _opt_std,
+    threads: int = _opt_thr, standardise: bool | None = _opt_std, precision: str | None = _opt_prec,
     batched: bool | None = _opt_batched, workers: int = _opt_workers, engine: str = _opt_engine,
     address: str | None = _opt_address,
     folds_file: Path | None = _opt_folds_file,
@@ -160,7 +163,7 @@ def train(
         raise ConfigError("--folds-only needs --folds-file FILE (where to write the folds)")
     _check_folds_file(folds_file)
     cfg = _config(config, layer, frames, epochs, lr, batch_size, patience, eval_batch_size, early_stop, dropout,
-                  weight_decay, device, threads, standardise)
+                  weight_decay, device, threads, standardise, precision)
     _warn_store(features, list(encoder))
     try:
         with make_progress("epoch", disable=quiet or folds_only) as progress:
@@ -200,7 +203,7 @@ def grid(
     batch_size: int = _opt_bs, patience: int = _opt_pat, eval_batch_size: int = _opt_ebs,
     early_stop: str = _opt_es, dropout: float = _opt_do, weight_decay: float = _opt_wd, device: str = _opt_dev,
     threads: int = _opt_thr, standardise: bool | None = _opt_std, folds_file: Path | None = _opt_folds_file,
-    batched: bool | None = _opt_batched, workers: int = _opt_workers, engine: str = _opt_engine,
+    precision: str | None = _opt_prec, batched: bool | None = _opt_batched, workers: int = _opt_workers, engine: str = _opt_engine,
     address: str | None = _opt_address,
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar (the tables are still printed)."),
     json_out: bool = typer.Option(False, "--json", help="Print grid.json on stdout."),
@@ -210,7 +213,7 @@ def grid(
     check_out_dir(out)
     _check_folds_file(folds_file)
     cfg = _config(config, layer, frames, epochs, lr, batch_size, patience, eval_batch_size, early_stop, dropout,
-                  weight_decay, device, threads, standardise)
+                  weight_decay, device, threads, standardise, precision)
     encs = [e for e in encoders.replace(" ", "").split(",") if e]
     mods = [m for m in models.replace(" ", "").split(",") if m]
     _warn_store(features, encs)

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from parrot_ser.device import keep_freed_memory
 from parrot_ser.errors import ConfigError
 from parrot_ser.models import StandardisedModel, Standardiser
 from parrot_ser.training.config import TrainConfig
@@ -180,7 +181,9 @@ def _train_step(t: int, live: list[int], batches: dict, ctx: dict, totals: dict,
         idxs = [batches[m][t] for m in g]
         xs = _stack_rows([jobs[m][0] for m in g], idxs, dev)
         ys = torch.stack([ctx["labels"][m][torch.from_numpy(ix).to(dev)] for m, ix in zip(g, idxs)])
-        logits = ctx["vfwd"](ctx["sub"](ctx["params"], g), ctx["sub"](ctx["buffers"], g), *xs)  # (G, B, C)
+        with ctx["autocast"]():
+            logits = ctx["vfwd"](ctx["sub"](ctx["params"], g), ctx["sub"](ctx["buffers"], g), *xs)  # (G, B, C)
+        logits = logits.float()
         losses = F.cross_entropy(logits.reshape(-1, n_cls), ys.reshape(-1),
                                  reduction="none").reshape(len(g), size).mean(1)
         lv = losses.detach().cpu().numpy()
@@ -237,6 +240,7 @@ def fit_models_batched(jobs: Sequence[Job], model_name: str, config: TrainConfig
             raise ConfigError("the training side of this fold is empty")
     if config.num_threads:
         torch.set_num_threads(int(config.num_threads))
+    keep_freed_memory()
     dev = config.device
     n_models = len(jobs)
     models, params, buffers, base = _stack_models(jobs, model_name, config)
@@ -260,7 +264,7 @@ def fit_models_batched(jobs: Sequence[Job], model_name: str, config: TrainConfig
     n_cls = len(jobs[0][0].classes)
     tracks = _Tracks.start(jobs, config)
     eval_orders = [_eval_order(v) if hv else None for (_, v, _), hv in zip(jobs, tracks.has_val)]
-    ctx = {"jobs": jobs, "dev": dev, "n_cls": n_cls, "n_models": n_models, "vfwd": vfwd, "sub": sub, "opt": opt,
+    ctx = {"autocast": config.autocast, "jobs": jobs, "dev": dev, "n_cls": n_cls, "n_models": n_models, "vfwd": vfwd, "sub": sub, "opt": opt,
            "params": params, "buffers": buffers, "labels": [torch.from_numpy(tr.labels).to(dev) for tr, _, _ in jobs]}
     for epoch in range(1, config.epochs + 1):
         live = [m for m in range(n_models) if tracks.running[m]]

@@ -131,6 +131,8 @@ def run_fingerprints(model: str, encoders: Sequence[str], config: TrainConfig, p
                              **(extra or {})})
 
     cfg = config.to_dict()
+    if cfg.get("precision") == "fp32":  # the key is newer than many runs: the default leaves their identity as it was
+        del cfg["precision"]
     defaults = TrainConfig().to_dict()
     canon = {**cfg, **{k: defaults[k] for k in EXECUTION_KEYS}}
     return fp(canon), fp(cfg)

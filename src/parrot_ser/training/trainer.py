@@ -26,11 +26,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from parrot_ser.device import keep_freed_memory
 from parrot_ser.errors import ConfigError
 from parrot_ser.models import StandardisedModel, Standardiser, build_head
 from parrot_ser.training.config import TrainConfig
 from parrot_ser.training.data import SERData, make_batch
 from parrot_ser.training.metrics import compute_metrics
+
+
+def make_adam(params, config: TrainConfig) -> torch.optim.Adam:
+    """torch.optim.Adam with the fused kernel where torch has one (CPU, CUDA): one pass over each
+    parameter instead of a dozen element-wise ops, measured 5x faster for the paper-size heads' 18M
+    parameters on CPU (bench/run.py train); the same update up to float rounding."""
+    fused = torch.device(config.device).type in ("cpu", "cuda")
+    return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay, fused=fused or None)
 
 
 def seed_everything(seed: int) -> None:
@@ -125,12 +134,13 @@ def fit_model(train_data: SERData, val_data: SERData | None, model_name: str, co
         raise ConfigError("the training side of this fold is empty")
     if config.num_threads:
         torch.set_num_threads(int(config.num_threads))
+    keep_freed_memory()
     seed_everything(seed)
     std = Standardiser.fit(train_data) if config.standardise else Standardiser.identity(train_data)
     net = build_net(model_name, train_data.input_shapes, len(train_data.classes), config,
                     train_data.frame_dims if config.use_frames else None)
     model = StandardisedModel(net, std).to(config.device)
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    opt = make_adam(model.parameters(), config)
     gen = torch.Generator().manual_seed(int(seed))
     labels = torch.from_numpy(train_data.labels)
     has_val = val_data is not None and len(val_data) > 0
@@ -152,7 +162,9 @@ def fit_model(train_data: SERData, val_data: SERData | None, model_name: str, co
                 continue
             x = make_batch(train_data, idx, use_frames=config.use_frames, device=config.device)
             y = labels[idx].to(config.device)
-            loss = F.cross_entropy(model(x), y)
+            with config.autocast():
+                logits = model(x)
+            loss = F.cross_entropy(logits.float(), y)
             if not torch.isfinite(loss):
                 raise ConfigError(f"training diverged (loss {loss.item()}) at epoch {epoch}; lower --lr")
             opt.zero_grad(set_to_none=True)
