@@ -46,10 +46,12 @@ def keep_freed_memory() -> bool:
     trim threshold, freed blocks stay in the heap and the next step reuses them (the effect of the
     jemalloc / tcmalloc preload that PyTorch's CPU tuning guide recommends, without a preload). The
     price: the process keeps its peak heap until it exits, which suits a training process. Called by
-    the trainers; once per process; a no-op off Linux/glibc or with PARROT_MALLOC_DEFAULT=1. Returns
+    the trainers; once per process; a no-op off Linux/glibc, with PARROT_MALLOC_DEFAULT=1 or with
+    PARROT_REFERENCE_KERNELS=1 (the benchmarks' baseline). Returns
     whether the setting is in effect."""
     global _MEMORY_KEPT
-    if _MEMORY_KEPT or not sys.platform.startswith("linux") or os.environ.get("PARROT_MALLOC_DEFAULT") == "1":
+    if _MEMORY_KEPT or not sys.platform.startswith("linux") or os.environ.get("PARROT_MALLOC_DEFAULT") == "1" \
+            or os.environ.get("PARROT_REFERENCE_KERNELS") == "1":
         return _MEMORY_KEPT
     import ctypes
 

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from parrot_ser.device import keep_freed_memory
 from parrot_ser.errors import ConfigError
+from parrot_ser.fusion.layers import REFERENCE_KERNELS
 from parrot_ser.models import StandardisedModel, Standardiser, build_head
 from parrot_ser.training.config import TrainConfig
 from parrot_ser.training.data import SERData, make_batch
@@ -38,7 +39,7 @@ def make_adam(params, config: TrainConfig) -> torch.optim.Adam:
     """torch.optim.Adam with the fused kernel where torch has one (CPU, CUDA): one pass over each
     parameter instead of a dozen element-wise ops, measured 5x faster for the paper-size heads' 18M
     parameters on CPU (bench/run.py train); the same update up to float rounding."""
-    fused = torch.device(config.device).type in ("cpu", "cuda")
+    fused = torch.device(config.device).type in ("cpu", "cuda") and not REFERENCE_KERNELS
     return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay, fused=fused or None)
 
 
