@@ -11,6 +11,10 @@ the step time spent inside Sinkhorn. Quick mode times 12 steps of an epoch and e
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterable
 
@@ -54,7 +58,17 @@ def step_flops(model, inp: FusionInput, y: torch.Tensor) -> int:
     return counter.get_total_flops()
 
 
-def run(quick: bool = False) -> Iterable[dict]:
+VARIANTS = {"reference": {"PARROT_REFERENCE_KERNELS": "1"}, "fp32": {}, "bf16": {}}
+
+
+def _measure(variant: str, quick: bool) -> Iterable[dict]:
+    """One variant in this process: log lines on stderr, records as dicts."""
+    from parrot_ser.device import keep_freed_memory
+    from parrot_ser.training.config import TrainConfig
+    from parrot_ser.training.trainer import make_adam
+
+    keep_freed_memory()  # what fit_model does (a no-op for the reference variant)
+    cfg = TrainConfig(precision="bf16" if variant == "bf16" else "fp32")
     g = torch.Generator().manual_seed(0)
     feats = [torch.randn(N_UTT, d, generator=g) for d in DIMS]
     labels = torch.randint(0, N_CLASSES, (N_UTT,), generator=g)
@@ -66,17 +80,19 @@ def run(quick: bool = False) -> Iterable[dict]:
     bw = memory_gbps()
     log(f"machine dense matmul: {peak:.1f} GFLOP/s, memory copy bandwidth {bw:.1f} GB/s "
         f"(torch threads {torch.get_num_threads()}); ridge point {peak / bw:.1f} FLOP/byte")
-    for name in ("parrot", "parrot-token"):
+    for name in ("parrot",) if quick else ("parrot", "parrot-token"):
         torch.manual_seed(0)
         model = build_model(name, DIMS, N_CLASSES)
-        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        opt = make_adam(model.parameters(), cfg)  # fused unless reference
         n_params = sum(p.numel() for p in model.parameters())
         perm = torch.randperm(N_UTT, generator=g)
         batches = [perm[i:i + BATCH] for i in range(0, N_UTT, BATCH)][:n_steps]
 
         def step(idx: torch.Tensor, model=model, opt=opt) -> None:
             inp = FusionInput([f[idx] for f in feats])
-            loss = torch.nn.functional.cross_entropy(model(inp), labels[idx])
+            with cfg.autocast():
+                logits = model(inp)
+            loss = torch.nn.functional.cross_entropy(logits.float(), labels[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -99,26 +115,50 @@ def run(quick: bool = False) -> Iterable[dict]:
         gbps = step_bytes / per_step / 1e9
         intensity = flops / step_bytes
         bound = "compute" if intensity > peak / bw else "memory"
-        log(f"{name:<13} roofline: >= {step_bytes / 1e6:.0f} MB/step -> {gbps:.1f} GB/s of {bw:.1f}; "
+        log(f"[{variant}] {name:<13} roofline: >= {step_bytes / 1e6:.0f} MB/step -> {gbps:.1f} GB/s of {bw:.1f}; "
             f"intensity <= {intensity:.1f} FLOP/byte vs ridge {peak / bw:.1f}: {bound}-bound side; "
             f"attainable {min(peak, intensity * bw):.0f} GFLOP/s, achieved {gflops:.1f}")
         share = 100.0 * timer.seconds / elapsed
         stats = model.last_transport["stats"] if model.last_transport else {}
         label = f" (extrapolated from {len(batches)} of {steps_per_epoch} steps)"
-        log(f"{name:<13} {n_params / 1e6:5.1f}M params  {per_step * 1e3:7.1f} ms/step  "
+        log(f"[{variant}] {name:<13} {n_params / 1e6:5.1f}M params  {per_step * 1e3:7.1f} ms/step  "
             f"{epoch:7.1f} s/epoch{label}  {gflops:6.1f} GFLOP/s ({100 * gflops / peak:4.1f}% of matmul)  "
             f"Sinkhorn {share:4.1f}% of the time  plan eff. partners {stats.get('eff_partners', float('nan')):.1f}"
             f" of {stats.get('m', 0)}")
-        yield record(f"{name} seconds per epoch{label}", epoch, "s")
-        yield record(f"{name} achieved GFLOP/s", gflops, "GFLOP/s", baseline="dense matmul (common.matmul_gflops)",
-                     baseline_value=peak, ratio=gflops / peak)
-        yield record(f"{name} share of step time in Sinkhorn", share, "%")
-        yield record(f"{name} parameter traffic (floor of bytes moved)", gbps, "GB/s",
-                     baseline="memory copy bandwidth (common.memory_gbps)", baseline_value=bw, ratio=gbps / bw)
+        yield {"model": name, "variant": variant, "epoch": epoch, "label": label, "gflops": gflops, "peak": peak,
+               "share": share, "gbps": gbps, "bw": bw}
+    if variant == "fp32":
+        yield from _batched_vs_single(feats, labels, n_steps=2 if quick else 5)
+
+
+def run(quick: bool = False) -> Iterable[dict]:
+    results: dict[tuple[str, str], dict] = {}
+    for variant, env in VARIANTS.items():
+        cmd = [sys.executable, __file__, variant] + (["--quick"] if quick else [])
+        r = subprocess.run(cmd, env={**os.environ, **env}, stdout=subprocess.PIPE, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"bench_train {variant} failed (exit {r.returncode})")
+        for line in r.stdout.splitlines():
+            rec = json.loads(line)
+            if "metric" in rec:  # a finished record (the batched comparison)
+                yield rec
+            else:
+                results[(rec["model"], variant)] = rec
+    for (name, variant), m in results.items():
+        yield record(f"{name} [{variant}] seconds per epoch{m['label']}", m["epoch"], "s")
+        yield record(f"{name} [{variant}] achieved GFLOP/s", m["gflops"], "GFLOP/s",
+                     baseline="dense matmul (common.matmul_gflops)", baseline_value=m["peak"],
+                     ratio=m["gflops"] / m["peak"])
+        yield record(f"{name} [{variant}] share of step time in Sinkhorn", m["share"], "%")
+        if variant != "reference" and (name, "reference") in results:
+            ref = results[(name, "reference")]["epoch"]
+            log(f"{name:<13} {variant}: {m['epoch']:.1f} s/epoch vs reference {ref:.1f} s/epoch in this run: "
+                f"{ref / m['epoch']:.2f}x")
+            yield record(f"{name} [{variant}] seconds per epoch vs the reference kernels (this run)", m["epoch"], "s",
+                         baseline="reference kernels, same run", baseline_value=ref)
         before = 89.3 if name == "parrot" else 124.2
-        yield record(f"{name} seconds per epoch vs the {before} s measured before this change (docs)", epoch, "s",
-                     baseline="docs/benchmarks.md, earlier run (not this run)", baseline_value=before)
-    yield from _batched_vs_single(feats, labels, n_steps=3 if quick else 5)
+        yield record(f"{name} [{variant}] seconds per epoch vs the {before} s measured before issue 10 (docs)",
+                     m["epoch"], "s", baseline="docs/benchmarks.md, earlier run (not this run)", baseline_value=before)
 
 
 def _batched_vs_single(feats, labels, n_steps: int, n_models: int = 4) -> Iterable[dict]:
@@ -129,6 +169,8 @@ def _batched_vs_single(feats, labels, n_steps: int, n_models: int = 4) -> Iterab
     from torch.func import functional_call, stack_module_state, vmap
 
     from parrot_ser.training.batched import _StackedAdam
+    from parrot_ser.training.config import TrainConfig
+    from parrot_ser.training.trainer import make_adam
 
     torch.manual_seed(0)
     ms = [build_model("parrot", DIMS, N_CLASSES) for _ in range(n_models)]
@@ -138,8 +180,8 @@ def _batched_vs_single(feats, labels, n_steps: int, n_models: int = 4) -> Iterab
     base = copy.deepcopy(ms[0]).to("meta")
     base.vmap_safe = True
     vf = vmap(lambda p, b, *xs: functional_call(base, (p, b), (FusionInput(list(xs)),)), randomness="different")
-    sopt = _StackedAdam(params, n_models, 1e-3, 0.0)
-    opts = [torch.optim.Adam(m.parameters(), lr=1e-3) for m in ms]
+    sopt = _StackedAdam(params, n_models, TrainConfig())
+    opts = [make_adam(m.parameters(), TrainConfig()) for m in ms]
     idx = torch.arange(BATCH)
     xs = [f[idx].expand(n_models, -1, -1).contiguous() for f in feats]
     y = labels[idx].expand(n_models, -1).reshape(-1)
@@ -170,3 +212,9 @@ def _batched_vs_single(feats, labels, n_steps: int, n_models: int = 4) -> Iterab
         f"steps {times['single'] * 1e3:.0f} ms")
     yield record(f"parrot paper size: {n_models} stacked models (vmap) per step", times["batched"], "s",
                  baseline=f"{n_models} single-model steps", baseline_value=times["single"])
+
+
+if __name__ == "__main__":  # one variant, as a subprocess of run(): JSON lines on stdout
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    for rec in _measure(sys.argv[1], "--quick" in sys.argv):
+        print(json.dumps(rec), flush=True)
