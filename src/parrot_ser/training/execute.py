@@ -36,9 +36,10 @@ from parrot_ser.training.splits import Fold
 ENGINES = ("local", "ray")
 # CPU heuristic for --batched auto: vmap over stacked models only pays where a model's step is tiny
 # (per-step Python/dispatch overhead dominates); where a model's own matmuls and convs fill the core
-# the stacked weights and activations fall out of cache. Measured (bench/bench_batched.py, 5 models x
-# 1 epoch, 1 thread): fcn 0.04M params 1.06x faster, cnn on logmel 1.3M params 0.72x, parrot on
-# 960 + 768 dims 6.7M params 0.35x. On CUDA the stacked kernels fill the GPU instead.
+# the stacked weights and activations fall out of cache, and functorch runs the stacked convolutions
+# as grouped ones. Measured (bench/bench_batched.py --quick, 5 models x 1 epoch, 1 thread, after the
+# per-model fused Adam): fcn 0.04M params 1.07x faster, cnn on logmel 1.3M params 0.81x, parrot on
+# 960 + 768 dims 6.7M params 0.74x. On CUDA the stacked kernels fill the GPU instead.
 BATCHED_CPU_MAX_PARAMS = 200_000
 # Below this many (utterance x epoch x seed/fold) training rows, automatic --workers stays in this
 # process: about a minute of small-head training, against seconds to start each worker.
