@@ -26,9 +26,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from parrot_ser.device import keep_freed_memory
+from parrot_ser.device import REFERENCE_KERNELS, keep_freed_memory
 from parrot_ser.errors import ConfigError
-from parrot_ser.fusion.layers import REFERENCE_KERNELS
 from parrot_ser.models import StandardisedModel, Standardiser, build_head
 from parrot_ser.training.config import TrainConfig
 from parrot_ser.training.data import SERData, make_batch
