@@ -12,14 +12,11 @@ training-only part of bench_grid, without its fixed start-up and plotting costs.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
 import time
 from collections.abc import Iterable
 
-from common import log, record
+from common import log, print_lines, record, variant_lines
 
 CELLS = [("cnn", ["logmel"]), ("cnn", ["ssam-tiny"]), ("cnn", ["hubert-base"])] + [
     (m, ["ssam-tiny", "hubert-base"]) for m in ("concat", "hadamard", "parrot", "parrot-token")]
@@ -49,12 +46,7 @@ def run(quick: bool = False) -> Iterable[dict]:
     epochs = 1 if quick else 2
     per: dict[str, dict[str, float]] = {}
     for variant, env in VARIANTS.items():
-        r = subprocess.run([sys.executable, __file__, store, str(epochs)], env={**os.environ, **env},
-                           stdout=subprocess.PIPE, text=True)
-        if r.returncode != 0:
-            raise RuntimeError(f"bench_cells {variant} failed (exit {r.returncode})")
-        for line in r.stdout.splitlines():
-            rec = json.loads(line)
+        for rec in variant_lines(__file__, env, store, str(epochs)):
             per.setdefault(rec["cell"], {})[variant] = rec["s_per_epoch"]
     tot = {v: sum(c[v] for c in per.values()) for v in VARIANTS}
     for cell, t in per.items():
@@ -69,5 +61,4 @@ def run(quick: bool = False) -> Iterable[dict]:
 
 
 if __name__ == "__main__":  # one variant, as a subprocess of run(): JSON lines on stdout
-    for rec in _measure(sys.argv[1], int(sys.argv[2])):
-        print(json.dumps(rec), flush=True)
+    print_lines(_measure(sys.argv[1], int(sys.argv[2])))

@@ -11,9 +11,6 @@ the step time spent inside Sinkhorn. Quick mode times 12 steps of an epoch and e
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
 import time
 from collections.abc import Iterable
@@ -22,7 +19,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import parrot_ser.fusion.models as models_mod
-from common import log, matmul_gflops, memory_gbps, record
+from common import log, matmul_gflops, memory_gbps, print_lines, record, variant_lines
 from parrot_ser.fusion import FusionInput, build_model
 
 N_UTT, DIMS, N_CLASSES, BATCH = 7442, [3840, 768], 6, 32
@@ -134,12 +131,7 @@ def _measure(variant: str, quick: bool) -> Iterable[dict]:
 def run(quick: bool = False) -> Iterable[dict]:
     results: dict[tuple[str, str], dict] = {}
     for variant, env in VARIANTS.items():
-        cmd = [sys.executable, __file__, variant] + (["--quick"] if quick else [])
-        r = subprocess.run(cmd, env={**os.environ, **env}, stdout=subprocess.PIPE, text=True)
-        if r.returncode != 0:
-            raise RuntimeError(f"bench_train {variant} failed (exit {r.returncode})")
-        for line in r.stdout.splitlines():
-            rec = json.loads(line)
+        for rec in variant_lines(__file__, env, variant, *(["--quick"] if quick else [])):
             if "metric" in rec:  # a finished record (the batched comparison)
                 yield rec
             else:
@@ -215,6 +207,4 @@ def _batched_vs_single(feats, labels, n_steps: int, n_models: int = 4) -> Iterab
 
 
 if __name__ == "__main__":  # one variant, as a subprocess of run(): JSON lines on stdout
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    for rec in _measure(sys.argv[1], "--quick" in sys.argv):
-        print(json.dumps(rec), flush=True)
+    print_lines(_measure(sys.argv[1], "--quick" in sys.argv))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -40,6 +43,23 @@ def memory_gbps(n_bytes: int = 256 << 20) -> float:
     b = torch.empty_like(a)
     t = best_time(lambda: b.copy_(a), repeats=5, warmup=1)
     return 2 * n_bytes / t / 1e9
+
+
+def variant_lines(script: str, env: dict[str, str], *args: str) -> list[dict]:
+    """Run ``python SCRIPT ARGS`` with ``env`` added to this environment (one variant of a bench that
+    needs a process of its own, e.g. for PARROT_REFERENCE_KERNELS or the allocator setting) and
+    return the JSON lines it printed on stdout; its stderr goes to ours."""
+    r = subprocess.run([sys.executable, script, *args], env={**os.environ, **env}, stdout=subprocess.PIPE,
+                       text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"{os.path.basename(script)} {' '.join(args)} failed (exit {r.returncode})")
+    return [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
+
+
+def print_lines(records) -> None:
+    """The other side of variant_lines: what a variant subprocess prints."""
+    for rec in records:
+        print(json.dumps(rec), flush=True)
 
 
 def record(metric: str, value: float, unit: str, baseline: str | None = None,
