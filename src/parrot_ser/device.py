@@ -46,8 +46,8 @@ def keep_freed_memory() -> bool:
 
     A training step allocates the same large tensors every step (the paper-size heads' 59 MB weight
     gradient, 31 MB feature maps). glibc serves blocks above 32 MB with a fresh mmap and unmaps them
-    on free, so every step page-faults them in again: a fresh 59 MB buffer measured 25 ms of page
-    faults before the matmul that fills it, as long as the matmul itself. With mmap off and a high
+    on free, so every step page-faults them in again (a paper-size parrot step measured 1.09x faster
+    with this setting, ``python bench/run.py kernels``). With mmap off and a high
     trim threshold, freed blocks stay in the heap and the next step reuses them (the effect of the
     jemalloc / tcmalloc preload that PyTorch's CPU tuning guide recommends, without a preload). The
     price: the process keeps its peak heap until it exits, which suits a training process. Called by

@@ -91,23 +91,9 @@ class ConvStack(nn.Module):
         mods = list(self.net)
         for i in range(0, len(mods), 3):  # (conv, ReLU, pool) per level; the Sequential keeps the state_dict keys
             conv, _, pool = mods[i: i + 3]
-            h = _conv1(conv, h[:, 0]) if i == 0 else conv(h)
+            h = conv(h)
             h = relu_max2(h) if isinstance(pool, nn.MaxPool1d) else pool(torch.relu(h))
         return h
-
-
-def _conv1(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
-    """The first level's Conv1d(1 -> C, k) on (B, D) as one batched matmul over the k-wide windows
-    (a strided view, no copy): the same sums, but oneDNN's convolution for a single input channel
-    measured 2.7x slower forward (31.5 vs 11.6 ms for 32 x 3840 -> 64 channels, 2 threads) and its
-    weight gradient 30 ms where this one is a (C, T) x (T, k) product per utterance. ONNX export and
-    TorchScript tracing keep the plain convolution."""
-    if torch.onnx.is_in_onnx_export() or torch.jit.is_tracing():
-        return conv(x[:, None, :])
-    w = conv.weight[:, 0]  # (C, k)
-    windows = x.unfold(-1, w.shape[1], 1).transpose(-1, -2)  # (B, k, T)
-    bias = conv.bias[:, None]  # ConvStack's convs always have one
-    return torch.baddbmm(bias.expand(x.shape[0], -1, -1), w.expand(x.shape[0], -1, -1), windows)
 
 
 class _ReLUMax2(torch.autograd.Function):
@@ -115,9 +101,9 @@ class _ReLUMax2(torch.autograd.Function):
     (two strided views, no window machinery) and keeps, per output, the input index of the winner
     (ties go to the first position, as in MaxPool1d); the backward is torch's own ReLU backward
     (threshold_backward) and max-pool backward with those indices, so the gradients are MaxPool1d's
-    exactly. Measured per 32 x 64 x 958 map, one thread: 3.8 ms forward + 1.9 ms backward, against
-    19 ms for ReLU + MaxPool1d (whose max_pool2d_with_indices forward is the slow part) and 22 ms for
-    autograd through torch.maximum or a bool winner mask."""
+    exactly. ``python bench/run.py kernels``: 2.1-2.5x faster forward + backward than ReLU + MaxPool1d
+    (whose max_pool2d_with_indices forward is the slow part) on a 32 x 64 x 3838 map; autograd through
+    torch.maximum, or a bool winner mask, measured no faster than MaxPool1d."""
 
     generate_vmap_rule = True  # so torch.func.vmap (batched fold x seed training) can map it
 
@@ -150,8 +136,8 @@ class _ReLUMax2(torch.autograd.Function):
 def relu_max2(h: torch.Tensor) -> torch.Tensor:
     """MaxPool1d(2)(ReLU(h)) computed as ReLU(max(even, odd)): the same values (ReLU is monotone, so it
     commutes with max), the ReLU on half the positions, and an element-wise maximum of two strided
-    views instead of max_pool2d_with_indices, which measured 13x slower on CPU (51 vs 4 ms for a
-    32 x 64 x 3838 map, one thread). An odd last position is dropped, as in MaxPool1d."""
+    views instead of max_pool2d_with_indices (see _ReLUMax2). An odd last position is dropped, as in
+    MaxPool1d."""
     if torch.is_grad_enabled() and h.requires_grad:
         return _ReLUMax2.apply(h)[0]
     n = h.shape[-1] // 2 * 2  # inference (and ONNX export): plain ops, no autograd.Function to trace
@@ -176,8 +162,9 @@ class BranchEncoder(nn.Module):
 class Dropout(nn.Dropout):
     """nn.Dropout with the keep-mask drawn by ``uniform_`` and thresholded: the same
     distribution (keep with probability 1 - p, kept values scaled by 1 / (1 - p)), another random draw
-    than torch's ``bernoulli_``, which measured 1.6x slower forward + backward on CPU (4.9 vs 3.0 ms for
-    32 x 9984, one thread; the flatten of the paper's head). Deterministic for a seed, as torch's."""
+    than torch's ``bernoulli_``, which measured about 2x slower forward + backward on CPU (32 x 9984, the
+    flatten of a cnn head on logmel; ``python bench/run.py kernels``). Deterministic for a seed, as
+    torch's."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0 or REFERENCE_KERNELS:
