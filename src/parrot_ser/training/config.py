@@ -50,8 +50,8 @@ class TrainConfig:
     device: str = "cpu"
     # "bf16": the training forward pass under torch.autocast(bfloat16) (convolutions and matmuls in
     # bfloat16, float32 master weights, loss and Adam in float32); evaluation stays float32. Changes
-    # the numbers (it is part of the run identity); measured 1.3-1.6x faster per step for the paper-size
-    # heads on a CPU with AVX512-BF16 (bench/run.py train). "fp32": everything in float32.
+    # the numbers (it is part of the run identity); measured 1.3x faster per step than fp32 for the
+    # paper-size heads on a CPU with AVX512-BF16 (bench/run.py train). "fp32": everything in float32.
     precision: str = "fp32"
     num_threads: int | None = None  # torch.set_num_threads; None leaves torch's setting
 
