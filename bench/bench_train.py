@@ -7,6 +7,15 @@ one step counted by torch.utils.flop_counter.FlopCounterMode, Adam's element-wis
 counted) against the machine's dense matmul throughput (common.matmul_gflops), and the share of
 the step time spent inside Sinkhorn. Quick mode times 12 steps of an epoch and extrapolates
 (the metric name says so); the full mode times 60 steps and extrapolates too.
+
+Two kinds of variant, each in processes of its own:
+- one process at torch's default threads (reference kernels, fp32, bf16): one model's step time,
+  what a single fold trained alone sees;
+- "workers" (fp32, bf16): one process per core with one thread each, started together and timed
+  over the same stretch (a barrier after warm-up), each training its own model. This is how the
+  default `train` / `grid` run a CREMA-D-sized job: folds are independent work, one per worker
+  (execute.py). Its "effective seconds per epoch" is the wall time of the stretch divided by the
+  model-epochs the workers finished together: the time a 5-fold run takes per epoch and fold.
 """
 
 from __future__ import annotations
@@ -19,8 +28,18 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import parrot_ser.fusion.models as models_mod
-from common import log, matmul_gflops, memory_gbps, print_lines, record, variant_lines
+from common import (
+    barrier,
+    concurrent_lines,
+    log,
+    matmul_gflops,
+    memory_gbps,
+    print_lines,
+    record,
+    variant_lines,
+)
 from parrot_ser.fusion import FusionInput, build_model
+from parrot_ser.training.execute import usable_cores
 
 N_UTT, DIMS, N_CLASSES, BATCH = 7442, [3840, 768], 6, 32
 
@@ -56,10 +75,12 @@ def step_flops(model, inp: FusionInput, y: torch.Tensor) -> int:
 
 
 VARIANTS = {"reference": {"PARROT_REFERENCE_KERNELS": "1"}, "fp32": {}, "bf16": {}}
+WORKER_VARIANTS = ("fp32", "bf16")  # also run as one process per core (see the module doc)
 
 
-def _measure(variant: str, quick: bool) -> Iterable[dict]:
-    """One variant in this process: log lines on stderr, records as dicts."""
+def _measure(variant: str, quick: bool, worker: tuple[int, str, int] | None = None) -> Iterable[dict]:
+    """One variant in this process: log lines on stderr, records as dicts. ``worker``: (index,
+    barrier dir, copies) when this process is one of concurrent_lines' copies."""
     from parrot_ser.device import keep_freed_memory
     from parrot_ser.training.config import TrainConfig
     from parrot_ser.training.trainer import make_adam
@@ -73,12 +94,13 @@ def _measure(variant: str, quick: bool) -> Iterable[dict]:
     # A full epoch of two 18M-parameter models takes many minutes on a 2-core CPU and every step
     # has the same shapes, so both modes time a fixed number of steps and extrapolate (labelled).
     n_steps = 12 if quick else 60
-    peak = matmul_gflops()
-    bw = memory_gbps()
-    log(f"machine dense matmul: {peak:.1f} GFLOP/s, memory copy bandwidth {bw:.1f} GB/s "
-        f"(torch threads {torch.get_num_threads()}); ridge point {peak / bw:.1f} FLOP/byte")
+    if worker is None:
+        peak = matmul_gflops()
+        bw = memory_gbps()
+        log(f"machine dense matmul: {peak:.1f} GFLOP/s, memory copy bandwidth {bw:.1f} GB/s "
+            f"(torch threads {torch.get_num_threads()}); ridge point {peak / bw:.1f} FLOP/byte")
     for name in ("parrot",) if quick else ("parrot", "parrot-token"):
-        torch.manual_seed(0)
+        torch.manual_seed(worker[0] if worker else 0)  # each worker its own model (same shapes)
         model = build_model(name, DIMS, N_CLASSES)
         opt = make_adam(model.parameters(), cfg)  # fused unless reference
         n_params = sum(p.numel() for p in model.parameters())
@@ -96,6 +118,15 @@ def _measure(variant: str, quick: bool) -> Iterable[dict]:
 
         flops = step_flops(model, FusionInput([f[batches[0]] for f in feats]), labels[batches[0]])
         step(batches[0])  # warm-up (allocations, Adam state)
+        if worker is not None:
+            index, sync, copies = worker
+            barrier(sync, index, copies, name=name)
+            t0 = time.perf_counter()
+            for idx in batches:
+                step(idx)
+            yield {"model": name, "variant": variant, "elapsed": time.perf_counter() - t0, "steps": len(batches),
+                   "flops": flops, "steps_per_epoch": steps_per_epoch, "threads": torch.get_num_threads()}
+            continue
         timer = _SinkhornTimer()
         with timer:
             t0 = time.perf_counter()
@@ -124,24 +155,43 @@ def _measure(variant: str, quick: bool) -> Iterable[dict]:
             f" of {stats.get('m', 0)}")
         yield {"model": name, "variant": variant, "epoch": epoch, "label": label, "gflops": gflops, "peak": peak,
                "share": share, "gbps": gbps, "bw": bw}
-    if variant == "fp32":
+    if variant == "fp32" and worker is None:
         yield from _batched_vs_single(feats, labels, n_steps=2 if quick else 5)
 
 
 def run(quick: bool = False) -> Iterable[dict]:
     results: dict[tuple[str, str], dict] = {}
+    flag = ["--quick"] if quick else []
     for variant, env in VARIANTS.items():
-        for rec in variant_lines(__file__, env, variant, *(["--quick"] if quick else [])):
+        for rec in variant_lines(__file__, env, variant, *flag):
             if "metric" in rec:  # a finished record (the batched comparison)
                 yield rec
             else:
                 results[(rec["model"], variant)] = rec
+    n = usable_cores()
+    for variant in WORKER_VARIANTS:
+        copies = concurrent_lines(__file__, VARIANTS[variant], n, variant, *flag)
+        for recs in zip(*copies):  # one record per model, from every copy
+            wall = max(r["elapsed"] for r in recs)
+            done = sum(r["steps"] for r in recs)
+            epoch = wall / done * recs[0]["steps_per_epoch"]
+            gflops = recs[0]["flops"] * done / wall / 1e9
+            name = recs[0]["model"]
+            label = (f" (effective: wall time / model-epochs of {n} concurrent workers x {recs[0]['threads']} "
+                     f"thread(s), extrapolated from {recs[0]['steps']} steps each)")
+            log(f"[{variant} x {n} workers] {name:<13} {n} processes x {recs[0]['threads']} thread(s): "
+                f"{wall / recs[0]['steps'] * 1e3:7.1f} ms per step each, effective {epoch:7.1f} s per model-epoch"
+                f"{label}  {gflops:6.1f} GFLOP/s together")
+            results[(name, f"{variant}, {n} workers")] = {
+                "epoch": epoch, "label": label, "gflops": gflops,
+                "peak": results[(name, variant)]["peak"], "share": None}
     for (name, variant), m in results.items():
         yield record(f"{name} [{variant}] seconds per epoch{m['label']}", m["epoch"], "s")
         yield record(f"{name} [{variant}] achieved GFLOP/s", m["gflops"], "GFLOP/s",
                      baseline="dense matmul (common.matmul_gflops)", baseline_value=m["peak"],
                      ratio=m["gflops"] / m["peak"])
-        yield record(f"{name} [{variant}] share of step time in Sinkhorn", m["share"], "%")
+        if m["share"] is not None:
+            yield record(f"{name} [{variant}] share of step time in Sinkhorn", m["share"], "%")
         if variant != "reference" and (name, "reference") in results:
             ref = results[(name, "reference")]["epoch"]
             log(f"{name:<13} {variant}: {m['epoch']:.1f} s/epoch vs reference {ref:.1f} s/epoch in this run: "
@@ -207,4 +257,6 @@ def _batched_vs_single(feats, labels, n_steps: int, n_models: int = 4) -> Iterab
 
 
 if __name__ == "__main__":  # one variant, as a subprocess of run(): JSON lines on stdout
-    print_lines(_measure(sys.argv[1], "--quick" in sys.argv))
+    rest = [a for a in sys.argv[2:] if a != "--quick"]  # concurrent_lines adds: index, barrier dir, copies
+    print_lines(_measure(sys.argv[1], "--quick" in sys.argv,
+                         (int(rest[0]), rest[1], int(rest[2])) if rest else None))

@@ -56,6 +56,39 @@ def variant_lines(script: str, env: dict[str, str], *args: str) -> list[dict]:
     return [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
 
 
+def concurrent_lines(script: str, env: dict[str, str], n: int, *args: str) -> list[list[dict]]:
+    """Run ``n`` copies of ``python SCRIPT ARGS INDEX BARRIER_DIR`` at the same time (the way a grid's
+    worker processes share the machine), each with ``env`` and one torch thread per core it gets
+    (``cores // n``, what execute.py gives each worker). A copy calls :func:`barrier` after its
+    warm-up, so the timed parts overlap. Returns each copy's JSON lines."""
+    import tempfile
+
+    from parrot_ser.training.execute import usable_cores
+
+    threads = str(max(1, usable_cores() // n))
+    with tempfile.TemporaryDirectory() as sync:
+        full = {**os.environ, **env, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+        procs = [subprocess.Popen([sys.executable, script, *args, str(i), sync, str(n)], env=full,
+                                  stdout=subprocess.PIPE, text=True) for i in range(n)]
+        outs = [p.communicate()[0] for p in procs]
+    for p in procs:
+        if p.returncode != 0:
+            raise RuntimeError(f"{os.path.basename(script)} {' '.join(args)} failed (exit {p.returncode})")
+    return [[json.loads(line) for line in out.splitlines() if line.strip()] for out in outs]
+
+
+def barrier(sync_dir: str, index: int, n: int, name: str = "start", timeout: float = 600.0) -> None:
+    """Wait until all ``n`` copies started by :func:`concurrent_lines` have reached barrier ``name``."""
+    from pathlib import Path
+
+    Path(sync_dir, f"{name}.{index}.ready").touch()
+    t0 = time.monotonic()
+    while len(list(Path(sync_dir).glob(f"{name}.*.ready"))) < n:
+        if time.monotonic() - t0 > timeout:
+            raise RuntimeError("bench barrier: the other copies never got ready")
+        time.sleep(0.01)
+
+
 def print_lines(records) -> None:
     """The other side of variant_lines: what a variant subprocess prints."""
     for rec in records:
