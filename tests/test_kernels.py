@@ -83,6 +83,36 @@ def test_bf16_precision_trains_and_differs_only_by_rounding():
     assert np.array_equal(predict_proba(again, data, TrainConfig()), p16)  # deterministic on CPU
 
 
+@pytest.mark.parametrize("name", ["parrot", "parrot-token"])
+def test_bf16_autocast_keeps_the_optimal_transport_in_float32(name):
+    # Under --precision bf16 the branches and head run in bf16, but the OT step (distances, Sinkhorn,
+    # transport) runs in float32 on float32 copies of its inputs: its plan is the one the float32
+    # solver gives for those inputs, and it meets its marginals as closely as in float32.
+    from parrot_ser.fusion.layers import pairwise_dist
+    from parrot_ser.fusion.sinkhorn import sinkhorn
+
+    torch.manual_seed(0)
+    model = build_model(name, [40, 24], 3, conv_channels=(4, 8), ot_tokens=6, dropout=0.0).eval()
+    inp = FusionInput([torch.randn(8, 40), torch.randn(8, 24)])
+    seen = {}
+    hook = model.enc_p.register_forward_hook(lambda m, a, out: seen.setdefault("rp", out))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(inp)
+    hook.remove()
+    assert seen["rp"][0].dtype == torch.bfloat16  # the branch really ran in bf16
+    plan = model.last_transport["plan"]
+    assert plan.dtype == torch.float32 and torch.isfinite(logits.float()).all()
+    rows = plan.sum(-1)  # every row carries 1 / (points on its side)
+    assert torch.allclose(rows, torch.full_like(rows, 1.0 / plan.shape[-2]), rtol=1e-4, atol=0)
+    if name == "parrot":  # the batch-level plan is the float32 solver's on the float32 embeddings
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            rp16, rq16 = model.enc_p(inp.pooled[0])[0], model.enc_q(inp.pooled[1])[0]
+        cfg = model.cfg
+        ref = sinkhorn(pairwise_dist(rp16.float(), rq16.float())[None], eps=cfg.ot_eps, n_iters=cfg.ot_iters,
+                       normalize_cost=cfg.ot_cost_scale, grad="stop", domain="scaling")
+        assert torch.allclose(plan, ref, rtol=1e-5, atol=1e-7)
+
+
 def test_precision_is_validated_and_part_of_the_run_identity_only_when_not_fp32(tmp_path):
     from parrot_ser.errors import ConfigError
     from parrot_ser.training.run import run_cv

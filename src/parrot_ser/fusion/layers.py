@@ -180,6 +180,16 @@ def head(in_dim: int, hidden: int, n_classes: int, dropout: float) -> nn.Sequent
                          nn.Linear(hidden, n_classes))
 
 
+def full_precision(like: torch.Tensor) -> torch.autocast:
+    """Autocast off on ``like``'s device: for the optimal-transport step (distances by the
+    |x|^2 + |y|^2 - 2xy expansion, then Sinkhorn's exp(-cost / eps) iterations), which bf16's 8-bit
+    mantissa breaks (cancellation in the distances, plans that no longer meet their marginals).
+    Under ``--precision bf16`` the OT step runs in float32 on float32 copies of its inputs, as
+    mixed-precision training keeps reductions and solvers in float32; without autocast it changes
+    nothing."""
+    return torch.autocast(like.device.type, enabled=False)
+
+
 def pairwise_dist(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Euclidean distances (..., n, m). Clamped before the sqrt so the gradient at 0 is finite
     (torch.cdist's is NaN there, which matters with grad="plan")."""

@@ -18,7 +18,15 @@ from torch import nn
 
 from parrot_ser.errors import ConfigError
 from parrot_ser.fusion.base import FusionInput, ModelSpec
-from parrot_ser.fusion.layers import BranchEncoder, ConvStack, InputSelect, head, masked_mean, pairwise_dist
+from parrot_ser.fusion.layers import (
+    BranchEncoder,
+    ConvStack,
+    InputSelect,
+    full_precision,
+    head,
+    masked_mean,
+    pairwise_dist,
+)
 from parrot_ser.fusion.sinkhorn import plan_stats, sinkhorn
 from parrot_ser.registry import Registry
 
@@ -359,13 +367,15 @@ class _BatchOT(_TwoBranch):
 
     def batch_ot(self, rp: torch.Tensor, rq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         bsz = rp.shape[0]
-        plan = self._sinkhorn(pairwise_dist(rp, rq)[None])[0]  # (B, B), rows: p, columns: q
-        self._keep(plan[None])
-        # Barycentric maps, rescaled by B (uniform marginals 1/B) so each transported row lines up
-        # with the row it is concatenated with: q_to_p[i] ~ R_q mass sent to R_p[i], and vice versa.
-        # (The paper writes G R_p / G^T R_q; this is the re-implementation's row-aligned reading.)
-        q_to_p = bsz * plan @ rq
-        p_to_q = bsz * plan.T @ rp
+        with full_precision(rp):  # float32 OT under --precision bf16 (layers.full_precision)
+            rp, rq = rp.float(), rq.float()
+            plan = self._sinkhorn(pairwise_dist(rp, rq)[None])[0]  # (B, B), rows: p, columns: q
+            self._keep(plan[None])
+            # Barycentric maps, rescaled by B (uniform marginals 1/B) so each transported row lines up
+            # with the row it is concatenated with: q_to_p[i] ~ R_q mass sent to R_p[i], and vice versa.
+            # (The paper writes G R_p / G^T R_q; this is the re-implementation's row-aligned reading.)
+            q_to_p = bsz * plan @ rq
+            p_to_q = bsz * plan.T @ rp
         f_q = torch.cat([p_to_q, rq], -1)
         f_p = torch.cat([q_to_p, rp], -1)
         return f_q, f_p
@@ -459,13 +469,15 @@ class ParrotToken(_Tokens):
 
     def fuse(self, rp, rq, fp, fq, inp):
         tp, mp, tq, mq = self.tokens(fp, fq, inp)
-        plan = self._sinkhorn(pairwise_dist(tp, tq), mp, mq)  # (B, Tp, Tq)
-        self._keep(plan, mask_a=mp, mask_b=mq)
-        tiny = torch.finfo(plan.dtype).tiny
-        q_to_p = plan @ tq / plan.sum(2, keepdim=True).clamp_min(tiny)  # aligned with tp
-        p_to_q = plan.transpose(1, 2) @ tp / plan.sum(1)[:, :, None].clamp_min(tiny)  # aligned with tq
-        f_q = torch.cat([masked_mean(p_to_q * tq, mq), masked_mean(tq, mq)], -1)
-        f_p = torch.cat([masked_mean(q_to_p * tp, mp), masked_mean(tp, mp)], -1)
+        with full_precision(tp):  # float32 OT under --precision bf16 (layers.full_precision)
+            tp, tq = tp.float(), tq.float()
+            plan = self._sinkhorn(pairwise_dist(tp, tq), mp, mq)  # (B, Tp, Tq)
+            self._keep(plan, mask_a=mp, mask_b=mq)
+            tiny = torch.finfo(plan.dtype).tiny
+            q_to_p = plan @ tq / plan.sum(2, keepdim=True).clamp_min(tiny)  # aligned with tp
+            p_to_q = plan.transpose(1, 2) @ tp / plan.sum(1)[:, :, None].clamp_min(tiny)  # aligned with tq
+            f_q = torch.cat([masked_mean(p_to_q * tq, mq), masked_mean(tq, mq)], -1)
+            f_p = torch.cat([masked_mean(q_to_p * tp, mp), masked_mean(tp, mp)], -1)
         return torch.cat([rp * rq, f_q, f_p], -1)
 
 
