@@ -49,7 +49,7 @@ class TrainConfig:
     model: dict[str, Any] = field(default_factory=dict)  # passed to build_model(name, dims, n, **model)
     device: str = "cpu"
     # "bf16": the training forward pass under torch.autocast(bfloat16) (convolutions and matmuls in
-    # bfloat16, float32 master weights, loss and Adam in float32); evaluation stays float32. Changes
+    # bfloat16; float32 master weights, loss, Adam and optimal-transport step); evaluation stays float32. Changes
     # the numbers (it is part of the run identity); measured 1.3x faster per step than fp32 for the
     # paper-size heads on a CPU with AVX512-BF16 (bench/run.py train). "fp32": everything in float32.
     precision: str = "fp32"
