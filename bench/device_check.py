@@ -1,7 +1,13 @@
 """GPU check, prepared to run as one script on a CUDA machine (it has NOT run yet: no session of
 this project has had a GPU so far; docs/benchmarks.md says so).
 
-    python bench/device_check.py [--quick] [--out DIR]     # JSON lines on stdout, text on stderr
+    python bench/device_check.py [--quick]              # JSON lines on stdout, text on stderr
+    python bench/device_check.py --quick --rehearse-on-cpu   # the same code paths on the CPU
+
+``--rehearse-on-cpu`` runs every check with ``cpu`` in place of ``cuda`` (the kernel comparisons of
+1. then compare our scan with itself, as mamba-ssm needs CUDA), so the script is tested before a
+GPU lease, whose minutes are too few to debug it there. Its numbers mean nothing; its JSON lines
+say ``"rehearsal": true``.
 
 Checks, each one JSON line (same contract as bench/run.py) and none stopping the others:
 1. mamba-ssm's CUDA selective scan vs our scan (``selective_scan_torch``, run on the same GPU and
@@ -35,13 +41,23 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 ROOT = HERE.parent
 EMODB = ROOT.parent / "shared" / "data" / "emodb"
+DEV = "cuda"  # "cpu" with --rehearse-on-cpu
 
 
 def emit(metric: str, value, unit: str, **extra) -> None:
     line = {"bench": "device_check", "metric": metric, "value": value, "unit": unit, "baseline": extra.pop(
         "baseline", None), "baseline_value": extra.pop("baseline_value", None), "ratio": extra.pop("ratio", None)}
     line.update(extra)
+    if DEV != "cuda":
+        line["rehearsal"] = True
     print(json.dumps(line), flush=True)
+
+
+def _sync() -> None:
+    import torch
+
+    if DEV == "cuda":
+        torch.cuda.synchronize()
 
 
 def log(*a) -> None:
@@ -49,15 +65,13 @@ def log(*a) -> None:
 
 
 def _time_cuda(fn, repeats: int = 5) -> float:
-    import torch
-
     fn()
-    torch.cuda.synchronize()
+    _sync()
     best = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
-        torch.cuda.synchronize()
+        _sync()
         best = min(best, time.perf_counter() - t0)
     return best
 
@@ -76,8 +90,8 @@ def check_env() -> None:
             info[mod] = None
     log(json.dumps(info))
     emit("environment", info.get("device", "no CUDA"), "", **{"info": info})
-    if not torch.cuda.is_available():
-        raise SystemExit("no CUDA device: this script is for a GPU machine")
+    if DEV == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("no CUDA device: this script is for a GPU machine (--rehearse-on-cpu tests it on the CPU)")
 
 
 def check_scan(quick: bool) -> None:
@@ -86,21 +100,23 @@ def check_scan(quick: bool) -> None:
     from parrot_ser.encoders.mamba import scan
 
     kern = scan._mamba_ssm_scan()
-    if kern is None:
+    if kern is None and DEV == "cuda":
         emit("mamba-ssm selective scan vs ours", None, "", skipped="mamba-ssm not installed")
         return
-    g = torch.Generator(device="cuda").manual_seed(0)
+    g = torch.Generator(device=DEV).manual_seed(0)
     shapes = {"ssam-base (B 8, L 251, d_inner 2304, N 24)": (8, 251, 2304, 24),
               "ssamba-base (B 8, L 513, d_inner 1536, N 16)": (8, 513, 1536, 16)}
     if quick:
         shapes = dict(list(shapes.items())[:1])
     for name, (b, L, di, n) in shapes.items():
-        u = torch.randn(b, L, di, device="cuda", generator=g)
-        delta = torch.nn.functional.softplus(torch.randn(b, L, di, device="cuda", generator=g) - 2)
-        A = -torch.exp(torch.randn(di, n, device="cuda", generator=g) * 0.5)
-        Bm = torch.randn(b, L, n, device="cuda", generator=g)
-        Cm = torch.randn(b, L, n, device="cuda", generator=g)
-        D = torch.randn(di, device="cuda", generator=g)
+        if DEV != "cuda":  # rehearsal: small shapes, the CPU scan would take minutes at full size
+            b, L, di = 2, 32, 64
+        u = torch.randn(b, L, di, device=DEV, generator=g)
+        delta = torch.nn.functional.softplus(torch.randn(b, L, di, device=DEV, generator=g) - 2)
+        A = -torch.exp(torch.randn(di, n, device=DEV, generator=g) * 0.5)
+        Bm = torch.randn(b, L, n, device=DEV, generator=g)
+        Cm = torch.randn(b, L, n, device=DEV, generator=g)
+        D = torch.randn(di, device=DEV, generator=g)
         with torch.no_grad():
             y_k = scan.selective_scan(u, delta, A, Bm, Cm, D)  # dispatches to mamba-ssm on CUDA
             y_t = scan.selective_scan_torch(u, delta, A, Bm, Cm, D)  # ours, same GPU
@@ -118,12 +134,12 @@ def check_scan(quick: bool) -> None:
         emit(f"selective scan {name}: mamba-ssm time", t_k, "s", baseline="ours on the same GPU",
              baseline_value=t_t, ratio=t_t / t_k)
     conv = scan._causal_conv1d_kernel()
-    if conv is None:
+    if conv is None and DEV == "cuda":
         emit("causal-conv1d kernel vs ours", None, "", skipped="causal-conv1d not installed")
         return
-    x = torch.randn(8, 251, 2304, device="cuda", generator=g)  # (B, L, D), time-major as the mixer has it
-    w = torch.randn(2304, 1, 4, device="cuda", generator=g)  # nn.Conv1d's depthwise weight
-    bias = torch.randn(2304, device="cuda", generator=g)
+    x = torch.randn(8, 251, 2304, device=DEV, generator=g)  # (B, L, D), time-major as the mixer has it
+    w = torch.randn(2304, 1, 4, device=DEV, generator=g)  # nn.Conv1d's depthwise weight
+    bias = torch.randn(2304, device=DEV, generator=g)
     with torch.no_grad():
         y_k = scan.causal_conv1d_silu(x, w, bias)
         ref = torch.nn.functional.silu(torch.nn.functional.conv1d(x.transpose(1, 2), w, bias, padding=3,
@@ -152,23 +168,23 @@ def check_pipeline(quick: bool, tmp: Path) -> dict:
     mp = tmp / "m.csv"
     Manifest(man.corpus, man.root, keep).to_csv(mp)
     stores = {}
-    for dev in ("cpu", "cuda"):
-        store = tmp / f"feats-{dev}"
+    for dev in ("cpu", DEV):
+        store = tmp / f"feats-{dev}-{len(stores)}"
         t, _ = _cli(["extract", "--manifest", str(mp), "-e", "ssam-tiny", "-e", "hubert-base", "--random-init",
                      "--out", str(store), "--device", dev, "--quiet"], timeout=600)
         stores[dev] = store
         emit(f"extract ssam-tiny + tiny hubert-base, {len(keep)} clips, --device {dev}", t, "s")
     for enc in ("ssam-tiny", "hubert-base"):
         a = np.asarray(open_store(stores["cpu"]).get(enc).pooled_all())
-        b = np.asarray(open_store(stores["cuda"]).get(enc).pooled_all())
+        b = np.asarray(open_store(stores[DEV]).get(enc).pooled_all())
         emit(f"{enc} pooled features: max abs diff cuda vs cpu", float(np.abs(a - b).max()), "",
              max_abs=float(np.abs(a).max()))
     times, heads = {}, {}
     for flag in ("--batched", "--no-batched"):
         out = tmp / f"run{flag}"
-        t, stdout = _cli(["train", "--features", str(stores["cuda"]), "--encoder", "ssam-tiny", "--encoder",
+        t, stdout = _cli(["train", "--features", str(stores[DEV]), "--encoder", "ssam-tiny", "--encoder",
                           "hubert-base", "--model", "parrot", "--seeds", "0,1", "--folds", "5", "--epochs",
-                          "5" if quick else "15", "--device", "cuda", flag, "--workers", "1", "--quiet", "--json",
+                          "5" if quick else "15", "--device", DEV, flag, "--workers", "1", "--quiet", "--json",
                           "--out", str(out)], timeout=900)
         times[flag] = t
         heads[flag] = json.loads(stdout)["headline"]["accuracy"]["mean"]
@@ -191,8 +207,8 @@ def check_ray(tmp: Path, stores: dict) -> None:
         return
     store = tmp / "feats-ray"
     t, _ = _cli(["extract", "--manifest", str(tmp / "m.csv"), "-e", "ssam-tiny", "--random-init", "--out",
-                 str(store), "--device", "cuda", "--engine", "ray", "--quiet"], timeout=600)
-    a = np.asarray(open_store(stores["cuda"]).get("ssam-tiny").pooled_all())
+                 str(store), "--device", DEV, "--engine", "ray", "--quiet"], timeout=600)
+    a = np.asarray(open_store(stores[DEV]).get("ssam-tiny").pooled_all())
     b = np.asarray(open_store(store).get("ssam-tiny").pooled_all())
     emit("Ray GPU actor extract ssam-tiny: max abs diff vs local CUDA run", float(np.abs(a - b).max()), "",
          wall_s=t)
@@ -201,7 +217,11 @@ def check_ray(tmp: Path, stores: dict) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer shapes, clips and epochs")
+    ap.add_argument("--rehearse-on-cpu", action="store_true",
+                    help="every check on the CPU instead of CUDA, to test this script before a GPU lease")
     args = ap.parse_args()
+    global DEV
+    DEV = "cpu" if args.rehearse_on_cpu else "cuda"
     os.environ.setdefault("PYTHONPATH", str(ROOT / "src"))
     check_env()
     failed = 0
