@@ -14,7 +14,7 @@ Checks, each one JSON line (same contract as bench/run.py) and none stopping the
    on the CPU) on SSAM (d_inner 3*D, d_state 24) and SSAMBA (d_inner 2*D, d_state 16) shapes:
    max abs difference and speed; causal-conv1d's kernel vs our conv likewise; skipped with a
    reason when the packages are not installed (``pip install 'parrot-ser[cuda]'``).
-2. ``parrot-ser extract --device cuda`` on 64 Emo-DB clips (ssam-tiny and a tiny HF model,
+2. ``parrot-ser extract --device cuda`` on 40 (--quick) or 80 Emo-DB clips (ssam-tiny and a tiny HF model,
    random-init) vs the same on CPU: max abs difference of the stored features, wall times.
 3. batched fold x seed training on CUDA (``train --batched --device cuda``, parrot on the features
    of 2.) vs one at a time on CUDA: wall times and the headline difference.
