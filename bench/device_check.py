@@ -21,8 +21,9 @@ Checks, each one JSON line (same contract as bench/run.py) and none stopping the
 4. Ray with a GPU actor (``extract --engine ray --device cuda``): features equal to 2.'s CUDA run
    to kernel tolerance; skipped when ray is not installed.
 
-Needs the Emo-DB copy at ../shared/data/emodb (as the tests). Every subprocess has a timeout so
-the script fits a short device lease (about 5 minutes with --quick on an idle GPU machine).
+Needs the Emo-DB copy at ../shared/data/emodb (as the tests). Every subprocess has a timeout, so a
+hanging check cannot eat a short device lease (the CPU rehearsal with --quick takes 1.5 minutes
+here; a GPU run has not been timed).
 """
 
 from __future__ import annotations
