@@ -119,6 +119,65 @@ def test_worker_processes_give_the_same_numbers_as_this_process(emo_logmel, tmp_
     assert all(np.array_equal(pa[k], pb[k]) for k in pa)
 
 
+def _children(pid: int) -> list[int]:
+    from pathlib import Path
+
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmd = (stat.parent / "cmdline").read_bytes()
+        except OSError:  # the process ended while we looked
+            continue
+        if int(fields[1]) == pid and b"spawn_main" in cmd:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+def _alive(pid: int) -> bool:
+    from pathlib import Path
+
+    try:  # an ended worker whose new parent has not reaped it yet is a zombie: ended
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="reads /proc to find the workers")
+def test_workers_end_when_their_driver_is_killed(emo_logmel, tmp_path):
+    # A driver killed with SIGKILL cannot shut its pool down; its workers must not go on training for
+    # nobody and then sleep forever holding their features (execute._exit_with_parent).
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    driver = subprocess.Popen([sys.executable, "-m", "parrot_ser.cli.main", "train", "--features", str(emo_logmel),
+                               "--encoder", "logmel", "--model", "cnn", "--seeds", "0,1,2", "--epochs", "50",
+                               "--workers", "2", "--no-batched", "--quiet", "--out", str(tmp_path / "run")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while len(workers) < 2 and time.monotonic() < deadline and driver.poll() is None:
+            time.sleep(0.5)
+            workers = _children(driver.pid)
+        assert len(workers) == 2, "the driver never started its 2 worker processes"
+        time.sleep(2.0)  # let them take a unit each
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+        deadline = time.monotonic() + 20
+        while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.25)
+        assert not any(_alive(w) for w in workers), "workers outlived their killed driver"
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+        for w in workers:
+            if _alive(w):
+                __import__("os").kill(w, signal.SIGKILL)
+
+
 def test_gpu_check_script_runs_its_scan_check_as_a_cpu_rehearsal(capsys, monkeypatch):
     # bench/device_check.py waits for a GPU lease whose minutes are too few to debug it there; its
     # CPU rehearsal (the whole script: `--quick --rehearse-on-cpu`, 1.5 min, docs/benchmarks.md)

@@ -14,6 +14,8 @@ driver loses only the units in flight and resumes from what was written):
 - ``local``, N workers (default: every usable core): a ``concurrent.futures.ProcessPoolExecutor``
   (spawn context: no forked OpenMP runtime); each worker gets ``cores // N`` torch threads (at
   least 1) so the machine is not oversubscribed, and reads the features from the store itself.
+  A worker ends within a second of its driver's death (``_exit_with_parent``), so a killed run
+  leaves no process training for nobody.
 - ``ray``: each unit is a Ray task with a resource request (``num_cpus`` = threads per task,
   ``num_gpus`` when the device is CUDA), features shipped once per encoder combination through the
   object store (``ray.put``), so worker nodes need parrot-ser installed but not the store.
@@ -218,10 +220,34 @@ def _run_inline(units, by_key, mem, progress, tasks, deliver) -> None:
 _WORKER_CACHE: dict = {}
 
 
-def _worker_init(threads: int) -> None:
+def _worker_init(threads: int, driver_pid: int | None = None) -> None:
     import torch
 
     torch.set_num_threads(int(threads))
+    _exit_with_parent(driver_pid if driver_pid is not None else os.getppid())
+
+
+def _exit_with_parent(parent: int, poll_s: float = 1.0) -> None:
+    """End this worker when the driver that started it is gone. A driver killed with SIGTERM or
+    SIGKILL (a job scheduler, ``kill PID``) cannot shut its pool down, and its workers would go on
+    training units nobody collects, then sleep forever holding their features (seen: 600 MB each).
+    Ctrl-C reaches the whole process group and needs none of this. A daemon thread watches the
+    parent pid (a dead parent re-parents us), portable where prctl(PR_SET_PDEATHSIG) is Linux-only.
+    ``parent`` is the driver's pid as the driver sent it: read here, it would already be the new
+    parent's when the driver died while this worker was still importing."""
+    import threading
+    import time
+
+    if os.getppid() != parent:
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(poll_s)
+            if os.getppid() != parent:
+                os._exit(1)  # no cleanup to wait for: the driver writes every result, the worker none
+
+    threading.Thread(target=watch, name="parrot-exit-with-parent", daemon=True).start()
 
 
 def _worker_run(unit: Unit, threads: int, data: Any = None) -> list[dict]:
@@ -241,7 +267,7 @@ def _run_processes(units, by_key, mem, n_workers, deliver) -> None:
     threads = _threads_for(by_key[units[0].plan_key].config, n_workers)
     ctx = mp.get_context("spawn")
     with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx, initializer=_worker_init,
-                             initargs=(threads,)) as pool:
+                             initargs=(threads, os.getpid())) as pool:
         pending = {}
         for u in units:
             # In-memory data (no store to read) travels with the unit; otherwise workers read the store.
