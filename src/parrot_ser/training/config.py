@@ -49,9 +49,10 @@ class TrainConfig:
     model: dict[str, Any] = field(default_factory=dict)  # passed to build_model(name, dims, n, **model)
     device: str = "cpu"
     # "bf16": the training forward pass under torch.autocast(bfloat16) (convolutions and matmuls in
-    # bfloat16; float32 master weights, loss, Adam and optimal-transport step); evaluation stays float32. Changes
-    # the numbers (it is part of the run identity); measured 1.3x faster per step than fp32 for the
-    # paper-size heads on a CPU with AVX512-BF16 (bench/run.py train). "fp32": everything in float32.
+    # bfloat16; float32 master weights, loss, Adam and optimal-transport step); evaluation stays
+    # float32. Changes the numbers (it is part of the run identity); measured 1.5-1.6x faster per
+    # step than fp32 for the paper-size heads on a CPU with AVX512-BF16 (bench/run.py train), 1.2-1.4x
+    # for the README grid's heads (bench/run.py cells, scripts/precision_check.py). "fp32": all float32.
     precision: str = "fp32"
     num_threads: int | None = None  # torch.set_num_threads; None leaves torch's setting
 
