@@ -51,8 +51,8 @@ class TrainConfig:
     # "bf16": the training forward pass under torch.autocast(bfloat16) (convolutions and matmuls in
     # bfloat16; float32 master weights, loss, Adam and optimal-transport step); evaluation stays
     # float32. Changes the numbers (it is part of the run identity); measured 1.5-1.6x faster per
-    # step than fp32 for the paper-size heads on a CPU with AVX512-BF16 (bench/run.py train), 1.2-1.4x
-    # for the README grid's heads (bench/run.py cells, scripts/precision_check.py). "fp32": all float32.
+    # step than fp32 for the paper-size heads on a CPU with AVX512-BF16 (bench/run.py train), 1.0-1.4x
+    # per README grid cell, 1.27x over all 7 (bench/run.py cells). "fp32": all float32.
     precision: str = "fp32"
     num_threads: int | None = None  # torch.set_num_threads; None leaves torch's setting
 
