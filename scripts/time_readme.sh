@@ -2,7 +2,7 @@
 # Wall-clock and CPU time of the README's commands, one line each, for the timings the README states.
 # On a shared machine, run it when it is quiet, or read the numbers as ranges (the load is printed).
 #   bash scripts/time_readme.sh demo       # demo --quick and the full demo
-#   bash scripts/time_readme.sh workflow   # README steps 2-4 on the Emo-DB copy (over an hour)
+#   bash scripts/time_readme.sh workflow   # README steps 2-4 on the Emo-DB copy (24 min on 2 quiet cores)
 #   bash scripts/time_readme.sh all
 # Prints "step | wall | cpu (user+sys) | load before" rows; outputs go to ${OUT:-/tmp/parrot-timings}.
 set -euo pipefail
@@ -21,7 +21,7 @@ step() {  # step NAME CMD...
     'BEGIN { printf "| %s | %.0f s | %.0f s | %s |\n", n, w, u + s, l }'
 }
 
-echo "| step | wall | cpu | load before | ($(nproc) cores visible, $(date -u +%F))"
+echo "| step | wall | cpu | load before | ($(getconf _NPROCESSORS_ONLN) cores, $(date -u +%F))"  # nproc obeys OMP_NUM_THREADS
 if [[ $what == demo || $what == all ]]; then
   rm -rf "$out/demo-quick" "$out/demo-full"
   step "demo --quick" parrot-ser demo --quick --out "$out/demo-quick"
