@@ -57,7 +57,7 @@ def variant_lines(script: str, env: dict[str, str], *args: str) -> list[dict]:
 
 
 def concurrent_lines(script: str, env: dict[str, str], n: int, *args: str) -> list[list[dict]]:
-    """Run ``n`` copies of ``python SCRIPT ARGS INDEX BARRIER_DIR`` at the same time (the way a grid's
+    """Run ``n`` copies of ``python SCRIPT ARGS INDEX BARRIER_DIR N`` at the same time (the way a grid's
     worker processes share the machine), each with ``env`` and one torch thread per core it gets
     (``cores // n``, what execute.py gives each worker). A copy calls :func:`barrier` after its
     warm-up, so the timed parts overlap. Returns each copy's JSON lines."""

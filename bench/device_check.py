@@ -22,7 +22,7 @@ Checks, each one JSON line (same contract as bench/run.py) and none stopping the
    to kernel tolerance; skipped when ray is not installed.
 
 Needs the Emo-DB copy at ../shared/data/emodb (as the tests). Every subprocess has a timeout, so a
-hanging check cannot eat a short device lease (the CPU rehearsal with --quick takes 1.5 minutes
+hanging check cannot eat a short device lease (the CPU rehearsal with --quick takes under 1.5 minutes
 here; a GPU run has not been timed).
 """
 
@@ -169,8 +169,8 @@ def check_pipeline(quick: bool, tmp: Path) -> dict:
     mp = tmp / "m.csv"
     Manifest(man.corpus, man.root, keep).to_csv(mp)
     stores = {}
-    for dev in ("cpu", DEV):
-        store = tmp / f"feats-{dev}-{len(stores)}"
+    for dev in dict.fromkeys(("cpu", DEV)):  # one extraction in the rehearsal, where both are the CPU
+        store = tmp / f"feats-{dev}"
         t, _ = _cli(["extract", "--manifest", str(mp), "-e", "ssam-tiny", "-e", "hubert-base", "--random-init",
                      "--out", str(store), "--device", dev, "--quiet"], timeout=600)
         stores[dev] = store

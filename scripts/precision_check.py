@@ -68,7 +68,7 @@ def main() -> int:
             print(f"{model} on {'+'.join(encoders)}, {prec} -> {run_dir}", file=sys.stderr)
             enc_args = [a for e in encoders for a in ("--encoder", e)]
             cli("train", "--features", str(feats), *enc_args, "--model", model, "--seeds", args.seeds,
-                       "--precision", prec, "--out", str(run_dir), "--quiet")
+                "--precision", prec, "--out", str(run_dir), "--quiet")
             res[prec] = json.loads((run_dir / "results.json").read_text())
             runs = res[prec]["runs"]
             secs[prec] = sum(r["timings"]["fit_s"] for r in runs) / sum(r["stopped_epoch"] for r in runs)

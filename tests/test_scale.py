@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import sys
 
 import numpy as np
 import pytest
@@ -143,13 +145,12 @@ def _alive(pid: int) -> bool:
         return False
 
 
-@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="reads /proc to find the workers")
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the workers through /proc (Linux); CI is Linux")
 def test_workers_end_when_their_driver_is_killed(emo_logmel, tmp_path):
     # A driver killed with SIGKILL cannot shut its pool down; its workers must not go on training for
     # nobody and then sleep forever holding their features (execute._exit_with_parent).
     import signal
     import subprocess
-    import sys
     import time
 
     driver = subprocess.Popen([sys.executable, "-m", "parrot_ser.cli.main", "train", "--features", str(emo_logmel),
@@ -175,12 +176,12 @@ def test_workers_end_when_their_driver_is_killed(emo_logmel, tmp_path):
             driver.kill()
         for w in workers:
             if _alive(w):
-                __import__("os").kill(w, signal.SIGKILL)
+                os.kill(w, signal.SIGKILL)
 
 
 def test_gpu_check_script_runs_its_scan_check_as_a_cpu_rehearsal(capsys, monkeypatch):
     # bench/device_check.py waits for a GPU lease whose minutes are too few to debug it there; its
-    # CPU rehearsal (the whole script: `--quick --rehearse-on-cpu`, 1.5 min, docs/benchmarks.md)
+    # CPU rehearsal (the whole script: `--quick --rehearse-on-cpu`, under 1.5 min, docs/benchmarks.md)
     # runs the same code with device "cpu". This runs its kernel check that way, so a change to the
     # scan module's API breaks a test here, not the GPU run.
     import importlib

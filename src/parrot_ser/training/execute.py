@@ -220,11 +220,11 @@ def _run_inline(units, by_key, mem, progress, tasks, deliver) -> None:
 _WORKER_CACHE: dict = {}
 
 
-def _worker_init(threads: int, driver_pid: int | None = None) -> None:
+def _worker_init(threads: int, driver_pid: int) -> None:
     import torch
 
     torch.set_num_threads(int(threads))
-    _exit_with_parent(driver_pid if driver_pid is not None else os.getppid())
+    _exit_with_parent(driver_pid)
 
 
 def _exit_with_parent(parent: int, poll_s: float = 1.0) -> None:
