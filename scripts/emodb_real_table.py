@@ -204,7 +204,7 @@ def main() -> None:
     for i in range(n_layers):
         layer_res[i] = cv(clip, ("whisper-base",), args.layer_model, out / "layers" / f"layer{i}",
                           cfg(args.layer_model, layer=i))
-    wsum = {m: cv(clip, ("whisper-base",), m, out / "layers" / f"wsum-{m}", cfg(m, layer="all"))
+    wsum = {m: cv(clip, ("whisper-base",), m, out / "layers" / f"wsum-{m}", cfg(m, layer="weighted"))
             for m in ("fcn", "cnn")}
     best = max(layer_res, key=lambda i: layer_res[i]["headline"]["accuracy"]["mean"])
     timing["layer curve (s)"] = time.perf_counter() - t

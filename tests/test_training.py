@@ -209,10 +209,10 @@ def test_frames_and_all_layers_round_trip(store, tmp_path):
     assert 1.0 <= tr["effective_partners"]["mean"] <= tr["m"]["mean"] + 1e-6 and tr["m"]["mean"] == 26
 
     out2 = tmp_path / "all_layers"
-    run_cv(store, ["logmel"], "cnn", replace(cfg, use_frames=False, layer="all"), [0], "speaker-kfold",
+    run_cv(store, ["logmel"], "cnn", replace(cfg, use_frames=False, layer="weighted"), [0], "speaker-kfold",
            out2, n_folds=2)
     run2 = json.loads((out2 / "run.json").read_text())
-    assert run2["input_shapes"] == [[1, 320]] and run2["layer"] == "all"
+    assert run2["input_shapes"] == [[1, 320]] and run2["layer"] == "weighted"
     model2, _ = load_fold_model(out2, 0, 0)  # rebuilt with layer weighting, loads strictly
     assert any("select" in k for k in model2.state_dict())
     with pytest.raises(ConfigError, match="does not use frame features"):

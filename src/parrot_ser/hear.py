@@ -90,8 +90,9 @@ def parse_model_spec(text: str) -> dict[str, Any]:
         if not sep or not key.strip():
             raise ConfigError(f"HEAR model spec {text!r}: expected key=value after a comma, got {p!r}")
         key = key.strip()
-        # layers: "last", "all", "6" or "3;6;9" (commas separate the settings themselves)
-        value = val.strip().replace(";", ",") if key == "layers" else yaml.safe_load(val.strip())
+        # layers: "last", "all", "6" or "3;6;9" (commas separate the settings themselves); kept as
+        # text for the one layer parser (layer_choice.parse_layers, through build_encoder)
+        value = val.strip() if key == "layers" else yaml.safe_load(val.strip())
         (out if key in _SETTINGS else out["options"])[key] = value
     return out
 

@@ -111,7 +111,7 @@ def extract(
                                                                    "(see `parrot-ser encoders list`)."),
     out_dir: Path = typer.Option(..., "--out", "-o", help="Feature store folder (created or extended)."),
     frames: bool = typer.Option(False, "--frames", help="Also store frame-level features (ragged)."),
-    layers: str = typer.Option("last", "--layers", help="last | all | 3 | 3,6,9 (0 = CNN/embedding output)."),
+    layers: str = typer.Option("last", "--layers", help="Hidden states to store: last | all | 3 | 3,6,9 (indices; 0 = embeddings / CNN output)."),
     checkpoint: list[str] = typer.Option([], "--checkpoint", help="NAME=PATH|HF_ID: weights for one encoder "
                                                                   "(local dir, HF id in the local cache, or file)."),
     option: list[str] = typer.Option([], "--option", help="NAME:KEY=VALUE encoder option, e.g. "

@@ -14,6 +14,7 @@ from typing import Any
 
 from parrot_ser.encoders.base import EncodedUtterance, Encoder, EncoderIdentity, EncoderSpec
 from parrot_ser.errors import ConfigError
+from parrot_ser.layer_choice import parse_layers
 from parrot_ser.registry import Option, Registry, check_options, dataclass_options
 
 __all__ = ["ENCODERS", "Encoder", "EncoderSpec", "EncoderIdentity", "EncodedUtterance", "get_spec",
@@ -56,27 +57,12 @@ def list_specs() -> list[EncoderSpec]:
     return [s for _, s in ENCODERS.items()]
 
 
-def parse_layers(text: str | int | Sequence[int]) -> str | int | list[int]:
-    """CLI text -> layer choice: 'last', 'all', '3', '-1', '3,6,9'."""
-    if not isinstance(text, str):
-        return text if isinstance(text, int) else list(text)
-    t = text.strip().lower()
-    if t in ("last", "all"):
-        return t
-    try:
-        vals = [int(x) for x in t.split(",") if x.strip()]
-    except ValueError:
-        raise ConfigError(f"--layers: expected last, all, an index or a comma list of indices; got {text!r}") from None
-    if not vals:
-        raise ConfigError(f"--layers: empty layer list {text!r}")
-    return vals[0] if len(vals) == 1 and "," not in t else vals
-
-
 def resolve_layers(layers: str | int | Sequence[int], num_layers: int, name: str = "encoder") -> list[int]:
     """The one layer resolver of every encoder: layer choice ('last', 'all', an index, negative from
     the end, or a list) -> sorted list of distinct non-negative indices into the hidden states
     (index 0 = the CNN / embedding output, num_layers - 1 = the last layer). The order given does not
-    matter (stores keep layers in depth order); an index given twice is an error."""
+    matter (stores keep layers in depth order); an index given twice is an error. Text goes through
+    the one layer parser (``layer_choice.parse_layers``)."""
     if isinstance(layers, str):
         layers = parse_layers(layers)
     if layers == "last":

@@ -8,6 +8,7 @@ from torch import nn
 
 from parrot_ser.device import REFERENCE_KERNELS  # plain torch modules instead of the kernels below
 from parrot_ser.errors import ConfigError
+from parrot_ser.layer_choice import select_layer
 
 POOLS = ("max2", "adaptive")
 
@@ -40,7 +41,7 @@ class InputSelect(nn.Module):
         if self.mix is not None:
             return self.mix(x)
         if x.dim() == 3:
-            return x[:, self.layer]
+            return select_layer(x, self.layer, axis=1)  # a position along the stored layer axis
         if x.dim() != 2:
             raise ConfigError(f"pooled features must be (B, D) or (B, L, D), got {tuple(x.shape)}")
         return x

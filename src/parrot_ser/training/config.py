@@ -40,10 +40,11 @@ class TrainConfig:
     weight_decay: float = 0.0
     eval_batch_size: int = 32
     standardise: bool = True
-    # Stored layer to train on: None = the last stored layer; int = position in the store's layers;
-    # "mean" = mean over stored layers; "all" = every layer, mixed by learnable softmax weights
-    # (SUPERB-style layer weighting in the model).
-    layer: int | str | None = None
+    # What feeds the model (parrot_ser.layer_choice): "last" = the deepest stored layer; an int = that
+    # hidden state (0 = embeddings; the store must hold it); "mean" = mean over the stored layers;
+    # "weighted" = every stored layer, mixed by learnable softmax weights (SUPERB-style layer
+    # weighting in the model; "all" is the old word for it).
+    layer: int | str = "last"
     use_frames: bool = False
     val_fraction: float = 0.1
     model: dict[str, Any] = field(default_factory=dict)  # passed to build_model(name, dims, n, **model)
@@ -73,10 +74,11 @@ class TrainConfig:
             raise ConfigError(f"config dropout must be in [0, 1) (got {self.dropout})")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"config val_fraction must be in [0, 1) (got {self.val_fraction})")
-        if self.layer is not None and not isinstance(self.layer, int) and self.layer not in ("mean", "all"):
-            raise ConfigError(f"config layer must be an int position, 'mean', 'all' or empty (got {self.layer!r})")
-        if self.layer == "all" and self.use_frames:
-            raise ConfigError("layer 'all' (layer weighting) works on pooled features; drop --frames")
+        from parrot_ser.layer_choice import WEIGHTED, parse_layer
+
+        self.layer = parse_layer(self.layer, "config layer")
+        if self.layer == WEIGHTED and self.use_frames:
+            raise ConfigError("layer 'weighted' (layer weighting) works on pooled features; drop --frames")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"config precision must be one of {', '.join(PRECISIONS)} (got {self.precision!r})")
         if not isinstance(self.model, dict):
@@ -119,9 +121,9 @@ def _coerce(key: str, value: Any, typ: Any, source: str) -> Any:
     ("1e-3"); coerce those, refuse anything else with the key named."""
     t = str(typ)
     if key == "layer":
-        if isinstance(value, str) and value.lstrip("-").isdigit():
-            return int(value)
-        return value  # validated in TrainConfig.validate
+        from parrot_ser.layer_choice import parse_layer
+
+        return parse_layer(value, f"{source}: key 'layer'")
     if value is None:
         if "None" in t:
             return None

@@ -29,6 +29,7 @@ from parrot_ser import __version__
 from parrot_ser.encoders.checkpoint import sha256_file
 from parrot_ser.errors import BundleError, ParrotError
 from parrot_ser.inference.bundle import Member, write_bundle
+from parrot_ser.layer_choice import LAYER_MEANING, choice_from_legacy
 from parrot_ser.notices import untrained_models_text
 from parrot_ser.training.rundir import RESULTS_JSON, RUN_JSON, entry_path
 
@@ -58,7 +59,11 @@ def _load_run_features(run: dict, run_dir: Path) -> Any:
     if not fdir or not Path(fdir).is_dir():
         raise BundleError(f"{run_dir}/run.json: the run's feature store {fdir!r} is not available "
                           "(needed for --refit and for the anchors of batch-dependent models)")
-    config = TrainConfig.from_dict(run["config"], source=str(run_dir / RUN_JSON))
+    cfg = dict(run["config"])
+    if run.get("layer_meaning") != LAYER_MEANING:  # written before hidden-state indices: a position
+        cfg["layer"] = choice_from_legacy(cfg.get("layer"), [run["features_meta"][e].get("layers") or [0]
+                                                             for e in run["encoders"]], str(run_dir / RUN_JSON))
+    config = TrainConfig.from_dict(cfg, source=str(run_dir / RUN_JSON))
     data, _, metas = load_features(fdir, run["encoders"], config)
     if data.classes != run["labels"]:
         raise BundleError(f"{fdir}: labels {data.classes} differ from the run's {run['labels']}")
@@ -173,8 +178,10 @@ def export_run(run_dir: str | Path, out_dir: str | Path, refit: bool = False, *,
         "labels": list(run["labels"]),
         "encoders": encoders,
         "inputs": {"layer": run.get("layer"), "use_frames": bool(run.get("use_frames")),
-                   "rule": "encoder built with the recorded layers; then the feature store's layer rule: "
-                           "None = last, int = position, 'mean', 'all'"},
+                   **({"layer_meaning": LAYER_MEANING} if run.get("layer_meaning") == LAYER_MEANING else {}),
+                   "rule": "encoder built with the recorded layers; then the layer choice (parrot_ser.layer_choice): "
+                           "'last', a hidden-state index, 'mean' or 'weighted' (older bundles without "
+                           "layer_meaning: None = last, int = position among the encoder's layers, 'all')"},
         "model": model_doc,
         "ensemble": {"kind": "refit" if refit else "cv-ensemble", "n_members": len(members),
                      "aggregation": "mean of the members' softmax probabilities"},

@@ -19,6 +19,7 @@ import numpy as np
 
 from parrot_ser.errors import ConfigError, FeatureStoreError
 from parrot_ser.files import json_default, write_json_atomic
+from parrot_ser.layer_choice import LAYER_MEANING
 from parrot_ser.models import StandardisedModel, head_from_run, load_weights
 from parrot_ser.training.config import TrainConfig
 from parrot_ser.training.data import SERData, load_features
@@ -131,11 +132,25 @@ def run_fingerprints(model: str, encoders: Sequence[str], config: TrainConfig, p
                              **(extra or {})})
 
     cfg = config.to_dict()
+    cfg["layer"] = _identity_layer(config.layer, feat_meta)
     if cfg.get("precision") == "fp32":  # the key is newer than many runs: the default leaves their identity as it was
         del cfg["precision"]
     defaults = TrainConfig().to_dict()
     canon = {**cfg, **{k: defaults[k] for k in EXECUTION_KEYS}}
     return fp(canon), fp(cfg)
+
+
+def _identity_layer(choice: Any, feat_meta: dict[str, dict]) -> Any:
+    """The layer choice as run identities wrote it before hidden-state indices (None = last,
+    position, 'all'), so that run folders made then still resume; the choice itself when the
+    encoders' stored layers give it different positions (no older run can have meant that)."""
+    from parrot_ser.layer_choice import as_legacy
+
+    try:
+        old = {json.dumps(as_legacy(choice, m.get("layers") or [0])) for m in feat_meta.values()}
+    except ConfigError:
+        return choice
+    return json.loads(old.pop()) if len(old) == 1 else choice
 
 
 def _make_or_read_folds(sdata: SERData, meta_rows: list[dict], seeds: list[int], protocol: str, n_folds: int,
@@ -232,7 +247,8 @@ def prepare_run(features_dir: str | Path | None, encoders: Sequence[str], model:
                        "uses_frames": spec.uses_frames},
         "encoders": list(encoders), "input_dims": sdata.input_dims, "input_shapes": sdata.input_shapes,
         "frame_dims": sdata.frame_dims if config.use_frames else None,
-        "n_classes": n_cls, "labels": classes, "layer": config.layer, "use_frames": config.use_frames,
+        "n_classes": n_cls, "labels": classes, "layer": config.layer, "layer_meaning": LAYER_MEANING,
+        "use_frames": config.use_frames,
         "config": config.to_dict(), "protocol": protocol, "n_folds": n_folds, "seeds": seeds,
         "features_dir": str(Path(features_dir).resolve()) if features_dir else None,
         "features_meta": feat_meta,
