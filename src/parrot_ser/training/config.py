@@ -12,7 +12,7 @@ import yaml
 
 from parrot_ser.errors import ConfigError
 
-EARLY_STOP_METRICS = ("macro_f1", "loss")
+EARLY_STOP_METRICS = ("macro_f1", "loss")  # classification's (tasks.Classification.monitors)
 PRECISIONS = ("fp32", "bf16")
 
 
@@ -56,6 +56,9 @@ class TrainConfig:
     # per README grid cell, 1.27x over all 7 (bench/run.py cells). "fp32": all float32.
     precision: str = "fp32"
     num_threads: int | None = None  # torch.set_num_threads; None leaves torch's setting
+    # What the model learns (training/tasks.py: a registered Task; the loop takes loss, metrics and
+    # early-stopping score from it). "classification" = categorical emotions.
+    task: str = "classification"
 
     def validate(self) -> TrainConfig:
         for k in ("lr", "dropout", "weight_decay", "val_fraction"):
@@ -67,9 +70,12 @@ class TrainConfig:
                 raise ConfigError(f"config {k} must be positive (got {getattr(self, k)!r})")
         if self.patience < 0:
             raise ConfigError(f"config patience must be >= 0 (got {self.patience})")
-        if self.early_stop_metric not in EARLY_STOP_METRICS:
-            raise ConfigError(f"config early_stop_metric must be one of {', '.join(EARLY_STOP_METRICS)} "
-                              f"(got {self.early_stop_metric!r})")
+        from parrot_ser.training.tasks import get_task
+
+        task = get_task(self.task)
+        if self.early_stop_metric not in task.monitors:
+            raise ConfigError(f"config early_stop_metric must be one of {', '.join(task.monitors)} for task "
+                              f"{task.name!r} (got {self.early_stop_metric!r})")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"config dropout must be in [0, 1) (got {self.dropout})")
         if not 0.0 <= self.val_fraction < 1.0:

@@ -18,10 +18,10 @@ from parrot_ser.models import save_weights
 from parrot_ser.training.config import TrainConfig
 from parrot_ser.training.data import SERData
 from parrot_ser.training.logs import EpochLog
-from parrot_ser.training.metrics import compute_metrics
 from parrot_ser.training.rundir import RUN_FORMAT, entry_name, entry_path, plan_path, weights_path
 from parrot_ser.training.splits import Fold
-from parrot_ser.training.trainer import eval_batch_transports, fit_model, predict_proba
+from parrot_ser.training.tasks import get_task
+from parrot_ser.training.trainer import eval_batch_transports, fit_model, predict_logits
 
 
 @dataclass
@@ -116,7 +116,7 @@ def train_folds(sdata: SERData, model: str, config: TrainConfig, jobs: Sequence[
     ``on_epoch(seed, fold, epoch, record)`` is called after each epoch of each model."""
     from parrot_ser.training.batched import fit_models_batched
 
-    n_cls = len(sdata.classes)
+    task = get_task(config.task)
     sides = [(sdata.subset(f.train), sdata.subset(f.val), sdata.subset(f.test)) for _, f in jobs]
     t0 = time.perf_counter()
     if batched and len(jobs) > 1:
@@ -142,9 +142,9 @@ def train_folds(sdata: SERData, model: str, config: TrainConfig, jobs: Sequence[
     results = []
     for (s, fold), (tr, va, te), (net, hist), tf in zip(jobs, sides, fitted, t_fit):
         t1 = time.perf_counter()
-        proba = predict_proba(net, te, config)
+        proba = task.predict(predict_logits(net, te, config))
         t_pred = time.perf_counter() - t1
-        metrics = compute_metrics(te.labels, proba.argmax(axis=1), n_cls)
+        metrics = task.test_metrics(proba, te)
         plan, tstats = eval_transport_stats(net, te, config)
         # Every state-dict key as its own tensor (clone: no shared storage), so a plain
         # load_file + load_state_dict(strict=True) restores it.

@@ -133,8 +133,9 @@ def run_fingerprints(model: str, encoders: Sequence[str], config: TrainConfig, p
 
     cfg = config.to_dict()
     cfg["layer"] = _identity_layer(config.layer, feat_meta)
-    if cfg.get("precision") == "fp32":  # the key is newer than many runs: the default leaves their identity as it was
-        del cfg["precision"]
+    for key, default in (("precision", "fp32"), ("task", "classification")):
+        if cfg.get(key) == default:  # keys newer than many runs: the default leaves their identity as it was
+            del cfg[key]
     defaults = TrainConfig().to_dict()
     canon = {**cfg, **{k: defaults[k] for k in EXECUTION_KEYS}}
     return fp(canon), fp(cfg)
