@@ -22,10 +22,13 @@ from parrot_ser.fusion.layers import (
     BranchEncoder,
     ConvStack,
     InputSelect,
+    adaptive_avg_pool1d,
+    attend,
     full_precision,
     head,
     masked_mean,
     pairwise_dist,
+    tracing,
 )
 from parrot_ser.fusion.sinkhorn import plan_stats, sinkhorn
 from parrot_ser.registry import Registry
@@ -278,7 +281,7 @@ class _Base(nn.Module):
             domain = "scaling" if 1.0 / c.ot_eps <= (30.0 if cost.dtype == torch.float32 else 300.0) else "log"
         return sinkhorn(cost, mask_a=mask_a, mask_b=mask_b, eps=c.ot_eps, n_iters=c.ot_iters,
                         normalize_cost=c.ot_cost_scale, grad=c.ot_grad, domain=domain,
-                        preallocate=not self.vmap_safe)
+                        preallocate=not (self.vmap_safe or tracing()))  # out= writes do not trace
 
 
 @register_model("cnn", "single PTM: paper conv stack + Dense(128)")
@@ -436,7 +439,8 @@ class _Tokens(_TwoBranch):
 
     def _conv_tokens(self, fmap: torch.Tensor, proj: nn.Linear) -> torch.Tensor:
         if fmap.shape[-1] > self.cfg.ot_tokens:
-            fmap = nn.functional.adaptive_avg_pool1d(fmap, self.cfg.ot_tokens)
+            pool = adaptive_avg_pool1d if tracing() else nn.functional.adaptive_avg_pool1d  # same windows
+            fmap = pool(fmap, self.cfg.ot_tokens)
         return proj(fmap.transpose(1, 2))
 
     def tokens(self, fp, fq, inp: FusionInput):
@@ -500,8 +504,11 @@ class CrossAttention(_Tokens):
 
     def fuse(self, rp, rq, fp, fq, inp):
         tp, mp, tq, mq = self.tokens(fp, fq, inp)
-        ap, _ = self.att_pq(tp, tq, tq, key_padding_mask=None if mq is None else ~mq, need_weights=False)
-        aq, _ = self.att_qp(tq, tp, tp, key_padding_mask=None if mp is None else ~mp, need_weights=False)
+        if tracing():  # nn.MultiheadAttention traces with the example's token count frozen
+            ap, aq = attend(self.att_pq, tp, tq, mq), attend(self.att_qp, tq, tp, mp)
+        else:
+            ap, _ = self.att_pq(tp, tq, tq, key_padding_mask=None if mq is None else ~mq, need_weights=False)
+            aq, _ = self.att_qp(tq, tp, tp, key_padding_mask=None if mp is None else ~mp, need_weights=False)
         hp = self.norm_p(tp + ap)
         hq = self.norm_q(tq + aq)
         return torch.cat([rp, rq, masked_mean(hp, mp), masked_mean(hq, mq)], -1)
