@@ -96,7 +96,7 @@ def seed_subset(res: dict, seeds: list[int]) -> dict:
 
 def partners(res: dict) -> str:
     t = res.get("transport") or {}
-    ep, shape = t.get("effective_partners"), t.get("plan_shape")
+    ep, shape = t.get("eff_partners"), t.get("plan_shape")
     if not ep:
         return ""
     n = shape["mean"] if isinstance(shape, dict) else None

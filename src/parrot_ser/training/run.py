@@ -321,9 +321,9 @@ def _transport_summary(run: dict, entries: list[dict], plan: np.ndarray | None, 
     if tstats:
         keys = sorted({k for t in tstats for k, v in t.items() if isinstance(v, float)})
         transport = {k: mean_std([t[k] for t in tstats if k in t]) for k in keys}
-        transport["note"] = ("every evaluation batch of each test fold (mean weighted by batch size), then "
-                             "mean +- std over runs; effective_partners = exp(row entropy) of the row-normalised "
-                             "plan (1 = one-to-one, n = uniform)")
+        transport["note"] = ("fusion.sinkhorn.plan_stats of every evaluation batch of each test fold (mean "
+                             "weighted by batch size), then mean +- std over runs; eff_partners = exp(entropy) of "
+                             "each row-normalised plan row with mass (1 = one-to-one, m = uniform)")
         if plan is not None:
             from parrot_ser.fusion import get_model_spec
 
