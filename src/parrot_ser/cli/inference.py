@@ -11,19 +11,18 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from parrot_ser.cli.common import check_out_dir, err, guard, make_progress, out, print_json, rate_text
+from parrot_ser.cli.common import (
+    check_out_dir,
+    err,
+    guard,
+    make_progress,
+    out,
+    parse_checkpoints,
+    print_json,
+    rate_text,
+)
 from parrot_ser.errors import AudioError, ConfigError, ParrotError
 from parrot_ser.notices import untrained_models_text
-
-
-def _parse_checkpoints(items: list[str] | None) -> dict[str, str]:
-    res = {}
-    for it in items or []:
-        name, sep, path = it.partition("=")
-        if not sep or not name or not path:
-            raise ConfigError(f"--checkpoint expects NAME=PATH (e.g. hubert-base=/models/hubert), got {it!r}")
-        res[name] = path
-    return res
 
 
 @guard
@@ -102,7 +101,7 @@ def predict(
         if csv_path.is_dir():
             raise ConfigError(f"{csv_path}: --csv is a folder; give a file name, e.g. {csv_path / 'predictions.csv'}")
         check_out_dir(csv_path.parent, "--csv")
-    predictor = load_model_quiet(model_dir, checkpoints=_parse_checkpoints(checkpoint))
+    predictor = load_model_quiet(model_dir, checkpoints=parse_checkpoints(checkpoint))
     if predictor.untrained:
         err.print(f"[bold red]warning: {escape(untrained_models_text(predictor.untrained))}[/]")
     items, problems = collect_inputs(audio)

@@ -15,7 +15,7 @@ from typing import Any
 from parrot_ser.encoders.base import EncodedUtterance, Encoder, EncoderIdentity, EncoderSpec
 from parrot_ser.errors import ConfigError
 from parrot_ser.layer_choice import parse_layers
-from parrot_ser.registry import Option, Registry, check_options, dataclass_options
+from parrot_ser.registry import Option, Registry, check_options, dataclass_options, typed_value
 
 __all__ = ["ENCODERS", "Encoder", "EncoderSpec", "EncoderIdentity", "EncodedUtterance", "get_spec",
            "list_specs", "build_encoder", "encoder_options", "register_family", "resolve_layers", "parse_layers"]
@@ -89,8 +89,10 @@ def build_encoder(name: str, *, checkpoint: str | None = None, layers: Any = "la
     directory, or an official checkpoint file for the Mamba families); ``random_init`` builds
     untrained weights seeded by ``seed`` (the identity records it)."""
     spec = get_spec(name)
+    declared = encoder_options(name)
     if name in _OPTIONS:
-        check_options(options, encoder_options(name), f"encoder {name!r}")
+        check_options(options, declared, f"encoder {name!r}")
+    options = {k: typed_value(v, declared.get(k), f"encoder {name!r}") for k, v in options.items()}
     from parrot_ser.device import check_device
 
     check_device(device)
