@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import math
 import time
 import warnings
@@ -11,9 +10,19 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from parrot_ser.cli.common import check_out_dir, err, guard, make_progress, out, print_json, rate_text
+from parrot_ser.cli.common import (
+    check_out_dir,
+    err,
+    guard,
+    make_progress,
+    out,
+    print_json,
+    rate_text,
+    write_stdout,
+)
 from parrot_ser.errors import AudioError, ConfigError, ParrotError
-from parrot_ser.notices import untrained_models_text
+from parrot_ser.inference.writers import predictions_doc, render
+from parrot_ser.notices import untrained_models_text, untrained_warnings
 
 
 def _parse_checkpoints(items: list[str] | None) -> dict[str, str]:
@@ -135,13 +144,14 @@ def predict(
     refs = [(it.reference, p.label) for it, p in results if it.reference in predictor.labels]
     summary = {"predicted": len(results), "failed": len(errors),
                "accuracy_vs_manifest": round(100 * sum(a == b for a, b in refs) / len(refs), 2) if refs else None}
+    doc = predictions_doc(str(model_dir), predictor.labels,
+                          [{**p.to_dict(), "utt_id": it.utt_id, "reference": it.reference} for it, p in results],
+                          errors, untrained_warnings(predictor.untrained) + notes, summary)
     if csv_path is not None:
-        _write_csv(csv_path, predictor.labels, results, errors)
+        csv_path.parent.mkdir(parents=True, exist_ok=True)
+        csv_path.write_bytes(render(doc, "csv"))
     if json_out:
-        print_json({"model": str(model_dir), "labels": predictor.labels,
-                    "predictions": [{**p.to_dict(), "utt_id": it.utt_id, "reference": it.reference}
-                                    for it, p in results],
-                    "errors": errors, "warnings": notes, "summary": summary})
+        write_stdout(render(doc, "json"))
     else:
         for it, p in results:
             top = ", ".join(f"{k} {v:.2f}" for k, v in sorted(p.probabilities.items(), key=lambda kv: -kv[1])[:3])
@@ -170,17 +180,3 @@ def _predict_chunk(predictor, chunk: list, waves: list, errors: list[dict], **kw
         except ParrotError as e:
             errors.append({"path": str(it.path), "error": f"{it.path}: {e}"})
     return out
-
-
-def _write_csv(path: Path, labels: list[str], results: list[tuple], errors: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["path", "utt_id", "reference", "window", "start", "end", "label",
-                    *[f"prob_{lab}" for lab in labels], "error"])
-        for it, p in results:
-            for row, win in [(p, "all"), *[(x, str(x.window)) for x in p.windows]]:
-                w.writerow([str(it.path), it.utt_id or "", it.reference or "", win, f"{row.start:.3f}",
-                            f"{row.end:.3f}", row.label, *[f"{row.probabilities[lab]:.6f}" for lab in labels], ""])
-        for e in errors:
-            w.writerow([e["path"], "", "", "", "", "", "", *["" for _ in labels], e["error"]])

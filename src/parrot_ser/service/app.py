@@ -31,11 +31,12 @@ import numpy as np
 from fastapi import FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser, parse_options_header
+from starlette.requests import ClientDisconnect
 
 from parrot_ser import __version__
 from parrot_ser.errors import AudioError, AudioTooLongError, ConfigError, ParrotError
@@ -277,6 +278,14 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return _error(exc.status_code, "http error", str(exc.detail))
 
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, exc: ClientDisconnect) -> Response:
+        # A client that hangs up mid-upload is not a server fault: one line, no traceback. Nobody
+        # reads the answer; handled here (not in the catch-all below) so Starlette does not re-raise.
+        client = request.client.host if request.client else "?"
+        log.warning("client %s disconnected during %s %s; request dropped", client, request.method, request.url.path)
+        return Response(status_code=499)
+
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> JSONResponse:
         log.exception("internal error on %s", request.url.path)
@@ -366,10 +375,10 @@ def create_app(model: str | Path | PredictorLike, *, max_upload_bytes: int = DEF
 
 
 def _untrained_notes(untrained: list[str]) -> list[str]:
-    """Every answer of an untrained model says so (the CLI and the Python API warn too), worded once."""
-    from parrot_ser.notices import untrained_text
+    """Every answer of an untrained model says so, in the words of `predict --json` (notices.py)."""
+    from parrot_ser.notices import untrained_warnings
 
-    return [untrained_text(n) for n in untrained]
+    return untrained_warnings(untrained)
 
 
 def _header_seconds(data: bytes) -> float | None:
