@@ -48,3 +48,21 @@ def test_unknown_or_unfit_format_is_one_line_naming_the_choices():
         render(predictions_doc("m", LABELS, []), "png")
     assert "png" in formats("timeline") and "png" not in formats("predictions")
     assert set(WRITERS.names()) >= {"json", "csv", "png"}
+
+
+def test_service_answers_csv_through_the_same_writer():
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from parrot_ser.service.app import create_app
+    from test_service import make_predictor, wav_bytes
+
+    with TestClient(create_app(make_predictor())) as c:
+        r = c.post("/v1/predict?format=csv", files={"file": ("t.wav", wav_bytes(), "audio/wav")})
+        j = c.post("/v1/predict", files={"file": ("t.wav", wav_bytes(), "audio/wav")}).json()
+        bad = c.post("/v1/predict?format=xml", files={"file": ("t.wav", wav_bytes(), "audio/wav")})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(r.text)))
+    assert rows[0]["path"] == "t.wav" and rows[0]["label"] == j["label"]
+    assert float(rows[0][f"prob_{j['label']}"]) == pytest.approx(j["probabilities"][j["label"]], abs=1e-6)
+    assert bad.status_code == 422 and "csv, json" in bad.json()["detail"]

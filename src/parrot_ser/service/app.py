@@ -40,6 +40,7 @@ from starlette.requests import ClientDisconnect
 
 from parrot_ser import __version__
 from parrot_ser.errors import AudioError, AudioTooLongError, ConfigError, ParrotError
+from parrot_ser.inference.writers import predictions_doc
 
 log = logging.getLogger("parrot_ser.service")
 
@@ -336,8 +337,11 @@ def create_app(model: str | Path | PredictorLike, *, max_upload_bytes: int = DEF
         request: Request,
         window_s: float | None = Query(None, alias="window", ge=0, description="window seconds (0: never split)"),
         hop_s: float | None = Query(None, alias="hop", gt=0, description="hop seconds (default window/2)"),
+        fmt: str = Query("json", alias="format", description="answer format: json, or another prediction "
+                                                             "writer (csv)"),
     ) -> Any:
         """Multipart upload (field ``file``) or raw audio bytes as the body."""
+        writer = _writer(fmt, "predictions")
         _check_window("window", window_s, max_seconds)
         _check_window("hop", hop_s, max_seconds)
         name, data = await _read_upload(request)
@@ -364,6 +368,10 @@ def create_app(model: str | Path | PredictorLike, *, max_upload_bytes: int = DEF
             return _error(422, "invalid request", f"window must be 0 or >= {MIN_WINDOW_SECONDS} s and hop >= "
                                                   f"{MIN_HOP_SECONDS} s (got window={w}, hop={h})")
         pred = (await run_in_threadpool(predictor.predict_waveforms, [wave], [name], window=w, hop=h))[0]
+        if writer is not None:  # the CLI's writers (inference/writers.py), same columns as predict --csv
+            doc = predictions_doc(name, predictor.labels, [{**pred.to_dict(), "path": name}],
+                                  warnings=untrained_notes + warns)
+            return Response(writer.render(doc), media_type=writer.media_type)
         scores = sorted(pred.probabilities.items(), key=lambda kv: -kv[1])
         return PredictOut(name=name, label=pred.label, probabilities=pred.probabilities,
                           scores=[ScoreOut(label=k, score=v) for k, v in scores], duration=round(dur, 4),
@@ -372,6 +380,18 @@ def create_app(model: str | Path | PredictorLike, *, max_upload_bytes: int = DEF
                           warnings=untrained_notes + warns)
 
     return app
+
+
+def _writer(fmt: str, kind: str) -> Any:
+    """None for the JSON answer of the response model, else the registry's writer ``fmt``."""
+    from parrot_ser.inference.writers import get_writer
+
+    if fmt == "json":
+        return None
+    try:
+        return get_writer(fmt, kind)
+    except ConfigError as e:
+        raise _ClientError(422, "invalid request", str(e)) from None
 
 
 def _untrained_notes(untrained: list[str]) -> list[str]:
