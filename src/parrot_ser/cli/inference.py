@@ -89,9 +89,13 @@ def predict(
     json_out: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
     csv_path: Path | None = typer.Option(None, "--csv", help="Also write a CSV: one row per recording "
                                                                "(window 'all') and per window; errors too."),
-    window: float | None = typer.Option(None, "--window", help="Window seconds; default: windows of 10 s only "
-                                                                "for recordings over 20 s; 0: never split."),
-    hop: float | None = typer.Option(None, "--hop", help="Hop between windows in seconds (default window/2)."),
+    window: float | None = typer.Option(None, "--window", help="Window seconds; default: recordings longer than "
+                                                                "the model's longest training clip are cut into "
+                                                                "windows of its median clip length (bundles "
+                                                                "without clip lengths: 10 s windows above 20 s); "
+                                                                "0: never split."),
+    hop: float | None = typer.Option(None, "--hop", help="Hop between windows in seconds (default: the window "
+                                                          "for the model's clip length, else window/2)."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Recordings encoded per batch."),
     checkpoint: list[str] | None = typer.Option(None, "--checkpoint", help="NAME=PATH: an encoder checkpoint "
                                                                            "that moved (its hash is still checked)."),
@@ -155,12 +159,25 @@ def predict(
     else:
         for it, p in results:
             top = ", ".join(f"{k} {v:.2f}" for k, v in sorted(p.probabilities.items(), key=lambda kv: -kv[1])[:3])
-            win = f"  [{len(p.windows)} windows]" if p.windows else ""
-            out.print(f"{it.path}\t{p.label}\t({top}){win}")
+            out.print(escape(f"{it.path}\t{p.label}\t({top}){_windows_note(p)}"))
     err.print(f"{len(results)} predicted, {len(errors)} failed"
               + (f"; accuracy vs manifest labels {summary['accuracy_vs_manifest']:.2f} %" if refs else ""))
     if not results:
         raise typer.Exit(1)
+
+
+def _windows_note(p) -> str:
+    """For a recording cut into windows: how many, how long, and how their labels differ (one label
+    for a long recording hides a change of emotion; `analyze` draws the timeline)."""
+    if not p.windows:
+        return ""
+    w = p.windows[0]
+    counts: dict[str, int] = {}
+    for x in p.windows:
+        counts[x.label] = counts.get(x.label, 0) + 1
+    per = ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
+    return (f"  [cut into {len(p.windows)} windows of {w.end - w.start:.1f} s: {per}"
+            + ("; see `parrot-ser analyze` for the timeline]" if len(counts) > 1 else "]"))
 
 
 def _predict_chunk(predictor, chunk: list, waves: list, errors: list[dict], **kw) -> list[tuple]:
