@@ -81,6 +81,11 @@ def export(
         err.print(f"[bold red]{doc['warning']}[/]")
 
 
+WINDOW_HELP = ("Window seconds; default: recordings longer than the model's longest training clip are cut into "
+               "windows of its median clip length (bundles without clip lengths: 10 s windows above 20 s); "
+               "0: never split.")
+
+
 @guard
 def predict(
     model_dir: Path = typer.Argument(..., help="Model bundle folder (from `parrot-ser export`)."),
@@ -89,13 +94,9 @@ def predict(
     json_out: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
     csv_path: Path | None = typer.Option(None, "--csv", help="Also write a CSV: one row per recording "
                                                                "(window 'all') and per window; errors too."),
-    window: float | None = typer.Option(None, "--window", help="Window seconds; default: recordings longer than "
-                                                                "the model's longest training clip are cut into "
-                                                                "windows of its median clip length (bundles "
-                                                                "without clip lengths: 10 s windows above 20 s); "
-                                                                "0: never split."),
-    hop: float | None = typer.Option(None, "--hop", help="Hop between windows in seconds (default: the window "
-                                                          "for the model's clip length, else window/2)."),
+    window: float | None = typer.Option(None, "--window", help=WINDOW_HELP),
+    hop: float | None = typer.Option(None, "--hop", help="Hop seconds (default: the window with the model's "
+                                                          "clip length, else window/2)."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Recordings encoded per batch."),
     checkpoint: list[str] | None = typer.Option(None, "--checkpoint", help="NAME=PATH: an encoder checkpoint "
                                                                            "that moved (its hash is still checked)."),
