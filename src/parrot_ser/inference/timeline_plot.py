@@ -23,8 +23,9 @@ def timeline_png(tl: dict, labels: list[str], title_model: str = "") -> bytes:
     from matplotlib.patches import Patch
     from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-    colours = {lab: plt.get_cmap("tab10")(i % 10) for i, lab in enumerate(labels)}
     dur = max(float(tl["duration"]), 1e-3)
+    px_per_s = 12 * 110 * 0.8 / dur  # figure width x dpi x the axes' share, per second
+    colours = {lab: plt.get_cmap("tab10")(i % 10) for i, lab in enumerate(labels)}
     fig, (band, curves) = plt.subplots(2, 1, figsize=(12, 4.8), sharex=True,
                                        gridspec_kw={"height_ratios": [1, 2.6], "hspace": 0.08})
     # band: grey = speech regions found by the VAD, coloured = the merged label segments
@@ -32,13 +33,15 @@ def timeline_png(tl: dict, labels: list[str], title_model: str = "") -> bytes:
         band.axvspan(s, e, ymin=0.0, ymax=0.28, color="0.55", lw=0)
     for seg in tl["segments"]:
         band.axvspan(seg["start"], seg["end"], ymin=0.36, ymax=1.0, color=colours[seg["label"]], lw=0)
-        if (seg["end"] - seg["start"]) / dur > 0.035:  # name the segment when there is room
+    for seg in tl["segments"]:  # names after every span, so no later span covers one
+        if (seg["end"] - seg["start"]) * px_per_s > 7.5 * len(seg["label"]) + 6:  # when the name fits
             band.text((seg["start"] + seg["end"]) / 2, 0.68, seg["label"], ha="center", va="center",
                       fontsize=9, color="white", fontweight="bold", clip_on=True)
     band.set_yticks([0.14, 0.68], ["speech", "label"])
     band.set_ylim(0, 1)
     band.tick_params(axis="y", length=0)
-    # curves: each label's probability, flat over each window's span, broken across silences
+    # curves: each label's probability at the centre of each window, joined inside a speech region
+    # (a region of one window is a dot), broken across silences
     wins = tl["windows"]
     for lab in labels:
         xs: list[float] = []
@@ -47,9 +50,10 @@ def timeline_png(tl: dict, labels: list[str], title_model: str = "") -> bytes:
             if i and w["start"] > wins[i - 1]["end"] + 0.05:
                 xs.append(float("nan"))
                 ys.append(float("nan"))
-            xs += [w["start"], w["end"]]
-            ys += [w["probabilities"][lab]] * 2
-        curves.plot(xs, ys, color=colours[lab], lw=1.8, label=lab)
+            xs.append((w["start"] + w["end"]) / 2)
+            ys.append(w["probabilities"][lab])
+        curves.plot(xs, ys, color=colours[lab], lw=1.6, marker="o" if len(wins) <= 150 else None, ms=3.5,
+                    label=lab)
     curves.set_ylim(0, 1)
     curves.set_ylabel("probability")
     curves.set_xlim(0, dur)

@@ -65,7 +65,8 @@ function timelineSvg(rec) {
     let d = "", prevEnd = null;
     rec.windows.forEach((w) => {
       const p = w.probabilities[lab];
-      d += (prevEnd === null || w.start > prevEnd + 0.05 ? "M" : "L") + x(w.start) + " " + y(p) + "L" + x(w.end) + " " + y(p);
+      // joined only where a window starts where the last one ended (not across silence or overlap)
+      d += (prevEnd !== null && Math.abs(w.start - prevEnd) < 0.05 ? "L" : "M") + x(w.start) + " " + y(p) + "L" + x(w.end) + " " + y(p);
       prevEnd = w.end;
     });
     s += '<path d="' + d + '" fill="none" stroke="' + colour(lab) + '" stroke-width="2"/>';
