@@ -2,7 +2,7 @@
 a real uvicorn server with the real tiny Emo-DB model. Loads the page, checks the model card, uploads
 a real Emo-DB clip (probabilities) and a 25 s recording (timeline), and compares what the page shows
 with the Python API. CI installs chromium (.ci/run); set PARROT_PAGE_SCREENSHOT=PATH to keep the
-screenshot (docs/images/page.png is made this way)."""
+screenshot (docs/img/page.png is made this way)."""
 
 from __future__ import annotations
 

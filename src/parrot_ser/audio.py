@@ -191,8 +191,7 @@ def _check_rate(sr: int, where: str) -> None:
 # --- public API --------------------------------------------------------------------------------
 
 
-def read_info(path: str | Path, *, allow_empty: bool = False,
-              max_seconds: float | None = MAX_DECODE_SECONDS) -> AudioInfo:
+def read_info(path: str | Path, *, allow_empty: bool = False, max_seconds: float | None = None) -> AudioInfo:
     """Header only (``soundfile.info``): does not decode the samples, except for a stream whose
     header has no length (streamed FLAC), which is counted by decoding it. Raises the typed errors
     above; a header announcing zero frames raises EmptyAudioError unless ``allow_empty``."""
@@ -210,8 +209,9 @@ def read_info(path: str | Path, *, allow_empty: bool = False,
             frames = sum(len(b) for b in _blocks(f, str(p), sr))
     if frames <= 0 and not allow_empty:
         raise EmptyAudioError(p, "header announces 0 frames")
-    if max_seconds is not None and frames / sr > max_seconds:
-        raise AudioTooLongError(p, f"{frames / sr:.0f} s > {max_seconds:.0f} s; split the recording")
+    cap = MAX_DECODE_SECONDS if max_seconds is None else max_seconds  # inf: the caller checks length itself
+    if frames / sr > cap:
+        raise AudioTooLongError(p, f"{frames / sr:.0f} s > {cap:.0f} s; split the recording")
     return AudioInfo(str(p), sr, int(info.channels), frames, float(frames) / sr,
                      str(info.format), str(info.subtype))
 

@@ -21,7 +21,6 @@ from parrot_ser.cli.common import (
     write_stdout,
 )
 from parrot_ser.errors import AudioError, ConfigError, ParrotError
-from parrot_ser.inference.writers import predictions_doc, render
 from parrot_ser.notices import untrained_models_text, untrained_warnings
 
 
@@ -106,6 +105,7 @@ def predict(
     from parrot_ser.audio import load_audio
     from parrot_ser.inference.inputs import collect_inputs
     from parrot_ser.inference.predictor import load_model_quiet
+    from parrot_ser.inference.writers import predictions_doc, render
 
     # isfinite first: NaN passes every comparison and inf asks for one endless window
     if window is not None and not (math.isfinite(window) and window >= 0):

@@ -499,7 +499,7 @@ def _check_length(path: Path, name: str, max_seconds: float) -> None:
     from parrot_ser.audio import read_info
 
     try:
-        info = read_info(path, max_seconds=None)  # the limit of this endpoint is checked below
+        info = read_info(path, max_seconds=float("inf"))  # this endpoint's own limit is checked below
     except AudioError as e:
         raise _ClientError(422, e.problem, f"{name}: {e.problem}" + (f" ({e.detail})" if e.detail else "")) from None
     if info.duration > max_seconds:
