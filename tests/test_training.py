@@ -136,7 +136,7 @@ def test_run_cv_writes_outputs_and_resumes(store, tmp_path, monkeypatch):
     assert np.asarray(res["confusion_sum"]).sum() == 54
     tr = res["transport"]
     assert 1.0 <= tr["eff_partners"]["mean"] <= 16.0 and tr["entropy"]["mean"] >= 0
-    assert "effective_partners" not in tr and "row_entropy" not in tr  # one owner: plan_stats
+    assert "effective_partners" not in tr and tr["row_entropy"]["mean"] >= 0  # one owner: plan_stats
     for f in res["folds"]["0"]:
         assert set(f["test_speakers"]).isdisjoint(f["train_speakers"] + f["val_speakers"])
     assert set(res["versions"]) >= {"torch", "numpy", "scikit-learn", "transformers", "parrot-ser"}
