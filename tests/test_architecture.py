@@ -20,7 +20,7 @@ LAYERS = [
     {"corpora", "encoders", "fusion", "models"},
     {"features"},
     {"training", "inference", "hear"},
-    {"service", "demo"},
+    {"service", "demo", "export"},
     {"cli"},
 ]
 LEVEL = {pkg: i for i, layer in enumerate(LAYERS) for pkg in layer}

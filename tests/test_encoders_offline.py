@@ -187,9 +187,9 @@ def test_store_train_export_predict_onnx(emodb_root, tmp_path):
     import parrot_ser
     from parrot_ser.corpora import scan_corpus
     from parrot_ser.corpora.base import Manifest
+    from parrot_ser.export import export_run
     from parrot_ser.features import extract_features, open_store
     from parrot_ser.inference.onnx_export import export_onnx
-    from parrot_ser.training import export_run
     from parrot_ser.training.config import TrainConfig
     from parrot_ser.training.run import run_cv
 

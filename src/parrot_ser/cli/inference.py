@@ -39,8 +39,8 @@ def export(
     """Write a self-describing bundle: safetensors weights + bundle.json (encoders and their checkpoint
     hashes, labels, model config, standardiser, training summary, sha256 of every file), the Hugging
     Face config.json and model card README.md, and with --onnx the ONNX graphs."""
+    from parrot_ser.export import export_run
     from parrot_ser.inference.bundle import read_bundle_json
-    from parrot_ser.training.export import export_run
 
     check_out_dir(out_dir)
     t0 = time.perf_counter()

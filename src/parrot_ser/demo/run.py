@@ -346,8 +346,8 @@ def _export_step(out: Path, plan: DemoPlan, grid: dict, say: Stage, timings: dic
     cells = grid["cells"]
     export_cell = next((c for c in cells if c["model"] == plan.export_model), None) \
         or next((c for c in cells if len(c["encoders"]) == 2), cells[0])
+    from parrot_ser.export import export_run
     from parrot_ser.inference import load_model
-    from parrot_ser.training.export import export_run
 
     say(f"exporting {export_cell['model']} [{export_cell['row']}]")
     bundle_dir = export_run(out / "grid" / export_cell["dir"], out / "model")

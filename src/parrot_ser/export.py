@@ -12,7 +12,10 @@ Its expected quality is the run's cross-validated numbers (nothing is held out t
 Batch-dependent models (paper PARROT) get *anchors*: ``eval_batch_size - 1`` training utterances
 (raw pooled features, picked with the run's first seed) with which every utterance is scored, so a
 prediction sees a batch like the ones the model was trained and evaluated on, and never depends on
-the other inputs of a call (see predictor.py)."""
+the other inputs of a call (see predictor.py).
+
+This module sits above training and inference (it reads a run with training's code and writes what
+inference loads): tests/test_architecture.py places it with service and demo."""
 
 from __future__ import annotations
 
