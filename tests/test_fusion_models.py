@@ -276,3 +276,13 @@ def test_fused_width_is_checked():
     model.width = 3  # a fuse() that does not give width x embed_dim features
     with pytest.raises(ConfigError, match="fuse gave"):
         model(_inp(DIMS2, 4))
+
+
+def test_one_module_per_model_family():
+    """models.py is the registry and the shared bases; every model lives in its family's module."""
+    from parrot_ser.fusion import MODELS
+
+    where = {name: MODELS.get(name).factory.__module__.rsplit(".", 1)[-1] for name in MODELS}
+    assert where == {"cnn": "single", "fcn": "single", "concat": "pooled_fusion", "hadamard": "pooled_fusion",
+                     "gated": "pooled_fusion", "ot": "batch_ot", "parrot": "batch_ot", "parrot-token": "tokens",
+                     "xattn": "tokens"}
