@@ -90,6 +90,23 @@ def test_help_shows_no_bool_type_on_flags_and_arguments_as_in_messages():
     assert missing.exit_code == 2 and "MODEL_DIR" in missing.output
 
 
+def test_help_keeps_the_square_brackets_of_extras():
+    """Typer renders help as rich markup, where `parrot-ser[onnx]` is a style tag (issue 20, item 6):
+    every `name[extra]` written in a CLI help text must reach --help as written."""
+    from pathlib import Path
+
+    import parrot_ser.cli as cli
+
+    sources = "".join(p.read_text() for p in Path(cli.__file__).parent.glob("*.py"))
+    written = set(re.findall(r"parrot-ser\[\w+\]", sources))
+    assert {"parrot-ser[onnx]", "parrot-ser[ray]"} <= written
+    runner = CliRunner()
+    shown = "".join(runner.invoke(app, [*cmd, "--help"], env={"COLUMNS": "400"}).output
+                    for cmd in (["extract"], ["train"], ["grid"], ["export"], ["predict"], ["serve"], ["demo"]))
+    assert "(needs parrot-ser[onnx])" in shown and "(pip install 'parrot-ser[ray]')" in shown
+    assert "parrot-ser)" not in shown and "'parrot-ser')" not in shown
+
+
 def test_tables_are_not_cut_at_80_columns_without_a_terminal():
     assert common._width(io.StringIO()) >= 200
     t = Table()
