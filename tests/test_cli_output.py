@@ -116,3 +116,13 @@ def test_tables_are_not_cut_at_80_columns_without_a_terminal():
     with common.err.capture() as cap:
         common.err.print(t)
     assert "…" not in cap.get() and "ssam-base+hubert-base model 7" in cap.get()
+
+
+def test_interrupt_message_names_what_resumes():
+    """Ctrl-C said "resume where supported" (issue 20, item 17): say which commands resume."""
+    from parrot_ser.cli.common import interrupt_message
+
+    assert "resume: committed chunks" in interrupt_message("extract")
+    assert "resume: finished folds" in interrupt_message("train")
+    assert "does not resume" in interrupt_message("export") and "extract, train, grid and demo" in \
+        interrupt_message("predict")

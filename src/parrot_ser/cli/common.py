@@ -77,6 +77,20 @@ def os_error_message(e: OSError, context: str | Path | None = None) -> str:
     return f"{where}: {hint}"
 
 
+# What a rerun of an interrupted command keeps (the commands whose work is worth keeping resume).
+RESUMES = {
+    "extract": "rerun the same command to resume: committed chunks of utterances are kept",
+    "train": "rerun the same command to resume: finished folds are kept",
+    "grid": "rerun the same command to resume: finished cells and folds are kept",
+    "demo": "rerun the same command to resume: finished steps are kept",
+}
+
+
+def interrupt_message(command: str) -> str:
+    keeps = RESUMES.get(command, f"{command} does not resume: rerun it (only extract, train, grid and demo resume)")
+    return f"interrupted; {keeps}"
+
+
 def guard(fn: F) -> F:
     """Turn a ParrotError (a problem the user can fix) or an OSError (disk full, read-only, no
     permission, a file where a folder should be) into one clear line and exit code 2."""
@@ -99,7 +113,7 @@ def guard(fn: F) -> F:
             err.print(f"[bold red]error:[/] {escape(os_error_message(e))}", markup=True, highlight=False)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
-            err.print("interrupted; rerun the same command to resume where supported")
+            err.print(interrupt_message(fn.__name__))
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]

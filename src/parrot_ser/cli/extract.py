@@ -189,6 +189,9 @@ def _summary(name: str, rep: dict, out_dir: Path) -> None:
     b = _brief(rep)
     if b["up_to_date"]:
         err.print(f"{name}: up to date ({b['n_ok']} utterances, {b['n_skipped']} skipped) in {out_dir}")
+    elif not b["computed_this_run"]:  # a resume whose chunks were all committed: no rate to speak of
+        err.print(f"{name}: {b['n_ok']} utterances in {out_dir / name} (all {b['resumed']} from committed chunks, "
+                  f"none computed now)")
     else:
         rtf = b["real_time_factor"]
         err.print(f"{name}: {b['n_ok']} utterances in {out_dir / name} (computed now {b['computed_this_run']}, "

@@ -91,8 +91,18 @@ def _clean_tmp(d: Path) -> None:
 # --- manifest of the store -----------------------------------------------------------------------
 
 def _merge_manifest(out: Path, manifest: Manifest) -> Manifest:
-    """Store manifest = union of every manifest extracted into this store (first seen order).
-    The same utt_id with another audio file is refused: features would silently mix."""
+    """Store manifest = union of every manifest extracted into this store (first seen order), written
+    when it grew. The same utt_id with another audio file is refused: features would silently mix."""
+    merged, grew = _merged_manifest(out, manifest)
+    if grew:
+        with atomic_path(out / MANIFEST) as tmp:
+            merged.to_csv(tmp)
+            os.replace(str(tmp) + ".json", str(out / MANIFEST) + ".json")
+    return merged
+
+
+def _merged_manifest(out: Path, manifest: Manifest) -> tuple[Manifest, bool]:
+    """(the store manifest with ``manifest`` merged in, whether that added rows); reads only."""
     path = out / MANIFEST
     new_root = Path(manifest.root).resolve()
     if path.is_file():
@@ -111,14 +121,9 @@ def _merge_manifest(out: Path, manifest: Manifest) -> Manifest:
                 continue
             added.append(Utterance(u.utt_id, p, u.label, u.speaker, u.original_label, dict(u.meta)))
         if not added:
-            return old
-        merged = Manifest(old.corpus, old.root, old.utterances + added, old.problems)
-    else:
-        merged = Manifest(manifest.corpus, new_root, list(manifest.utterances), list(manifest.problems))
-    with atomic_path(path) as tmp:
-        merged.to_csv(tmp)
-        os.replace(str(tmp) + ".json", str(path) + ".json")
-    return merged
+            return old, False
+        return Manifest(old.corpus, old.root, old.utterances + added, old.problems), True
+    return Manifest(manifest.corpus, new_root, list(manifest.utterances), list(manifest.problems)), True
 
 
 # --- batching ------------------------------------------------------------------------------------
@@ -371,6 +376,9 @@ def extract_features(manifest: Manifest, encoder: Encoder, out_dir: str | Path, 
         raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
     if batch_seconds <= 0 or chunk_size <= 0 or max_batch <= 0:
         raise ConfigError("batch_seconds, chunk_size and max_batch must be positive")
+    done = _finished_report(Path(out_dir), manifest, encoder, frames, dtype)
+    if done is not None:  # nothing to write: no lock, so a store this user may only read still answers
+        return done
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     with store_lock(out_dir, wait=wait):
         return _extract_locked(manifest, encoder, out_dir, frames=frames, dtype=dtype, batch_seconds=batch_seconds,
@@ -413,6 +421,28 @@ def _extract_locked(manifest: Manifest, encoder: Encoder, out_dir: str | Path, *
     report["resumed"] = len(requested) - len(todo)
     report["up_to_date"] = False
     return report
+
+
+def _finished_report(out: Path, manifest: Manifest, encoder: Encoder, frames: bool, dtype: str) -> dict | None:
+    """The report of a finished entry that already holds every utterance of ``manifest`` (same
+    identity, same audio files), read without writing anything; None when there is work to do (the
+    locked path then checks again and says what is wrong, if anything)."""
+    enc_dir = out / encoder.spec.name
+    try:
+        meta = read_meta(enc_dir)
+        if meta is None or json_plain(meta["store_identity"]) != json_plain(_store_identity(encoder, frames, dtype)):
+            return None
+        if (enc_dir / PARTIAL).exists() or _merged_manifest(out, manifest)[1]:
+            return None
+        rep = json.loads((enc_dir / REPORT).read_text(encoding="utf-8"))
+        known = set((enc_dir / UTT_IDS).read_text(encoding="utf-8").splitlines())
+    except (OSError, ValueError, KeyError, FeatureStoreError):
+        return None
+    known |= {s["utt_id"] for s in rep.get("skipped", [])}
+    if not all(u.utt_id in known for u in manifest.utterances):
+        return None
+    rep.update(computed_this_run=0, resumed=len(manifest.utterances), up_to_date=True)
+    return rep
 
 
 def _resume_entry(out: Path, enc_dir: Path, partial: Path, manifest: Manifest, ident: dict,
