@@ -172,3 +172,37 @@ def test_finished_store_answers_up_to_date_without_taking_the_lock(emodb_root, t
     assert rep["up_to_date"] and rep["computed_this_run"] == 0 and rep["n_ok"] == 6
     with pytest.raises(PermissionError):  # with work to do the lock is still taken
         writer.extract_features(Manifest(m.corpus, m.root, m.utterances[:7]), build_encoder("logmel"), store)
+
+
+def test_worker_processes_store_what_one_process_stores(emodb_root, tmp_path):
+    """The default extraction runs one single-threaded worker process per core (issue 20, item 1:
+    one process with an OpenMP team oversubscribed a busy machine 6x): the store is identical to an
+    in-process run with one thread, and a killed pooled run resumes."""
+    m = scan_corpus("emodb", emodb_root)
+    Manifest(m.corpus, m.root, m.utterances[:12]).to_csv(tmp_path / "m.csv")
+    args = ["extract", "--manifest", str(tmp_path / "m.csv"), "-e", "ssam-tiny", "--random-init", "--option",
+            "ssam-tiny:depth=1", "--chunk-size", "4", "--quiet", "--threads", "1"]
+    killed = _run([*args, "--workers", "2", "--out", str(tmp_path / "pool")], {STOP_ENV: "1"})
+    assert killed.returncode == 75, killed.stderr
+    pooled = _run([*args, "--workers", "2", "--out", str(tmp_path / "pool"), "--json"])
+    assert pooled.returncode == 0, pooled.stderr
+    rep = json.loads(pooled.stdout)["encoders"]["ssam-tiny"]
+    assert rep["resumed"] == 4 and rep["computed_this_run"] == 8
+    inline = _run([*args, "--workers", "1", "--out", str(tmp_path / "inline")])
+    assert inline.returncode == 0, inline.stderr
+    a, b = open_store(tmp_path / "pool").get("ssam-tiny"), open_store(tmp_path / "inline").get("ssam-tiny")
+    assert a.utt_ids == b.utt_ids and len(a.utt_ids) == 12
+    np.testing.assert_array_equal(a.pooled(), b.pooled())
+
+
+def test_extraction_worker_rule():
+    from parrot_ser.features.pool import extraction_workers
+    from parrot_ser.workers import usable_cores
+
+    cores = usable_cores()
+    assert extraction_workers(None, None, 100, "cpu") == cores  # one 1-thread worker per core
+    assert extraction_workers(None, cores, 100, "cpu") == 1  # --threads = cores: one process, as before
+    assert extraction_workers(None, None, 1, "cpu") == 1  # never more workers than chunks
+    assert extraction_workers(None, None, 100, "cpu", handcrafted=True) == 1
+    assert extraction_workers(None, None, 100, "cuda:0") == 1
+    assert extraction_workers(3, None, 100, "cpu") == 3

@@ -19,7 +19,7 @@ import time
 import uuid
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -356,13 +356,21 @@ class ChunkRunner(ABC):
             max_batch: int) -> Iterator[tuple[int, ChunkResult]]:
         """Encode ``jobs`` and yield each finished chunk (any order); the driver commits them."""
 
+    def close(self) -> None:  # noqa: B027 - optional: runners with workers to stop override it
+        """Stop the workers (after ``run``, or when the driver stops early)."""
+
+
+# A ChunkRunner, or a factory that sees the number of chunks to encode and returns a runner (None:
+# encode in this process), so the number of workers can follow the work left.
+RunnerChoice = ChunkRunner | Callable[[int], ChunkRunner | None] | None
+
 
 # --- main entry ----------------------------------------------------------------------------------
 
 def extract_features(manifest: Manifest, encoder: Encoder, out_dir: str | Path, *, frames: bool = False,
                      dtype: str = "float32", batch_seconds: float = 64.0, progress: ProgressFactory | bool | None = None,
                      chunk_size: int = 128, max_batch: int = 64, load_workers: int = 2,
-                     wait: bool = False, remote: ChunkRunner | None = None) -> dict:
+                     wait: bool = False, remote: RunnerChoice = None) -> dict:
     """Extract ``encoder`` features for every utterance of ``manifest`` into the store ``out_dir``
     (created or extended). Resumes from committed chunks; bad audio files are skipped and listed in
     the report (never fatal). Returns the report (also written to DIR/<encoder>/report.json) with
@@ -370,8 +378,10 @@ def extract_features(manifest: Manifest, encoder: Encoder, out_dir: str | Path, 
 
     One writer per store: the store is locked for the whole call (``store_lock``); a second writer
     stops with a one-line FeatureStoreError, or waits for the lock with ``wait=True``.
-    ``remote``: a ChunkRunner (e.g. ``features.distributed.RayChunkRunner``) that encodes chunks
-    elsewhere; this process stays the only writer (it commits each returned chunk atomically)."""
+    ``remote``: a ChunkRunner (``features.pool.ProcessChunkRunner``: local worker processes,
+    ``features.distributed.RayChunkRunner``: Ray actors) that encodes chunks elsewhere, or a factory
+    ``n_chunks -> ChunkRunner | None``; this process stays the only writer (it commits each returned
+    chunk atomically)."""
     if dtype not in DTYPES:
         raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
     if batch_seconds <= 0 or chunk_size <= 0 or max_batch <= 0:
@@ -388,7 +398,7 @@ def extract_features(manifest: Manifest, encoder: Encoder, out_dir: str | Path, 
 
 def _extract_locked(manifest: Manifest, encoder: Encoder, out_dir: str | Path, *, frames: bool, dtype: str,
                     batch_seconds: float, progress: bool, chunk_size: int, max_batch: int, load_workers: int,
-                    remote: ChunkRunner | None) -> dict:
+                    remote: RunnerChoice) -> dict:
     """plan/resume -> encode -> commit (chunk by chunk) -> consolidate."""
     t_start = time.perf_counter()
     run_id = f"{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
@@ -513,7 +523,7 @@ def _header_durations(manifest: Manifest, todo: list[Utterance]) -> tuple[list[U
 def _encode_and_commit(encoder: Encoder, manifest: Manifest, good: list[Utterance], durs: list[float],
                        header_skipped: list[dict], n_todo: int, partial: Path, run: dict, *, frames: bool,
                        dtype: str, batch_seconds: float, progress: Any, chunk_size: int, max_batch: int,
-                       load_workers: int, remote: ChunkRunner | None) -> None:
+                       load_workers: int, remote: RunnerChoice) -> None:
     """Encode -> commit: chunks of similar-length utterances (each split into padded-seconds-capped
     batches), here or on ``remote`` workers, each committed atomically as it comes back."""
     name = encoder.spec.name
@@ -540,6 +550,8 @@ def _encode_and_commit(encoder: Encoder, manifest: Manifest, good: list[Utteranc
         run["n_computed"] += len(ids)
         run["n_skipped"] += len(skipped) - (len(header_skipped) if ci == 0 else 0)
         run["chunks"] += 1
+        if stop_after and run["chunks"] >= stop_after and run["chunks"] < len(chunks):
+            os._exit(STOP_EXIT_CODE)  # simulated kill for resume tests: no cleanup on purpose
 
     with prog, ThreadPoolExecutor(max_workers=load_workers) as pool:
         task = prog.add_task(f"{name}", total=n_todo, rate="")
@@ -554,20 +566,24 @@ def _encode_and_commit(encoder: Encoder, manifest: Manifest, good: list[Utteranc
 
         payloads = [ChunkJob([good[i].utt_id for i in chunk], [str(paths[i]) for i in chunk],
                              [durs[i] for i in chunk]) for chunk in chunks]
-        if remote is not None:
+        runner = remote(len(payloads)) if callable(remote) and not isinstance(remote, ChunkRunner) else remote
+        if runner is not None:
             # Chunks come back in completion order; rows are put in manifest order at consolidation,
             # so the store is the same whatever order they were committed in.
-            remote.check_identity(encoder)
-            for ci, out in remote.run(payloads, frames=frames, batch_seconds=batch_seconds, max_batch=max_batch):
-                commit(ci, out)
-                on_batch(len(payloads[ci].utt_ids), 0)
+            try:
+                runner.check_identity(encoder)
+                for ci, out in runner.run(payloads, frames=frames, batch_seconds=batch_seconds,
+                                          max_batch=max_batch):
+                    commit(ci, out)
+                    on_batch(len(payloads[ci].utt_ids), 0)
+            finally:
+                if runner is not remote:
+                    runner.close()  # made here for this call; a runner passed in is the caller's to close
         else:
             for ci, job in enumerate(payloads):
                 out = encode_chunk(encoder, job, frames=frames, batch_seconds=batch_seconds, max_batch=max_batch,
                                    pool=pool, on_batch=on_batch, stats=run)
                 commit(ci, out)
-                if stop_after and run["chunks"] >= stop_after and ci + 1 < len(chunks):
-                    os._exit(STOP_EXIT_CODE)  # simulated kill for resume tests: no cleanup on purpose
 
 
 

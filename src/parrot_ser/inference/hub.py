@@ -140,8 +140,14 @@ def model_card(doc: dict, corpus: str | None = None) -> str:
     body = f"""
 # parrot-ser: {md['name']} on {' + '.join(e['name'] for e in encs)}
 {warn}
-Speech emotion recognition head(s) trained with PARROT-SER (`pip install parrot-ser`) on frozen
-speech encoder features. Labels: {', '.join(f'`{lab}`' for lab in doc['labels'])}.
+Speech emotion recognition head(s) trained with PARROT-SER on frozen speech encoder features.
+Labels: {', '.join(f'`{lab}`' for lab in doc['labels'])}.
+
+## Install
+
+PARROT-SER is not published on PyPI: install it from a clone of its source repository,
+`pip install -e .` in the clone (`pip install -e '.[serve]'` adds `parrot-ser serve`), with
+parrot-ser {doc.get('package_version')} or later.
 
 ## Use
 
