@@ -181,13 +181,13 @@ def extract(
 def _local_workers(build: dict, workers: int | None, threads: int | None, device: str):
     """A factory the writer calls with the number of chunks left: worker processes, or None (here)."""
 
-    def make(n_chunks: int):
+    def make(n_chunks: int, encoder):  # noqa: ANN001
         from parrot_ser.encoders import get_spec
         from parrot_ser.features.pool import ProcessChunkRunner, extraction_workers
 
         n = extraction_workers(workers, threads, n_chunks, device,
                                handcrafted=get_spec(build["name"]).kind == "handcrafted")
-        return ProcessChunkRunner(build, n_workers=n, threads=threads or 1) if n > 1 else None
+        return ProcessChunkRunner(build, n_workers=n, threads=threads or 1, encoder=encoder) if n > 1 else None
 
     return make
 

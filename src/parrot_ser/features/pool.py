@@ -24,16 +24,19 @@ from parrot_ser.workers import exit_with_parent, usable_cores
 
 
 class ChunkEncoder:
-    """One encoder, built once per worker (a process here, a Ray actor in ``distributed``)."""
+    """One encoder, built once per worker (a process here, a Ray actor in ``distributed``), or
+    inherited from the driver by a forked worker (``encoder``)."""
 
-    def __init__(self, build_kwargs: dict, threads: int):
+    def __init__(self, build_kwargs: dict, threads: int, encoder: Encoder | None = None):
         import torch
 
-        from parrot_ser.encoders import build_encoder
-
         torch.set_num_threads(int(threads))
-        kw = dict(build_kwargs)
-        self.encoder = build_encoder(kw.pop("name"), **kw)
+        if encoder is None:
+            from parrot_ser.encoders import build_encoder
+
+            kw = dict(build_kwargs)
+            encoder = build_encoder(kw.pop("name"), **kw)
+        self.encoder = encoder
         self.pool = ThreadPoolExecutor(max_workers=2)  # audio of the next batch loads meanwhile
 
     def identity(self) -> dict:
@@ -65,6 +68,7 @@ def extraction_workers(workers: int | None, threads: int | None, n_chunks: int, 
 
 
 _WORKER: ChunkEncoder | None = None
+_INHERITED: Encoder | None = None  # the driver's encoder, set just before forking the workers
 
 
 def _worker_init(build_kwargs: dict, threads: int, driver_pid: int) -> None:
@@ -73,7 +77,7 @@ def _worker_init(build_kwargs: dict, threads: int, driver_pid: int) -> None:
     global _WORKER
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle: it stops us
     exit_with_parent(driver_pid)
-    _WORKER = ChunkEncoder(build_kwargs, threads)
+    _WORKER = ChunkEncoder(build_kwargs, threads, encoder=_INHERITED)
 
 
 def _worker_identity() -> dict:
@@ -86,18 +90,40 @@ def _worker_encode(job: ChunkJob, frames: bool, batch_seconds: float, max_batch:
     return _WORKER.encode(job, frames, batch_seconds, max_batch)
 
 
-class ProcessChunkRunner(ChunkRunner):
-    """Encodes chunks in ``n_workers`` local processes (spawned: no forked OpenMP runtime) of
-    ``threads`` torch threads each; ``build_kwargs`` as for ``build_encoder`` plus ``name``."""
+def _can_fork(threads: int) -> bool:
+    """Forking copies the driver's loaded encoder for free, where a spawned worker spends seconds
+    importing torch and transformers and building the model again (measured: 14 s of wall time per
+    worker on a busy 2-core machine, more than the whole README subset's encoding). Safe only while
+    no OpenMP team exists: the driver and the workers run one torch thread each."""
+    import multiprocessing as mp
 
-    def __init__(self, build_kwargs: dict, *, n_workers: int, threads: int = 1):
+    import torch
+
+    return "fork" in mp.get_all_start_methods() and int(threads) == 1 and torch.get_num_threads() == 1
+
+
+class ProcessChunkRunner(ChunkRunner):
+    """Encodes chunks in ``n_workers`` local processes of ``threads`` torch threads each.
+    ``build_kwargs`` as for ``build_encoder`` plus ``name``. With one thread everywhere the workers
+    are forked from this process and inherit ``encoder`` (the driver's, already built); otherwise
+    they are spawned (a fresh interpreter: no forked OpenMP runtime) and build their own."""
+
+    def __init__(self, build_kwargs: dict, *, n_workers: int, threads: int = 1, encoder: Encoder | None = None):
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
+        global _INHERITED
         self.n_workers = max(1, int(n_workers))
-        self.pool = ProcessPoolExecutor(max_workers=self.n_workers, mp_context=mp.get_context("spawn"),
-                                        initializer=_worker_init,
-                                        initargs=(dict(build_kwargs), max(1, int(threads)), os.getpid()))
+        threads = max(1, int(threads))
+        fork = encoder is not None and _can_fork(threads)
+        _INHERITED = encoder if fork else None
+        self.pool = ProcessPoolExecutor(max_workers=self.n_workers, mp_context=mp.get_context("fork" if fork else
+                                                                                               "spawn"),
+                                        initializer=_worker_init, initargs=(dict(build_kwargs), threads, os.getpid()))
+        if fork:  # fork now, while _INHERITED is this encoder and before this process starts threads of its own
+            for f in [self.pool.submit(os.getpid) for _ in range(self.n_workers)]:
+                f.result()
+            _INHERITED = None
 
     def check_identity(self, encoder: Encoder) -> None:
         # Same machine, same files, same seed: a differing identity would be a bug, and cheap to rule out.

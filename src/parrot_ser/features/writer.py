@@ -360,9 +360,9 @@ class ChunkRunner(ABC):
         """Stop the workers (after ``run``, or when the driver stops early)."""
 
 
-# A ChunkRunner, or a factory that sees the number of chunks to encode and returns a runner (None:
-# encode in this process), so the number of workers can follow the work left.
-RunnerChoice = ChunkRunner | Callable[[int], ChunkRunner | None] | None
+# A ChunkRunner, or a factory called with (number of chunks to encode, this process's encoder) that
+# returns a runner (None: encode in this process), so the workers can follow the work left.
+RunnerChoice = ChunkRunner | Callable[[int, Encoder], ChunkRunner | None] | None
 
 
 # --- main entry ----------------------------------------------------------------------------------
@@ -380,7 +380,7 @@ def extract_features(manifest: Manifest, encoder: Encoder, out_dir: str | Path, 
     stops with a one-line FeatureStoreError, or waits for the lock with ``wait=True``.
     ``remote``: a ChunkRunner (``features.pool.ProcessChunkRunner``: local worker processes,
     ``features.distributed.RayChunkRunner``: Ray actors) that encodes chunks elsewhere, or a factory
-    ``n_chunks -> ChunkRunner | None``; this process stays the only writer (it commits each returned
+    ``(n_chunks, encoder) -> ChunkRunner | None``; this process stays the only writer (it commits each returned
     chunk atomically)."""
     if dtype not in DTYPES:
         raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
@@ -566,7 +566,8 @@ def _encode_and_commit(encoder: Encoder, manifest: Manifest, good: list[Utteranc
 
         payloads = [ChunkJob([good[i].utt_id for i in chunk], [str(paths[i]) for i in chunk],
                              [durs[i] for i in chunk]) for chunk in chunks]
-        runner = remote(len(payloads)) if callable(remote) and not isinstance(remote, ChunkRunner) else remote
+        runner = remote(len(payloads), encoder) if callable(remote) and not isinstance(remote, ChunkRunner) \
+            else remote
         if runner is not None:
             # Chunks come back in completion order; rows are put in manifest order at consolidation,
             # so the store is the same whatever order they were committed in.
