@@ -28,10 +28,11 @@ EMODB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "emodb"
 HOG = "import os\nparent = os.getppid()\nwhile os.getppid() == parent:\n    pass\n"  # ends with the bench
 
 
-def _extract(manifest: Path, out: Path, *extra: str) -> float:
+def _extract(manifest: Path, out: Path, chunk: int, *extra: str) -> float:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # as the README's users run it
-    cmd = [sys.executable, "-m", "parrot_ser.cli.main", "extract", "--manifest", str(manifest), "-e", "ssam-tiny", "-e", "hubert-base",
-           "--random-init", "--chunk-size", "16" if quick else "32", "--quiet", "--out", str(out), *extra]
+    cmd = [sys.executable, "-m", "parrot_ser.cli.main", "extract", "--manifest", str(manifest), "-e", "ssam-tiny",
+           "-e", "hubert-base",
+           "--random-init", "--chunk-size", str(chunk), "--quiet", "--out", str(out), *extra]
     t0 = time.perf_counter()
     r = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if r.returncode != 0:
@@ -58,7 +59,7 @@ def run(quick: bool = False):
             try:
                 log(f"{cond}: load average {os.getloadavg()[0]:.1f} before, {len(hogs)} busy loop(s) beside, "
                     f"{cores} cores, {n} clips")
-                t = {k: _extract(man, Path(tmp) / f"{cond}-{k}", *v) for k, v in variants.items()}
+                t = {k: _extract(man, Path(tmp) / f"{cond}-{k}", 16 if quick else 32, *v) for k, v in variants.items()}
             finally:
                 for h in hogs:
                     h.kill()
