@@ -126,3 +126,30 @@ def test_interrupt_message_names_what_resumes():
     assert "resume: finished folds" in interrupt_message("train")
     assert "does not resume" in interrupt_message("export") and "extract, train, grid and demo" in \
         interrupt_message("predict")
+
+
+def test_grid_progress_lines_count_whole_cells_and_end_with_the_last_cell():
+    """Issue 20, item 14: `grid cells: 0.0666667/2 (3%)`, a wild ETA from the first seconds, and a
+    final line naming a cell that was not the last to finish."""
+    buf = io.StringIO()
+    clock = Clock()
+    p = common.PlainProgress(console=Console(file=buf, width=200), interval=0.0, get_time=clock, upper_eta=True)
+    grid = p.add_task("grid cells", total=2, rate="")
+    share = _GridProgress(p, grid)
+    a = share.add_task(_task_name("cnn", ["logmel"]), total=15, rate="")
+    b = share.add_task(_task_name("fcn", ["logmel"]), total=15, rate="")
+    clock.t += 1.0
+    share.advance(a, 0.5)  # 1.7 % of the grid: no ETA yet
+    clock.t += 9.0
+    share.advance(a, 7.0)
+    share.advance(a, 7.5)
+    share.advance(b, 15)  # b's epochs are all done before a's cell is finished
+    share.cell_done(_task_name("fcn", ["logmel"]), rate="logmel/fcn: 50.00")
+    share.cell_done(_task_name("cnn", ["logmel"]), rate="logmel/cnn: 60.00")
+    lines = [ln for ln in buf.getvalue().splitlines() if ln.startswith("grid cells")]
+    assert lines[0].startswith("grid cells: 0/2 (2%)") and lines[0].endswith("eta ?")
+    assert all(re.match(r"grid cells: \d/2 \(\d+%\)", ln) for ln in lines)
+    assert all("2/2" not in ln for ln in lines[:-1]) and lines[-1].startswith("grid cells: 2/2 (100%) logmel/cnn")
+    assert lines[-1].endswith("done")
+    epochs = [ln for ln in buf.getvalue().splitlines() if ln.startswith("cnn")]
+    assert any("eta <= 0:00:" in ln for ln in epochs)  # early stopping can only shorten an epoch ETA

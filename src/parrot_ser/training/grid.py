@@ -262,6 +262,8 @@ class _GridProgress:
                       if name not in self.finished and tid in tasks and tasks[tid].total)
         grid = tasks.get(self.grid_task)
         cap = grid.total if grid is not None and grid.total else float("inf")
+        if len(self.finished) < cap:  # "done" comes with the last cell_done, whose result the line names
+            cap -= 1e-6
         self.progress.update(self.grid_task, completed=min(cap, len(self.finished) + running), **fields)
 
 
