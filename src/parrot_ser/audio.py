@@ -140,9 +140,8 @@ FORMATS_READ = "WAV, FLAC, OGG (Vorbis, Opus), MP3, AIFF, AU, CAF, W64, RF64, NI
 
 
 def _other_audio(head: bytes) -> str | None:
-    """Audio containers we recognise but do not decode (no maintained decoder without a system
-    library fits the core install: libsndfile has no AAC), so the user hears "convert it", not
-    "not audio"."""
+    """Audio containers we recognise but do not decode (libsndfile has no AAC; PyAV, FFmpeg in a
+    wheel, would read them but is not wired in), so the user hears "convert it", not "not audio"."""
     if len(head) >= 12 and head[4:8] == b"ftyp":
         return "MP4/M4A container (AAC or ALAC)"
     if head.startswith(b"\x1aE\xdf\xa3"):
