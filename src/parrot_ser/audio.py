@@ -218,7 +218,7 @@ def _check_rate(sr: int, where: str) -> None:
 # --- public API --------------------------------------------------------------------------------
 
 
-def read_info(path: str | Path, *, allow_empty: bool = False) -> AudioInfo:
+def read_info(path: str | Path, *, allow_empty: bool = False, max_seconds: float | None = None) -> AudioInfo:
     """Header only (``soundfile.info``): does not decode the samples, except for a stream whose
     header has no length (streamed FLAC), which is counted by decoding it. Raises the typed errors
     above; a header announcing zero frames raises EmptyAudioError unless ``allow_empty``."""
@@ -236,8 +236,9 @@ def read_info(path: str | Path, *, allow_empty: bool = False) -> AudioInfo:
             frames = sum(len(b) for b in _blocks(f, str(p), sr))
     if frames <= 0 and not allow_empty:
         raise EmptyAudioError(p, "header announces 0 frames")
-    if frames / sr > MAX_DECODE_SECONDS:
-        raise AudioTooLongError(p, f"{frames / sr:.0f} s > {MAX_DECODE_SECONDS:.0f} s; split the recording")
+    cap = MAX_DECODE_SECONDS if max_seconds is None else max_seconds  # inf: the caller checks length itself
+    if frames / sr > cap:
+        raise AudioTooLongError(p, f"{frames / sr:.0f} s > {cap:.0f} s; split the recording")
     return AudioInfo(str(p), sr, int(info.channels), frames, float(frames) / sr,
                      str(info.format), str(info.subtype))
 
@@ -290,7 +291,7 @@ def _blocks(f: sf.SoundFile, where: str, sr: int, max_seconds: float | None = No
     from soundfile import _ffi, _snd  # the documented C API soundfile wraps; see the docstring
 
     cap = MAX_DECODE_SECONDS if max_seconds is None else float(max_seconds)
-    limit = int(cap * sr)
+    limit = cap * sr  # a float: cap may be inf (stream_audio holds nothing, so needs no cap)
     total = 0
     while True:
         buf = np.empty((_BLOCK, f.channels), dtype=np.float32)
@@ -347,6 +348,45 @@ def _decode(src: Any, head: bytes, where: str, target_sr: int,
                          f"holds {n / sr:.2f} s ({n} frames); truncated? decoded what is there")
     out = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
     return np.ascontiguousarray(out, dtype=np.float32), texts
+
+
+def stream_audio(path: str | Path, target_sr: int = 16000, *, block_seconds: float = 10.0):
+    """Mono float32 blocks of about ``block_seconds`` at ``target_sr``, decoded and resampled as they
+    are read: memory stays bounded whatever the file's length (no MAX_DECODE_SECONDS cap: nothing
+    accumulates). Raises the typed errors of :func:`load_audio` (empty, corrupt, non-finite)."""
+    p = _check_path(path)
+    head = _head(p)
+    try:
+        f = sf.SoundFile(str(p))
+    except Exception as e:  # libsndfile raises LibsndfileError/RuntimeError/TypeError by format
+        raise _classify_failure(head, str(p), e) from None
+    with f:
+        sr = int(f.samplerate)
+        _check_rate(sr, str(p))
+        stream = soxr.ResampleStream(sr, int(target_sr), 1, dtype="float32", quality="HQ") \
+            if sr != int(target_sr) else None
+        want = max(1, int(block_seconds * target_sr))
+        pending: list[np.ndarray] = []
+        have = n = 0
+        try:
+            for block in _blocks(f, str(p), sr, max_seconds=float("inf")):
+                if not np.isfinite(block).all():
+                    raise NonFiniteAudioError(str(p), f"non-finite samples near {n / sr:.1f} s")
+                n += len(block)
+                mono = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0].copy()
+                pending.append(stream.resample_chunk(mono) if stream is not None else mono)
+                have += len(pending[-1])
+                if have >= want:
+                    yield np.concatenate(pending)
+                    pending, have = [], 0
+        except sf.LibsndfileError as e:
+            raise _classify_failure(head, str(p), e) from None
+        if n == 0:
+            raise EmptyAudioError(str(p))
+        if stream is not None:
+            pending.append(stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
+        if pending:
+            yield np.concatenate(pending)
 
 
 def _emit(texts: list[str]) -> None:

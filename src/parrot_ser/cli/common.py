@@ -144,6 +144,13 @@ def check_out_dir(path: Path, option: str = "--out") -> Path:
     return p
 
 
+def write_stdout(data: bytes) -> None:
+    """A writer's bytes (inference/writers.py) as the one document on stdout."""
+    sys.stdout.flush()
+    sys.stdout.buffer.write(data) if hasattr(sys.stdout, "buffer") else sys.stdout.write(data.decode())
+    sys.stdout.flush()
+
+
 def print_json(obj: Any) -> None:
     """Exactly one JSON document on stdout."""
     sys.stdout.write(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")

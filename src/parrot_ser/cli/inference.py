@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import math
 import time
 import warnings
@@ -11,9 +10,18 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from parrot_ser.cli.common import check_out_dir, err, guard, make_progress, out, print_json, rate_text
+from parrot_ser.cli.common import (
+    check_out_dir,
+    err,
+    guard,
+    make_progress,
+    out,
+    print_json,
+    rate_text,
+    write_stdout,
+)
 from parrot_ser.errors import AudioError, ConfigError, ParrotError
-from parrot_ser.notices import untrained_models_text
+from parrot_ser.notices import untrained_models_text, untrained_warnings
 
 
 def _parse_checkpoints(items: list[str] | None) -> dict[str, str]:
@@ -75,6 +83,11 @@ def export(
         err.print(f"[bold red]{doc['warning']}[/]")
 
 
+WINDOW_HELP = ("Window seconds; default: recordings longer than the model's longest training clip are cut into "
+               "windows of its median clip length (bundles without clip lengths: 10 s windows above 20 s); "
+               "0: never split.")
+
+
 @guard
 def predict(
     model_dir: Path = typer.Argument(..., help="Model bundle folder (from `parrot-ser export`)."),
@@ -83,9 +96,9 @@ def predict(
     json_out: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
     csv_path: Path | None = typer.Option(None, "--csv", help="Also write a CSV: one row per recording "
                                                                "(window 'all') and per window; errors too."),
-    window: float | None = typer.Option(None, "--window", help="Window seconds; default: windows of 10 s only "
-                                                                "for recordings over 20 s; 0: never split."),
-    hop: float | None = typer.Option(None, "--hop", help="Hop between windows in seconds (default window/2)."),
+    window: float | None = typer.Option(None, "--window", help=WINDOW_HELP),
+    hop: float | None = typer.Option(None, "--hop", help="Hop seconds (default: the window with the model's "
+                                                          "clip length, else window/2)."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Recordings encoded per batch."),
     checkpoint: list[str] | None = typer.Option(None, "--checkpoint", help="NAME=PATH: an encoder checkpoint "
                                                                            "that moved (its hash is still checked)."),
@@ -95,6 +108,7 @@ def predict(
     from parrot_ser.audio import load_audio
     from parrot_ser.inference.inputs import collect_inputs
     from parrot_ser.inference.predictor import load_model_quiet
+    from parrot_ser.inference.writers import predictions_doc, render
 
     # isfinite first: NaN passes every comparison and inf asks for one endless window
     if window is not None and not (math.isfinite(window) and window >= 0):
@@ -138,22 +152,36 @@ def predict(
     refs = [(it.reference, p.label) for it, p in results if it.reference in predictor.labels]
     summary = {"predicted": len(results), "failed": len(errors),
                "accuracy_vs_manifest": round(100 * sum(a == b for a, b in refs) / len(refs), 2) if refs else None}
+    doc = predictions_doc(str(model_dir), predictor.labels,
+                          [{**p.to_dict(), "utt_id": it.utt_id, "reference": it.reference} for it, p in results],
+                          errors, untrained_warnings(predictor.untrained) + notes, summary)
     if csv_path is not None:
-        _write_csv(csv_path, predictor.labels, results, errors)
+        csv_path.parent.mkdir(parents=True, exist_ok=True)
+        csv_path.write_bytes(render(doc, "csv"))
     if json_out:
-        print_json({"model": str(model_dir), "labels": predictor.labels,
-                    "predictions": [{**p.to_dict(), "utt_id": it.utt_id, "reference": it.reference}
-                                    for it, p in results],
-                    "errors": errors, "warnings": notes, "summary": summary})
+        write_stdout(render(doc, "json"))
     else:
         for it, p in results:
             top = ", ".join(f"{k} {v:.2f}" for k, v in sorted(p.probabilities.items(), key=lambda kv: -kv[1])[:3])
-            win = f"  [{len(p.windows)} windows]" if p.windows else ""
-            out.print(f"{it.path}\t{p.label}\t({top}){win}")
+            out.print(escape(f"{it.path}\t{p.label}\t({top}){_windows_note(p)}"))
     err.print(f"{len(results)} predicted, {len(errors)} failed"
               + (f"; accuracy vs manifest labels {summary['accuracy_vs_manifest']:.2f} %" if refs else ""))
     if not results:
         raise typer.Exit(1)
+
+
+def _windows_note(p) -> str:
+    """For a recording cut into windows: how many, how long, and how their labels differ (one label
+    for a long recording hides a change of emotion; `analyze` draws the timeline)."""
+    if not p.windows:
+        return ""
+    w = p.windows[0]
+    counts: dict[str, int] = {}
+    for x in p.windows:
+        counts[x.label] = counts.get(x.label, 0) + 1
+    per = ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
+    return (f"  [cut into {len(p.windows)} windows of {w.end - w.start:.1f} s: {per}"
+            + ("; see `parrot-ser analyze` for the timeline]" if len(counts) > 1 else "]"))
 
 
 def _predict_chunk(predictor, chunk: list, waves: list, errors: list[dict], **kw) -> list[tuple]:
@@ -173,17 +201,3 @@ def _predict_chunk(predictor, chunk: list, waves: list, errors: list[dict], **kw
         except ParrotError as e:
             errors.append({"path": str(it.path), "error": f"{it.path}: {e}"})
     return out
-
-
-def _write_csv(path: Path, labels: list[str], results: list[tuple], errors: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["path", "utt_id", "reference", "window", "start", "end", "label",
-                    *[f"prob_{lab}" for lab in labels], "error"])
-        for it, p in results:
-            for row, win in [(p, "all"), *[(x, str(x.window)) for x in p.windows]]:
-                w.writerow([str(it.path), it.utt_id or "", it.reference or "", win, f"{row.start:.3f}",
-                            f"{row.end:.3f}", row.label, *[f"{row.probabilities[lab]:.6f}" for lab in labels], ""])
-        for e in errors:
-            w.writerow([e["path"], "", "", "", "", "", "", *["" for _ in labels], e["error"]])

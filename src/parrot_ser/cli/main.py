@@ -90,7 +90,7 @@ def _literal_brackets(group: typer.Typer) -> None:
 def _register() -> None:
     # Imported here so `parrot-ser --help` stays fast and each group stays in its own module.
     _conventional_help()
-    from parrot_ser.cli import corpus, demo, encoders, extract, inference, serve, train
+    from parrot_ser.cli import analyze, corpus, demo, encoders, extract, inference, serve, train
 
     app.add_typer(corpus.app, name="corpus", help="List, inspect and export SER corpora.")
     app.add_typer(encoders.app, name="encoders", help="List and convert PTM encoders.")
@@ -99,6 +99,7 @@ def _register() -> None:
     app.command("grid", help="Every encoder / pair x every model, paper-style tables.")(train.grid)
     app.command("export", help="Export a trained run as a self-describing model bundle.")(inference.export)
     app.command("predict", help="Predict emotions for audio files with an exported model.")(inference.predict)
+    app.command("analyze", help="Emotion over time: speech regions, windows, a merged timeline.")(analyze.analyze)
     app.command("serve", help="Serve an exported model over HTTP (FastAPI).")(serve.serve)
     app.command("demo", help="Offline end-to-end demo on a synthetic acted-prosody corpus.")(demo.demo)
     _literal_brackets(app)

@@ -31,6 +31,7 @@ from safetensors.torch import load_file
 from parrot_ser import __version__
 from parrot_ser.encoders.checkpoint import sha256_file
 from parrot_ser.errors import BundleError, ParrotError
+from parrot_ser.features.clips import clip_seconds
 from parrot_ser.inference.bundle import Member, write_bundle
 from parrot_ser.notices import untrained_models_text
 from parrot_ser.training.rundir import RESULTS_JSON, RUN_JSON, entry_path
@@ -188,7 +189,8 @@ def export_run(run_dir: str | Path, out_dir: str | Path, refit: bool = False, *,
                                "anchors": "each utterance is scored in a batch of itself + the fixed anchors",
                                "alone": "each utterance is scored alone (batch of 1: OT is the identity)"}
                       [batch_mode]},
-        "training": _training_summary(results),
+        "training": {**_training_summary(results),
+                     "clip_seconds": clip_seconds(run.get("features_dir"), list(run["labels"]))},
         "source": {"run_dir": str(run_dir.resolve()), "run_json_sha256": sha256_file(run_dir / RUN_JSON),
                    "fingerprint": run.get("fingerprint"), "versions": run.get("versions")},
     }
