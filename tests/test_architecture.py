@@ -16,7 +16,8 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src" / "parrot_ser"
 
 LAYERS = [
-    {"errors", "registry", "audio", "device", "notices", "progress", "files", "raycluster", "layer_choice"},
+    {"errors", "registry", "audio", "device", "notices", "progress", "files", "raycluster", "workers",
+     "layer_choice"},
     {"corpora", "encoders", "fusion", "models"},
     {"features"},
     {"training", "inference", "hear"},

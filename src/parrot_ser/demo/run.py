@@ -327,7 +327,7 @@ def _grid_step(out: Path, plan: DemoPlan, missing: dict, say: Stage, progress: P
     pairs = _pairs_mode(kinds)
     # num_threads=1 as in run_demo (fit_model sets it; recorded in each run's config)
     config = TrainConfig(epochs=plan.epochs, patience=plan.patience, model=dict(plan.model_config),
-                         num_threads=1, layer=None if plan.untrained else "all").validate()
+                         num_threads=1, layer="last" if plan.untrained else "weighted").validate()
     say(f"grid: {', '.join(names)} x {', '.join(plan.models)}; {plan.n_folds} speaker-independent folds, "
         f"seeds {plan.seeds}, pairs={pairs}")
     with progress("epoch") as prog:
@@ -350,7 +350,7 @@ def _export_step(out: Path, plan: DemoPlan, grid: dict, say: Stage, timings: dic
     from parrot_ser.inference import load_model
 
     say(f"exporting {export_cell['model']} [{export_cell['row']}]")
-    bundle_dir = export_run(out / "grid" / export_cell["dir"], out / "model")
+    bundle_dir = export_run(out / "grid" / export_cell["dir"], out / "model", refit=True)  # as `export` does
     unseen = synthesize_corpus(out / "unseen", seed=plan.seed + 1000, emotions=plan.emotions, n_sentences=1,
                                speakers=[s.speaker for s in UNSEEN_SPEAKERS])
     unseen_manifest = unseen.manifest()

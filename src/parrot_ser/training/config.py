@@ -80,11 +80,9 @@ class TrainConfig:
             raise ConfigError(f"config dropout must be in [0, 1) (got {self.dropout})")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"config val_fraction must be in [0, 1) (got {self.val_fraction})")
-        from parrot_ser.layer_choice import WEIGHTED, parse_layer
+        from parrot_ser.layer_choice import parse_layer
 
         self.layer = parse_layer(self.layer, "config layer")
-        if self.layer == WEIGHTED and self.use_frames:
-            raise ConfigError("layer 'weighted' (layer weighting) works on pooled features; drop --frames")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"config precision must be one of {', '.join(PRECISIONS)} (got {self.precision!r})")
         if not isinstance(self.model, dict):
