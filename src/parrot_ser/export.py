@@ -203,6 +203,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, refit: bool = False, *,
                      "clip_seconds": clip_seconds(run.get("features_dir"), list(run["labels"]))},
         "source": {"run_dir": str(run_dir.resolve()), "run_json_sha256": sha256_file(run_dir / RUN_JSON),
                    "fingerprint": run.get("fingerprint"), "versions": run.get("versions")},
+        "run_spec": run.get("spec"),  # the resolved RunSpec (training/spec.py); None for runs before it
     }
     from parrot_ser.inference.hub import CONFIG_JSON, config_text, write_model_card
 

@@ -133,12 +133,26 @@ def load_fold_model(run_dir: str | Path, seed: int, fold: int) -> tuple[Standard
 EXECUTION_KEYS = ("device", "num_threads")
 
 
+def run_identity(model: str, encoders: Sequence[str], config: TrainConfig, protocol: str, n_folds: int,
+                 sdata: SERData, feat_meta: dict[str, dict], extra: dict | None = None) -> tuple[Any, str, set[str]]:
+    """(the run's RunSpec, its fingerprint, every fingerprint a RUN_DIR of this run may hold): the
+    spec's fingerprint (training/spec.py: identity + data + format version) and, so that run
+    folders written before RunSpec resume, the ones older versions wrote (``run_fingerprints``)."""
+    from parrot_ser.training.spec import RunSpec
+
+    spec = RunSpec.build(model, list(encoders), config, protocol, n_folds)
+    data = {"classes": sdata.classes, "utt_ids": _fingerprint(sdata.utt_ids),
+            "features": {e: _fingerprint(m.get("identity", m)) for e, m in feat_meta.items()}, **(extra or {})}
+    fp = spec.fingerprint(data)
+    return spec, fp, {fp, *run_fingerprints(model, encoders, config, protocol, n_folds, sdata, feat_meta, extra)}
+
+
 def run_fingerprints(model: str, encoders: Sequence[str], config: TrainConfig, protocol: str, n_folds: int,
                      sdata: SERData, feat_meta: dict[str, dict], extra: dict | None = None) -> tuple[str, str]:
-    """(fingerprint, legacy fingerprint). The fingerprint canonicalises the execution settings to
-    their defaults, so it equals the one older versions wrote for runs made with default settings;
-    the legacy one (execution settings included, as older versions computed it) is still accepted
-    so that runs made with e.g. --threads 1 before this change resume too."""
+    """The fingerprints run folders written before RunSpec hold, recognised so that they resume:
+    (the hash of the TrainConfig dict with execution settings at their defaults and precision / task
+    left out at their defaults, the same with the execution settings as given, as still older
+    versions computed it)."""
     def fp(cfg: dict) -> str:
         return _fingerprint({"model": model, "encoders": list(encoders), "config": cfg, "protocol": protocol,
                              "n_folds": n_folds, "classes": sdata.classes, "utt_ids": _fingerprint(sdata.utt_ids),
@@ -246,8 +260,7 @@ def prepare_run(features_dir: str | Path | None, encoders: Sequence[str], model:
     fold_records = {str(s): folds_to_json(f, sdata.speakers) for s, f in folds_by_seed.items()}
     if folds_only:
         return {"folds_file": str(folds_file) if folds_file is not None else None, "folds": fold_records}
-    fp, legacy = run_fingerprints(model, encoders, config, protocol, n_folds, sdata, feat_meta, extra)
-    accepted = {fp, legacy}
+    run_spec, fp, accepted = run_identity(model, encoders, config, protocol, n_folds, sdata, feat_meta, extra)
     out.mkdir(parents=True, exist_ok=True)
     run_path = out / RUN_JSON
     if run_path.is_file():
@@ -262,6 +275,7 @@ def prepare_run(features_dir: str | Path | None, encoders: Sequence[str], model:
                        "uses_frames": spec.uses_frames},
         "encoders": list(encoders), "input_dims": sdata.input_dims, "input_shapes": sdata.input_shapes,
         "frame_dims": sdata.frame_dims if config.use_frames else None,
+        "spec": run_spec.to_dict(),
         "n_classes": n_cls, "labels": classes, "layer": config.layer, "layer_meaning": LAYER_MEANING,
         "use_frames": config.use_frames,
         "config": config.to_dict(), "protocol": protocol, "n_folds": n_folds, "seeds": seeds,
