@@ -9,6 +9,8 @@ Errors (from :mod:`parrot_ser.errors`, each message names the file):
 - ``NotAudioError``: the bytes do not start with a known audio container signature
   (``RIFF....WAVE``/``RIFX``/``RF64``/``fLaC``/``OggS``/``FORM`` (AIFF)/``ID3`` or an MPEG frame
   sync (MP3)/``caff``/``.snd``/``NIST_1A``), e.g. a text file renamed ``.wav``.
+- ``UnsupportedAudioError``: audio in a container we recognise but do not decode (MP4/M4A,
+  WebM/Matroska, WMA, AMR, ADTS AAC): the message lists the formats read and how to convert.
 - ``AudioCorruptError``: the signature says audio but libsndfile cannot decode it, e.g. a WAV
   whose header was truncated.
 - ``EmptyAudioError``: decodes to zero samples (header-only WAV, or a 0-byte file: nothing to
@@ -53,6 +55,7 @@ from parrot_ser.errors import (
     EmptyAudioError,
     NonFiniteAudioError,
     NotAudioError,
+    UnsupportedAudioError,
 )
 
 __all__ = [
@@ -127,17 +130,41 @@ def _sniff(head: bytes) -> str | None:
             if magic == b"RIFF" and len(head) >= 12 and head[8:12] != b"WAVE":
                 return None  # RIFF but AVI/WEBP/...: a real file, just not audio
             return name
-    if len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0:
-        return "MP3"  # MPEG audio frame sync without an ID3 tag
+    if len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0 and (head[1] & 0x06):
+        return "MP3"  # MPEG audio frame sync without an ID3 tag (layer bits 00 would be AAC)
+    return None
+
+
+# What libsndfile decodes here, named in the messages about files it cannot read.
+FORMATS_READ = "WAV, FLAC, OGG (Vorbis, Opus), MP3, AIFF, AU, CAF, W64, RF64, NIST SPHERE"
+
+
+def _other_audio(head: bytes) -> str | None:
+    """Audio containers we recognise but do not decode (libsndfile has no AAC; PyAV, FFmpeg in a
+    wheel, would read them but is not wired in), so the user hears "convert it", not "not audio"."""
+    if len(head) >= 12 and head[4:8] == b"ftyp":
+        return "MP4/M4A container (AAC or ALAC)"
+    if head.startswith(b"\x1aE\xdf\xa3"):
+        return "Matroska/WebM container"
+    if head.startswith(b"\x30\x26\xb2\x75\x8e\x66\xcf\x11"):
+        return "ASF/WMA container"
+    if head.startswith(b"#!AMR"):
+        return "AMR"
+    if len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xF6) == 0xF0:
+        return "AAC (ADTS)"  # MPEG sync with layer bits 00: AAC, not MP3
     return None
 
 
 def _classify_failure(head: bytes, where: str, exc: Exception) -> Exception:
     if len(head) == 0:
         return EmptyAudioError(where, "file is 0 bytes")
+    other = _other_audio(head)
+    if other is not None:
+        return UnsupportedAudioError(where, f"{other}; formats read: {FORMATS_READ}; convert it first, e.g. "
+                                            f"`ffmpeg -i FILE -ac 1 -ar 16000 FILE.wav`")
     kind = _sniff(head)
     if kind is None:
-        return NotAudioError(where, "no WAV/FLAC/OGG/AIFF/MP3 signature in the first bytes")
+        return NotAudioError(where, f"no signature of a format read here ({FORMATS_READ}) in the first bytes")
     msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     msg = re.sub(r"^Error opening (?:'.*'|<.*?>): ", "", msg)  # the path is already in our message
     return AudioCorruptError(where, f"{kind} signature but undecodable: {msg}")
