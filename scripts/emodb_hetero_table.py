@@ -19,9 +19,9 @@ Emo-DB copy, speaker-independent 5-fold CV, every cell seeds x folds. Cells, in 
   3. cnn on every layer (the nested cnn row).
 No "best" is ever picked on test folds: layer choices are nested (training/selection.py), the pairs use
 learned layer weights. Significance: McNemar (exact binomial) on the 535 test predictions of the first
-seed, each fusion against concat and against each of its two single encoders (cnn, layer-weighted: the
-same conv branch encoder and layer mix the fusion models use), and parrot / parrot-token against
-hadamard (the OT ablation); Holm over the whole family. Fold-level paired t-tests are shown
+seed, each fusion against concat and against each of its two single encoders (each with its cnn head -
+the same conv branch encoder and layer mix the fusion models use - and its fcn head, both
+layer-weighted), and parrot / parrot-token against hadamard (the OT ablation); Holm over the whole family. Fold-level paired t-tests are shown
 uncorrected. Seeds run in order: every cell's first seed before any cell's next one. A cell counts for a
 seed when all its folds of that seed have finished; rerun to resume (finished (seed, fold) runs are kept).
 """
@@ -46,7 +46,9 @@ PAIRS = (("resemblyzer", "whisper-base"), ("crepe-tiny", "whisper-base"), ("rese
 POOLED_FUSIONS = ("concat", "hadamard", "gated", "ot", "parrot", "parrot-token")
 FRAMES = "parrot-token-frames"
 FUSIONS = (*POOLED_FUSIONS, FRAMES)
-SINGLE_REF = "cnn-weighted"  # the single-encoder cell each fusion is compared with
+# The single-encoder cells each fusion is compared with: the cnn (the same conv branch encoder and
+# layer mix the fusion models use) and the fcn head, both on learned layer weights.
+SINGLE_REFS = ("cnn-weighted", "fcn-weighted")
 OT_MODELS = ("ot", "parrot", "parrot-token", FRAMES)
 
 
@@ -104,7 +106,7 @@ def done(run_dir: Path, seeds: list[int], folds: int) -> bool:
 
 
 def _run_cell(store: str, c: dict, cfg, seeds: list[int], run_dir: str, folds: int) -> float:
-    """One cell in a fresh worker process (1 torch thread)."""
+    """One cell in a worker process (1 torch thread)."""
     import torch
 
     from parrot_ser.training.run import run_cv
@@ -117,7 +119,7 @@ def _run_cell(store: str, c: dict, cfg, seeds: list[int], run_dir: str, folds: i
 
 def train(args, out: Path, store: Path, seeds: list[int]) -> None:
     """Seed by seed (cumulative seed lists, so a cell folder holds all its seeds), cells in queue
-    order, --jobs fresh processes (one per cell: later cells see the code as it is when they start)."""
+    order, in --jobs worker processes."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -127,7 +129,7 @@ def train(args, out: Path, store: Path, seeds: list[int]) -> None:
         todo += [(c, seeds[:k + 1]) for st in stages for c in cells(st)
                  if not done(cell_dir(out, c), seeds[:k + 1], args.folds)]
     log(f"{len(todo)} (cell, seeds) jobs to run")
-    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=mp.get_context("spawn"), max_tasks_per_child=1) as ex:
+    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=mp.get_context("spawn")) as ex:
         futs = {}
         for c, sds in todo:
             try:

@@ -38,8 +38,11 @@ def _parse_checkpoints(items: list[str] | None) -> dict[str, str]:
 def export(
     run_dir: Path = typer.Argument(..., help="RUN_DIR written by `parrot-ser train`."),
     out_dir: Path = typer.Option(..., "--out", "-o", help="Bundle folder to write (new or an older bundle)."),
-    refit: bool = typer.Option(False, "--refit", help="Train one model on all the run's data (early-stopping "
-                                                       "speakers held out) instead of the fold x seed ensemble."),
+    refit: bool = typer.Option(True, "--refit/--ensemble", help="--refit (default): one model trained on all "
+                               "the run's data with its settings and first seed (early-stopping speakers held "
+                               "out; needs the run's feature store). --ensemble: every fold x seed model of the "
+                               "run, probabilities averaged (no training; n_folds x n_seeds times the size and "
+                               "the prediction time)."),
     json_out: bool = typer.Option(False, "--json", help="Print the bundle description as JSON on stdout."),
     onnx: bool = typer.Option(False, "--onnx", help="Also write onnx/head.onnx and (logmel / Hugging Face "
                                                     "encoders) onnx/model.onnx, checked against PyTorch with "

@@ -123,7 +123,10 @@ def load_features(features_dir: str | Path, encoders: Sequence[str], config: Tra
             if not fs.has_frames:
                 raise FeatureStoreError(f"{features_dir}/{e}: frame features were not extracted "
                                         f"(re-run extract with --frames, or drop --frames)")
-            frames.append([np.asarray(fs.frames(int(r), layer=config.layer), dtype=np.float32) for r in rows])
+            if config.layer == "all":  # every stored layer, (T, L, F): the model mixes them (layer weighting)
+                frames.append([np.asarray(fs.frames_all(int(r)), dtype=np.float32) for r in rows])
+            else:
+                frames.append([np.asarray(fs.frames(int(r), layer=config.layer), dtype=np.float32) for r in rows])
     classes = sorted({u.label for u in utts})
     index = {c: i for i, c in enumerate(classes)}
     data = SERData(pooled, np.asarray([index[u.label] for u in utts]), ids, classes, frames,

@@ -94,7 +94,21 @@ def random_init_label(name: str, meta: dict) -> str:
     cfg = (ident.get("preprocessing") or {}).get("random_init_config")
     if isinstance(cfg, dict) and cfg.get("tiny"):
         return f"{name} [untrained tiny {cfg.get('num_hidden_layers', '?')}-layer stand-in]"
+    depth, full = (ident.get("options") or {}).get("depth"), _full_depth(name)
+    if isinstance(depth, int) and full and depth < full:  # e.g. the demo's ssam-tiny with 2 of its 12 blocks
+        return f"{name} [untrained {depth}-of-{full}-block stand-in]"
     return f"{name} [untrained]"
+
+
+def _full_depth(name: str) -> int | None:
+    """The registered encoder's number of blocks (None for names not in the registry)."""
+    from parrot_ser.encoders import get_spec
+    from parrot_ser.errors import ParrotError
+
+    try:
+        return int(get_spec(name).num_layers)
+    except (ParrotError, KeyError, ValueError):
+        return None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -350,12 +364,13 @@ def _write_results(out: Path, run: dict, entries: list[dict], fold_records: dict
     pcf = {"mean": per_fold_f1.mean(axis=0).tolist(),
            "std": (per_fold_f1.std(axis=0, ddof=1) if len(folds) > 1 else np.zeros(n_cls)).tolist()}
     plots = {"confusion": "confusion.png", "per_class_f1": "per_class_f1.png"}
-    title = f"{run['model']} [{' + '.join(run['encoders'])}]"
+    # untrained encoders are named so in every plot title (issue 20, item 9), as in the tables
+    title = f"{run['model']} [{' + '.join(random_init_label(e, run['features_meta'].get(e, {})) for e in run['encoders'])}]"
     plot_confusion(conf, classes, out / "confusion.png", f"{title}, all {len(folds)} test folds",
                    n_seeds=len({e["seed"] for e in entries}))
     plot_per_class_f1(pcf["mean"], pcf["std"], classes, out / "per_class_f1.png",
                       f"{title}: per-class F1, mean ± std over folds")
-    plot_learning_curves([(f"seed {e['seed']} fold {e['fold']}", e.get("history") or [], e.get("best_epoch"))
+    plot_learning_curves([(e["seed"], e["fold"], e.get("history") or [], e.get("best_epoch"))
                           for e in sorted(entries, key=lambda e: (e["seed"], e["fold"]))],
                          out / "learning_curves.png", f"{title}: per-epoch curves, every seed x fold")
     plots["learning_curves"] = "learning_curves.png"
