@@ -8,7 +8,6 @@ import io
 from pathlib import Path
 from typing import Any
 
-
 BREAK_SECONDS = 1.0
 
 
