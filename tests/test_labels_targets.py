@@ -249,3 +249,31 @@ def test_regression_metrics_per_dimension_and_mean():
     assert m["per_dim"]["valence"]["ccc"] == pytest.approx(1.0)
     assert m["ccc"] == pytest.approx((m["per_dim"]["arousal"]["ccc"] + 1.0) / 2)
     assert m["mae"] == pytest.approx(0.25) and m["n"] == 4
+
+
+def test_train_on_emobox_folds_refused_then_run_with_the_overlap_said(tmp_path, tone_writer):
+    data = _emobox_tree(tmp_path, tone_writer)
+    store = tmp_path / "feat"
+    r = runner.invoke(app, ["extract", str(data), "--corpus", "emobox", "--corpus-option", r"speaker_regex=^(\d\d)",
+                            "-e", "logmel", "--out", str(store), "--quiet"])
+    assert r.exit_code == 0, r.output
+    base = ["train", "--features", str(store), "--encoder", "logmel", "--model", "fcn", "--epochs", "1",
+            "--protocol", "predefined", "--quiet"]
+    r = runner.invoke(app, [*base, "--out", str(tmp_path / "r0")])
+    assert r.exit_code == 2 and "--allow-speaker-overlap" in r.output
+    r = runner.invoke(app, [*base, "--out", str(tmp_path / "r1"), "--allow-speaker-overlap"])
+    assert r.exit_code == 0, r.output
+    assert "NOT speaker-independent" in r.output and "fold 0: 3, fold 1: 3" in r.output
+    res = json.loads((tmp_path / "r1/results.json").read_text())
+    assert res["speaker_independent"] is False and res["speaker_overlap"] == {"0": {"0": 3, "1": 3}}
+    assert res["folds"]["0"][0]["shared_speakers"] == ["03", "08", "09"]
+    # our own folds of the same store, written in EmoBox's layout
+    folds = tmp_path / "folds.json"
+    r = runner.invoke(app, ["train", "--features", str(store), "--encoder", "logmel", "--model", "fcn", "--protocol",
+                            "loso", "--folds-file", str(folds), "--folds-only", "--out", str(tmp_path / "r2")])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["corpus", "emobox-folds", str(folds), "--manifest", str(store / "manifest.csv"),
+                            "--out", str(tmp_path / "eb"), "--dataset", "emodb"])
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in (tmp_path / "eb").iterdir()) == ["emodb.jsonl", "fold_1", "fold_2", "fold_3",
+                                                                    "label_map.json"]

@@ -17,7 +17,7 @@ from parrot_ser.corpora.check import check_audio
 from parrot_ser.errors import ConfigError
 from parrot_ser.registry import parse_key_values
 
-app = typer.Typer(no_args_is_help=True, help="List, inspect and export SER corpora.")
+app = typer.Typer(no_args_is_help=True, help="List, inspect and export SER corpora (and folds in EmoBox's format).")
 
 ROOT_ARG = typer.Argument(..., help="Corpus root folder (csv: the CSV file).", show_default=False)
 CORPUS_OPT = typer.Option(..., "--corpus", "-c", help="Corpus name (see `parrot-ser corpus list`).")
@@ -206,3 +206,30 @@ def manifest(
     path = man.to_csv(output)
     err.print(f"wrote {path}: {len(man)} utterances, {len(man.speakers())} speakers, {len(man.labels())} labels, "
               f"{len(man.problems)} problem(s)", markup=False)
+
+
+@app.command("emobox-folds")
+@guard
+def emobox_folds(
+    folds_file: Path = typer.Argument(..., help="Folds file (parrot-ser train ... --folds-file F --folds-only).",
+                                      show_default=False),
+    manifest: Path = typer.Option(..., "--manifest", "-m", help="Manifest the folds were made on (e.g. the "
+                                  "feature store's manifest.csv)."),
+    output: Path = typer.Option(..., "--out", "-o", help="Folder for EmoBox's layout (<dataset>.jsonl, fold_<k>/, "
+                                "label_map.json)."),
+    dataset: str = typer.Option(..., "--dataset", help="Dataset name in the file names (e.g. emodb)."),
+    seed: int | None = typer.Option(None, "--seed", help="Which seed's folds (default: the first in the file)."),
+) -> None:
+    """Write our folds in EmoBox's format, so other toolkits can reuse them (rows carry a speaker field)."""
+    import json
+
+    from parrot_ser.corpora.emobox import write_emobox_folds
+
+    try:
+        doc = json.loads(folds_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{folds_file}: unreadable folds file ({e})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("seeds"), dict):
+        raise ConfigError(f"{folds_file}: not a parrot-ser folds file (no 'seeds' mapping)")
+    written = write_emobox_folds(doc, Manifest.from_csv(manifest), output, dataset, seed)
+    err.print(f"wrote {len(written)} file(s) in EmoBox's layout under {output}", markup=False)

@@ -48,7 +48,7 @@ def _layer(text: str | None) -> int | str | None:
 
 
 def _config(config, layer, frames, epochs, lr, batch_size, patience, eval_batch_size, early_stop, dropout,
-            weight_decay, device, threads, standardise=None, precision=None):
+            weight_decay, device, threads, standardise=None, precision=None, allow_speaker_overlap=False):
     from parrot_ser.device import check_device
     from parrot_ser.training.config import load_config
 
@@ -59,7 +59,7 @@ def _config(config, layer, frames, epochs, lr, batch_size, patience, eval_batch_
                  "batch_size": batch_size, "patience": patience, "eval_batch_size": eval_batch_size,
                  "early_stop_metric": early_stop, "dropout": dropout, "weight_decay": weight_decay,
                  "device": device, "num_threads": threads, "standardise": standardise,
-                 "precision": precision}
+                 "precision": precision, "allow_speaker_overlap": True if allow_speaker_overlap else None}
     return load_config(config, overrides)
 
 
@@ -80,6 +80,12 @@ def _warn_store(features: Path, encoders: list[str]) -> None:
         note = tiny_stand_in_note(e, store.get(e).meta)
         if note:
             err.print(f"[bold yellow]{escape(note)}[/]", markup=True)
+
+
+def warn_overlap(warnings: list[str]) -> None:
+    for w in warnings:
+        if w.startswith("NOT speaker-independent"):
+            err.print(f"[bold yellow]{escape(w)}[/]")
 
 
 def _summary_table(results: dict, title: str) -> Table:
@@ -123,6 +129,9 @@ _opt_config = typer.Option(None, "--config", help="YAML file with TrainConfig ke
 _opt_folds_file = typer.Option(None, "--folds-file", help="JSON folds (utterance ids per side): read when "
                                "the file exists, else the folds made are written there before training.")
 # How it is executed: not part of the run identity (changing them resumes the same run).
+_opt_overlap = typer.Option(False, "--allow-speaker-overlap", help="Run imported folds (--protocol predefined, "
+                            "--folds-file) that share speakers between training and test; every output then "
+                            "says the protocol is NOT speaker-independent, with the shared speakers per fold.")
 _opt_dev = typer.Option(None, "--device", help=f"torch device (default {_D.device}).")
 _opt_thr = typer.Option(None, "--threads", help="torch CPU threads per worker (default: cores / workers).")
 _opt_engine = typer.Option("local", "--engine", help="local | ray (pip install 'parrot-ser[ray]').")
@@ -149,6 +158,7 @@ def train(
     batch_size: int = _opt_bs, patience: int = _opt_pat, eval_batch_size: int = _opt_ebs,
     early_stop: str = _opt_es, dropout: float = _opt_do, weight_decay: float = _opt_wd, device: str = _opt_dev,
     threads: int = _opt_thr, standardise: bool | None = _opt_std, precision: str | None = _opt_prec,
+    allow_speaker_overlap: bool = _opt_overlap,
     batched: bool | None = _opt_batched, workers: int = _opt_workers, engine: str = _opt_engine,
     address: str | None = _opt_address,
     folds_file: Path | None = _opt_folds_file,
@@ -163,7 +173,7 @@ def train(
         raise ConfigError("--folds-only needs --folds-file FILE (where to write the folds)")
     _check_folds_file(folds_file)
     cfg = _config(config, layer, frames, epochs, lr, batch_size, patience, eval_batch_size, early_stop, dropout,
-                  weight_decay, device, threads, standardise, precision)
+                  weight_decay, device, threads, standardise, precision, allow_speaker_overlap)
     _warn_store(features, list(encoder))
     try:
         with make_progress("epoch", disable=quiet or folds_only) as progress:
@@ -179,6 +189,7 @@ def train(
             print_json(res)
         return
     warn_untrained(res.get("random_init_encoders", []))
+    warn_overlap(res.get("warnings", []))
     # the summary and where the results are: also with --quiet (which only hides the progress bar)
     err.print(_summary_table(res, escape(f"{model} ({' + '.join(encoder)}), {res['protocol']}, "
                                          f"{res['n_utterances']} utterances, {res['n_speakers']} speakers")))
@@ -203,7 +214,8 @@ def grid(
     batch_size: int = _opt_bs, patience: int = _opt_pat, eval_batch_size: int = _opt_ebs,
     early_stop: str = _opt_es, dropout: float = _opt_do, weight_decay: float = _opt_wd, device: str = _opt_dev,
     threads: int = _opt_thr, standardise: bool | None = _opt_std, folds_file: Path | None = _opt_folds_file,
-    precision: str | None = _opt_prec, batched: bool | None = _opt_batched, workers: int = _opt_workers, engine: str = _opt_engine,
+    precision: str | None = _opt_prec, allow_speaker_overlap: bool = _opt_overlap, batched: bool | None = _opt_batched,
+    workers: int = _opt_workers, engine: str = _opt_engine,
     address: str | None = _opt_address,
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar (the tables are still printed)."),
     json_out: bool = typer.Option(False, "--json", help="Print grid.json on stdout."),
@@ -213,7 +225,7 @@ def grid(
     check_out_dir(out)
     _check_folds_file(folds_file)
     cfg = _config(config, layer, frames, epochs, lr, batch_size, patience, eval_batch_size, early_stop, dropout,
-                  weight_decay, device, threads, standardise, precision)
+                  weight_decay, device, threads, standardise, precision, allow_speaker_overlap)
     encs = [e for e in encoders.replace(" ", "").split(",") if e]
     mods = [m for m in models.replace(" ", "").split(",") if m]
     _warn_store(features, encs)
@@ -225,6 +237,7 @@ def grid(
     except OSError as e:  # finished cells are kept and skipped on the rerun
         raise OutputError(f"grid folder {out}: {os_error_message(e, out)}") from None
     warn_untrained(res.get("random_init_encoders", []))
+    warn_overlap(res.get("warnings", []))
     err.print(escape((out / "table.md").read_text(encoding="utf-8")))
     err.print(f"tables: {out / 'table.md'}, {out / 'table.csv'}; tests: {out / 'significance.md'}")
     if json_out:

@@ -55,6 +55,9 @@ class TrainConfig:
     # per README grid cell, 1.27x over all 7 (bench/run.py cells). "fp32": all float32.
     precision: str = "fp32"
     num_threads: int | None = None  # torch.set_num_threads; None leaves torch's setting
+    # Imported folds (--protocol predefined, --folds-file) that share speakers between training and test
+    # run only with this set; the run then records and prints, per fold, how many speakers are shared.
+    allow_speaker_overlap: bool = False
 
     def validate(self) -> TrainConfig:
         for k in ("lr", "dropout", "weight_decay", "val_fraction"):

@@ -103,8 +103,10 @@ def plan_grid(encoders: Sequence[str], models: Sequence[str], kinds: dict[str, s
 
 
 def _fmt(summary: dict) -> str:
-    a, f = summary["accuracy"], summary["macro_f1"]
-    return f"{a['mean']:.2f} ± {a['std']:.2f} / {f['mean']:.2f} ± {f['std']:.2f}"
+    """WA / UA / macro-F1 of a cell (UA next to WA: on imbalanced corpora they differ, and the field
+    reports both)."""
+    a, u, f = summary["accuracy"], summary["ua"], summary["macro_f1"]
+    return f"{a['mean']:.2f} ± {a['std']:.2f} / {u['mean']:.2f} ± {u['std']:.2f} / {f['mean']:.2f} ± {f['std']:.2f}"
 
 
 def _paired(a: Sequence[float], b: Sequence[float]) -> dict:
@@ -338,10 +340,12 @@ def write_tables(out: Path, cells: Sequence[Cell], results: dict[str, dict], kin
                         *[f"{h[m][s]:.4f}" for m in ("accuracy", "ua", "macro_f1", "weighted_f1")
                           for s in ("mean", "std")],
                         res["summary"]["n_folds"], res["summary"]["n_seeds"]])
-    std_note = (f"accuracy / macro-F1 in %, mean ± sample std over {first['n_folds']} {first['protocol']} "
-                f"folds (each fold averaged over {len(seeds)} seed(s): {', '.join(map(str, seeds))})")
+    std_note = (f"accuracy (WA) / UA (balanced accuracy) / macro-F1 in %, mean ± sample std over {first['n_folds']} "
+                f"{first['protocol']} folds (each fold averaged over {len(seeds)} seed(s): {', '.join(map(str, seeds))})")
     md = [f"# Grid: {first['protocol']}, {first['n_utterances']} utterances, {first['n_speakers']} speakers", "",
           std_note, ""]
+    overlap = [w for w in first.get("warnings", []) if w.startswith("NOT speaker-independent")]
+    md += [f"**{w}.**" for w in overlap] + ([""] if overlap else [])
     for e in random_init:
         md.append(f"**{untrained_text(random_init_label(e, metas[e]))}.**")
     if random_init:
@@ -355,7 +359,7 @@ def write_tables(out: Path, cells: Sequence[Cell], results: dict[str, dict], kin
                        "dir": f"cells/{c.row}/{c.model}",
                        "headline": results[c.key]["headline"] if c.key in results else None} for c in cells],
             "encoder_kinds": kinds, "random_init_encoders": random_init, "seeds": list(seeds),
-            "significance": sig, "std_note": std_note}
+            "significance": sig, "std_note": std_note, **({"warnings": overlap} if overlap else {})}
     overview = [{"label": f"{c.model} [{c.row}]", "accuracy": results[c.key]["headline"]["accuracy"],
                  "macro_f1": results[c.key]["headline"]["macro_f1"]} for c in cells if c.key in results]
     if overview:

@@ -41,7 +41,9 @@ from parrot_ser.training.splits import (
     assert_speaker_independent,
     folds_to_json,
     make_folds,
+    overlap_note,
     read_folds_file,
+    speaker_overlap,
     write_folds_file,
 )
 from parrot_ser.training.trainer import (
@@ -131,8 +133,11 @@ def run_fingerprints(model: str, encoders: Sequence[str], config: TrainConfig, p
                              **(extra or {})})
 
     cfg = config.to_dict()
-    if cfg.get("precision") == "fp32":  # the key is newer than many runs: the default leaves their identity as it was
+    # keys newer than many runs: their defaults leave those runs' identity as it was
+    if cfg.get("precision") == "fp32":
         del cfg["precision"]
+    if not cfg.get("allow_speaker_overlap", True):
+        del cfg["allow_speaker_overlap"]
     defaults = TrainConfig().to_dict()
     canon = {**cfg, **{k: defaults[k] for k in EXECUTION_KEYS}}
     return fp(canon), fp(cfg)
@@ -145,8 +150,9 @@ def _make_or_read_folds(sdata: SERData, meta_rows: list[dict], seeds: list[int],
     count the run really uses, identity extras)."""
     from_file = folds_file is not None and Path(folds_file).is_file()
     extra: dict = {}
+    allow = config.allow_speaker_overlap
     if from_file:
-        folds_by_seed = read_folds_file(folds_file, seeds, sdata.utt_ids, sdata.speakers)
+        folds_by_seed = read_folds_file(folds_file, seeds, sdata.utt_ids, sdata.speakers, allow_overlap=allow)
         protocol, n_folds = "folds-file", len(next(iter(folds_by_seed.values())))  # what the run really used
         # other folds = another experiment (only when a file is used, so older runs keep their identity)
         extra["folds"] = _fingerprint({str(s): folds_to_json(f, sdata.speakers) for s, f in folds_by_seed.items()})
@@ -154,8 +160,10 @@ def _make_or_read_folds(sdata: SERData, meta_rows: list[dict], seeds: list[int],
         folds_by_seed = {}
         for s in seeds:
             folds = make_folds([sdata.classes[i] for i in sdata.labels], sdata.speakers, protocol=protocol,
-                               n_folds=n_folds, seed=s, meta=meta_rows, val_fraction=config.val_fraction)
-            assert_speaker_independent(folds, sdata.speakers)  # mechanical check before any training
+                               n_folds=n_folds, seed=s, meta=meta_rows, val_fraction=config.val_fraction,
+                               allow_overlap=allow)
+            # mechanical check before any training (imported splits may share speakers only when allowed)
+            assert_speaker_independent(folds, sdata.speakers, allow_overlap=allow and protocol == "predefined")
             folds_by_seed[s] = folds
         if folds_file is not None:
             write_folds_file(folds_file, folds_by_seed, sdata.utt_ids, sdata.speakers, protocol)
@@ -214,6 +222,7 @@ def prepare_run(features_dir: str | Path | None, encoders: Sequence[str], model:
     folds_by_seed, protocol, n_folds, extra = _make_or_read_folds(sdata, meta_rows, seeds, protocol, n_folds,
                                                                   config, folds_file)
     fold_records = {str(s): folds_to_json(f, sdata.speakers) for s, f in folds_by_seed.items()}
+    overlap = {str(s): o for s, f in folds_by_seed.items() if (o := speaker_overlap(f, sdata.speakers))}
     if folds_only:
         return {"folds_file": str(folds_file) if folds_file is not None else None, "folds": fold_records}
     fp, legacy = run_fingerprints(model, encoders, config, protocol, n_folds, sdata, feat_meta, extra)
@@ -245,6 +254,9 @@ def prepare_run(features_dir: str | Path | None, encoders: Sequence[str], model:
                       "= training-side standardiser: x_std = (x - mean) / std",
         "versions": package_versions(),
     }
+    if overlap:  # only imported folds with --allow-speaker-overlap get here; every output repeats it
+        run_info["speaker_overlap"] = overlap
+        run_info["speaker_independent"] = False
     write_json_atomic(run_path, run_info)
 
     done, todo = _finished_folds(out, seeds, folds_by_seed, accepted, sdata)
@@ -324,6 +336,12 @@ def _transport_summary(run: dict, entries: list[dict], plan: np.ndarray | None, 
     return transport
 
 
+def overlap_warnings(run: dict) -> list[str]:
+    """The not-speaker-independent sentence (per seed when several seeds), or nothing."""
+    by_seed = run.get("speaker_overlap") or {}
+    return [overlap_note(o) + (f" (seed {s})" if len(by_seed) > 1 else "") for s, o in by_seed.items()]
+
+
 def _write_results(out: Path, run: dict, entries: list[dict], fold_records: dict, sdata: SERData,
                    total_s: float, plan: np.ndarray | None) -> dict:
     from parrot_ser.notices import untrained_text
@@ -376,7 +394,9 @@ def _write_results(out: Path, run: dict, entries: list[dict], fold_records: dict
                  for e in sorted(entries, key=lambda e: (e["seed"], e["fold"]))],
         "folds": fold_records, "transport": transport,
         "random_init_encoders": random_init,
-        "warnings": [untrained_text(e) for e in random_init],
+        "warnings": [untrained_text(e) for e in random_init] + overlap_warnings(run),
+        "speaker_independent": run.get("speaker_independent", True),
+        **({"speaker_overlap": run["speaker_overlap"]} if run.get("speaker_overlap") else {}),
         "batch_dependent": run["model_spec"]["batch_dependent"], "eval_batching": run["eval_batching"],
         "config": run["config"], "features_meta": run["features_meta"], "versions": run["versions"],
         "timings": {"total_s": total_s, "fit_s_sum": float(sum(e["timings"]["fit_s"] for e in entries))},
