@@ -6,6 +6,7 @@ import csv
 import math
 import time
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import typer
@@ -133,8 +134,11 @@ def predict(
     for e in errors:
         err.print(f"[bold red]error:[/] {e['error']}")
     refs = [(it.reference, p.label) for it, p in results if it.reference in predictor.labels]
+    # ground truth the model cannot answer (a label it was not trained on): reported, not silently dropped
+    unknown = Counter(it.reference for it, _ in results if it.reference and it.reference not in predictor.labels)
     summary = {"predicted": len(results), "failed": len(errors),
-               "accuracy_vs_manifest": round(100 * sum(a == b for a, b in refs) / len(refs), 2) if refs else None}
+               "accuracy_vs_manifest": round(100 * sum(a == b for a, b in refs) / len(refs), 2) if refs else None,
+               "n_scored": len(refs), "unknown_reference_labels": dict(sorted(unknown.items()))}
     if csv_path is not None:
         _write_csv(csv_path, predictor.labels, results, errors)
     if json_out:
@@ -148,7 +152,12 @@ def predict(
             win = f"  [{len(p.windows)} windows]" if p.windows else ""
             out.print(f"{it.path}\t{p.label}\t({top}){win}")
     err.print(f"{len(results)} predicted, {len(errors)} failed"
-              + (f"; accuracy vs manifest labels {summary['accuracy_vs_manifest']:.2f} %" if refs else ""))
+              + (f"; accuracy vs manifest labels {summary['accuracy_vs_manifest']:.2f} % ({len(refs)} scored)"
+                 if refs else ""))
+    if unknown:
+        err.print(f"[yellow]warning:[/] {sum(unknown.values())} manifest label(s) the model does not know, not scored: "
+                  + ", ".join(f"{k} x{n}" for k, n in sorted(unknown.items()))
+                  + f" (model labels: {', '.join(predictor.labels)})")
     if not results:
         raise typer.Exit(1)
 
