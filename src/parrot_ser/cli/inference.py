@@ -133,12 +133,7 @@ def predict(
         err.print(f"[yellow]warning:[/] {n}")
     for e in errors:
         err.print(f"[bold red]error:[/] {e['error']}")
-    refs = [(it.reference, p.label) for it, p in results if it.reference in predictor.labels]
-    # ground truth the model cannot answer (a label it was not trained on): reported, not silently dropped
-    unknown = Counter(it.reference for it, _ in results if it.reference and it.reference not in predictor.labels)
-    summary = {"predicted": len(results), "failed": len(errors),
-               "accuracy_vs_manifest": round(100 * sum(a == b for a, b in refs) / len(refs), 2) if refs else None,
-               "n_scored": len(refs), "unknown_reference_labels": dict(sorted(unknown.items()))}
+    summary = _score_summary(predictor.labels, results, errors)
     if csv_path is not None:
         _write_csv(csv_path, predictor.labels, results, errors)
     if json_out:
@@ -151,15 +146,29 @@ def predict(
             top = ", ".join(f"{k} {v:.2f}" for k, v in sorted(p.probabilities.items(), key=lambda kv: -kv[1])[:3])
             win = f"  [{len(p.windows)} windows]" if p.windows else ""
             out.print(f"{it.path}\t{p.label}\t({top}){win}")
-    err.print(f"{len(results)} predicted, {len(errors)} failed"
-              + (f"; accuracy vs manifest labels {summary['accuracy_vs_manifest']:.2f} % ({len(refs)} scored)"
+    _print_summary(summary, predictor.labels)
+    if not results:
+        raise typer.Exit(1)
+
+
+def _score_summary(labels: list[str], results: list[tuple], errors: list[dict]) -> dict:
+    """Counts and the accuracy against the manifest's labels the model knows; the ground-truth labels it
+    does not know (not trained on) are counted per label: reported, not silently left out."""
+    refs = [(it.reference, p.label) for it, p in results if it.reference in labels]
+    unknown = Counter(it.reference for it, _ in results if it.reference and it.reference not in labels)
+    return {"predicted": len(results), "failed": len(errors),
+            "accuracy_vs_manifest": round(100 * sum(a == b for a, b in refs) / len(refs), 2) if refs else None,
+            "n_scored": len(refs), "unknown_reference_labels": dict(sorted(unknown.items()))}
+
+
+def _print_summary(summary: dict, labels: list[str]) -> None:
+    refs, unknown = summary["n_scored"], summary["unknown_reference_labels"]
+    err.print(f"{summary['predicted']} predicted, {summary['failed']} failed"
+              + (f"; accuracy vs manifest labels {summary['accuracy_vs_manifest']:.2f} % ({refs} scored)"
                  if refs else ""))
     if unknown:
         err.print(f"[yellow]warning:[/] {sum(unknown.values())} manifest label(s) the model does not know, not scored: "
-                  + ", ".join(f"{k} x{n}" for k, n in sorted(unknown.items()))
-                  + f" (model labels: {', '.join(predictor.labels)})")
-    if not results:
-        raise typer.Exit(1)
+                  + ", ".join(f"{k} x{n}" for k, n in unknown.items()) + f" (model labels: {', '.join(labels)})")
 
 
 def _predict_chunk(predictor, chunk: list, waves: list, errors: list[dict], **kw) -> list[tuple]:
