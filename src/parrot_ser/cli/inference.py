@@ -135,17 +135,19 @@ def predict(
         err.print(f"[bold red]error:[/] {e['error']}")
     summary = _score_summary(predictor.labels, results, errors)
     if csv_path is not None:
-        _write_csv(csv_path, predictor.labels, results, errors)
+        _write_csv(csv_path, predictor.labels, results, errors, getattr(predictor, "dims", []))
     if json_out:
-        print_json({"model": str(model_dir), "labels": predictor.labels,
+        print_json({"model": str(model_dir), "labels": predictor.labels, "dims": getattr(predictor, "dims", []),
                     "predictions": [{**p.to_dict(), "utt_id": it.utt_id, "reference": it.reference}
                                     for it, p in results],
                     "errors": errors, "warnings": notes, "summary": summary})
     else:
         for it, p in results:
             top = ", ".join(f"{k} {v:.2f}" for k, v in sorted(p.probabilities.items(), key=lambda kv: -kv[1])[:3])
+            dims = "  ".join(f"{k} {v:.3f}" for k, v in p.dimensions.items())
             win = f"  [{len(p.windows)} windows]" if p.windows else ""
-            out.print(f"{it.path}\t{p.label}\t({top}){win}")
+            out.print(f"{it.path}\t" + (f"{p.label}\t({top})" if p.label is not None else "")
+                      + (f"\t{dims}" if dims else "") + win)
     _print_summary(summary, predictor.labels)
     if not results:
         raise typer.Exit(1)
@@ -190,15 +192,20 @@ def _predict_chunk(predictor, chunk: list, waves: list, errors: list[dict], **kw
     return out
 
 
-def _write_csv(path: Path, labels: list[str], results: list[tuple], errors: list[dict]) -> None:
+def _write_csv(path: Path, labels: list[str], results: list[tuple], errors: list[dict],
+               dims: list[str] | None = None) -> None:
+    """One row per file (and per window); the dimensions of a model trained on them after the label
+    probabilities (the training data's scale); the label column is empty for a regression-only model."""
+    dims = dims or []
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["path", "utt_id", "reference", "window", "start", "end", "label",
-                    *[f"prob_{lab}" for lab in labels], "error"])
+                    *[f"prob_{lab}" for lab in labels], *dims, "error"])
         for it, p in results:
             for row, win in [(p, "all"), *[(x, str(x.window)) for x in p.windows]]:
                 w.writerow([str(it.path), it.utt_id or "", it.reference or "", win, f"{row.start:.3f}",
-                            f"{row.end:.3f}", row.label, *[f"{row.probabilities[lab]:.6f}" for lab in labels], ""])
+                            f"{row.end:.3f}", row.label or "", *[f"{row.probabilities[lab]:.6f}" for lab in labels],
+                            *[f"{row.dimensions[d]:.6f}" for d in dims], ""])
         for e in errors:
-            w.writerow([e["path"], "", "", "", "", "", "", *["" for _ in labels], e["error"]])
+            w.writerow([e["path"], "", "", "", "", "", "", *["" for _ in labels], *["" for _ in dims], e["error"]])

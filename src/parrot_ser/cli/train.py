@@ -48,7 +48,8 @@ def _layer(text: str | None) -> int | str | None:
 
 
 def _config(config, layer, frames, epochs, lr, batch_size, patience, eval_batch_size, early_stop, dropout,
-            weight_decay, device, threads, standardise=None, precision=None, allow_speaker_overlap=False):
+            weight_decay, device, threads, standardise=None, precision=None, allow_speaker_overlap=False,
+            task=None, classes=None, label_map=None, regression_loss=None, multitask_weight=None):
     from parrot_ser.device import check_device
     from parrot_ser.training.config import load_config
 
@@ -59,7 +60,13 @@ def _config(config, layer, frames, epochs, lr, batch_size, patience, eval_batch_
                  "batch_size": batch_size, "patience": patience, "eval_batch_size": eval_batch_size,
                  "early_stop_metric": early_stop, "dropout": dropout, "weight_decay": weight_decay,
                  "device": device, "num_threads": threads, "standardise": standardise,
-                 "precision": precision, "allow_speaker_overlap": True if allow_speaker_overlap else None}
+                 "precision": precision, "allow_speaker_overlap": True if allow_speaker_overlap else None,
+                 "task": task, "classes": classes, "regression_loss": regression_loss,
+                 "multitask_weight": multitask_weight}
+    if label_map is not None:
+        from parrot_ser.corpora.labels import load_label_map
+
+        overrides["label_map"] = load_label_map(label_map)  # recorded in run.json's config (the run spec)
     return load_config(config, overrides)
 
 
@@ -82,26 +89,41 @@ def _warn_store(features: Path, encoders: list[str]) -> None:
             err.print(f"[bold yellow]{escape(note)}[/]", markup=True)
 
 
+def say_selection(res: dict) -> None:
+    """The run's label set when --classes / --label-map changed the store's (what was kept, what dropped)."""
+    sel = res.get("label_selection") or {}
+    if sel.get("dropped") or sel.get("label_map") or sel.get("unlabelled_dropped"):
+        dropped = ", ".join(f"{k} ({n} rows)" for k, n in sel.get("dropped", {}).items()) or "none"
+        extra = f"; {sel['unlabelled_dropped']} row(s) without a label left out" if sel.get("unlabelled_dropped") else ""
+        err.print(f"labels: {', '.join(sel.get('classes', []))}; dropped: {dropped}{extra}", markup=False)
+
+
 def warn_overlap(warnings: list[str]) -> None:
     for w in warnings:
-        if w.startswith("NOT speaker-independent"):
+        if w.startswith(("NOT speaker-independent", "DATA NOTE")):
             err.print(f"[bold yellow]{escape(w)}[/]")
 
 
 def _summary_table(results: dict, title: str) -> Table:
     s = results["summary"]
     t = Table(title=title, title_justify="left")
-    t.add_column("metric (%)")
+    t.add_column("metric")
     t.add_column(f"mean ± std over {s['n_folds']} folds", justify="right")
     if s["n_seeds"] > 1:
         t.add_column(f"± std over {s['n_seeds']} seeds", justify="right")
-    names = {"accuracy": "accuracy (WA)", "ua": "UA (balanced acc.)", "macro_f1": "macro-F1",
-             "weighted_f1": "weighted-F1"}
+    names = {"accuracy": "accuracy (WA) %", "ua": "UA (balanced acc.) %", "macro_f1": "macro-F1 %",
+             "weighted_f1": "weighted-F1 %", "ccc": "CCC (mean over dims)", "pearson": "Pearson r (mean)",
+             "mae": "MAE (mean, data scale)"}
+    for d in (results.get("task") or {}).get("dims") or []:
+        names.update({f"ccc_{d}": f"CCC {d}", f"pearson_{d}": f"Pearson r {d}", f"mae_{d}": f"MAE {d}"})
     for m, label in names.items():
+        if m not in s["over_folds"]:
+            continue
         f = s["over_folds"][m]
-        row = [label, f"{f['mean']:.2f} ± {f['std']:.2f}"]
+        digits = 2 if m in ("accuracy", "ua", "macro_f1", "weighted_f1") else 3
+        row = [label, f"{f['mean']:.{digits}f} ± {f['std']:.{digits}f}"]
         if s["n_seeds"] > 1:
-            row.append(f"{s['over_seeds'][m]['std']:.2f}")
+            row.append(f"{s['over_seeds'][m]['std']:.{digits}f}")
         t.add_row(*row)
     return t
 
@@ -113,7 +135,9 @@ _opt_epochs = typer.Option(None, "--epochs", help=f"Max epochs (default {_D.epoc
 _opt_lr = typer.Option(None, "--lr", help=f"Adam learning rate (default {_D.lr:g}).")
 _opt_bs = typer.Option(None, "--batch-size", help=f"Training batch size (default {_D.batch_size}).")
 _opt_pat = typer.Option(None, "--patience", help=f"Early-stopping patience in epochs (default {_D.patience}; 0 = off).")
-_opt_es = typer.Option(None, "--early-stop", help="Early-stopping monitor: macro_f1 (default) or loss.")
+_opt_es = typer.Option(None, "--early-stop", help="Early-stopping monitor: auto (default: macro_f1 for "
+                       "classification, ccc for regression, f1_ccc = mean of macro-F1 and CCC for multitask), "
+                       "macro_f1, ccc, f1_ccc or loss.")
 _opt_do = typer.Option(None, "--dropout", help=f"Dropout (default {_D.dropout}).")
 _opt_wd = typer.Option(None, "--weight-decay", help=f"Adam weight decay (default {_D.weight_decay:g}).")
 _opt_ebs = typer.Option(None, "--eval-batch-size", help=f"Evaluation batch size (default {_D.eval_batch_size}; matters for "
@@ -132,6 +156,15 @@ _opt_folds_file = typer.Option(None, "--folds-file", help="JSON folds (utterance
 _opt_overlap = typer.Option(False, "--allow-speaker-overlap", help="Run imported folds (--protocol predefined, "
                             "--folds-file) that share speakers between training and test; every output then "
                             "says the protocol is NOT speaker-independent, with the shared speakers per fold.")
+_opt_task = typer.Option(None, "--task", help="classification (default) | regression (the store's numeric "
+                         "targets: one output per dimension, loss 1 - CCC) | multitask (both heads).")
+_opt_classes = typer.Option(None, "--classes", help="Comma-separated labels to keep (after --label-map); the rows "
+                            "of the others are left out and listed in run.json / results.json.")
+_opt_label_map = typer.Option(None, "--label-map", help="YAML/JSON label: new_label (merge, rename; null drops), "
+                              "e.g. exc: happy; recorded in the run's config.")
+_opt_rloss = typer.Option(None, "--regression-loss", help="ccc (default: 1 - CCC per dimension) | mse.")
+_opt_mtw = typer.Option(None, "--multitask-weight", help="multitask: weight of the regression loss, "
+                        "(1 - w) * CE + w * regression (default 0.5).")
 _opt_dev = typer.Option(None, "--device", help=f"torch device (default {_D.device}).")
 _opt_thr = typer.Option(None, "--threads", help="torch CPU threads per worker (default: cores / workers).")
 _opt_engine = typer.Option("local", "--engine", help="local | ray (pip install 'parrot-ser[ray]').")
@@ -158,7 +191,9 @@ def train(
     batch_size: int = _opt_bs, patience: int = _opt_pat, eval_batch_size: int = _opt_ebs,
     early_stop: str = _opt_es, dropout: float = _opt_do, weight_decay: float = _opt_wd, device: str = _opt_dev,
     threads: int = _opt_thr, standardise: bool | None = _opt_std, precision: str | None = _opt_prec,
-    allow_speaker_overlap: bool = _opt_overlap,
+    allow_speaker_overlap: bool = _opt_overlap, task: str | None = _opt_task, classes: str | None = _opt_classes,
+    label_map: Path | None = _opt_label_map, regression_loss: str | None = _opt_rloss,
+    multitask_weight: float | None = _opt_mtw,
     batched: bool | None = _opt_batched, workers: int = _opt_workers, engine: str = _opt_engine,
     address: str | None = _opt_address,
     folds_file: Path | None = _opt_folds_file,
@@ -173,7 +208,8 @@ def train(
         raise ConfigError("--folds-only needs --folds-file FILE (where to write the folds)")
     _check_folds_file(folds_file)
     cfg = _config(config, layer, frames, epochs, lr, batch_size, patience, eval_batch_size, early_stop, dropout,
-                  weight_decay, device, threads, standardise, precision, allow_speaker_overlap)
+                  weight_decay, device, threads, standardise, precision, allow_speaker_overlap, task, classes,
+                  label_map, regression_loss, multitask_weight)
     _warn_store(features, list(encoder))
     try:
         with make_progress("epoch", disable=quiet or folds_only) as progress:
@@ -190,6 +226,7 @@ def train(
         return
     warn_untrained(res.get("random_init_encoders", []))
     warn_overlap(res.get("warnings", []))
+    say_selection(res)
     # the summary and where the results are: also with --quiet (which only hides the progress bar)
     err.print(_summary_table(res, escape(f"{model} ({' + '.join(encoder)}), {res['protocol']}, "
                                          f"{res['n_utterances']} utterances, {res['n_speakers']} speakers")))
@@ -215,6 +252,8 @@ def grid(
     early_stop: str = _opt_es, dropout: float = _opt_do, weight_decay: float = _opt_wd, device: str = _opt_dev,
     threads: int = _opt_thr, standardise: bool | None = _opt_std, folds_file: Path | None = _opt_folds_file,
     precision: str | None = _opt_prec, allow_speaker_overlap: bool = _opt_overlap, batched: bool | None = _opt_batched,
+    task: str | None = _opt_task, classes: str | None = _opt_classes, label_map: Path | None = _opt_label_map,
+    regression_loss: str | None = _opt_rloss, multitask_weight: float | None = _opt_mtw,
     workers: int = _opt_workers, engine: str = _opt_engine,
     address: str | None = _opt_address,
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar (the tables are still printed)."),
@@ -225,7 +264,8 @@ def grid(
     check_out_dir(out)
     _check_folds_file(folds_file)
     cfg = _config(config, layer, frames, epochs, lr, batch_size, patience, eval_batch_size, early_stop, dropout,
-                  weight_decay, device, threads, standardise, precision, allow_speaker_overlap)
+                  weight_decay, device, threads, standardise, precision, allow_speaker_overlap, task, classes,
+                  label_map, regression_loss, multitask_weight)
     encs = [e for e in encoders.replace(" ", "").split(",") if e]
     mods = [m for m in models.replace(" ", "").split(",") if m]
     _warn_store(features, encs)

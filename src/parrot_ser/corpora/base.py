@@ -62,6 +62,9 @@ class Manifest:
     label_policy: dict = field(default_factory=dict)
     # Numeric target columns (dimensional emotion: arousal, valence, ...), values in each row's meta.
     targets: list[str] = field(default_factory=list)
+    # A sentence every run on this data repeats in its outputs (e.g. "targets derived from the labels,
+    # NOT a real result"): travels through the store into run.json, results, tables and model cards.
+    note: str = ""
 
     def __len__(self) -> int:
         return len(self.utterances)
@@ -89,7 +92,7 @@ class Manifest:
                             *[u.meta.get(k, "") for k in meta_keys]])
         sidecar = {"corpus": self.corpus, "root": str(Path(self.root).resolve()),
                    "problems": [p.__dict__ for p in self.problems], "label_policy": self.label_policy,
-                   "targets": list(self.targets)}
+                   "targets": list(self.targets), **({"note": self.note} if self.note else {})}
         Path(str(path) + ".json").write_text(json.dumps(sidecar, indent=2), encoding="utf-8")
         return path
 
@@ -132,7 +135,8 @@ class Manifest:
             raise CorpusError(f"{path}: duplicate utt_id {dup!r}")
         problems = [Problem(**p) for p in sidecar.get("problems", [])]
         return cls(sidecar.get("corpus", "csv"), Path(root), utts, problems,
-                   label_policy=dict(sidecar.get("label_policy") or {}), targets=targets)
+                   label_policy=dict(sidecar.get("label_policy") or {}), targets=targets,
+                   note=str(sidecar.get("note") or ""))
 
     def target_values(self, utt: Utterance) -> list[float]:
         """The row's targets as floats, in ``self.targets`` order (check_labelled has refused bad ones)."""

@@ -45,7 +45,10 @@ def _target_problem(row: dict, names: list[str]) -> str | None:
     return None
 
 
-def scan_csv(root: Path, targets: Annotated[str, TARGETS_HELP] = "") -> Manifest:
+NOTE_HELP = "a sentence every run on this data repeats (e.g. 'derived targets, NOT a real result')"
+
+
+def scan_csv(root: Path, targets: Annotated[str, TARGETS_HELP] = "", note: Annotated[str, NOTE_HELP] = "") -> Manifest:
     table = root
     if root.is_dir():
         found = sorted(p for p in root.glob("*.csv") if not p.name.startswith("._"))
@@ -87,7 +90,7 @@ def scan_csv(root: Path, targets: Annotated[str, TARGETS_HELP] = "") -> Manifest
         utt_id = row.get("utt_id") or p.with_suffix("").as_posix()
         b.add(Utterance(utt_id, row["path"], canonical_label(row["label"]) or "", row["speaker"], row["label"], meta))
     man = b.build()
-    man.targets = names
+    man.targets, man.note = names, note.strip()
     return man
 
 

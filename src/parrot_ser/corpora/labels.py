@@ -80,7 +80,7 @@ def apply_labels(man: Manifest, mode: str | None = None, label_map: dict[str, st
     policy = {"mode": chosen, "chosen_by": "option" if mode else "default",
               **({"map": label_map, "map_source": map_source} if label_map else {}), "note": note}
     return Manifest(man.corpus, man.root, utts, sorted(problems, key=lambda p: p.path),
-                    dict(sorted(excluded.items())), label_policy=policy, targets=list(man.targets))
+                    dict(sorted(excluded.items())), label_policy=policy, targets=list(man.targets), note=man.note)
 
 
 def _choose_mode(man: Manifest, mode: str | None) -> tuple[str, str]:

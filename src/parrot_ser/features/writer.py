@@ -114,10 +114,10 @@ def _merge_manifest(out: Path, manifest: Manifest) -> Manifest:
         if not added:
             return old
         merged = Manifest(old.corpus, old.root, old.utterances + added, old.problems,
-                          label_policy=old.label_policy, targets=old.targets)
+                          label_policy=old.label_policy, targets=old.targets, note=old.note or manifest.note)
     else:
         merged = Manifest(manifest.corpus, new_root, list(manifest.utterances), list(manifest.problems),
-                          label_policy=manifest.label_policy, targets=list(manifest.targets))
+                          label_policy=manifest.label_policy, targets=list(manifest.targets), note=manifest.note)
     with atomic_path(path) as tmp:
         merged.to_csv(tmp)
         os.replace(str(tmp) + ".json", str(path) + ".json")

@@ -212,8 +212,8 @@ def build_model(name: str, input_dims: list[int], n_classes: int, **config: Any)
         raise ConfigError(f"model {name!r} takes {entry.spec.n_inputs} input(s), got {len(dims)} ({dims})")
     if any(d < 1 for d in dims):
         raise ConfigError(f"model {name!r}: input dims must be positive, got {dims}")
-    if n_classes < 2:
-        raise ConfigError(f"model {name!r}: need at least 2 classes, got {n_classes}")
+    if n_classes < 1:  # outputs: the class logits and/or one per dimension (training/tasks.py)
+        raise ConfigError(f"model {name!r}: need at least 1 output, got {n_classes}")
     cfg = make_config(name, config)
     model = entry.factory(dims, int(n_classes), cfg)
     model.spec = entry.spec

@@ -63,8 +63,9 @@ class WindowOut(BaseModel):
     window: int
     start: float = Field(description="seconds")
     end: float = Field(description="seconds")
-    label: str
-    probabilities: dict[str, float]
+    label: str | None = Field(None, description="most probable label; absent for a regression-only model")
+    probabilities: dict[str, float] = Field(default_factory=dict)
+    dimensions: dict[str, float] = Field(default_factory=dict, description="dimension -> value, training data's scale")
 
 
 class ScoreOut(BaseModel):
@@ -74,8 +75,11 @@ class ScoreOut(BaseModel):
 
 class PredictOut(BaseModel):
     name: str = Field(description="upload file name, or '<body>' for a raw body")
-    label: str = Field(description="most probable label")
-    probabilities: dict[str, float] = Field(description="label -> probability (sums to 1)")
+    label: str | None = Field(None, description="most probable label; absent for a regression-only model "
+                                                "(then only dimensions)")
+    probabilities: dict[str, float] = Field(default_factory=dict, description="label -> probability (sums to 1)")
+    dimensions: dict[str, float] = Field(default_factory=dict, description="models trained on dimensions: "
+                                         "dimension (arousal, ...) -> predicted value in the training data's scale")
     scores: list[ScoreOut] = Field(default_factory=list, description="Hugging Face audio-classification "
                                    "pipeline shape: every label with its probability, highest first")
     duration: float = Field(description="seconds of audio scored")
@@ -322,7 +326,9 @@ def create_app(model: str | Path | PredictorLike, *, max_upload_bytes: int = DEF
         info.pop("files", None)
         return public_info(info)
 
-    @app.post("/v1/predict", response_model=PredictOut, responses=ERRORS, openapi_extra=_UPLOAD_SCHEMA)
+    # response_model_exclude_none: a regression-only model answers without a "label" key at all
+    @app.post("/v1/predict", response_model=PredictOut, responses=ERRORS, openapi_extra=_UPLOAD_SCHEMA,
+              response_model_exclude_none=True)
     async def predict(
         request: Request,
         window_s: float | None = Query(None, alias="window", ge=0, description="window seconds (0: never split)"),
@@ -355,14 +361,21 @@ def create_app(model: str | Path | PredictorLike, *, max_upload_bytes: int = DEF
             return _error(422, "invalid request", f"window must be 0 or >= {MIN_WINDOW_SECONDS} s and hop >= "
                                                   f"{MIN_HOP_SECONDS} s (got window={w}, hop={h})")
         pred = (await run_in_threadpool(predictor.predict_waveforms, [wave], [name], window=w, hop=h))[0]
-        scores = sorted(pred.probabilities.items(), key=lambda kv: -kv[1])
-        return PredictOut(name=name, label=pred.label, probabilities=pred.probabilities,
-                          scores=[ScoreOut(label=k, score=v) for k, v in scores], duration=round(dur, 4),
-                          windows=[WindowOut(window=x.window, start=x.start, end=x.end, label=x.label,
-                                             probabilities=x.probabilities) for x in pred.windows],
-                          warnings=untrained_notes + warns)
+        return _predict_out(name, pred, dur, untrained_notes + warns)
 
     return app
+
+
+def _predict_out(name: str, pred: Any, dur: float, warnings: list[str]) -> PredictOut:
+    """The answer for one recording: label and probabilities, dimensions (models trained on them)."""
+    scores = sorted(pred.probabilities.items(), key=lambda kv: -kv[1])
+    return PredictOut(name=name, label=pred.label, probabilities=pred.probabilities,
+                      dimensions=getattr(pred, "dimensions", {}),
+                      scores=[ScoreOut(label=k, score=v) for k, v in scores], duration=round(dur, 4),
+                      windows=[WindowOut(window=x.window, start=x.start, end=x.end, label=x.label,
+                                         probabilities=x.probabilities, dimensions=getattr(x, "dimensions", {}))
+                               for x in pred.windows],
+                      warnings=warnings)
 
 
 def _untrained_notes(untrained: list[str]) -> list[str]:

@@ -62,6 +62,28 @@ def plot_per_class_f1(f1_mean: Sequence[float], f1_std: Sequence[float], classes
     return _save(fig, path)
 
 
+def plot_scatter(true: np.ndarray, pred: np.ndarray, dims: Sequence[str], ccc: Sequence[float], path: Path,
+                 title: str = "") -> Path:
+    """Predicted against true value, one panel per dimension, in the data's scale; the diagonal is a
+    perfect prediction and each panel names its CCC over the points shown."""
+    n = len(dims)
+    fig, axes = plt.subplots(1, n, figsize=(3.4 * n + 0.4, 3.6), squeeze=False)
+    for i, (ax, d) in enumerate(zip(axes[0], dims)):
+        t, q = true[:, i], pred[:, i]
+        lo, hi = float(min(t.min(), q.min())), float(max(t.max(), q.max()))
+        pad = 0.05 * (hi - lo or 1.0)
+        ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="0.6", lw=1, ls="--")
+        ax.scatter(t, q, s=8, alpha=0.5, color="tab:blue", edgecolors="none")
+        ax.set_xlim(lo - pad, hi + pad)
+        ax.set_ylim(lo - pad, hi + pad)
+        ax.set_aspect("equal")
+        ax.set_xlabel(f"true {d}")
+        ax.set_ylabel(f"predicted {d}")
+        ax.set_title(f"{d}: CCC {ccc[i]:.3f}", fontsize=9)
+    fig.suptitle(_wrap(title, 30 * n), fontsize=9)
+    return _save(fig, path)
+
+
 def plot_transport(plan: np.ndarray, path: Path, title: str = "", *, source: str = "source point (Mamba branch)",
                    target: str = "target point (attention branch)") -> Path:
     """The plan as a ratio to the uniform plan 1/(n m) (n x m valid points; all-zero rows and columns

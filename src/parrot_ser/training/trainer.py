@@ -24,14 +24,13 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from parrot_ser.device import REFERENCE_KERNELS, keep_freed_memory
 from parrot_ser.errors import ConfigError
 from parrot_ser.models import StandardisedModel, Standardiser, build_head
 from parrot_ser.training.config import TrainConfig
 from parrot_ser.training.data import SERData, make_batch
-from parrot_ser.training.metrics import compute_metrics
+from parrot_ser.training.tasks import TargetScaler, Task, task_of
 
 
 def make_adam(params, config: TrainConfig) -> torch.optim.Adam:
@@ -95,7 +94,11 @@ def predict_logits(model: torch.nn.Module, data: SERData, config: TrainConfig) -
 
 def predict_proba(model: torch.nn.Module, data: SERData, config: TrainConfig) -> np.ndarray:
     """Class probabilities (N, C), rows in ``data``'s order (see the module doc for the batching)."""
-    logits = predict_logits(model, data, config)
+    return softmax(predict_logits(model, data, config))
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row softmax of (N, C) logits (the class probabilities every output of a run uses)."""
     if logits.size == 0:
         return logits
     z = logits - logits.max(axis=1, keepdims=True)
@@ -123,6 +126,35 @@ def eval_batch_transports(model: torch.nn.Module, data: SERData, config: TrainCo
     return out
 
 
+def _new_model(model_name: str, train_data: SERData, config: TrainConfig, task: Task,
+               ) -> tuple[StandardisedModel, TargetScaler | None]:
+    """The untrained head for ``task`` with the training side's feature standardiser and, for
+    dimensional tasks, its target scaler (carried by the model, which answers in the data's scale)."""
+    std = Standardiser.fit(train_data) if config.standardise else Standardiser.identity(train_data)
+    net = build_net(model_name, train_data.input_shapes, task.n_outputs, config,
+                    train_data.frame_dims if config.use_frames else None)
+    if not task.has_dims:
+        return StandardisedModel(net, std).to(config.device), None
+    scaler = TargetScaler.fit(train_data.targets)
+    model = StandardisedModel(net, std, n_classes=task.n_classes, target_mean=scaler.mean, target_std=scaler.std)
+    return model.to(config.device), scaler
+
+
+def _validate(model: torch.nn.Module, val_data: SERData, config: TrainConfig, task: Task,
+              scaler: TargetScaler | None, metric: str, rec: dict) -> tuple[float, float]:
+    """One validation pass: loss and metrics into the epoch record ``rec``; the early-stopping key."""
+    out = predict_logits(model, val_data, config)
+    t = None if val_data.targets is None else torch.from_numpy(val_data.targets)
+    vl = float(task.loss(torch.from_numpy(out), torch.from_numpy(val_data.labels), t, scaler).item())
+    m = task.evaluate(out, val_data.labels, val_data.targets)
+    rec["val_loss"] = vl
+    if task.has_classes:
+        rec.update(val_accuracy=m["accuracy"], val_macro_f1=m["macro_f1"])
+    if task.has_dims:
+        rec["val_ccc"] = m["ccc"]
+    return task.monitor_score(metric, m, vl)
+
+
 def fit_model(train_data: SERData, val_data: SERData | None, model_name: str, config: TrainConfig,
               seed: int, *, on_epoch: Callable[[int, dict], None] | None = None,
               ) -> tuple[StandardisedModel, dict]:
@@ -136,15 +168,15 @@ def fit_model(train_data: SERData, val_data: SERData | None, model_name: str, co
         torch.set_num_threads(int(config.num_threads))
     keep_freed_memory()
     seed_everything(seed)
-    std = Standardiser.fit(train_data) if config.standardise else Standardiser.identity(train_data)
-    net = build_net(model_name, train_data.input_shapes, len(train_data.classes), config,
-                    train_data.frame_dims if config.use_frames else None)
-    model = StandardisedModel(net, std).to(config.device)
+    task = task_of(train_data, config)
+    metric = task.check_monitor(config.early_stop_metric)
+    model, scaler = _new_model(model_name, train_data, config, task)
     opt = make_adam(model.parameters(), config)
     gen = torch.Generator().manual_seed(int(seed))
     labels = torch.from_numpy(train_data.labels)
+    targets = None if train_data.targets is None else torch.from_numpy(train_data.targets)
     has_val = val_data is not None and len(val_data) > 0
-    monitor = f"val_{config.early_stop_metric}" if has_val else "none"
+    monitor = f"val_{metric}" if has_val else "none"
     best_key: tuple[float, float] | None = None
     best_state = None
     best_epoch = 0
@@ -163,8 +195,8 @@ def fit_model(train_data: SERData, val_data: SERData | None, model_name: str, co
             x = make_batch(train_data, idx, use_frames=config.use_frames, device=config.device)
             y = labels[idx].to(config.device)
             with config.autocast():
-                logits = model(x)
-            loss = F.cross_entropy(logits.float(), y)
+                out = model(x)
+            loss = task.loss(out, y, None if targets is None else targets[idx].to(config.device), scaler)
             if not torch.isfinite(loss):
                 raise ConfigError(f"training diverged (loss {loss.item()}) at epoch {epoch}; lower --lr")
             opt.zero_grad(set_to_none=True)
@@ -174,11 +206,7 @@ def fit_model(train_data: SERData, val_data: SERData | None, model_name: str, co
             seen += len(idx)
         rec = {"epoch": epoch, "train_loss": total / max(seen, 1), "lr": float(opt.param_groups[0]["lr"])}
         if has_val:
-            logits = predict_logits(model, val_data, config)
-            vl = float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(val_data.labels)).item())
-            m = compute_metrics(val_data.labels, logits.argmax(1), len(train_data.classes))
-            rec.update(val_loss=vl, val_accuracy=m["accuracy"], val_macro_f1=m["macro_f1"])
-            key = (m["macro_f1"], -vl) if config.early_stop_metric == "macro_f1" else (-vl, m["macro_f1"])
+            key = _validate(model, val_data, config, task, scaler, metric, rec)
             if best_key is None or key > best_key:
                 best_key, best_epoch, bad = key, epoch, 0
                 best_state = copy.deepcopy(model.state_dict())
