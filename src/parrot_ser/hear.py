@@ -40,7 +40,9 @@ Timestamps (milliseconds, the centre of each frame where the family defines one)
 - wav2vec 2.0-style HF models: frame i covers samples ``hop * i ... + receptive_field`` of the conv
   feature encoder (320 and 400 for every released model): centre ``(hop * i + rf / 2) / 16``;
 - whisper-*: 20 ms per frame, centred at ``20 i`` (centred 10 ms mel frames, stride-2 conv);
-- logmel: 10 ms, centred STFT frames at ``10 i``.
+- logmel: 10 ms, centred STFT frames at ``10 i``;
+- resemblyzer: centred 10 ms mel frames, every ``frame_stride``-th LSTM state: ``10 * frame_stride * i``;
+- crepe-*: centred 64 ms windows every ``hop_ms``: ``hop_ms * i``.
 """
 
 from __future__ import annotations
@@ -110,6 +112,10 @@ def _timestamps_ms(encoder: Any, n_samples: int, n_frames: int) -> np.ndarray:
         return i * 1000.0 / encoder.spec.frame_rate
     if getattr(encoder, "is_whisper", False):
         return i * 20.0
+    if fam == "resemblyzer":  # centred 25 ms STFT frames every 10 ms, every frame_stride-th state kept
+        return i * 10.0 * encoder.frame_stride
+    if fam == "crepe":  # centred 64 ms windows every hop
+        return i * 1000.0 * encoder.hop / sr
     cfg = encoder.model.config  # wav2vec 2.0 family: the conv feature encoder's receptive field
     rf, hop = 1, 1
     for k, s in zip(cfg.conv_kernel, cfg.conv_stride):

@@ -17,15 +17,19 @@ def demo(
                                                                  "resumes; other settings are refused)."),
     quick: bool = typer.Option(False, "--quick", help="Small and fast (CI): 48 utterances, 3 folds, 8 epochs."),
     seed: int = typer.Option(0, "--seed", help="Seed of the corpus, the random-init encoders and training."),
-    checkpoint: list[str] = typer.Option([], "--checkpoint", help="NAME=PATH: a REAL encoder in place of the "
-                                         "untrained one of its kind, e.g. whisper-base=../shared/models/whisper-base "
-                                         "(attention) or ssam-base=ckpt.pth (Mamba). Never downloads."),
+    untrained: bool = typer.Option(False, "--untrained", help="The old demo: logmel + UNTRAINED random-init Mamba "
+                                   "and attention PTMs (needs no extra; tests the pipeline, not the models)."),
+    checkpoint: list[str] = typer.Option([], "--checkpoint", help="NAME=PATH: one more REAL encoder (with "
+                                         "--untrained: in place of the untrained one of its kind), e.g. "
+                                         "whisper-base=../shared/models/whisper-base (attention) or "
+                                         "ssam-base=ckpt.pth (Mamba). Never downloads."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary (demo.json) as JSON on stdout."),
 ) -> None:
-    """Synthesise a speaker-labelled corpus, extract features (logmel + UNTRAINED random-init Mamba and
-    attention PTMs), run cnn / concat / PARROT with speaker-independent folds, write REPORT.md with
+    """Synthesise a speaker-labelled corpus, extract features from REAL pretrained encoders whose weights
+    ship in the 'demo' extra (resemblyzer: recurrent, crepe-tiny: convolutional; + whisper-base with
+    --checkpoint), run cnn / concat / PARROT with speaker-independent folds, write REPORT.md with
     tables and plots, export the PARROT model and predict unseen voices. Offline, no downloads."""
-    from parrot_ser.demo.run import demo_encoders, run_demo
+    from parrot_ser.demo.run import check_demo_extra, demo_encoders, run_demo
 
     ckpts: dict[str, str] = {}
     for it in checkpoint:
@@ -33,17 +37,22 @@ def demo(
         if not sep or not name or not path:
             raise ConfigError(f"--checkpoint expects NAME=PATH; got {it!r}")
         ckpts[name] = path
-    untrained = [n for n in demo_encoders(ckpts) if n != "logmel" and n not in ckpts]
-    if untrained:
-        err.print(f"[bold yellow]UNTRAINED (random init, no download): {', '.join(untrained)}; their numbers "
+    names = demo_encoders(ckpts, untrained=untrained, quick=quick)
+    if not untrained:
+        check_demo_extra()  # one line naming the extra, before anything is written
+    random = [n for n in names if untrained and n != "logmel" and n not in ckpts]
+    if random:
+        err.print(f"[bold yellow]UNTRAINED (random init, no download): {', '.join(random)}; their numbers "
                   "test the pipeline, not the models.[/]", markup=True)
-    if ckpts:
-        err.print(f"[bold green]real weights: {', '.join(f'{k} ({v})' for k, v in ckpts.items())}[/]", markup=True)
+    real = [f"{n} ({ckpts[n]})" if n in ckpts else f"{n} (weights from the demo extra's wheel)"
+            for n in names if n != "logmel" and n not in random]
+    if real:
+        err.print(f"[bold green]real pretrained weights: {', '.join(real)}[/]", markup=True)
 
     def say(msg: str) -> None:
         err.print(f"[bold cyan]demo[/] {msg}", markup=True, highlight=False)
 
-    res = run_demo(out, quick=quick, seed=seed, say=say, progress=make_progress, checkpoints=ckpts)
+    res = run_demo(out, quick=quick, seed=seed, say=say, progress=make_progress, checkpoints=ckpts, untrained=untrained)
     s = res.summary
     t = Table(title=f"demo results ({'quick' if quick else 'full'}; {s['corpus']['n_utterances']} utterances, "
                     f"{len(s['corpus']['speakers'])} speakers, {s['plan']['n_folds']} speaker-independent folds)",

@@ -243,7 +243,7 @@ def grid(
     models: str = typer.Option("cnn,fcn,concat,hadamard,ot,parrot", "--models", help="Comma-separated models."),
     out: Path = typer.Option(..., "--out", help="Grid folder (resumable: finished cells are skipped)."),
     seeds: str = typer.Option("0", "--seeds", help="Comma-separated seeds."),
-    pairs: str = typer.Option("all", "--pairs", help="all | hetero (Mamba + attention) | homo (same kind)."),
+    pairs: str = typer.Option("all", "--pairs", help="all | hetero (Mamba, recurrent or convolutional PTM + attention PTM) | homo (same kind)."),
     protocol: str = typer.Option("speaker-kfold", "--protocol", help=PROTOCOL_HELP),
     folds: int = typer.Option(5, "--folds", help="Folds for speaker-kfold."),
     config: Path = _opt_config,

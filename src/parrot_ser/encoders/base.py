@@ -20,7 +20,9 @@ class EncoderSpec:
     frame_rate: float  # frames per second of the frame features
     pooled_dim: int  # width of the pooled vector (SSAM: 5 * D)
     default_checkpoint: str | None  # HF id, or None where weights are not on a hub
-    kind: str = "attention"  # "mamba" | "attention" | "handcrafted" (used to form heterogeneous pairs)
+    # "mamba" | "recurrent" | "convolutional" | "attention" | "handcrafted" (forms heterogeneous pairs:
+    # a non-attention PTM takes the paper's Mamba branch, training/grid.py)
+    kind: str = "attention"
     description: str = ""
 
 

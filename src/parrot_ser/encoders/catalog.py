@@ -21,7 +21,7 @@ from parrot_ser.encoders.base import EncoderSpec
 CATALOG = Path(__file__).with_name("catalog.json")
 # Every file whose content can change a spec (tables, sizes, the dataclass itself).
 SOURCES = ("base.py", "hf.py", "logmel.py", "ssam.py", "ssamba.py", "mamba/ssam_net.py", "mamba/ssamba_net.py",
-           "mamba/encoder_utils.py",
+           "mamba/encoder_utils.py", "resemblyzer.py", "crepe.py", "wheel_weights.py",
            "__init__.py")
 
 

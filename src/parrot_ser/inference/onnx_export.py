@@ -33,6 +33,7 @@ dynamic). Measured parity 7e-7 on the pooled features.
 Not exported (a ParrotError or onnx.json ``not_exported`` says so):
 - batch-dependent heads (paper ``parrot``/``ot``): the bundle scores each utterance together with
   fixed anchor rows, one utterance per batch; a plain batched graph would couple the rows instead.
+- resemblyzer and crepe-* in model.onnx (NOT_EXPORTED says why); their heads export as head.onnx.
 - SSAMBA in model.onnx: its Kaldi fbank framing (``Tensor.unfold`` with snip-edges), the
   target-length pad/cut decided per clip in Python and the within-length flips of the bidirectional
   mixer have no graph form here yet; the scan itself would export as for SSAM. What it would take:
@@ -247,6 +248,14 @@ class SSAMGraph(torch.nn.Module):
 
 
 EXPORTABLE = ("logmel", "hf", "ssam")
+# Families with no audio graph yet, and why (onnx.json "not_exported" and the error say it).
+NOT_EXPORTED = {
+    "resemblyzer": "its speaker-embedding layer runs 1.6 s partial windows whose number and padding are "
+                   "decided per clip in Python (embed_utterance), and its volume normalisation branches on "
+                   "the clip's level",
+    "crepe": "its 64 ms analysis windows are cut with Tensor.unfold and normalised per window, a framing with "
+             "no graph form here yet (the same gap as SSAMBA's fbank)",
+}
 
 
 def not_exportable_reason(enc: Any) -> str | None:
@@ -271,6 +280,9 @@ def front_end(enc: Any) -> torch.nn.Module:
         return WhisperGraph(enc) if getattr(enc, "is_whisper", False) else HFGraph(enc)
     if fam == "ssam":
         return SSAMGraph(enc)
+    if fam in NOT_EXPORTED:
+        raise OnnxExportError(f"encoder {enc.spec.name!r} ({fam}) is not exported to ONNX: {NOT_EXPORTED[fam]}; "
+                              "use onnx/head.onnx with features from PyTorch")
     raise OnnxExportError(
         f"encoder {enc.spec.name!r} ({fam}) is not exported to ONNX: SSAMBA's Kaldi fbank framing "
         "(Tensor.unfold), its target-length pad/cut and the within-length flips of the bidirectional mixer "

@@ -56,8 +56,15 @@ class Cell:
         return f"{self.row}/{self.model}"
 
 
+# Encoder kinds that are not attention models; in a pair they take the paper's Mamba branch (input 0,
+# branch p), in this order of preference (the state-space model first, then its recurrent relative).
+SEQUENTIAL_KINDS = ("mamba", "recurrent", "convolutional")
+BRANCH_ORDER = (*SEQUENTIAL_KINDS, "handcrafted", "attention")
+
+
 def encoder_kind(name: str, meta: dict | None = None) -> str:
-    """"mamba" | "attention" | "handcrafted": from the store meta's spec, else the encoder registry."""
+    """"mamba" | "recurrent" | "convolutional" | "attention" | "handcrafted": from the store meta's
+    spec, else the encoder registry."""
     spec = (meta or {}).get("spec") or {}
     if isinstance(spec, dict) and spec.get("kind"):
         return str(spec["kind"])
@@ -69,10 +76,25 @@ def encoder_kind(name: str, meta: dict | None = None) -> str:
         return "mamba" if name.startswith(("ssam", "mamba")) else "attention"
 
 
+def pair_kind(ka: str, kb: str) -> str:
+    """"homo" (same kind), "hetero" (a non-attention PTM - Mamba, recurrent or convolutional - with an
+    attention PTM, the paper's thesis) or "other"."""
+    if ka == kb:
+        return "homo"
+    if {ka, kb} & {"attention"} and {ka, kb} & set(SEQUENTIAL_KINDS):
+        return "hetero"
+    return "other"
+
+
+def branch_rank(kind: str) -> int:
+    return BRANCH_ORDER.index(kind) if kind in BRANCH_ORDER else len(BRANCH_ORDER)
+
+
 def plan_grid(encoders: Sequence[str], models: Sequence[str], kinds: dict[str, str], pairs: str = "all",
               ) -> list[Cell]:
     """Single encoders x single-input models, then pairs x two-input models. In a pair the Mamba
-    encoder comes first (branch p, as in the paper). ``pairs``: all | hetero (one Mamba + one
+    encoder comes first (branch p, as in the paper; a recurrent or convolutional one takes its place,
+    see BRANCH_ORDER). ``pairs``: all | hetero (one Mamba / recurrent / convolutional PTM + one
     attention PTM) | homo (two encoders of the same kind)."""
     from parrot_ser.fusion import get_model_spec
 
@@ -86,15 +108,10 @@ def plan_grid(encoders: Sequence[str], models: Sequence[str], kinds: dict[str, s
     cells = [Cell(e, (e,), m, "single") for e in encoders for m in singles]
     for a, b in itertools.combinations(encoders, 2):
         ka, kb = kinds[a], kinds[b]
-        if ka == kb:
-            kind = "homo"
-        elif {ka, kb} == {"mamba", "attention"}:
-            kind = "hetero"
-        else:
-            kind = "other"
+        kind = pair_kind(ka, kb)
         if pairs != "all" and kind != pairs:
             continue
-        if kb == "mamba" and ka != "mamba":
+        if branch_rank(kb) < branch_rank(ka):
             a, b = b, a
         cells.extend(Cell(f"{a}+{b}", (a, b), m, kind) for m in fusions)
     if not cells:

@@ -1,0 +1,100 @@
+"""Golden numbers: tiny runs on every training path (one model at a time, batched with vmap, bf16
+autocast, frame inputs, a grid) frozen as JSON under tests/golden/. A refactor of the training code
+must leave them equal (same seeds -> same folds, epochs, metrics and test probabilities).
+
+Regenerate (only when a change is MEANT to change the numbers, and say so in the commit):
+    PARROT_UPDATE_GOLDEN=1 python -m pytest tests/test_golden.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from parrot_ser.training import TrainConfig
+from parrot_ser.training.grid import run_grid
+from parrot_ser.training.run import run_cv
+from test_training import build_store
+
+GOLDEN = Path(__file__).parent / "golden"
+UPDATE = os.environ.get("PARROT_UPDATE_GOLDEN") == "1"
+
+# name -> (model, encoders, config keys, batched)
+CASES = {
+    "single_concat": ("concat", ["toy-mamba", "logmel"], {}, False),
+    "single_parrot": ("parrot", ["toy-mamba", "logmel"], {"eval_batch_size": 4}, False),
+    "batched_fcn": ("fcn", ["logmel"], {}, True),
+    "batched_parrot": ("parrot", ["toy-mamba", "logmel"], {"eval_batch_size": 4}, True),
+    "bf16_cnn": ("cnn", ["logmel"], {"precision": "bf16"}, False),
+    "frames_parrot_token": ("parrot-token", ["toy-mamba", "logmel"], {"use_frames": True}, False),
+}
+BASE = {"epochs": 3, "batch_size": 6, "patience": 2}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    return build_store(tmp_path_factory.mktemp("golden"), n_spk=4, per=2, frames=True)
+
+
+def _numbers(res: dict, run_dir: Path) -> dict:
+    """What a run computed, without timings, paths or versions."""
+    runs = []
+    for r in res["runs"]:
+        entry = json.loads((run_dir / "folds" / f"seed{r['seed']}_fold{r['fold']}.json").read_text())
+        runs.append({"seed": r["seed"], "fold": r["fold"], "metrics": r["metrics"], "best_epoch": r["best_epoch"],
+                     "stopped_epoch": r["stopped_epoch"], "monitor": r["monitor"], "transport": r["transport"],
+                     "history": [{k: v for k, v in h.items() if k != "lr"} for h in entry["history"]],
+                     "test_utt_ids": entry["test_utt_ids"], "test_proba": entry["test_proba"]})
+    fingerprint = json.loads((run_dir / "run.json").read_text())["fingerprint"]
+    return {"headline": res["headline"], "classes": res["classes"], "runs": runs, "transport": res["transport"],
+            "fingerprint": fingerprint}
+
+
+def _close(a, b, tol: float, where: str = "") -> None:
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and sorted(a) == sorted(b), f"{where}: keys {sorted(a)} != {sorted(b)}"
+        for k in a:
+            _close(a[k], b[k], tol, f"{where}.{k}")
+    elif isinstance(a, list):
+        assert isinstance(b, list) and len(a) == len(b), f"{where}: length {len(a)} != {len(b)}"
+        for i, (x, y) in enumerate(zip(a, b)):
+            _close(x, y, tol, f"{where}[{i}]")
+    elif isinstance(a, float) or isinstance(b, float):
+        assert b is not None and abs(a - b) <= tol * max(1.0, abs(a)), f"{where}: {a} != {b} (golden)"
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r} (golden)"
+
+
+def _check(name: str, got: dict, tol: float) -> None:
+    path = GOLDEN / f"{name}.json"
+    if UPDATE:
+        path.write_text(json.dumps(got, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    want = json.loads(path.read_text(encoding="utf-8"))
+    _close(want, json.loads(json.dumps(got)), tol, name)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_golden_run(name, store, tmp_path):
+    model, encoders, extra, batched = CASES[name]
+    cfg = TrainConfig(**{**BASE, **extra})
+    res = run_cv(store, encoders, model, cfg, [0, 1] if batched else [0], "speaker-kfold", tmp_path / "run",
+                 n_folds=2, batched=batched, workers=1)
+    for r in res["runs"]:
+        assert r["timings"]["training"] == ("batched" if batched else "single")
+    # bf16 rounds differently on CPUs with and without native bfloat16 instructions
+    _check(name, _numbers(res, tmp_path / "run"), 2e-2 if cfg.precision == "bf16" else 1e-5)
+
+
+def test_golden_grid(store, tmp_path):
+    cfg = TrainConfig(**BASE)
+    res = run_grid(store, ["logmel", "toy-mamba"], ["cnn", "concat"], cfg, [0], "speaker-kfold", tmp_path / "grid",
+                   n_folds=2, pairs="all", batched=False, workers=1)
+    got = {}
+    for cell in res["cells"]:
+        run_dir = tmp_path / "grid" / "cells" / cell["row"] / cell["model"]
+        got[f"{cell['row']}/{cell['model']}"] = _numbers(json.loads((run_dir / "results.json").read_text()),
+                                                          run_dir)
+    _check("grid", got, 1e-5)
