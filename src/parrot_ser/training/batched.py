@@ -47,6 +47,12 @@ from parrot_ser.training.trainer import _eval_order, build_net, seed_everything
 Job = tuple[SERData, "SERData | None", int]  # (train side, validation side, seed)
 
 
+def _metric(config: TrainConfig) -> str:
+    """The early-stopping metric of a classification run (the only task trained here: fold_runs sends
+    regression and multitask to fit_model); "auto" means macro-F1."""
+    return "macro_f1" if config.early_stop_metric == "auto" else config.early_stop_metric
+
+
 class _StackedAdam:
     """One ``torch.optim.Adam`` per model (the one ``fit_model`` makes: ``trainer.make_adam``, the
     fused kernel on CPU and CUDA) over that model's slices of the stacked (M, ...) parameters, so each
@@ -100,7 +106,8 @@ class _Tracks:
     def start(cls, jobs: Sequence[Job], config: TrainConfig) -> _Tracks:
         n = len(jobs)
         has_val = [v is not None and len(v) > 0 for _, v, _ in jobs]
-        return cls(has_val, [f"val_{config.early_stop_metric}" if hv else "none" for hv in has_val], [None] * n,
+        metric = _metric(config)
+        return cls(has_val, [f"val_{metric}" if hv else "none" for hv in has_val], [None] * n,
                    [None] * n, [0] * n, [0] * n, [[] for _ in range(n)], [True] * n)
 
     def record(self, m: int, rec: dict, val: Any, logits: np.ndarray | None, config: TrainConfig, n_cls: int,
@@ -111,7 +118,7 @@ class _Tracks:
             vl = float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(val.labels)).item())
             met = compute_metrics(val.labels, logits.argmax(1), n_cls)
             rec.update(val_loss=vl, val_accuracy=met["accuracy"], val_macro_f1=met["macro_f1"])
-            key = (met["macro_f1"], -vl) if config.early_stop_metric == "macro_f1" else (-vl, met["macro_f1"])
+            key = (met["macro_f1"], -vl) if _metric(config) == "macro_f1" else (-vl, met["macro_f1"])
             if self.best_key[m] is None or key > self.best_key[m]:
                 self.best_key[m], self.best_epoch[m], self.bad[m] = key, epoch, 0
                 self.best_state[m] = {k: params[k][m].detach().clone() for k in keys}
