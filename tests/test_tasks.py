@@ -112,3 +112,14 @@ def test_task_errors_say_what_to_do():
     with pytest.raises(ConfigError, match="does not apply to a regression run"):
         reg.check_monitor("macro_f1")
     assert Task("multitask", ["a", "b"], ["v"]).check_monitor("auto") == "f1_ccc"
+
+
+def test_regression_folds_are_stratified_on_target_tertiles():
+    from parrot_ser.training.data import SERData
+
+    t = np.array([[1.0, 9.0], [2.0, 8.0], [3.0, 7.0], [4.0, 6.0], [5.0, 5.0], [6.0, 4.0]], np.float32)
+    data = SERData([np.zeros((6, 2), np.float32)], np.full(6, -1), [f"u{i}" for i in range(6)], [],
+                   speakers=[f"s{i}" for i in range(6)], targets=t, dims=["a", "v"])
+    assert data.strata() == ["0-2", "0-2", "1-1", "1-1", "2-0", "2-0"]
+    sub = data.subset([0, 5])
+    assert sub.targets.tolist() == [[1.0, 9.0], [6.0, 4.0]] and sub.dims == ["a", "v"]

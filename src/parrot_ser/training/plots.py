@@ -79,7 +79,7 @@ def plot_scatter(true: np.ndarray, pred: np.ndarray, dims: Sequence[str], ccc: S
         ax.set_aspect("equal")
         ax.set_xlabel(f"true {d}")
         ax.set_ylabel(f"predicted {d}")
-        ax.set_title(f"{d}: CCC {ccc[i]:.3f}", fontsize=9)
+        ax.set_title(f"{d}: CCC {ccc[i]:.3f} over these points", fontsize=9)
     fig.suptitle(_wrap(title, 30 * n), fontsize=9)
     return _save(fig, path)
 
@@ -116,33 +116,55 @@ def plot_transport(plan: np.ndarray, path: Path, title: str = "", *, source: str
 def plot_learning_curves(curves: Sequence[tuple[str, Sequence[dict], int | None]], path: Path,
                          title: str = "") -> Path:
     """Per-epoch curves of every seed x fold: losses (train solid, validation dashed) on the left,
-    validation accuracy / macro-F1 on the right; a dot marks the restored (best) epoch.
-    ``curves``: (name, history records as in fit_model, best_epoch)."""
+    validation accuracy / macro-F1 (class tasks) or mean CCC (dimensional tasks: regression, and
+    multitask where it joins macro-F1 as a fraction) on the right; a dot marks the restored (best)
+    epoch. ``curves``: (name, history records as in fit_model, best_epoch)."""
     fig, (ax_l, ax_m) = plt.subplots(1, 2, figsize=(10, 3.8))
     colours = plt.get_cmap("tab10")
+    recs = [r for _, hist, _ in curves for r in hist]
+    has_f1 = any(r.get("val_macro_f1") is not None for r in recs)
+    has_ccc = any(r.get("val_ccc") is not None for r in recs)
+    # CCC is in [-1, 1]: with both, the F1 curve is drawn as a fraction on the same axis
+    f1_scale = 0.01 if has_ccc else 1.0
     for i, (name, hist, best) in enumerate(curves):
         c = colours(i % 10)
         ep = [r["epoch"] for r in hist]
         ax_l.plot(ep, [r.get("train_loss") for r in hist], color=c, lw=1.2, label=name)
         if any(r.get("val_loss") is not None for r in hist):
             ax_l.plot(ep, [r.get("val_loss") for r in hist], color=c, lw=1.0, ls="--")
-            ax_m.plot(ep, [r.get("val_macro_f1") for r in hist], color=c, lw=1.2)
-            ax_m.plot(ep, [r.get("val_accuracy") for r in hist], color=c, lw=0.8, ls=":")
-            if best:
-                rb = next((r for r in hist if r["epoch"] == best), None)
-                if rb is not None and rb.get("val_macro_f1") is not None:
-                    ax_m.plot([best], [rb["val_macro_f1"]], "o", color=c, ms=4)
+            main = "val_ccc" if has_ccc else "val_macro_f1"
+            scale = 1.0 if has_ccc else f1_scale
+            if has_f1:
+                ax_m.plot(ep, [_scaled(r.get("val_macro_f1"), f1_scale) for r in hist], color=c,
+                          lw=1.2 if not has_ccc else 0.8, ls="-" if not has_ccc else "-.")
+                if not has_ccc:
+                    ax_m.plot(ep, [r.get("val_accuracy") for r in hist], color=c, lw=0.8, ls=":")
+            if has_ccc:
+                ax_m.plot(ep, [r.get("val_ccc") for r in hist], color=c, lw=1.2)
+            rb = next((r for r in hist if r["epoch"] == best), None) if best else None
+            if rb is not None and rb.get(main) is not None:
+                ax_m.plot([best], [_scaled(rb[main], scale)], "o", color=c, ms=4)
     ax_l.set_xlabel("epoch")
-    ax_l.set_ylabel("cross-entropy")
+    ax_l.set_ylabel("loss" if has_ccc else "cross-entropy")
     ax_l.set_title("loss (solid: train, dashed: validation)", fontsize=8)
     ax_m.set_xlabel("epoch")
-    ax_m.set_ylabel("validation %")
-    ax_m.set_title("validation (solid: macro-F1, dotted: accuracy; dot: restored epoch)", fontsize=8)
-    ax_m.set_ylim(0, 102)  # a curve at 100 % stays visible above the frame's top edge
+    if has_ccc:
+        ax_m.set_ylabel("validation CCC" + (" / macro-F1 (fraction)" if has_f1 else ""))
+        ax_m.set_title("validation (solid: mean CCC" + (", dash-dot: macro-F1 / 100" if has_f1 else "")
+                       + "; dot: restored epoch)", fontsize=8)
+        ax_m.set_ylim(-0.05, 1.02)
+    else:
+        ax_m.set_ylabel("validation %")
+        ax_m.set_title("validation (solid: macro-F1, dotted: accuracy; dot: restored epoch)", fontsize=8)
+        ax_m.set_ylim(0, 102)  # a curve at 100 % stays visible above the frame's top edge
     if len(curves) <= 15:
         ax_l.legend(fontsize=7, ncol=2 if len(curves) > 5 else 1)
     fig.suptitle(_wrap(title or "learning curves (dot: restored best epoch)", 100), fontsize=9)
     return _save(fig, path)
+
+
+def _scaled(v: float | None, scale: float) -> float | None:
+    return None if v is None else v * scale
 
 
 def plot_grid_overview(cells: Sequence[dict], n_classes: int, path: Path, title: str = "") -> Path:
