@@ -1,8 +1,10 @@
 """Tasks on tiny tensors: every registered model trained for classification, regression and multitask
-(one output layer of task.n_outputs units), the CCC loss against metrics.ccc, target scaling carried
+(one output layer of task.n_outputs() units), the CCC loss against metrics.ccc, target scaling carried
 by the model, and the errors a wrong task setting gives."""
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -12,7 +14,7 @@ from parrot_ser.errors import ConfigError
 from parrot_ser.fusion import FusionInput, get_model_spec, list_models
 from parrot_ser.models import StandardisedModel, Standardiser, build_head
 from parrot_ser.training.metrics import ccc
-from parrot_ser.training.tasks import TASK_KINDS, UNLABELLED, TargetScaler, Task, ccc_loss
+from parrot_ser.training.tasks import TASK_KINDS, UNLABELLED, TargetScaler, ccc_loss, get_task
 
 TINY = dict(conv_channels=(4, 8), embed_dim=16, hidden=16, ot_tokens=8)
 DIMS2 = [24, 16]
@@ -28,39 +30,47 @@ def _planted(n: int, n_inputs: int, seed: int = 0):
     return FusionInput(xs), y, t
 
 
-def _model(name: str, task: Task, scaler: TargetScaler | None) -> StandardisedModel:
+def _data(y: torch.Tensor, t: torch.Tensor) -> SimpleNamespace:
+    """What a task reads of SERData: classes, dims, labels, targets."""
+    return SimpleNamespace(classes=["a", "b", "c"], dims=["arousal", "valence"], labels=y.numpy(),
+                           targets=t.numpy().astype(np.float32))
+
+
+def _model(name: str, task, data) -> StandardisedModel:
     dims = DIMS2[:get_model_spec(name).n_inputs]
-    net = build_head(name, dims, task.n_outputs, dropout=0.0, options=TINY)
-    std = Standardiser.identity_dims(dims)
-    if scaler is None:
-        return StandardisedModel(net, std)
-    return StandardisedModel(net, std, n_classes=task.n_classes, target_mean=scaler.mean, target_std=scaler.std)
+    net = build_head(name, dims, task.n_outputs(), dropout=0.0, options=TINY)
+    return task.head(net, Standardiser.identity_dims(dims), data)
 
 
 @pytest.mark.parametrize("kind", TASK_KINDS)
 @pytest.mark.parametrize("name", ALL)
 def test_every_model_trains_for_every_task(name, kind):
     torch.manual_seed(0)
-    task = Task(kind, ["a", "b", "c"], ["arousal", "valence"])
     x, y, t = _planted(32, get_model_spec(name).n_inputs)
-    scaler = TargetScaler.fit(t.numpy()) if task.has_dims else None
-    model = _model(name, task, scaler)
+    data = _data(y, t)
+    task = get_task(kind, None, data)
+    model = _model(name, task, data)
     out = model(x)
-    assert out.shape == (32, task.n_outputs) and torch.isfinite(out).all()
+    assert out.shape == (32, task.n_outputs()) and torch.isfinite(out).all()
     out = out.detach()
     if task.has_dims:  # an untrained head answers near the training mean, in the data's own scale
         assert abs(float(out[:, task.n_classes:].mean()) - float(t.mean())) < 2.0
+    targets = task.targets(data)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    loss0 = float(task.loss(out, y, t, scaler))
+    loss0 = float(task.loss(out, targets))
     for _ in range(15):
         opt.zero_grad()
-        task.loss(model(x), y, t, scaler).backward()
+        task.loss(model(x), targets).backward()
         opt.step()
     with torch.no_grad():
-        loss1 = float(task.loss(model(x), y, t, scaler))
-    assert loss1 < loss0
-    m = task.evaluate(model(x).detach().numpy(), y.numpy(), t.numpy())
+        outputs = model(x).numpy()
+    assert float(task.loss(torch.from_numpy(outputs), targets)) < loss0
+    m = task.test_metrics(task.predict(outputs), data)
     assert ("macro_f1" in m) == task.has_classes and ("ccc" in m) == task.has_dims
+    rec = task.validate(outputs, data)
+    assert task.early_stop_key(rec, task.monitor("auto"))[0] == pytest.approx(
+        {"classification": rec.get("val_macro_f1"), "regression": rec.get("val_ccc"),
+         "multitask": (rec.get("val_macro_f1", 0) / 100 + rec.get("val_ccc", 0)) / 2}[kind])
 
 
 def test_ccc_loss_is_one_minus_ccc_per_dimension():
@@ -71,47 +81,50 @@ def test_ccc_loss_is_one_minus_ccc_per_dimension():
 
 
 def test_model_unscales_with_its_training_side_statistics():
-    scaler = TargetScaler(np.array([4.0, -2.0], np.float32), np.array([1.5, 0.5], np.float32))
-    task = Task("multitask", ["x", "y"], ["arousal", "valence"])
     class FirstInput(torch.nn.Module):
         def forward(self, x: FusionInput) -> torch.Tensor:
             return x.pooled[0]
 
-    net = FirstInput()
-    model = StandardisedModel(net, Standardiser.identity_dims([4]), n_classes=2, target_mean=scaler.mean,
-                              target_std=scaler.std)
-    out = model(FusionInput([torch.tensor([[0.3, -0.3, 1.0, 2.0]])]))
-    assert out.tolist()[0] == pytest.approx([0.3, -0.3, 5.5, -1.0])  # logits untouched, z * std + mean
-    state = model.state_dict()
-    assert set(state) >= {"tgt_mean", "tgt_std"}
-    assert task.n_outputs == 4
+    t = torch.tensor([[2.5, -2.5], [5.5, -1.5]])  # mean (4, -2), std (1.5, 0.5)
+    data = _data(torch.tensor([0, 1]), t)
+    task = get_task("multitask", None, data)
+    model = task.head(FirstInput(), Standardiser.identity_dims([5]), data)
+    assert task.scaler.mean.tolist() == [4.0, -2.0] and task.scaler.std.tolist() == [1.5, 0.5]
+    out = model(FusionInput([torch.tensor([[0.3, -0.3, 0.1, 1.0, 2.0]])]))
+    assert out.tolist()[0] == pytest.approx([0.3, -0.3, 0.1, 5.5, -1.0])  # logits untouched, z * std + mean
+    assert set(model.state_dict()) >= {"tgt_mean", "tgt_std"} and task.n_outputs() == 5
 
 
 def test_multitask_rows_without_a_label_train_the_dimensions_only():
-    task = Task("multitask", ["a", "b"], ["arousal"])
+    y = torch.full((6,), UNLABELLED)
+    data = SimpleNamespace(classes=["a", "b"], dims=["arousal"], labels=y.numpy(),
+                           targets=np.random.default_rng(0).normal(size=(6, 1)).astype(np.float32))
+    task = get_task("multitask", None, data)
+    task.scaler = TargetScaler(np.zeros(1, np.float32), np.ones(1, np.float32))
     out = torch.randn(6, 3, requires_grad=True)
-    labels = torch.full((6,), UNLABELLED)
-    scaler = TargetScaler(np.zeros(1, np.float32), np.ones(1, np.float32))
-    loss = task.loss(out, labels, torch.randn(6, 1), scaler)
+    loss = task.loss(out, task.targets(data))
     loss.backward()
     assert torch.isfinite(loss) and out.grad[:, :2].abs().sum() == 0 and out.grad[:, 2].abs().sum() > 0
-    m = task.evaluate(np.random.default_rng(0).normal(size=(6, 3)), np.array([0, 1, -1, -1, 0, 1]),
-                      np.random.default_rng(1).normal(size=(6, 1)))
+    data.labels = np.array([0, 1, -1, -1, 0, 1])
+    m = task.test_metrics(task.predict(np.random.default_rng(0).normal(size=(6, 3))), data)
     assert m["n"] == 4 and m["regression"]["n"] == 6  # classification scored on the labelled rows
 
 
 def test_task_errors_say_what_to_do():
+    none = SimpleNamespace(classes=[], dims=[], labels=np.zeros(0), targets=None)
     with pytest.raises(ConfigError, match="needs numeric targets"):
-        Task("regression", [], [])
+        get_task("regression", None, none)
     with pytest.raises(ConfigError, match="at least 2 classes"):
-        Task("classification", ["only"], [])
+        get_task("classification", None, SimpleNamespace(classes=["only"], dims=[]))
     with pytest.raises(ConfigError, match="regression_loss"):
-        Task("regression", [], ["a"], regression_loss="l1")
-    reg = Task("regression", [], ["a"])
-    assert reg.check_monitor("auto") == "ccc" and reg.n_outputs == 1
+        get_task("regression", SimpleNamespace(regression_loss="l1", multitask_weight=0.5))
+    with pytest.raises(ConfigError, match="unknown task 'ordinal'"):
+        get_task("ordinal")
+    reg = get_task("regression", None, SimpleNamespace(classes=[], dims=["a"]))
+    assert reg.monitor("auto") == "ccc" and reg.n_outputs() == 1
     with pytest.raises(ConfigError, match="does not apply to a regression run"):
-        reg.check_monitor("macro_f1")
-    assert Task("multitask", ["a", "b"], ["v"]).check_monitor("auto") == "f1_ccc"
+        reg.monitor("macro_f1")
+    assert get_task("multitask", None, SimpleNamespace(classes=["a", "b"], dims=["v"])).monitor("auto") == "f1_ccc"
 
 
 def test_regression_folds_are_stratified_on_target_tertiles():

@@ -64,6 +64,9 @@ def export(
     if acc:
         err.print(f"run's cross-validated accuracy {acc.get('mean', 0):.2f} +- {acc.get('std', 0):.2f}, "
                   f"macro-F1 {f1.get('mean', 0):.2f} +- {f1.get('std', 0):.2f}")
+    if head.get("ccc"):
+        err.print(f"run's cross-validated mean CCC {head['ccc']['mean']:.3f} +- {head['ccc']['std']:.3f} "
+                  f"({', '.join(doc.get('dims') or [])})")
     if onnx_report is not None:
         for name, f in onnx_report["files"].items():
             err.print(f"onnx/{name}: onnxruntime vs PyTorch max abs diff {f['max_abs_diff_vs_torch']:.1e}")

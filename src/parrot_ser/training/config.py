@@ -80,10 +80,10 @@ class TrainConfig:
                 raise ConfigError(f"config {k} must be positive (got {getattr(self, k)!r})")
         if self.patience < 0:
             raise ConfigError(f"config patience must be >= 0 (got {self.patience})")
-        from parrot_ser.training.tasks import REGRESSION_LOSSES, TASK_KINDS
+        from parrot_ser.training.tasks import REGRESSION_LOSSES, TASKS
 
-        if self.task not in TASK_KINDS:
-            raise ConfigError(f"config task must be one of {', '.join(TASK_KINDS)} (got {self.task!r})")
+        if self.task not in TASKS:
+            raise ConfigError(f"config task must be one of {', '.join(TASKS)} (got {self.task!r})")
         if self.regression_loss not in REGRESSION_LOSSES:
             raise ConfigError(f"config regression_loss must be one of {', '.join(REGRESSION_LOSSES)} "
                               f"(got {self.regression_loss!r})")

@@ -20,8 +20,8 @@ from parrot_ser.training.data import SERData
 from parrot_ser.training.logs import EpochLog
 from parrot_ser.training.rundir import RUN_FORMAT, entry_name, entry_path, plan_path, weights_path
 from parrot_ser.training.splits import Fold
-from parrot_ser.training.tasks import Task, task_of
-from parrot_ser.training.trainer import eval_batch_transports, fit_model, predict_logits, softmax
+from parrot_ser.training.tasks import get_task
+from parrot_ser.training.trainer import eval_batch_transports, fit_model, predict_logits
 
 
 @dataclass
@@ -116,10 +116,10 @@ def train_folds(sdata: SERData, model: str, config: TrainConfig, jobs: Sequence[
     ``on_epoch(seed, fold, epoch, record)`` is called after each epoch of each model."""
     from parrot_ser.training.batched import fit_models_batched
 
-    task = task_of(sdata, config)
+    task = get_task(config.task, config, sdata)
     sides = [(sdata.subset(f.train), sdata.subset(f.val), sdata.subset(f.test)) for _, f in jobs]
     t0 = time.perf_counter()
-    if batched and len(jobs) > 1 and task.kind == "classification":  # batched.py trains classification
+    if batched and len(jobs) > 1 and task.name == "classification":  # batched.py trains classification
         cb = None
         if on_epoch is not None:
             def cb(j: int, epoch: int, rec: dict) -> None:
@@ -142,9 +142,9 @@ def train_folds(sdata: SERData, model: str, config: TrainConfig, jobs: Sequence[
     results = []
     for (s, fold), (tr, va, te), (net, hist), tf in zip(jobs, sides, fitted, t_fit):
         t1 = time.perf_counter()
-        out = predict_logits(net, te, config)
+        pred = task.predict(predict_logits(net, te, config))
         t_pred = time.perf_counter() - t1
-        metrics = task.evaluate(out, te.labels, te.targets)
+        metrics = task.test_metrics(pred, te)
         plan, tstats = eval_transport_stats(net, te, config)
         # Every state-dict key as its own tensor (clone: no shared storage), so a plain
         # load_file + load_state_dict(strict=True) restores it.
@@ -156,24 +156,11 @@ def train_folds(sdata: SERData, model: str, config: TrainConfig, jobs: Sequence[
             "timings": {"fit_s": tf, "predict_s": t_pred, "n_train": len(tr), "n_val": len(va), "n_test": len(te),
                         "training": how},
             "transport": tstats or None,
-            "test_utt_ids": te.utt_ids, "test_labels": te.labels.tolist(), **_test_outputs(task, out, te),
+            "test_utt_ids": te.utt_ids, "test_labels": te.labels.tolist(), **task.entry_outputs(pred, te),
         }
         results.append({"seed": s, "fold": fold.index, "state": sd,
                         "plan": None if plan is None else plan.astype(np.float32), "entry": entry})
     return results
-
-
-def _test_outputs(task: Task, out: np.ndarray, te: SERData) -> dict:
-    """The test side's predictions for the entry: class probabilities (softmax of the logits) and/or
-    the dimensions with their truth, both in the data's scale."""
-    k = task.n_classes
-    rec: dict = {}
-    if k:
-        rec["test_proba"] = np.round(softmax(np.ascontiguousarray(out[:, :k])), 6).tolist()
-    if task.has_dims:
-        rec["test_dims"] = np.round(out[:, k:].astype(np.float64), 6).tolist()
-        rec["test_targets"] = np.round(te.targets.astype(np.float64), 6).tolist()
-    return rec
 
 
 def write_fold_result(plan: RunPlan, res: dict, *, logged: bool = False) -> dict:

@@ -46,7 +46,7 @@ from parrot_ser.training.splits import (
     speaker_overlap,
     write_folds_file,
 )
-from parrot_ser.training.tasks import Task, task_from_run, task_of
+from parrot_ser.training.tasks import Task, get_task, task_from_run
 from parrot_ser.training.trainer import (
     eval_batching,
 )
@@ -231,8 +231,8 @@ def prepare_run(features_dir: str | Path | None, encoders: Sequence[str], model:
     sdata, meta_rows, feat_meta = data if data is not None else load_features(features_dir, encoders, config)
     classes = sdata.classes
     n_cls = len(classes)
-    task = task_of(sdata, config)
-    task.check_monitor(config.early_stop_metric)
+    task = get_task(config.task, config, sdata)
+    task.monitor(config.early_stop_metric)
 
     # The run identity: a rerun into the same RUN_DIR must be the same experiment (resume), not a
     # different one silently mixed with old folds. Seeds may be added.

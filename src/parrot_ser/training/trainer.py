@@ -30,7 +30,7 @@ from parrot_ser.errors import ConfigError
 from parrot_ser.models import StandardisedModel, Standardiser, build_head
 from parrot_ser.training.config import TrainConfig
 from parrot_ser.training.data import SERData, make_batch
-from parrot_ser.training.tasks import TargetScaler, Task, task_of
+from parrot_ser.training.tasks import Task, get_task, softmax
 
 
 def make_adam(params, config: TrainConfig) -> torch.optim.Adam:
@@ -97,15 +97,6 @@ def predict_proba(model: torch.nn.Module, data: SERData, config: TrainConfig) ->
     return softmax(predict_logits(model, data, config))
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row softmax of (N, C) logits (the class probabilities every output of a run uses)."""
-    if logits.size == 0:
-        return logits
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
 @torch.no_grad()
 def eval_batch_transports(model: torch.nn.Module, data: SERData, config: TrainConfig) -> list[tuple[int, object]]:
     """Run every evaluation batch (same batching as predict_proba) and return (batch size, the
@@ -126,33 +117,13 @@ def eval_batch_transports(model: torch.nn.Module, data: SERData, config: TrainCo
     return out
 
 
-def _new_model(model_name: str, train_data: SERData, config: TrainConfig, task: Task,
-               ) -> tuple[StandardisedModel, TargetScaler | None]:
-    """The untrained head for ``task`` with the training side's feature standardiser and, for
-    dimensional tasks, its target scaler (carried by the model, which answers in the data's scale)."""
+def _new_model(model_name: str, train_data: SERData, config: TrainConfig, task: Task) -> StandardisedModel:
+    """The untrained head for ``task`` with the training side's feature standardiser (the task adds
+    the training side's target scaling for dimensional outputs: the model answers in the data's scale)."""
     std = Standardiser.fit(train_data) if config.standardise else Standardiser.identity(train_data)
-    net = build_net(model_name, train_data.input_shapes, task.n_outputs, config,
+    net = build_net(model_name, train_data.input_shapes, task.n_outputs(), config,
                     train_data.frame_dims if config.use_frames else None)
-    if not task.has_dims:
-        return StandardisedModel(net, std).to(config.device), None
-    scaler = TargetScaler.fit(train_data.targets)
-    model = StandardisedModel(net, std, n_classes=task.n_classes, target_mean=scaler.mean, target_std=scaler.std)
-    return model.to(config.device), scaler
-
-
-def _validate(model: torch.nn.Module, val_data: SERData, config: TrainConfig, task: Task,
-              scaler: TargetScaler | None, metric: str, rec: dict) -> tuple[float, float]:
-    """One validation pass: loss and metrics into the epoch record ``rec``; the early-stopping key."""
-    out = predict_logits(model, val_data, config)
-    t = None if val_data.targets is None else torch.from_numpy(val_data.targets)
-    vl = float(task.loss(torch.from_numpy(out), torch.from_numpy(val_data.labels), t, scaler).item())
-    m = task.evaluate(out, val_data.labels, val_data.targets)
-    rec["val_loss"] = vl
-    if task.has_classes:
-        rec.update(val_accuracy=m["accuracy"], val_macro_f1=m["macro_f1"])
-    if task.has_dims:
-        rec["val_ccc"] = m["ccc"]
-    return task.monitor_score(metric, m, vl)
+    return task.head(net, std, train_data).to(config.device)
 
 
 def fit_model(train_data: SERData, val_data: SERData | None, model_name: str, config: TrainConfig,
@@ -168,13 +139,12 @@ def fit_model(train_data: SERData, val_data: SERData | None, model_name: str, co
         torch.set_num_threads(int(config.num_threads))
     keep_freed_memory()
     seed_everything(seed)
-    task = task_of(train_data, config)
-    metric = task.check_monitor(config.early_stop_metric)
-    model, scaler = _new_model(model_name, train_data, config, task)
+    task = get_task(config.task, config, train_data)
+    metric = task.monitor(config.early_stop_metric)
+    model = _new_model(model_name, train_data, config, task)
     opt = make_adam(model.parameters(), config)
     gen = torch.Generator().manual_seed(int(seed))
-    labels = torch.from_numpy(train_data.labels)
-    targets = None if train_data.targets is None else torch.from_numpy(train_data.targets)
+    targets = task.targets(train_data)
     has_val = val_data is not None and len(val_data) > 0
     monitor = f"val_{metric}" if has_val else "none"
     best_key: tuple[float, float] | None = None
@@ -193,10 +163,10 @@ def fit_model(train_data: SERData, val_data: SERData | None, model_name: str, co
                 # A batch of one is degenerate for batch-level OT (identity plan) and BatchNorm.
                 continue
             x = make_batch(train_data, idx, use_frames=config.use_frames, device=config.device)
-            y = labels[idx].to(config.device)
+            y = targets[idx].to(config.device)
             with config.autocast():
                 out = model(x)
-            loss = task.loss(out, y, None if targets is None else targets[idx].to(config.device), scaler)
+            loss = task.loss(out.float(), y)
             if not torch.isfinite(loss):
                 raise ConfigError(f"training diverged (loss {loss.item()}) at epoch {epoch}; lower --lr")
             opt.zero_grad(set_to_none=True)
@@ -206,7 +176,8 @@ def fit_model(train_data: SERData, val_data: SERData | None, model_name: str, co
             seen += len(idx)
         rec = {"epoch": epoch, "train_loss": total / max(seen, 1), "lr": float(opt.param_groups[0]["lr"])}
         if has_val:
-            key = _validate(model, val_data, config, task, scaler, metric, rec)
+            rec.update(task.validate(predict_logits(model, val_data, config), val_data))
+            key = task.early_stop_key(rec, metric)
             if best_key is None or key > best_key:
                 best_key, best_epoch, bad = key, epoch, 0
                 best_state = copy.deepcopy(model.state_dict())
