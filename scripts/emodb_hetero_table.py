@@ -104,7 +104,7 @@ def done(run_dir: Path, seeds: list[int], folds: int) -> bool:
 
 
 def _run_cell(store: str, c: dict, cfg, seeds: list[int], run_dir: str, folds: int) -> float:
-    """One cell in a fresh worker process (1 torch thread)."""
+    """One cell in a worker process (1 torch thread)."""
     import torch
 
     from parrot_ser.training.run import run_cv
@@ -117,7 +117,7 @@ def _run_cell(store: str, c: dict, cfg, seeds: list[int], run_dir: str, folds: i
 
 def train(args, out: Path, store: Path, seeds: list[int]) -> None:
     """Seed by seed (cumulative seed lists, so a cell folder holds all its seeds), cells in queue
-    order, --jobs fresh processes (one per cell: later cells see the code as it is when they start)."""
+    order, in --jobs worker processes."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -127,7 +127,7 @@ def train(args, out: Path, store: Path, seeds: list[int]) -> None:
         todo += [(c, seeds[:k + 1]) for st in stages for c in cells(st)
                  if not done(cell_dir(out, c), seeds[:k + 1], args.folds)]
     log(f"{len(todo)} (cell, seeds) jobs to run")
-    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=mp.get_context("spawn"), max_tasks_per_child=1) as ex:
+    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=mp.get_context("spawn")) as ex:
         futs = {}
         for c, sds in todo:
             try:

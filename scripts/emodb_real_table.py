@@ -8,8 +8,9 @@ What it runs (Emo-DB copy, speaker-independent 5-fold CV, every cell seeds x fol
   1. features: logmel; whisper-base (REAL weights) with window=clip, all 7 hidden states, pooled;
      in a background process at the same time: whisper-base window=30s (the official padding);
   2. layers/: an fcn head per whisper layer, and the SUPERB-style learned weighted sum over all layers
-     (fcn and cnn); the best layer = highest mean fcn accuracy (chosen on the same folds, so that
-     row is optimistic; the weighted sum involves no such choice);
+     (fcn and cnn); "best" layer = chosen on the validation speakers of each training fold (nested:
+     training/selection.py), the one chosen most often feeds steps 3-6; the table's nested row scores
+     each fold's own choice on its test speakers (no choice ever looks at a test fold);
   3. features/pairs: logmel, ssam-tiny (UNTRAINED random init, seed 0) and whisper-base at the best
      layer, with frame features;
   4. grid/: singles (whisper-base best layer, logmel; cnn, fcn) and the pairs logmel+whisper-base and
@@ -206,9 +207,17 @@ def main() -> None:
                           cfg(args.layer_model, layer=i))
     wsum = {m: cv(clip, ("whisper-base",), m, out / "layers" / f"wsum-{m}", cfg(m, layer="all"))
             for m in ("fcn", "cnn")}
-    best = max(layer_res, key=lambda i: layer_res[i]["headline"]["accuracy"]["mean"])
+    # The layer used below is chosen on VALIDATION speakers (nested, training/selection.py): per (seed,
+    # fold) the layer with the best validation score; the layer chosen most often feeds the pairs.
+    from collections import Counter
+
+    from parrot_ser.training.selection import select_nested
+
+    nested = select_nested({i: out / "layers" / f"layer{i}" for i in range(n_layers)}, seeds, args.folds)
+    best = Counter(r["choice"] for r in nested["runs"]).most_common(1)[0][0]
     timing["layer curve (s)"] = time.perf_counter() - t
-    log(f"best whisper-base layer by {args.layer_model} accuracy: {best}")
+    log(f"whisper-base layer chosen on validation speakers (most often over seeds x folds): {best}; "
+        f"nested {args.layer_model}: {fmt(nested['headline'])}")
     _layer_plot(layer_res, wsum, best, args.layer_model, out / "layers.png")
 
     # 3-6. pair store, grid, 30 s window, ot_eps sweep: cells run in --jobs worker processes ------
@@ -318,10 +327,14 @@ def main() -> None:
     rows_csv = ["layer,model,acc_mean,acc_std,f1_mean,f1_std"]
     for i, r in layer_res.items():
         h = r["headline"]
-        md.append(f"| {i}{' (best)' if i == best else ''} | {h['accuracy']['mean']:.2f} ± {h['accuracy']['std']:.2f} "
+        md.append(f"| {i}{' (chosen on validation)' if i == best else ''} | {h['accuracy']['mean']:.2f} ± {h['accuracy']['std']:.2f} "
                   f"| {h['macro_f1']['mean']:.2f} ± {h['macro_f1']['std']:.2f} |")
         rows_csv.append(f"{i},{args.layer_model},{h['accuracy']['mean']:.4f},{h['accuracy']['std']:.4f},"
                         f"{h['macro_f1']['mean']:.4f},{h['macro_f1']['std']:.4f}")
+    md.append(f"| chosen on validation speakers per fold ({args.layer_model}; choices "
+              f"{dict(Counter(r['choice'] for r in nested['runs']))}) | {nested['headline']['accuracy']['mean']:.2f} ± "
+              f"{nested['headline']['accuracy']['std']:.2f} | {nested['headline']['macro_f1']['mean']:.2f} ± "
+              f"{nested['headline']['macro_f1']['std']:.2f} |")
     for m, r in wsum.items():
         h = r["headline"]
         md.append(f"| weighted sum, {m} | {h['accuracy']['mean']:.2f} ± {h['accuracy']['std']:.2f} "
@@ -333,7 +346,7 @@ def main() -> None:
            f"Seeds: single encoders {args.seeds}; logmel + whisper-base {','.join(map(str, p_seeds))}; "
            f"ssam-tiny (UNTRAINED) + whisper-base {','.join(map(str, u_seeds))}. The grid's std note below "
            "names the single encoders' seeds; each row's own seeds are these. "
-           f"whisper-base = layer {best} (the best of the layer table).", ""]
+           f"whisper-base = layer {best} (chosen on validation speakers, nested).", ""]
     md += (grid / "table.md").read_text(encoding="utf-8").splitlines()[2:]
     wrow = [f"| whisper-base weighted sum (all 7 layers) | single | {fmt(wsum['cnn']['headline'])} | "
             f"{fmt(wsum['fcn']['headline'])} |" + " |" * (len(FUSION_MODELS) + 1)]
@@ -513,7 +526,7 @@ def _layer_plot(layer_res: dict, wsum: dict, best: int, model: str, path: Path) 
         ax.axhline(wsum[m]["headline"]["accuracy"]["mean"], ls=style, color="gray",
                    label=f"weighted sum, {m} (accuracy)")
     ax.set_xticks(xs, [f"{i}*" if i == best else str(i) for i in xs])
-    ax.set_xlabel("whisper-base hidden state (0 = embedding output; * = best)")
+    ax.set_xlabel("whisper-base hidden state (0 = embedding output; * = chosen on validation speakers)")
     ax.set_ylabel("% (mean ± std over folds)")
     ax.set_title("whisper-base per layer, Emo-DB copy, speaker-independent 5-fold", fontsize=9)
     ax.legend(fontsize=7, loc="lower right")

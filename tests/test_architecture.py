@@ -16,7 +16,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src" / "parrot_ser"
 
 LAYERS = [
-    {"errors", "registry", "audio", "device", "notices", "progress", "files", "raycluster"},
+    {"errors", "registry", "audio", "device", "notices", "progress", "files", "raycluster", "workers"},
     {"corpora", "encoders", "fusion", "models"},
     {"features"},
     {"training", "inference", "hear"},

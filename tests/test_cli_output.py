@@ -90,6 +90,23 @@ def test_help_shows_no_bool_type_on_flags_and_arguments_as_in_messages():
     assert missing.exit_code == 2 and "MODEL_DIR" in missing.output
 
 
+def test_help_keeps_the_square_brackets_of_extras():
+    """Typer renders help as rich markup, where `parrot-ser[onnx]` is a style tag (issue 20, item 6):
+    every `name[extra]` written in a CLI help text must reach --help as written."""
+    from pathlib import Path
+
+    import parrot_ser.cli as cli
+
+    sources = "".join(p.read_text() for p in Path(cli.__file__).parent.glob("*.py"))
+    written = set(re.findall(r"parrot-ser\[\w+\]", sources))
+    assert {"parrot-ser[onnx]", "parrot-ser[ray]"} <= written
+    runner = CliRunner()
+    shown = "".join(runner.invoke(app, [*cmd, "--help"], env={"COLUMNS": "400"}).output
+                    for cmd in (["extract"], ["train"], ["grid"], ["export"], ["predict"], ["serve"], ["demo"]))
+    assert "(needs parrot-ser[onnx])" in shown and "(pip install 'parrot-ser[ray]')" in shown
+    assert "parrot-ser)" not in shown and "'parrot-ser')" not in shown
+
+
 def test_tables_are_not_cut_at_80_columns_without_a_terminal():
     assert common._width(io.StringIO()) >= 200
     t = Table()
@@ -99,3 +116,40 @@ def test_tables_are_not_cut_at_80_columns_without_a_terminal():
     with common.err.capture() as cap:
         common.err.print(t)
     assert "…" not in cap.get() and "ssam-base+hubert-base model 7" in cap.get()
+
+
+def test_interrupt_message_names_what_resumes():
+    """Ctrl-C said "resume where supported" (issue 20, item 17): say which commands resume."""
+    from parrot_ser.cli.common import interrupt_message
+
+    assert "resume: committed chunks" in interrupt_message("extract")
+    assert "resume: finished folds" in interrupt_message("train")
+    assert "does not resume" in interrupt_message("export") and "extract, train, grid and demo" in \
+        interrupt_message("predict")
+
+
+def test_grid_progress_lines_count_whole_cells_and_end_with_the_last_cell():
+    """Issue 20, item 14: `grid cells: 0.0666667/2 (3%)`, a wild ETA from the first seconds, and a
+    final line naming a cell that was not the last to finish."""
+    buf = io.StringIO()
+    clock = Clock()
+    p = common.PlainProgress(console=Console(file=buf, width=200), interval=0.0, get_time=clock, upper_eta=True)
+    grid = p.add_task("grid cells", total=2, rate="")
+    share = _GridProgress(p, grid)
+    a = share.add_task(_task_name("cnn", ["logmel"]), total=15, rate="")
+    b = share.add_task(_task_name("fcn", ["logmel"]), total=15, rate="")
+    clock.t += 1.0
+    share.advance(a, 0.5)  # 1.7 % of the grid: no ETA yet
+    clock.t += 9.0
+    share.advance(a, 7.0)
+    share.advance(a, 7.5)
+    share.advance(b, 15)  # b's epochs are all done before a's cell is finished
+    share.cell_done(_task_name("fcn", ["logmel"]), rate="logmel/fcn: 50.00")
+    share.cell_done(_task_name("cnn", ["logmel"]), rate="logmel/cnn: 60.00")
+    lines = [ln for ln in buf.getvalue().splitlines() if ln.startswith("grid cells")]
+    assert lines[0].startswith("grid cells: 0/2 (2%)") and lines[0].endswith("eta ?")
+    assert all(re.match(r"grid cells: \d/2 \(\d+%\)", ln) for ln in lines)
+    assert all("2/2" not in ln for ln in lines[:-1]) and lines[-1].startswith("grid cells: 2/2 (100%) logmel/cnn")
+    assert lines[-1].endswith("done")
+    epochs = [ln for ln in buf.getvalue().splitlines() if ln.startswith("cnn")]
+    assert any("eta <= 0:00:" in ln for ln in epochs)  # early stopping can only shorten an epoch ETA

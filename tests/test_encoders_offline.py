@@ -215,6 +215,16 @@ def test_store_train_export_predict_onnx(emodb_root, tmp_path):
     pred = model.predict(wave, sample_rate=16000)[0]
     assert set(pred.probabilities) == {"angry", "sad"}
     assert abs(sum(pred.probabilities.values()) - 1) < 1e-5
+    # frame models take layer weighting too: parrot-token on every layer's frames, mixed with the
+    # same learned weights as the pooled vectors; trained, exported and served from audio
+    frun = tmp_path / "frames_run"
+    run_cv(tmp_path / "feat", ["resemblyzer", "crepe-tiny"], "parrot-token",
+           TrainConfig(epochs=2, patience=0, batch_size=4, layer="all", use_frames=True,
+                       model={"token_source": "frames", "conv_channels": [4, 8]}),
+           [0], "speaker-kfold", frun, n_folds=2)
+    fmodel = parrot_ser.load_model(export_run(frun, tmp_path / "frames_bundle"), quiet=True)
+    fpred = fmodel.predict(wave, sample_rate=16000)[0]
+    assert abs(sum(fpred.probabilities.values()) - 1) < 1e-5
     # ONNX: an fcn head (conv heads are refused by a known head-export bug owned by issue 21)
     run_cv(tmp_path / "feat", ["crepe-tiny"], "fcn", TrainConfig(epochs=2, patience=0, batch_size=4, layer="all"),
            [0], "speaker-kfold", tmp_path / "fcn", n_folds=2)

@@ -130,3 +130,79 @@ def test_encoder_options_reach_the_encoder_and_are_recorded(emodb_root, tmp_path
     malformed = runner.invoke(app, ["extract", "--manifest", str(mpath), "-e", "ssam-tiny",
                                     "--option", "depth=1", "--out", str(tmp_path / "c")])
     assert malformed.exit_code == 2 and "NAME:KEY=VALUE" in malformed.output
+
+
+def test_resume_that_computes_nothing_says_so_without_a_rate(emodb_root, tmp_path):
+    """A rerun whose utterances are all in committed chunks computes nothing and says so (issue 20,
+    item 19: it printed `0.0 utt/s, real-time factor nan`)."""
+    from parrot_ser.features.writer import _chunk_paths, _read_chunk_index
+
+    m = scan_corpus("emodb", emodb_root)
+    Manifest(m.corpus, m.root, m.utterances[:12]).to_csv(tmp_path / "m.csv")
+    store = tmp_path / "s"
+    args = ["extract", "-e", "logmel", "--chunk-size", "6", "--quiet", "--out", str(store)]
+    assert _run([*args, "--manifest", str(tmp_path / "m.csv")], {STOP_ENV: "1"}).returncode == 75
+    (chunk,) = _chunk_paths(store / "logmel" / ".partial")
+    committed = set(_read_chunk_index(chunk)[0])  # the rerun asks for exactly these: nothing to compute
+    Manifest(m.corpus, m.root, [u for u in m.utterances if u.utt_id in committed]).to_csv(tmp_path / "m6.csv")
+    resumed = _run([*args, "--manifest", str(tmp_path / "m6.csv")])
+    assert resumed.returncode == 0, resumed.stderr
+    assert "nan" not in resumed.stderr and "utt/s" not in resumed.stderr
+    assert "all 6 from committed chunks, none computed now" in resumed.stderr
+    assert open_store(store).get("logmel").meta["n"] == 6
+
+
+def test_finished_store_answers_up_to_date_without_taking_the_lock(emodb_root, tmp_path, monkeypatch):
+    """A finished store that holds everything asked answers "up to date" without the write lock, so a
+    shared store this user may only read works (issue 20, item 18: permission denied on the lock
+    file). Tests run as root in CI, where chmod does not stop writes: the lock is made to fail."""
+    import parrot_ser.features.writer as writer
+    from parrot_ser.encoders import build_encoder
+
+    m = scan_corpus("emodb", emodb_root)
+    small = Manifest(m.corpus, m.root, m.utterances[:6])
+    store = tmp_path / "s"
+    writer.extract_features(small, build_encoder("logmel"), store)
+
+    def no_lock(*a, **k):
+        raise PermissionError(13, "Permission denied", str(store / writer.LOCK_NAME))
+
+    monkeypatch.setattr(writer, "store_lock", no_lock)
+    rep = writer.extract_features(small, build_encoder("logmel"), store)
+    assert rep["up_to_date"] and rep["computed_this_run"] == 0 and rep["n_ok"] == 6
+    with pytest.raises(PermissionError):  # with work to do the lock is still taken
+        writer.extract_features(Manifest(m.corpus, m.root, m.utterances[:7]), build_encoder("logmel"), store)
+
+
+def test_worker_processes_store_what_one_process_stores(emodb_root, tmp_path):
+    """The default extraction runs one single-threaded worker process per core (issue 20, item 1:
+    one process with an OpenMP team oversubscribed a busy machine 6x): the store is identical to an
+    in-process run with one thread, and a killed pooled run resumes."""
+    m = scan_corpus("emodb", emodb_root)
+    Manifest(m.corpus, m.root, m.utterances[:12]).to_csv(tmp_path / "m.csv")
+    args = ["extract", "--manifest", str(tmp_path / "m.csv"), "-e", "ssam-tiny", "--random-init", "--option",
+            "ssam-tiny:depth=1", "--chunk-size", "4", "--quiet", "--threads", "1"]
+    killed = _run([*args, "--workers", "2", "--out", str(tmp_path / "pool")], {STOP_ENV: "1"})
+    assert killed.returncode == 75, killed.stderr
+    pooled = _run([*args, "--workers", "2", "--out", str(tmp_path / "pool"), "--json"])
+    assert pooled.returncode == 0, pooled.stderr
+    rep = json.loads(pooled.stdout)["encoders"]["ssam-tiny"]
+    assert rep["resumed"] == 4 and rep["computed_this_run"] == 8
+    inline = _run([*args, "--workers", "1", "--out", str(tmp_path / "inline")])
+    assert inline.returncode == 0, inline.stderr
+    a, b = open_store(tmp_path / "pool").get("ssam-tiny"), open_store(tmp_path / "inline").get("ssam-tiny")
+    assert a.utt_ids == b.utt_ids and len(a.utt_ids) == 12
+    np.testing.assert_array_equal(a.pooled(), b.pooled())
+
+
+def test_extraction_worker_rule():
+    from parrot_ser.features.pool import extraction_workers
+    from parrot_ser.workers import usable_cores
+
+    cores = usable_cores()
+    assert extraction_workers(None, None, 100, "cpu") == cores  # one 1-thread worker per core
+    assert extraction_workers(None, cores, 100, "cpu") == 1  # --threads = cores: one process, as before
+    assert extraction_workers(None, None, 1, "cpu") == 1  # never more workers than chunks
+    assert extraction_workers(None, None, 100, "cpu", handcrafted=True) == 1
+    assert extraction_workers(None, None, 100, "cuda:0") == 1
+    assert extraction_workers(3, None, 100, "cpu") == 3

@@ -276,3 +276,29 @@ def test_fused_width_is_checked():
     model.width = 3  # a fuse() that does not give width x embed_dim features
     with pytest.raises(ConfigError, match="fuse gave"):
         model(_inp(DIMS2, 4))
+
+
+def test_frame_tokens_are_mixed_with_the_pooled_layer_weights():
+    """Layer weighting for frame models: (B, T, L, F) frames are mixed with the same softmax weights
+    as that input's (B, L, D) pooled vector; with one layer dominating it equals feeding that layer."""
+    from parrot_ser.fusion.base import FusionInput
+    from parrot_ser.models.head import build_head
+
+    torch.manual_seed(0)
+    net = build_head("parrot-token", [[3, 32], [2, 24]], 4, use_frames=True, frame_dims=[32, 24],
+                     options={"token_source": "frames", "conv_channels": [4, 8]}).eval()
+    pooled = [torch.randn(5, 3, 32), torch.randn(5, 2, 24)]
+    frames = [torch.randn(5, 7, 3, 32), torch.randn(5, 7, 2, 24)]
+    masks = [torch.ones(5, 7, dtype=torch.bool)] * 2
+    out = net(FusionInput(pooled, frames, masks))
+    assert out.shape == (5, 4)
+    out.sum().backward()
+    assert net.select[0].mix.weights.grad.abs().sum() > 0  # the frame path trains the layer weights
+    with torch.no_grad():
+        for sel in net.select:
+            sel.mix.weights.zero_()
+            sel.mix.weights[-1] = 50.0  # softmax ~ one-hot on the last layer
+        mixed = net(FusionInput(pooled, frames, masks))
+        direct = net._mix_frames(frames[0], net.select[0], "p")
+    torch.testing.assert_close(direct, frames[0][:, :, -1], atol=1e-5, rtol=0)
+    assert torch.isfinite(mixed).all()

@@ -117,3 +117,29 @@ def test_untrained_tiny_stand_ins_are_labelled_in_tables():
     assert random_init_label("hubert-base", tiny) == "hubert-base [untrained tiny 2-layer stand-in]"
     assert random_init_label("ssam-tiny", {"random_init": True}) == "ssam-tiny [untrained]"
     assert random_init_label("hubert-base", {"identity": {"random_init": False}}) == "hubert-base"
+    # the demo's ssam-tiny runs 2 of its 12 blocks: a stand-in too, labelled as such (issue 20, item 9)
+    shallow = {"identity": {"random_init": True, "options": {"depth": 2}}}
+    assert random_init_label("ssam-tiny", shallow) == "ssam-tiny [untrained 2-of-12-block stand-in]"
+
+
+def test_run_plots_name_untrained_encoders_in_their_titles(tmp_path, monkeypatch):
+    """Issue 20, item 9: the confusion, per-class F1 and learning-curve plots were titled
+    `cnn [wavlm-base-plus]` with no UNTRAINED."""
+    import json
+
+    from parrot_ser.training import TrainConfig, plots
+    from parrot_ser.training.run import run_cv
+    from test_training import build_store
+
+    store = build_store(tmp_path / "s", n_spk=4, per=2)
+    meta_path = store / "logmel" / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta["identity"]["random_init"] = True  # as if logmel had untrained weights
+    meta_path.write_text(json.dumps(meta))
+    titles = []
+    monkeypatch.setattr(plots.plt, "close", lambda fig: titles.extend(
+        [fig._suptitle.get_text() if fig._suptitle else ""] + [ax.get_title() for ax in fig.axes]))
+    run_cv(store, ["logmel"], "fcn", TrainConfig(epochs=2, batch_size=8), [0], "speaker-kfold", tmp_path / "r",
+           n_folds=2)
+    named = [t for t in titles if "fcn [" in t]
+    assert len(named) >= 3 and all("fcn [logmel [untrained]]" in t.replace("\n", " ") for t in named)

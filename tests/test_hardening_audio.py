@@ -247,3 +247,27 @@ def test_unreadable_subfolder_is_a_problem_not_silently_skipped(tmp_path, monkey
         assert len(items) == 1 and len(problems) == 1 and str(locked) in problems[0].error
     finally:
         locked.chmod(0o755)
+
+
+def test_m4a_and_other_unread_audio_say_so_and_list_the_formats_read(tmp_path):
+    """Issue 20, item 15: an .m4a was "not an audio file (no WAV/FLAC/OGG/AIFF/MP3 signature)". It is
+    audio in a format we do not decode: say that, list what we read and how to convert."""
+    from parrot_ser.audio import FORMATS_READ, decode_audio, load_audio
+    from parrot_ser.errors import AudioError, UnsupportedAudioError
+
+    # the first bytes of an iTunes/ffmpeg .m4a (ISO BMFF `ftyp` box, brand M4A), then junk
+    m4a = b"\x00\x00\x00\x20ftypM4A \x00\x00\x02\x00M4A isommp42\x00\x00\x00\x08free" + bytes(2000)
+    path = tmp_path / "voice.m4a"
+    path.write_bytes(m4a)
+    with pytest.raises(UnsupportedAudioError) as e:
+        load_audio(path)
+    msg = str(e.value)
+    assert msg.startswith(f"{path}: audio in a format not read here (MP4/M4A container")
+    assert FORMATS_READ in msg and "WAV, FLAC" in msg and "ffmpeg -i" in msg
+    assert isinstance(e.value, AudioError)  # skipped and listed like any bad file
+    with pytest.raises(UnsupportedAudioError, match="Matroska/WebM"):
+        decode_audio(b"\x1aE\xdf\xa3" + bytes(500), name="clip.webm")
+    with pytest.raises(UnsupportedAudioError, match=r"AAC \(ADTS\)"):
+        decode_audio(b"\xff\xf1\x50\x80" + bytes(500), name="clip.aac")
+    with pytest.raises(AudioError, match=r"not an audio file \(no signature of a format read here \(WAV"):
+        decode_audio(b"plain text, not audio" * 20, name="notes.wav")

@@ -65,6 +65,8 @@ def test_export_writes_config_and_model_card(tiny_run):
     text = card.text
     assert "emodb" in text and "## Limitations" in text and "## Intended use" in text
     assert "no weights (handcrafted features)" in text and "UNTRAINED" not in text
+    # parrot-ser is not on PyPI: the card says how to install it (issue 20, item 4)
+    assert "pip install parrot-ser" not in text and "not published on PyPI" in text and "pip install -e ." in text
     for r in results["runs"]:  # the per-fold table holds every member's own test numbers
         assert f"| {r['seed']} | {r['fold']} | {r['best_epoch']} | {r['metrics']['accuracy']:.2f} |" in text
 

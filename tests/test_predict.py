@@ -88,7 +88,15 @@ def test_cli_windows_and_manifest(tiny_bundle, folder, tmp_path):
 
 def test_cli_export(tiny_bundle, tmp_path):
     run_dir = tiny_bundle.parent / "run"
+    # Default: one model refit on all the data (issue 20, item 2: a 15-model ensemble was 15x the
+    # size and the prediction time); --ensemble keeps every fold x seed model.
     r = runner.invoke(app, ["export", str(run_dir), "--out", str(tmp_path / "b"), "--json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert doc["ensemble"] == {**doc["ensemble"], "kind": "refit", "n_members": 1}
+    assert "exported refit (1 model(s), fcn, logmel)" in r.stderr
+    assert "One model trained on all the run's data" in (tmp_path / "b" / "README.md").read_text()
+    r = runner.invoke(app, ["export", str(run_dir), "--out", str(tmp_path / "e"), "--ensemble", "--json"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["ensemble"]["n_members"] == 2
     assert "exported cv-ensemble (2 model(s), fcn, logmel)" in r.stderr

@@ -209,3 +209,66 @@ def test_wav_whose_header_claims_more_data_answers_with_the_claimed_vs_read_warn
     assert r.status_code == 200, r.text
     warns = [w for w in r.json()["warnings"] if "header announces" in w]
     assert len(warns) == 1 and warns[0].startswith("claims.wav")
+
+
+# ---------------------------------------------------------------- client hanging up mid-upload (issue 20)
+
+@pytest.mark.parametrize("multipart", [True, False])
+def test_client_disconnecting_mid_upload_is_one_log_line_without_traceback(caplog, multipart):
+    import logging
+
+    import uvicorn
+
+    app = create_app(make_predictor(), max_upload_bytes=2_000_000, max_seconds=5.0)
+    port = _free_port()
+    # log_config=None: uvicorn's loggers propagate to the root logger, where caplog listens
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    caplog.set_level(logging.INFO)
+    thread.start()
+    for _ in range(200):
+        if server.started:
+            break
+        time.sleep(0.05)
+    try:
+        boundary = "b0und"
+        head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n"
+                "Content-Type: audio/wav\r\n\r\n").encode() if multipart else b""
+        ctype = f"multipart/form-data; boundary={boundary}" if multipart else "audio/wav"
+        for _ in range(3):  # three clients hang up after sending part of a 1 MB body
+            with socket.create_connection(("127.0.0.1", port)) as s:
+                s.sendall((f"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: {ctype}\r\n"
+                           "Content-Length: 1000000\r\n\r\n").encode() + head + wav_bytes(1.0)[:20000])
+                time.sleep(0.2)
+        time.sleep(0.5)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    records = [r for r in caplog.records if r.name.startswith(("uvicorn", "parrot_ser"))]
+    assert [r for r in records if r.exc_info or "Traceback" in r.getMessage()] == []
+    gone = [r.getMessage() for r in records if "disconnected" in r.getMessage()]
+    assert len(gone) == 3 and all("/v1/predict" in m for m in gone), [r.getMessage() for r in records]
+    assert not [r for r in records if r.levelno >= logging.ERROR], [r.getMessage() for r in records]
+
+
+def test_untrained_warning_is_the_same_in_predict_json_and_http(monkeypatch, tmp_path):
+    # issue 20 item 10: `predict --json` had "warnings": [] for an untrained model (stderr only)
+    import json
+
+    from typer.testing import CliRunner
+
+    import parrot_ser.inference.predictor as predictor_mod
+    from parrot_ser.cli.main import app
+
+    pred = make_predictor()
+    pred.info = {"encoders": [{"name": "hubert-base", "random_init": True}]}
+    monkeypatch.setattr(predictor_mod, "load_model_quiet", lambda *a, **k: pred)
+    clip = tmp_path / "t.wav"
+    clip.write_bytes(wav_bytes())
+    res = CliRunner().invoke(app, ["predict", str(tmp_path / "model"), str(clip), "--json"])
+    assert res.exit_code == 0, res.output
+    cli_warnings = json.loads(res.stdout)["warnings"]
+    with TestClient(create_app(pred)) as c:
+        http_warnings = c.post("/v1/predict", files={"file": ("t.wav", wav_bytes(), "audio/wav")}).json()["warnings"]
+    assert cli_warnings == http_warnings and len(cli_warnings) == 1
+    assert "UNTRAINED" in cli_warnings[0] and "hubert-base" in cli_warnings[0]

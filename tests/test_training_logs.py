@@ -73,3 +73,58 @@ def test_grid_writes_an_overview_plot(store, tmp_path):
                  "speaker-kfold", out, n_folds=2)
     _png(out / "overview.png")
     assert g["plots"]["overview"] == "overview.png"
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """The figures the plot functions draw, kept open to be inspected instead of closed."""
+    from parrot_ser.training import plots
+
+    figs = []
+    monkeypatch.setattr(plots.plt, "close", figs.append)
+    return figs
+
+
+def test_learning_curves_of_5_folds_x_3_seeds_are_readable(drawn, tmp_path):
+    """Issue 20, item 13: with 15 runs tab10 repeated colours, the legend covered the curves and the
+    epoch axis read 1.0, 1.5, ...: one colour per fold, a legend outside the panels, whole epochs."""
+    from matplotlib.colors import to_hex
+
+    from parrot_ser.training.plots import plot_learning_curves
+
+    hist = [{"epoch": e, "train_loss": 1 / e, "val_loss": 1.2 / e, "val_macro_f1": 10.0 * e,
+             "val_accuracy": 11.0 * e} for e in (1, 2, 3)]
+    plot_learning_curves([(s, k, hist, 2) for s in range(3) for k in range(5)], tmp_path / "lc.png")
+    (fig,) = drawn
+    ax_l, ax_m = fig.axes
+    by_fold = [{to_hex(ln.get_color()) for ln in ax_l.get_lines()[2 * (5 * s + k):2 * (5 * s + k) + 2]}
+               for s in range(3) for k in range(5)]
+    assert all(len(c) == 1 for c in by_fold)  # train and validation loss of one run share its colour
+    colours = [c.pop() for c in by_fold]
+    assert len(set(colours)) == 5 and colours[:5] == colours[5:10] == colours[10:]  # per fold, not per run
+    assert ax_l.get_legend() is None and ax_m.get_legend() is None and len(fig.legends) == 1
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == [f"fold {k}" for k in range(5)]
+    fig.canvas.draw()
+    ticks = [t for t in ax_l.get_xticks() if 1 <= t <= 3]
+    assert ticks and all(float(t).is_integer() for t in ticks)
+
+
+def test_grid_overview_draws_chance_and_majority_and_names_corpus_and_settings(store, drawn, tmp_path):
+    """Issue 20, item 12: chance alone (100 / classes) hid the majority-class share; the title named
+    neither the corpus nor the settings."""
+    out = tmp_path / "grid"
+    run_grid(store, ["logmel"], ["fcn"], TrainConfig(epochs=2, batch_size=8), [0], "speaker-kfold", out, n_folds=2)
+    fig = next(f for f in drawn if f.axes and "epochs max" in f.axes[0].get_title().replace("\n", " "))
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    res = json.loads((out / "cells" / "logmel" / "fcn" / "results.json").read_text())
+    conf = np.asarray(res["confusion_sum"])
+    majority = 100 * conf.sum(axis=1).max() / conf.sum()
+    chance = 100 / len(res["classes"])
+    assert any(lab.startswith(f"chance: uniform guess ({chance:.1f} %)") for lab in labels)
+    assert any(f"majority class ({majority:.1f} %)" in lab for lab in labels)
+    refs = {ln.get_label().split(":")[0].split(" (")[0]: ln.get_xdata()[0] for ln in ax.get_lines()
+            if "chance" in ln.get_label() or "majority" in ln.get_label()}
+    assert refs == {"chance": pytest.approx(chance), "accuracy of always the majority class": pytest.approx(majority)}
+    corpus = json.loads((store / "manifest.csv.json").read_text())["corpus"]
+    assert ax.get_title().startswith(f"{corpus}:") and "2 epochs max" in ax.get_title().replace("\n", " ")

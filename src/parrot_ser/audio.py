@@ -9,6 +9,8 @@ Errors (from :mod:`parrot_ser.errors`, each message names the file):
 - ``NotAudioError``: the bytes do not start with a known audio container signature
   (``RIFF....WAVE``/``RIFX``/``RF64``/``fLaC``/``OggS``/``FORM`` (AIFF)/``ID3`` or an MPEG frame
   sync (MP3)/``caff``/``.snd``/``NIST_1A``), e.g. a text file renamed ``.wav``.
+- ``UnsupportedAudioError``: audio in a container we recognise but do not decode (MP4/M4A,
+  WebM/Matroska, WMA, AMR, ADTS AAC): the message lists the formats read and how to convert.
 - ``AudioCorruptError``: the signature says audio but libsndfile cannot decode it, e.g. a WAV
   whose header was truncated.
 - ``EmptyAudioError``: decodes to zero samples (header-only WAV, or a 0-byte file: nothing to
@@ -53,6 +55,7 @@ from parrot_ser.errors import (
     EmptyAudioError,
     NonFiniteAudioError,
     NotAudioError,
+    UnsupportedAudioError,
 )
 
 __all__ = [
@@ -127,17 +130,41 @@ def _sniff(head: bytes) -> str | None:
             if magic == b"RIFF" and len(head) >= 12 and head[8:12] != b"WAVE":
                 return None  # RIFF but AVI/WEBP/...: a real file, just not audio
             return name
-    if len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0:
-        return "MP3"  # MPEG audio frame sync without an ID3 tag
+    if len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0 and (head[1] & 0x06):
+        return "MP3"  # MPEG audio frame sync without an ID3 tag (layer bits 00 would be AAC)
+    return None
+
+
+# What libsndfile decodes here, named in the messages about files it cannot read.
+FORMATS_READ = "WAV, FLAC, OGG (Vorbis, Opus), MP3, AIFF, AU, CAF, W64, RF64, NIST SPHERE"
+
+
+def _other_audio(head: bytes) -> str | None:
+    """Audio containers we recognise but do not decode (libsndfile has no AAC; PyAV, FFmpeg in a
+    wheel, would read them but is not wired in), so the user hears "convert it", not "not audio"."""
+    if len(head) >= 12 and head[4:8] == b"ftyp":
+        return "MP4/M4A container (AAC or ALAC)"
+    if head.startswith(b"\x1aE\xdf\xa3"):
+        return "Matroska/WebM container"
+    if head.startswith(b"\x30\x26\xb2\x75\x8e\x66\xcf\x11"):
+        return "ASF/WMA container"
+    if head.startswith(b"#!AMR"):
+        return "AMR"
+    if len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xF6) == 0xF0:
+        return "AAC (ADTS)"  # MPEG sync with layer bits 00: AAC, not MP3
     return None
 
 
 def _classify_failure(head: bytes, where: str, exc: Exception) -> Exception:
     if len(head) == 0:
         return EmptyAudioError(where, "file is 0 bytes")
+    other = _other_audio(head)
+    if other is not None:
+        return UnsupportedAudioError(where, f"{other}; formats read: {FORMATS_READ}; convert it first, e.g. "
+                                            f"`ffmpeg -i FILE -ac 1 -ar 16000 FILE.wav`")
     kind = _sniff(head)
     if kind is None:
-        return NotAudioError(where, "no WAV/FLAC/OGG/AIFF/MP3 signature in the first bytes")
+        return NotAudioError(where, f"no signature of a format read here ({FORMATS_READ}) in the first bytes")
     msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     msg = re.sub(r"^Error opening (?:'.*'|<.*?>): ", "", msg)  # the path is already in our message
     return AudioCorruptError(where, f"{kind} signature but undecodable: {msg}")
@@ -191,7 +218,7 @@ def _check_rate(sr: int, where: str) -> None:
 # --- public API --------------------------------------------------------------------------------
 
 
-def read_info(path: str | Path, *, allow_empty: bool = False) -> AudioInfo:
+def read_info(path: str | Path, *, allow_empty: bool = False, max_seconds: float | None = None) -> AudioInfo:
     """Header only (``soundfile.info``): does not decode the samples, except for a stream whose
     header has no length (streamed FLAC), which is counted by decoding it. Raises the typed errors
     above; a header announcing zero frames raises EmptyAudioError unless ``allow_empty``."""
@@ -209,8 +236,9 @@ def read_info(path: str | Path, *, allow_empty: bool = False) -> AudioInfo:
             frames = sum(len(b) for b in _blocks(f, str(p), sr))
     if frames <= 0 and not allow_empty:
         raise EmptyAudioError(p, "header announces 0 frames")
-    if frames / sr > MAX_DECODE_SECONDS:
-        raise AudioTooLongError(p, f"{frames / sr:.0f} s > {MAX_DECODE_SECONDS:.0f} s; split the recording")
+    cap = MAX_DECODE_SECONDS if max_seconds is None else max_seconds  # inf: the caller checks length itself
+    if frames / sr > cap:
+        raise AudioTooLongError(p, f"{frames / sr:.0f} s > {cap:.0f} s; split the recording")
     return AudioInfo(str(p), sr, int(info.channels), frames, float(frames) / sr,
                      str(info.format), str(info.subtype))
 
@@ -263,7 +291,7 @@ def _blocks(f: sf.SoundFile, where: str, sr: int, max_seconds: float | None = No
     from soundfile import _ffi, _snd  # the documented C API soundfile wraps; see the docstring
 
     cap = MAX_DECODE_SECONDS if max_seconds is None else float(max_seconds)
-    limit = int(cap * sr)
+    limit = cap * sr  # a float: cap may be inf (stream_audio holds nothing, so needs no cap)
     total = 0
     while True:
         buf = np.empty((_BLOCK, f.channels), dtype=np.float32)
@@ -320,6 +348,45 @@ def _decode(src: Any, head: bytes, where: str, target_sr: int,
                          f"holds {n / sr:.2f} s ({n} frames); truncated? decoded what is there")
     out = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
     return np.ascontiguousarray(out, dtype=np.float32), texts
+
+
+def stream_audio(path: str | Path, target_sr: int = 16000, *, block_seconds: float = 10.0):
+    """Mono float32 blocks of about ``block_seconds`` at ``target_sr``, decoded and resampled as they
+    are read: memory stays bounded whatever the file's length (no MAX_DECODE_SECONDS cap: nothing
+    accumulates). Raises the typed errors of :func:`load_audio` (empty, corrupt, non-finite)."""
+    p = _check_path(path)
+    head = _head(p)
+    try:
+        f = sf.SoundFile(str(p))
+    except Exception as e:  # libsndfile raises LibsndfileError/RuntimeError/TypeError by format
+        raise _classify_failure(head, str(p), e) from None
+    with f:
+        sr = int(f.samplerate)
+        _check_rate(sr, str(p))
+        stream = soxr.ResampleStream(sr, int(target_sr), 1, dtype="float32", quality="HQ") \
+            if sr != int(target_sr) else None
+        want = max(1, int(block_seconds * target_sr))
+        pending: list[np.ndarray] = []
+        have = n = 0
+        try:
+            for block in _blocks(f, str(p), sr, max_seconds=float("inf")):
+                if not np.isfinite(block).all():
+                    raise NonFiniteAudioError(str(p), f"non-finite samples near {n / sr:.1f} s")
+                n += len(block)
+                mono = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0].copy()
+                pending.append(stream.resample_chunk(mono) if stream is not None else mono)
+                have += len(pending[-1])
+                if have >= want:
+                    yield np.concatenate(pending)
+                    pending, have = [], 0
+        except sf.LibsndfileError as e:
+            raise _classify_failure(head, str(p), e) from None
+        if n == 0:
+            raise EmptyAudioError(str(p))
+        if stream is not None:
+            pending.append(stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
+        if pending:
+            yield np.concatenate(pending)
 
 
 def _emit(texts: list[str]) -> None:

@@ -35,6 +35,8 @@ def _kind(name: str, base: type[ParrotError], doc: str, problem: str | None = No
 AudioMissingError = _kind("AudioMissingError", AudioError, "The audio file does not exist.", "file not found")
 AudioCorruptError = _kind("AudioCorruptError", AudioError, "A decoder failed on the file.", "unreadable or corrupt audio")
 NotAudioError = _kind("NotAudioError", AudioError, "Not audio (or not mono 1-D data).", "not an audio file")
+UnsupportedAudioError = _kind("UnsupportedAudioError", AudioError, "Audio in a container or codec we do not decode.",
+                              "audio in a format not read here")
 EmptyAudioError = _kind("EmptyAudioError", AudioError, "Decoded to nothing.", "zero samples")
 NonFiniteAudioError = _kind("NonFiniteAudioError", AudioError, "NaN or inf in the samples.", "NaN or infinite samples")
 AudioUnreadableError = _kind("AudioUnreadableError", AudioError, "Permission, folder, I/O error.", "cannot be read")

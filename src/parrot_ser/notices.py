@@ -13,3 +13,9 @@ def untrained_models_text(names: list[str] | tuple[str, ...]) -> str:
     """The one wording for a model (bundle, predictor, service) built on untrained encoders."""
     return (f"UNTRAINED ENCODER(S): {', '.join(names)} use random-initialised weights (rebuilt from their "
             f"recorded seed); predictions are for testing the pipeline, not for real use")
+
+
+def untrained_warnings(names: list[str] | tuple[str, ...]) -> list[str]:
+    """The ``warnings`` entries of every machine-readable answer (CLI --json, HTTP): the same text
+    the CLI prints on stderr, so every channel says the same thing."""
+    return [untrained_models_text(names)] if names else []

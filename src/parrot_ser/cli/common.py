@@ -77,6 +77,20 @@ def os_error_message(e: OSError, context: str | Path | None = None) -> str:
     return f"{where}: {hint}"
 
 
+# What a rerun of an interrupted command keeps (the commands whose work is worth keeping resume).
+RESUMES = {
+    "extract": "rerun the same command to resume: committed chunks of utterances are kept",
+    "train": "rerun the same command to resume: finished folds are kept",
+    "grid": "rerun the same command to resume: finished cells and folds are kept",
+    "demo": "rerun the same command to resume: finished steps are kept",
+}
+
+
+def interrupt_message(command: str) -> str:
+    keeps = RESUMES.get(command, f"{command} does not resume: rerun it (only extract, train, grid and demo resume)")
+    return f"interrupted; {keeps}"
+
+
 def guard(fn: F) -> F:
     """Turn a ParrotError (a problem the user can fix) or an OSError (disk full, read-only, no
     permission, a file where a folder should be) into one clear line and exit code 2."""
@@ -99,7 +113,7 @@ def guard(fn: F) -> F:
             err.print(f"[bold red]error:[/] {escape(os_error_message(e))}", markup=True, highlight=False)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
-            err.print("interrupted; rerun the same command to resume where supported")
+            err.print(interrupt_message(fn.__name__))
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
@@ -130,6 +144,13 @@ def check_out_dir(path: Path, option: str = "--out") -> Path:
     return p
 
 
+def write_stdout(data: bytes) -> None:
+    """A writer's bytes (inference/writers.py) as the one document on stdout."""
+    sys.stdout.flush()
+    sys.stdout.buffer.write(data) if hasattr(sys.stdout, "buffer") else sys.stdout.write(data.decode())
+    sys.stdout.flush()
+
+
 def print_json(obj: Any) -> None:
     """Exactly one JSON document on stdout."""
     sys.stdout.write(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
@@ -143,27 +164,53 @@ def _clock(seconds: float | None) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
+# No ETA before this share of a task is done: the first steps carry the start-up (worker processes,
+# loading features), and an extrapolation from them was wild (issue 20: `eta 0:10:21` on a cell that
+# finished a second later).
+MIN_ETA_SHARE = 0.05
+
+
 def average_eta(task: Task) -> float | None:
     """Seconds left at the task's average rate since it started. Training advances a fold's unused
     epochs at once when it stops early, so the average over the whole run already counts early
     stopping (rich's default, a 30 s speed window, swings wildly at those jumps)."""
-    if task.total is None or not task.completed or task.elapsed is None:
+    if not task.total or not task.completed or task.elapsed is None or task.completed < MIN_ETA_SHARE * task.total:
         return None
     return max(0.0, task.elapsed * (task.total - task.completed) / task.completed)
 
 
+def eta_text(task: Task, upper: bool = False) -> str:
+    """The ETA; ``upper``: "<= ", for epochs, where early stopping can only make the rest shorter."""
+    eta = average_eta(task)
+    return ("<= " if upper and eta is not None else "") + _clock(eta)
+
+
+def count_text(task: Task) -> str:
+    """``done/total (pct)``: whole units done (a grid counts cells, not the running cells' fractions,
+    which printed `0.0666667/2`), and the percentage of the work, below 100 until the task is done."""
+    if task.total is None:
+        return f"{task.completed:g}"
+    share = task.completed / task.total if task.total else 1.0
+    pct = 100 * share if share >= 1 else min(99.0, 100 * share)
+    return f"{int(task.completed + 1e-9):d}/{task.total:g} ({pct:.0f}%)"
+
+
 class AverageETAColumn(ProgressColumn):
+    def __init__(self, upper: bool = False):
+        super().__init__()
+        self.upper = upper
+
     def render(self, task: Task) -> Text:
-        return Text(_clock(average_eta(task)), style="progress.remaining")
+        return Text(eta_text(task, self.upper), style="progress.remaining")
 
 
 class PlainProgress(Progress):
     """For a stderr that is not a terminal (a log file, nohup, CI): no live bar, which would print
     nothing until the end, but one plain line per task every ``interval`` seconds and when it ends."""
 
-    def __init__(self, *columns: Any, interval: float, quiet: bool = False, **kwargs: Any):
+    def __init__(self, *columns: Any, interval: float, quiet: bool = False, upper_eta: bool = False, **kwargs: Any):
         super().__init__(*columns, disable=True, **kwargs)
-        self.interval, self.quiet = interval, quiet
+        self.interval, self.quiet, self.upper_eta = interval, quiet, upper_eta
         self._said: dict[Any, float] = {}
 
     def update(self, task_id: TaskID, **kwargs: Any) -> None:
@@ -186,11 +233,9 @@ class PlainProgress(Progress):
         self._said[task_id] = float("inf") if finished else now
         if last is None and not finished and not task.completed:
             return  # nothing to say at 0 yet; the clock starts now
-        total = f"/{task.total:g}" if task.total is not None else ""
-        pct = f" ({100 * task.completed / task.total:.0f}%)" if task.total else ""
         rate = task.fields.get("rate") or ""
-        line = (f"{task.description}: {task.completed:g}{total}{pct} {rate} elapsed {_clock(task.elapsed)} "
-                + ("done" if finished else f"eta {_clock(average_eta(task))}"))
+        line = (f"{task.description}: {count_text(task)} {rate} elapsed {_clock(task.elapsed)} "
+                + ("done" if finished else f"eta {eta_text(task, self.upper_eta)}"))
         self.console.print(" ".join(line.split()), markup=False, highlight=False)
 
 
@@ -205,8 +250,9 @@ def progress_interval() -> float:
 def make_progress(unit: str = "utt", *, disable: bool = False) -> Progress:
     """A progress bar on stderr showing count, rate (unit/s), elapsed and time left; plain periodic
     lines instead when stderr is not a terminal."""
+    upper = unit == "epoch"  # early stopping only shortens the rest: the ETA is a bound
     if not err.is_terminal:
-        return PlainProgress(console=err, interval=progress_interval(), quiet=disable)
+        return PlainProgress(console=err, interval=progress_interval(), quiet=disable, upper_eta=upper)
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -214,7 +260,7 @@ def make_progress(unit: str = "utt", *, disable: bool = False) -> Progress:
         TextColumn("{task.fields[rate]}"),
         TimeElapsedColumn(),
         TextColumn("eta"),
-        AverageETAColumn(),
+        AverageETAColumn(upper),
         console=err,
         disable=disable,
         transient=False,

@@ -132,7 +132,10 @@ def extract(
     device: str = typer.Option("cpu", "--device", help="torch device, e.g. cpu, cuda, cuda:1."),
     dtype: str = typer.Option("float32", "--dtype", help="Storage dtype: float16 | float32."),
     batch_seconds: float = typer.Option(64.0, "--batch-seconds", min=0.1, help="Cap of padded audio seconds per batch."),
-    threads: int | None = typer.Option(None, "--threads", min=1, help="torch CPU threads (default: torch's)."),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="torch CPU threads per worker (default 1)."),
+    workers: int | None = typer.Option(None, "--workers", min=1, help="Worker processes that each load the "
+                                       "encoder and encode whole chunks (default: one per core // --threads, at "
+                                       "most one per chunk; 1 = in this process, as are CUDA and logmel)."),
     chunk_size: int = typer.Option(128, "--chunk-size", min=1, help="Utterances per committed (resumable) chunk."),
     as_json: bool = typer.Option(False, "--json", help="Reports as one JSON object on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -150,10 +153,9 @@ def extract(
     from parrot_ser.features import extract_features
 
     names, ckpts, options = _check_arguments(out_dir, device, dtype, engine, encoder, checkpoint, option)
-    if threads:
-        import torch
+    import torch
 
-        torch.set_num_threads(threads)
+    torch.set_num_threads(threads or 1)  # more threads per process oversubscribe a busy machine: workers
     layer_choice = parse_layers(layers)
     man = _load_manifest(manifest, root, corpus, corpus_option, labels, label_map)
     if len(man) == 0:
@@ -164,13 +166,13 @@ def extract(
                             device=device, **options[n])
         if enc.identity.random_init:
             _announce_untrained(n, enc)
-        remote = None
+        build = {"name": n, "checkpoint": ckpts.get(n), "layers": layer_choice, "random_init": random_init,
+                 "seed": seed, "device": device, **options[n]}
+        remote = _local_workers(build, workers, threads, device)
         if engine == "ray":
             from parrot_ser.features.distributed import RayChunkRunner
 
-            remote = RayChunkRunner({"name": n, "checkpoint": ckpts.get(n), "layers": layer_choice,
-                                     "random_init": random_init, "seed": seed, "device": device, **options[n]},
-                                    address=address, threads=threads or 1, n_actors=actors)
+            remote = RayChunkRunner(build, address=address, threads=threads or 1, n_actors=actors)
         try:
             rep = extract_features(man, enc, out_dir, frames=frames, dtype=dtype, batch_seconds=batch_seconds,
                                    chunk_size=chunk_size, progress=None if quiet else make_progress, wait=wait,
@@ -178,13 +180,27 @@ def extract(
         except OSError as e:  # disk full, read-only, no permission: name the store; chunks are kept
             raise FeatureStoreError(f"feature store {out_dir} ({n}): {os_error_message(e)}") from None
         finally:
-            if remote is not None:
+            if engine == "ray":
                 remote.close()
         reports[n] = rep
         _summary(n, rep, out_dir)
         del enc
     if as_json:
         print_json({"store": str(out_dir), "encoders": {n: _brief(r) for n, r in reports.items()}})
+
+
+def _local_workers(build: dict, workers: int | None, threads: int | None, device: str):
+    """A factory the writer calls with the number of chunks left: worker processes, or None (here)."""
+
+    def make(n_chunks: int, encoder):  # noqa: ANN001
+        from parrot_ser.encoders import get_spec
+        from parrot_ser.features.pool import ProcessChunkRunner, extraction_workers
+
+        n = extraction_workers(workers, threads, n_chunks, device,
+                               handcrafted=get_spec(build["name"]).kind == "handcrafted")
+        return ProcessChunkRunner(build, n_workers=n, threads=threads or 1, encoder=encoder) if n > 1 else None
+
+    return make
 
 
 def _brief(rep: dict) -> dict:
@@ -200,6 +216,9 @@ def _summary(name: str, rep: dict, out_dir: Path) -> None:
     b = _brief(rep)
     if b["up_to_date"]:
         err.print(f"{name}: up to date ({b['n_ok']} utterances, {b['n_skipped']} skipped) in {out_dir}")
+    elif not b["computed_this_run"]:  # a resume whose chunks were all committed: no rate to speak of
+        err.print(f"{name}: {b['n_ok']} utterances in {out_dir / name} (all {b['resumed']} from committed chunks, "
+                  f"none computed now)")
     else:
         rtf = b["real_time_factor"]
         err.print(f"{name}: {b['n_ok']} utterances in {out_dir / name} (computed now {b['computed_this_run']}, "

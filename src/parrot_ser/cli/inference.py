@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import math
 import time
 import warnings
@@ -12,9 +11,18 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from parrot_ser.cli.common import check_out_dir, err, guard, make_progress, out, print_json, rate_text
+from parrot_ser.cli.common import (
+    check_out_dir,
+    err,
+    guard,
+    make_progress,
+    out,
+    print_json,
+    rate_text,
+    write_stdout,
+)
 from parrot_ser.errors import AudioError, ConfigError, ParrotError
-from parrot_ser.notices import untrained_models_text
+from parrot_ser.notices import untrained_models_text, untrained_warnings
 
 
 def _parse_checkpoints(items: list[str] | None) -> dict[str, str]:
@@ -31,8 +39,11 @@ def _parse_checkpoints(items: list[str] | None) -> dict[str, str]:
 def export(
     run_dir: Path = typer.Argument(..., help="RUN_DIR written by `parrot-ser train`."),
     out_dir: Path = typer.Option(..., "--out", "-o", help="Bundle folder to write (new or an older bundle)."),
-    refit: bool = typer.Option(False, "--refit", help="Train one model on all the run's data (early-stopping "
-                                                       "speakers held out) instead of the fold x seed ensemble."),
+    refit: bool = typer.Option(True, "--refit/--ensemble", help="--refit (default): one model trained on all "
+                               "the run's data with its settings and first seed (early-stopping speakers held "
+                               "out; needs the run's feature store). --ensemble: every fold x seed model of the "
+                               "run, probabilities averaged (no training; n_folds x n_seeds times the size and "
+                               "the prediction time)."),
     json_out: bool = typer.Option(False, "--json", help="Print the bundle description as JSON on stdout."),
     onnx: bool = typer.Option(False, "--onnx", help="Also write onnx/head.onnx and (logmel / Hugging Face "
                                                     "encoders) onnx/model.onnx, checked against PyTorch with "
@@ -76,6 +87,11 @@ def export(
         err.print(f"[bold red]{doc['warning']}[/]")
 
 
+WINDOW_HELP = ("Window seconds; default: recordings longer than the model's longest training clip are cut into "
+               "windows of its median clip length (bundles without clip lengths: 10 s windows above 20 s); "
+               "0: never split.")
+
+
 @guard
 def predict(
     model_dir: Path = typer.Argument(..., help="Model bundle folder (from `parrot-ser export`)."),
@@ -84,9 +100,9 @@ def predict(
     json_out: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
     csv_path: Path | None = typer.Option(None, "--csv", help="Also write a CSV: one row per recording "
                                                                "(window 'all') and per window; errors too."),
-    window: float | None = typer.Option(None, "--window", help="Window seconds; default: windows of 10 s only "
-                                                                "for recordings over 20 s; 0: never split."),
-    hop: float | None = typer.Option(None, "--hop", help="Hop between windows in seconds (default window/2)."),
+    window: float | None = typer.Option(None, "--window", help=WINDOW_HELP),
+    hop: float | None = typer.Option(None, "--hop", help="Hop seconds (default: the window with the model's "
+                                                          "clip length, else window/2)."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Recordings encoded per batch."),
     checkpoint: list[str] | None = typer.Option(None, "--checkpoint", help="NAME=PATH: an encoder checkpoint "
                                                                            "that moved (its hash is still checked)."),
@@ -96,6 +112,7 @@ def predict(
     from parrot_ser.audio import load_audio
     from parrot_ser.inference.inputs import collect_inputs
     from parrot_ser.inference.predictor import load_model_quiet
+    from parrot_ser.inference.writers import predictions_doc, render
 
     # isfinite first: NaN passes every comparison and inf asks for one endless window
     if window is not None and not (math.isfinite(window) and window >= 0):
@@ -137,20 +154,18 @@ def predict(
     for e in errors:
         err.print(f"[bold red]error:[/] {e['error']}")
     summary = _score_summary(predictor.labels, results, errors)
+    doc = predictions_doc(str(model_dir), predictor.labels,
+                          [{**p.to_dict(), "utt_id": it.utt_id, "reference": it.reference} for it, p in results],
+                          errors, untrained_warnings(predictor.untrained) + notes, summary,
+                          dims=getattr(predictor, "dims", []))
     if csv_path is not None:
-        _write_csv(csv_path, predictor.labels, results, errors, getattr(predictor, "dims", []))
+        csv_path.parent.mkdir(parents=True, exist_ok=True)
+        csv_path.write_bytes(render(doc, "csv"))
     if json_out:
-        print_json({"model": str(model_dir), "labels": predictor.labels, "dims": getattr(predictor, "dims", []),
-                    "predictions": [{**p.to_dict(), "utt_id": it.utt_id, "reference": it.reference}
-                                    for it, p in results],
-                    "errors": errors, "warnings": notes, "summary": summary})
+        write_stdout(render(doc, "json"))
     else:
         for it, p in results:
-            top = ", ".join(f"{k} {v:.2f}" for k, v in sorted(p.probabilities.items(), key=lambda kv: -kv[1])[:3])
-            dims = "  ".join(f"{k} {v:.3f}" for k, v in p.dimensions.items())
-            win = f"  [{len(p.windows)} windows]" if p.windows else ""
-            out.print(f"{it.path}\t" + (f"{p.label}\t({top})" if p.label is not None else "")
-                      + (f"\t{dims}" if dims else "") + win)
+            out.print(escape(f"{it.path}\t{_answer_text(p)}{_windows_note(p)}"))
     _print_summary(summary, predictor.labels)
     if not results:
         raise typer.Exit(1)
@@ -176,6 +191,33 @@ def _print_summary(summary: dict, labels: list[str]) -> None:
                   + ", ".join(f"{k} x{n}" for k, n in unknown.items()) + f" (model labels: {', '.join(labels)})")
 
 
+def _windows_note(p) -> str:
+    """For a recording cut into windows: how many, how long, and how their labels differ (one label
+    for a long recording hides a change of emotion; `analyze` draws the timeline)."""
+    if not p.windows:
+        return ""
+    w = p.windows[0]
+    if p.label is None:  # a regression-only model: the windows carry dimensions, no labels
+        return f"  [cut into {len(p.windows)} windows of {w.end - w.start:.1f} s]"
+    counts: dict[str, int] = {}
+    for x in p.windows:
+        counts[x.label] = counts.get(x.label, 0) + 1
+    per = ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
+    return (f"  [cut into {len(p.windows)} windows of {w.end - w.start:.1f} s: {per}"
+            + ("; see `parrot-ser analyze` for the timeline]" if len(counts) > 1 else "]"))
+
+
+def _answer_text(p) -> str:
+    """One recording's answer on one line: label and top probabilities, then the dimensions."""
+    parts = []
+    if p.label is not None:
+        top = ", ".join(f"{k} {v:.2f}" for k, v in sorted(p.probabilities.items(), key=lambda kv: -kv[1])[:3])
+        parts.append(f"{p.label}\t({top})")
+    if p.dimensions:
+        parts.append("  ".join(f"{k} {v:.3f}" for k, v in p.dimensions.items()))
+    return "\t".join(parts)
+
+
 def _predict_chunk(predictor, chunk: list, waves: list, errors: list[dict], **kw) -> list[tuple]:
     """Predict a batch; when the model refuses it (e.g. a clip too short for an encoder), retry the
     files one by one so only the offending file is listed as failed."""
@@ -193,22 +235,3 @@ def _predict_chunk(predictor, chunk: list, waves: list, errors: list[dict], **kw
         except ParrotError as e:
             errors.append({"path": str(it.path), "error": f"{it.path}: {e}"})
     return out
-
-
-def _write_csv(path: Path, labels: list[str], results: list[tuple], errors: list[dict],
-               dims: list[str] | None = None) -> None:
-    """One row per file (and per window); the dimensions of a model trained on them after the label
-    probabilities (the training data's scale); the label column is empty for a regression-only model."""
-    dims = dims or []
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["path", "utt_id", "reference", "window", "start", "end", "label",
-                    *[f"prob_{lab}" for lab in labels], *dims, "error"])
-        for it, p in results:
-            for row, win in [(p, "all"), *[(x, str(x.window)) for x in p.windows]]:
-                w.writerow([str(it.path), it.utt_id or "", it.reference or "", win, f"{row.start:.3f}",
-                            f"{row.end:.3f}", row.label or "", *[f"{row.probabilities[lab]:.6f}" for lab in labels],
-                            *[f"{row.dimensions[d]:.6f}" for d in dims], ""])
-        for e in errors:
-            w.writerow([e["path"], "", "", "", "", "", "", *["" for _ in labels], *["" for _ in dims], e["error"]])

@@ -61,10 +61,36 @@ def _conventional_help() -> None:
         arg._usage_display_name = usage
 
 
+def _literal_brackets(group: typer.Typer) -> None:
+    """Help texts are plain text, but typer renders them as rich markup, where ``parrot-ser[onnx]``
+    is a style tag and vanishes from --help. Escape the brackets of every parameter and command help
+    once, at registration, so the sources keep writing extras as users type them."""
+    import inspect
+
+    from rich.markup import escape
+    from typer.models import ParameterInfo
+
+    seen: set[int] = set()  # one OptionInfo can serve several commands: escape it once
+
+    def fix(info) -> None:  # noqa: ANN001
+        if id(info) not in seen and isinstance(getattr(info, "help", None), str):
+            seen.add(id(info))
+            info.help = escape(info.help)
+
+    for cmd in group.registered_commands:
+        fix(cmd)
+        for par in inspect.signature(cmd.callback).parameters.values():
+            if isinstance(par.default, ParameterInfo):
+                fix(par.default)
+    for sub in group.registered_groups:
+        fix(sub)
+        _literal_brackets(sub.typer_instance)
+
+
 def _register() -> None:
     # Imported here so `parrot-ser --help` stays fast and each group stays in its own module.
     _conventional_help()
-    from parrot_ser.cli import corpus, demo, encoders, extract, inference, serve, train
+    from parrot_ser.cli import analyze, corpus, demo, encoders, extract, inference, serve, train
 
     app.add_typer(corpus.app, name="corpus", help="List, inspect and export SER corpora.")
     app.add_typer(encoders.app, name="encoders", help="List and convert PTM encoders.")
@@ -73,8 +99,10 @@ def _register() -> None:
     app.command("grid", help="Every encoder / pair x every model, paper-style tables.")(train.grid)
     app.command("export", help="Export a trained run as a self-describing model bundle.")(inference.export)
     app.command("predict", help="Predict emotions for audio files with an exported model.")(inference.predict)
+    app.command("analyze", help="Emotion over time: speech regions, windows, a merged timeline.")(analyze.analyze)
     app.command("serve", help="Serve an exported model over HTTP (FastAPI).")(serve.serve)
     app.command("demo", help="Offline end-to-end demo on a synthetic acted-prosody corpus.")(demo.demo)
+    _literal_brackets(app)
 
 
 _register()

@@ -350,7 +350,7 @@ def _export_step(out: Path, plan: DemoPlan, grid: dict, say: Stage, timings: dic
     from parrot_ser.training.export import export_run
 
     say(f"exporting {export_cell['model']} [{export_cell['row']}]")
-    bundle_dir = export_run(out / "grid" / export_cell["dir"], out / "model")
+    bundle_dir = export_run(out / "grid" / export_cell["dir"], out / "model", refit=True)  # as `export` does
     unseen = synthesize_corpus(out / "unseen", seed=plan.seed + 1000, emotions=plan.emotions, n_sentences=1,
                                speakers=[s.speaker for s in UNSEEN_SPEAKERS])
     unseen_manifest = unseen.manifest()

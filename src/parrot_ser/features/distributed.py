@@ -25,36 +25,9 @@ from typing import Any
 
 from parrot_ser.encoders.base import Encoder
 from parrot_ser.errors import FeatureStoreError
+from parrot_ser.features.pool import ChunkEncoder
 from parrot_ser.features.writer import ChunkJob, ChunkResult, ChunkRunner
 from parrot_ser.files import json_plain
-
-
-class _EncoderActor:
-    """One encoder, built once per actor; encodes chunks on request."""
-
-    def __init__(self, build_kwargs: dict, threads: int):
-        from concurrent.futures import ThreadPoolExecutor
-
-        import torch
-
-        from parrot_ser.encoders import build_encoder
-
-        torch.set_num_threads(int(threads))
-        kw = dict(build_kwargs)
-        self.encoder = build_encoder(kw.pop("name"), **kw)
-        self.pool = ThreadPoolExecutor(max_workers=2)
-
-    def identity(self) -> dict:
-        return self.encoder.identity.to_dict()
-
-    def encode(self, job: ChunkJob, frames: bool, batch_seconds: float, max_batch: int) -> ChunkResult:
-        from parrot_ser.features.writer import encode_chunk
-
-        stats: dict = {}
-        out = encode_chunk(self.encoder, job, frames=frames, batch_seconds=batch_seconds, max_batch=max_batch,
-                           pool=self.pool, stats=stats)
-        out.stats = {k: v for k, v in stats.items() if isinstance(v, (int, float))}
-        return out
 
 
 class RayChunkRunner(ChunkRunner):
@@ -85,7 +58,7 @@ class RayChunkRunner(ChunkRunner):
     def _start(self) -> None:
         if self.actors:
             return
-        cls = self.ray.remote(_EncoderActor).options(num_cpus=self.threads, num_gpus=1 if self.gpu else 0)
+        cls = self.ray.remote(ChunkEncoder).options(num_cpus=self.threads, num_gpus=1 if self.gpu else 0)
         self.actors = [cls.remote(self.build_kwargs, self.threads) for _ in range(self.n_actors)]
 
     def check_identity(self, encoder: Encoder) -> None:

@@ -19,7 +19,7 @@ import time
 import uuid
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -91,8 +91,18 @@ def _clean_tmp(d: Path) -> None:
 # --- manifest of the store -----------------------------------------------------------------------
 
 def _merge_manifest(out: Path, manifest: Manifest) -> Manifest:
-    """Store manifest = union of every manifest extracted into this store (first seen order).
-    The same utt_id with another audio file is refused: features would silently mix."""
+    """Store manifest = union of every manifest extracted into this store (first seen order), written
+    when it grew. The same utt_id with another audio file is refused: features would silently mix."""
+    merged, grew = _merged_manifest(out, manifest)
+    if grew:
+        with atomic_path(out / MANIFEST) as tmp:
+            merged.to_csv(tmp)
+            os.replace(str(tmp) + ".json", str(out / MANIFEST) + ".json")
+    return merged
+
+
+def _merged_manifest(out: Path, manifest: Manifest) -> tuple[Manifest, bool]:
+    """(the store manifest with ``manifest`` merged in, whether that added rows); reads only."""
     path = out / MANIFEST
     new_root = Path(manifest.root).resolve()
     if path.is_file():
@@ -112,16 +122,11 @@ def _merge_manifest(out: Path, manifest: Manifest) -> Manifest:
                 continue
             added.append(Utterance(u.utt_id, p, u.label, u.speaker, u.original_label, dict(u.meta)))
         if not added:
-            return old
-        merged = Manifest(old.corpus, old.root, old.utterances + added, old.problems,
-                          label_policy=old.label_policy, targets=old.targets, note=old.note or manifest.note)
-    else:
-        merged = Manifest(manifest.corpus, new_root, list(manifest.utterances), list(manifest.problems),
-                          label_policy=manifest.label_policy, targets=list(manifest.targets), note=manifest.note)
-    with atomic_path(path) as tmp:
-        merged.to_csv(tmp)
-        os.replace(str(tmp) + ".json", str(path) + ".json")
-    return merged
+            return old, False
+        return Manifest(old.corpus, old.root, old.utterances + added, old.problems, label_policy=old.label_policy,
+                        targets=old.targets, note=old.note or manifest.note), True
+    return Manifest(manifest.corpus, new_root, list(manifest.utterances), list(manifest.problems),
+                    label_policy=manifest.label_policy, targets=list(manifest.targets), note=manifest.note), True
 
 
 def _check_same_labels(path: Path, old: Manifest, new: Manifest) -> None:
@@ -367,13 +372,21 @@ class ChunkRunner(ABC):
             max_batch: int) -> Iterator[tuple[int, ChunkResult]]:
         """Encode ``jobs`` and yield each finished chunk (any order); the driver commits them."""
 
+    def close(self) -> None:  # noqa: B027 - optional: runners with workers to stop override it
+        """Stop the workers (after ``run``, or when the driver stops early)."""
+
+
+# A ChunkRunner, or a factory called with (number of chunks to encode, this process's encoder) that
+# returns a runner (None: encode in this process), so the workers can follow the work left.
+RunnerChoice = ChunkRunner | Callable[[int, Encoder], ChunkRunner | None] | None
+
 
 # --- main entry ----------------------------------------------------------------------------------
 
 def extract_features(manifest: Manifest, encoder: Encoder, out_dir: str | Path, *, frames: bool = False,
                      dtype: str = "float32", batch_seconds: float = 64.0, progress: ProgressFactory | bool | None = None,
                      chunk_size: int = 128, max_batch: int = 64, load_workers: int = 2,
-                     wait: bool = False, remote: ChunkRunner | None = None) -> dict:
+                     wait: bool = False, remote: RunnerChoice = None) -> dict:
     """Extract ``encoder`` features for every utterance of ``manifest`` into the store ``out_dir``
     (created or extended). Resumes from committed chunks; bad audio files are skipped and listed in
     the report (never fatal). Returns the report (also written to DIR/<encoder>/report.json) with
@@ -381,12 +394,17 @@ def extract_features(manifest: Manifest, encoder: Encoder, out_dir: str | Path, 
 
     One writer per store: the store is locked for the whole call (``store_lock``); a second writer
     stops with a one-line FeatureStoreError, or waits for the lock with ``wait=True``.
-    ``remote``: a ChunkRunner (e.g. ``features.distributed.RayChunkRunner``) that encodes chunks
-    elsewhere; this process stays the only writer (it commits each returned chunk atomically)."""
+    ``remote``: a ChunkRunner (``features.pool.ProcessChunkRunner``: local worker processes,
+    ``features.distributed.RayChunkRunner``: Ray actors) that encodes chunks elsewhere, or a factory
+    ``(n_chunks, encoder) -> ChunkRunner | None``; this process stays the only writer (it commits each returned
+    chunk atomically)."""
     if dtype not in DTYPES:
         raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
     if batch_seconds <= 0 or chunk_size <= 0 or max_batch <= 0:
         raise ConfigError("batch_seconds, chunk_size and max_batch must be positive")
+    done = _finished_report(Path(out_dir), manifest, encoder, frames, dtype)
+    if done is not None:  # nothing to write: no lock, so a store this user may only read still answers
+        return done
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     with store_lock(out_dir, wait=wait):
         return _extract_locked(manifest, encoder, out_dir, frames=frames, dtype=dtype, batch_seconds=batch_seconds,
@@ -396,7 +414,7 @@ def extract_features(manifest: Manifest, encoder: Encoder, out_dir: str | Path, 
 
 def _extract_locked(manifest: Manifest, encoder: Encoder, out_dir: str | Path, *, frames: bool, dtype: str,
                     batch_seconds: float, progress: bool, chunk_size: int, max_batch: int, load_workers: int,
-                    remote: ChunkRunner | None) -> dict:
+                    remote: RunnerChoice) -> dict:
     """plan/resume -> encode -> commit (chunk by chunk) -> consolidate."""
     t_start = time.perf_counter()
     run_id = f"{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
@@ -429,6 +447,28 @@ def _extract_locked(manifest: Manifest, encoder: Encoder, out_dir: str | Path, *
     report["resumed"] = len(requested) - len(todo)
     report["up_to_date"] = False
     return report
+
+
+def _finished_report(out: Path, manifest: Manifest, encoder: Encoder, frames: bool, dtype: str) -> dict | None:
+    """The report of a finished entry that already holds every utterance of ``manifest`` (same
+    identity, same audio files), read without writing anything; None when there is work to do (the
+    locked path then checks again and says what is wrong, if anything)."""
+    enc_dir = out / encoder.spec.name
+    try:
+        meta = read_meta(enc_dir)
+        if meta is None or json_plain(meta["store_identity"]) != json_plain(_store_identity(encoder, frames, dtype)):
+            return None
+        if (enc_dir / PARTIAL).exists() or _merged_manifest(out, manifest)[1]:
+            return None
+        rep = json.loads((enc_dir / REPORT).read_text(encoding="utf-8"))
+        known = set((enc_dir / UTT_IDS).read_text(encoding="utf-8").splitlines())
+    except (OSError, ValueError, KeyError, FeatureStoreError):
+        return None
+    known |= {s["utt_id"] for s in rep.get("skipped", [])}
+    if not all(u.utt_id in known for u in manifest.utterances):
+        return None
+    rep.update(computed_this_run=0, resumed=len(manifest.utterances), up_to_date=True)
+    return rep
 
 
 def _resume_entry(out: Path, enc_dir: Path, partial: Path, manifest: Manifest, ident: dict,
@@ -499,7 +539,7 @@ def _header_durations(manifest: Manifest, todo: list[Utterance]) -> tuple[list[U
 def _encode_and_commit(encoder: Encoder, manifest: Manifest, good: list[Utterance], durs: list[float],
                        header_skipped: list[dict], n_todo: int, partial: Path, run: dict, *, frames: bool,
                        dtype: str, batch_seconds: float, progress: Any, chunk_size: int, max_batch: int,
-                       load_workers: int, remote: ChunkRunner | None) -> None:
+                       load_workers: int, remote: RunnerChoice) -> None:
     """Encode -> commit: chunks of similar-length utterances (each split into padded-seconds-capped
     batches), here or on ``remote`` workers, each committed atomically as it comes back."""
     name = encoder.spec.name
@@ -526,6 +566,8 @@ def _encode_and_commit(encoder: Encoder, manifest: Manifest, good: list[Utteranc
         run["n_computed"] += len(ids)
         run["n_skipped"] += len(skipped) - (len(header_skipped) if ci == 0 else 0)
         run["chunks"] += 1
+        if stop_after and run["chunks"] >= stop_after and run["chunks"] < len(chunks):
+            os._exit(STOP_EXIT_CODE)  # simulated kill for resume tests: no cleanup on purpose
 
     with prog, ThreadPoolExecutor(max_workers=load_workers) as pool:
         task = prog.add_task(f"{name}", total=n_todo, rate="")
@@ -540,20 +582,25 @@ def _encode_and_commit(encoder: Encoder, manifest: Manifest, good: list[Utteranc
 
         payloads = [ChunkJob([good[i].utt_id for i in chunk], [str(paths[i]) for i in chunk],
                              [durs[i] for i in chunk]) for chunk in chunks]
-        if remote is not None:
+        runner = remote(len(payloads), encoder) if callable(remote) and not isinstance(remote, ChunkRunner) \
+            else remote
+        if runner is not None:
             # Chunks come back in completion order; rows are put in manifest order at consolidation,
             # so the store is the same whatever order they were committed in.
-            remote.check_identity(encoder)
-            for ci, out in remote.run(payloads, frames=frames, batch_seconds=batch_seconds, max_batch=max_batch):
-                commit(ci, out)
-                on_batch(len(payloads[ci].utt_ids), 0)
+            try:
+                runner.check_identity(encoder)
+                for ci, out in runner.run(payloads, frames=frames, batch_seconds=batch_seconds,
+                                          max_batch=max_batch):
+                    commit(ci, out)
+                    on_batch(len(payloads[ci].utt_ids), 0)
+            finally:
+                if runner is not remote:
+                    runner.close()  # made here for this call; a runner passed in is the caller's to close
         else:
             for ci, job in enumerate(payloads):
                 out = encode_chunk(encoder, job, frames=frames, batch_seconds=batch_seconds, max_batch=max_batch,
                                    pool=pool, on_batch=on_batch, stats=run)
                 commit(ci, out)
-                if stop_after and run["chunks"] >= stop_after and ci + 1 < len(chunks):
-                    os._exit(STOP_EXIT_CODE)  # simulated kill for resume tests: no cleanup on purpose
 
 
 

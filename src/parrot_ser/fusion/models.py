@@ -439,6 +439,18 @@ class _Tokens(_TwoBranch):
             fmap = nn.functional.adaptive_avg_pool1d(fmap, self.cfg.ot_tokens)
         return proj(fmap.transpose(1, 2))
 
+    @staticmethod
+    def _mix_frames(x: torch.Tensor, sel: nn.Module, side: str) -> torch.Tensor:
+        """Frames (B, T, L, F) of a layer-weighted input -> (B, T, F) with the SAME learned layer
+        weights as that input's pooled vector (one layer mix per encoder); (B, T, F) pass through."""
+        if x.dim() != 4:
+            return x
+        if sel.mix is None:
+            raise ConfigError(f"frames of branch {side} hold {x.shape[2]} layers but the model has no layer "
+                              "weighting (train with --layer all)")
+        w = torch.softmax(sel.mix.weights, 0).to(x.dtype)
+        return torch.einsum("l,btlf->btf", w, x)
+
     def tokens(self, fp, fq, inp: FusionInput):
         use_frames = self.cfg.token_source == "frames" or (
             self.cfg.token_source == "auto" and inp.frames is not None)
@@ -448,7 +460,8 @@ class _Tokens(_TwoBranch):
             raise ConfigError("token_source='frames' needs FusionInput.frames for both inputs")
         masks = inp.frame_mask or [None, None]
         out = []
-        for x, mask, proj, side in zip(inp.frames, masks, (self.frame_p, self.frame_q), "pq"):
+        for x, mask, proj, side, sel in zip(inp.frames, masks, (self.frame_p, self.frame_q), "pq", self.select):
+            x = self._mix_frames(x, sel, side)
             if x.shape[-1] != proj.in_features:
                 raise ConfigError(f"frames of branch {side} have {x.shape[-1]} features, "
                                   f"the model was built for {proj.in_features} (frame_dims)")

@@ -145,6 +145,33 @@ def _card_data(doc: dict, corpus: str | None, task_desc: str, untrained: list[st
                          eval_results=evals or None, datasets=[corpus] if corpus else None)
 
 
+def _bundle_kind(ens: dict) -> str:
+    if ens.get("kind") == "refit":
+        return ("one model refit on all the run's data (the default of `parrot-ser export`; `--ensemble` "
+                "bundles the run's fold x seed models instead).")
+    return (f"an ensemble of the run's {ens.get('n_members')} fold x seed models ({ens.get('aggregation')}; "
+            "`parrot-ser export --ensemble`).")
+
+
+def _install_and_use(doc: dict) -> str:
+    return f"""## Install
+
+PARROT-SER is not published on PyPI: install it from a clone of its source repository,
+`pip install -e .` in the clone (`pip install -e '.[serve]'` adds `parrot-ser serve`), with
+parrot-ser {doc.get('package_version')} or later.
+
+## Use
+
+```python
+import parrot_ser
+model = parrot_ser.load_model("path/to/this/folder")     # or a hub repo id in your HF cache
+print(model.pipeline("speech.wav"))                       # [{{"label": ..., "score": ...}}, ...]
+```
+
+or `parrot-ser predict <folder or repo id> speech.wav --json`.
+"""
+
+
 def model_card(doc: dict, corpus: str | None = None) -> str:
     """README.md in the hub's format (YAML front matter written by huggingface_hub's ModelCardData)."""
     from huggingface_hub import ModelCard
@@ -175,26 +202,17 @@ def model_card(doc: dict, corpus: str | None = None) -> str:
     body = f"""
 # parrot-ser: {md['name']} on {' + '.join(e['name'] for e in encs)}
 {warn}
-Speech emotion recognition head(s) trained with PARROT-SER (`pip install parrot-ser`) on frozen
-speech encoder features. {outputs}.
+Speech emotion recognition head(s) trained with PARROT-SER on frozen speech encoder features.
+{outputs}.
 
-## Use
-
-```python
-import parrot_ser
-model = parrot_ser.load_model("path/to/this/folder")     # or a hub repo id in your HF cache
-print(model.pipeline("speech.wav"))                       # [{{"label": ..., "score": ...}}, ...]
-```
-
-or `parrot-ser predict <folder or repo id> speech.wav --json`.
-
+{_install_and_use(doc)}
 ## Training data and protocol
 
 - Corpus: {corpus_name}; {tr.get('n_utterances', '?')} utterances, {tr.get('n_speakers', '?')} speakers,
   classes {', '.join(tr.get('classes', doc['labels']))}.
 - Protocol: {task_desc}, {_folds_words(tr)}; seeds {tr.get('seeds')}.
 - Cross-validated {scores} (mean ± sample std over folds, each fold averaged over the seeds).
-- This bundle: {ens.get('kind')} of {ens.get('n_members')} model(s) ({ens.get('aggregation')}).
+- This bundle: {_bundle_kind(ens)}
   {REFIT_NOTE if ens.get('kind') == 'refit' else CV_NOTE}
 - Batching at inference: {inf.get('batch_mode')} ({inf.get('note')}).
 {fold_table}

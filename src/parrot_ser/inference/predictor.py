@@ -79,15 +79,17 @@ class Prediction:
 
 
 def plan_windows(n_samples: int, sr: int, window: float | None = None, hop: float | None = None,
-                 long_seconds: float = LONG_SECONDS) -> list[tuple[int, int]]:
+                 long_seconds: float = LONG_SECONDS, default_window: float = WINDOW_SECONDS,
+                 default_hop: float | None = None) -> list[tuple[int, int]]:
     """Sample ranges to score. ``window`` None: automatic (whole recording up to ``long_seconds``,
-    else WINDOW_SECONDS windows); 0: never split; > 0: split anything longer than ``window``.
-    ``hop`` defaults to half the window. The last window is aligned to the recording's end so every
-    window has full length (no short tail that the model never saw in training)."""
+    else ``default_window`` windows every ``default_hop``); 0: never split; > 0: split anything
+    longer than ``window``. ``hop`` defaults to half the window. The last window is aligned to the
+    recording's end so every window has full length (no short tail the model never saw in training)."""
     if window is None:
         if n_samples <= long_seconds * sr:
             return [(0, n_samples)]
-        window = WINDOW_SECONDS
+        window = default_window
+        hop = hop if hop is not None else default_hop
     if window < 0 or (hop is not None and hop <= 0):
         raise ConfigError(f"window ({window}) must be >= 0 and hop ({hop}) > 0 seconds")
     win = int(round(window * sr))
@@ -249,6 +251,21 @@ class Predictor:
     __call__ = pipeline
 
     @property
+    def clip_seconds(self) -> dict | None:
+        """Lengths of the clips the model was trained on (bundle ``training.clip_seconds``), if recorded."""
+        return (self.info.get("training") or {}).get("clip_seconds") or None
+
+    def window_defaults(self) -> dict[str, float]:
+        """``plan_windows`` defaults: with recorded clip lengths, recordings longer than the longest
+        training clip are cut into windows of the median clip length, hop = window; older bundles
+        keep LONG_SECONDS / WINDOW_SECONDS."""
+        clips = self.clip_seconds
+        if not clips or not clips.get("median"):
+            return {}
+        med = float(clips["median"])
+        return {"long_seconds": max(float(clips.get("max", med)), med), "default_window": med, "default_hop": med}
+
+    @property
     def untrained(self) -> list[str]:
         return [e["name"] for e in self.info.get("encoders", []) if e.get("random_init")]
 
@@ -337,7 +354,7 @@ class Predictor:
         """Waveforms already at ``self.sample_rate``: windows -> probabilities -> Predictions."""
         names = list(names) if names is not None else [None] * len(waves)
         sr = self.sample_rate
-        plans = [plan_windows(len(w), sr, window, hop) for w in waves]
+        plans = [plan_windows(len(w), sr, window, hop, **self.window_defaults()) for w in waves]
         segments = [w[s:e] for w, plan in zip(waves, plans) for s, e in plan]
         probs = self.probabilities(segments, batch_size) if segments else np.zeros((0, len(self.labels) + len(self.dims)))
         out, k = [], 0
@@ -349,6 +366,22 @@ class Predictor:
                 wins = [self._make(row, name, s / sr, e / sr, j) for j, (row, (s, e)) in enumerate(zip(p, plan))]
             out.append(self._make(p.mean(axis=0), name, 0.0, plan[-1][1] / sr, None, wins))
         return out
+
+    def analyze(self, x: Any, *, sample_rate: int | None = None, vad: str = "silero", window: float | None = None,
+                hop: float | None = None, smooth: int = 1, batch_size: int = 16) -> Any:
+        """Emotion over time (inference/timeline.py): ``x`` a path (decoded in blocks, so any length)
+        or a 1-D waveform with ``sample_rate``. Returns a Timeline: speech regions, windows (label,
+        probabilities) and merged segments; ``.to_dict()`` for JSON."""
+        from parrot_ser.inference.timeline import analyze_blocks, analyze_file
+        from parrot_ser.inference.vad import VAD_RATE
+
+        opts = {"vad": vad, "window": window, "hop": hop, "smooth": smooth, "batch_size": batch_size}
+        if isinstance(x, (str, Path)):
+            return analyze_file(self, x, **opts)
+        if sample_rate is None:
+            raise ConfigError("waveform input needs sample_rate= (samples per second)")
+        wave = check_waveform(torch.as_tensor(x).numpy() if torch.is_tensor(x) else x)
+        return analyze_blocks(self, [resample(wave, int(sample_rate), VAD_RATE)], None, **opts)
 
     def _make(self, row: np.ndarray, name: str | None, start: float, end: float, window: int | None,
               windows: list[Prediction] | None = None) -> Prediction:

@@ -24,9 +24,10 @@ def select_layer(x: np.ndarray, layer: int | str | None, axis: int = 0) -> np.nd
 
 
 def pad_frames(seqs: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(T_n, F) arrays -> (B, T_max, F) zero-padded float32 and (B, T_max) mask, True on real frames."""
+    """(T_n, F) arrays -> (B, T_max, F) zero-padded float32 and (B, T_max) mask, True on real frames
+    ((T_n, L, F) with layer weighting -> (B, T_max, L, F))."""
     t_max = max(int(s.shape[0]) for s in seqs)
-    pad = np.zeros((len(seqs), t_max, seqs[0].shape[-1]), dtype=np.float32)
+    pad = np.zeros((len(seqs), t_max, *seqs[0].shape[1:]), dtype=np.float32)
     mask = np.zeros((len(seqs), t_max), dtype=bool)
     for j, s in enumerate(seqs):
         pad[j, : len(s)] = s

@@ -51,12 +51,15 @@ class Standardiser:
     @classmethod
     def identity_dims(cls, input_dims: Sequence, frame_dims: Sequence[int] | None = None) -> Standardiser:
         """Placeholder statistics of the right shapes (to rebuild a model before loading weights).
-        ``input_dims``: per input an int D or a shape [D] / [L, D]."""
+        ``input_dims``: per input an int D or a shape [D] / [L, D]. Frames of a layer-weighted input
+        ([L, D]) keep the same layer axis: their statistics are (L, F), one per layer."""
         shp = lambda d: tuple(int(x) for x in d) if isinstance(d, (list, tuple)) else (int(d),)  # noqa: E731
         z = lambda ds: [np.zeros(shp(d), np.float32) for d in ds]  # noqa: E731
         o = lambda ds: [np.ones(shp(d), np.float32) for d in ds]  # noqa: E731
-        return cls(z(input_dims), o(input_dims), None if frame_dims is None else z(frame_dims),
-                   None if frame_dims is None else o(frame_dims))
+        fshapes = None if frame_dims is None else [
+            [shp(d)[0], int(f)] if len(shp(d)) == 2 else int(f) for d, f in zip(input_dims, frame_dims)]
+        return cls(z(input_dims), o(input_dims), None if fshapes is None else z(fshapes),
+                   None if fshapes is None else o(fshapes))
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         out = {}
@@ -114,7 +117,8 @@ class StandardisedModel(torch.nn.Module):
             for i, f in enumerate(x.frames):
                 z = (f - b[f"std_frames_mean_{i}"]) / b[f"std_frames_std_{i}"]
                 if x.frame_mask is not None:  # keep padding at exactly zero
-                    z = z * x.frame_mask[i].unsqueeze(-1).to(z.dtype)
+                    m = x.frame_mask[i]
+                    z = z * m.reshape(*m.shape, *([1] * (z.dim() - m.dim()))).to(z.dtype)  # (B, T[, L], F)
                 frames.append(z)
         out = self.net(FusionInput(pooled, frames, x.frame_mask))
         if not self.has_targets:

@@ -23,27 +23,34 @@ import io
 import logging
 import math
 import re
+import tempfile
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Query, Request, WebSocket
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser, parse_options_header
+from starlette.requests import ClientDisconnect
 
 from parrot_ser import __version__
 from parrot_ser.errors import AudioError, AudioTooLongError, ConfigError, ParrotError
+from parrot_ser.inference.writers import predictions_doc
 
 log = logging.getLogger("parrot_ser.service")
 
 DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 DEFAULT_MAX_SECONDS = 120.0
+DEFAULT_ANALYZE_MAX_BYTES = 1 << 30  # 1 GiB on disk: about 9 h of 16 kHz 16-bit mono WAV
+DEFAULT_ANALYZE_MAX_SECONDS = 4 * 3600.0
+DEFAULT_STREAM_MAX_SECONDS = 4 * 3600.0
 MIN_WINDOW_SECONDS = 0.5
 MIN_HOP_SECONDS = 0.25
 
@@ -148,19 +155,21 @@ class _ClientError(Exception):
 
 
 class BodyLimitMiddleware:
-    """Pure ASGI: refuse bodies over ``max_bytes`` with 413 before the app buffers them."""
+    """Pure ASGI: refuse bodies over ``max_bytes`` (or ``per_path[path]``) with 413 before the app
+    buffers them."""
 
-    def __init__(self, app: Any, max_bytes: int):
+    def __init__(self, app: Any, max_bytes: int, per_path: dict[str, int] | None = None):
         self.app = app
         self.max_bytes = max_bytes
+        self.per_path = per_path or {}
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        limit = self.max_bytes
+        limit = self.per_path.get(scope.get("path", ""), self.max_bytes)
         for k, v in scope.get("headers", []):
             if k == b"content-length" and v.isdigit() and int(v) > limit:
-                return await _error(413, "upload too large", self._msg(int(v)))(scope, receive, send)
+                return await _error(413, "upload too large", self._msg(int(v), limit))(scope, receive, send)
         seen = 0
         started = False
 
@@ -184,10 +193,11 @@ class BodyLimitMiddleware:
         except _TooLarge:
             if started:  # pragma: no cover - the app answered before reading everything
                 return
-            await _error(413, "upload too large", self._msg(seen))(scope, receive, send)
+            await _error(413, "upload too large", self._msg(seen, limit))(scope, receive, send)
 
-    def _msg(self, n: int) -> str:
-        return f"request body of {n} bytes exceeds the limit of {self.max_bytes} bytes (--max-upload-mb)"
+    def _msg(self, n: int, limit: int) -> str:
+        flag = "--max-upload-mb" if limit == self.max_bytes else "--analyze-max-mb"
+        return f"request body of {n} bytes exceeds the limit of {limit} bytes ({flag})"
 
 
 # The endpoint reads the body itself (so a wrong field name, a cut multipart body or a urlencoded
@@ -281,36 +291,72 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return _error(exc.status_code, "http error", str(exc.detail))
 
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, exc: ClientDisconnect) -> Response:
+        # A client that hangs up mid-upload is not a server fault: one line, no traceback. Nobody
+        # reads the answer; handled here (not in the catch-all below) so Starlette does not re-raise.
+        client = request.client.host if request.client else "?"
+        log.warning("client %s disconnected during %s %s; request dropped", client, request.method, request.url.path)
+        return Response(status_code=499)
+
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> JSONResponse:
         log.exception("internal error on %s", request.url.path)
         return _error(500, "internal error", "the server failed to process the request; see the server log")
 
 
+@dataclass
+class ServiceLimits:
+    """Per-endpoint limits. /v1/predict holds the upload in memory (short clips); /v1/analyze streams
+    its upload to a temporary file (long recordings); the WebSocket caps each message and a session."""
+
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    max_seconds: float = DEFAULT_MAX_SECONDS
+    analyze_max_bytes: int = DEFAULT_ANALYZE_MAX_BYTES
+    analyze_max_seconds: float = DEFAULT_ANALYZE_MAX_SECONDS
+    stream_max_seconds: float = DEFAULT_STREAM_MAX_SECONDS
+    stream_max_message_bytes: int = 1 << 20
+
+
 def create_app(model: str | Path | PredictorLike, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
                max_seconds: float = DEFAULT_MAX_SECONDS, thread_limit: int | None = None,
-               window: float | None = None, hop: float | None = None) -> FastAPI:
+               window: float | None = None, hop: float | None = None, limits: ServiceLimits | None = None,
+               token: str | None = None, vad: str = "silero") -> FastAPI:
     """The service for a model bundle folder (loaded and verified now) or a ready predictor.
-    ``window``/``hop``: as ``parrot-ser predict`` (None = windows only above 20 s)."""
-    if max_upload_bytes <= 0 or max_seconds <= 0:
-        raise ConfigError(f"limits must be positive (max_upload_bytes={max_upload_bytes}, max_seconds={max_seconds})")
+    ``window``/``hop``: as ``parrot-ser predict``. ``token``: required on every endpoint but
+    /health and the page's static files (auth.py). ``vad``: for /v1/analyze and the WebSocket."""
+    limits = limits or ServiceLimits(max_upload_bytes=max_upload_bytes, max_seconds=max_seconds)
+    if min(limits.max_upload_bytes, limits.max_seconds, limits.analyze_max_bytes, limits.analyze_max_seconds,
+           limits.stream_max_seconds) <= 0:
+        raise ConfigError(f"limits must be positive ({limits})")
     if isinstance(model, (str, Path)):
         from parrot_ser.inference.predictor import load_model
 
         predictor: PredictorLike = load_model(model, quiet=True)
     else:
         predictor = model
-    untrained = list(getattr(predictor, "untrained", []) or [])
-    untrained_notes = _untrained_notes(untrained)
-
     app = FastAPI(title="PARROT-SER", version=__version__, lifespan=_lifespan(thread_limit),
                   description="Speech emotion recognition with an exported PARROT-SER model bundle.")
     app.state.predictor = predictor
-    app.add_middleware(BodyLimitMiddleware, max_bytes=int(max_upload_bytes))
+    app.add_middleware(BodyLimitMiddleware, max_bytes=int(limits.max_upload_bytes),
+                       per_path={"/v1/analyze": int(limits.analyze_max_bytes)})
+    if token:
+        from parrot_ser.service.auth import TokenMiddleware
 
+        app.add_middleware(TokenMiddleware, token=token)
     _add_error_handlers(app)
+    _add_info_routes(app, predictor)
+    _add_predict_route(app, predictor, limits, window, hop)
+    _add_analyze_routes(app, predictor, limits, token, vad)
+    from parrot_ser.service.page import add_page
 
-    # --- endpoints ---------------------------------------------------------------------------------
+    add_page(app)
+    return app
+
+
+def _add_info_routes(app: FastAPI, predictor: PredictorLike) -> None:
+    untrained = list(getattr(predictor, "untrained", []) or [])
+
     @app.get("/health", response_model=HealthOut)
     def health() -> HealthOut:
         return HealthOut(status="ok", version=__version__, labels=len(predictor.labels), untrained=untrained)
@@ -324,7 +370,15 @@ def create_app(model: str | Path | PredictorLike, *, max_upload_bytes: int = DEF
         """The bundle's description (encoders, model, labels, training summary), minus the file list."""
         info = dict(getattr(predictor, "info", {}) or {})
         info.pop("files", None)
+        info["untrained"] = untrained
+        info["warnings"] = _untrained_notes(untrained)
         return public_info(info)
+
+
+def _add_predict_route(app: FastAPI, predictor: PredictorLike, limits: ServiceLimits, window: float | None,
+                       hop: float | None) -> None:
+    max_seconds = limits.max_seconds
+    untrained_notes = _untrained_notes(list(getattr(predictor, "untrained", []) or []))
 
     # response_model_exclude_none: a regression-only model answers without a "label" key at all
     @app.post("/v1/predict", response_model=PredictOut, responses=ERRORS, openapi_extra=_UPLOAD_SCHEMA,
@@ -333,8 +387,11 @@ def create_app(model: str | Path | PredictorLike, *, max_upload_bytes: int = DEF
         request: Request,
         window_s: float | None = Query(None, alias="window", ge=0, description="window seconds (0: never split)"),
         hop_s: float | None = Query(None, alias="hop", gt=0, description="hop seconds (default window/2)"),
+        fmt: str = Query("json", alias="format", description="answer format: json, or another prediction "
+                                                             "writer (csv)"),
     ) -> Any:
         """Multipart upload (field ``file``) or raw audio bytes as the body."""
+        writer = _writer(fmt, "predictions")
         _check_window("window", window_s, max_seconds)
         _check_window("hop", hop_s, max_seconds)
         name, data = await _read_upload(request)
@@ -361,9 +418,106 @@ def create_app(model: str | Path | PredictorLike, *, max_upload_bytes: int = DEF
             return _error(422, "invalid request", f"window must be 0 or >= {MIN_WINDOW_SECONDS} s and hop >= "
                                                   f"{MIN_HOP_SECONDS} s (got window={w}, hop={h})")
         pred = (await run_in_threadpool(predictor.predict_waveforms, [wave], [name], window=w, hop=h))[0]
+        if writer is not None:  # the CLI's writers (inference/writers.py), same columns as predict --csv
+            doc = predictions_doc(name, predictor.labels, [{**pred.to_dict(), "path": name}],
+                                  warnings=untrained_notes + warns, dims=getattr(predictor, "dims", []))
+            return Response(writer.render(doc), media_type=writer.media_type)
         return _predict_out(name, pred, dur, untrained_notes + warns)
 
-    return app
+
+
+def _add_analyze_routes(app: FastAPI, predictor: PredictorLike, limits: ServiceLimits, token: str | None,
+                        vad: str) -> None:
+    notes = _untrained_notes(list(getattr(predictor, "untrained", []) or []))
+
+    @app.post("/v1/analyze", responses=ERRORS, openapi_extra=_UPLOAD_SCHEMA)
+    async def analyze(
+        request: Request,
+        window_s: float | None = Query(None, alias="window", gt=0, le=60, description="window seconds "
+                                       "(default: the model's training clip length)"),
+        hop_s: float | None = Query(None, alias="hop", gt=0, le=240, description="hop seconds (default: window)"),
+        smooth: int = Query(1, ge=1, le=50, description="average N neighbouring windows"),
+        fmt: str = Query("json", alias="format", description="json, csv or png (the timeline writers)"),
+    ) -> Any:
+        """Emotion over time for a long recording (multipart field ``file`` or the raw body): speech
+        regions, windows, merged segments. The upload is streamed to a temporary file, never held in
+        memory; limits: --analyze-max-mb and --analyze-max-seconds."""
+        from parrot_ser.inference.timeline import analyze_file
+        from parrot_ser.inference.writers import get_writer, timeline_doc
+
+        try:
+            writer = get_writer(fmt, "timeline")
+        except ConfigError as e:
+            raise _ClientError(422, "invalid request", str(e)) from None
+        with tempfile.TemporaryDirectory(prefix="parrot-analyze-") as tmp:
+            name, path = await _upload_to_file(request, Path(tmp))
+            await run_in_threadpool(_check_length, path, name, limits.analyze_max_seconds)
+            tl = await run_in_threadpool(analyze_file, predictor, path, vad=vad, window=window_s, hop=hop_s,
+                                         smooth=smooth)
+        d = tl.to_dict()
+        d["path"] = name
+        doc = timeline_doc(name, list(predictor.labels), [d], notes)
+        return Response(writer.render(doc), media_type=writer.media_type)
+
+    @app.websocket("/v1/stream")
+    async def stream(ws: WebSocket) -> None:
+        from parrot_ser.service.stream import stream_session
+
+        await stream_session(ws, predictor, token=token, vad=vad, max_seconds=limits.stream_max_seconds,
+                             max_message_bytes=limits.stream_max_message_bytes)
+
+
+async def _upload_to_file(request: Request, folder: Path) -> tuple[str, Path]:
+    """The upload (multipart field ``file`` or raw body) copied in pieces to ``folder``."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    target = folder / "upload"
+    if ctype != "multipart/form-data":
+        n = 0
+        with open(target, "wb") as f:
+            async for chunk in request.stream():
+                f.write(chunk)
+                n += len(chunk)
+        if n == 0:
+            raise _ClientError(422, "empty upload", "<body>: no audio bytes received")
+        return "<body>", target
+    try:  # starlette spools multipart files over 1 MB to disk
+        form = await MultiPartParser(request.headers, request.stream(), max_files=4, max_fields=16).parse()
+    except MultiPartException as e:
+        raise _ClientError(400, "invalid multipart body", f"the multipart body could not be parsed ({e})") from None
+    try:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise _ClientError(422, "no file field", "the multipart body has no file field named 'file'")
+        with open(target, "wb") as f:
+            while chunk := await upload.read(1 << 20):
+                f.write(chunk)
+        return upload.filename or "<upload>", target
+    finally:
+        await form.close()
+
+
+def _check_length(path: Path, name: str, max_seconds: float) -> None:
+    from parrot_ser.audio import read_info
+
+    try:
+        info = read_info(path, max_seconds=float("inf"))  # this endpoint's own limit is checked below
+    except AudioError as e:
+        raise _ClientError(422, e.problem, f"{name}: {e.problem}" + (f" ({e.detail})" if e.detail else "")) from None
+    if info.duration > max_seconds:
+        raise _ClientError(413, "recording too long", f"{name}: {info.duration:.0f} s of audio exceeds the limit "
+                           f"of {max_seconds:g} s (--analyze-max-seconds)")
+
+
+def _writer(fmt: str, kind: str) -> Any:
+    """None for the JSON answer of the response model, else the registry's writer ``fmt``."""
+    from parrot_ser.inference.writers import get_writer
+
+    if fmt == "json":
+        return None
+    try:
+        return get_writer(fmt, kind)
+    except ConfigError as e:
+        raise _ClientError(422, "invalid request", str(e)) from None
 
 
 def _predict_out(name: str, pred: Any, dur: float, warnings: list[str]) -> PredictOut:
@@ -379,10 +533,10 @@ def _predict_out(name: str, pred: Any, dur: float, warnings: list[str]) -> Predi
 
 
 def _untrained_notes(untrained: list[str]) -> list[str]:
-    """Every answer of an untrained model says so (the CLI and the Python API warn too), worded once."""
-    from parrot_ser.notices import untrained_text
+    """Every answer of an untrained model says so, in the words of `predict --json` (notices.py)."""
+    from parrot_ser.notices import untrained_warnings
 
-    return [untrained_text(n) for n in untrained]
+    return untrained_warnings(untrained)
 
 
 def _header_seconds(data: bytes) -> float | None:

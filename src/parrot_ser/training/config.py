@@ -102,8 +102,6 @@ class TrainConfig:
             raise ConfigError(f"config val_fraction must be in [0, 1) (got {self.val_fraction})")
         if self.layer is not None and not isinstance(self.layer, int) and self.layer not in ("mean", "all"):
             raise ConfigError(f"config layer must be an int position, 'mean', 'all' or empty (got {self.layer!r})")
-        if self.layer == "all" and self.use_frames:
-            raise ConfigError("layer 'all' (layer weighting) works on pooled features; drop --frames")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"config precision must be one of {', '.join(PRECISIONS)} (got {self.precision!r})")
         if not isinstance(self.model, dict):

@@ -142,7 +142,10 @@ def load_features(features_dir: str | Path, encoders: Sequence[str], config: Tra
             if not fs.has_frames:
                 raise FeatureStoreError(f"{features_dir}/{e}: frame features were not extracted "
                                         f"(re-run extract with --frames, or drop --frames)")
-            frames.append([np.asarray(fs.frames(int(r), layer=config.layer), dtype=np.float32) for r in rows])
+            if config.layer == "all":  # every stored layer, (T, L, F): the model mixes them (layer weighting)
+                frames.append([np.asarray(fs.frames_all(int(r)), dtype=np.float32) for r in rows])
+            else:
+                frames.append([np.asarray(fs.frames(int(r), layer=config.layer), dtype=np.float32) for r in rows])
     classes = sorted({lab for lab in labels if lab}) if config.task != "regression" else []
     index = {c: i for i, c in enumerate(classes)}
     dims = list(store.manifest.targets) if config.task != "classification" else []

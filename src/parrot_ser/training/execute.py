@@ -34,6 +34,8 @@ from parrot_ser.training.config import TrainConfig
 from parrot_ser.training.fold_runs import RunPlan, train_folds, write_fold_result
 from parrot_ser.training.logs import EpochLog
 from parrot_ser.training.splits import Fold
+from parrot_ser.workers import exit_with_parent as _exit_with_parent
+from parrot_ser.workers import usable_cores
 
 ENGINES = ("local", "ray")
 # CPU heuristic for --batched auto: vmap over stacked models only pays where a model's step is tiny
@@ -46,13 +48,6 @@ BATCHED_CPU_MAX_PARAMS = 200_000
 # Below this many (utterance x epoch x seed/fold) training rows, automatic --workers stays in this
 # process: about a minute of small-head training, against seconds to start each worker.
 MIN_PARALLEL_WORK = 200_000
-
-
-def usable_cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def resolve_batched(batched: bool | None, model: str, config: TrainConfig, input_shapes: list,
@@ -228,29 +223,6 @@ def _worker_init(threads: int, driver_pid: int) -> None:
 
     torch.set_num_threads(int(threads))
     _exit_with_parent(driver_pid)
-
-
-def _exit_with_parent(parent: int, poll_s: float = 1.0) -> None:
-    """End this worker when the driver that started it is gone. A driver killed with SIGTERM or
-    SIGKILL (a job scheduler, ``kill PID``) cannot shut its pool down, and its workers would go on
-    training units nobody collects, then sleep forever holding their features (seen: 600 MB each).
-    Ctrl-C reaches the whole process group and needs none of this. A daemon thread watches the
-    parent pid (a dead parent re-parents us), portable where prctl(PR_SET_PDEATHSIG) is Linux-only.
-    ``parent`` is the driver's pid as the driver sent it: read here, it would already be the new
-    parent's when the driver died while this worker was still importing."""
-    import threading
-    import time
-
-    if os.getppid() != parent:
-        os._exit(1)
-
-    def watch() -> None:
-        while True:
-            time.sleep(poll_s)
-            if os.getppid() != parent:
-                os._exit(1)  # no cleanup to wait for: the driver writes every result, the worker none
-
-    threading.Thread(target=watch, name="parrot-exit-with-parent", daemon=True).start()
 
 
 def _worker_run(unit: Unit, threads: int, data: Any = None) -> list[dict]:

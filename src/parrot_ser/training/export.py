@@ -1,13 +1,16 @@
 """``export_run``: a finished training run (RUN_DIR of ``parrot-ser train``) -> a model bundle.
 
-Without ``refit`` the bundle holds every seed x fold model of the run (already trained, nothing is
-retrained): at prediction time their softmax probabilities are averaged. The members were trained on
-overlapping 4/5 subsets, so the ensemble's error is close to (usually a little below) the run's
-cross-validated numbers, which the bundle records as its training summary.
+With ``refit`` (the default of ``parrot-ser export`` and of the demo; this function does no
+training unless asked) one model is trained on all of the run's utterances with the run's
+settings (model, config, first seed); early stopping holds out ``val_fraction`` of the speakers, as
+inside each fold. Its expected quality is the run's cross-validated numbers (nothing is held out to
+re-measure it). One model is what a user who exports wants by default: a 15-model ensemble (5 folds x
+3 seeds) was 15x the size and 15x the prediction time of one model (issue 20: 238 MB, 15 s a clip).
 
-With ``refit`` one model is trained on all of the run's utterances with the run's settings (model,
-config, first seed); early stopping holds out ``val_fraction`` of the speakers, as inside each fold.
-Its expected quality is the run's cross-validated numbers (nothing is held out to re-measure it).
+With ``refit=False`` (``--ensemble``) the bundle holds every seed x fold model of the run (already
+trained, nothing is retrained): at prediction time their softmax probabilities are averaged. The
+members were trained on overlapping 4/5 subsets, so the ensemble's error is close to (usually a
+little below) the run's cross-validated numbers, which the bundle records as its training summary.
 
 Batch-dependent models (paper PARROT) get *anchors*: ``eval_batch_size - 1`` training utterances
 (raw pooled features, picked with the run's first seed) with which every utterance is scored, so a
@@ -28,6 +31,7 @@ from safetensors.torch import load_file
 from parrot_ser import __version__
 from parrot_ser.encoders.checkpoint import sha256_file
 from parrot_ser.errors import BundleError, ParrotError
+from parrot_ser.features.clips import clip_seconds
 from parrot_ser.inference.bundle import Member, write_bundle
 from parrot_ser.notices import untrained_models_text
 from parrot_ser.training.rundir import RESULTS_JSON, RUN_JSON, entry_path
@@ -58,7 +62,8 @@ def _load_run_features(run: dict, run_dir: Path) -> Any:
     fdir = run.get("features_dir")
     if not fdir or not Path(fdir).is_dir():
         raise BundleError(f"{run_dir}/run.json: the run's feature store {fdir!r} is not available "
-                          "(needed for --refit and for the anchors of batch-dependent models)")
+                          "(needed to refit one model on all the data, the default, and for the anchors of "
+                          "batch-dependent models; `--ensemble` bundles the run's fold models without it)")
     config = TrainConfig.from_dict(run["config"], source=str(run_dir / RUN_JSON))
     data, _, metas = load_features(fdir, run["encoders"], config)
     if data.classes != run["labels"] or data.dims != list((run.get("task") or {}).get("dims") or []):
@@ -192,7 +197,8 @@ def export_run(run_dir: str | Path, out_dir: str | Path, refit: bool = False, *,
                                "anchors": "each utterance is scored in a batch of itself + the fixed anchors",
                                "alone": "each utterance is scored alone (batch of 1: OT is the identity)"}
                       [batch_mode]},
-        "training": _training_summary(results),
+        "training": {**_training_summary(results),
+                     "clip_seconds": clip_seconds(run.get("features_dir"), list(run["labels"]))},
         "source": {"run_dir": str(run_dir.resolve()), "run_json_sha256": sha256_file(run_dir / RUN_JSON),
                    "fingerprint": run.get("fingerprint"), "versions": run.get("versions")},
     }

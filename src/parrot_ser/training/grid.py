@@ -244,7 +244,8 @@ def run_grid(features_dir: str | Path, encoders: Sequence[str], models: Sequence
 
     run_plans(list(plans.values()), batched=batched, workers=workers, engine=engine, address=address,
               progress=shared, on_plan_done=done)
-    return write_tables(out, cells, {c.key: results[c.key] for c in cells}, kinds, metas, seeds)
+    return write_tables(out, cells, {c.key: results[c.key] for c in cells}, kinds, metas, seeds,
+                        corpus=store.manifest.corpus)
 
 
 def _task_name(model: str, encoders: Sequence[str]) -> str:
@@ -289,6 +290,8 @@ class _GridProgress:
                       if name not in self.finished and tid in tasks and tasks[tid].total)
         grid = tasks.get(self.grid_task)
         cap = grid.total if grid is not None and grid.total else float("inf")
+        if len(self.finished) < cap:  # "done" comes with the last cell_done, whose result the line names
+            cap -= 1e-6
         self.progress.update(self.grid_task, completed=min(cap, len(self.finished) + running), **fields)
 
 
@@ -360,8 +363,25 @@ def _write_ccc_significance(out: Path, sig: list[dict], cols: list[str]) -> list
     return sig
 
 
+def _plot_overview(out: Path, overview: list[dict], first: dict, seeds: Sequence[int], untrained: list[str],
+                   corpus: str | None) -> None:
+    """overview.png, titled with the corpus and the settings, with the chance and majority-class lines
+    (issue 20, item 12: a chance line alone at 14.3 % on Emo-DB hid that 23.7 % is one class)."""
+    from parrot_ser.training.plots import plot_grid_overview
+
+    conf = np.asarray(first.get("confusion_sum") or [[0]], dtype=float)  # rows: true classes
+    majority = 100.0 * conf.sum(axis=1).max() / conf.sum() if conf.sum() else None
+    cfg = first.get("config") or {}
+    settings = ", ".join(x for x in (f"{cfg['epochs']} epochs max" if cfg.get("epochs") else "",
+                                     f"patience {cfg['patience']}" if cfg.get("patience") else "") if x)
+    title = (f"{corpus or 'features'}: {first['n_utterances']} utterances, {first['n_speakers']} speakers, "
+             f"{first['n_folds']} {first['protocol']} folds, {len(seeds)} seed(s), {settings}"
+             + (f" (UNTRAINED: {', '.join(untrained)})" if untrained else ""))
+    plot_grid_overview(overview, len(first["classes"]), out / "overview.png", title, majority=majority)
+
+
 def write_tables(out: Path, cells: Sequence[Cell], results: dict[str, dict], kinds: dict[str, str],
-                 metas: dict[str, dict], seeds: Sequence[int]) -> dict:
+                 metas: dict[str, dict], seeds: Sequence[int], corpus: str | None = None) -> dict:
     models = list(dict.fromkeys(c.model for c in cells))
     rows = list(dict.fromkeys(c.row for c in cells))
     row_kind = {c.row: c.pair_kind for c in cells}
@@ -419,11 +439,7 @@ def write_tables(out: Path, cells: Sequence[Cell], results: dict[str, dict], kin
                  "macro_f1": results[c.key]["headline"]["macro_f1"]} for c in cells
                 if c.key in results and "accuracy" in results[c.key]["headline"]]  # class tasks: the overview
     if overview:
-        from parrot_ser.training.plots import plot_grid_overview
-
-        warn = " (UNTRAINED encoders: " + ", ".join(random_init) + ")" if random_init else ""
-        plot_grid_overview(overview, len(first["classes"]), out / "overview.png",
-                           f"{first['protocol']}, {first['n_utterances']} utterances, {len(seeds)} seed(s){warn}")
+        _plot_overview(out, overview, first, seeds, [random_init_label(e, metas[e]) for e in random_init], corpus)
         grid["plots"] = {"overview": "overview.png"}
     write_json_atomic(out / "grid.json", json.loads(json.dumps(grid, default=str)))
     return grid

@@ -15,7 +15,7 @@ import numpy as np  # noqa: E402
 
 def _wrap(title: str, width: int) -> str:
     # Long titles (model + encoder pair + fold) would be cut at the figure edge.
-    return textwrap.fill(title, width)
+    return textwrap.fill(title, width, break_on_hyphens=False)
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
@@ -113,76 +113,101 @@ def plot_transport(plan: np.ndarray, path: Path, title: str = "", *, source: str
     return _save(fig, path)
 
 
-def plot_learning_curves(curves: Sequence[tuple[str, Sequence[dict], int | None]], path: Path,
+def plot_learning_curves(curves: Sequence[tuple[int, int, Sequence[dict], int | None]], path: Path,
                          title: str = "") -> Path:
     """Per-epoch curves of every seed x fold: losses (train solid, validation dashed) on the left,
-    validation accuracy / macro-F1 (class tasks) or mean CCC (dimensional tasks: regression, and
-    multitask where it joins macro-F1 as a fraction) on the right; a dot marks the restored (best)
-    epoch. ``curves``: (name, history records as in fit_model, best_epoch)."""
-    fig, (ax_l, ax_m) = plt.subplots(1, 2, figsize=(10, 3.8))
-    colours = plt.get_cmap("tab10")
-    recs = [r for _, hist, _ in curves for r in hist]
-    has_f1 = any(r.get("val_macro_f1") is not None for r in recs)
-    has_ccc = any(r.get("val_ccc") is not None for r in recs)
-    # CCC is in [-1, 1]: with both, the F1 curve is drawn as a fraction on the same axis
-    f1_scale = 0.01 if has_ccc else 1.0
-    for i, (name, hist, best) in enumerate(curves):
-        c = colours(i % 10)
-        ep = [r["epoch"] for r in hist]
-        ax_l.plot(ep, [r.get("train_loss") for r in hist], color=c, lw=1.2, label=name)
-        if any(r.get("val_loss") is not None for r in hist):
-            ax_l.plot(ep, [r.get("val_loss") for r in hist], color=c, lw=1.0, ls="--")
-            main = "val_ccc" if has_ccc else "val_macro_f1"
-            scale = 1.0 if has_ccc else f1_scale
-            if has_f1:
-                ax_m.plot(ep, [_scaled(r.get("val_macro_f1"), f1_scale) for r in hist], color=c,
-                          lw=1.2 if not has_ccc else 0.8, ls="-" if not has_ccc else "-.")
-                if not has_ccc:
-                    ax_m.plot(ep, [r.get("val_accuracy") for r in hist], color=c, lw=0.8, ls=":")
-            if has_ccc:
-                ax_m.plot(ep, [r.get("val_ccc") for r in hist], color=c, lw=1.2)
-            rb = next((r for r in hist if r["epoch"] == best), None) if best else None
-            if rb is not None and rb.get(main) is not None:
-                ax_m.plot([best], [_scaled(rb[main], scale)], "o", color=c, ms=4)
-    ax_l.set_xlabel("epoch")
+    validation macro-F1 on the right (and accuracy, dotted, when there are at most 5 runs), or the
+    validation mean CCC for dimensional runs (multitask: CCC solid, macro-F1 / 100 dash-dot); a dot
+    marks the restored (best) epoch. One colour per fold, the same for its seeds (15 runs of 5 folds x
+    3 seeds in 15 colours could not be told apart: tab10 repeats), the legend below the panels, never
+    over a curve, and whole epochs on the x axis. ``curves``: (seed, fold, history records as in
+    fit_model, best_epoch)."""
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
+
+    folds = sorted({fold for _, fold, _, _ in curves})
+    seeds = sorted({seed for seed, _, _, _ in curves})
+    colours = plt.get_cmap("tab10" if len(folds) <= 10 else "turbo")
+    colour = {f: colours(i if len(folds) <= 10 else i / max(1, len(folds) - 1)) for i, f in enumerate(folds)}
+    has_ccc = any(r.get("val_ccc") is not None for _, _, hist, _ in curves for r in hist)
+    with_acc = len(curves) <= 5 and not has_ccc
+    fig, (ax_l, ax_m) = plt.subplots(1, 2, figsize=(10, 4.2))
+    for _, fold, hist, best in curves:
+        _draw_run(ax_l, ax_m, colour[fold], hist, best, has_ccc, with_acc)
+    for ax in (ax_l, ax_m):
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_l.set_ylabel("loss" if has_ccc else "cross-entropy")
     ax_l.set_title("loss (solid: train, dashed: validation)", fontsize=8)
-    ax_m.set_xlabel("epoch")
     if has_ccc:
-        ax_m.set_ylabel("validation CCC" + (" / macro-F1 (fraction)" if has_f1 else ""))
-        ax_m.set_title("validation (solid: mean CCC" + (", dash-dot: macro-F1 / 100" if has_f1 else "")
-                       + "; dot: restored epoch)", fontsize=8)
+        ax_m.set_ylabel("validation CCC")
+        ax_m.set_title("validation mean CCC (solid; dash-dot: macro-F1 / 100 when classes too); dot: restored "
+                       "epoch", fontsize=8)
         ax_m.set_ylim(-0.05, 1.02)
     else:
         ax_m.set_ylabel("validation %")
-        ax_m.set_title("validation (solid: macro-F1, dotted: accuracy; dot: restored epoch)", fontsize=8)
+        ax_m.set_title("validation macro-F1" + (" (solid; dotted: accuracy)" if with_acc else "")
+                       + "; dot: restored epoch", fontsize=8)
         ax_m.set_ylim(0, 102)  # a curve at 100 % stays visible above the frame's top edge
-    if len(curves) <= 15:
-        ax_l.legend(fontsize=7, ncol=2 if len(curves) > 5 else 1)
+    handles = [Line2D([], [], color=colour[f], lw=2, label=f"fold {f}") for f in folds]
+    per = f"one line per seed ({', '.join(map(str, seeds))})" if len(seeds) > 1 else f"seed {seeds[0]}" if seeds else ""
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 10), fontsize=8, frameon=False,
+               title=per, title_fontsize=8)
     fig.suptitle(_wrap(title or "learning curves (dot: restored best epoch)", 100), fontsize=9)
-    return _save(fig, path)
+    fig.tight_layout(rect=(0, 0.1 + 0.04 * ((len(handles) - 1) // 10), 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
-def _scaled(v: float | None, scale: float) -> float | None:
-    return None if v is None else v * scale
+def _draw_run(ax_l, ax_m, c, hist: Sequence[dict], best: int | None, has_ccc: bool,  # noqa: ANN001
+              with_acc: bool) -> None:
+    """One seed x fold's curves on the two panels."""
+    ep = [r["epoch"] for r in hist]
+    ax_l.plot(ep, [r.get("train_loss") for r in hist], color=c, lw=1.1, alpha=0.85)
+    if not any(r.get("val_loss") is not None for r in hist):
+        return
+    ax_l.plot(ep, [r.get("val_loss") for r in hist], color=c, lw=0.9, ls="--", alpha=0.85)
+    main = "val_ccc" if has_ccc else "val_macro_f1"
+    if has_ccc:
+        ax_m.plot(ep, [r.get("val_ccc") for r in hist], color=c, lw=1.1, alpha=0.85)
+        if any(r.get("val_macro_f1") is not None for r in hist):
+            ax_m.plot(ep, [None if r.get("val_macro_f1") is None else r["val_macro_f1"] / 100 for r in hist],
+                      color=c, lw=0.8, ls="-.")
+    else:
+        ax_m.plot(ep, [r.get("val_macro_f1") for r in hist], color=c, lw=1.1, alpha=0.85)
+        if with_acc:
+            ax_m.plot(ep, [r.get("val_accuracy") for r in hist], color=c, lw=0.8, ls=":")
+    rb = next((r for r in hist if r["epoch"] == best), None) if best else None
+    if rb is not None and rb.get(main) is not None:
+        ax_m.plot([best], [rb[main]], "o", color=c, ms=4)
 
 
-def plot_grid_overview(cells: Sequence[dict], n_classes: int, path: Path, title: str = "") -> Path:
+def plot_grid_overview(cells: Sequence[dict], n_classes: int, path: Path, title: str = "",
+                       majority: float | None = None) -> Path:
     """Every grid cell as a pair of horizontal bars (accuracy, macro-F1; mean +- std over folds),
-    sorted by mean accuracy, best on top, with the chance level (100 / n_classes %, uniform guessing)
-    as a dashed line. ``cells``: {"label", "accuracy": {"mean", "std"}, "macro_f1": {...}}."""
+    sorted by mean accuracy, best on top, with two reference lines: chance (100 / n_classes %, uniform
+    guessing) and, when given, ``majority`` (%: the accuracy of always answering the largest class,
+    23.7 % on Emo-DB where uniform guessing is 14.3 %). ``cells``: {"label", "accuracy": {"mean",
+    "std"}, "macro_f1": {...}}."""
     cells = sorted(cells, key=lambda c: -c["accuracy"]["mean"])
     y = np.arange(len(cells))
-    fig, ax = plt.subplots(figsize=(8.5, 0.42 * len(cells) + 1.6))
+    fig, ax = plt.subplots(figsize=(8.5, 0.42 * len(cells) + 2.1))
     for off, m, name in ((-0.2, "accuracy", "accuracy (WA)"), (0.2, "macro_f1", "macro-F1")):
         ax.barh(y + off, [c[m]["mean"] for c in cells], 0.4, xerr=[c[m]["std"] for c in cells], label=name,
                 capsize=2)
     chance = 100.0 / max(1, n_classes)
-    ax.axvline(chance, color="black", ls="--", lw=1, label=f"chance ({chance:.1f} %)")
+    ax.axvline(chance, color="black", ls="--", lw=1, label=f"chance: uniform guess ({chance:.1f} %)")
+    if majority is not None:
+        ax.axvline(majority, color="dimgray", ls=":", lw=1.3,
+                   label=f"accuracy of always the majority class ({majority:.1f} %)")
     ax.set_yticks(y, [c["label"] for c in cells], fontsize=8)
     ax.invert_yaxis()
     ax.set_xlim(0, 100)
     ax.set_xlabel("% (mean ± std over speaker-independent folds)")
     ax.set_title(_wrap(title or "grid overview", 90), fontsize=9)
-    ax.legend(loc="lower right", fontsize=8)
-    return _save(fig, path)
+    fig.legend(*ax.get_legend_handles_labels(), loc="lower center", ncol=2, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.45 / (0.42 * len(cells) + 2.1), 1, 1))  # the legend below, never over a bar
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

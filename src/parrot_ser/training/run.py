@@ -97,7 +97,21 @@ def random_init_label(name: str, meta: dict) -> str:
     cfg = (ident.get("preprocessing") or {}).get("random_init_config")
     if isinstance(cfg, dict) and cfg.get("tiny"):
         return f"{name} [untrained tiny {cfg.get('num_hidden_layers', '?')}-layer stand-in]"
+    depth, full = (ident.get("options") or {}).get("depth"), _full_depth(name)
+    if isinstance(depth, int) and full and depth < full:  # e.g. the demo's ssam-tiny with 2 of its 12 blocks
+        return f"{name} [untrained {depth}-of-{full}-block stand-in]"
     return f"{name} [untrained]"
+
+
+def _full_depth(name: str) -> int | None:
+    """The registered encoder's number of blocks (None for names not in the registry)."""
+    from parrot_ser.encoders import get_spec
+    from parrot_ser.errors import ParrotError
+
+    try:
+        return int(get_spec(name).num_layers)
+    except (ParrotError, KeyError, ValueError):
+        return None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -436,13 +450,14 @@ def _write_results(out: Path, run: dict, entries: list[dict], fold_records: dict
     _write_predictions(out, task, entries, sdata)
     summary = summarise(entries, task.metric_names())
     plots: dict = {}
-    title = f"{run['model']} [{' + '.join(run['encoders'])}]"
+    # untrained encoders are named so in every plot title (issue 20, item 9), as in the tables
+    title = f"{run['model']} [{' + '.join(random_init_label(e, run['features_meta'].get(e, {})) for e in run['encoders'])}]"
     parts = _class_results(out, run, entries, title, plots) if task.has_classes else {}
     if task.has_dims:
         note = f" ({run['data_note']})" if run.get("data_note") else ""
         parts["regression"] = _dim_results(out, task, entries, title, plots, note)
-    plot_learning_curves([(f"seed {e['seed']} fold {e['fold']}", e.get("history") or [], e.get("best_epoch"))
-                          for e in entries], out / "learning_curves.png", f"{title}: per-epoch curves, every seed x fold")
+    plot_learning_curves([(e["seed"], e["fold"], e.get("history") or [], e.get("best_epoch")) for e in entries],
+                         out / "learning_curves.png", f"{title}: per-epoch curves, every seed x fold")
     plots["learning_curves"] = "learning_curves.png"
     transport = _transport_summary(run, entries, plan, out, title, plots)
     random_init = sorted(e for e, m in run["features_meta"].items() if is_random_init(m))

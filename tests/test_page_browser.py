@@ -1,0 +1,89 @@
+"""The web page in a real headless browser (issue 18): Debian's chromium driven by Playwright, against
+a real uvicorn server with the real tiny Emo-DB model. Loads the page, checks the model card, uploads
+a real Emo-DB clip (probabilities) and a 25 s recording (timeline), and compares what the page shows
+with the Python API. CI installs chromium (.ci/run); set PARROT_PAGE_SCREENSHOT=PATH to keep the
+screenshot (docs/img/page.png is made this way)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+if not os.path.exists(CHROMIUM):
+    pytest.skip("needs Debian's chromium (apt-get install chromium; .ci/run does it)", allow_module_level=True)
+playwright = pytest.importorskip("playwright.sync_api", reason="needs playwright (the dev extra)")
+
+from parrot_ser.service.app import create_app  # noqa: E402
+from test_service_hardening import _free_port  # noqa: E402
+from test_timeline import model, recording  # noqa: E402, F401  (fixtures)
+
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def server_url(model):  # noqa: F811
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(create_app(model), host="127.0.0.1", port=_free_port(),
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if server.started:
+            break
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{server.config.port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_page_upload_shows_probabilities_then_a_timeline(server_url, model, recording, emodb_root, tmp_path):  # noqa: F811
+    clip = emodb_root / "wav" / "03a01Wa.wav"
+    expected = model.predict(clip)[0]
+    long_path, truth = recording
+    timeline = model.analyze(long_path)
+    with playwright.sync_playwright() as p:
+        ctx = p.chromium.launch_persistent_context(str(tmp_path / "profile"), executable_path=CHROMIUM,
+                                                   headless=True, args=FLAGS, viewport={"width": 1100, "height": 900})
+        try:
+            page = ctx.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            outside: list[str] = []
+            page.on("request", lambda r: None if r.url.startswith((server_url, "data:")) else outside.append(r.url))
+            page.goto(server_url + "/")
+            page.wait_for_selector("#card-labels", timeout=20_000)
+            assert page.inner_text("#card-labels") == ", ".join(model.labels)
+            assert "logmel" in page.inner_text("#card-encoders") and "real weights" in page.inner_text("#card-encoders")
+            assert page.locator("#card-warning").count() == 0  # a real model: no UNTRAINED warning
+
+            page.set_input_files("#file", str(clip))
+            page.click("#go")
+            page.wait_for_selector("#top-label", timeout=60_000)
+            assert page.inner_text("#top-label") == expected.label
+            rows = page.locator(".bar-row")
+            assert rows.count() == len(model.labels)
+            for i in range(rows.count()):
+                lab = rows.nth(i).get_attribute("data-label")
+                shown = float(rows.nth(i).locator(".num").inner_text().rstrip(" %"))
+                assert shown == pytest.approx(100 * expected.probabilities[lab], abs=0.051)
+
+            page.set_input_files("#file", str(long_path))
+            page.click("#go")
+            page.wait_for_selector("#segments", timeout=120_000)
+            assert page.locator("#segments tr").count() == 1 + len(timeline.segments)
+            assert page.locator("#timeline-svg rect.seg").count() == len(timeline.segments)
+            assert f"{len(timeline.segments)} segments" in page.inner_text("#result-title")
+            shot = Path(os.environ.get("PARROT_PAGE_SCREENSHOT") or tmp_path / "page.png")
+            page.screenshot(path=str(shot), full_page=True)
+            assert shot.stat().st_size > 20_000
+            assert errors == [] and outside == []  # no script error, nothing fetched from elsewhere
+        finally:
+            ctx.close()
