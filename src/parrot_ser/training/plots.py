@@ -141,8 +141,9 @@ def plot_learning_curves(curves: Sequence[tuple[int, int, Sequence[dict], int | 
     ax_l.set_title("loss (solid: train, dashed: validation)", fontsize=8)
     if has_ccc:
         ax_m.set_ylabel("validation CCC")
-        ax_m.set_title("validation mean CCC (solid; dash-dot: macro-F1 / 100 when classes too); dot: restored "
-                       "epoch", fontsize=8)
+        both = any(r.get("val_macro_f1") is not None for _, _, hist, _ in curves for r in hist)
+        ax_m.set_title("validation mean CCC" + (" (dash-dot: macro-F1 / 100)" if both else "")
+                       + "; dot: restored epoch", fontsize=8)
         ax_m.set_ylim(-0.05, 1.02)
     else:
         ax_m.set_ylabel("validation %")
