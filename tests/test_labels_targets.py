@@ -277,3 +277,31 @@ def test_train_on_emobox_folds_refused_then_run_with_the_overlap_said(tmp_path, 
     assert r.exit_code == 0, r.output
     assert sorted(p.name for p in (tmp_path / "eb").iterdir()) == ["emodb.jsonl", "fold_1", "fold_2", "fold_3",
                                                                     "label_map.json"]
+
+
+def test_rows_without_a_label_left_out_of_classification_kept_for_multitask(tmp_path, tone_writer):
+    rows = ["path,label,speaker,arousal"]
+    for i in range(12):
+        tone_writer(tmp_path / f"c{i}.wav", seconds=0.3, sr=16000, freq=150 + 40 * i)
+        lab = ("" if i % 4 == 3 else ("calm" if i % 2 else "tense"))  # every 4th row: no label (IEMOCAP's xxx)
+        rows.append(f"c{i}.wav,{lab},s{i % 4},{1 + i * 0.3:.1f}")
+    (tmp_path / "t.csv").write_text("\n".join(rows) + "\n")
+    store = tmp_path / "feat"
+    r = runner.invoke(app, ["extract", str(tmp_path / "t.csv"), "--corpus", "csv", "--corpus-option", "targets=arousal",
+                            "-e", "logmel", "--out", str(store), "--quiet"])
+    assert r.exit_code == 0, r.output
+    base = ["train", "--features", str(store), "--encoder", "logmel", "--model", "fcn", "--epochs", "1", "--folds", "2",
+            "--quiet"]
+    r = runner.invoke(app, [*base, "--out", str(tmp_path / "cls")])
+    assert r.exit_code == 0, r.output
+    cls = json.loads((tmp_path / "cls/results.json").read_text())
+    assert cls["n_utterances"] == 9 and cls["label_selection"]["unlabelled_dropped"] == 3
+    assert "3 row(s) without a label left out" in r.output
+    r = runner.invoke(app, [*base, "--out", str(tmp_path / "mt"), "--task", "multitask"])
+    assert r.exit_code == 0, r.output
+    mt = json.loads((tmp_path / "mt/results.json").read_text())
+    assert mt["n_utterances"] == 12 and mt["label_selection"]["unlabelled_kept"] == 3
+    assert sum(run["metrics"]["n"] for run in mt["runs"]) == 9  # classes scored on the labelled rows
+    assert sum(run["metrics"]["regression"]["n"] for run in mt["runs"]) == 12
+    r = runner.invoke(app, [*base, "--out", str(tmp_path / "bad"), "--task", "regression", "--early-stop", "macro_f1"])
+    assert r.exit_code == 2 and "does not apply to a regression run" in r.output

@@ -62,6 +62,9 @@ def compute_metrics(y_true: Sequence[int], y_pred: Sequence[int], n_classes: int
     labels = list(range(n_classes))
     y_true = np.asarray(y_true)
     y_pred = np.asarray(y_pred)
+    if not len(y_true):  # e.g. a multitask validation side whose rows all lack a label: nothing to score
+        return {"accuracy": 0.0, "ua": 0.0, "macro_f1": 0.0, "weighted_f1": 0.0, "per_class_f1": [0.0] * n_classes,
+                "confusion": np.zeros((n_classes, n_classes), dtype=int).tolist(), "n": 0}
     present = sorted(set(y_true.tolist()))
     with warnings.catch_warnings():  # "y_pred contains classes not in y_true": expected on small folds
         warnings.simplefilter("ignore")
