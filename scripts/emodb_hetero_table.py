@@ -19,9 +19,9 @@ Emo-DB copy, speaker-independent 5-fold CV, every cell seeds x folds. Cells, in 
   3. cnn on every layer (the nested cnn row).
 No "best" is ever picked on test folds: layer choices are nested (training/selection.py), the pairs use
 learned layer weights. Significance: McNemar (exact binomial) on the 535 test predictions of the first
-seed, each fusion against concat and against each of its two single encoders (cnn, layer-weighted: the
-same conv branch encoder and layer mix the fusion models use), and parrot / parrot-token against
-hadamard (the OT ablation); Holm over the whole family. Fold-level paired t-tests are shown
+seed, each fusion against concat and against each of its two single encoders (each with its cnn head -
+the same conv branch encoder and layer mix the fusion models use - and its fcn head, both
+layer-weighted), and parrot / parrot-token against hadamard (the OT ablation); Holm over the whole family. Fold-level paired t-tests are shown
 uncorrected. Seeds run in order: every cell's first seed before any cell's next one. A cell counts for a
 seed when all its folds of that seed have finished; rerun to resume (finished (seed, fold) runs are kept).
 """
@@ -46,7 +46,9 @@ PAIRS = (("resemblyzer", "whisper-base"), ("crepe-tiny", "whisper-base"), ("rese
 POOLED_FUSIONS = ("concat", "hadamard", "gated", "ot", "parrot", "parrot-token")
 FRAMES = "parrot-token-frames"
 FUSIONS = (*POOLED_FUSIONS, FRAMES)
-SINGLE_REF = "cnn-weighted"  # the single-encoder cell each fusion is compared with
+# The single-encoder cells each fusion is compared with: the cnn (the same conv branch encoder and
+# layer mix the fusion models use) and the fcn head, both on learned layer weights.
+SINGLE_REFS = ("cnn-weighted", "fcn-weighted")
 OT_MODELS = ("ot", "parrot", "parrot-token", FRAMES)
 
 

@@ -14,7 +14,7 @@ from emodb_hetero_table import (
     OT_MODELS,
     PAIRS,
     REAL,
-    SINGLE_REF,
+    SINGLE_REFS,
     cell_dir,
     cells,
     records,
@@ -132,7 +132,7 @@ def _comparisons(res: dict, folds: int) -> list[dict]:
         for m in FUSIONS:
             other = res[(row, m)]
             refs = ([("concat", res[(row, "concat")])] if m != "concat" else []) + \
-                   [(f"{e} alone", res[(e, SINGLE_REF)]) for e in (a, b)]
+                   [(f"{e} alone ({ref})", res[(e, ref)]) for e in (a, b) for ref in SINGLE_REFS]
             if m in ("parrot", "parrot-token"):
                 refs.append(("hadamard (= parrot without OT)", res[(row, "hadamard")]))
             for label, base in refs:
@@ -230,12 +230,12 @@ def _significance_md(comps: list[dict]) -> list[str]:
     beats_both = []
     for a, b in PAIRS:
         for m in FUSIONS:
-            sig = [r for r in wins if r["pair"] == f"{a}+{b}" and r["model"] == m and r["vs"].endswith("alone")
+            sig = [r for r in wins if r["pair"] == f"{a}+{b}" and r["model"] == m and " alone " in r["vs"]
                    and r["acc_diff"] > 0]
-            if len(sig) == 2:
+            if len(sig) == 2 * len(SINGLE_REFS):
                 beats_both.append(f"{a}+{b} {m}")
     md += ["", f"Significant after Holm (p < 0.05): {len(wins)} of {len(tested)}. Fusions significantly above BOTH "
-           f"of their single encoders: {', '.join(beats_both) or 'none'}."]
+           f"of their single encoders (each with its fcn and its cnn head): {', '.join(beats_both) or 'none'}."]
     return md
 
 

@@ -180,9 +180,9 @@ def test_hear_timestamps():
 
 
 def test_store_train_export_predict_onnx(emodb_root, tmp_path):
-    """Real Emo-DB clips through the whole path: store (frames + pooled of every layer), a hetero pair
-    trained on layer-weighted pooled features, bundle, predict from audio = the store's features,
-    ONNX head only (the audio graph's absence is stated)."""
+    """Real Emo-DB clips through the whole path: store (frames + pooled of every layer), a pair trained
+    on layer-weighted pooled features and one on layer-weighted frames, bundles, predict from audio,
+    ONNX (CREPE's audio graph matches PyTorch; resemblyzer's absence is stated)."""
     pytest.importorskip("onnxruntime")
     import parrot_ser
     from parrot_ser.corpora import scan_corpus
@@ -229,5 +229,15 @@ def test_store_train_export_predict_onnx(emodb_root, tmp_path):
     run_cv(tmp_path / "feat", ["crepe-tiny"], "fcn", TrainConfig(epochs=2, patience=0, batch_size=4, layer="all"),
            [0], "speaker-kfold", tmp_path / "fcn", n_folds=2)
     report = export_onnx(export_run(tmp_path / "fcn", tmp_path / "fcn_bundle"))
-    assert set(report["files"]) == {"head.onnx"}
-    assert "crepe-tiny" in report["not_exported"]["model.onnx"] and "unfold" in report["not_exported"]["model.onnx"]
+    assert set(report["files"]) == {"head.onnx", "model.onnx"}  # CREPE has an audio graph
+    assert report["files"]["model.onnx"]["max_abs_diff_vs_torch"] < 1e-4
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(tmp_path / "fcn_bundle" / "onnx" / "model.onnx"), providers=["CPUExecutionProvider"])
+    fcn = parrot_ser.load_model(tmp_path / "fcn_bundle", quiet=True)
+    ref = fcn.predict(wave[:20000], sample_rate=16000)[0]
+    got = sess.run(None, {"audio": wave[None, :20000]})[0][0]
+    np.testing.assert_allclose(got, [ref.probabilities[lab] for lab in fcn.labels], atol=1e-4)
+    from parrot_ser.inference.onnx_export import not_exportable_reason
+
+    assert "partial windows" in not_exportable_reason(build_encoder("resemblyzer"))

@@ -179,11 +179,12 @@ def test_folders_corpus_reads_predicts_suffixes_and_reports_the_rest(tmp_path):
     (root / "sad").mkdir()
     _tone(root / "angry" / "a1_x.wav")
     sf.write(root / "sad" / "a1_y.opus", np.zeros(4800, np.float32), 48000, format="OGG", subtype="OPUS")
-    (root / "sad" / "a2_y.m4a").write_bytes(b"\x00\x00\x00\x18ftypM4A ")
+    _m4a(root / "sad" / "a3_y.m4a", seconds=0.3)  # read through PyAV (the m4a extra)
+    (root / "sad" / "a2_y.mid").write_bytes(b"MThd\x00\x00\x00\x06")  # MIDI: notes, not audio
     (root / "sad" / ".DS_Store").write_bytes(b"\x00")
     man = scan_corpus("folders", root)
-    assert sorted(u.path for u in man.utterances) == ["angry/a1_x.wav", "sad/a1_y.opus"]
-    assert [p.path for p in man.problems] == ["sad/a2_y.m4a"]
+    assert sorted(u.path for u in man.utterances) == ["angry/a1_x.wav", "sad/a1_y.opus", "sad/a3_y.m4a"]
+    assert [p.path for p in man.problems] == ["sad/a2_y.mid"]
     assert "not an audio file type" in man.problems[0].problem
 
 
@@ -249,21 +250,58 @@ def test_unreadable_subfolder_is_a_problem_not_silently_skipped(tmp_path, monkey
         locked.chmod(0o755)
 
 
-def test_m4a_and_other_unread_audio_say_so_and_list_the_formats_read(tmp_path):
-    """Issue 20, item 15: an .m4a was "not an audio file (no WAV/FLAC/OGG/AIFF/MP3 signature)". It is
-    audio in a format we do not decode: say that, list what we read and how to convert."""
+def _m4a(path, seconds: float = 1.0, sr: int = 44100, freq: float = 440.0) -> None:
+    """A real AAC-in-MP4 file, encoded with PyAV (stereo, 44.1 kHz)."""
+    import av
+
+    t = np.arange(int(seconds * sr)) / sr
+    x = (0.5 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+    data = np.stack([x, x])
+    with av.open(str(path), "w", format="ipod") as c:
+        st = c.add_stream("aac", rate=sr, layout="stereo")
+        for k in range(0, data.shape[1], 1024):
+            fr = av.AudioFrame.from_ndarray(np.ascontiguousarray(data[:, k:k + 1024]), format="fltp", layout="stereo")
+            fr.sample_rate = sr
+            for pkt in st.encode(fr):
+                c.mux(pkt)
+        for pkt in st.encode(None):
+            c.mux(pkt)
+
+
+def test_m4a_is_read_through_pyav(tmp_path):
+    """Issue 20, item 15: an .m4a was "not an audio file". With the m4a extra (PyAV: FFmpeg's
+    decoders in a wheel, no system library) it is read like any file: header info, decode, upload
+    bytes, streaming; mono 16 kHz, the tone where it was."""
+    from parrot_ser.audio import AUDIO_SUFFIXES, decode_audio, load_audio, read_info, stream_audio
+
+    path = tmp_path / "voice.m4a"
+    _m4a(path)
+    info = read_info(path)
+    assert info.sample_rate == 44100 and info.channels == 2 and abs(info.duration - 1.0) < 0.05
+    assert info.subtype == "AAC" and ".m4a" in AUDIO_SUFFIXES
+    x = load_audio(path)
+    assert x.dtype == np.float32 and abs(len(x) - 16000) < 1600  # AAC adds up to ~50 ms of priming
+    spectrum = np.abs(np.fft.rfft(x[2000:14000]))
+    assert abs(np.argmax(spectrum) * 16000 / 12000 - 440) < 5
+    np.testing.assert_allclose(decode_audio(path.read_bytes(), name="upload.m4a"), x, atol=1e-6)
+    np.testing.assert_allclose(np.concatenate(list(stream_audio(path, block_seconds=0.25))), x, atol=1e-5)
+
+
+def test_unread_audio_without_pyav_says_so_and_lists_the_formats_read(tmp_path, monkeypatch):
+    """Without PyAV, an .m4a (or WebM, ADTS AAC) is "audio in a format not read here" with the
+    formats read, the extra and a conversion line, not "not an audio file"."""
+    import parrot_ser.audio as audio
     from parrot_ser.audio import FORMATS_READ, decode_audio, load_audio
     from parrot_ser.errors import AudioError, UnsupportedAudioError
 
-    # the first bytes of an iTunes/ffmpeg .m4a (ISO BMFF `ftyp` box, brand M4A), then junk
-    m4a = b"\x00\x00\x00\x20ftypM4A \x00\x00\x02\x00M4A isommp42\x00\x00\x00\x08free" + bytes(2000)
+    monkeypatch.setattr(audio, "_pyav", lambda: None)
     path = tmp_path / "voice.m4a"
-    path.write_bytes(m4a)
+    _m4a(path)
     with pytest.raises(UnsupportedAudioError) as e:
         load_audio(path)
     msg = str(e.value)
     assert msg.startswith(f"{path}: audio in a format not read here (MP4/M4A container")
-    assert FORMATS_READ in msg and "WAV, FLAC" in msg and "ffmpeg -i" in msg
+    assert FORMATS_READ in msg and "WAV, FLAC" in msg and "parrot-ser[m4a]" in msg and "ffmpeg -i" in msg
     assert isinstance(e.value, AudioError)  # skipped and listed like any bad file
     with pytest.raises(UnsupportedAudioError, match="Matroska/WebM"):
         decode_audio(b"\x1aE\xdf\xa3" + bytes(500), name="clip.webm")

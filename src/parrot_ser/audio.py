@@ -9,8 +9,8 @@ Errors (from :mod:`parrot_ser.errors`, each message names the file):
 - ``NotAudioError``: the bytes do not start with a known audio container signature
   (``RIFF....WAVE``/``RIFX``/``RF64``/``fLaC``/``OggS``/``FORM`` (AIFF)/``ID3`` or an MPEG frame
   sync (MP3)/``caff``/``.snd``/``NIST_1A``), e.g. a text file renamed ``.wav``.
-- ``UnsupportedAudioError``: audio in a container we recognise but do not decode (MP4/M4A,
-  WebM/Matroska, WMA, AMR, ADTS AAC): the message lists the formats read and how to convert.
+- ``UnsupportedAudioError``: MP4/M4A, WebM/Matroska, WMA, AMR or ADTS AAC while PyAV (the ``m4a``
+  extra, which decodes them) is not installed: the message lists the formats read and the remedies.
 - ``AudioCorruptError``: the signature says audio but libsndfile cannot decode it, e.g. a WAV
   whose header was truncated.
 - ``EmptyAudioError``: decodes to zero samples (header-only WAV, or a 0-byte file: nothing to
@@ -34,6 +34,7 @@ what is there is decoded, and the warning says how much the header claimed vs wh
 
 from __future__ import annotations
 
+import contextlib
 import io
 import re
 import warnings
@@ -82,7 +83,7 @@ __all__ = [
 # The one list of audio file suffixes: folders given to `predict` and the generic corpora (csv,
 # folders) take these; a file named explicitly is always tried (its content decides).
 AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc",
-                            ".au", ".snd", ".caf", ".w64", ".rf64", ".sph", ".nist"})
+                            ".au", ".snd", ".caf", ".w64", ".rf64", ".sph", ".nist", ".m4a", ".aac"})
 
 # Thresholds for the soft warnings.
 CLIP_LEVEL = 0.999  # |x| at or above this counts as full scale
@@ -140,8 +141,9 @@ FORMATS_READ = "WAV, FLAC, OGG (Vorbis, Opus), MP3, AIFF, AU, CAF, W64, RF64, NI
 
 
 def _other_audio(head: bytes) -> str | None:
-    """Audio containers we recognise but do not decode (libsndfile has no AAC; PyAV, FFmpeg in a
-    wheel, would read them but is not wired in), so the user hears "convert it", not "not audio"."""
+    """Audio containers libsndfile does not decode (it has no AAC): PyAV (FFmpeg's decoders in a
+    wheel, no system library: the ``m4a`` extra) reads them when installed; without it the user
+    hears "install the extra or convert it", not "not audio"."""
     if len(head) >= 12 and head[4:8] == b"ftyp":
         return "MP4/M4A container (AAC or ALAC)"
     if head.startswith(b"\x1aE\xdf\xa3"):
@@ -160,7 +162,8 @@ def _classify_failure(head: bytes, where: str, exc: Exception) -> Exception:
         return EmptyAudioError(where, "file is 0 bytes")
     other = _other_audio(head)
     if other is not None:
-        return UnsupportedAudioError(where, f"{other}; formats read: {FORMATS_READ}; convert it first, e.g. "
+        return UnsupportedAudioError(where, f"{other}; formats read: {FORMATS_READ}; `pip install "
+                                            f"'parrot-ser[m4a]'` (PyAV) reads it, or convert it first, e.g. "
                                             f"`ffmpeg -i FILE -ac 1 -ar 16000 FILE.wav`")
     kind = _sniff(head)
     if kind is None:
@@ -224,6 +227,8 @@ def read_info(path: str | Path, *, allow_empty: bool = False, max_seconds: float
     above; a header announcing zero frames raises EmptyAudioError unless ``allow_empty``."""
     p = _check_path(path)
     head = _head(p)  # also the permission check: sf.info's own error would not say why
+    if _other_audio(head) is not None and _pyav() is not None:
+        return _av_info(p, head, allow_empty)
     try:
         info = sf.info(str(p))
     except Exception as e:  # libsndfile raises LibsndfileError/RuntimeError/TypeError by format
@@ -241,6 +246,20 @@ def read_info(path: str | Path, *, allow_empty: bool = False, max_seconds: float
         raise AudioTooLongError(p, f"{frames / sr:.0f} s > {cap:.0f} s; split the recording")
     return AudioInfo(str(p), sr, int(info.channels), frames, float(frames) / sr,
                      str(info.format), str(info.subtype))
+
+
+def _av_info(p: Path, head: bytes, allow_empty: bool) -> AudioInfo:
+    """read_info for the containers PyAV reads: header duration, decoding only when it has none."""
+    with _AVSource(str(p), str(p)) as f:
+        frames = f.duration_frames() or sum(len(b) for b in _av_blocks(f, str(p)))
+        codec = str(f.stream.codec_context.name).upper()
+        fmt = str(f.container.format.name).split(",")[0].upper()
+        sr, channels = f.samplerate, f.channels
+    if frames <= 0 and not allow_empty:
+        raise EmptyAudioError(p, "header announces 0 frames")
+    if frames / sr > MAX_DECODE_SECONDS:
+        raise AudioTooLongError(p, f"{frames / sr:.0f} s > {MAX_DECODE_SECONDS:.0f} s; split the recording")
+    return AudioInfo(str(p), sr, channels, frames, float(frames) / sr, fmt, codec)
 
 
 def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
@@ -307,45 +326,129 @@ def _blocks(f: sf.SoundFile, where: str, sr: int, max_seconds: float | None = No
 def _decode(src: Any, head: bytes, where: str, target_sr: int,
             max_seconds: float | None = None) -> tuple[np.ndarray, list[str]]:
     """Stream-decode ``src`` (path or file object) to mono float32 at ``target_sr``, checking every
-    block for non-finite samples and collecting the warning statistics on the signal as decoded."""
+    block for non-finite samples and collecting the warning statistics on the signal as decoded.
+    libsndfile reads every format it knows; MP4/M4A, WebM, WMA, AMR and ADTS AAC go through PyAV
+    when it is installed (the ``m4a`` extra), else a one-line UnsupportedAudioError."""
+    with _opened(src, head, where, max_seconds) as (f, blocks):
+        return _decode_blocks(f, blocks, head, where, target_sr)
+
+
+@contextlib.contextmanager
+def _opened(src: Any, head: bytes, where: str, max_seconds: float | None):
+    """(source with ``samplerate`` / ``channels``, its (frames, channels) float32 blocks): PyAV for
+    the containers libsndfile does not read when PyAV is installed, libsndfile for the rest."""
+    if _other_audio(head) is not None and _pyav() is not None:
+        with _AVSource(src, where) as f:
+            yield f, _av_blocks(f, where, max_seconds)
+        return
     try:
         f = sf.SoundFile(src)
     except Exception as e:  # libsndfile raises LibsndfileError/RuntimeError/TypeError by format
         raise _classify_failure(head, where, e) from None
     with f:
-        sr = int(f.samplerate)
-        _check_rate(sr, where)
-        stream = soxr.ResampleStream(sr, int(target_sr), 1, dtype="float32", quality="HQ") \
-            if sr != int(target_sr) else None
-        parts: list[np.ndarray] = []
-        n = n_clip = n_bad = 0
-        peak = 0.0
+        _check_rate(int(f.samplerate), where)
+        yield f, _blocks(f, where, int(f.samplerate), max_seconds)
+
+
+def _pyav() -> Any:
+    """PyAV (FFmpeg's decoders in a wheel, the ``m4a`` extra) or None when not installed."""
+    try:
+        import av
+    except ImportError:
+        return None
+    return av
+
+
+class _AVSource:
+    """An audio container opened with PyAV (its first audio stream), shaped like the SoundFile the
+    libsndfile path uses: ``samplerate``, ``channels``; decoding errors become the typed errors."""
+
+    def __init__(self, src: Any, where: str):
+        av = _pyav()
+        self.where = where
         try:
-            for block in _blocks(f, where, sr, max_seconds):
-                finite = np.isfinite(block)
-                if not finite.all():
-                    n_bad += int(block.size - np.count_nonzero(finite))
-                    n += len(block)
-                    continue  # keep counting for the message, nothing more to compute
-                a = np.abs(block)
-                peak = max(peak, float(a.max()))
-                n_clip += int(np.count_nonzero(a >= CLIP_LEVEL))
+            self.container = av.open(src, "r")
+            self.stream = self.container.streams.audio[0]
+        except (av.FFmpegError, IndexError, ValueError, OSError) as e:
+            if getattr(self, "container", None) is not None:
+                self.container.close()
+            what = "no audio stream" if isinstance(e, IndexError) else str(e).splitlines()[0]
+            raise AudioCorruptError(where, f"PyAV cannot read it: {what}") from None
+        self.samplerate = int(self.stream.codec_context.sample_rate or self.stream.sample_rate or 0)
+        self.channels = int(self.stream.codec_context.channels or 1)
+        _check_rate(self.samplerate, where)
+
+    def duration_frames(self) -> int:
+        """Frames from the container's header (no decoding); 0 when it does not say."""
+        st = self.stream
+        if st.duration is not None and st.time_base is not None:
+            return int(round(float(st.duration * st.time_base) * self.samplerate))
+        if self.container.duration is not None:  # microseconds
+            return int(round(self.container.duration / 1e6 * self.samplerate))
+        return 0
+
+    def __enter__(self) -> _AVSource:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.container.close()
+
+
+def _av_blocks(f: _AVSource, where: str, max_seconds: float | None = None):
+    """(frames, channels) float32 blocks of the decoded stream, converted from whatever sample
+    format the codec gives (planar or packed, int or float) by PyAV's resampler, rate unchanged (soxr
+    resamples as for every other format). Capped like :func:`_blocks`."""
+    av = _pyav()
+    cap = MAX_DECODE_SECONDS if max_seconds is None else float(max_seconds)
+    limit, total = cap * f.samplerate, 0  # a float: cap may be inf (stream_audio)
+    convert = av.AudioResampler(format="fltp")
+    try:
+        for frame in f.container.decode(f.stream):
+            for out in convert.resample(frame):
+                block = np.ascontiguousarray(out.to_ndarray().T, dtype=np.float32)  # (channels, n) -> (n, ch)
+                total += len(block)
+                if total > limit:
+                    raise AudioTooLongError(where, f"more than {cap:g} s; split the recording")
+                yield block
+    except av.FFmpegError as e:
+        raise AudioCorruptError(where, f"PyAV failed while decoding: {str(e).splitlines()[0]}") from None
+
+
+def _decode_blocks(f: Any, blocks: Any, head: bytes, where: str, target_sr: int) -> tuple[np.ndarray, list[str]]:
+    """The one decoding loop: mono mix and soxr resampling per (frames, channels) block of ``f``
+    (anything with ``samplerate`` and ``channels``), non-finite and warning statistics as decoded."""
+    sr = int(f.samplerate)
+    stream = soxr.ResampleStream(sr, int(target_sr), 1, dtype="float32", quality="HQ") \
+        if sr != int(target_sr) else None
+    parts: list[np.ndarray] = []
+    n = n_clip = n_bad = 0
+    peak = 0.0
+    try:
+        for block in blocks:
+            finite = np.isfinite(block)
+            if not finite.all():
+                n_bad += int(block.size - np.count_nonzero(finite))
                 n += len(block)
-                mono = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
-                parts.append(stream.resample_chunk(mono) if stream is not None else mono.copy())
-        except sf.LibsndfileError as e:
-            raise _classify_failure(head, where, e) from None
-        if n == 0:
-            raise EmptyAudioError(where)
-        if n_bad:
-            raise NonFiniteAudioError(where, f"{n_bad} of {n * f.channels} samples")
-        if stream is not None:
-            parts.append(stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
-        texts = _warning_texts(where, n, sr, peak, n_clip, n * f.channels)
-        declared = _wav_declared_frames(head)
-        if declared is not None and declared > n + sr // 100:  # more than 10 ms missing
-            texts.append(f"{where}: header announces {declared / sr:.2f} s ({declared} frames) but the file "
-                         f"holds {n / sr:.2f} s ({n} frames); truncated? decoded what is there")
+                continue  # keep counting for the message, nothing more to compute
+            a = np.abs(block)
+            peak = max(peak, float(a.max()))
+            n_clip += int(np.count_nonzero(a >= CLIP_LEVEL))
+            n += len(block)
+            mono = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
+            parts.append(stream.resample_chunk(mono) if stream is not None else mono.copy())
+    except sf.LibsndfileError as e:
+        raise _classify_failure(head, where, e) from None
+    if n == 0:
+        raise EmptyAudioError(where)
+    if n_bad:
+        raise NonFiniteAudioError(where, f"{n_bad} of {n * f.channels} samples")
+    if stream is not None:
+        parts.append(stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
+    texts = _warning_texts(where, n, sr, peak, n_clip, n * f.channels)
+    declared = _wav_declared_frames(head)
+    if declared is not None and declared > n + sr // 100:  # more than 10 ms missing
+        texts.append(f"{where}: header announces {declared / sr:.2f} s ({declared} frames) but the file "
+                     f"holds {n / sr:.2f} s ({n} frames); truncated? decoded what is there")
     out = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
     return np.ascontiguousarray(out, dtype=np.float32), texts
 
@@ -356,20 +459,15 @@ def stream_audio(path: str | Path, target_sr: int = 16000, *, block_seconds: flo
     accumulates). Raises the typed errors of :func:`load_audio` (empty, corrupt, non-finite)."""
     p = _check_path(path)
     head = _head(p)
-    try:
-        f = sf.SoundFile(str(p))
-    except Exception as e:  # libsndfile raises LibsndfileError/RuntimeError/TypeError by format
-        raise _classify_failure(head, str(p), e) from None
-    with f:
+    with _opened(str(p), head, str(p), float("inf")) as (f, blocks):
         sr = int(f.samplerate)
-        _check_rate(sr, str(p))
         stream = soxr.ResampleStream(sr, int(target_sr), 1, dtype="float32", quality="HQ") \
             if sr != int(target_sr) else None
         want = max(1, int(block_seconds * target_sr))
         pending: list[np.ndarray] = []
         have = n = 0
         try:
-            for block in _blocks(f, str(p), sr, max_seconds=float("inf")):
+            for block in blocks:
                 if not np.isfinite(block).all():
                     raise NonFiniteAudioError(str(p), f"non-finite samples near {n / sr:.1f} s")
                 n += len(block)

@@ -10,7 +10,7 @@ MODEL_DIR/onnx/
                 multitask) outputs ``outputs`` (batch, n_labels + n_dims) instead: the probabilities,
                 then the dimensions in the training data's scale (onnx.json names the columns).
                 Dynamic batch (and frame) axes.
-  model.onnx    (logmel, Hugging Face and SSAM encoders) input ``audio`` (batch, samples) float32 mono at
+  model.onnx    (logmel, Hugging Face, SSAM and CREPE encoders) input ``audio`` (batch, samples) float32 mono at
                 16 kHz, one clip per row, all rows the same length (pad nothing: padding changes
                 the encoders' features); output ``probabilities``. Dynamic batch and length; Whisper
                 clips up to 30 s (one window).
@@ -33,7 +33,8 @@ dynamic). Measured parity 7e-7 on the pooled features.
 Not exported (a ParrotError or onnx.json ``not_exported`` says so):
 - batch-dependent heads (paper ``parrot``/``ot``): the bundle scores each utterance together with
   fixed anchor rows, one utterance per batch; a plain batched graph would couple the rows instead.
-- resemblyzer and crepe-* in model.onnx (NOT_EXPORTED says why); their heads export as head.onnx.
+- resemblyzer in model.onnx (NOT_EXPORTED says why); its heads export as head.onnx. (crepe-* exports:
+  its window framing is a strided Conv1d with an identity kernel.)
 - SSAMBA in model.onnx: its Kaldi fbank framing (``Tensor.unfold`` with snip-edges), the
   target-length pad/cut decided per clip in Python and the within-length flips of the bidirectional
   mixer have no graph form here yet; the scan itself would export as for SSAM. What it would take:
@@ -131,6 +132,30 @@ class HFGraph(torch.nn.Module):
             x = (x - mu) / torch.sqrt(((x - mu) ** 2).mean(1, keepdim=True) + 1e-7)
         hs = self.model(input_values=x, output_hidden_states=True, return_dict=True).hidden_states
         fr = torch.stack([hs[j] for j in self.layers], dim=1)  # (B, L, T, D)
+        return fr.mean(2), fr
+
+
+class CrepeGraph(torch.nn.Module):
+    """encoders/crepe.py as a graph: the 1024-sample windows every hop cut by a strided Conv1d with an
+    identity kernel (``Tensor.unfold`` has no ONNX form here), each window mean-centred and scaled by
+    its (unbiased) std, the conv stack, pooled = mean over windows. Pooled (B, L, D), frames (B, L, T, D)."""
+
+    def __init__(self, enc: Any):
+        super().__init__()
+        from parrot_ser.encoders import crepe
+
+        self.net, self.layers, self.hop, self.window = enc.model, list(enc.layers), int(enc.hop), crepe.WINDOW
+        self.register_buffer("eye", torch.eye(self.window).unsqueeze(1))  # (1024, 1, 1024)
+
+    def forward(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        b = wave.shape[0]
+        x = F.pad(wave[:, None], (self.window // 2, self.window // 2))
+        win = F.conv1d(x, self.eye, stride=self.hop).transpose(1, 2)  # (B, 1 + N // hop, 1024)
+        n = win.shape[1]
+        win = win - win.mean(-1, keepdim=True)
+        win = win / win.std(-1, keepdim=True).clamp_min(1e-10)
+        outs = self.net(win.reshape(b * n, self.window))
+        fr = torch.stack([outs[k].reshape(b, n, -1) for k in self.layers], dim=1)  # (B, L, T, D)
         return fr.mean(2), fr
 
 
@@ -247,14 +272,12 @@ class SSAMGraph(torch.nn.Module):
         return fr.mean(2), fr
 
 
-EXPORTABLE = ("logmel", "hf", "ssam")
+EXPORTABLE = ("logmel", "hf", "ssam", "crepe")
 # Families with no audio graph yet, and why (onnx.json "not_exported" and the error say it).
 NOT_EXPORTED = {
     "resemblyzer": "its speaker-embedding layer runs 1.6 s partial windows whose number and padding are "
                    "decided per clip in Python (embed_utterance), and its volume normalisation branches on "
                    "the clip's level",
-    "crepe": "its 64 ms analysis windows are cut with Tensor.unfold and normalised per window, a framing with "
-             "no graph form here yet (the same gap as SSAMBA's fbank)",
 }
 
 
@@ -280,6 +303,8 @@ def front_end(enc: Any) -> torch.nn.Module:
         return WhisperGraph(enc) if getattr(enc, "is_whisper", False) else HFGraph(enc)
     if fam == "ssam":
         return SSAMGraph(enc)
+    if fam == "crepe":
+        return CrepeGraph(enc)
     if fam in NOT_EXPORTED:
         raise OnnxExportError(f"encoder {enc.spec.name!r} ({fam}) is not exported to ONNX: {NOT_EXPORTED[fam]}; "
                               "use onnx/head.onnx with features from PyTorch")
