@@ -6,8 +6,8 @@ boredom, sadness). Targets arousal and valence on a 1-5 scale are DERIVED from t
 a test target, NOT a real result. The scan of this CSV records that sentence as the data's note
 (``--corpus-option note=...``), which every run on it repeats.
 
-    python scripts/emodb_levels.py ../shared/data/emodb levels.csv
-    parrot-ser corpus inspect levels.csv --corpus csv --corpus-option targets=arousal,valence
+    python scripts/emodb_levels.py ../shared/data/emodb work/levels.csv
+    parrot-ser corpus inspect work/levels.csv --corpus csv --corpus-option targets=arousal,valence
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ def main(argv: list[str]) -> int:
         print(__doc__)
         return 2
     root, out = Path(argv[0]), Path(argv[1])
+    out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["path", "label", "speaker", "arousal", "valence"])
