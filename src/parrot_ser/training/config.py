@@ -42,10 +42,11 @@ class TrainConfig:
     weight_decay: float = 0.0
     eval_batch_size: int = 32
     standardise: bool = True
-    # Stored layer to train on: None = the last stored layer; int = position in the store's layers;
-    # "mean" = mean over stored layers; "all" = every layer, mixed by learnable softmax weights
-    # (SUPERB-style layer weighting in the model).
-    layer: int | str | None = None
+    # What feeds the model (parrot_ser.layer_choice): "last" = the deepest stored layer; an int = that
+    # hidden state (0 = embeddings; the store must hold it); "mean" = mean over the stored layers;
+    # "weighted" = every stored layer, mixed by learnable softmax weights (SUPERB-style layer
+    # weighting in the model; "all" is the old word for it).
+    layer: int | str = "last"
     use_frames: bool = False
     val_fraction: float = 0.1
     model: dict[str, Any] = field(default_factory=dict)  # passed to build_model(name, dims, n, **model)
@@ -80,10 +81,9 @@ class TrainConfig:
                 raise ConfigError(f"config {k} must be positive (got {getattr(self, k)!r})")
         if self.patience < 0:
             raise ConfigError(f"config patience must be >= 0 (got {self.patience})")
-        from parrot_ser.training.tasks import REGRESSION_LOSSES, TASKS
+        from parrot_ser.training.tasks import REGRESSION_LOSSES, get_task
 
-        if self.task not in TASKS:
-            raise ConfigError(f"config task must be one of {', '.join(TASKS)} (got {self.task!r})")
+        task = get_task(self.task, self)  # "unknown task ...; known: ..." for a name no task has
         if self.regression_loss not in REGRESSION_LOSSES:
             raise ConfigError(f"config regression_loss must be one of {', '.join(REGRESSION_LOSSES)} "
                               f"(got {self.regression_loss!r})")
@@ -93,15 +93,14 @@ class TrainConfig:
             raise ConfigError(f"config label_map must be a mapping label: new_label (got {self.label_map!r})")
         if self.classes is not None and (not isinstance(self.classes, list) or len(self.classes) < 2):
             raise ConfigError(f"config classes must list at least 2 labels (got {self.classes!r})")
-        if self.early_stop_metric not in EARLY_STOP_METRICS:
-            raise ConfigError(f"config early_stop_metric must be one of {', '.join(EARLY_STOP_METRICS)} "
-                              f"(got {self.early_stop_metric!r})")
+        task.monitor(self.early_stop_metric)  # one the task has ("auto": its own)
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"config dropout must be in [0, 1) (got {self.dropout})")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"config val_fraction must be in [0, 1) (got {self.val_fraction})")
-        if self.layer is not None and not isinstance(self.layer, int) and self.layer not in ("mean", "all"):
-            raise ConfigError(f"config layer must be an int position, 'mean', 'all' or empty (got {self.layer!r})")
+        from parrot_ser.layer_choice import parse_layer
+
+        self.layer = parse_layer(self.layer, "config layer")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"config precision must be one of {', '.join(PRECISIONS)} (got {self.precision!r})")
         if not isinstance(self.model, dict):
@@ -144,9 +143,9 @@ def _coerce(key: str, value: Any, typ: Any, source: str) -> Any:
     ("1e-3"); coerce those, refuse anything else with the key named."""
     t = str(typ)
     if key == "layer":
-        if isinstance(value, str) and value.lstrip("-").isdigit():
-            return int(value)
-        return value  # validated in TrainConfig.validate
+        from parrot_ser.layer_choice import parse_layer
+
+        return parse_layer(value, f"{source}: key 'layer'")
     if key == "classes" and isinstance(value, str):  # "a,b,c" from the command line
         value = [c.strip() for c in value.split(",") if c.strip()]
     if key == "classes" and isinstance(value, list):

@@ -1,4 +1,4 @@
-"""What a model learns, as one object the training code plugs in: how many outputs the model has,
+"""What a model learns, as one object the training loop plugs in (``loop.fit``): how many outputs the model has,
 the loss, the validation entries and the early-stopping score, and how raw outputs become
 predictions and test metrics. A task is a ``Task`` subclass registered with ``@register_task``;
 ``get_task(name, config, data)`` makes one for a run's data (its classes and target dimensions).
@@ -11,6 +11,8 @@ Contract (``data`` is one model's ``SERData``):
   fit the training side's target scaling here and the model carries it, answering in the data's scale);
 - ``targets(data)``: a tensor of what the loss compares outputs with, row for row;
 - ``loss(outputs, targets)``: a scalar tensor for one batch (outputs in float32, autograd on);
+- ``stacked_loss(outputs, targets)``: (G,) losses of G stacked models' batches, (G, B, ...) in (the
+  batched vmap variant of the loop; the default vmaps ``loss``; only classification is batched);
 - ``validate(outputs, data)``: the epoch record's validation entries (``val_*`` keys, floats);
 - ``early_stop_key(record, monitor)``: a tuple, larger = better, from those entries;
 - ``predict(outputs)``: numpy outputs -> what is stored and served (probabilities, dimensions);
@@ -65,7 +67,7 @@ def get_task(name: str | Task | None = None, config: Any = None, data: Any = Non
     """A task by name (None = classification), or the task itself; ``config`` gives its settings
     (regression_loss, multitask_weight), ``data`` its classes and dimensions (checked)."""
     if isinstance(name, Task):
-        return name
+        return name.bind(data) if data is not None else name
     key = name or "classification"
     if key not in TASKS:
         raise ConfigError(f"unknown task {key!r}; known: {', '.join(TASKS)}")
@@ -149,11 +151,11 @@ class Task:
 
     def monitor(self, metric: str) -> str:
         """The metric to stop on (``auto`` = the task's default), refused when the task lacks it."""
-        metric = self.default_monitor if metric == "auto" else metric
-        if metric not in self.monitors:
-            raise ConfigError(f"early_stop_metric {metric!r} does not apply to a {self.name} run "
-                              f"(use auto or one of {', '.join(self.monitors)})")
-        return metric
+        chosen = self.default_monitor if metric == "auto" else metric
+        if chosen not in self.monitors:
+            raise ConfigError(f"config early_stop_metric must be one of {', '.join(self.monitors)} or auto for task "
+                              f"{self.name!r} (got {metric!r}: it does not apply to a {self.name} run)")
+        return chosen
 
     def describe(self) -> dict:
         """The task as run.json / bundles record it (head_from_run reads labels and dims)."""
@@ -177,6 +179,9 @@ class Task:
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def stacked_loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return torch.vmap(self.loss)(outputs, targets)
 
     def validate(self, outputs: np.ndarray, data: Any) -> dict[str, float]:
         raise NotImplementedError
@@ -225,6 +230,10 @@ class Classification(Task):
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(outputs, targets)
+
+    def stacked_loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        g, b, c = outputs.shape  # one flat cross-entropy, then each model's mean (no vmap needed)
+        return F.cross_entropy(outputs.reshape(-1, c), targets.reshape(-1), reduction="none").reshape(g, b).mean(1)
 
     def validate(self, outputs: np.ndarray, data: Any) -> dict[str, float]:
         vl = float(F.cross_entropy(torch.from_numpy(outputs), torch.from_numpy(data.labels)).item())

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import math
 import random
 from collections.abc import Callable
 
@@ -30,7 +29,7 @@ from parrot_ser.errors import ConfigError
 from parrot_ser.models import StandardisedModel, Standardiser, build_head
 from parrot_ser.training.config import TrainConfig
 from parrot_ser.training.data import SERData, make_batch
-from parrot_ser.training.tasks import Task, get_task, softmax
+from parrot_ser.training.tasks import Task, get_task
 
 
 def make_adam(params, config: TrainConfig) -> torch.optim.Adam:
@@ -94,6 +93,8 @@ def predict_logits(model: torch.nn.Module, data: SERData, config: TrainConfig) -
 
 def predict_proba(model: torch.nn.Module, data: SERData, config: TrainConfig) -> np.ndarray:
     """Class probabilities (N, C), rows in ``data``'s order (see the module doc for the batching)."""
+    from parrot_ser.training.tasks import softmax
+
     return softmax(predict_logits(model, data, config))
 
 
@@ -117,85 +118,85 @@ def eval_batch_transports(model: torch.nn.Module, data: SERData, config: TrainCo
     return out
 
 
-def _new_model(model_name: str, train_data: SERData, config: TrainConfig, task: Task) -> StandardisedModel:
-    """The untrained head for ``task`` with the training side's feature standardiser (the task adds
-    the training side's target scaling for dimensional outputs: the model answers in the data's scale)."""
-    std = Standardiser.fit(train_data) if config.standardise else Standardiser.identity(train_data)
-    net = build_net(model_name, train_data.input_shapes, task.n_outputs(), config,
-                    train_data.frame_dims if config.use_frames else None)
-    return task.head(net, std, train_data).to(config.device)
+class _Single:
+    """The one-model variant of the training loop (loop.py): the model, its optimiser, its data
+    order (a torch.Generator seeded with the seed) and its forward context (bf16 autocast)."""
 
+    n_models = 1
 
-def fit_model(train_data: SERData, val_data: SERData | None, model_name: str, config: TrainConfig,
-              seed: int, *, on_epoch: Callable[[int, dict], None] | None = None,
-              ) -> tuple[StandardisedModel, dict]:
-    """Train ``model_name`` on ``train_data`` with early stopping on ``val_data`` (None or empty:
-    train all epochs, keep the last weights). Returns the trained model (standardiser included) and
-    the history {"epochs": [...], "best_epoch", "stopped_epoch", "monitor"}."""
-    config.validate()
-    if len(train_data) == 0:
-        raise ConfigError("the training side of this fold is empty")
-    if config.num_threads:
-        torch.set_num_threads(int(config.num_threads))
-    keep_freed_memory()
-    seed_everything(seed)
-    task = get_task(config.task, config, train_data)
-    metric = task.monitor(config.early_stop_metric)
-    model = _new_model(model_name, train_data, config, task)
-    opt = make_adam(model.parameters(), config)
-    gen = torch.Generator().manual_seed(int(seed))
-    targets = task.targets(train_data)
-    has_val = val_data is not None and len(val_data) > 0
-    monitor = f"val_{metric}" if has_val else "none"
-    best_key: tuple[float, float] | None = None
-    best_state = None
-    best_epoch = 0
-    history: list[dict] = []
-    bad = 0
-    n = len(train_data)
-    for epoch in range(1, config.epochs + 1):
+    def __init__(self, train_data: SERData, val_data: SERData | None, model_name: str, config: TrainConfig,
+                 seed: int, task: Task):
+        if config.num_threads:
+            torch.set_num_threads(int(config.num_threads))
+        keep_freed_memory()
+        seed_everything(seed)
+        std = Standardiser.fit(train_data) if config.standardise else Standardiser.identity(train_data)
+        net = build_net(model_name, train_data.input_shapes, task.n_outputs(train_data), config,
+                        train_data.frame_dims if config.use_frames else None)
+        # the task wraps the network (dimensional tasks add the training side's target scaling)
+        self.model = task.head(net, std, train_data).to(config.device)
+        self.opt = make_adam(self.model.parameters(), config)
+        self.gen = torch.Generator().manual_seed(int(seed))
+        self.targets = task.targets(train_data)
+        self.train, self.val, self.config, self.task = train_data, val_data, config, task
+
+    def val_data(self, m: int) -> SERData | None:
+        return self.val
+
+    def train_epoch(self, epoch: int, live: list[int]) -> dict[int, float]:
+        cfg, model, n = self.config, self.model, len(self.train)
         model.train()
-        perm = torch.randperm(n, generator=gen).numpy()
+        perm = torch.randperm(n, generator=self.gen).numpy()
         total, seen = 0.0, 0
-        for s in range(0, n, config.batch_size):
-            idx = perm[s: s + config.batch_size]
+        for s in range(0, n, cfg.batch_size):
+            idx = perm[s: s + cfg.batch_size]
             if len(idx) < 2 and n >= 2:
                 # A batch of one is degenerate for batch-level OT (identity plan) and BatchNorm.
                 continue
-            x = make_batch(train_data, idx, use_frames=config.use_frames, device=config.device)
-            y = targets[idx].to(config.device)
-            with config.autocast():
-                out = model(x)
-            loss = task.loss(out.float(), y)
+            x = make_batch(self.train, idx, use_frames=cfg.use_frames, device=cfg.device)
+            y = self.targets[idx].to(cfg.device)
+            with cfg.autocast():
+                outputs = model(x)
+            loss = self.task.loss(outputs.float(), y)
             if not torch.isfinite(loss):
                 raise ConfigError(f"training diverged (loss {loss.item()}) at epoch {epoch}; lower --lr")
-            opt.zero_grad(set_to_none=True)
+            self.opt.zero_grad(set_to_none=True)
             loss.backward()
-            opt.step()
+            self.opt.step()
             total += float(loss.item()) * len(idx)
             seen += len(idx)
-        rec = {"epoch": epoch, "train_loss": total / max(seen, 1), "lr": float(opt.param_groups[0]["lr"])}
-        if has_val:
-            rec.update(task.validate(predict_logits(model, val_data, config), val_data))
-            key = task.early_stop_key(rec, metric)
-            if best_key is None or key > best_key:
-                best_key, best_epoch, bad = key, epoch, 0
-                best_state = copy.deepcopy(model.state_dict())
-            else:
-                bad += 1
-        else:
-            best_epoch = epoch
-        history.append(rec)
-        if on_epoch is not None:
-            on_epoch(epoch, rec)
-        if has_val and config.patience and bad >= config.patience:
-            break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    model.eval()
-    for r in history:  # JSON-safe
-        for k, v in r.items():
-            if isinstance(v, float) and not math.isfinite(v):
-                r[k] = None
-    return model, {"epochs": history, "best_epoch": best_epoch, "stopped_epoch": len(history),
-                   "monitor": monitor}
+        return {0: total / max(seen, 1)}
+
+    def validate(self, live: list[int]) -> dict[int, np.ndarray]:
+        if self.val is None or len(self.val) == 0:
+            return {}
+        return {0: predict_logits(self.model, self.val, self.config)}
+
+    def record_extras(self, m: int) -> dict:
+        return {"lr": float(self.opt.param_groups[0]["lr"])}
+
+    def snapshot(self, m: int) -> dict:
+        return copy.deepcopy(self.model.state_dict())
+
+    def finish(self, m: int, best: dict | None) -> StandardisedModel:
+        if best is not None:
+            self.model.load_state_dict(best)
+        return self.model.eval()
+
+
+def fit_model(train_data: SERData, val_data: SERData | None, model_name: str, config: TrainConfig,
+              seed: int, *, on_epoch: Callable[[int, dict], None] | None = None, task: Task | str | None = None,
+              ) -> tuple[StandardisedModel, dict]:
+    """Train ``model_name`` on ``train_data`` with early stopping on ``val_data`` (None or empty:
+    train all epochs, keep the last weights): the training loop (loop.fit) with the one-model
+    variant. ``task``: tasks.Task or its name (default: the config's task). Returns the trained
+    model (standardiser included) and the history {"epochs": [...], "best_epoch", "stopped_epoch",
+    "monitor"}."""
+    from parrot_ser.training.loop import fit
+
+    config.validate()
+    if len(train_data) == 0:
+        raise ConfigError("the training side of this fold is empty")
+    task = get_task(task or config.task, config, train_data)
+    cb = None if on_epoch is None else (lambda m, epoch, rec: on_epoch(epoch, rec))
+    return fit(_Single(train_data, val_data, model_name, config, seed, task), task, config, cb)[0]
