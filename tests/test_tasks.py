@@ -136,3 +136,20 @@ def test_regression_folds_are_stratified_on_target_tertiles():
     assert data.strata() == ["0-2", "0-2", "1-1", "1-1", "2-0", "2-0"]
     sub = data.subset([0, 5])
     assert sub.targets.tolist() == [[1.0, 9.0], [6.0, 4.0]] and sub.dims == ["a", "v"]
+
+
+def test_run_spec_records_task_labels_and_overlap_only_when_used():
+    from parrot_ser.training.config import TrainConfig
+    from parrot_ser.training.spec import RunSpec
+
+    plain = RunSpec.build("fcn", ["logmel"], TrainConfig(), "speaker-kfold", 5)
+    assert not {"task_options", "labels", "folds"} & set(plain.identity())
+    assert plain.optimisation.early_stop_metric == "macro_f1"  # auto = classification's own metric
+    same = RunSpec.build("fcn", ["logmel"], TrainConfig(early_stop_metric="macro_f1"), "speaker-kfold", 5)
+    assert same.fingerprint({}) == plain.fingerprint({})
+    cfg = TrainConfig(task="regression", classes=["a", "b"], label_map={"x": "a"}, allow_speaker_overlap=True)
+    spec = RunSpec.build("fcn", ["logmel"], cfg, "predefined", 1).identity()
+    assert spec["task"] == "regression" and spec["optimisation"]["early_stop_metric"] == "ccc"
+    assert spec["task_options"] == {"regression_loss": "ccc", "multitask_weight": 0.5}
+    assert spec["labels"] == {"classes": ["a", "b"], "label_map": {"x": "a"}}
+    assert spec["folds"] == {"allow_speaker_overlap": True}
