@@ -41,8 +41,9 @@ step() {  # step NAME CMD...   (runs in the clone; its output goes to $out/logs/
   mkdir -p "$out/logs"
   before=$(load)
   if ! (cd "$out/parrot-ser" && /usr/bin/time -f "%e %U %S" -o "$out/.t" "$@") > "$log" 2>&1; then
-    echo "$name: failed, see $log" >&2
-    return 1
+    echo "$name: FAILED, see $log" >&2
+    rows+=("| $name | FAILED: $(grep -v '^Command exited' "$log" | tail -1 | cut -c1-150) | | $before |")
+    return 0  # the other steps still run and are recorded
   fi
   after=$(load)
   local row
@@ -69,6 +70,7 @@ else
   fi
   export PATH="$out/parrot-ser/.venv/bin:$PATH"
 fi
+(cd "$out/parrot-ser" && python -c "import parrot_ser, torch; print('parrot_ser from', parrot_ser.__file__, '| torch', torch.__version__)")
 
 if want demo || want demo-quick; then
   step "parrot-ser demo --quick" parrot-ser demo --quick --out work/demo-quick
@@ -122,7 +124,7 @@ if [[ ${RECORD:-1} != 0 ]]; then
     echo "# Timings of the README's commands"
     echo
     echo "Written by \`bash scripts/time_readme.sh ${targets[*]}\` on $(date -u '+%F %H:%M UTC'): a fresh clone of"
-    echo "commit \`$commit\`, $cores cores, OMP_NUM_THREADS=$OMP_NUM_THREADS$([[ -n ${REUSE_VENV:-} ]] && echo ", installs skipped (an existing venv)")."
+    echo "commit \`$commit\`, $cores cores, OMP_NUM_THREADS=$OMP_NUM_THREADS$([[ -n ${REUSE_VENV:-} ]] && echo ", installs skipped (the venv $REUSE_VENV, made by the quick start's commands)")."
     echo "CPU = user + sys of the command and its worker processes: the stable number. Wall time depends on"
     echo "what else runs: the 1-minute load average before / after each step says how busy the machine was."
     echo

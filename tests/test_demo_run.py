@@ -92,6 +92,10 @@ def test_report_has_caveats_and_links_resolve(quick_demo):
         assert (out / link).exists(), link
     labels = {e: v["label"] for e, v in s["encoders"].items()}
     assert "`parrot-ser predict " + str(out / "model") + " FILES`" in text and "predict --model" not in text
+    # the exported model is what `parrot-ser export` makes by default, and the report says why
+    # parrot-token and not the paper's parrot (issue 20, items 2 and 11)
+    assert "refit as one model on the whole corpus" in text and "rather than the paper's parrot" in text
+    assert json.loads((out / "model" / "bundle.json").read_text())["ensemble"]["kind"] == "refit"
     for c in s["cells"]:  # the table in the report carries the same numbers as demo.json
         row = "+".join(labels[e] for e in c["row"].split("+"))
         assert f"| {row} | {c['model']} | {c['accuracy']['mean']:.1f} ± {c['accuracy']['std']:.1f} |" in text

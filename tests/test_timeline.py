@@ -66,7 +66,15 @@ def test_windows_follow_the_bundles_clip_length_and_segments_merge(model, record
     path, _ = recording
     tl = analyze_file(model, path, vad="silero", window=1.0, hop=0.5)
     assert tl.settings["window"] == 1.0
-    assert all(abs((w.end - w.start) - 1.0) < 1e-6 for w in tl.windows if w.end - w.start >= 1.0)
+    # full 1 s windows every 0.5 s; each region's last window is its rest (0.5-1.5 s, never a sliver)
+    # or the whole region when that is under 1.5 s
+    for (s, e) in tl.regions:
+        ws = [w for w in tl.windows if s - 1e-6 <= w.start < e]
+        assert ws[-1].end == pytest.approx(e, abs=1e-6)
+        assert all(w.end - w.start == pytest.approx(1.0, abs=1e-6) for w in ws[:-1])
+        assert np.allclose(np.diff([w.start for w in ws]), 0.5)
+        last = ws[-1].end - ws[-1].start
+        assert 0.5 - 1e-6 <= last <= 1.5 + 1e-6 or (len(ws) == 1 and last == pytest.approx(e - s, abs=1e-6))
     # segments tile the windows of each region: consecutive, one label each, label changes between
     for a, b in zip(tl.segments, tl.segments[1:]):
         assert a.end <= b.start + 1e-9
@@ -170,3 +178,15 @@ def test_predict_cuts_long_files_at_the_models_clip_length(model, recording):
     starts = [w.start for w in p.windows[:-1]]
     assert np.allclose(np.diff(starts), 2.0)  # hop = window
     assert model.predict(load_audio(path, 16000, warn=False), sample_rate=16000)[0].label == p.label
+
+
+def test_predict_plain_output_says_the_file_was_cut_and_how_labels_differ(model, recording):
+    path, _ = recording
+    res = runner.invoke(app, ["predict", str(model.bundle_root), str(path)])
+    assert res.exit_code == 0, res.output
+    p = model.predict(path)[0]
+    counts = {}
+    for w in p.windows:
+        counts[w.label] = counts.get(w.label, 0) + 1
+    assert f"cut into {len(p.windows)} windows of 2.0 s" in res.output
+    assert all(f"{k} {v}" in res.output for k, v in counts.items())

@@ -24,7 +24,7 @@ def analyze(
                                                                   "recording into this folder."),
     formats: str = typer.Option("json,csv,png", "--formats", help="With --out: which writers (comma list)."),
     json_out: bool = typer.Option(False, "--json", help="One JSON document on stdout instead of the table."),
-    vad: str = typer.Option("silero", "--vad", help="Voice activity: silero (needs parrot-ser[vad]) or "
+    vad: str = typer.Option("silero", "--vad", help="Voice activity: silero (needs the 'vad' extra) or "
                                                    "energy (a simple loudness fallback)."),
     window: float | None = typer.Option(None, "--window", help="Window seconds (default: the median clip "
                                                                 "length the model was trained on)."),

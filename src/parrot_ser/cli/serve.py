@@ -43,8 +43,8 @@ def serve(
     workers_threads: int = typer.Option(4, "--workers-threads", min=1,
                                         help="Threads serving requests (model calls are serialised by a lock; "
                                              "extra threads decode uploads meanwhile)."),
-    window: float | None = typer.Option(None, "--window", help="As `predict --window` (default: 10 s windows "
-                                                                "above 20 s)."),
+    window: float | None = typer.Option(None, "--window", help="As `predict --window` (default: windows of the "
+                                                                "model's training clip length for longer files)."),
     analyze_max_mb: float = typer.Option(1024.0, "--analyze-max-mb", help="Largest /v1/analyze upload "
                                                                          "(streamed to a temporary file)."),
     analyze_max_seconds: float = typer.Option(4 * 3600.0, "--analyze-max-seconds",

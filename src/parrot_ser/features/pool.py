@@ -120,9 +120,15 @@ class ProcessChunkRunner(ChunkRunner):
         self.pool = ProcessPoolExecutor(max_workers=self.n_workers, mp_context=mp.get_context("fork" if fork else
                                                                                                "spawn"),
                                         initializer=_worker_init, initargs=(dict(build_kwargs), threads, os.getpid()))
-        if fork:  # fork now, while _INHERITED is this encoder and before this process starts threads of its own
-            for f in [self.pool.submit(os.getpid) for _ in range(self.n_workers)]:
-                f.result()
+        if fork:  # fork now, while _INHERITED is this encoder
+            import warnings
+
+            with warnings.catch_warnings():
+                # Python >= 3.12 warns on any fork of a process with threads (here: a progress bar's
+                # refresh thread); the workers only encode, they never touch what those threads hold.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                for f in [self.pool.submit(os.getpid) for _ in range(self.n_workers)]:
+                    f.result()
             _INHERITED = None
 
     def check_identity(self, encoder: Encoder) -> None:

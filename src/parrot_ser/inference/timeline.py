@@ -7,8 +7,9 @@ region's next window, a window's worth for the region's tail, and a VAD frame of
 
 - Regions: :mod:`vad` (Silero or energy) + its hysteresis :class:`~parrot_ser.inference.vad.Segmenter`.
   Silence is never scored.
-- Windows: each region is cut into ``window``-second windows every ``hop`` seconds, the last one
-  aligned to the region's end (as ``plan_windows``); a region shorter than a window is one window.
+- Windows: each region is cut into ``window``-second windows every ``hop`` seconds; the rest of the
+  region (0.5 to 1.5 windows long) is the last window, so no window is a sliver and none repeats
+  most of the previous one; a region shorter than 1.5 windows is one window.
   The default window is the median clip length the model was trained on (recorded in the bundle).
 - Smoothing (optional): a centred moving average of ``smooth`` windows' probabilities inside a region.
 - Segments: consecutive windows of one region with one label, merged; where two windows overlap the
@@ -30,6 +31,7 @@ from parrot_ser.inference.vad import FRAME, VAD_RATE, Segmenter, make_vad
 
 DEFAULT_WINDOW = 3.0  # seconds, for bundles that do not record their training clip lengths
 BLOCK_SECONDS = 10.0  # decoded per step when analysing a file
+MIN_TAIL = VAD_RATE // 4  # samples: a region's rest shorter than this (only when hop > window) is not scored
 
 
 @dataclass
@@ -177,14 +179,18 @@ class TimelineAnalyzer:
     def _close_region(self, s: int, e: int) -> None:
         reg = self._open(s)
         self._cut(reg, e)
-        if reg.cut == 0 or reg.last_end < e:  # a short region whole, or the tail aligned to its end
-            self._add(reg, max(s, e - self._win) if reg.cut else s, e)
+        # The rest of the region is one last window of 0.5-1.5 window lengths (the cut above leaves at
+        # least half a window), or the whole region when it is shorter than that: a 2.1 s region and a
+        # 2 s model give one window, not a second one for the last 0.1 s.
+        if reg.cut == 0 or e - reg.next >= min(self._win // 2, MIN_TAIL):
+            self._add(reg, reg.next if reg.cut else s, e)
         self.regions.append((s / VAD_RATE, e / VAD_RATE))
         self._closed.append(reg.id)
         self._region = None
 
     def _cut(self, reg: _Region, upto: int) -> None:
-        while reg.next + self._win <= upto:
+        """Full windows while at least half a window more is known to follow (see _close_region)."""
+        while reg.next + self._win + self._win // 2 <= upto:
             self._add(reg, reg.next, reg.next + self._win)
             reg.next += self._hop
 
@@ -197,7 +203,7 @@ class TimelineAnalyzer:
     def _trim(self) -> None:
         keep = self._vad_pos - int(self.segmenter.pad * VAD_RATE) - FRAME
         if self._region is not None:
-            keep = min(keep, max(self._region.start, self._region.next - self._win))
+            keep = min(keep, self._region.next)  # the next window starts there (all later ones after it)
         keep = max(self._base, min(keep, self._total))
         if keep > self._base:
             self._buf = self._buf[keep - self._base:].copy()

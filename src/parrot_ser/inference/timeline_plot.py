@@ -8,6 +8,8 @@ import io
 from pathlib import Path
 from typing import Any
 
+BREAK_SECONDS = 1.0
+
 
 def mmss(seconds: float, _pos: Any = None) -> str:
     s = max(0, int(round(seconds)))
@@ -40,14 +42,14 @@ def timeline_png(tl: dict, labels: list[str], title_model: str = "") -> bytes:
     band.set_yticks([0.14, 0.68], ["speech", "label"])
     band.set_ylim(0, 1)
     band.tick_params(axis="y", length=0)
-    # curves: each label's probability at the centre of each window, joined inside a speech region
-    # (a region of one window is a dot), broken across silences
+    # curves: each label's probability at the centre of each window, joined across short pauses
+    # (under BREAK_SECONDS), broken across longer silences
     wins = tl["windows"]
     for lab in labels:
         xs: list[float] = []
         ys: list[float] = []
         for i, w in enumerate(wins):
-            if i and w["start"] > wins[i - 1]["end"] + 0.05:
+            if i and w["start"] > wins[i - 1]["end"] + BREAK_SECONDS:
                 xs.append(float("nan"))
                 ys.append(float("nan"))
             xs.append((w["start"] + w["end"]) / 2)
