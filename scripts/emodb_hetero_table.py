@@ -63,12 +63,12 @@ def cells(stage: str | None = None) -> list[dict]:
     for e, n in ENCODERS.items():
         out += [dict(row=e, name=f"fcn-L{i}", encoders=(e,), model="fcn", layer=i, stage="single") for i in range(n)]
     for e in ENCODERS:
-        out += [dict(row=e, name=f"{m}-weighted", encoders=(e,), model=m, layer="all", stage="single")
+        out += [dict(row=e, name=f"{m}-weighted", encoders=(e,), model=m, layer="weighted", stage="single")
                 for m in ("fcn", "cnn")]
     for a, b in PAIRS:
-        out += [dict(row=f"{a}+{b}", name=m, encoders=(a, b), model=m, layer="all", stage="pair") for m in POOLED_FUSIONS]
+        out += [dict(row=f"{a}+{b}", name=m, encoders=(a, b), model=m, layer="weighted", stage="pair") for m in POOLED_FUSIONS]
     for a, b in PAIRS:
-        out.append(dict(row=f"{a}+{b}", name=FRAMES, encoders=(a, b), model="parrot-token", layer="all",
+        out.append(dict(row=f"{a}+{b}", name=FRAMES, encoders=(a, b), model="parrot-token", layer="weighted",
                         frames=True, stage="frames"))
     for e, n in ENCODERS.items():
         if n > 1:

@@ -97,7 +97,7 @@ def seed_subset(res: dict, seeds: list[int]) -> dict:
 
 def partners(res: dict) -> str:
     t = res.get("transport") or {}
-    ep, shape = t.get("effective_partners"), t.get("plan_shape")
+    ep, shape = t.get("eff_partners"), t.get("plan_shape")
     if not ep:
         return ""
     n = shape["mean"] if isinstance(shape, dict) else None
@@ -205,7 +205,7 @@ def main() -> None:
     for i in range(n_layers):
         layer_res[i] = cv(clip, ("whisper-base",), args.layer_model, out / "layers" / f"layer{i}",
                           cfg(args.layer_model, layer=i))
-    wsum = {m: cv(clip, ("whisper-base",), m, out / "layers" / f"wsum-{m}", cfg(m, layer="all"))
+    wsum = {m: cv(clip, ("whisper-base",), m, out / "layers" / f"wsum-{m}", cfg(m, layer="weighted"))
             for m in ("fcn", "cnn")}
     # The layer used below is chosen on VALIDATION speakers (nested, training/selection.py): per (seed,
     # fold) the layer with the best validation score; the layer chosen most often feeds the pairs.

@@ -88,8 +88,9 @@ def ot_stats(recs: dict, seeds: list[int], folds: int) -> str:
     for s in seeds:
         for k in range(folds):
             t = recs[(s, k)].get("transport") or {}
-            if "effective_partners" in t:
-                vals["eff"].append(t["effective_partners"])
+            eff = t.get("eff_partners", t.get("effective_partners"))  # runs before plan_stats owned it: the old key
+            if eff is not None:
+                vals["eff"].append(eff)
                 vals["frac"].append(t.get("eff_partners_frac", float("nan")))
                 vals["rowent"].append(t.get("row_entropy", float("nan")))
     if not vals["eff"]:

@@ -16,11 +16,12 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src" / "parrot_ser"
 
 LAYERS = [
-    {"errors", "registry", "audio", "device", "notices", "progress", "files", "raycluster", "workers"},
+    {"errors", "registry", "audio", "device", "notices", "progress", "files", "raycluster", "workers",
+     "layer_choice"},
     {"corpora", "encoders", "fusion", "models"},
     {"features"},
     {"training", "inference", "hear"},
-    {"service", "demo"},
+    {"service", "demo", "export"},
     {"cli"},
 ]
 LEVEL = {pkg: i for i, layer in enumerate(LAYERS) for pkg in layer}

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 
 from parrot_ser.errors import BundleError
+from parrot_ser.export import export_run
 from parrot_ser.inference import load_model
 from parrot_ser.inference.bundle import load_bundle, verify_bundle, write_bundle
 from parrot_ser.inference.predictor import Predictor
-from parrot_ser.training import export_run
 
 SPEAKERS = ("03", "08", "09", "10")
 LABELS = ("angry", "neutral", "sad")

@@ -187,9 +187,9 @@ def test_store_train_export_predict_onnx(emodb_root, tmp_path):
     import parrot_ser
     from parrot_ser.corpora import scan_corpus
     from parrot_ser.corpora.base import Manifest
+    from parrot_ser.export import export_run
     from parrot_ser.features import extract_features, open_store
     from parrot_ser.inference.onnx_export import export_onnx
-    from parrot_ser.training import export_run
     from parrot_ser.training.config import TrainConfig
     from parrot_ser.training.run import run_cv
 
@@ -205,7 +205,7 @@ def test_store_train_export_predict_onnx(emodb_root, tmp_path):
     assert crepe_meta["identity"]["checkpoint_sha256"] == build_encoder("crepe-tiny").identity.checkpoint_sha256
     run = tmp_path / "run"
     run_cv(tmp_path / "feat", ["resemblyzer", "crepe-tiny"], "concat",
-           TrainConfig(epochs=2, patience=0, batch_size=4, layer="all"), [0], "speaker-kfold", run, n_folds=2)
+           TrainConfig(epochs=2, patience=0, batch_size=4, layer="weighted"), [0], "speaker-kfold", run, n_folds=2)
     bundle = export_run(run, tmp_path / "bundle")
     model = parrot_ser.load_model(bundle, quiet=True)
     from parrot_ser.audio import load_audio
@@ -219,14 +219,14 @@ def test_store_train_export_predict_onnx(emodb_root, tmp_path):
     # same learned weights as the pooled vectors; trained, exported and served from audio
     frun = tmp_path / "frames_run"
     run_cv(tmp_path / "feat", ["resemblyzer", "crepe-tiny"], "parrot-token",
-           TrainConfig(epochs=2, patience=0, batch_size=4, layer="all", use_frames=True,
+           TrainConfig(epochs=2, patience=0, batch_size=4, layer="weighted", use_frames=True,
                        model={"token_source": "frames", "conv_channels": [4, 8]}),
            [0], "speaker-kfold", frun, n_folds=2)
     fmodel = parrot_ser.load_model(export_run(frun, tmp_path / "frames_bundle"), quiet=True)
     fpred = fmodel.predict(wave, sample_rate=16000)[0]
     assert abs(sum(fpred.probabilities.values()) - 1) < 1e-5
     # ONNX: an fcn head (conv heads are refused by a known head-export bug owned by issue 21)
-    run_cv(tmp_path / "feat", ["crepe-tiny"], "fcn", TrainConfig(epochs=2, patience=0, batch_size=4, layer="all"),
+    run_cv(tmp_path / "feat", ["crepe-tiny"], "fcn", TrainConfig(epochs=2, patience=0, batch_size=4, layer="weighted"),
            [0], "speaker-kfold", tmp_path / "fcn", n_folds=2)
     report = export_onnx(export_run(tmp_path / "fcn", tmp_path / "fcn_bundle"))
     assert set(report["files"]) == {"head.onnx", "model.onnx"}  # CREPE has an audio graph

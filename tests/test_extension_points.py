@@ -105,9 +105,9 @@ def _corpus(root: Path) -> None:
 
 
 def test_throwaway_corpus_encoder_and_model_end_to_end(registered, tmp_path):
+    from parrot_ser.export import export_run
     from parrot_ser.features import extract_features
     from parrot_ser.inference import load_model
-    from parrot_ser.training import export_run
     from parrot_ser.training.config import TrainConfig
     from parrot_ser.training.run import run_cv
 

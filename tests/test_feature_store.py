@@ -65,7 +65,8 @@ def test_round_trip_and_bad_file_listed(tmp_path, tone_writer):
     assert fs.layers == [0] and fs.has_frames
     assert fs.pooled().shape == (6, 320) and fs.pooled().dtype == np.float32
     assert fs.pooled_all().shape == (6, 1, 320)
-    np.testing.assert_array_equal(fs.pooled("mean"), fs.pooled(-1))
+    np.testing.assert_array_equal(fs.pooled("mean"), fs.pooled(0))  # a layer = a hidden-state index
+    np.testing.assert_array_equal(fs.pooled("last"), fs.pooled(0))
     # same numbers as encoding the file directly (features do not depend on batching)
     from parrot_ser.audio import load_audio
 
@@ -77,8 +78,10 @@ def test_round_trip_and_bad_file_listed(tmp_path, tone_writer):
     assert fs.frame_lengths()[row] == direct.frames.shape[1]
     with pytest.raises(FeatureStoreError, match="bad"):
         fs.rows(["u0", "bad"])
-    with pytest.raises(FeatureStoreError, match="out of range"):
+    with pytest.raises(FeatureStoreError, match=r"layer 3 is not stored; stored hidden states: \[0\]"):
         fs.pooled(3)
+    with pytest.raises(FeatureStoreError, match="hidden-state index >= 0"):
+        fs.pooled(-1)
     meta = fs.meta
     assert meta["identity"]["name"] == "logmel" and meta["dtype"] == "float32" and meta["random_init"] is False
     assert meta["package_version"] and meta["created"]

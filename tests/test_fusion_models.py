@@ -302,3 +302,13 @@ def test_frame_tokens_are_mixed_with_the_pooled_layer_weights():
         direct = net._mix_frames(frames[0], net.select[0], "p")
     torch.testing.assert_close(direct, frames[0][:, :, -1], atol=1e-5, rtol=0)
     assert torch.isfinite(mixed).all()
+
+
+def test_one_module_per_model_family():
+    """models.py is the registry and the shared bases; every model lives in its family's module."""
+    from parrot_ser.fusion import MODELS
+
+    where = {name: MODELS.get(name).factory.__module__.rsplit(".", 1)[-1] for name in MODELS}
+    assert where == {"cnn": "single", "fcn": "single", "concat": "pooled_fusion", "hadamard": "pooled_fusion",
+                     "gated": "pooled_fusion", "ot": "batch_ot", "parrot": "batch_ot", "parrot-token": "tokens",
+                     "xattn": "tokens"}

@@ -32,6 +32,11 @@ CASES = {
     "frames_parrot_token": ("parrot-token", ["toy-mamba", "logmel"], {"use_frames": True}, False),
 }
 BASE = {"epochs": 3, "batch_size": 6, "patience": 2}
+# The run fingerprints the code wrote before RunSpec (training/spec.py) for these runs: folders holding
+# them must still resume (recognised as the same run, nothing retrained).
+OLD_FINGERPRINTS = {"single_concat": "5bfcd2d6862beb1c", "single_parrot": "1747e09350b0e4e7",
+                    "batched_fcn": "f0051f01b4c8d2bf", "batched_parrot": "1747e09350b0e4e7",
+                    "bf16_cnn": "072adf1bb6f64837", "frames_parrot_token": "45e815a0e25744d6"}
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +91,26 @@ def test_golden_run(name, store, tmp_path):
         assert r["timings"]["training"] == ("batched" if batched else "single")
     # bf16 rounds differently on CPUs with and without native bfloat16 instructions
     _check(name, _numbers(res, tmp_path / "run"), 2e-2 if cfg.precision == "bf16" else 1e-5)
+    _check_old_folder_resumes(tmp_path / "run", OLD_FINGERPRINTS[name],
+                              lambda: run_cv(store, encoders, model, cfg, [0, 1] if batched else [0], "speaker-kfold",
+                                             tmp_path / "run", n_folds=2, batched=batched, workers=1))
+
+
+def _check_old_folder_resumes(run_dir: Path, old: str, rerun) -> None:
+    """Make ``run_dir`` look as the code before RunSpec wrote it (old fingerprint everywhere, no
+    spec), rerun: it must resume without training and then hold the spec and the new fingerprint."""
+    run = json.loads((run_dir / "run.json").read_text())
+    new, spec = run.pop("fingerprint"), run.pop("spec")
+    assert spec["model"] == run["model"] and "execution" in spec and new != old
+    (run_dir / "run.json").write_text(json.dumps({**run, "fingerprint": old}))
+    entries = sorted((run_dir / "folds").glob("*.json"))
+    for p in entries:
+        p.write_text(json.dumps({**json.loads(p.read_text()), "fingerprint": old}))
+    stamps = [p.stat().st_mtime_ns for p in entries]
+    rerun()
+    assert [p.stat().st_mtime_ns for p in entries] == stamps  # nothing retrained
+    again = json.loads((run_dir / "run.json").read_text())
+    assert again["fingerprint"] == new and again["spec"] == spec
 
 
 def test_golden_grid(store, tmp_path):

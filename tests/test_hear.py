@@ -31,8 +31,11 @@ def mamba():
 def test_model_spec_forms(tmp_path, monkeypatch):
     assert hear.parse_model_spec("whisper-base") == {"name": "whisper-base", "checkpoint": None, "options": {}}
     s = hear.parse_model_spec("ssam-base=/m/ck.pth,seed=3,corrected_grouping=true,layers=3;6")
-    assert s == {"name": "ssam-base", "checkpoint": "/m/ck.pth", "seed": 3, "layers": "3,6",
+    assert s == {"name": "ssam-base", "checkpoint": "/m/ck.pth", "seed": 3, "layers": "3;6",
                  "options": {"corrected_grouping": True}}
+    from parrot_ser.encoders import resolve_layers  # the one layer parser reads HEAR's ';' lists
+
+    assert resolve_layers(s["layers"], 13) == [3, 6]
     f = tmp_path / "m.json"
     f.write_text('{"encoder": "ssam-tiny", "random_init": true, "options": {"depth": 2}}')
     assert hear.parse_model_spec(str(f)) == {"name": "ssam-tiny", "checkpoint": None, "random_init": True,

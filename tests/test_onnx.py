@@ -129,7 +129,7 @@ def test_whisper_clip_window_is_not_exported_as_the_30s_graph():
 
 
 def test_hf_bundle_full_graph(small_runs, emodb_root, tmp_path):
-    from parrot_ser.training import export_run
+    from parrot_ser.export import export_run
 
     run = small_runs((("hubert-base", {"random_init": True}),), "fcn")
     report = export_onnx(export_run(run, tmp_path / "b"))
@@ -142,7 +142,7 @@ def test_hf_bundle_full_graph(small_runs, emodb_root, tmp_path):
 
 
 def test_mamba_bundles_ssam_whole_ssamba_head_only_batch_dependent_none(small_runs, emodb_root, tmp_path):
-    from parrot_ser.training import export_run
+    from parrot_ser.export import export_run
 
     mamba = ("ssam-tiny", {"random_init": True, "depth": 1})
     report = export_onnx(export_run(small_runs((mamba,), "fcn"), tmp_path / "m"))

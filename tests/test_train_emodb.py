@@ -85,5 +85,5 @@ def test_small_grid_with_random_init_encoders(emo_store, tmp_path):
     assert int(sig[0]["mcnemar_n"]) == len(keep)
     res = json.loads((out / "cells" / "ssam-tiny+hubert-base" / "parrot" / "results.json").read_text())
     assert res["random_init_encoders"] == ["hubert-base", "ssam-tiny"]
-    assert res["transport"]["effective_partners"]["mean"] >= 1.0
+    assert res["transport"]["eff_partners"]["mean"] >= 1.0
     assert (out / "cells" / "ssam-tiny+hubert-base" / "parrot" / "transport.png").is_file()

@@ -135,7 +135,8 @@ def test_run_cv_writes_outputs_and_resumes(store, tmp_path, monkeypatch):
         assert 0.0 <= res["headline"][m]["mean"] <= 100.0 and res["headline"][m]["n"] == 3
     assert np.asarray(res["confusion_sum"]).sum() == 54
     tr = res["transport"]
-    assert 1.0 <= tr["effective_partners"]["mean"] <= 16.0 and tr["row_entropy"]["mean"] >= 0
+    assert 1.0 <= tr["eff_partners"]["mean"] <= 16.0 and tr["entropy"]["mean"] >= 0
+    assert "effective_partners" not in tr and tr["row_entropy"]["mean"] >= 0  # one owner: plan_stats
     for f in res["folds"]["0"]:
         assert set(f["test_speakers"]).isdisjoint(f["train_speakers"] + f["val_speakers"])
     assert set(res["versions"]) >= {"torch", "numpy", "scikit-learn", "transformers", "parrot-ser"}
@@ -206,13 +207,13 @@ def test_frames_and_all_layers_round_trip(store, tmp_path):
     test = data.subset([data.utt_ids.index(u) for u in entry["test_utt_ids"]])
     assert np.allclose(predict_proba(model, test, cfg), entry["test_proba"], atol=1e-5)
     tr = res["transport"]  # per-utterance plans between the two frame sequences (26 frames each here)
-    assert 1.0 <= tr["effective_partners"]["mean"] <= tr["m"]["mean"] + 1e-6 and tr["m"]["mean"] == 26
+    assert 1.0 <= tr["eff_partners"]["mean"] <= tr["m"]["mean"] + 1e-6 and tr["m"]["mean"] == 26
 
     out2 = tmp_path / "all_layers"
-    run_cv(store, ["logmel"], "cnn", replace(cfg, use_frames=False, layer="all"), [0], "speaker-kfold",
+    run_cv(store, ["logmel"], "cnn", replace(cfg, use_frames=False, layer="weighted"), [0], "speaker-kfold",
            out2, n_folds=2)
     run2 = json.loads((out2 / "run.json").read_text())
-    assert run2["input_shapes"] == [[1, 320]] and run2["layer"] == "all"
+    assert run2["input_shapes"] == [[1, 320]] and run2["layer"] == "weighted"
     model2, _ = load_fold_model(out2, 0, 0)  # rebuilt with layer weighting, loads strictly
     assert any("select" in k for k in model2.state_dict())
     with pytest.raises(ConfigError, match="does not use frame features"):

@@ -196,7 +196,9 @@ def test_end_to_end_real_features_extract_train_export_predict(subset, whisper_d
 
 def test_demo_with_the_real_encoder(whisper_dir, tmp_path):
     out = tmp_path / "demo"
-    r = CliRunner().invoke(app, ["demo", "--quick", "--out", str(out), "--checkpoint", f"whisper-base={whisper_dir}"])
+    # --untrained: the demo of untrained PTMs, with the real whisper-base in place of its attention one
+    r = CliRunner().invoke(app, ["demo", "--quick", "--untrained", "--out", str(out), "--checkpoint",
+                                 f"whisper-base={whisper_dir}"])
     assert r.exit_code == 0, r.output
     summary = json.loads((out / "demo.json").read_text(encoding="utf-8"))
     assert summary["plan"]["encoders"] == ["logmel", "ssam-tiny", "whisper-base"]  # in place of wavlm-base-plus

@@ -56,6 +56,7 @@ import numpy as np
 import torch
 
 from parrot_ser.errors import ConfigError
+from parrot_ser.registry import typed_value
 
 ENV_MODEL = "PARROT_HEAR_MODEL"
 _SETTINGS = {"random_init", "seed", "layers", "device"}
@@ -65,7 +66,6 @@ __all__ = ["HearModel", "get_scene_embeddings", "get_timestamp_embeddings", "loa
 
 def parse_model_spec(text: str) -> dict[str, Any]:
     """``NAME[=CHECKPOINT][,key=value...]`` or a .json file -> build_encoder arguments (module doc)."""
-    import yaml
 
     text = (text or "").strip()
     if not text:
@@ -92,8 +92,11 @@ def parse_model_spec(text: str) -> dict[str, Any]:
         if not sep or not key.strip():
             raise ConfigError(f"HEAR model spec {text!r}: expected key=value after a comma, got {p!r}")
         key = key.strip()
-        # layers: "last", "all", "6" or "3;6;9" (commas separate the settings themselves)
-        value = val.strip().replace(";", ",") if key == "layers" else yaml.safe_load(val.strip())
+        # layers: "last", "all", "6" or "3;6;9" (commas separate the settings themselves), kept as
+        # text for the one layer parser (layer_choice, through build_encoder); other values typed by
+        # the one rule (registry.typed_value: YAML scalars here, declared types in build_encoder)
+        val = val.strip()
+        value = val if key == "layers" else typed_value(val, None, "HEAR model spec")
         (out if key in _SETTINGS else out["options"])[key] = value
     return out
 

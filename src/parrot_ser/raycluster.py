@@ -7,6 +7,15 @@ from typing import Any
 
 from parrot_ser.errors import ConfigError
 
+ENGINES = ("local", "ray")  # --engine of train, grid and extract
+
+
+def check_engine(engine: str) -> str:
+    """The one check of ``--engine`` (training and extraction)."""
+    if engine not in ENGINES:
+        raise ConfigError(f"--engine must be one of {', '.join(ENGINES)} (got {engine!r})")
+    return engine
+
 
 def ray_init(address: str | None = None) -> Any:
     """Import and connect Ray only when asked (parrot-ser[ray] extra): an already initialised Ray

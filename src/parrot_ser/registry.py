@@ -161,16 +161,36 @@ def check_options(given: Iterable[str], known: Iterable[str], what: str) -> None
         raise ConfigError(f"{what} does not take option(s) {', '.join(unknown)} (takes: {', '.join(known) or 'none'})")
 
 
-def parse_key_values(pairs: Iterable[str], flag: str) -> dict[str, str]:
-    """``["k=v", ...]`` from a repeated CLI flag -> {k: "v"} (text; :func:`coerce` types it)."""
+def parse_key_values(pairs: Iterable[str], flag: str, *, form: str = "KEY=VALUE", option_keys: bool = True,
+                     names: Iterable[str] | None = None) -> dict[str, str]:
+    """The one KEY=VALUE parser of the CLI: ``["k=v", ...]`` from a repeated flag -> {k: "v"} (text;
+    :func:`typed_value` types it). ``option_keys``: keys are option names (``-`` read as ``_``);
+    False for names such as encoders (``--checkpoint hubert-base=DIR``, ``form="NAME=PATH"``, value
+    required). ``names``: the keys allowed (e.g. the command's --encoder names)."""
     out: dict[str, str] = {}
+    allowed = None if names is None else list(names)
     for text in pairs:
         key, sep, value = text.partition("=")
-        key = key.strip().replace("-", "_")
-        if not sep or not key:
-            raise ConfigError(f"{flag} expects KEY=VALUE, got {text!r}")
+        key = key.strip().replace("-", "_") if option_keys else key.strip()
+        if not sep or not key or (not option_keys and not value):
+            raise ConfigError(f"{flag} expects {form}, got {text!r}")
+        if allowed is not None and key not in allowed:
+            raise ConfigError(f"{flag} {key}=...: {key!r} is not one of the --encoder names ({', '.join(allowed)})")
         out[key] = value
     return out
+
+
+def typed_value(value: Any, opt: Option | None, what: str) -> Any:
+    """The one typing of option text: by the option's declared type (:func:`coerce`) when declared,
+    else as a YAML scalar (true, 3, 0.5, null, text); non-text values are kept."""
+    if opt is not None or not isinstance(value, str):
+        return coerce(opt, value, what) if opt is not None else value
+    import yaml
+
+    try:
+        return yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value
 
 
 _TRUE, _FALSE = ("true", "yes", "1", "on"), ("false", "no", "0", "off")

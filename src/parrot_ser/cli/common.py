@@ -122,6 +122,15 @@ def guard(fn: F) -> F:
 _warned_untrained: set[str] = set()
 
 
+def parse_checkpoints(items: list[str] | None, encoders: list[str] | None = None) -> dict[str, str]:
+    """``--checkpoint NAME=PATH_OR_HF_ID`` (repeatable) -> {name: path}, through the one KEY=VALUE
+    parser; ``encoders``: the names the command was given (others are an error)."""
+    from parrot_ser.registry import parse_key_values
+
+    return parse_key_values(items or [], "--checkpoint", form="NAME=PATH_OR_HF_ID (e.g. hubert-base=/models/hubert)",
+                            option_keys=False, names=encoders)
+
+
 def warn_untrained(names: Any) -> None:
     """Print :func:`untrained_text` once per encoder per command (train warns before the run and the
     results would repeat it; extract knows it when building the encoder and again in the report)."""

@@ -7,8 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from parrot_ser.cli.common import err, guard, make_progress, print_json
-from parrot_ser.errors import ConfigError
+from parrot_ser.cli.common import err, guard, make_progress, parse_checkpoints, print_json
 
 
 @guard
@@ -31,12 +30,7 @@ def demo(
     tables and plots, export the PARROT model and predict unseen voices. Offline, no downloads."""
     from parrot_ser.demo.run import check_demo_extra, demo_encoders, run_demo
 
-    ckpts: dict[str, str] = {}
-    for it in checkpoint:
-        name, sep, path = it.partition("=")
-        if not sep or not name or not path:
-            raise ConfigError(f"--checkpoint expects NAME=PATH; got {it!r}")
-        ckpts[name] = path
+    ckpts = parse_checkpoints(checkpoint)
     names = demo_encoders(ckpts, untrained=untrained, quick=quick)
     if not untrained:
         check_demo_extra()  # one line naming the extra, before anything is written

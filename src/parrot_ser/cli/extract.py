@@ -19,40 +19,25 @@ from parrot_ser.cli.common import (
     guard,
     make_progress,
     os_error_message,
+    parse_checkpoints,
     print_json,
     warn_untrained,
 )
 from parrot_ser.errors import ConfigError, FeatureStoreError
 
 
-def _parse_checkpoints(items: list[str], encoders: list[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for it in items:
-        name, sep, path = it.partition("=")
-        if not sep or not name or not path:
-            raise ConfigError(f"--checkpoint expects NAME=PATH_OR_HF_ID; got {it!r}")
-        if name not in encoders:
-            raise ConfigError(f"--checkpoint {name}=...: {name!r} is not one of the --encoder names ({', '.join(encoders)})")
-        out[name] = path
-    return out
-
-
 def _parse_options(items: list[str], encoders: list[str]) -> dict[str, dict]:
-    """NAME:KEY=VALUE -> {NAME: {KEY: VALUE}}; VALUE parsed as YAML (true, 3, 0.5, null, text)."""
-    import yaml
+    """NAME:KEY=VALUE -> {NAME: {KEY: "VALUE"}}; build_encoder types the values (registry.typed_value)."""
+    from parrot_ser.registry import parse_key_values
 
     out: dict[str, dict] = {n: {} for n in encoders}
     for it in items:
         name, sep1, kv = it.partition(":")
-        key, sep2, value = kv.partition("=")
-        if not sep1 or not sep2 or not name or not key:
+        if not sep1 or not name:
             raise ConfigError(f"--option expects NAME:KEY=VALUE (e.g. ssam-base:corrected_grouping=true); got {it!r}")
         if name not in encoders:
             raise ConfigError(f"--option {it}: {name!r} is not one of the --encoder names ({', '.join(encoders)})")
-        try:
-            out[name][key] = yaml.safe_load(value)
-        except yaml.YAMLError:
-            out[name][key] = value
+        out[name].update(parse_key_values([kv], "--option", form="NAME:KEY=VALUE", option_keys=False))
     return out
 
 
@@ -78,17 +63,17 @@ def _check_arguments(out_dir: Path, device: str, dtype: str, engine: str, encode
     """Everything checkable before a corpus is scanned -> (encoder names, checkpoints, options)."""
     from parrot_ser.device import check_device
     from parrot_ser.encoders import get_spec
+    from parrot_ser.raycluster import check_engine
 
     check_out_dir(out_dir)
     check_device(device)  # before scanning a corpus, not after
     if dtype not in ("float16", "float32"):
         raise ConfigError(f"--dtype must be float16 or float32; got {dtype!r}")
-    if engine not in ("local", "ray"):
-        raise ConfigError(f"--engine must be local or ray; got {engine!r}")
+    check_engine(engine)
     names = list(dict.fromkeys(encoder))
     for n in names:
         get_spec(n)  # unknown names fail before any work
-    return names, _parse_checkpoints(checkpoint, names), _parse_options(option, names)
+    return names, parse_checkpoints(checkpoint, names), _parse_options(option, names)
 
 
 def _announce_untrained(name: str, enc: Any) -> None:
@@ -111,7 +96,7 @@ def extract(
                                                                    "(see `parrot-ser encoders list`)."),
     out_dir: Path = typer.Option(..., "--out", "-o", help="Feature store folder (created or extended)."),
     frames: bool = typer.Option(False, "--frames", help="Also store frame-level features (ragged)."),
-    layers: str = typer.Option("last", "--layers", help="last | all | 3 | 3,6,9 (0 = CNN/embedding output)."),
+    layers: str = typer.Option("last", "--layers", help="Hidden states to store: last | all | 3 | 3,6,9 (indices; 0 = embeddings / CNN output)."),
     checkpoint: list[str] = typer.Option([], "--checkpoint", help="NAME=PATH|HF_ID: weights for one encoder "
                                                                   "(local dir, HF id in the local cache, or file)."),
     option: list[str] = typer.Option([], "--option", help="NAME:KEY=VALUE encoder option, e.g. "

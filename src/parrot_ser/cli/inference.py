@@ -16,22 +16,13 @@ from parrot_ser.cli.common import (
     guard,
     make_progress,
     out,
+    parse_checkpoints,
     print_json,
     rate_text,
     write_stdout,
 )
 from parrot_ser.errors import AudioError, ConfigError, ParrotError
 from parrot_ser.notices import untrained_models_text, untrained_warnings
-
-
-def _parse_checkpoints(items: list[str] | None) -> dict[str, str]:
-    res = {}
-    for it in items or []:
-        name, sep, path = it.partition("=")
-        if not sep or not name or not path:
-            raise ConfigError(f"--checkpoint expects NAME=PATH (e.g. hubert-base=/models/hubert), got {it!r}")
-        res[name] = path
-    return res
 
 
 @guard
@@ -51,8 +42,8 @@ def export(
     """Write a self-describing bundle: safetensors weights + bundle.json (encoders and their checkpoint
     hashes, labels, model config, standardiser, training summary, sha256 of every file), the Hugging
     Face config.json and model card README.md, and with --onnx the ONNX graphs."""
+    from parrot_ser.export import export_run
     from parrot_ser.inference.bundle import read_bundle_json
-    from parrot_ser.training.export import export_run
 
     check_out_dir(out_dir)
     t0 = time.perf_counter()
@@ -119,7 +110,7 @@ def predict(
         if csv_path.is_dir():
             raise ConfigError(f"{csv_path}: --csv is a folder; give a file name, e.g. {csv_path / 'predictions.csv'}")
         check_out_dir(csv_path.parent, "--csv")
-    predictor = load_model_quiet(model_dir, checkpoints=_parse_checkpoints(checkpoint))
+    predictor = load_model_quiet(model_dir, checkpoints=parse_checkpoints(checkpoint))
     if predictor.untrained:
         err.print(f"[bold red]warning: {escape(untrained_models_text(predictor.untrained))}[/]")
     items, problems = collect_inputs(audio)

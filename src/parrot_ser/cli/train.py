@@ -33,20 +33,6 @@ def _seeds(text: str) -> list[int]:
     return seeds
 
 
-def _layer(text: str | None) -> int | str | None:
-    if text is None:
-        return None
-    t = text.strip().lower()
-    if t in ("last", ""):
-        return None
-    if t in ("mean", "all"):
-        return t
-    try:
-        return int(t)
-    except ValueError:
-        raise ConfigError(f"--layer must be an int position, 'last', 'mean' or 'all' (got {text!r})") from None
-
-
 def _config(config, layer, frames, epochs, lr, batch_size, patience, eval_batch_size, early_stop, dropout,
             weight_decay, device, threads, standardise=None, precision=None):
     from parrot_ser.device import check_device
@@ -55,7 +41,9 @@ def _config(config, layer, frames, epochs, lr, batch_size, patience, eval_batch_
     if device is not None:
         check_device(device)  # worded for the option; the config check covers a YAML device
 
-    overrides = {"layer": _layer(layer), "use_frames": True if frames else None, "epochs": epochs, "lr": lr,
+    from parrot_ser.layer_choice import parse_layer
+
+    overrides = {"layer": None if layer is None else parse_layer(layer), "use_frames": True if frames else None, "epochs": epochs, "lr": lr,
                  "batch_size": batch_size, "patience": patience, "eval_batch_size": eval_batch_size,
                  "early_stop_metric": early_stop, "dropout": dropout, "weight_decay": weight_decay,
                  "device": device, "num_threads": threads, "standardise": standardise,
@@ -112,8 +100,9 @@ _opt_do = typer.Option(None, "--dropout", help=f"Dropout (default {_D.dropout}).
 _opt_wd = typer.Option(None, "--weight-decay", help=f"Adam weight decay (default {_D.weight_decay:g}).")
 _opt_ebs = typer.Option(None, "--eval-batch-size", help=f"Evaluation batch size (default {_D.eval_batch_size}; matters for "
                                                         "batch-dependent models).")
-_opt_layer = typer.Option(None, "--layer", help="Stored layer: position (int), 'last' (default), 'mean' or 'all' "
-                                                "(learnable layer weighting).")
+_opt_layer = typer.Option(None, "--layer", help="What feeds the model: 'last' (default: the deepest stored layer), "
+                          "a hidden-state index (0 = embeddings; as extract --layers), 'mean' (of the stored "
+                          "layers) or 'weighted' (learned layer weighting; 'all' is the old word).")
 _opt_std = typer.Option(None, "--standardise/--no-standardise",
                         help="z-score each input with training-side mean/std (default on).")
 _opt_prec = typer.Option(None, "--precision", help="fp32 (default) | bf16: train under bfloat16 autocast "

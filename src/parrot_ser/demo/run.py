@@ -327,7 +327,7 @@ def _grid_step(out: Path, plan: DemoPlan, missing: dict, say: Stage, progress: P
     pairs = _pairs_mode(kinds)
     # num_threads=1 as in run_demo (fit_model sets it; recorded in each run's config)
     config = TrainConfig(epochs=plan.epochs, patience=plan.patience, model=dict(plan.model_config),
-                         num_threads=1, layer=None if plan.untrained else "all").validate()
+                         num_threads=1, layer="last" if plan.untrained else "weighted").validate()
     say(f"grid: {', '.join(names)} x {', '.join(plan.models)}; {plan.n_folds} speaker-independent folds, "
         f"seeds {plan.seeds}, pairs={pairs}")
     with progress("epoch") as prog:
@@ -346,8 +346,8 @@ def _export_step(out: Path, plan: DemoPlan, grid: dict, say: Stage, timings: dic
     cells = grid["cells"]
     export_cell = next((c for c in cells if c["model"] == plan.export_model), None) \
         or next((c for c in cells if len(c["encoders"]) == 2), cells[0])
+    from parrot_ser.export import export_run
     from parrot_ser.inference import load_model
-    from parrot_ser.training.export import export_run
 
     say(f"exporting {export_cell['model']} [{export_cell['row']}]")
     bundle_dir = export_run(out / "grid" / export_cell["dir"], out / "model", refit=True)  # as `export` does

@@ -14,7 +14,8 @@ from typing import Any
 
 from parrot_ser.encoders.base import EncodedUtterance, Encoder, EncoderIdentity, EncoderSpec
 from parrot_ser.errors import ConfigError
-from parrot_ser.registry import Option, Registry, check_options, dataclass_options
+from parrot_ser.layer_choice import parse_layers
+from parrot_ser.registry import Option, Registry, check_options, dataclass_options, typed_value
 
 __all__ = ["ENCODERS", "Encoder", "EncoderSpec", "EncoderIdentity", "EncodedUtterance", "get_spec",
            "list_specs", "build_encoder", "encoder_options", "register_family", "resolve_layers", "parse_layers"]
@@ -56,27 +57,12 @@ def list_specs() -> list[EncoderSpec]:
     return [s for _, s in ENCODERS.items()]
 
 
-def parse_layers(text: str | int | Sequence[int]) -> str | int | list[int]:
-    """CLI text -> layer choice: 'last', 'all', '3', '-1', '3,6,9'."""
-    if not isinstance(text, str):
-        return text if isinstance(text, int) else list(text)
-    t = text.strip().lower()
-    if t in ("last", "all"):
-        return t
-    try:
-        vals = [int(x) for x in t.split(",") if x.strip()]
-    except ValueError:
-        raise ConfigError(f"--layers: expected last, all, an index or a comma list of indices; got {text!r}") from None
-    if not vals:
-        raise ConfigError(f"--layers: empty layer list {text!r}")
-    return vals[0] if len(vals) == 1 and "," not in t else vals
-
-
 def resolve_layers(layers: str | int | Sequence[int], num_layers: int, name: str = "encoder") -> list[int]:
     """The one layer resolver of every encoder: layer choice ('last', 'all', an index, negative from
     the end, or a list) -> sorted list of distinct non-negative indices into the hidden states
     (index 0 = the CNN / embedding output, num_layers - 1 = the last layer). The order given does not
-    matter (stores keep layers in depth order); an index given twice is an error."""
+    matter (stores keep layers in depth order); an index given twice is an error. Text goes through
+    the one layer parser (``layer_choice.parse_layers``)."""
     if isinstance(layers, str):
         layers = parse_layers(layers)
     if layers == "last":
@@ -103,8 +89,10 @@ def build_encoder(name: str, *, checkpoint: str | None = None, layers: Any = "la
     directory, or an official checkpoint file for the Mamba families); ``random_init`` builds
     untrained weights seeded by ``seed`` (the identity records it)."""
     spec = get_spec(name)
+    declared = encoder_options(name)
     if name in _OPTIONS:
-        check_options(options, encoder_options(name), f"encoder {name!r}")
+        check_options(options, declared, f"encoder {name!r}")
+    options = {k: typed_value(v, declared.get(k), f"encoder {name!r}") for k, v in options.items()}
     from parrot_ser.device import check_device
 
     check_device(device)

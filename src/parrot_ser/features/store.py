@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from parrot_ser.corpora.base import Manifest
-from parrot_ser.errors import CorpusError, FeatureStoreError
-from parrot_ser.models.batch import select_layer
+from parrot_ser.errors import ConfigError, CorpusError, FeatureStoreError
+from parrot_ser.layer_choice import layer_position, parse_layer, select_layer
 
 META = "meta.json"
 POOLED = "pooled.npy"
@@ -95,23 +95,21 @@ class EncoderFeatures:
     def identity(self) -> dict:
         return dict(self.meta.get("identity", {}))
 
-    def _layer_pos(self, layer: int | str | None) -> int | str:
-        if layer is None:
-            return len(self.layers) - 1
-        if layer == "mean":
-            return "mean"
-        if isinstance(layer, (int, np.integer)):
-            k = len(self.layers)
-            if not -k <= int(layer) < k:
-                raise FeatureStoreError(f"{self.dir}: layer position {layer} out of range; stored layers "
-                                        f"{self.layers} (positions 0..{k - 1})")
-            return int(layer) % k
-        raise FeatureStoreError(f"{self.dir}: layer must be None, an int position or 'mean'; got {layer!r}")
+    def layer_position(self, layer: int | str | None) -> int | str:
+        """A layer choice (layer_choice: a hidden-state index, "last", "mean", "weighted") -> its
+        position along this entry's stored layer axis."""
+        try:
+            pos = layer_position(parse_layer(layer, note=False), self.layers, where=str(self.dir))
+        except ConfigError as e:
+            raise FeatureStoreError(str(e)) from None
+        if pos == "weighted":
+            raise FeatureStoreError(f"{self.dir}: 'weighted' keeps every layer; read pooled_all()")
+        return pos
 
-    def pooled(self, layer: int | str | None = None) -> np.ndarray:
-        """(N, P) float32. ``layer``: None = last stored layer; int = position in ``layers``
-        (negative ok); "mean" = mean over the stored layers."""
-        return select_layer(self._pooled, self._layer_pos(layer), axis=1)
+    def pooled(self, layer: int | str | None = "last") -> np.ndarray:
+        """(N, P) float32 of one layer choice: "last" = the deepest stored layer; an int = that
+        hidden state (0 = embeddings; it must be stored); "mean" = mean over the stored layers."""
+        return select_layer(self._pooled, self.layer_position(layer), axis=1)
 
     def pooled_all(self) -> np.ndarray:
         """(N, L, P) memmap in the stored dtype."""
@@ -130,9 +128,9 @@ class EncoderFeatures:
         a, b = int(self._offsets[i]), int(self._offsets[i + 1])
         return np.array(self._frames[a:b], dtype=np.float32)
 
-    def frames(self, i: int, layer: int | str | None = None) -> np.ndarray:
-        """(T_i, F) float32 frames of row i for one stored layer (see ``pooled``)."""
-        pos = self._layer_pos(layer)
+    def frames(self, i: int, layer: int | str | None = "last") -> np.ndarray:
+        """(T_i, F) float32 frames of row i for one layer choice (see ``pooled``)."""
+        pos = self.layer_position(layer)
         return np.ascontiguousarray(select_layer(self.frames_all(i), pos, axis=1))
 
     def frame_lengths(self) -> np.ndarray:

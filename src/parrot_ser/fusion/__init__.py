@@ -1,5 +1,11 @@
 """Fusion models and optimal transport. ``build_model(name, input_dims, n_classes, **config)``;
-each model declares its typed config and what it is on its class (``register_model``)."""
+each model declares its typed config and what it is on its class (``register_model``).
+
+models.py is the registry and the shared bases (configs, Base, TwoBranch); one module per model
+family registers its models: single.py (cnn, fcn), pooled_fusion.py (concat, hadamard, gated),
+batch_ot.py (ot, parrot), tokens.py (parrot-token, xattn). A new family is one new module here
+with ``@register_model`` (the registry imports every module of this package but base, layers and
+sinkhorn)."""
 
 from parrot_ser.fusion.base import FusionInput, ModelSpec
 from parrot_ser.fusion.models import (
@@ -8,8 +14,6 @@ from parrot_ser.fusion.models import (
     FusionConfig,
     HeadConfig,
     OTConfig,
-    TokenOTConfig,
-    XAttnConfig,
     build_model,
     config_keys,
     get_model_spec,
@@ -18,6 +22,7 @@ from parrot_ser.fusion.models import (
     register_model,
 )
 from parrot_ser.fusion.sinkhorn import plan_stats, sinkhorn
+from parrot_ser.fusion.tokens import TokenOTConfig, XAttnConfig
 
 __all__ = [
     "MODELS",

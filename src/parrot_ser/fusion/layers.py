@@ -8,8 +8,29 @@ from torch import nn
 
 from parrot_ser.device import REFERENCE_KERNELS  # plain torch modules instead of the kernels below
 from parrot_ser.errors import ConfigError
+from parrot_ser.layer_choice import select_layer
 
 POOLS = ("max2", "adaptive")
+
+
+def tracing() -> bool:
+    """True while torch.onnx.export (or torch.jit.trace) records the model: the models then take
+    their plain-module paths (no hand-written autograd kernels, no out= writes, no ops without an
+    ONNX form), which compute the same values."""
+    return bool(torch.jit.is_tracing() or torch.onnx.is_in_onnx_export())
+
+
+def adaptive_avg_pool1d(x: torch.Tensor, size: int) -> torch.Tensor:
+    """nn.functional.adaptive_avg_pool1d(x, size) for (B, C, L), as the ONNX exporter can write it
+    for any L (it refuses sizes that do not divide L): output i is the mean over [floor(i L / size),
+    ceil((i + 1) L / size)), the same windows, as a (L, size) averaging matrix."""
+    n = x.shape[-1]
+    pos = torch.arange(n, device=x.device)[:, None]
+    i = torch.arange(size, device=x.device)[None, :]
+    start = torch.div(i * n, size, rounding_mode="floor")
+    end = torch.div((i + 1) * n + size - 1, size, rounding_mode="floor")
+    window = ((pos >= start) & (pos < end)).to(x.dtype)
+    return x @ (window / window.sum(0, keepdim=True))
 
 
 class LayerWeighting(nn.Module):
@@ -40,7 +61,7 @@ class InputSelect(nn.Module):
         if self.mix is not None:
             return self.mix(x)
         if x.dim() == 3:
-            return x[:, self.layer]
+            return select_layer(x, self.layer, axis=1)  # a position along the stored layer axis
         if x.dim() != 2:
             raise ConfigError(f"pooled features must be (B, D) or (B, L, D), got {tuple(x.shape)}")
         return x
@@ -86,7 +107,7 @@ class ConvStack(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, D) -> (B, C, T) feature positions."""
         h = x[:, None, :]
-        if REFERENCE_KERNELS:
+        if REFERENCE_KERNELS or tracing():  # the hand-written kernel below does not trace (ONNX)
             return self.net(h)
         mods = list(self.net)
         for i in range(0, len(mods), 3):  # (conv, ReLU, pool) per level; the Sequential keeps the state_dict keys
@@ -195,6 +216,25 @@ def pairwise_dist(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     (torch.cdist's is NaN there, which matters with grad="plan")."""
     sq = (x * x).sum(-1)[..., :, None] + (y * y).sum(-1)[..., None, :] - 2 * x @ y.transpose(-1, -2)
     return sq.clamp_min(1e-12).sqrt()
+
+
+def attend(mha: nn.MultiheadAttention, q: torch.Tensor, kv: torch.Tensor, kv_mask: torch.Tensor | None,
+           ) -> torch.Tensor:
+    """``mha(q, kv, kv, key_padding_mask=~kv_mask)[0]`` in eval mode (batch_first), written with
+    shapes that stay dynamic when traced: the same weights, the same values up to float rounding."""
+    e, h = mha.embed_dim, mha.num_heads
+    wq, wk, wv = mha.in_proj_weight.chunk(3)
+    bq, bk, bv = mha.in_proj_bias.chunk(3)
+
+    def heads(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return nn.functional.linear(x, w, b).reshape(x.shape[0], -1, h, e // h).transpose(1, 2)
+
+    qh, kh, vh = heads(q, wq, bq), heads(kv, wk, bk), heads(kv, wv, bv)
+    scores = qh @ kh.transpose(-1, -2) / float(e // h) ** 0.5
+    if kv_mask is not None:
+        scores = scores.masked_fill(~kv_mask[:, None, None, :], float("-inf"))
+    out = (torch.softmax(scores, -1) @ vh).transpose(1, 2).reshape(q.shape[0], -1, e)
+    return mha.out_proj(out)
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:

@@ -1,4 +1,6 @@
-"""Model registry and every model: single-PTM heads, fusion baselines, PARROT and PARROT-token.
+"""The model registry (``register_model``, ``build_model``, options) and what the model families share:
+the typed configs they extend and the base classes ``Base`` / ``TwoBranch``. The models live one
+family per module (single.py, pooled_fusion.py, batch_ot.py, tokens.py; fusion/__init__.py).
 
 Input convention for two-input models: ``pooled[0]`` is the Mamba PTM (branch p, R_p) and
 ``pooled[1]`` the attention PTM (branch q, R_q). Each pooled input is (B, D), or (B, L, D) for
@@ -20,12 +22,9 @@ from parrot_ser.errors import ConfigError
 from parrot_ser.fusion.base import FusionInput, ModelSpec
 from parrot_ser.fusion.layers import (
     BranchEncoder,
-    ConvStack,
     InputSelect,
-    full_precision,
     head,
-    masked_mean,
-    pairwise_dist,
+    tracing,
 )
 from parrot_ser.fusion.sinkhorn import plan_stats, sinkhorn
 from parrot_ser.registry import Registry
@@ -95,42 +94,6 @@ class OTConfig(FusionConfig):
             raise ConfigError(f"ot_cost_scale must be 'max', 'mean' or None, got {self.ot_cost_scale!r}")
 
 
-def _check_tokens(cfg: TokenOTConfig | XAttnConfig) -> None:
-    if isinstance(cfg.frame_dims, list):
-        cfg.frame_dims = tuple(cfg.frame_dims)
-    if cfg.token_source not in ("auto", "conv", "frames"):
-        raise ConfigError(f"token_source must be 'auto', 'conv' or 'frames', got {cfg.token_source!r}")
-
-
-@dataclass
-class TokenOTConfig(OTConfig):
-    """parrot-token: OT between the token sets inside one utterance. Conv feature maps are
-    average-pooled to at most ``ot_tokens`` positions (958 x 190 plans per utterance would dominate
-    the run time for nothing)."""
-
-    ot_tokens: int = 64
-    token_source: str = "auto"  # "auto": frames when FusionInput.frames is given, else conv positions
-    frame_dims: tuple[int, ...] | None = None  # frame feature widths; default: input_dims
-
-    def validate(self) -> None:
-        super().validate()
-        _check_tokens(self)
-
-
-@dataclass
-class XAttnConfig(FusionConfig):
-    """xattn: multi-head cross-attention between the two token sets (see TokenOTConfig)."""
-
-    ot_tokens: int = 64
-    token_source: str = "auto"
-    frame_dims: tuple[int, ...] | None = None
-    n_heads: int = 4
-
-    def validate(self) -> None:
-        super().validate()
-        _check_tokens(self)
-
-
 # --- the registry --------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -140,7 +103,7 @@ class ModelEntry:
     config: type[HeadConfig]
 
 
-# Models are the classes of fusion/models.py and of any other module of this package (one
+# Models are the classes of the family modules of this package (single.py, ...; one
 # decorated class each); the package's helpers are not providers.
 MODELS: Registry[ModelEntry] = Registry("model", package="parrot_ser.fusion", skip=("base", "layers", "sinkhorn"))
 
@@ -212,8 +175,8 @@ def build_model(name: str, input_dims: list[int], n_classes: int, **config: Any)
         raise ConfigError(f"model {name!r} takes {entry.spec.n_inputs} input(s), got {len(dims)} ({dims})")
     if any(d < 1 for d in dims):
         raise ConfigError(f"model {name!r}: input dims must be positive, got {dims}")
-    if n_classes < 2:
-        raise ConfigError(f"model {name!r}: need at least 2 classes, got {n_classes}")
+    if n_classes < 1:  # outputs: the class logits and/or one per dimension (training/tasks.py)
+        raise ConfigError(f"model {name!r}: need at least 1 output, got {n_classes}")
     cfg = make_config(name, config)
     model = entry.factory(dims, int(n_classes), cfg)
     model.spec = entry.spec
@@ -227,7 +190,7 @@ def build_model(name: str, input_dims: list[int], n_classes: int, **config: Any)
 # Base classes
 
 
-class _Base(nn.Module):
+class Base(nn.Module):
     # What a model is, declared once on its class (register_model reads them).
     n_inputs = 1
     batch_dependent = False  # True when a prediction depends on the other rows of the batch (paper OT)
@@ -278,42 +241,10 @@ class _Base(nn.Module):
             domain = "scaling" if 1.0 / c.ot_eps <= (30.0 if cost.dtype == torch.float32 else 300.0) else "log"
         return sinkhorn(cost, mask_a=mask_a, mask_b=mask_b, eps=c.ot_eps, n_iters=c.ot_iters,
                         normalize_cost=c.ot_cost_scale, grad=c.ot_grad, domain=domain,
-                        preallocate=not self.vmap_safe)
+                        preallocate=not (self.vmap_safe or tracing()))  # out= writes do not trace
 
 
-@register_model("cnn", "single PTM: paper conv stack + Dense(128)")
-class CNNHead(_Base):
-    """Single PTM: the paper's conv stack, flatten, Dense(hidden) -> classes."""
-
-    Config = ConvConfig
-
-    def __init__(self, input_dims, n_classes, cfg):
-        super().__init__(input_dims, cfg)
-        self.input_dims_ = input_dims
-        self.conv = ConvStack(input_dims[0], cfg.conv_channels, cfg.kernel_size, cfg.encoder_pool,
-                              cfg.adaptive_len)
-        self.head = head(self.conv.flat_dim, cfg.hidden, n_classes, cfg.dropout)
-
-    def forward(self, inp: FusionInput) -> torch.Tensor:
-        (x,) = self._pooled(inp)
-        return self.head(self.conv(x).flatten(1))
-
-
-@register_model("fcn", "single PTM: MLP on the pooled vector")
-class FCNHead(_Base):
-    """Single PTM: MLP on the pooled vector."""
-
-    def __init__(self, input_dims, n_classes, cfg):
-        super().__init__(input_dims, cfg)
-        self.input_dims_ = input_dims
-        self.head = head(input_dims[0], cfg.hidden, n_classes, cfg.dropout)
-
-    def forward(self, inp: FusionInput) -> torch.Tensor:
-        (x,) = self._pooled(inp)
-        return self.head(x)
-
-
-class _TwoBranch(_Base, ABC):
+class TwoBranch(Base, ABC):
     """R_p, R_q from two BranchEncoders; subclasses say how they are fused (``width`` x embed_dim)."""
 
     n_inputs = 2
@@ -341,180 +272,3 @@ class _TwoBranch(_Base, ABC):
             raise ConfigError(f"{type(self).__name__}.fuse gave {z.shape[-1]} features; its width {self.width} x "
                               f"embed_dim {self.cfg.embed_dim} = {self.width * self.cfg.embed_dim} expected")
         return self.head(z)
-
-
-@register_model("concat", "concat [R_p, R_q] (paper baseline, fusion branches removed)")
-class Concat(_TwoBranch):
-    width = 2
-
-    def fuse(self, rp, rq, fp, fq, inp):
-        return torch.cat([rp, rq], -1)
-
-
-@register_model("hadamard", "HPFB only: R_p * R_q")
-class Hadamard(_TwoBranch):
-    width = 1
-
-    def fuse(self, rp, rq, fp, fq, inp):
-        return rp * rq
-
-
-class _BatchOT(_TwoBranch):
-    """The paper's OTFB: the B rows of the mini-batch are the point clouds (B x B plan)."""
-
-    batch_dependent = True
-    Config = OTConfig
-
-    def batch_ot(self, rp: torch.Tensor, rq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        bsz = rp.shape[0]
-        with full_precision(rp):  # float32 OT under --precision bf16 (layers.full_precision)
-            rp, rq = rp.float(), rq.float()
-            plan = self._sinkhorn(pairwise_dist(rp, rq)[None])[0]  # (B, B), rows: p, columns: q
-            self._keep(plan[None])
-            # Barycentric maps, rescaled by B (uniform marginals 1/B) so each transported row lines up
-            # with the row it is concatenated with: q_to_p[i] ~ R_q mass sent to R_p[i], and vice versa.
-            # (The paper writes G R_p / G^T R_q; this is the re-implementation's row-aligned reading.)
-            q_to_p = bsz * plan @ rq
-            p_to_q = bsz * plan.T @ rp
-        f_q = torch.cat([p_to_q, rq], -1)
-        f_p = torch.cat([q_to_p, rp], -1)
-        return f_q, f_p
-
-
-@register_model("ot", "OTFB only, OT across the rows of the mini-batch")
-class OTOnly(_BatchOT):
-    width = 4
-
-    def fuse(self, rp, rq, fp, fq, inp):
-        return torch.cat(self.batch_ot(rp, rq), -1)
-
-
-@register_model("parrot", "PARROT (paper): [HP, F_q, F_p], OT across the mini-batch")
-class Parrot(_BatchOT):
-    width = 5
-
-    def fuse(self, rp, rq, fp, fq, inp):
-        f_q, f_p = self.batch_ot(rp, rq)
-        return torch.cat([rp * rq, f_q, f_p], -1)
-
-
-@register_model("gated", "gated multimodal unit (Arevalo et al. 2017)")
-class Gated(_TwoBranch):
-    """Gated multimodal unit (Arevalo et al. 2017): h = z * tanh(W_p R_p) + (1 - z) * tanh(W_q R_q),
-    z = sigmoid(W_z [R_p, R_q]) per dimension."""
-
-    width = 1
-
-    def __init__(self, input_dims, n_classes, cfg):
-        super().__init__(input_dims, n_classes, cfg)
-        e = cfg.embed_dim
-        self.wp, self.wq = nn.Linear(e, e, bias=False), nn.Linear(e, e, bias=False)
-        self.wz = nn.Linear(2 * e, e)
-
-    def fuse(self, rp, rq, fp, fq, inp):
-        z = torch.sigmoid(self.wz(torch.cat([rp, rq], -1)))
-        return z * torch.tanh(self.wp(rp)) + (1 - z) * torch.tanh(self.wq(rq))
-
-
-class _Tokens(_TwoBranch):
-    """Per-utterance token sets: the conv feature positions of both branches (pooled inputs) or the
-    PTM frame sequences (FusionInput.frames with frame_mask), projected to embed_dim."""
-
-    uses_frames = True
-
-    def __init__(self, input_dims, n_classes, cfg):
-        super().__init__(input_dims, n_classes, cfg)
-        e = cfg.embed_dim
-        self.tok_p = nn.Linear(self.enc_p.conv.channels, e)
-        self.tok_q = nn.Linear(self.enc_q.conv.channels, e)
-        self.frame_p = self.frame_q = None
-        if cfg.token_source != "conv":
-            fd = cfg.frame_dims or tuple(input_dims)
-            if len(fd) != 2:
-                raise ConfigError(f"frame_dims must give 2 widths, got {fd}")
-            self.frame_p, self.frame_q = nn.Linear(fd[0], e), nn.Linear(fd[1], e)
-
-    def _conv_tokens(self, fmap: torch.Tensor, proj: nn.Linear) -> torch.Tensor:
-        if fmap.shape[-1] > self.cfg.ot_tokens:
-            fmap = nn.functional.adaptive_avg_pool1d(fmap, self.cfg.ot_tokens)
-        return proj(fmap.transpose(1, 2))
-
-    @staticmethod
-    def _mix_frames(x: torch.Tensor, sel: nn.Module, side: str) -> torch.Tensor:
-        """Frames (B, T, L, F) of a layer-weighted input -> (B, T, F) with the SAME learned layer
-        weights as that input's pooled vector (one layer mix per encoder); (B, T, F) pass through."""
-        if x.dim() != 4:
-            return x
-        if sel.mix is None:
-            raise ConfigError(f"frames of branch {side} hold {x.shape[2]} layers but the model has no layer "
-                              "weighting (train with --layer all)")
-        w = torch.softmax(sel.mix.weights, 0).to(x.dtype)
-        return torch.einsum("l,btlf->btf", w, x)
-
-    def tokens(self, fp, fq, inp: FusionInput):
-        use_frames = self.cfg.token_source == "frames" or (
-            self.cfg.token_source == "auto" and inp.frames is not None)
-        if not use_frames:
-            return self._conv_tokens(fp, self.tok_p), None, self._conv_tokens(fq, self.tok_q), None
-        if inp.frames is None or len(inp.frames) != 2:
-            raise ConfigError("token_source='frames' needs FusionInput.frames for both inputs")
-        masks = inp.frame_mask or [None, None]
-        out = []
-        for x, mask, proj, side, sel in zip(inp.frames, masks, (self.frame_p, self.frame_q), "pq", self.select):
-            x = self._mix_frames(x, sel, side)
-            if x.shape[-1] != proj.in_features:
-                raise ConfigError(f"frames of branch {side} have {x.shape[-1]} features, "
-                                  f"the model was built for {proj.in_features} (frame_dims)")
-            if mask is not None and not mask.any(1).all():
-                raise ConfigError(f"frames of branch {side}: an utterance has no valid frame")
-            out += [proj(x), mask]
-        return tuple(out)
-
-
-@register_model("parrot-token", "PARROT with per-utterance OT between token sets (conv positions or PTM frames)")
-class ParrotToken(_Tokens):
-    """Batch-independent PARROT: OT between the two token sets of each utterance (masked), each set
-    transported onto the other (barycentric), Hadamard products of aligned tokens, masked means,
-    plus the pooled HP branch. Head input [HP, F_q, F_p] as in parrot."""
-
-    width = 5
-    Config = TokenOTConfig
-
-    def fuse(self, rp, rq, fp, fq, inp):
-        tp, mp, tq, mq = self.tokens(fp, fq, inp)
-        with full_precision(tp):  # float32 OT under --precision bf16 (layers.full_precision)
-            tp, tq = tp.float(), tq.float()
-            plan = self._sinkhorn(pairwise_dist(tp, tq), mp, mq)  # (B, Tp, Tq)
-            self._keep(plan, mask_a=mp, mask_b=mq)
-            tiny = torch.finfo(plan.dtype).tiny
-            q_to_p = plan @ tq / plan.sum(2, keepdim=True).clamp_min(tiny)  # aligned with tp
-            p_to_q = plan.transpose(1, 2) @ tp / plan.sum(1)[:, :, None].clamp_min(tiny)  # aligned with tq
-            f_q = torch.cat([masked_mean(p_to_q * tq, mq), masked_mean(tq, mq)], -1)
-            f_p = torch.cat([masked_mean(q_to_p * tp, mp), masked_mean(tp, mp)], -1)
-        return torch.cat([rp * rq, f_q, f_p], -1)
-
-
-@register_model("xattn", "cross-attention between the branches' token sets")
-class CrossAttention(_Tokens):
-    """Cross-attention fusion: each branch's tokens attend to the other's (multi-head, key padding
-    masks), residual + LayerNorm, masked means; head input [R_p, R_q, attended p, attended q]."""
-
-    width = 4
-    Config = XAttnConfig
-
-    def __init__(self, input_dims, n_classes, cfg):
-        super().__init__(input_dims, n_classes, cfg)
-        if cfg.embed_dim % cfg.n_heads:
-            raise ConfigError(f"embed_dim {cfg.embed_dim} is not divisible by n_heads {cfg.n_heads}")
-        e = cfg.embed_dim
-        self.att_pq = nn.MultiheadAttention(e, cfg.n_heads, dropout=cfg.dropout, batch_first=True)
-        self.att_qp = nn.MultiheadAttention(e, cfg.n_heads, dropout=cfg.dropout, batch_first=True)
-        self.norm_p, self.norm_q = nn.LayerNorm(e), nn.LayerNorm(e)
-
-    def fuse(self, rp, rq, fp, fq, inp):
-        tp, mp, tq, mq = self.tokens(fp, fq, inp)
-        ap, _ = self.att_pq(tp, tq, tq, key_padding_mask=None if mq is None else ~mq, need_weights=False)
-        aq, _ = self.att_qp(tq, tp, tp, key_padding_mask=None if mp is None else ~mp, need_weights=False)
-        hp = self.norm_p(tp + ap)
-        hq = self.norm_q(tq + aq)
-        return torch.cat([rp, rq, masked_mean(hp, mp), masked_mean(hq, mq)], -1)

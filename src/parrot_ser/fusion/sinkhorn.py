@@ -316,7 +316,8 @@ def plan_stats(
 
     entropy: mean over problems of -sum P log P. eff_partners: exp of the entropy of each row
     normalised to sum 1 (1 = a row sends all its mass to one point, m = mass spread evenly),
-    averaged over rows with mass; also its min/max and the ratio to m. marginal_err_a/_b: mean
+    averaged over rows with mass; also its min/max and the ratio to m; row_entropy: the mean of those
+    row entropies. marginal_err_a/_b: mean
     L1 error of row/column sums against a/b (uniform over rows/columns that carry mass when None).
     """
     p = plan.detach().double()
@@ -330,7 +331,8 @@ def plan_stats(
     has = rows > 0
     q = p / rows.clamp_min(1e-300)[:, :, None]
     qlogq = torch.where(q > 0, q * q.clamp_min(1e-300).log(), torch.zeros_like(q))
-    eff = torch.exp(-qlogq.sum(2))[has]
+    row_ent = -qlogq.sum(2)[has]
+    eff = torch.exp(row_ent)
 
     def _ref(w: torch.Tensor | None, sums: torch.Tensor) -> torch.Tensor:
         if w is not None:
@@ -344,6 +346,7 @@ def plan_stats(
     return {
         "entropy": float(entropy.mean()),
         "eff_partners": eff_mean,
+        "row_entropy": float(row_ent.mean()) if row_ent.numel() else float("nan"),
         "eff_partners_min": float(eff.min()) if eff.numel() else float("nan"),
         "eff_partners_max": float(eff.max()) if eff.numel() else float("nan"),
         "eff_partners_frac": eff_mean / m if m else float("nan"),

@@ -3,7 +3,7 @@ audio -> probabilities graph) as ONNX, checked against PyTorch with onnxruntime 
 
 MODEL_DIR/onnx/
   head.onnx     inputs ``pooled_<i>`` (batch, D_i) per encoder input (raw, unstandardised features as
-                the feature store holds them; (batch, L, D_i) for layer "all"); frame models also
+                the feature store holds them; (batch, L, D_i) for layer "weighted"); frame models also
                 ``frames_<i>`` (batch, T_i, F_i) and ``mask_<i>`` (batch, T_i) bool (True = valid
                 frame); output ``probabilities`` (batch, n_labels) = the mean of the ensemble
                 members' softmax, as ``Predictor.probabilities``. Dynamic batch (and frame) axes.
@@ -53,6 +53,7 @@ import torch
 import torch.nn.functional as F
 
 from parrot_ser.errors import ParrotError
+from parrot_ser.layer_choice import select_layer
 
 OPSET = 17
 TOLERANCE = 1e-4
@@ -333,15 +334,6 @@ def export_encoder(enc: Any, path: str | Path, example: np.ndarray) -> Path:
 
 
 # --- the graphs -------------------------------------------------------------------------------------
-def _select(x: torch.Tensor, layer: Any) -> torch.Tensor:
-    """predictor.select_layer on axis 1 of (B, L, ...)."""
-    if layer == "all":
-        return x
-    if layer == "mean":
-        return x.mean(1)
-    return x[:, -1 if layer in (None, "last") else int(layer)]
-
-
 class EnsembleHead(torch.nn.Module):
     """Mean softmax of the members (StandardisedModel each) on raw features."""
 
@@ -364,22 +356,20 @@ class AudioGraph(torch.nn.Module):
     """audio (B, N) -> encoder front ends -> the bundle's layer rule (and float16 rounding of a
     float16 feature store) -> EnsembleHead."""
 
-    def __init__(self, fronts: list[torch.nn.Module], head: EnsembleHead, layer: Any, half: list[bool]):
+    def __init__(self, fronts: list[torch.nn.Module], head: EnsembleHead, positions: list[Any], half: list[bool]):
         super().__init__()
         self.fronts = torch.nn.ModuleList(fronts)
-        self.head, self.layer, self.half = head, layer, half
+        self.head, self.positions, self.half = head, positions, half  # Predictor.layer_positions()
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         pooled, frames, masks = [], [], []
-        for fe, half in zip(self.fronts, self.half):
+        for fe, half, pos in zip(self.fronts, self.half, self.positions):
             p, fr = fe(audio)
             if half:
                 p, fr = p.half().float(), fr.half().float()
-            pooled.append(_select(p, self.layer))
+            pooled.append(select_layer(p, pos, axis=1))  # (B, L, P): the predictor's selector
             if self.head.use_frames:
-                f = fr.transpose(1, 2)  # (B, T, L, F): the layer rule on the layer axis, as the predictor
-                f = f if self.layer == "all" else f.mean(2) if self.layer == "mean" else \
-                    f[:, :, -1 if self.layer in (None, "last") else int(self.layer)]
+                f = select_layer(fr.transpose(1, 2), pos, axis=2)  # (B, T, L, F), as the predictor
                 frames.append(f)
                 masks.append(torch.ones(f.shape[:2], dtype=torch.bool))
         return self.head(*pooled, *frames, *masks)
@@ -469,7 +459,7 @@ def export_onnx(model_dir: str | Path, *, full: bool | None = None) -> dict:
     supported = not reasons
     if full or (full is None and supported):
         fronts = [front_end(e).eval() for e in pred.encoders]
-        graph = AudioGraph(fronts, head, pred.layer, list(pred._half)).eval()
+        graph = AudioGraph(fronts, head, pred.layer_positions(), list(pred._half)).eval()
         path = out / "model.onnx"
         x0 = torch.from_numpy(np.stack(waves[0]))
         try:

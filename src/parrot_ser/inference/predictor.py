@@ -33,7 +33,8 @@ from parrot_ser.errors import (
     ParrotError,
 )
 from parrot_ser.files import json_plain
-from parrot_ser.models import collate, select_layer
+from parrot_ser.layer_choice import LAYER_MEANING, layer_position, legacy_position, parse_layer, select_layer
+from parrot_ser.models import collate
 
 # Windowing defaults (seconds): recordings up to LONG_SECONDS are scored whole; longer ones in
 # WINDOW_SECONDS windows every HOP_SECONDS (SER corpora hold 1-10 s utterances).
@@ -118,7 +119,7 @@ class Predictor:
     StandardisedModel). Thread-safe: one lock serialises forward passes (modules are shared)."""
 
     def __init__(self, labels: Sequence[str], encoders: Sequence[Any], heads: Sequence[torch.nn.Module], *,
-                 layer: int | str | None = None, use_frames: bool = False,
+                 layer: int | str | None = "last", use_frames: bool = False, legacy_layer: bool = False,
                  batch_dependent: bool = False, anchors: list[torch.Tensor] | None = None,
                  info: dict | None = None, device: str = "cpu"):
         if not encoders or not heads:
@@ -126,9 +127,11 @@ class Predictor:
         self.labels = list(labels)
         self.encoders = list(encoders)
         self.heads = [h.eval() for h in heads]
-        # Which of an encoder's stored layers feed the model, exactly as training read the feature
-        # store: None = last, int = position, "mean" = mean over layers, "all" = (L, P).
-        self.layer = layer
+        # Which of an encoder's layers feed the model, exactly as training read the feature store: a
+        # layer choice (layer_choice: a hidden-state index, "last", "mean", "weighted"); bundles
+        # written before hidden-state indices hold a position instead (``legacy_layer``).
+        self.layer = layer if legacy_layer else parse_layer(layer, "bundle inputs.layer", note=False)
+        self._legacy_layer = legacy_layer
         self.use_frames = use_frames
         self.batch_dependent = batch_dependent
         if anchors is not None and use_frames:
@@ -185,6 +188,7 @@ class Predictor:
         inputs = doc.get("inputs", {})
         mode = doc.get("inference", {}).get("batch_mode")
         pred = cls(doc["labels"], encs, heads, layer=inputs.get("layer"),
+                   legacy_layer=inputs.get("layer_meaning") != LAYER_MEANING,
                    use_frames=bool(inputs.get("use_frames", False)),
                    batch_dependent=bool(md.get("batch_dependent", False)),
                    anchors=b.anchors if mode == "anchors" else None, info=doc, device=device)
@@ -267,23 +271,38 @@ class Predictor:
         return "anchors" if self.anchors is not None else "alone"
 
     # --- features and probabilities ---------------------------------------------------------------
+    def layer_positions(self, n_layers: Sequence[int] | None = None) -> list[int | str]:
+        """Per encoder, the position of the chosen layer along its output's layer axis (the encoder
+        identity's ``layers``; ``n_layers``: the axis lengths, for encoders without an identity)."""
+        out = []
+        for i, enc in enumerate(self.encoders):
+            ident = getattr(enc, "identity", None)
+            stored = list(getattr(ident, "layers", None) or range(n_layers[i] if n_layers else 1))
+            name = getattr(ident, "name", f"encoder {i}")
+            out.append(legacy_position(self.layer, len(stored), f"bundle encoder {name}") if self._legacy_layer
+                       else layer_position(self.layer, stored, f"bundle encoder {name}"))
+        return out
+
     def features(self, waves: Sequence[np.ndarray], batch_size: int = 8) -> Features:
         """Model inputs for waveforms at ``sample_rate`` (encoders are padding-invariant, so the
         encoder batch size does not change the numbers beyond float tolerance)."""
         pooled: list[list[np.ndarray]] = [[] for _ in self.encoders]
         frames: list[list[np.ndarray]] = [[] for _ in self.encoders]
+        positions: list | None = None
         for i, enc in enumerate(self.encoders):
             sr = int(enc.sample_rate)
             for s in range(0, len(waves), batch_size):
                 chunk = [resample(w, self.sample_rate, sr) for w in waves[s:s + batch_size]]
                 for eu in enc.encode(chunk, frames=self.use_frames):
-                    pooled[i].append(select_layer(_stored(eu.pooled, self._half[i]), self.layer))
+                    if positions is None:
+                        positions = self.layer_positions([int(eu.pooled.shape[0])] * len(self.encoders))
+                    pooled[i].append(select_layer(_stored(eu.pooled, self._half[i]), positions[i]))
                     if self.use_frames:
                         if eu.frames is None:
                             raise BundleError(f"encoder {enc.identity.name!r} returned no frame features")
                         # (L, T, F) -> (T, L, F) so the same layer rule applies on axis 1.
                         fr = np.swapaxes(_stored(eu.frames, self._half[i]), 0, 1)
-                        frames[i].append(select_layer(fr, self.layer, axis=1))
+                        frames[i].append(select_layer(fr, positions[i], axis=1))
         return Features([torch.from_numpy(np.stack(rows)).to(self.device) for rows in pooled],
                         frames if self.use_frames else None)
 

@@ -1,6 +1,7 @@
-"""The train/serve input contract: which stored layer feeds a model, and how rows of pooled and
-frame features become one ``FusionInput`` (frames right-padded, with a validity mask). Training
-(training/data.py) and serving (inference/predictor.py) both batch through :func:`collate`."""
+"""The train/serve input contract: how rows of pooled and frame features (their layer already
+chosen by ``layer_choice.select_layer``) become one ``FusionInput`` (frames right-padded, with a
+validity mask). Training (training/data.py) and serving (inference/predictor.py) both batch
+through :func:`collate`."""
 
 from __future__ import annotations
 
@@ -10,17 +11,7 @@ import numpy as np
 import torch
 
 from parrot_ser.fusion.base import FusionInput
-
-
-def select_layer(x: np.ndarray, layer: int | str | None, axis: int = 0) -> np.ndarray:
-    """The feature store's layer rule: None / "last" = last stored layer, int = position among the
-    stored layers, "mean" = mean over them, "all" = keep the axis (layer weighting in the model)."""
-    if layer == "all":
-        return np.asarray(x, dtype=np.float32)
-    if layer == "mean":
-        return np.asarray(x, dtype=np.float32).mean(axis=axis)
-    pos = -1 if layer in (None, "last") else int(layer)
-    return np.asarray(np.take(x, pos, axis=axis), dtype=np.float32)  # one layer read (memmaps stay lazy)
+from parrot_ser.layer_choice import select_layer  # noqa: F401  (the one selector, re-exported)
 
 
 def pad_frames(seqs: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:

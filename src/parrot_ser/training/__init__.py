@@ -16,7 +16,6 @@ _WHERE = {
     "assert_speaker_independent": "parrot_ser.training.splits", "make_folds": "parrot_ser.training.splits",
     "fit_model": "parrot_ser.training.trainer", "predict_proba": "parrot_ser.training.trainer",
     "seed_everything": "parrot_ser.training.trainer",
-    "export_run": "parrot_ser.training.export",
 }
 
 __all__ = sorted(_WHERE)

@@ -12,7 +12,7 @@ import yaml
 
 from parrot_ser.errors import ConfigError
 
-EARLY_STOP_METRICS = ("macro_f1", "loss")
+EARLY_STOP_METRICS = ("macro_f1", "loss")  # classification's (tasks.Classification.monitors)
 PRECISIONS = ("fp32", "bf16")
 
 
@@ -40,10 +40,11 @@ class TrainConfig:
     weight_decay: float = 0.0
     eval_batch_size: int = 32
     standardise: bool = True
-    # Stored layer to train on: None = the last stored layer; int = position in the store's layers;
-    # "mean" = mean over stored layers; "all" = every layer, mixed by learnable softmax weights
-    # (SUPERB-style layer weighting in the model).
-    layer: int | str | None = None
+    # What feeds the model (parrot_ser.layer_choice): "last" = the deepest stored layer; an int = that
+    # hidden state (0 = embeddings; the store must hold it); "mean" = mean over the stored layers;
+    # "weighted" = every stored layer, mixed by learnable softmax weights (SUPERB-style layer
+    # weighting in the model; "all" is the old word for it).
+    layer: int | str = "last"
     use_frames: bool = False
     val_fraction: float = 0.1
     model: dict[str, Any] = field(default_factory=dict)  # passed to build_model(name, dims, n, **model)
@@ -55,6 +56,9 @@ class TrainConfig:
     # per README grid cell, 1.27x over all 7 (bench/run.py cells). "fp32": all float32.
     precision: str = "fp32"
     num_threads: int | None = None  # torch.set_num_threads; None leaves torch's setting
+    # What the model learns (training/tasks.py: a registered Task; the loop takes loss, metrics and
+    # early-stopping score from it). "classification" = categorical emotions.
+    task: str = "classification"
 
     def validate(self) -> TrainConfig:
         for k in ("lr", "dropout", "weight_decay", "val_fraction"):
@@ -66,15 +70,19 @@ class TrainConfig:
                 raise ConfigError(f"config {k} must be positive (got {getattr(self, k)!r})")
         if self.patience < 0:
             raise ConfigError(f"config patience must be >= 0 (got {self.patience})")
-        if self.early_stop_metric not in EARLY_STOP_METRICS:
-            raise ConfigError(f"config early_stop_metric must be one of {', '.join(EARLY_STOP_METRICS)} "
-                              f"(got {self.early_stop_metric!r})")
+        from parrot_ser.training.tasks import get_task
+
+        task = get_task(self.task)
+        if self.early_stop_metric not in task.monitors:
+            raise ConfigError(f"config early_stop_metric must be one of {', '.join(task.monitors)} for task "
+                              f"{task.name!r} (got {self.early_stop_metric!r})")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"config dropout must be in [0, 1) (got {self.dropout})")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"config val_fraction must be in [0, 1) (got {self.val_fraction})")
-        if self.layer is not None and not isinstance(self.layer, int) and self.layer not in ("mean", "all"):
-            raise ConfigError(f"config layer must be an int position, 'mean', 'all' or empty (got {self.layer!r})")
+        from parrot_ser.layer_choice import parse_layer
+
+        self.layer = parse_layer(self.layer, "config layer")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"config precision must be one of {', '.join(PRECISIONS)} (got {self.precision!r})")
         if not isinstance(self.model, dict):
@@ -117,9 +125,9 @@ def _coerce(key: str, value: Any, typ: Any, source: str) -> Any:
     ("1e-3"); coerce those, refuse anything else with the key named."""
     t = str(typ)
     if key == "layer":
-        if isinstance(value, str) and value.lstrip("-").isdigit():
-            return int(value)
-        return value  # validated in TrainConfig.validate
+        from parrot_ser.layer_choice import parse_layer
+
+        return parse_layer(value, f"{source}: key 'layer'")
     if value is None:
         if "None" in t:
             return None

@@ -13,6 +13,7 @@ import torch
 
 from parrot_ser.errors import ConfigError, FeatureStoreError
 from parrot_ser.fusion.base import FusionInput
+from parrot_ser.layer_choice import WEIGHTED
 from parrot_ser.models.batch import collate
 from parrot_ser.training.config import TrainConfig
 
@@ -111,8 +112,8 @@ def load_features(features_dir: str | Path, encoders: Sequence[str], config: Tra
     pooled, frames = [], [] if config.use_frames else None
     for e, fs in zip(encoders, fss):
         rows = np.asarray(fs.rows(ids), dtype=np.int64)
-        if config.layer == "all":
-            p = np.asarray(fs.pooled_all()[rows], dtype=np.float32)  # (N, L, P)
+        if config.layer == WEIGHTED:
+            p = np.asarray(fs.pooled_all()[rows], dtype=np.float32)  # (N, L, P): the model mixes them
         else:
             p = np.asarray(fs.pooled(layer=config.layer), dtype=np.float32)[rows]
         if not np.isfinite(p).all():
@@ -123,7 +124,7 @@ def load_features(features_dir: str | Path, encoders: Sequence[str], config: Tra
             if not fs.has_frames:
                 raise FeatureStoreError(f"{features_dir}/{e}: frame features were not extracted "
                                         f"(re-run extract with --frames, or drop --frames)")
-            if config.layer == "all":  # every stored layer, (T, L, F): the model mixes them (layer weighting)
+            if config.layer == WEIGHTED:  # every stored layer, (T, L, F): the model mixes them (layer weighting)
                 frames.append([np.asarray(fs.frames_all(int(r)), dtype=np.float32) for r in rows])
             else:
                 frames.append([np.asarray(fs.frames(int(r), layer=config.layer), dtype=np.float32) for r in rows])

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from parrot_ser.errors import ConfigError
-from parrot_ser.raycluster import ray_init
+from parrot_ser.raycluster import ENGINES, check_engine, ray_init
 from parrot_ser.training.config import TrainConfig
 from parrot_ser.training.fold_runs import RunPlan, train_folds, write_fold_result
 from parrot_ser.training.logs import EpochLog
@@ -37,7 +37,6 @@ from parrot_ser.training.splits import Fold
 from parrot_ser.workers import exit_with_parent as _exit_with_parent
 from parrot_ser.workers import usable_cores
 
-ENGINES = ("local", "ray")
 # CPU heuristic for --batched auto: vmap over stacked models only pays where a model's step is tiny
 # (per-step Python/dispatch overhead dominates); where a model's own matmuls and convs fill the core
 # the stacked weights and activations fall out of cache, and functorch runs the stacked convolutions
@@ -111,8 +110,7 @@ def run_plans(plans: Sequence[RunPlan], *, batched: bool | None = None, workers:
     ``workers``: local worker processes (None/0 = every usable core; 1 = in this process).
     ``data``: {encoders tuple: (SERData, meta rows, metas)} already in memory (else read from each
     plan's features_dir). ``on_plan_done(plan)`` is called when a plan has all its seed/folds."""
-    if engine not in ENGINES:
-        raise ConfigError(f"--engine must be one of {', '.join(ENGINES)} (got {engine!r})")
+    check_engine(engine)
     units = make_units(plans, batched)
     by_key = {p.key: p for p in plans}
     remaining = {p.key: len(p.todo) for p in plans}

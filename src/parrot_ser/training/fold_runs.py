@@ -12,16 +12,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from parrot_ser.files import atomic_path, write_json_atomic
 from parrot_ser.models import save_weights
 from parrot_ser.training.config import TrainConfig
 from parrot_ser.training.data import SERData
 from parrot_ser.training.logs import EpochLog
-from parrot_ser.training.metrics import compute_metrics
 from parrot_ser.training.rundir import RUN_FORMAT, entry_name, entry_path, plan_path, weights_path
 from parrot_ser.training.splits import Fold
-from parrot_ser.training.trainer import eval_batch_transports, fit_model, predict_proba
+from parrot_ser.training.tasks import get_task
+from parrot_ser.training.trainer import eval_batch_transports, fit_model, predict_logits
 
 
 @dataclass
@@ -50,23 +51,23 @@ class RunPlan:
 
 
 def transport_summary(tr: Any) -> tuple[np.ndarray | None, dict]:
-    """A 2-D plan to draw and scalar stats from whatever ``last_transport`` holds (a dict or an
-    object with ``plan`` / ``stats``). Entropy and effective partners are recomputed from the plan
-    (rows normalised): effective partners = exp(row entropy), 1 = one-to-one, n = uniform."""
+    """A 2-D plan to draw (the first problem of the batch) and the scalar statistics of what a model's
+    ``last_transport`` holds (a dict or an object with ``plan`` / ``stats``). The statistics are
+    ``fusion.sinkhorn.plan_stats`` (their one owner: the model's own, else computed from the plan)
+    plus any other scalars the model reported (e.g. the Sinkhorn iterations)."""
+    from parrot_ser.fusion.sinkhorn import plan_stats
+
     if tr is None:
         return None, {}
     if isinstance(tr, dict):
-        plan = tr.get("plan")
-        stats = {k: v for k, v in tr.items() if k not in ("plan", "stats")}
-        if isinstance(tr.get("stats"), dict):
-            stats.update(tr["stats"])
+        plan, stats = tr.get("plan"), {k: v for k, v in tr.items() if k not in ("plan", "stats")}
+        stats.update(tr.get("stats") if isinstance(tr.get("stats"), dict) else {})
     else:
-        plan = getattr(tr, "plan", None)
-        stats = getattr(tr, "stats", None)
-        if stats is None and hasattr(tr, "__dict__"):
-            stats = {k: v for k, v in vars(tr).items() if k != "plan"}
+        plan, stats = getattr(tr, "plan", None), dict(getattr(tr, "stats", None) or {})
+    if plan is not None and not any(k in stats for k in ("eff_partners", "entropy")):
+        stats.update(plan_stats(plan if hasattr(plan, "detach") else torch.as_tensor(np.asarray(plan))))
     clean: dict = {}
-    for k, v in (stats or {}).items():
+    for k, v in stats.items():
         try:
             arr = np.asarray(v.detach().cpu() if hasattr(v, "detach") else v, dtype=np.float64)
         except (TypeError, ValueError):
@@ -78,10 +79,6 @@ def transport_summary(tr: Any) -> tuple[np.ndarray | None, dict]:
     p = np.asarray(plan.detach().float().cpu() if hasattr(plan, "detach") else plan, dtype=np.float64)
     while p.ndim > 2:
         p = p[0]
-    rows = p / np.clip(p.sum(axis=1, keepdims=True), 1e-30, None)
-    ent = -(rows * np.log(np.clip(rows, 1e-30, None))).sum(axis=1)
-    clean["row_entropy"] = float(ent.mean())
-    clean["effective_partners"] = float(np.exp(ent).mean())
     clean["plan_shape"] = list(p.shape)
     return p, clean
 
@@ -116,7 +113,7 @@ def train_folds(sdata: SERData, model: str, config: TrainConfig, jobs: Sequence[
     ``on_epoch(seed, fold, epoch, record)`` is called after each epoch of each model."""
     from parrot_ser.training.batched import fit_models_batched
 
-    n_cls = len(sdata.classes)
+    task = get_task(config.task)
     sides = [(sdata.subset(f.train), sdata.subset(f.val), sdata.subset(f.test)) for _, f in jobs]
     t0 = time.perf_counter()
     if batched and len(jobs) > 1:
@@ -142,9 +139,9 @@ def train_folds(sdata: SERData, model: str, config: TrainConfig, jobs: Sequence[
     results = []
     for (s, fold), (tr, va, te), (net, hist), tf in zip(jobs, sides, fitted, t_fit):
         t1 = time.perf_counter()
-        proba = predict_proba(net, te, config)
+        proba = task.predict(predict_logits(net, te, config))
         t_pred = time.perf_counter() - t1
-        metrics = compute_metrics(te.labels, proba.argmax(axis=1), n_cls)
+        metrics = task.test_metrics(proba, te)
         plan, tstats = eval_transport_stats(net, te, config)
         # Every state-dict key as its own tensor (clone: no shared storage), so a plain
         # load_file + load_state_dict(strict=True) restores it.

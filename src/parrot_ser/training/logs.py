@@ -29,7 +29,7 @@ def tensorboard_available() -> bool:
     """True when torch.utils.tensorboard can write event files (it needs the tensorboard package)."""
     try:
         from torch.utils.tensorboard import SummaryWriter  # noqa: F401
-    except ImportError:
+    except Exception:  # ImportError, or a tensorboard that breaks on import (e.g. on a stand-in tensorflow)
         return False
     return True
 

@@ -11,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 
 def _wrap(title: str, width: int) -> str:
@@ -73,8 +74,9 @@ def plot_transport(plan: np.ndarray, path: Path, title: str = "", *, source: str
     n, m = plan.shape
     uniform = 1.0 / (n * m)
     ratio = plan / max(plan.sum(), 1e-30) / uniform
-    rows = plan / np.clip(plan.sum(axis=1, keepdims=True), 1e-30, None)
-    partners = float(np.exp(-(rows * np.log(np.clip(rows, 1e-30, None))).sum(axis=1)).mean())
+    from parrot_ser.fusion.sinkhorn import plan_stats  # the one owner of transport statistics
+
+    partners = plan_stats(torch.from_numpy(plan))["eff_partners"]
     from matplotlib.colors import TwoSlopeNorm
 
     hi = max(float(ratio.max()), 1.0 + 1e-6)

@@ -19,6 +19,7 @@ import numpy as np
 
 from parrot_ser.errors import ConfigError, FeatureStoreError
 from parrot_ser.files import json_default, write_json_atomic
+from parrot_ser.layer_choice import LAYER_MEANING
 from parrot_ser.models import StandardisedModel, head_from_run, load_weights
 from parrot_ser.training.config import TrainConfig
 from parrot_ser.training.data import SERData, load_features
@@ -132,12 +133,26 @@ def load_fold_model(run_dir: str | Path, seed: int, fold: int) -> tuple[Standard
 EXECUTION_KEYS = ("device", "num_threads")
 
 
+def run_identity(model: str, encoders: Sequence[str], config: TrainConfig, protocol: str, n_folds: int,
+                 sdata: SERData, feat_meta: dict[str, dict], extra: dict | None = None) -> tuple[Any, str, set[str]]:
+    """(the run's RunSpec, its fingerprint, every fingerprint a RUN_DIR of this run may hold): the
+    spec's fingerprint (training/spec.py: identity + data + format version) and, so that run
+    folders written before RunSpec resume, the ones older versions wrote (``run_fingerprints``)."""
+    from parrot_ser.training.spec import RunSpec
+
+    spec = RunSpec.build(model, list(encoders), config, protocol, n_folds)
+    data = {"classes": sdata.classes, "utt_ids": _fingerprint(sdata.utt_ids),
+            "features": {e: _fingerprint(m.get("identity", m)) for e, m in feat_meta.items()}, **(extra or {})}
+    fp = spec.fingerprint(data)
+    return spec, fp, {fp, *run_fingerprints(model, encoders, config, protocol, n_folds, sdata, feat_meta, extra)}
+
+
 def run_fingerprints(model: str, encoders: Sequence[str], config: TrainConfig, protocol: str, n_folds: int,
                      sdata: SERData, feat_meta: dict[str, dict], extra: dict | None = None) -> tuple[str, str]:
-    """(fingerprint, legacy fingerprint). The fingerprint canonicalises the execution settings to
-    their defaults, so it equals the one older versions wrote for runs made with default settings;
-    the legacy one (execution settings included, as older versions computed it) is still accepted
-    so that runs made with e.g. --threads 1 before this change resume too."""
+    """The fingerprints run folders written before RunSpec hold, recognised so that they resume:
+    (the hash of the TrainConfig dict with execution settings at their defaults and precision / task
+    left out at their defaults, the same with the execution settings as given, as still older
+    versions computed it)."""
     def fp(cfg: dict) -> str:
         return _fingerprint({"model": model, "encoders": list(encoders), "config": cfg, "protocol": protocol,
                              "n_folds": n_folds, "classes": sdata.classes, "utt_ids": _fingerprint(sdata.utt_ids),
@@ -145,11 +160,26 @@ def run_fingerprints(model: str, encoders: Sequence[str], config: TrainConfig, p
                              **(extra or {})})
 
     cfg = config.to_dict()
-    if cfg.get("precision") == "fp32":  # the key is newer than many runs: the default leaves their identity as it was
-        del cfg["precision"]
+    cfg["layer"] = _identity_layer(config.layer, feat_meta)
+    for key, default in (("precision", "fp32"), ("task", "classification")):
+        if cfg.get(key) == default:  # keys newer than many runs: the default leaves their identity as it was
+            del cfg[key]
     defaults = TrainConfig().to_dict()
     canon = {**cfg, **{k: defaults[k] for k in EXECUTION_KEYS}}
     return fp(canon), fp(cfg)
+
+
+def _identity_layer(choice: Any, feat_meta: dict[str, dict]) -> Any:
+    """The layer choice as run identities wrote it before hidden-state indices (None = last,
+    position, 'all'), so that run folders made then still resume; the choice itself when the
+    encoders' stored layers give it different positions (no older run can have meant that)."""
+    from parrot_ser.layer_choice import as_legacy
+
+    try:
+        old = {json.dumps(as_legacy(choice, m.get("layers") or [0])) for m in feat_meta.values()}
+    except ConfigError:
+        return choice
+    return json.loads(old.pop()) if len(old) == 1 else choice
 
 
 def _make_or_read_folds(sdata: SERData, meta_rows: list[dict], seeds: list[int], protocol: str, n_folds: int,
@@ -230,8 +260,7 @@ def prepare_run(features_dir: str | Path | None, encoders: Sequence[str], model:
     fold_records = {str(s): folds_to_json(f, sdata.speakers) for s, f in folds_by_seed.items()}
     if folds_only:
         return {"folds_file": str(folds_file) if folds_file is not None else None, "folds": fold_records}
-    fp, legacy = run_fingerprints(model, encoders, config, protocol, n_folds, sdata, feat_meta, extra)
-    accepted = {fp, legacy}
+    run_spec, fp, accepted = run_identity(model, encoders, config, protocol, n_folds, sdata, feat_meta, extra)
     out.mkdir(parents=True, exist_ok=True)
     run_path = out / RUN_JSON
     if run_path.is_file():
@@ -246,7 +275,9 @@ def prepare_run(features_dir: str | Path | None, encoders: Sequence[str], model:
                        "uses_frames": spec.uses_frames},
         "encoders": list(encoders), "input_dims": sdata.input_dims, "input_shapes": sdata.input_shapes,
         "frame_dims": sdata.frame_dims if config.use_frames else None,
-        "n_classes": n_cls, "labels": classes, "layer": config.layer, "use_frames": config.use_frames,
+        "spec": run_spec.to_dict(),
+        "n_classes": n_cls, "labels": classes, "layer": config.layer, "layer_meaning": LAYER_MEANING,
+        "use_frames": config.use_frames,
         "config": config.to_dict(), "protocol": protocol, "n_folds": n_folds, "seeds": seeds,
         "features_dir": str(Path(features_dir).resolve()) if features_dir else None,
         "features_meta": feat_meta,
@@ -318,9 +349,9 @@ def _transport_summary(run: dict, entries: list[dict], plan: np.ndarray | None, 
     if tstats:
         keys = sorted({k for t in tstats for k, v in t.items() if isinstance(v, float)})
         transport = {k: mean_std([t[k] for t in tstats if k in t]) for k in keys}
-        transport["note"] = ("every evaluation batch of each test fold (mean weighted by batch size), then "
-                             "mean +- std over runs; effective_partners = exp(row entropy) of the row-normalised "
-                             "plan (1 = one-to-one, n = uniform)")
+        transport["note"] = ("fusion.sinkhorn.plan_stats of every evaluation batch of each test fold (mean "
+                             "weighted by batch size), then mean +- std over runs; eff_partners = exp(entropy) of "
+                             "each row-normalised plan row with mass (1 = one-to-one, m = uniform)")
         if plan is not None:
             from parrot_ser.fusion import get_model_spec
 

@@ -18,20 +18,18 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import math
 import random
 from collections.abc import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from parrot_ser.device import REFERENCE_KERNELS, keep_freed_memory
 from parrot_ser.errors import ConfigError
 from parrot_ser.models import StandardisedModel, Standardiser, build_head
 from parrot_ser.training.config import TrainConfig
 from parrot_ser.training.data import SERData, make_batch
-from parrot_ser.training.metrics import compute_metrics
+from parrot_ser.training.tasks import Task, get_task
 
 
 def make_adam(params, config: TrainConfig) -> torch.optim.Adam:
@@ -95,12 +93,9 @@ def predict_logits(model: torch.nn.Module, data: SERData, config: TrainConfig) -
 
 def predict_proba(model: torch.nn.Module, data: SERData, config: TrainConfig) -> np.ndarray:
     """Class probabilities (N, C), rows in ``data``'s order (see the module doc for the batching)."""
-    logits = predict_logits(model, data, config)
-    if logits.size == 0:
-        return logits
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+    from parrot_ser.training.tasks import softmax
+
+    return softmax(predict_logits(model, data, config))
 
 
 @torch.no_grad()
@@ -123,80 +118,84 @@ def eval_batch_transports(model: torch.nn.Module, data: SERData, config: TrainCo
     return out
 
 
-def fit_model(train_data: SERData, val_data: SERData | None, model_name: str, config: TrainConfig,
-              seed: int, *, on_epoch: Callable[[int, dict], None] | None = None,
-              ) -> tuple[StandardisedModel, dict]:
-    """Train ``model_name`` on ``train_data`` with early stopping on ``val_data`` (None or empty:
-    train all epochs, keep the last weights). Returns the trained model (standardiser included) and
-    the history {"epochs": [...], "best_epoch", "stopped_epoch", "monitor"}."""
-    config.validate()
-    if len(train_data) == 0:
-        raise ConfigError("the training side of this fold is empty")
-    if config.num_threads:
-        torch.set_num_threads(int(config.num_threads))
-    keep_freed_memory()
-    seed_everything(seed)
-    std = Standardiser.fit(train_data) if config.standardise else Standardiser.identity(train_data)
-    net = build_net(model_name, train_data.input_shapes, len(train_data.classes), config,
-                    train_data.frame_dims if config.use_frames else None)
-    model = StandardisedModel(net, std).to(config.device)
-    opt = make_adam(model.parameters(), config)
-    gen = torch.Generator().manual_seed(int(seed))
-    labels = torch.from_numpy(train_data.labels)
-    has_val = val_data is not None and len(val_data) > 0
-    monitor = f"val_{config.early_stop_metric}" if has_val else "none"
-    best_key: tuple[float, float] | None = None
-    best_state = None
-    best_epoch = 0
-    history: list[dict] = []
-    bad = 0
-    n = len(train_data)
-    for epoch in range(1, config.epochs + 1):
+class _Single:
+    """The one-model variant of the training loop (loop.py): the model, its optimiser, its data
+    order (a torch.Generator seeded with the seed) and its forward context (bf16 autocast)."""
+
+    n_models = 1
+
+    def __init__(self, train_data: SERData, val_data: SERData | None, model_name: str, config: TrainConfig,
+                 seed: int, task: Task):
+        if config.num_threads:
+            torch.set_num_threads(int(config.num_threads))
+        keep_freed_memory()
+        seed_everything(seed)
+        std = Standardiser.fit(train_data) if config.standardise else Standardiser.identity(train_data)
+        net = build_net(model_name, train_data.input_shapes, task.n_outputs(train_data), config,
+                        train_data.frame_dims if config.use_frames else None)
+        self.model = StandardisedModel(net, std).to(config.device)
+        self.opt = make_adam(self.model.parameters(), config)
+        self.gen = torch.Generator().manual_seed(int(seed))
+        self.targets = task.targets(train_data)
+        self.train, self.val, self.config, self.task = train_data, val_data, config, task
+
+    def val_data(self, m: int) -> SERData | None:
+        return self.val
+
+    def train_epoch(self, epoch: int, live: list[int]) -> dict[int, float]:
+        cfg, model, n = self.config, self.model, len(self.train)
         model.train()
-        perm = torch.randperm(n, generator=gen).numpy()
+        perm = torch.randperm(n, generator=self.gen).numpy()
         total, seen = 0.0, 0
-        for s in range(0, n, config.batch_size):
-            idx = perm[s: s + config.batch_size]
+        for s in range(0, n, cfg.batch_size):
+            idx = perm[s: s + cfg.batch_size]
             if len(idx) < 2 and n >= 2:
                 # A batch of one is degenerate for batch-level OT (identity plan) and BatchNorm.
                 continue
-            x = make_batch(train_data, idx, use_frames=config.use_frames, device=config.device)
-            y = labels[idx].to(config.device)
-            with config.autocast():
-                logits = model(x)
-            loss = F.cross_entropy(logits.float(), y)
+            x = make_batch(self.train, idx, use_frames=cfg.use_frames, device=cfg.device)
+            y = self.targets[idx].to(cfg.device)
+            with cfg.autocast():
+                outputs = model(x)
+            loss = self.task.loss(outputs.float(), y)
             if not torch.isfinite(loss):
                 raise ConfigError(f"training diverged (loss {loss.item()}) at epoch {epoch}; lower --lr")
-            opt.zero_grad(set_to_none=True)
+            self.opt.zero_grad(set_to_none=True)
             loss.backward()
-            opt.step()
+            self.opt.step()
             total += float(loss.item()) * len(idx)
             seen += len(idx)
-        rec = {"epoch": epoch, "train_loss": total / max(seen, 1), "lr": float(opt.param_groups[0]["lr"])}
-        if has_val:
-            logits = predict_logits(model, val_data, config)
-            vl = float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(val_data.labels)).item())
-            m = compute_metrics(val_data.labels, logits.argmax(1), len(train_data.classes))
-            rec.update(val_loss=vl, val_accuracy=m["accuracy"], val_macro_f1=m["macro_f1"])
-            key = (m["macro_f1"], -vl) if config.early_stop_metric == "macro_f1" else (-vl, m["macro_f1"])
-            if best_key is None or key > best_key:
-                best_key, best_epoch, bad = key, epoch, 0
-                best_state = copy.deepcopy(model.state_dict())
-            else:
-                bad += 1
-        else:
-            best_epoch = epoch
-        history.append(rec)
-        if on_epoch is not None:
-            on_epoch(epoch, rec)
-        if has_val and config.patience and bad >= config.patience:
-            break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    model.eval()
-    for r in history:  # JSON-safe
-        for k, v in r.items():
-            if isinstance(v, float) and not math.isfinite(v):
-                r[k] = None
-    return model, {"epochs": history, "best_epoch": best_epoch, "stopped_epoch": len(history),
-                   "monitor": monitor}
+        return {0: total / max(seen, 1)}
+
+    def validate(self, live: list[int]) -> dict[int, np.ndarray]:
+        if self.val is None or len(self.val) == 0:
+            return {}
+        return {0: predict_logits(self.model, self.val, self.config)}
+
+    def record_extras(self, m: int) -> dict:
+        return {"lr": float(self.opt.param_groups[0]["lr"])}
+
+    def snapshot(self, m: int) -> dict:
+        return copy.deepcopy(self.model.state_dict())
+
+    def finish(self, m: int, best: dict | None) -> StandardisedModel:
+        if best is not None:
+            self.model.load_state_dict(best)
+        return self.model.eval()
+
+
+def fit_model(train_data: SERData, val_data: SERData | None, model_name: str, config: TrainConfig,
+              seed: int, *, on_epoch: Callable[[int, dict], None] | None = None, task: Task | str | None = None,
+              ) -> tuple[StandardisedModel, dict]:
+    """Train ``model_name`` on ``train_data`` with early stopping on ``val_data`` (None or empty:
+    train all epochs, keep the last weights): the training loop (loop.fit) with the one-model
+    variant. ``task``: tasks.Task or its name (default: the config's task). Returns the trained
+    model (standardiser included) and the history {"epochs": [...], "best_epoch", "stopped_epoch",
+    "monitor"}."""
+    from parrot_ser.training.loop import fit
+
+    config.validate()
+    if len(train_data) == 0:
+        raise ConfigError("the training side of this fold is empty")
+    task = get_task(task or config.task)
+    cb = None if on_epoch is None else (lambda m, epoch, rec: on_epoch(epoch, rec))
+    return fit(_Single(train_data, val_data, model_name, config, seed, task), task, config, cb)[0]

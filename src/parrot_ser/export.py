@@ -15,7 +15,10 @@ little below) the run's cross-validated numbers, which the bundle records as its
 Batch-dependent models (paper PARROT) get *anchors*: ``eval_batch_size - 1`` training utterances
 (raw pooled features, picked with the run's first seed) with which every utterance is scored, so a
 prediction sees a batch like the ones the model was trained and evaluated on, and never depends on
-the other inputs of a call (see predictor.py)."""
+the other inputs of a call (see predictor.py).
+
+This module sits above training and inference (it reads a run with training's code and writes what
+inference loads): tests/test_architecture.py places it with service and demo."""
 
 from __future__ import annotations
 
@@ -33,6 +36,7 @@ from parrot_ser.encoders.checkpoint import sha256_file
 from parrot_ser.errors import BundleError, ParrotError
 from parrot_ser.features.clips import clip_seconds
 from parrot_ser.inference.bundle import Member, write_bundle
+from parrot_ser.layer_choice import LAYER_MEANING, choice_from_legacy
 from parrot_ser.notices import untrained_models_text
 from parrot_ser.training.rundir import RESULTS_JSON, RUN_JSON, entry_path
 
@@ -63,7 +67,11 @@ def _load_run_features(run: dict, run_dir: Path) -> Any:
         raise BundleError(f"{run_dir}/run.json: the run's feature store {fdir!r} is not available "
                           "(needed to refit one model on all the data, the default, and for the anchors of "
                           "batch-dependent models; `--ensemble` bundles the run's fold models without it)")
-    config = TrainConfig.from_dict(run["config"], source=str(run_dir / RUN_JSON))
+    cfg = dict(run["config"])
+    if run.get("layer_meaning") != LAYER_MEANING:  # written before hidden-state indices: a position
+        cfg["layer"] = choice_from_legacy(cfg.get("layer"), [run["features_meta"][e].get("layers") or [0]
+                                                             for e in run["encoders"]], str(run_dir / RUN_JSON))
+    config = TrainConfig.from_dict(cfg, source=str(run_dir / RUN_JSON))
     data, _, metas = load_features(fdir, run["encoders"], config)
     if data.classes != run["labels"]:
         raise BundleError(f"{fdir}: labels {data.classes} differ from the run's {run['labels']}")
@@ -178,8 +186,10 @@ def export_run(run_dir: str | Path, out_dir: str | Path, refit: bool = False, *,
         "labels": list(run["labels"]),
         "encoders": encoders,
         "inputs": {"layer": run.get("layer"), "use_frames": bool(run.get("use_frames")),
-                   "rule": "encoder built with the recorded layers; then the feature store's layer rule: "
-                           "None = last, int = position, 'mean', 'all'"},
+                   **({"layer_meaning": LAYER_MEANING} if run.get("layer_meaning") == LAYER_MEANING else {}),
+                   "rule": "encoder built with the recorded layers; then the layer choice (parrot_ser.layer_choice): "
+                           "'last', a hidden-state index, 'mean' or 'weighted' (older bundles without "
+                           "layer_meaning: None = last, int = position among the encoder's layers, 'all')"},
         "model": model_doc,
         "ensemble": {"kind": "refit" if refit else "cv-ensemble", "n_members": len(members),
                      "aggregation": "mean of the members' softmax probabilities"},
@@ -193,6 +203,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, refit: bool = False, *,
                      "clip_seconds": clip_seconds(run.get("features_dir"), list(run["labels"]))},
         "source": {"run_dir": str(run_dir.resolve()), "run_json_sha256": sha256_file(run_dir / RUN_JSON),
                    "fingerprint": run.get("fingerprint"), "versions": run.get("versions")},
+        "run_spec": run.get("spec"),  # the resolved RunSpec (training/spec.py); None for runs before it
     }
     from parrot_ser.inference.hub import CONFIG_JSON, config_text, write_model_card
 

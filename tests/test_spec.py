@@ -1,0 +1,46 @@
+"""RunSpec (training/spec.py): one resolved description of a run; identity vs execution."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from parrot_ser.errors import ConfigError
+from parrot_ser.training import TrainConfig
+from parrot_ser.training.spec import SPEC_FORMAT, Execution, RunSpec
+
+DATA = {"classes": ["a", "b"], "utt_ids": "x", "features": {"logmel": "y"}}
+
+
+def _spec(model="cnn", config=None, **kw):
+    return RunSpec.build(model, ["logmel"] if model in ("cnn", "fcn") else ["m", "a"], config or TrainConfig(),
+                         "speaker-kfold", 5, **kw)
+
+
+def test_the_model_config_is_resolved_for_its_model():
+    s = _spec("cnn")
+    # the cnn's own typed config with every default filled in, nothing another model takes
+    assert s.model_config["conv_channels"] == [64, 128] and s.model_config["dropout"] == 0.3
+    assert "ot_eps" not in s.model_config and "n_heads" not in s.model_config
+    # a grid shares one TrainConfig: a parrot setting leaves the cnn cell's identity alone...
+    tuned = TrainConfig(model={"ot_eps": 0.1, "parrot": {"ot_iters": 20}})
+    assert _spec("cnn", tuned).fingerprint(DATA) == s.fingerprint(DATA)
+    # ...and changes the parrot cell's
+    assert _spec("parrot", tuned).model_config["ot_iters"] == 20
+    assert _spec("parrot", tuned).fingerprint(DATA) != _spec("parrot").fingerprint(DATA)
+    with pytest.raises(ConfigError, match="unknown model config key"):
+        _spec("cnn", TrainConfig(model={"no_such_key": 1}))
+
+
+def test_identity_vs_execution():
+    s = _spec("fcn")
+    fast = _spec("fcn", replace(TrainConfig(), num_threads=3), execution=Execution("cpu", 3, 4, "local", True))
+    assert fast.execution != s.execution and fast.fingerprint(DATA) == s.fingerprint(DATA)
+    assert "execution" not in s.identity() and s.identity()["format"] == SPEC_FORMAT
+    for change in ({"lr": 1e-4}, {"layer": "mean"}, {"precision": "bf16"}, {"standardise": False}):
+        assert _spec("fcn", TrainConfig(**change)).fingerprint(DATA) != s.fingerprint(DATA), change
+    assert s.fingerprint({**DATA, "classes": ["a", "c"]}) != s.fingerprint(DATA)  # the data is identity too
+    d = s.to_dict()
+    assert d["inputs"] == {"encoders": ["logmel"], "layer": "last", "use_frames": False, "standardise": True}
+    assert d["optimisation"]["lr"] == 1e-3 and d["task"] == "classification" and d["protocol"]["n_folds"] == 5
