@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.markup import escape
@@ -33,29 +36,61 @@ def _seeds(text: str) -> list[int]:
     return seeds
 
 
-def _config(config, layer, frames, epochs, lr, batch_size, patience, eval_batch_size, early_stop, dropout,
-            weight_decay, device, threads, standardise=None, precision=None, allow_speaker_overlap=False,
-            task=None, classes=None, label_map=None, regression_loss=None, multitask_weight=None):
-    from parrot_ser.device import check_device
-    from parrot_ser.training.config import load_config
+@dataclass(frozen=True)
+class RunOptions:
+    """What train and grid were asked to compute: the options both commands share, gathered once at the
+    CLI edge (each field is the command parameter of that name; None keeps the --config file's value or
+    TrainConfig's default). ``to_config`` is the one place they become the TrainConfig the run spec is
+    resolved from."""
 
-    if device is not None:
-        check_device(device)  # worded for the option; the config check covers a YAML device
+    config: Path | None = None
+    layer: str | None = None
+    frames: bool = False
+    epochs: int | None = None
+    lr: float | None = None
+    batch_size: int | None = None
+    patience: int | None = None
+    eval_batch_size: int | None = None
+    early_stop: str | None = None
+    dropout: float | None = None
+    weight_decay: float | None = None
+    device: str | None = None
+    threads: int | None = None
+    standardise: bool | None = None
+    precision: str | None = None
+    allow_speaker_overlap: bool = False
+    task: str | None = None
+    classes: str | None = None
+    label_map: Path | None = None
+    regression_loss: str | None = None
+    multitask_weight: float | None = None
 
-    from parrot_ser.layer_choice import parse_layer
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> RunOptions:
+        """From a command's parameters (``locals()`` of train / grid, whose names are the fields)."""
+        return cls(**{f.name: params[f.name] for f in fields(cls)})
 
-    overrides = {"layer": None if layer is None else parse_layer(layer), "use_frames": True if frames else None, "epochs": epochs, "lr": lr,
-                 "batch_size": batch_size, "patience": patience, "eval_batch_size": eval_batch_size,
-                 "early_stop_metric": early_stop, "dropout": dropout, "weight_decay": weight_decay,
-                 "device": device, "num_threads": threads, "standardise": standardise,
-                 "precision": precision, "allow_speaker_overlap": True if allow_speaker_overlap else None,
-                 "task": task, "classes": classes, "regression_loss": regression_loss,
-                 "multitask_weight": multitask_weight}
-    if label_map is not None:
-        from parrot_ser.corpora.labels import load_label_map
+    def to_config(self) -> TrainConfig:
+        from parrot_ser.device import check_device
+        from parrot_ser.layer_choice import parse_layer
+        from parrot_ser.training.config import load_config
 
-        overrides["label_map"] = load_label_map(label_map)  # recorded in run.json's config (the run spec)
-    return load_config(config, overrides)
+        if self.device is not None:
+            check_device(self.device)  # worded for the option; the config check covers a YAML device
+        overrides = {"layer": None if self.layer is None else parse_layer(self.layer),
+                     "use_frames": True if self.frames else None, "epochs": self.epochs, "lr": self.lr,
+                     "batch_size": self.batch_size, "patience": self.patience,
+                     "eval_batch_size": self.eval_batch_size, "early_stop_metric": self.early_stop,
+                     "dropout": self.dropout, "weight_decay": self.weight_decay, "device": self.device,
+                     "num_threads": self.threads, "standardise": self.standardise, "precision": self.precision,
+                     "allow_speaker_overlap": True if self.allow_speaker_overlap else None, "task": self.task,
+                     "classes": self.classes, "regression_loss": self.regression_loss,
+                     "multitask_weight": self.multitask_weight}
+        if self.label_map is not None:
+            from parrot_ser.corpora.labels import load_label_map
+
+            overrides["label_map"] = load_label_map(self.label_map)  # recorded in the run spec (labels)
+        return load_config(self.config, overrides)
 
 
 def _check_folds_file(folds_file: Path | None) -> None:
@@ -196,9 +231,7 @@ def train(
     if folds_only and folds_file is None:
         raise ConfigError("--folds-only needs --folds-file FILE (where to write the folds)")
     _check_folds_file(folds_file)
-    cfg = _config(config, layer, frames, epochs, lr, batch_size, patience, eval_batch_size, early_stop, dropout,
-                  weight_decay, device, threads, standardise, precision, allow_speaker_overlap, task, classes,
-                  label_map, regression_loss, multitask_weight)
+    cfg = RunOptions.from_params(locals()).to_config()
     _warn_store(features, list(encoder))
     try:
         with make_progress("epoch", disable=quiet or folds_only) as progress:
@@ -252,9 +285,7 @@ def grid(
 
     check_out_dir(out)
     _check_folds_file(folds_file)
-    cfg = _config(config, layer, frames, epochs, lr, batch_size, patience, eval_batch_size, early_stop, dropout,
-                  weight_decay, device, threads, standardise, precision, allow_speaker_overlap, task, classes,
-                  label_map, regression_loss, multitask_weight)
+    cfg = RunOptions.from_params(locals()).to_config()
     encs = [e for e in encoders.replace(" ", "").split(",") if e]
     mods = [m for m in models.replace(" ", "").split(",") if m]
     _warn_store(features, encs)
