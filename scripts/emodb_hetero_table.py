@@ -21,7 +21,8 @@ No "best" is ever picked on test folds: layer choices are nested (training/selec
 learned layer weights. Significance: McNemar (exact binomial) on the 535 test predictions of the first
 seed, each fusion against concat and against each of its two single encoders (each with its cnn head -
 the same conv branch encoder and layer mix the fusion models use - and its fcn head, both
-layer-weighted), and parrot / parrot-token against hadamard (the OT ablation); Holm over the whole family. Fold-level paired t-tests are shown
+layer-weighted), parrot / parrot-token against hadamard (the OT ablation), and our variants
+(parrot-token, parrot-token-frames, gated) against the paper's parrot; Holm over the whole family. Fold-level paired t-tests are shown
 uncorrected. Seeds run in order: every cell's first seed before any cell's next one. A cell counts for a
 seed when all its folds of that seed have finished; rerun to resume (finished (seed, fold) runs are kept).
 """

@@ -136,6 +136,8 @@ def _comparisons(res: dict, folds: int) -> list[dict]:
                    [(f"{e} alone ({ref})", res[(e, ref)]) for e in (a, b) for ref in SINGLE_REFS]
             if m in ("parrot", "parrot-token"):
                 refs.append(("hadamard (= parrot without OT)", res[(row, "hadamard")]))
+            if m in ("parrot-token", FRAMES, "gated"):  # our variants against the paper's model
+                refs.append(("parrot (the paper's)", res[(row, "parrot")]))
             for label, base in refs:
                 if not other["seeds"] or not base["seeds"] or other["seeds"][0] != base["seeds"][0]:
                     rows.append({"pair": row, "model": m, "vs": label, "missing": True})
