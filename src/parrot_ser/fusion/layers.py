@@ -195,8 +195,9 @@ class Dropout(nn.Dropout):
         return x * keep
 
 
-def head(in_dim: int, hidden: int, n_classes: int, dropout: float) -> nn.Sequential:
-    """Dense(hidden) + ReLU + dropout -> classes (logits; softmax lives in the loss)."""
+def classifier(in_dim: int, hidden: int, n_classes: int, dropout: float) -> nn.Sequential:
+    """Dense(hidden) + ReLU + dropout -> classes (logits; softmax lives in the loss). Models keep it as
+    their ``.head`` attribute: that name is in every saved state dict (weights, bundles), so it stays."""
     return nn.Sequential(Dropout(dropout), nn.Linear(in_dim, hidden), nn.ReLU(), Dropout(dropout),
                          nn.Linear(hidden, n_classes))
 
