@@ -16,7 +16,7 @@ from parrot_ser.training import TrainConfig, fold_runs
 from parrot_ser.training.grid import _paired, grid_cells, run_grid
 from test_training import build_store
 
-CELL = re.compile(r"^\d+\.\d\d ± \d+\.\d\d / \d+\.\d\d ± \d+\.\d\d$")
+CELL = re.compile(r"^\d+\.\d\d ± \d+\.\d\d / \d+\.\d\d ± \d+\.\d\d / \d+\.\d\d ± \d+\.\d\d$")  # WA / UA / F1
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def store(tmp_path_factory):
     return build_store(tmp_path_factory.mktemp("gstore"), n_spk=4, per=2)
 
 
-def test_plan_grid_pairs():
+def test_grid_cells_pairs():
     kinds = {"ssam-tiny": "mamba", "hubert-base": "attention", "wavlm-base": "attention"}
     encs = ["hubert-base", "ssam-tiny", "wavlm-base"]
     cells = grid_cells(encs, ["cnn", "concat", "parrot"], kinds, "all")
