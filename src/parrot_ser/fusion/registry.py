@@ -40,7 +40,11 @@ class ModelConfig:
     hidden: int = 128
     layer_weighting: bool = False
     n_layers: int | tuple[int, ...] | None = None  # layers L per input, needed with layer_weighting
-    layer: int = -1  # layer taken from (B, L, D) inputs without layer weighting
+    # A POSITION along the stored layer axis of (B, L, D) inputs without layer weighting (InputSelect),
+    # not a hidden-state index: training and serving select the layer (layer_choice) before the model,
+    # so runs keep the default. The key stays "layer": it is inside every run's identity (RunSpec
+    # model_config, so the fingerprints) and every bundle's model config.
+    layer: int = -1
 
     def validate(self) -> None:
         if isinstance(self.n_layers, list):
