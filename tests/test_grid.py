@@ -16,7 +16,7 @@ from parrot_ser.training import TrainConfig, fold_runs
 from parrot_ser.training.grid import _paired, plan_grid, run_grid
 from test_training import build_store
 
-CELL = re.compile(r"^\d+\.\d\d ± \d+\.\d\d / \d+\.\d\d ± \d+\.\d\d$")
+CELL = re.compile(r"^\d+\.\d\d ± \d+\.\d\d / \d+\.\d\d ± \d+\.\d\d / \d+\.\d\d ± \d+\.\d\d$")  # WA / UA / F1
 
 
 @pytest.fixture(scope="module")

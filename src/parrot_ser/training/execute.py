@@ -86,7 +86,8 @@ def make_units(plans: Sequence[RunPlan], batched: bool | None) -> list[Unit]:
     for p in plans:
         if not p.todo:
             continue
-        b = resolve_batched(batched, p.model, p.config, p.run_info["input_shapes"], len(p.sdata.classes))
+        b = resolve_batched(batched, p.model, p.config, p.run_info["input_shapes"],
+                            int(p.run_info.get("task", {}).get("n_outputs") or len(p.sdata.classes)))
         groups: dict[Any, list] = {}
         for s, f in p.todo:
             groups.setdefault(s if b else (s, f.index), []).append((s, f))
@@ -195,6 +196,8 @@ def _run_inline(units, by_key, mem, progress, tasks, deliver) -> None:
                 extra = f"seed {s} fold {k} ep {epoch}"
                 if rec.get("val_macro_f1") is not None:
                     extra += f" valF1 {rec['val_macro_f1']:.1f}"
+                if rec.get("val_ccc") is not None:
+                    extra += f" valCCC {rec['val_ccc']:.3f}"
                 progress.update(_task, advance=1, rate=extra)
                 _counted[(s, k)] = _counted.get((s, k), 0) + 1
 

@@ -113,10 +113,10 @@ def train_folds(sdata: SERData, model: str, config: TrainConfig, jobs: Sequence[
     ``on_epoch(seed, fold, epoch, record)`` is called after each epoch of each model."""
     from parrot_ser.training.batched import fit_models_batched
 
-    task = get_task(config.task)
+    task = get_task(config.task, config, sdata)
     sides = [(sdata.subset(f.train), sdata.subset(f.val), sdata.subset(f.test)) for _, f in jobs]
     t0 = time.perf_counter()
-    if batched and len(jobs) > 1:
+    if batched and len(jobs) > 1 and task.name == "classification":  # batched.py trains classification
         cb = None
         if on_epoch is not None:
             def cb(j: int, epoch: int, rec: dict) -> None:
@@ -139,9 +139,9 @@ def train_folds(sdata: SERData, model: str, config: TrainConfig, jobs: Sequence[
     results = []
     for (s, fold), (tr, va, te), (net, hist), tf in zip(jobs, sides, fitted, t_fit):
         t1 = time.perf_counter()
-        proba = task.predict(predict_logits(net, te, config))
+        pred = task.predict(predict_logits(net, te, config))
         t_pred = time.perf_counter() - t1
-        metrics = task.test_metrics(proba, te)
+        metrics = task.test_metrics(pred, te)
         plan, tstats = eval_transport_stats(net, te, config)
         # Every state-dict key as its own tensor (clone: no shared storage), so a plain
         # load_file + load_state_dict(strict=True) restores it.
@@ -153,8 +153,7 @@ def train_folds(sdata: SERData, model: str, config: TrainConfig, jobs: Sequence[
             "timings": {"fit_s": tf, "predict_s": t_pred, "n_train": len(tr), "n_val": len(va), "n_test": len(te),
                         "training": how},
             "transport": tstats or None,
-            "test_utt_ids": te.utt_ids, "test_labels": te.labels.tolist(),
-            "test_proba": np.round(proba, 6).tolist(),
+            "test_utt_ids": te.utt_ids, "test_labels": te.labels.tolist(), **task.entry_outputs(pred, te),
         }
         results.append({"seed": s, "fold": fold.index, "state": sd,
                         "plan": None if plan is None else plan.astype(np.float32), "entry": entry})
