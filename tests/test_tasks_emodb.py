@@ -183,6 +183,10 @@ def test_multitask_run_and_bundle(store, tmp_path, emodb_root):
     assert r.exit_code == 0, r.output
     import parrot_ser
 
-    pred = parrot_ser.load_model(bundle).predict(emodb_root / "wav" / "03a01Wa.wav")[0]
+    model = parrot_ser.load_model(bundle)
+    pred = model.predict(emodb_root / "wav" / "03a01Wa.wav")[0]
     assert pred.label in {"high", "low", "neutral"} and set(pred.dimensions) == {"arousal", "valence"}
     assert sum(pred.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
+    # the timeline of a multitask model is one of its labels (its dimensions are left out of the argmax)
+    tl = model.analyze(emodb_root / "wav" / "03a01Wa.wav", vad="energy")
+    assert tl.windows and {w.label for w in tl.windows} <= {"high", "low", "neutral"}
