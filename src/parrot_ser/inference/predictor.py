@@ -11,7 +11,7 @@ utterances chosen at export, seeded), and only the utterance's row is read. With
 bundle each utterance is scored alone (batch of 1: the OT branch is then the identity). Either way
 an utterance's prediction never depends on the other inputs of the call.
 
-Long recordings are split into windows (``plan_windows``); the recording's prediction is the mean
+Long recordings are split into windows (``window_spans``); the recording's prediction is the mean
 of its windows' probabilities and the windows are reported too."""
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ class Prediction:
         return d
 
 
-def plan_windows(n_samples: int, sr: int, window: float | None = None, hop: float | None = None,
+def window_spans(n_samples: int, sr: int, window: float | None = None, hop: float | None = None,
                  long_seconds: float = LONG_SECONDS, default_window: float = WINDOW_SECONDS,
                  default_hop: float | None = None) -> list[tuple[int, int]]:
     """Sample ranges to score. ``window`` None: automatic (whole recording up to ``long_seconds``,
@@ -260,7 +260,7 @@ class Predictor:
         return (self.info.get("training") or {}).get("clip_seconds") or None
 
     def window_defaults(self) -> dict[str, float]:
-        """``plan_windows`` defaults: with recorded clip lengths, recordings longer than the longest
+        """``window_spans`` defaults: with recorded clip lengths, recordings longer than the longest
         training clip are cut into windows of the median clip length, hop = window; older bundles
         keep LONG_SECONDS / WINDOW_SECONDS."""
         clips = self.clip_seconds
@@ -373,17 +373,17 @@ class Predictor:
         """Waveforms already at ``self.sample_rate``: windows -> probabilities -> Predictions."""
         names = list(names) if names is not None else [None] * len(waves)
         sr = self.sample_rate
-        plans = [plan_windows(len(w), sr, window, hop, **self.window_defaults()) for w in waves]
-        segments = [w[s:e] for w, plan in zip(waves, plans) for s, e in plan]
+        spans_per_wave = [window_spans(len(w), sr, window, hop, **self.window_defaults()) for w in waves]
+        segments = [w[s:e] for w, spans in zip(waves, spans_per_wave) for s, e in spans]
         probs = self.probabilities(segments, batch_size) if segments else np.zeros((0, len(self.labels) + len(self.dims)))
         out, k = [], 0
-        for name, plan in zip(names, plans):
-            p = probs[k:k + len(plan)]
-            k += len(plan)
+        for name, spans in zip(names, spans_per_wave):
+            p = probs[k:k + len(spans)]
+            k += len(spans)
             wins = []
-            if len(plan) > 1:
-                wins = [self._make(row, name, s / sr, e / sr, j) for j, (row, (s, e)) in enumerate(zip(p, plan))]
-            out.append(self._make(p.mean(axis=0), name, 0.0, plan[-1][1] / sr, None, wins))
+            if len(spans) > 1:
+                wins = [self._make(row, name, s / sr, e / sr, j) for j, (row, (s, e)) in enumerate(zip(p, spans))]
+            out.append(self._make(p.mean(axis=0), name, 0.0, spans[-1][1] / sr, None, wins))
         return out
 
     def analyze(self, x: Any, *, sample_rate: int | None = None, vad: str = "silero", window: float | None = None,

@@ -1,4 +1,4 @@
-"""What one execution unit runs for a prepared run (``RunPlan``): fit each (seed, fold) -> evaluate
+"""What one execution unit runs for a prepared run (``PreparedRun``): fit each (seed, fold) -> evaluate
 its test side (metrics, transport statistics) -> hand back the result; the driver then writes it
 into RUN_DIR with ``write_fold_result``. Used by run.py and by execute.py (in this process, worker
 processes or Ray actors)."""
@@ -19,21 +19,24 @@ from parrot_ser.models import save_weights
 from parrot_ser.training.config import TrainConfig
 from parrot_ser.training.data import SERData
 from parrot_ser.training.logs import EpochLog
-from parrot_ser.training.rundir import RUN_FORMAT, entry_name, entry_path, plan_path, weights_path
+from parrot_ser.training.rundir import RUN_FORMAT, entry_name, entry_path, transport_plan_path, weights_path
+from parrot_ser.training.spec import RunSpec
 from parrot_ser.training.splits import Fold
 from parrot_ser.training.tasks import get_task
 from parrot_ser.training.trainer import eval_batch_transports, fit_model, predict_logits
 
 
 @dataclass
-class RunPlan:
+class PreparedRun:
     """A prepared cross-validation run: identity checked, folds made, run.json written; ``todo``
-    lists the (seed, fold) runs still to train (finished ones are in ``done``)."""
+    lists the (seed, fold) runs still to train (finished ones are in ``done``). Execution reads the
+    resolved ``spec``; ``config`` is what the training loop itself (train_folds) still takes."""
 
     out: Path
     model: str
     encoders: list[str]
     config: TrainConfig
+    spec: RunSpec
     seeds: list[int]
     fingerprint: str
     accepted: set[str]
@@ -160,23 +163,23 @@ def train_folds(sdata: SERData, model: str, config: TrainConfig, jobs: Sequence[
     return results
 
 
-def write_fold_result(plan: RunPlan, res: dict, *, logged: bool = False) -> dict:
+def write_fold_result(prepared: PreparedRun, res: dict, *, logged: bool = False) -> dict:
     """Write one trained seed/fold into RUN_DIR (per-epoch log unless ``logged`` live already,
-    weights, OT plan, then the entry, atomically and last: its presence marks the seed/fold as
+    weights, transport plan, then the entry, atomically and last: its presence marks the seed/fold as
     finished). Returns the entry."""
-    out = plan.out
+    out = prepared.out
     name = entry_name(res["seed"], res["fold"])
     if not logged:  # trained elsewhere (worker process, Ray): the driver writes the epoch log from the history
-        with EpochLog(out, name, lr=plan.config.lr) as elog:
+        with EpochLog(out, name, lr=prepared.config.lr) as elog:
             for rec in res["entry"]["history"]:
                 elog(int(rec["epoch"]), rec)
     if res["plan"] is not None:
-        with atomic_path(plan_path(out, name)) as tmp, open(tmp, "wb") as f:
+        with atomic_path(transport_plan_path(out, name)) as tmp, open(tmp, "wb") as f:
             np.save(f, res["plan"])
     save_weights(res["state"], weights_path(out, name),
-                 {"model": plan.model, "seed": str(res["seed"]), "fold": str(res["fold"]),
-                  "fingerprint": plan.fingerprint, "format": RUN_FORMAT})
-    entry = {"fingerprint": plan.fingerprint, **res["entry"]}
+                 {"model": prepared.model, "seed": str(res["seed"]), "fold": str(res["fold"]),
+                  "fingerprint": prepared.fingerprint, "format": RUN_FORMAT})
+    entry = {"fingerprint": prepared.fingerprint, **res["entry"]}
     write_json_atomic(entry_path(out, name), entry)
-    plan.done[name] = entry
+    prepared.done[name] = entry
     return entry

@@ -90,7 +90,7 @@ def branch_rank(kind: str) -> int:
     return BRANCH_ORDER.index(kind) if kind in BRANCH_ORDER else len(BRANCH_ORDER)
 
 
-def plan_grid(encoders: Sequence[str], models: Sequence[str], kinds: dict[str, str], pairs: str = "all",
+def grid_cells(encoders: Sequence[str], models: Sequence[str], kinds: dict[str, str], pairs: str = "all",
               ) -> list[Cell]:
     """Single encoders x single-input models, then pairs x two-input models. In a pair the Mamba
     encoder comes first (branch p, as in the paper; a recurrent or convolutional one takes its place,
@@ -190,14 +190,14 @@ def run_grid(features_dir: str | Path, encoders: Sequence[str], models: Sequence
              seeds: Sequence[int], protocol: str, out_dir: str | Path, *, n_folds: int = 5,
              pairs: str = "all", progress: Any = None, batched: bool | None = None, workers: int | None = None,
              engine: str = "local", address: str | None = None, folds_file: str | Path | None = None) -> dict:
-    """Run every cell (see ``plan_grid``) into OUT/cells/<row>/<model>/ and write the tables and
+    """Run every cell (see ``grid_cells``) into OUT/cells/<row>/<model>/ and write the tables and
     significance files (module doc). Every cell is prepared first (identity, folds, run.json), then
-    all their missing seed/folds run as one pool of work (``execute.run_plans``: batched, on every
+    all their missing seed/folds run as one pool of work (``execute.run_prepared``: batched, on every
     core by default, or on Ray); finished seed/folds and cells are skipped (resume).
     ``folds_file``: as in ``run_cv``; the first cell prepared writes it when absent, every cell then
     reads it, so all cells share the same folds (the paired significance tests rely on that)."""
     from parrot_ser.training.data import SERData
-    from parrot_ser.training.execute import run_plans
+    from parrot_ser.training.execute import run_prepared
     from parrot_ser.training.run import finish_run, prepare_run
 
     out = Path(out_dir)
@@ -212,9 +212,9 @@ def run_grid(features_dir: str | Path, encoders: Sequence[str], models: Sequence
                               f"{', '.join(store.encoders) or 'none'}")
         metas[e] = dict(store.get(e).meta)
     kinds = {e: encoder_kind(e, metas[e]) for e in encoders}
-    cells = plan_grid(encoders, models, kinds, pairs)
+    cells = grid_cells(encoders, models, kinds, pairs)
     total = progress.add_task("grid cells", total=len(cells), rate="") if progress is not None else None
-    plans = {}
+    runs = {}
     by_combo: dict[tuple[str, ...], list[Cell]] = {}
     for c in cells:
         by_combo.setdefault(c.encoders, []).append(c)
@@ -222,7 +222,7 @@ def run_grid(features_dir: str | Path, encoders: Sequence[str], models: Sequence
         data = load_features(features_dir, combo, config)  # one combination in memory at a time
         light = None
         for c in cs:
-            plans[c.key] = p = prepare_run(features_dir, c.encoders, c.model, config, seeds, protocol,
+            runs[c.key] = p = prepare_run(features_dir, c.encoders, c.model, config, seeds, protocol,
                                            out / "cells" / c.row / c.model, n_folds=n_folds, data=data,
                                            folds_file=folds_file)
             # Tables only need ids, labels and speakers; the features are read again where units run.
@@ -233,27 +233,27 @@ def run_grid(features_dir: str | Path, encoders: Sequence[str], models: Sequence
             p.sdata = light
         del data
     results: dict[str, dict] = {}
-    key_of = {id(p): k for k, p in plans.items()}
+    key_of = {id(p): k for k, p in runs.items()}
     shared = _GridProgress(progress, total) if total is not None else progress
 
-    def done(plan) -> None:
-        k = key_of[id(plan)]
-        results[k] = res = finish_run(plan)
+    def done(prepared) -> None:
+        k = key_of[id(prepared)]
+        results[k] = res = finish_run(prepared)
         if total is not None:
-            shared.cell_done(_task_name(plan.model, plan.encoders), rate=f"{k}: {_fmt(res['headline'])}")
+            shared.cell_done(_task_name(prepared.model, prepared.encoders), rate=f"{k}: {_fmt(res['headline'])}")
 
-    run_plans(list(plans.values()), batched=batched, workers=workers, engine=engine, address=address,
-              progress=shared, on_plan_done=done)
+    run_prepared(list(runs.values()), batched=batched, workers=workers, engine=engine, address=address,
+              progress=shared, on_run_done=done)
     return write_tables(out, cells, {c.key: results[c.key] for c in cells}, kinds, metas, seeds,
                         corpus=store.manifest.corpus)
 
 
 def _task_name(model: str, encoders: Sequence[str]) -> str:
-    return f"{model} ({'+'.join(encoders)})"  # as execute.run_plans names each cell's progress task
+    return f"{model} ({'+'.join(encoders)})"  # as execute.run_prepared names each cell's progress task
 
 
 class _GridProgress:
-    """The progress handed to run_plans: forwards everything, and sets the "grid cells" task to the
+    """The progress handed to run_prepared: forwards everything, and sets the "grid cells" task to the
     finished cells plus the completed fraction of every running cell, so the overall grid ETA
     (average rate, cli/common.py) moves while cells train instead of jumping once per cell."""
 

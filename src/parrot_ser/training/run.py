@@ -23,7 +23,7 @@ from parrot_ser.layer_choice import LAYER_MEANING
 from parrot_ser.models import StandardisedModel, head_from_run, load_weights
 from parrot_ser.training.config import TrainConfig
 from parrot_ser.training.data import SERData, load_features
-from parrot_ser.training.fold_runs import RunPlan
+from parrot_ser.training.fold_runs import PreparedRun
 from parrot_ser.training.metrics import mean_std, summarise
 from parrot_ser.training.rundir import (
     PREDICTIONS_CSV,
@@ -33,7 +33,7 @@ from parrot_ser.training.rundir import (
     RUN_JSON,
     entry_name,
     entry_path,
-    plan_path,
+    transport_plan_path,
     weights_path,
     weights_rel,
 )
@@ -255,7 +255,7 @@ def _finished_folds(out: Path, seeds: list[int], folds_by_seed: dict, accepted: 
 def prepare_run(features_dir: str | Path | None, encoders: Sequence[str], model: str, config: TrainConfig,
                 seeds: Sequence[int], protocol: str, out_dir: str | Path, *, n_folds: int = 5,
                 data: tuple[SERData, list[dict], dict[str, dict]] | None = None,
-                folds_file: str | Path | None = None, folds_only: bool = False) -> RunPlan | dict:
+                folds_file: str | Path | None = None, folds_only: bool = False) -> PreparedRun | dict:
     """Everything of ``run_cv`` before training: checks, run identity (a RUN_DIR holding another
     experiment is refused), speaker-independent folds, run.json, and which seed/folds are done.
     With ``folds_only`` it returns ``{"folds_file", "folds"}`` after making / reading the folds."""
@@ -328,22 +328,22 @@ def prepare_run(features_dir: str | Path | None, encoders: Sequence[str], model:
     write_json_atomic(run_path, run_info)
 
     done, todo = _finished_folds(out, seeds, folds_by_seed, accepted, sdata)
-    return RunPlan(out, model, list(encoders), config, seeds, fp, accepted, run_info, fold_records, sdata, done,
+    return PreparedRun(out, model, list(encoders), config, run_spec, seeds, fp, accepted, run_info, fold_records, sdata, done,
                    todo, str(features_dir) if features_dir is not None else None, t_start)
 
 
-def finish_run(plan: RunPlan) -> dict:
-    """results.json, predictions.csv and the plots from every finished seed/fold of the plan."""
-    missing = [entry_name(s, f.index) for s, f in plan.todo if entry_name(s, f.index) not in plan.done]
+def finish_run(prepared: PreparedRun) -> dict:
+    """results.json, predictions.csv and the plots from every finished seed/fold of the prepared run."""
+    missing = [entry_name(s, f.index) for s, f in prepared.todo if entry_name(s, f.index) not in prepared.done]
     if missing:
-        raise ConfigError(f"{plan.out}: {len(missing)} seed/fold run(s) did not finish (first: {missing[0]}); "
+        raise ConfigError(f"{prepared.out}: {len(missing)} seed/fold run(s) did not finish (first: {missing[0]}); "
                           f"rerun the same command to resume")
-    order = [entry_name(s, int(f["fold"])) for s in plan.seeds for f in plan.fold_records[str(s)]]
-    entries = [plan.done[n] for n in order]
-    first = plan_path(plan.out, entry_name(plan.seeds[0], 0))
+    order = [entry_name(s, int(f["fold"])) for s in prepared.seeds for f in prepared.fold_records[str(s)]]
+    entries = [prepared.done[n] for n in order]
+    first = transport_plan_path(prepared.out, entry_name(prepared.seeds[0], 0))
     plan_to_draw = np.load(first) if first.is_file() else None
-    return _write_results(plan.out, plan.run_info, entries, plan.fold_records, plan.sdata,
-                          time.perf_counter() - plan.t_start, plan_to_draw)
+    return _write_results(prepared.out, prepared.run_info, entries, prepared.fold_records, prepared.sdata,
+                          time.perf_counter() - prepared.t_start, plan_to_draw)
 
 
 def run_cv(features_dir: str | Path, encoders: Sequence[str], model: str, config: TrainConfig,
@@ -363,20 +363,20 @@ def run_cv(features_dir: str | Path, encoders: Sequence[str], model: str, config
     ``folds_file``: when the file exists its folds are used (``splits.read_folds_file``); otherwise the
     folds made here are written to it before any training. ``folds_only``: stop after that (the
     return value is then ``{"folds_file": path, "folds": ...}``)."""
-    from parrot_ser.training.execute import run_plans
+    from parrot_ser.training.execute import run_prepared
 
-    plan = prepare_run(features_dir, encoders, model, config, seeds, protocol, out_dir, n_folds=n_folds,
+    prepared = prepare_run(features_dir, encoders, model, config, seeds, protocol, out_dir, n_folds=n_folds,
                        data=data, folds_file=folds_file, folds_only=folds_only)
     if folds_only:
-        return plan
-    run_plans([plan], batched=batched, workers=workers, engine=engine, address=address, progress=progress,
-              data={tuple(encoders): (plan.sdata, None, None)})  # loaded once, reused where it runs here
-    return finish_run(plan)
+        return prepared
+    run_prepared([prepared], batched=batched, workers=workers, engine=engine, address=address, progress=progress,
+              data={tuple(encoders): (prepared.sdata, None, None)})  # loaded once, reused where it runs here
+    return finish_run(prepared)
 
 
 def _transport_summary(run: dict, entries: list[dict], plan: np.ndarray | None, out: Path, title: str,
                        plots: dict) -> dict | None:
-    """Transport statistics over the runs (mean +- std) and the drawn plan of the first fold (OT models)."""
+    """Transport statistics over the runs (mean +- std) and the drawn transport plan of the first fold (OT models)."""
     from parrot_ser.training.plots import plot_transport
 
     tstats = [e["transport"] for e in entries if e.get("transport")]

@@ -69,7 +69,7 @@ class Execution:
 @dataclass(frozen=True)
 class RunSpec:
     model: str
-    model_config: dict  # the model's own typed Config, resolved (fusion.models.make_config)
+    model_config: dict  # the model's own typed Config, resolved (fusion.registry.make_config)
     task: str
     inputs: Inputs
     optimisation: Optimisation
@@ -86,7 +86,7 @@ class RunSpec:
     def build(cls, model: str, encoders: list[str] | tuple[str, ...], config: TrainConfig, protocol: str,
               n_folds: int, execution: Execution | None = None) -> RunSpec:
         """The resolved spec of a run (``config`` validated; the model's options resolved for it)."""
-        from parrot_ser.fusion.models import make_config
+        from parrot_ser.fusion.registry import make_config
         from parrot_ser.training.tasks import get_task
 
         config.validate()
