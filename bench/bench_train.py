@@ -27,7 +27,7 @@ from collections.abc import Iterable
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-import parrot_ser.fusion.models as models_mod
+import parrot_ser.fusion.registry as registry_mod
 from common import (
     barrier,
     concurrent_lines,
@@ -49,7 +49,7 @@ class _SinkhornTimer:
 
     def __init__(self):
         self.seconds = 0.0
-        self._orig = models_mod.sinkhorn
+        self._orig = registry_mod.sinkhorn
 
     def __enter__(self):
         def timed(*args, **kwargs):
@@ -58,11 +58,11 @@ class _SinkhornTimer:
             self.seconds += time.perf_counter() - t0
             return out
 
-        models_mod.sinkhorn = timed
+        registry_mod.sinkhorn = timed
         return self
 
     def __exit__(self, *exc):
-        models_mod.sinkhorn = self._orig
+        registry_mod.sinkhorn = self._orig
 
 
 def step_flops(model, inp: FusionInput, y: torch.Tensor) -> int:

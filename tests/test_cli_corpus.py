@@ -30,15 +30,17 @@ def test_list(runner):
     res = runner.invoke(app, ["corpus", "list"])
     assert res.exit_code == 0
     lines = res.stdout.strip().splitlines()
-    assert len(lines) == 10 and lines[0].startswith("cremad ") and any(line.startswith("iemocap ") for line in lines)
+    assert len(lines) == 12 and lines[0].startswith("cremad ") and any(line.startswith("iemocap ") for line in lines)
 
 
 def test_inspect_json(runner, ravdess_root):
     res = runner.invoke(app, ["corpus", "inspect", str(ravdess_root), "--corpus", "ravdess", "--json"])
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
+    assert doc.pop("label_policy")["mode"] == "canonical"
     assert doc == {
-        "corpus": "ravdess", "n_utterances": 4, "n_speakers": 2,
+        "corpus": "ravdess", "n_utterances": 4, "n_speakers": 2, "n_unknown_speaker": 0, "targets": {},
+        "excluded": {"song files (vocal channel 02; use include_song)": 1},
         "labels": {"angry": 1, "neutral": 1, "sad": 1, "surprise": 1},
         "speakers": {"01": 2, "02": 2}, "total_seconds": None,
         "problems": [{"path": "Actor_02/oops.wav",

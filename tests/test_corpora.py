@@ -34,14 +34,14 @@ def _common_invariants(man: Manifest) -> None:
     ids = [u.utt_id for u in man.utterances]
     assert len(ids) == len(set(ids))
     for u in man.utterances:
-        assert u.label in CANONICAL_LABELS
+        assert u.label in CANONICAL_LABELS or man.label_policy.get("mode") == "asis"
         assert not Path(u.path).is_absolute() and man.abspath(u).is_file()
 
 
 def test_registry_lists_every_corpus():
     names = [n for n, _ in list_corpora()]
     assert names == sorted(["cremad", "ravdess", "emodb", "mesd", "tess", "savee", "iemocap", "esd", "csv",
-                            "folders"])
+                            "folders", "emobox", "msp-podcast"])
     assert all(desc and "\n" not in desc for _, desc in list_corpora())
 
 
@@ -192,7 +192,7 @@ def test_iemocap_emo_evaluation_parsing():
     assert set(got) == {f"Ses01F_impro01_{x}" for x in ("F000", "M000", "F001", "M001", "F002", "F003")}
     code, meta = got["Ses01F_impro01_M000"]
     assert code == "exc" and meta == {"start": "10.0100", "end": "11.3925", "valence": "4.0000",
-                                      "activation": "3.5000", "dominance": "3.0000"}
+                                      "arousal": "3.5000", "dominance": "3.0000"}
 
 
 def test_iemocap_four_class_and_full(tmp_path, tone):
@@ -219,6 +219,14 @@ def test_iemocap_four_class_and_full(tmp_path, tone):
     assert full["Ses01F_impro01_M001"].label == "frustration"
     assert "Ses01F_impro01_F001" not in full  # xxx never becomes a label
 
+    dim = scan_corpus("iemocap", tmp_path, dimensions=True)  # xxx and fru rows kept, unlabelled, with V/A/D
+    d = _by_id(dim)
+    assert dim.targets == ["valence", "arousal", "dominance"]
+    assert set(d) == set(u) | {"Ses01F_impro01_F001", "Ses01F_impro01_M001"}
+    assert (d["Ses01F_impro01_F001"].label, d["Ses01F_impro01_M001"].label) == ("", "")
+    assert dim.target_values(d["Ses01F_impro01_F002"]) == [1.5, 4.0, 4.5]
+    assert not dim.excluded and dim.label_policy["mode"] == "canonical"
+
 
 def test_esd_with_and_without_split(tmp_path, tone):
     tone(tmp_path, "ESD/0011/Angry/train/0011_000351.wav")
@@ -242,15 +250,18 @@ def test_csv_corpus(tmp_path, tone):
     tone(tmp_path, "data/c.wav")
     (tmp_path / "data/list.csv").write_text(
         "path,label,speaker,split\n"
-        f"a.wav,Anger,s1,train\n{b},happiness,s2,test\nmissing.wav,sad,s1,train\nc.wav,contempt,s3,test\n")
-    man = scan_corpus("csv", tmp_path / "data/list.csv")
+        f"a.wav,Anger,s1,train\n{b},happiness,s2,test\nmissing.wav,sad,s1,train\nc.wav,distressed,s3,test\n")
+    man = scan_corpus("csv", tmp_path / "data/list.csv", labels="canonical")
     assert man.root == tmp_path / "data"
     u = _by_id(man)
     assert (u["a"].label, u["a"].original_label, u["a"].speaker, u["a"].meta) == ("angry", "Anger", "s1", {"split": "train"})
     assert man.abspath(u[str(b.with_suffix("")).replace("\\", "/")]) == b
-    assert len(scan_corpus("csv", tmp_path / "data")) == 2  # a folder holding exactly one CSV
+    assert len(scan_corpus("csv", tmp_path / "data", labels="canonical")) == 2  # a folder holding exactly one CSV
     probs = {p.path: p.problem for p in man.problems}
-    assert "does not exist" in probs["missing.wav"] and "contempt" in probs["c.wav"]
+    assert "does not exist" in probs["missing.wav"] and "'distressed'" in probs["c.wav"]
+    own = scan_corpus("csv", tmp_path / "data/list.csv")  # default: one unknown label -> the data's own labels
+    assert sorted(own.labels()) == ["Anger", "distressed", "happiness"] and own.label_policy["mode"] == "asis"
+    assert "'distressed'" in own.label_policy["note"]
     (tmp_path / "bad.csv").write_text("file,emotion\nx.wav,sad\n")
     with pytest.raises(CorpusError, match="lacks column"):
         scan_corpus("csv", tmp_path / "bad.csv")
@@ -262,11 +273,12 @@ def test_folders_corpus_with_speaker_regex(tmp_path, tone):
     tone(tmp_path, "happy/x.wav")
     tone(tmp_path, "sad/deeper/spk1_002.wav")
     tone(tmp_path, "weird/spk1_004.wav")
-    man = scan_corpus("folders", tmp_path)
+    assert scan_corpus("folders", tmp_path).labels() == ["Happy", "angry", "happy", "weird"]  # 'weird': own labels
+    man = scan_corpus("folders", tmp_path, labels="canonical")
     assert {k: (v.label, v.speaker) for k, v in _by_id(man).items()} == {
         "angry/spk1_001": ("angry", "spk1"), "Happy/spk2-003": ("happy", "spk2"), "happy/x": ("happy", "x")}
     assert _problem_paths(man) == {"sad/deeper/spk1_002.wav", "weird/spk1_004.wav"}
-    strict = scan_corpus("folders", tmp_path, speaker_regex=r"^spk(?P<speaker>\d+)_")
+    strict = scan_corpus("folders", tmp_path, speaker_regex=r"^spk(?P<speaker>\d+)_", labels="canonical")
     assert {u.speaker for u in strict.utterances} == {"1"}
     assert "happy/x.wav" in _problem_paths(strict)
     with pytest.raises(ConfigError, match="invalid"):

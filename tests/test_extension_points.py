@@ -26,7 +26,7 @@ from parrot_ser.encoders import (
     build_encoder,
     register_family,
 )
-from parrot_ser.fusion import MODELS, HeadConfig, build_model, register_model
+from parrot_ser.fusion import MODELS, ModelConfig, build_model, register_model
 from parrot_ser.fusion.base import FusionInput
 
 NAME = re.compile(r"^(?P<spk>[a-z]+)_(?P<emo>angry|sad)_(?P<n>\d+)\.wav$")
@@ -65,7 +65,7 @@ def build_toy(spec, *, checkpoint=None, layers="last", random_init=False, seed=0
 
 
 @dataclass
-class ToyConfig(HeadConfig):
+class ToyConfig(ModelConfig):
     scale: float = 1.0
 
 

@@ -231,11 +231,11 @@ def test_build_errors_are_typed():
 def test_typed_configs_declared_once_on_the_class():
     """Issue 8: each model's config is a dataclass on its class, with the paper's defaults; what a
     model is (inputs, batch dependence, frames) is read from the class."""
-    from parrot_ser.fusion import MODELS, HeadConfig, OTConfig, TokenOTConfig
+    from parrot_ser.fusion import MODELS, ModelConfig, OTConfig, TokenOTConfig
 
     parrot = MODELS.get("parrot")
     assert parrot.config is OTConfig and OTConfig().ot_eps == 0.05 and OTConfig().embed_dim == 120
-    assert MODELS.get("fcn").config is HeadConfig and not hasattr(HeadConfig(), "ot_eps")
+    assert MODELS.get("fcn").config is ModelConfig and not hasattr(ModelConfig(), "ot_eps")
     assert MODELS.get("parrot-token").config is TokenOTConfig
     for name, entry in MODELS.items():
         cls = entry.factory
@@ -305,7 +305,7 @@ def test_frame_tokens_are_mixed_with_the_pooled_layer_weights():
 
 
 def test_one_module_per_model_family():
-    """models.py is the registry and the shared bases; every model lives in its family's module."""
+    """registry.py is the registry and the shared bases; every model lives in its family's module."""
     from parrot_ser.fusion import MODELS
 
     where = {name: MODELS.get(name).factory.__module__.rsplit(".", 1)[-1] for name in MODELS}

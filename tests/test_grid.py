@@ -13,10 +13,10 @@ from typer.testing import CliRunner
 from parrot_ser.cli.main import app
 from parrot_ser.errors import ConfigError
 from parrot_ser.training import TrainConfig, fold_runs
-from parrot_ser.training.grid import _paired, plan_grid, run_grid
+from parrot_ser.training.grid import _paired, grid_cells, run_grid
 from test_training import build_store
 
-CELL = re.compile(r"^\d+\.\d\d ± \d+\.\d\d / \d+\.\d\d ± \d+\.\d\d$")
+CELL = re.compile(r"^\d+\.\d\d ± \d+\.\d\d / \d+\.\d\d ± \d+\.\d\d / \d+\.\d\d ± \d+\.\d\d$")  # WA / UA / F1
 
 
 @pytest.fixture(scope="module")
@@ -24,10 +24,10 @@ def store(tmp_path_factory):
     return build_store(tmp_path_factory.mktemp("gstore"), n_spk=4, per=2)
 
 
-def test_plan_grid_pairs():
+def test_grid_cells_pairs():
     kinds = {"ssam-tiny": "mamba", "hubert-base": "attention", "wavlm-base": "attention"}
     encs = ["hubert-base", "ssam-tiny", "wavlm-base"]
-    cells = plan_grid(encs, ["cnn", "concat", "parrot"], kinds, "all")
+    cells = grid_cells(encs, ["cnn", "concat", "parrot"], kinds, "all")
     singles = [c for c in cells if c.pair_kind == "single"]
     assert [(c.row, c.model) for c in singles] == [(e, "cnn") for e in encs]
     rows = {c.row: c.pair_kind for c in cells if c.pair_kind != "single"}
@@ -35,13 +35,13 @@ def test_plan_grid_pairs():
     assert rows == {"ssam-tiny+hubert-base": "hetero", "hubert-base+wavlm-base": "homo",
                     "ssam-tiny+wavlm-base": "hetero"}
     assert {c.model for c in cells if c.pair_kind != "single"} == {"concat", "parrot"}
-    hetero = plan_grid(encs, ["concat"], kinds, "hetero")
+    hetero = grid_cells(encs, ["concat"], kinds, "hetero")
     assert sorted(c.row for c in hetero) == ["ssam-tiny+hubert-base", "ssam-tiny+wavlm-base"]
-    assert [c.row for c in plan_grid(encs, ["concat"], kinds, "homo")] == ["hubert-base+wavlm-base"]
+    assert [c.row for c in grid_cells(encs, ["concat"], kinds, "homo")] == ["hubert-base+wavlm-base"]
     with pytest.raises(ConfigError, match="--pairs"):
-        plan_grid(encs, ["concat"], kinds, "mixed")
+        grid_cells(encs, ["concat"], kinds, "mixed")
     with pytest.raises(ConfigError, match="empty"):
-        plan_grid(["ssam-tiny"], ["concat"], kinds, "all")
+        grid_cells(["ssam-tiny"], ["concat"], kinds, "all")
 
 
 def test_paired_tests():

@@ -24,24 +24,35 @@ from test_service_hardening import _free_port  # noqa: E402
 from test_timeline import model, recording  # noqa: E402, F401  (fixtures)
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         # the microphone: chromium's fake capture device (a beep) and no permission prompt
+         "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
 
 
-@pytest.fixture(scope="module")
-def server_url(model):  # noqa: F811
+def _serve(app):
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(create_app(model), host="127.0.0.1", port=_free_port(),
-                                           log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=_free_port(), log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     for _ in range(200):
         if server.started:
             break
         time.sleep(0.05)
+    return server, thread
+
+
+@pytest.fixture(scope="module")
+def server_url(model):  # noqa: F811
+    server, thread = _serve(create_app(model))
     yield f"http://127.0.0.1:{server.config.port}"
     server.should_exit = True
     thread.join(timeout=10)
+
+
+def _browser(p, tmp_path):
+    return p.chromium.launch_persistent_context(str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True,
+                                                args=FLAGS, viewport={"width": 1100, "height": 900})
 
 
 def test_page_upload_shows_probabilities_then_a_timeline(server_url, model, recording, emodb_root, tmp_path):  # noqa: F811
@@ -50,8 +61,7 @@ def test_page_upload_shows_probabilities_then_a_timeline(server_url, model, reco
     long_path, truth = recording
     timeline = model.analyze(long_path)
     with playwright.sync_playwright() as p:
-        ctx = p.chromium.launch_persistent_context(str(tmp_path / "profile"), executable_path=CHROMIUM,
-                                                   headless=True, args=FLAGS, viewport={"width": 1100, "height": 900})
+        ctx = _browser(p, tmp_path)
         try:
             page = ctx.new_page()
             errors: list[str] = []
@@ -87,3 +97,34 @@ def test_page_upload_shows_probabilities_then_a_timeline(server_url, model, reco
             assert errors == [] and outside == []  # no script error, nothing fetched from elsewhere
         finally:
             ctx.close()
+
+
+def test_page_microphone_and_token(model, tmp_path):  # noqa: F811
+    """With a token the page asks for it once, then works; the Record button sends the fake
+    microphone's audio as a WAV and shows its probabilities."""
+    server, thread = _serve(create_app(model, token="page-secret"))
+    url = f"http://127.0.0.1:{server.config.port}/"
+    try:
+        with playwright.sync_playwright() as p:
+            ctx = _browser(p, tmp_path)
+            try:
+                page = ctx.new_page()
+                page.goto(url)
+                page.wait_for_selector("#token-box:not([hidden])", timeout=20_000)
+                assert "unavailable" in page.inner_text("#card-body")
+                page.fill("#token", "page-secret")
+                page.click("#token-go")
+                page.wait_for_selector("#card-labels", timeout=20_000)
+                assert page.is_hidden("#token-box")
+                page.click("#rec")
+                page.wait_for_function("document.getElementById('rec').textContent === 'Stop'", timeout=20_000)
+                page.wait_for_timeout(2500)  # about 2.5 s of the fake device's beeps
+                page.click("#rec")
+                page.wait_for_selector("#top-label", timeout=60_000)
+                assert page.inner_text("#top-label") in model.labels
+                assert "microphone.wav" in page.inner_text("#result-title")
+            finally:
+                ctx.close()
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from parrot_ser.cli.main import app
 from parrot_ser.errors import ConfigError, EmptyAudioError
-from parrot_ser.inference import load_model, plan_windows
+from parrot_ser.inference import load_model, window_spans
 from test_bundle import build_run  # the same cached real run + bundle (one build per session)
 
 runner = CliRunner()
@@ -38,13 +38,13 @@ def folder(tmp_path, emodb_root) -> Path:
 
 def test_plan_windows():
     sr = 10
-    assert plan_windows(150, sr) == [(0, 150)]  # 15 s <= 20 s: whole
-    auto = plan_windows(250, sr)  # 25 s: 10 s windows, 5 s hop, last aligned to the end
+    assert window_spans(150, sr) == [(0, 150)]  # 15 s <= 20 s: whole
+    auto = window_spans(250, sr)  # 25 s: 10 s windows, 5 s hop, last aligned to the end
     assert auto == [(0, 100), (50, 150), (100, 200), (150, 250)]
-    assert plan_windows(250, sr, window=0) == [(0, 250)]
-    assert plan_windows(25, sr, window=1.0, hop=1.0) == [(0, 10), (10, 20), (15, 25)]
+    assert window_spans(250, sr, window=0) == [(0, 250)]
+    assert window_spans(25, sr, window=1.0, hop=1.0) == [(0, 10), (10, 20), (15, 25)]
     with pytest.raises(ConfigError):
-        plan_windows(25, sr, window=1.0, hop=0)
+        window_spans(25, sr, window=1.0, hop=0)
 
 
 def test_cli_folder_with_a_corrupt_file(tiny_bundle, folder, tmp_path):

@@ -68,7 +68,7 @@ def test_corpus_options_reach_the_scanner_typed(tmp_path):
     from parrot_ser.corpora import CORPORA, scan_corpus
 
     assert set(CORPORA.get("folders").options) == {"speaker_regex"}
-    assert set(CORPORA.get("iemocap").options) == {"full_labels"}
+    assert set(CORPORA.get("iemocap").options) == {"full_labels", "dimensions"}
     import numpy as np
     import soundfile as sf
 

@@ -190,3 +190,22 @@ def test_predict_plain_output_says_the_file_was_cut_and_how_labels_differ(model,
         counts[w.label] = counts.get(w.label, 0) + 1
     assert f"cut into {len(p.windows)} windows of 2.0 s" in res.output
     assert all(f"{k} {v}" in res.output for k, v in counts.items())
+
+
+def test_smoothing_averages_neighbouring_windows_inside_a_region(model, recording):
+    path, _ = recording
+    raw = analyze_file(model, path, vad="silero", window=1.0, hop=0.5)
+    smooth = analyze_file(model, path, vad="silero", window=1.0, hop=0.5, smooth=3)
+    assert [(w.start, w.end) for w in raw.windows] == [(w.start, w.end) for w in smooth.windows]
+    by_region: dict[int, list[int]] = {}
+    for i, w in enumerate(raw.windows):
+        by_region.setdefault(w.region, []).append(i)
+    checked = 0
+    for idx in by_region.values():
+        for j, i in enumerate(idx):
+            near = idx[max(0, j - 1):j + 2]  # never across a silence
+            for lab in model.labels:
+                want = np.mean([raw.windows[k].probabilities[lab] for k in near])
+                assert smooth.windows[i].probabilities[lab] == pytest.approx(want, abs=1e-9)
+            checked += 1
+    assert checked == len(raw.windows) and len(smooth.segments) <= len(raw.segments)

@@ -75,7 +75,7 @@ def test_yaml_config_overrides_and_unknown_key(tmp_path):
     cfg = load_config(cfg_file, {"epochs": 3, "batch_size": None, "model": {"ot_eps": 0.1}})
     assert (cfg.epochs, cfg.lr, cfg.layer, cfg.batch_size) == (3, 1e-4, "mean", 32)
     assert cfg.model == {"hidden": 64, "ot_eps": 0.1}
-    assert TrainConfig().patience == 10 and TrainConfig().early_stop_metric == "macro_f1"
+    assert TrainConfig().patience == 10 and TrainConfig().early_stop_metric == "auto"  # = macro_f1 for classification
     cfg_file.write_text("epochs: 7\nlearning_rate: 0.1\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="unknown key 'learning_rate'"):
         load_config(cfg_file)

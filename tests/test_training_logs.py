@@ -63,7 +63,7 @@ def test_csv_without_tensorboard(tmp_path):
         log(1, {"epoch": 1, "train_loss": 0.5, "lr": 1e-3})  # no validation side: empty cells
     rows = read_epoch_csv(tmp_path / "logs" / "t.csv")
     assert rows == [{"epoch": 1.0, "train_loss": 0.5, "val_loss": None, "val_accuracy": None,
-                     "val_macro_f1": None, "lr": 1e-3}]
+                     "val_macro_f1": None, "lr": 1e-3, "val_ccc": None}]
     assert not (tmp_path / "tensorboard").exists()
 
 

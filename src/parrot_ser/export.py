@@ -53,8 +53,9 @@ def _read_json(path: Path, what: str) -> dict:
 
 
 def _training_summary(results: dict) -> dict:
-    keep = ("model", "encoders", "protocol", "n_folds", "seeds", "classes", "n_utterances", "n_speakers",
-            "headline", "std_note", "random_init_encoders", "warnings", "eval_batching")
+    keep = ("model", "encoders", "protocol", "n_folds", "seeds", "classes", "task", "label_selection",
+            "n_utterances", "n_speakers", "headline", "std_note", "random_init_encoders", "warnings",
+            "speaker_independent", "speaker_overlap", "eval_batching")
     return {k: results[k] for k in keep if k in results}
 
 
@@ -73,7 +74,7 @@ def _load_run_features(run: dict, run_dir: Path) -> Any:
                                                              for e in run["encoders"]], str(run_dir / RUN_JSON))
     config = TrainConfig.from_dict(cfg, source=str(run_dir / RUN_JSON))
     data, _, metas = load_features(fdir, run["encoders"], config)
-    if data.classes != run["labels"]:
+    if data.classes != run["labels"] or data.dims != list((run.get("task") or {}).get("dims") or []):
         raise BundleError(f"{fdir}: labels {data.classes} differ from the run's {run['labels']}")
     for e, m in metas.items():
         if json.dumps(m.get("identity"), sort_keys=True) != json.dumps(
@@ -102,9 +103,11 @@ def _fold_members(run: dict, run_dir: Path) -> list[Member]:
         except RuntimeError as e:
             raise BundleError(f"{wp}: weights do not fit the run's model ({str(e).splitlines()[0]})") from None
         entry = json.loads(ep.read_text(encoding="utf-8"))
+        met = entry.get("metrics", {})
         info = {"seed": entry.get("seed"), "fold": entry.get("fold"), "best_epoch": entry.get("best_epoch"),
-                "test_accuracy": entry.get("metrics", {}).get("accuracy"),
-                "test_macro_f1": entry.get("metrics", {}).get("macro_f1")}
+                **{f"test_{k}": met[k] for k in ("accuracy", "macro_f1", "ccc") if k in met}}
+        if "accuracy" not in met:  # the keys a classification bundle always had
+            info.update(test_accuracy=None, test_macro_f1=None)
         members.append(Member(tag, sd, info))
     return members
 
@@ -114,8 +117,8 @@ def _refit_member(run: dict, data: Any, config: Any, progress: Any = None) -> Me
     from parrot_ser.training.trainer import fit_model
 
     seed = int(run["seeds"][0])
-    labels = [data.classes[i] for i in data.labels]
-    tr, va = split_validation(np.arange(len(data)), labels, data.speakers, fraction=config.val_fraction, seed=seed)
+    tr, va = split_validation(np.arange(len(data)), data.strata(), data.speakers, fraction=config.val_fraction,
+                              seed=seed)
     task = progress.add_task("refit", total=config.epochs, rate="") if progress is not None else None
 
     def on_epoch(epoch: int, rec: dict) -> None:
@@ -177,6 +180,8 @@ def export_run(run_dir: str | Path, out_dir: str | Path, refit: bool = False, *,
         encoders.append(ident)
     untrained = [e["name"] for e in encoders if e.get("random_init")]
     model_doc = {k: run[k] for k in RUN_MODEL_KEYS}
+    model_doc["task"] = run.get("task") or {"kind": "classification", "labels": list(run["labels"]), "dims": []}
+    dims = list(model_doc["task"].get("dims") or [])
     model_doc.update(name=run["model"], batch_dependent=batch_dep, uses_frames=bool(spec.get("uses_frames")),
                      rebuild="parrot_ser.models.head_from_run(model) then load_state_dict(member)")
     doc: dict[str, Any] = {
@@ -184,6 +189,8 @@ def export_run(run_dir: str | Path, out_dir: str | Path, refit: bool = False, *,
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "warning": untrained_models_text(untrained) if untrained else None,
         "labels": list(run["labels"]),
+        # regression-only: no labels; every prediction then has dimensions and no label
+        "task": model_doc["task"]["kind"], "dims": dims,
         "encoders": encoders,
         "inputs": {"layer": run.get("layer"), "use_frames": bool(run.get("use_frames")),
                    **({"layer_meaning": LAYER_MEANING} if run.get("layer_meaning") == LAYER_MEANING else {}),
@@ -192,7 +199,8 @@ def export_run(run_dir: str | Path, out_dir: str | Path, refit: bool = False, *,
                            "layer_meaning: None = last, int = position among the encoder's layers, 'all')"},
         "model": model_doc,
         "ensemble": {"kind": "refit" if refit else "cv-ensemble", "n_members": len(members),
-                     "aggregation": "mean of the members' softmax probabilities"},
+                     "aggregation": "mean of the members' softmax probabilities"
+                                    + (" and of their dimensions (the training data's scale)" if dims else "")},
         "inference": {"batch_mode": batch_mode,
                       "n_anchors": None if anchors is None else int(anchors[0].shape[0]),
                       "note": {"independent": "any batching gives the same answer",

@@ -70,7 +70,6 @@ def _check_formats(formats: str) -> None:
 def _files(predictor, model: str, audio: list[str], options: dict, out_dir: Path | None, formats: str,
            json_out: bool) -> None:
     from parrot_ser.inference.inputs import collect_inputs
-    from parrot_ser.inference.timeline import analyze_file
     from parrot_ser.inference.writers import timeline_doc
 
     items, problems = collect_inputs(audio)
@@ -79,7 +78,7 @@ def _files(predictor, model: str, audio: list[str], options: dict, out_dir: Path
     for it in items:
         t0 = time.perf_counter()
         try:
-            tl = analyze_file(predictor, it.path, **options)
+            tl = _analyze_with_progress(predictor, it.path, options)
         except ConfigError:
             raise  # a setting (--vad, --window) is wrong for every file: stop with its message
         except ParrotError as e:
@@ -104,6 +103,30 @@ def _files(predictor, model: str, audio: list[str], options: dict, out_dir: Path
         err.print(f"[bold red]error:[/] {escape(e['error'])}")
     if not timelines:
         raise typer.Exit(1)
+
+
+def _analyze_with_progress(predictor, path: Path, options: dict):
+    """analyze_file with a bar in audio seconds (a long recording takes minutes): the same blocks,
+    counted as they pass to the analyzer."""
+    from parrot_ser.audio import read_info
+    from parrot_ser.cli.common import make_progress
+    from parrot_ser.inference.timeline import analyze_blocks, file_blocks
+    from parrot_ser.inference.vad import VAD_RATE
+
+    total = read_info(path, max_seconds=float("inf")).duration
+    with make_progress("s", disable=total < 60) as progress:
+        task = progress.add_task(Path(path).name, total=int(total), rate="")
+        t0 = time.perf_counter()
+
+        def counted():
+            done = 0.0
+            for block in file_blocks(path):
+                yield block
+                done += len(block) / VAD_RATE
+                rtf = (time.perf_counter() - t0) / max(done, 1e-9)
+                progress.update(task, completed=min(int(done), int(total)), rate=f"RTF {rtf:.3f}")
+
+        return analyze_blocks(predictor, counted(), str(path), **options)
 
 
 def _write(out_dir: Path, path: Path, doc: dict, formats: str) -> None:

@@ -41,7 +41,8 @@ def _parse_options(items: list[str], encoders: list[str]) -> dict[str, dict]:
     return out
 
 
-def _load_manifest(manifest: Path | None, root: Path | None, corpus: str | None, corpus_option: list[str]):
+def _load_manifest(manifest: Path | None, root: Path | None, corpus: str | None, corpus_option: list[str],
+                   labels: str | None = None, label_map: Path | None = None):
     from parrot_ser.cli.corpus import scan_from_cli
     from parrot_ser.corpora import Manifest
 
@@ -51,11 +52,17 @@ def _load_manifest(manifest: Path | None, root: Path | None, corpus: str | None,
         from parrot_ser.corpora.base import check_labelled
 
         man = Manifest.from_csv(manifest)
+        if labels is not None or label_map is not None:  # relabel a written manifest (asis: its original_label)
+            from parrot_ser.corpora.labels import apply_labels, load_label_map
+
+            man = apply_labels(man, labels or (man.label_policy.get("mode") or "canonical"),
+                               load_label_map(label_map) if label_map else None, str(label_map or ""))
+            err.print(man.label_policy["note"], markup=False)
         check_labelled(man, manifest)  # a store only holds trainable rows: say which are not, before any work
         return man
     if root is None or corpus is None:
         raise ConfigError("give --manifest M, or a corpus ROOT with --corpus NAME")
-    return scan_from_cli(root, corpus, corpus_option)
+    return scan_from_cli(root, corpus, corpus_option, labels=labels, label_map=label_map)
 
 
 def _check_arguments(out_dir: Path, device: str, dtype: str, engine: str, encoder: list[str], checkpoint: list[str],
@@ -92,6 +99,10 @@ def extract(
     manifest: Path | None = typer.Option(None, "--manifest", "-m", help="Manifest CSV (instead of ROOT --corpus)."),
     corpus_option: list[str] = typer.Option([], "--corpus-option", help="KEY=VALUE option of the corpus scanner "
                                             "(see `parrot-ser corpus list`); repeat for several."),
+    labels: str | None = typer.Option(None, "--labels", help="canonical | asis: label names (see `parrot-ser corpus "
+                                      "inspect --help`); recorded in the store."),
+    label_map: Path | None = typer.Option(None, "--label-map", help="YAML/JSON label: new_label file (merge, rename; "
+                                          "null drops), applied after --labels; recorded in the store."),
     encoder: list[str] = typer.Option(..., "--encoder", "-e", help="Encoder name; repeat for several "
                                                                    "(see `parrot-ser encoders list`)."),
     out_dir: Path = typer.Option(..., "--out", "-o", help="Feature store folder (created or extended)."),
@@ -131,7 +142,7 @@ def extract(
 
     torch.set_num_threads(threads or 1)  # more threads per process oversubscribe a busy machine: workers
     layer_choice = parse_layers(layers)
-    man = _load_manifest(manifest, root, corpus, corpus_option)
+    man = _load_manifest(manifest, root, corpus, corpus_option, labels, label_map)
     if len(man) == 0:
         raise ConfigError(f"{manifest or root}: the manifest has no utterances")
     reports = {}

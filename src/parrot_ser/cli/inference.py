@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import typer
@@ -65,6 +66,9 @@ def export(
     if acc:
         err.print(f"run's cross-validated accuracy {acc.get('mean', 0):.2f} +- {acc.get('std', 0):.2f}, "
                   f"macro-F1 {f1.get('mean', 0):.2f} +- {f1.get('std', 0):.2f}")
+    if head.get("ccc"):
+        err.print(f"run's cross-validated mean CCC {head['ccc']['mean']:.3f} +- {head['ccc']['std']:.3f} "
+                  f"({', '.join(doc.get('dims') or [])})")
     if onnx_report is not None:
         for name, f in onnx_report["files"].items():
             err.print(f"onnx/{name}: onnxruntime vs PyTorch max abs diff {f['max_abs_diff_vs_torch']:.1e}")
@@ -140,12 +144,11 @@ def predict(
         err.print(f"[yellow]warning:[/] {n}")
     for e in errors:
         err.print(f"[bold red]error:[/] {e['error']}")
-    refs = [(it.reference, p.label) for it, p in results if it.reference in predictor.labels]
-    summary = {"predicted": len(results), "failed": len(errors),
-               "accuracy_vs_manifest": round(100 * sum(a == b for a, b in refs) / len(refs), 2) if refs else None}
+    summary = _score_summary(predictor.labels, results, errors)
     doc = predictions_doc(str(model_dir), predictor.labels,
                           [{**p.to_dict(), "utt_id": it.utt_id, "reference": it.reference} for it, p in results],
-                          errors, untrained_warnings(predictor.untrained) + notes, summary)
+                          errors, untrained_warnings(predictor.untrained) + notes, summary,
+                          dims=getattr(predictor, "dims", []))
     if csv_path is not None:
         csv_path.parent.mkdir(parents=True, exist_ok=True)
         csv_path.write_bytes(render(doc, "csv"))
@@ -153,12 +156,30 @@ def predict(
         write_stdout(render(doc, "json"))
     else:
         for it, p in results:
-            top = ", ".join(f"{k} {v:.2f}" for k, v in sorted(p.probabilities.items(), key=lambda kv: -kv[1])[:3])
-            out.print(escape(f"{it.path}\t{p.label}\t({top}){_windows_note(p)}"))
-    err.print(f"{len(results)} predicted, {len(errors)} failed"
-              + (f"; accuracy vs manifest labels {summary['accuracy_vs_manifest']:.2f} %" if refs else ""))
+            out.print(escape(f"{it.path}\t{_answer_text(p)}{_windows_note(p)}"))
+    _print_summary(summary, predictor.labels)
     if not results:
         raise typer.Exit(1)
+
+
+def _score_summary(labels: list[str], results: list[tuple], errors: list[dict]) -> dict:
+    """Counts and the accuracy against the manifest's labels the model knows; the ground-truth labels it
+    does not know (not trained on) are counted per label: reported, not silently left out."""
+    refs = [(it.reference, p.label) for it, p in results if it.reference in labels]
+    unknown = Counter(it.reference for it, _ in results if it.reference and it.reference not in labels)
+    return {"predicted": len(results), "failed": len(errors),
+            "accuracy_vs_manifest": round(100 * sum(a == b for a, b in refs) / len(refs), 2) if refs else None,
+            "n_scored": len(refs), "unknown_reference_labels": dict(sorted(unknown.items()))}
+
+
+def _print_summary(summary: dict, labels: list[str]) -> None:
+    refs, unknown = summary["n_scored"], summary["unknown_reference_labels"]
+    err.print(f"{summary['predicted']} predicted, {summary['failed']} failed"
+              + (f"; accuracy vs manifest labels {summary['accuracy_vs_manifest']:.2f} % ({refs} scored)"
+                 if refs else ""))
+    if unknown:
+        err.print(f"[yellow]warning:[/] {sum(unknown.values())} manifest label(s) the model does not know, not scored: "
+                  + ", ".join(f"{k} x{n}" for k, n in unknown.items()) + f" (model labels: {', '.join(labels)})")
 
 
 def _windows_note(p) -> str:
@@ -167,12 +188,25 @@ def _windows_note(p) -> str:
     if not p.windows:
         return ""
     w = p.windows[0]
+    if p.label is None:  # a regression-only model: the windows carry dimensions, no labels
+        return f"  [cut into {len(p.windows)} windows of {w.end - w.start:.1f} s]"
     counts: dict[str, int] = {}
     for x in p.windows:
         counts[x.label] = counts.get(x.label, 0) + 1
     per = ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
     return (f"  [cut into {len(p.windows)} windows of {w.end - w.start:.1f} s: {per}"
             + ("; see `parrot-ser analyze` for the timeline]" if len(counts) > 1 else "]"))
+
+
+def _answer_text(p) -> str:
+    """One recording's answer on one line: label and top probabilities, then the dimensions."""
+    parts = []
+    if p.label is not None:
+        top = ", ".join(f"{k} {v:.2f}" for k, v in sorted(p.probabilities.items(), key=lambda kv: -kv[1])[:3])
+        parts.append(f"{p.label}\t({top})")
+    if p.dimensions:
+        parts.append("  ".join(f"{k} {v:.3f}" for k, v in p.dimensions.items()))
+    return "\t".join(parts)
 
 
 def _predict_chunk(predictor, chunk: list, waves: list, errors: list[dict], **kw) -> list[tuple]:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.markup import escape
@@ -33,22 +36,61 @@ def _seeds(text: str) -> list[int]:
     return seeds
 
 
-def _config(config, layer, frames, epochs, lr, batch_size, patience, eval_batch_size, early_stop, dropout,
-            weight_decay, device, threads, standardise=None, precision=None):
-    from parrot_ser.device import check_device
-    from parrot_ser.training.config import load_config
+@dataclass(frozen=True)
+class RunOptions:
+    """What train and grid were asked to compute: the options both commands share, gathered once at the
+    CLI edge (each field is the command parameter of that name; None keeps the --config file's value or
+    TrainConfig's default). ``to_config`` is the one place they become the TrainConfig the run spec is
+    resolved from."""
 
-    if device is not None:
-        check_device(device)  # worded for the option; the config check covers a YAML device
+    config: Path | None = None
+    layer: str | None = None
+    frames: bool = False
+    epochs: int | None = None
+    lr: float | None = None
+    batch_size: int | None = None
+    patience: int | None = None
+    eval_batch_size: int | None = None
+    early_stop: str | None = None
+    dropout: float | None = None
+    weight_decay: float | None = None
+    device: str | None = None
+    threads: int | None = None
+    standardise: bool | None = None
+    precision: str | None = None
+    allow_speaker_overlap: bool = False
+    task: str | None = None
+    classes: str | None = None
+    label_map: Path | None = None
+    regression_loss: str | None = None
+    multitask_weight: float | None = None
 
-    from parrot_ser.layer_choice import parse_layer
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> RunOptions:
+        """From a command's parameters (``locals()`` of train / grid, whose names are the fields)."""
+        return cls(**{f.name: params[f.name] for f in fields(cls)})
 
-    overrides = {"layer": None if layer is None else parse_layer(layer), "use_frames": True if frames else None, "epochs": epochs, "lr": lr,
-                 "batch_size": batch_size, "patience": patience, "eval_batch_size": eval_batch_size,
-                 "early_stop_metric": early_stop, "dropout": dropout, "weight_decay": weight_decay,
-                 "device": device, "num_threads": threads, "standardise": standardise,
-                 "precision": precision}
-    return load_config(config, overrides)
+    def to_config(self) -> TrainConfig:
+        from parrot_ser.device import check_device
+        from parrot_ser.layer_choice import parse_layer
+        from parrot_ser.training.config import load_config
+
+        if self.device is not None:
+            check_device(self.device)  # worded for the option; the config check covers a YAML device
+        overrides = {"layer": None if self.layer is None else parse_layer(self.layer),
+                     "use_frames": True if self.frames else None, "epochs": self.epochs, "lr": self.lr,
+                     "batch_size": self.batch_size, "patience": self.patience,
+                     "eval_batch_size": self.eval_batch_size, "early_stop_metric": self.early_stop,
+                     "dropout": self.dropout, "weight_decay": self.weight_decay, "device": self.device,
+                     "num_threads": self.threads, "standardise": self.standardise, "precision": self.precision,
+                     "allow_speaker_overlap": True if self.allow_speaker_overlap else None, "task": self.task,
+                     "classes": self.classes, "regression_loss": self.regression_loss,
+                     "multitask_weight": self.multitask_weight}
+        if self.label_map is not None:
+            from parrot_ser.corpora.labels import load_label_map
+
+            overrides["label_map"] = load_label_map(self.label_map)  # recorded in the run spec (labels)
+        return load_config(self.config, overrides)
 
 
 def _check_folds_file(folds_file: Path | None) -> None:
@@ -70,20 +112,41 @@ def _warn_store(features: Path, encoders: list[str]) -> None:
             err.print(f"[bold yellow]{escape(note)}[/]", markup=True)
 
 
+def say_selection(res: dict) -> None:
+    """The run's label set when --classes / --label-map changed the store's (what was kept, what dropped)."""
+    sel = res.get("label_selection") or {}
+    if sel.get("dropped") or sel.get("label_map") or sel.get("unlabelled_dropped"):
+        dropped = ", ".join(f"{k} ({n} rows)" for k, n in sel.get("dropped", {}).items()) or "none"
+        extra = f"; {sel['unlabelled_dropped']} row(s) without a label left out" if sel.get("unlabelled_dropped") else ""
+        err.print(f"labels: {', '.join(sel.get('classes', []))}; dropped: {dropped}{extra}", markup=False)
+
+
+def warn_overlap(warnings: list[str]) -> None:
+    for w in warnings:
+        if w.startswith(("NOT speaker-independent", "DATA NOTE")):
+            err.print(f"[bold yellow]{escape(w)}[/]")
+
+
 def _summary_table(results: dict, title: str) -> Table:
     s = results["summary"]
     t = Table(title=title, title_justify="left")
-    t.add_column("metric (%)")
+    t.add_column("metric")
     t.add_column(f"mean ± std over {s['n_folds']} folds", justify="right")
     if s["n_seeds"] > 1:
         t.add_column(f"± std over {s['n_seeds']} seeds", justify="right")
-    names = {"accuracy": "accuracy (WA)", "ua": "UA (balanced acc.)", "macro_f1": "macro-F1",
-             "weighted_f1": "weighted-F1"}
+    names = {"accuracy": "accuracy (WA) %", "ua": "UA (balanced acc.) %", "macro_f1": "macro-F1 %",
+             "weighted_f1": "weighted-F1 %", "ccc": "CCC (mean over dims)", "pearson": "Pearson r (mean)",
+             "mae": "MAE (mean, data scale)"}
+    for d in (results.get("task") or {}).get("dims") or []:
+        names.update({f"ccc_{d}": f"CCC {d}", f"pearson_{d}": f"Pearson r {d}", f"mae_{d}": f"MAE {d}"})
     for m, label in names.items():
+        if m not in s["over_folds"]:
+            continue
         f = s["over_folds"][m]
-        row = [label, f"{f['mean']:.2f} ± {f['std']:.2f}"]
+        digits = 2 if m in ("accuracy", "ua", "macro_f1", "weighted_f1") else 3
+        row = [label, f"{f['mean']:.{digits}f} ± {f['std']:.{digits}f}"]
         if s["n_seeds"] > 1:
-            row.append(f"{s['over_seeds'][m]['std']:.2f}")
+            row.append(f"{s['over_seeds'][m]['std']:.{digits}f}")
         t.add_row(*row)
     return t
 
@@ -95,7 +158,9 @@ _opt_epochs = typer.Option(None, "--epochs", help=f"Max epochs (default {_D.epoc
 _opt_lr = typer.Option(None, "--lr", help=f"Adam learning rate (default {_D.lr:g}).")
 _opt_bs = typer.Option(None, "--batch-size", help=f"Training batch size (default {_D.batch_size}).")
 _opt_pat = typer.Option(None, "--patience", help=f"Early-stopping patience in epochs (default {_D.patience}; 0 = off).")
-_opt_es = typer.Option(None, "--early-stop", help="Early-stopping monitor: macro_f1 (default) or loss.")
+_opt_es = typer.Option(None, "--early-stop", help="Early-stopping monitor: auto (default: macro_f1 for "
+                       "classification, ccc for regression, f1_ccc = mean of macro-F1 and CCC for multitask), "
+                       "macro_f1, ccc, f1_ccc or loss.")
 _opt_do = typer.Option(None, "--dropout", help=f"Dropout (default {_D.dropout}).")
 _opt_wd = typer.Option(None, "--weight-decay", help=f"Adam weight decay (default {_D.weight_decay:g}).")
 _opt_ebs = typer.Option(None, "--eval-batch-size", help=f"Evaluation batch size (default {_D.eval_batch_size}; matters for "
@@ -112,6 +177,18 @@ _opt_config = typer.Option(None, "--config", help="YAML file with TrainConfig ke
 _opt_folds_file = typer.Option(None, "--folds-file", help="JSON folds (utterance ids per side): read when "
                                "the file exists, else the folds made are written there before training.")
 # How it is executed: not part of the run identity (changing them resumes the same run).
+_opt_overlap = typer.Option(False, "--allow-speaker-overlap", help="Run imported folds (--protocol predefined, "
+                            "--folds-file) that share speakers between training and test; every output then "
+                            "says the protocol is NOT speaker-independent, with the shared speakers per fold.")
+_opt_task = typer.Option(None, "--task", help="classification (default) | regression (the store's numeric "
+                         "targets: one output per dimension, loss 1 - CCC) | multitask (both heads).")
+_opt_classes = typer.Option(None, "--classes", help="Comma-separated labels to keep (after --label-map); the rows "
+                            "of the others are left out and listed in run.json / results.json.")
+_opt_label_map = typer.Option(None, "--label-map", help="YAML/JSON label: new_label (merge, rename; null drops), "
+                              "e.g. exc: happy; recorded in the run's config.")
+_opt_rloss = typer.Option(None, "--regression-loss", help="ccc (default: 1 - CCC per dimension) | mse.")
+_opt_mtw = typer.Option(None, "--multitask-weight", help="multitask: weight of the regression loss, "
+                        "(1 - w) * CE + w * regression (default 0.5).")
 _opt_dev = typer.Option(None, "--device", help=f"torch device (default {_D.device}).")
 _opt_thr = typer.Option(None, "--threads", help="torch CPU threads per worker (default: cores / workers).")
 _opt_engine = typer.Option("local", "--engine", help="local | ray (pip install 'parrot-ser[ray]').")
@@ -138,6 +215,9 @@ def train(
     batch_size: int = _opt_bs, patience: int = _opt_pat, eval_batch_size: int = _opt_ebs,
     early_stop: str = _opt_es, dropout: float = _opt_do, weight_decay: float = _opt_wd, device: str = _opt_dev,
     threads: int = _opt_thr, standardise: bool | None = _opt_std, precision: str | None = _opt_prec,
+    allow_speaker_overlap: bool = _opt_overlap, task: str | None = _opt_task, classes: str | None = _opt_classes,
+    label_map: Path | None = _opt_label_map, regression_loss: str | None = _opt_rloss,
+    multitask_weight: float | None = _opt_mtw,
     batched: bool | None = _opt_batched, workers: int = _opt_workers, engine: str = _opt_engine,
     address: str | None = _opt_address,
     folds_file: Path | None = _opt_folds_file,
@@ -151,8 +231,7 @@ def train(
     if folds_only and folds_file is None:
         raise ConfigError("--folds-only needs --folds-file FILE (where to write the folds)")
     _check_folds_file(folds_file)
-    cfg = _config(config, layer, frames, epochs, lr, batch_size, patience, eval_batch_size, early_stop, dropout,
-                  weight_decay, device, threads, standardise, precision)
+    cfg = RunOptions.from_params(locals()).to_config()
     _warn_store(features, list(encoder))
     try:
         with make_progress("epoch", disable=quiet or folds_only) as progress:
@@ -168,6 +247,8 @@ def train(
             print_json(res)
         return
     warn_untrained(res.get("random_init_encoders", []))
+    warn_overlap(res.get("warnings", []))
+    say_selection(res)
     # the summary and where the results are: also with --quiet (which only hides the progress bar)
     err.print(_summary_table(res, escape(f"{model} ({' + '.join(encoder)}), {res['protocol']}, "
                                          f"{res['n_utterances']} utterances, {res['n_speakers']} speakers")))
@@ -192,7 +273,10 @@ def grid(
     batch_size: int = _opt_bs, patience: int = _opt_pat, eval_batch_size: int = _opt_ebs,
     early_stop: str = _opt_es, dropout: float = _opt_do, weight_decay: float = _opt_wd, device: str = _opt_dev,
     threads: int = _opt_thr, standardise: bool | None = _opt_std, folds_file: Path | None = _opt_folds_file,
-    precision: str | None = _opt_prec, batched: bool | None = _opt_batched, workers: int = _opt_workers, engine: str = _opt_engine,
+    precision: str | None = _opt_prec, allow_speaker_overlap: bool = _opt_overlap, batched: bool | None = _opt_batched,
+    task: str | None = _opt_task, classes: str | None = _opt_classes, label_map: Path | None = _opt_label_map,
+    regression_loss: str | None = _opt_rloss, multitask_weight: float | None = _opt_mtw,
+    workers: int = _opt_workers, engine: str = _opt_engine,
     address: str | None = _opt_address,
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar (the tables are still printed)."),
     json_out: bool = typer.Option(False, "--json", help="Print grid.json on stdout."),
@@ -201,8 +285,7 @@ def grid(
 
     check_out_dir(out)
     _check_folds_file(folds_file)
-    cfg = _config(config, layer, frames, epochs, lr, batch_size, patience, eval_batch_size, early_stop, dropout,
-                  weight_decay, device, threads, standardise, precision)
+    cfg = RunOptions.from_params(locals()).to_config()
     encs = [e for e in encoders.replace(" ", "").split(",") if e]
     mods = [m for m in models.replace(" ", "").split(",") if m]
     _warn_store(features, encs)
@@ -214,6 +297,7 @@ def grid(
     except OSError as e:  # finished cells are kept and skipped on the rerun
         raise OutputError(f"grid folder {out}: {os_error_message(e, out)}") from None
     warn_untrained(res.get("random_init_encoders", []))
+    warn_overlap(res.get("warnings", []))
     err.print(escape((out / "table.md").read_text(encoding="utf-8")))
     err.print(f"tables: {out / 'table.md'}, {out / 'table.csv'}; tests: {out / 'significance.md'}")
     if json_out:

@@ -7,16 +7,28 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from parrot_ser.errors import CorpusError
 
-# One vocabulary across corpora; each corpus maps its own codes onto it and keeps the code.
+# The shared vocabulary: each built-in corpus maps its own codes onto it and keeps the code
+# (``--labels canonical``, the default). It does not lock the label set: ``--labels asis`` keeps the
+# strings of the data and user corpora keep theirs when they are not spellings of these
+# (corpora/labels.py).
 CANONICAL_LABELS = (
     "neutral", "calm", "happy", "sad", "angry", "fear", "disgust", "surprise", "boredom",
-    "frustration", "excited", "other",
+    "frustration", "excited", "contempt", "other",
 )
+
+# A row whose speaker is not known (MSP-Podcast's "Unknown") gets this prefix and its own utterance id
+# as speaker: such rows are not one speaker, so folds group each alone and the audits count them apart.
+UNKNOWN_SPEAKER = "unknown:"
+
+
+def is_unknown_speaker(speaker: str) -> bool:
+    return str(speaker).startswith(UNKNOWN_SPEAKER)
 
 BASE_COLUMNS = ("utt_id", "path", "label", "speaker", "original_label")
 
@@ -25,7 +37,7 @@ BASE_COLUMNS = ("utt_id", "path", "label", "speaker", "original_label")
 class Utterance:
     utt_id: str
     path: str  # relative to the manifest root (or absolute)
-    label: str  # canonical label
+    label: str  # the run's label (canonical or the data's own; "" = none, only in a manifest with targets)
     speaker: str
     original_label: str = ""
     meta: dict[str, str] = field(default_factory=dict)  # gender, sentence, intensity, session, split, ...
@@ -45,6 +57,14 @@ class Manifest:
     problems: list[Problem] = field(default_factory=list)
     # Files left out on purpose (RAVDESS song, IEMOCAP xxx, ...): reason -> count. Not problems.
     excluded: dict[str, int] = field(default_factory=dict)
+    # How labels were made (corpora/labels.py: mode canonical | asis, the --label-map applied): recorded
+    # in the sidecar and the store, so a run knows what its label names mean.
+    label_policy: dict = field(default_factory=dict)
+    # Numeric target columns (dimensional emotion: arousal, valence, ...), values in each row's meta.
+    targets: list[str] = field(default_factory=list)
+    # A sentence every run on this data repeats in its outputs (e.g. "targets derived from the labels,
+    # NOT a real result"): travels through the store into run.json, results, tables and model cards.
+    note: str = ""
 
     def __len__(self) -> int:
         return len(self.utterances)
@@ -71,7 +91,8 @@ class Manifest:
                 w.writerow([u.utt_id, u.path, u.label, u.speaker, u.original_label,
                             *[u.meta.get(k, "") for k in meta_keys]])
         sidecar = {"corpus": self.corpus, "root": str(Path(self.root).resolve()),
-                   "problems": [p.__dict__ for p in self.problems]}
+                   "problems": [p.__dict__ for p in self.problems], "label_policy": self.label_policy,
+                   "targets": list(self.targets), **({"note": self.note} if self.note else {})}
         Path(str(path) + ".json").write_text(json.dumps(sidecar, indent=2), encoding="utf-8")
         return path
 
@@ -91,7 +112,8 @@ class Manifest:
             root = sidecar.get("root") or path.parent
         utts: list[Utterance] = []
         cols, rows = read_csv_table(path)
-        missing = [c for c in ("path", "label", "speaker") if c not in cols]
+        targets = list(sidecar.get("targets") or [])
+        missing = [c for c in ("path", "speaker", *(() if targets else ("label",))) if c not in cols]
         if missing:
             raise CorpusError(f"{path}: manifest lacks column(s) {', '.join(missing)}; has {', '.join(cols)}")
         for i, row in rows:
@@ -104,14 +126,21 @@ class Manifest:
                 raise CorpusError(f"{path}:{i}: empty path")
             utt_id = row.get("utt_id") or str(Path(row["path"]).with_suffix("")).replace("\\", "/")
             meta = {k: v for k, v in row.items() if k not in BASE_COLUMNS}
-            utts.append(Utterance(utt_id, row["path"], row["label"], row["speaker"],
-                                  row.get("original_label") or row["label"], meta))
+            label = row.get("label", "")
+            utts.append(Utterance(utt_id, row["path"], label, row["speaker"], row.get("original_label") or label,
+                                  meta))
         ids = [u.utt_id for u in utts]
         if len(set(ids)) != len(ids):
             dup = next(i for i in ids if ids.count(i) > 1)
             raise CorpusError(f"{path}: duplicate utt_id {dup!r}")
         problems = [Problem(**p) for p in sidecar.get("problems", [])]
-        return cls(sidecar.get("corpus", "csv"), Path(root), utts, problems)
+        return cls(sidecar.get("corpus", "csv"), Path(root), utts, problems,
+                   label_policy=dict(sidecar.get("label_policy") or {}), targets=targets,
+                   note=str(sidecar.get("note") or ""))
+
+    def target_values(self, utt: Utterance) -> list[float]:
+        """The row's targets as floats, in ``self.targets`` order (check_labelled has refused bad ones)."""
+        return [float(utt.meta[t]) for t in self.targets]
 
 
 def read_csv_table(path: Path) -> tuple[list[str], list[tuple[int, dict]]]:
@@ -137,18 +166,30 @@ def read_csv_table(path: Path) -> tuple[list[str], list[tuple[int, dict]]]:
 
 
 def check_labelled(man: Manifest, where: str | Path) -> None:
-    """Refuse a manifest with rows that cannot be trained on: an empty or non-canonical label, or no
-    speaker (speaker-independent folds need one). Names the rows (line = row + 2 in the CSV)."""
-    bad_label = [(i + 2, u) for i, u in enumerate(man.utterances) if u.label not in CANONICAL_LABELS]
+    """Refuse a manifest with rows that cannot be trained on: no label in a manifest without targets,
+    a target that is not a finite number, or no speaker (speaker-independent folds need one). Any
+    label string is trainable: the label set is the data's. Names the rows (line = row + 2 in the CSV)."""
+    bad_label = [] if man.targets else [(i + 2, u) for i, u in enumerate(man.utterances) if not u.label.strip()]
+    bad_target = [(i + 2, u, t) for i, u in enumerate(man.utterances) for t in man.targets
+                  if not _finite(u.meta.get(t, ""))]
     no_speaker = [(i + 2, u) for i, u in enumerate(man.utterances) if not str(u.speaker).strip()]
     parts = []
     if bad_label:
         shown = ", ".join(f"line {n} ({u.utt_id}: {u.label!r})" for n, u in bad_label[:5])
-        parts.append(f"{len(bad_label)} row(s) with an empty or unknown label: {shown}"
-                     + (" ..." if len(bad_label) > 5 else ""))
+        parts.append(f"{len(bad_label)} row(s) with an empty label: {shown}" + (" ..." if len(bad_label) > 5 else ""))
+    if bad_target:
+        shown = ", ".join(f"line {n} ({u.utt_id}: {t}={u.meta.get(t, '')!r})" for n, u, t in bad_target[:5])
+        parts.append(f"{len(bad_target)} target value(s) that are not finite numbers: {shown}"
+                     + (" ..." if len(bad_target) > 5 else ""))
     if no_speaker:
         shown = ", ".join(f"line {n} ({u.utt_id})" for n, u in no_speaker[:5])
         parts.append(f"{len(no_speaker)} row(s) without a speaker: {shown}" + (" ..." if len(no_speaker) > 5 else ""))
     if parts:
-        raise CorpusError(f"{where}: {'; '.join(parts)}. Labels must be one of {', '.join(CANONICAL_LABELS)} "
-                          f"(the csv corpus maps common spellings: --corpus csv); fix or remove those rows")
+        raise CorpusError(f"{where}: {'; '.join(parts)}; fix or remove those rows")
+
+
+def _finite(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False

@@ -1,7 +1,10 @@
-"""User corpora: ``csv`` (a table of path,label,speaker[,split]) and ``folders`` (ROOT/<label>/*.wav).
+"""User corpora: ``csv`` (a table of path,label,speaker[,split][,numeric targets]) and ``folders``
+(ROOT/<label>/*.wav).
 
-Labels are mapped onto the canonical vocabulary through common spellings (anger -> angry, ps ->
-surprise, ...); a label that maps to nothing is reported in problems and its rows skipped."""
+Each label is kept as written (``original_label``) next to its canonical name when it is a common
+spelling of one (anger -> angry, ps -> surprise); corpora/labels.py then keeps the canonical names when
+every label has one and the data's own labels otherwise (or what ``--labels`` says). A CSV may name
+numeric target columns (``targets=arousal,valence``): then the label column is optional."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Annotated
 
-from parrot_ser.corpora.base import BASE_COLUMNS, CANONICAL_LABELS, Manifest, Utterance, read_csv_table
+from parrot_ser.corpora.base import BASE_COLUMNS, Manifest, Utterance, read_csv_table
 from parrot_ser.corpora.registry import CorpusSpec, register
 from parrot_ser.corpora.scanning import AUDIO_EXTS, ManifestBuilder, canonical_label, rel, start_scan
 from parrot_ser.errors import ConfigError, CorpusError
@@ -17,11 +20,35 @@ from parrot_ser.errors import ConfigError, CorpusError
 DEFAULT_SPEAKER_REGEX = r"^(?P<speaker>[^_\-.]+)"  # the name up to the first "_", "-" or "."
 
 
-def _unknown_label(raw: str) -> str:
-    return f"label {raw!r} is not a canonical label nor a known spelling of one ({', '.join(CANONICAL_LABELS)}); skipped"
+TARGETS_HELP = "comma-separated numeric columns to use as dimensional targets (e.g. arousal,valence)"
 
 
-def scan_csv(root: Path) -> Manifest:
+def parse_targets(targets: str, cols: list[str], table: Path) -> list[str]:
+    names = [t.strip() for t in targets.split(",") if t.strip()]
+    missing = [t for t in names if t not in cols]
+    if missing:
+        raise CorpusError(f"{table}: target column(s) {', '.join(missing)} not in the header ({', '.join(cols)})")
+    clash = [t for t in names if t in BASE_COLUMNS]
+    if clash:
+        raise CorpusError(f"{table}: {', '.join(clash)} cannot be a target (a manifest column)")
+    return names
+
+
+def _target_problem(row: dict, names: list[str]) -> str | None:
+    for t in names:
+        try:
+            v = float(row[t])
+        except ValueError:
+            return f"target {t}={row[t]!r} is not a number"
+        if v != v or v in (float("inf"), float("-inf")):
+            return f"target {t}={row[t]!r} is not finite"
+    return None
+
+
+NOTE_HELP = "a sentence every run on this data repeats (e.g. 'derived targets, NOT a real result')"
+
+
+def scan_csv(root: Path, targets: Annotated[str, TARGETS_HELP] = "", note: Annotated[str, NOTE_HELP] = "") -> Manifest:
     table = root
     if root.is_dir():
         found = sorted(p for p in root.glob("*.csv") if not p.name.startswith("._"))
@@ -31,9 +58,13 @@ def scan_csv(root: Path) -> Manifest:
     base = table.parent
     b = ManifestBuilder("csv", base)
     cols, rows = read_csv_table(table)
-    missing = [c for c in ("path", "label", "speaker") if c not in cols]
+    names = parse_targets(targets, cols, table) if targets else []
+    need = ("path", "speaker") if names else ("path", "label", "speaker")
+    missing = [c for c in need if c not in cols]
     if missing:
-        raise CorpusError(f"{table}: lacks column(s) {', '.join(missing)}; has {', '.join(cols) or 'none'}")
+        raise CorpusError(f"{table}: lacks column(s) {', '.join(missing)}; has {', '.join(cols) or 'none'}"
+                          + ("" if names or "label" in cols else " (a table without labels needs "
+                                                                 "--corpus-option targets=COLUMNS)"))
     for line, raw in rows:
         where = f"{table.name}:{line}"
         if raw.get(None):  # DictReader puts fields beyond the header under None
@@ -41,23 +72,26 @@ def scan_csv(root: Path) -> Manifest:
                              f"comma in a value?); quote that value; skipped")
             continue
         row = {(k or "").strip(): (v or "").strip() for k, v in raw.items() if k is not None}
-        if not row["path"] or not row["speaker"] or not row["label"]:
-            empty = [c for c in ("path", "label", "speaker") if not row[c]]
+        row.setdefault("label", "")
+        empty = [c for c in need if not row[c]]
+        if empty:
             b.problem(where, f"empty {', '.join(empty)}; skipped")
+            continue
+        bad = _target_problem(row, names)
+        if bad:
+            b.problem(where, f"{bad}; skipped")
             continue
         p = Path(row["path"])
         full = p if p.is_absolute() else base / p
         if not full.is_file():
             b.problem(row["path"], f"listed in {where} but the file does not exist; skipped")
             continue
-        label = canonical_label(row["label"])
-        if label is None:
-            b.problem(row["path"], f"{where}: " + _unknown_label(row["label"]))
-            continue
-        meta = {k: v for k, v in row.items() if k and k not in BASE_COLUMNS and k != "label"}
+        meta = {k: v for k, v in row.items() if k and k not in BASE_COLUMNS}
         utt_id = row.get("utt_id") or p.with_suffix("").as_posix()
-        b.add(Utterance(utt_id, row["path"], label, row["speaker"], row["label"], meta))
-    return b.build()
+        b.add(Utterance(utt_id, row["path"], canonical_label(row["label"]) or "", row["speaker"], row["label"], meta))
+    man = b.build()
+    man.targets, man.note = names, note.strip()
+    return man
 
 
 SPEAKER_REGEX_HELP = "regex on the file name; group 'speaker' or group 1"
@@ -81,20 +115,17 @@ def scan_folders(root: Path, speaker_regex: Annotated[str, SPEAKER_REGEX_HELP] =
         if len(parts) != 2:
             b.problem(f, "not directly inside a ROOT/<label>/ folder; skipped")
             continue
-        label = canonical_label(parts[0])
-        if label is None:
-            b.problem(f, _unknown_label(parts[0]))
-            continue
         m = rx.search(f.name)
         if not m:
             b.problem(f, f"file name does not match speaker regex {speaker_regex!r}; skipped")
             continue
         spk = m.group("speaker") if "speaker" in rx.groupindex else m.group(1)
-        b.add(Utterance(f"{parts[0]}/{f.stem}", rel(f, root), label, spk, parts[0], {}))
+        b.add(Utterance(f"{parts[0]}/{f.stem}", rel(f, root), canonical_label(parts[0]) or "", spk, parts[0], {}))
     return b.build()
 
 
-register(CorpusSpec("csv", "any corpus listed in a CSV: path,label,speaker[,split] (paths relative to the CSV)",
+register(CorpusSpec("csv", "any corpus listed in a CSV: path,label,speaker[,split][,targets] (paths relative to "
+                           "the CSV)",
                     scan_csv, layout="a CSV file with columns path,label,speaker"))
 register(CorpusSpec("folders", "ROOT/<label>/*.wav; speaker from a regex on the file name (--speaker-regex)",
                     scan_folders,

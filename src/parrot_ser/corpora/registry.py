@@ -30,7 +30,7 @@ class CorpusSpec:
 
 
 CORPORA: Registry[CorpusSpec] = Registry("corpus", package="parrot_ser.corpora",
-                                         skip=("base", "check", "registry", "scanning"))
+                                         skip=("base", "check", "labels", "registry", "scanning"))
 
 
 def register(spec: CorpusSpec) -> CorpusSpec:
@@ -41,9 +41,12 @@ def list_corpora() -> list[tuple[str, str]]:
     return [(name, spec.description) for name, spec in CORPORA.items()]
 
 
-def scan_corpus(name: str, root: str | Path, **options: Any) -> Manifest:
+def scan_corpus(name: str, root: str | Path, *, labels: str | None = None,
+                label_map: dict[str, str | None] | str | Path | None = None, **options: Any) -> Manifest:
     """Scan ``root`` in the official layout of corpus ``name`` (see ``list_corpora()``). Options given
-    as text (``--corpus-option KEY=VALUE``) are converted to the type the scanner declares.
+    as text (``--corpus-option KEY=VALUE``) are converted to the type the scanner declares. ``labels``
+    (canonical | asis | None = the corpus' default) and ``label_map`` (a mapping or a YAML/JSON file)
+    choose the label names (corpora/labels.py); the choice is in ``Manifest.label_policy``.
 
     Raises RegistryError for an unknown name, ConfigError for an option the corpus does not take,
     CorpusError for a missing root or one that holds no file of the expected layout."""
@@ -54,7 +57,14 @@ def scan_corpus(name: str, root: str | Path, **options: Any) -> Manifest:
     root = Path(root).expanduser()
     if not root.exists():
         raise CorpusError(f"{root}: corpus root not found")
-    man = spec.scan(root, **options)
+    from parrot_ser.corpora.labels import apply_labels, check_label_map, load_label_map
+
+    source = ""
+    if isinstance(label_map, str | Path):
+        source, label_map = str(label_map), load_label_map(label_map)
+    elif label_map is not None:
+        label_map = check_label_map(label_map, "label map")
+    man = apply_labels(spec.scan(root, **options), labels, label_map, source)
     if not man.utterances:
         hint = f" (expected e.g. {spec.layout})" if spec.layout else ""
         extra = f"; {len(man.problems)} file(s) did not fit, first: {man.problems[0].path}: " \

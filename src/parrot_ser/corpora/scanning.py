@@ -94,7 +94,8 @@ class ManifestBuilder:
         self._seen: dict[str, str] = {}
 
     def add(self, utt: Utterance) -> None:
-        if utt.label not in CANONICAL_LABELS:  # a scanner bug, not a user error
+        # Scanners give the canonical name or "" (none); corpora/labels.py turns that into the run's labels.
+        if utt.label and utt.label not in CANONICAL_LABELS:  # a scanner bug, not a user error
             raise AssertionError(f"{self.corpus}: non-canonical label {utt.label!r}")
         first = self._seen.get(utt.utt_id)
         if first is not None:
@@ -154,6 +155,7 @@ LABEL_ALIASES = {
     "bor": "boredom", "boredom": "boredom", "bored": "boredom",
     "fru": "frustration", "frustration": "frustration", "frustrated": "frustration",
     "exc": "excited", "excited": "excited", "excitement": "excited",
+    "con": "contempt", "contempt": "contempt", "contemptuous": "contempt",
     "oth": "other", "other": "other",
 }
 

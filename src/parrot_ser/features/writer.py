@@ -107,6 +107,7 @@ def _merged_manifest(out: Path, manifest: Manifest) -> tuple[Manifest, bool]:
     new_root = Path(manifest.root).resolve()
     if path.is_file():
         old = Manifest.from_csv(path)
+        _check_same_labels(path, old, manifest)
         by_id = {u.utt_id: u for u in old.utterances}
         same_root = Path(old.root).resolve() == new_root
         added = []
@@ -122,8 +123,23 @@ def _merged_manifest(out: Path, manifest: Manifest) -> tuple[Manifest, bool]:
             added.append(Utterance(u.utt_id, p, u.label, u.speaker, u.original_label, dict(u.meta)))
         if not added:
             return old, False
-        return Manifest(old.corpus, old.root, old.utterances + added, old.problems), True
-    return Manifest(manifest.corpus, new_root, list(manifest.utterances), list(manifest.problems)), True
+        return Manifest(old.corpus, old.root, old.utterances + added, old.problems, label_policy=old.label_policy,
+                        targets=old.targets, note=old.note or manifest.note), True
+    return Manifest(manifest.corpus, new_root, list(manifest.utterances), list(manifest.problems),
+                    label_policy=manifest.label_policy, targets=list(manifest.targets), note=manifest.note), True
+
+
+def _check_same_labels(path: Path, old: Manifest, new: Manifest) -> None:
+    """One store, one label policy and one target list: rows labelled two ways (canonical here, the
+    data's own there) would train as different classes without a word."""
+    def mode(m: Manifest) -> tuple:
+        pol = m.label_policy or {"mode": "canonical"}  # stores written before policies were recorded
+        return pol.get("mode"), pol.get("map") or {}
+    if mode(old) != mode(new) or list(old.targets) != list(new.targets):
+        raise FeatureStoreError(
+            f"{path}: this store holds labels {mode(old)[0]!r}{' + a label map' if mode(old)[1] else ''} and targets "
+            f"{old.targets or 'none'}; the new manifest has {mode(new)[0]!r}{' + a label map' if mode(new)[1] else ''}"
+            f" and {new.targets or 'none'}; extract with the same --labels/--label-map, or use another --out")
 
 
 # --- batching ------------------------------------------------------------------------------------

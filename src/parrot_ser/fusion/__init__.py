@@ -1,18 +1,18 @@
 """Fusion models and optimal transport. ``build_model(name, input_dims, n_classes, **config)``;
 each model declares its typed config and what it is on its class (``register_model``).
 
-models.py is the registry and the shared bases (configs, Base, TwoBranch); one module per model
+registry.py is the registry and the shared bases (configs, Base, TwoBranch); one module per model
 family registers its models: single.py (cnn, fcn), pooled_fusion.py (concat, hadamard, gated),
 batch_ot.py (ot, parrot), tokens.py (parrot-token, xattn). A new family is one new module here
 with ``@register_model`` (the registry imports every module of this package but base, layers and
 sinkhorn)."""
 
 from parrot_ser.fusion.base import FusionInput, ModelSpec
-from parrot_ser.fusion.models import (
+from parrot_ser.fusion.registry import (
     MODELS,
     ConvConfig,
     FusionConfig,
-    HeadConfig,
+    ModelConfig,
     OTConfig,
     build_model,
     config_keys,
@@ -29,7 +29,7 @@ __all__ = [
     "ConvConfig",
     "FusionConfig",
     "FusionInput",
-    "HeadConfig",
+    "ModelConfig",
     "ModelSpec",
     "OTConfig",
     "TokenOTConfig",

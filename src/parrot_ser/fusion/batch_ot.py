@@ -9,7 +9,7 @@ from parrot_ser.fusion.layers import (
     full_precision,
     pairwise_dist,
 )
-from parrot_ser.fusion.models import (
+from parrot_ser.fusion.registry import (
     OTConfig,
     TwoBranch,
     register_model,

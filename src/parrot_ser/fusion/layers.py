@@ -50,18 +50,19 @@ class LayerWeighting(nn.Module):
 
 
 class InputSelect(nn.Module):
-    """Turns one model input into (B, D): learnable layer mix, or one fixed layer for (B, L, D)."""
+    """Turns one model input into (B, D): learnable layer mix, or the layer at store ``position`` of a
+    (B, L, D) input (a position along the stored layer axis, not a hidden-state index)."""
 
-    def __init__(self, n_layers: int | None, layer: int = -1):
+    def __init__(self, n_layers: int | None, position: int = -1):
         super().__init__()
         self.mix = LayerWeighting(n_layers) if n_layers else None
-        self.layer = layer
+        self.position = position
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.mix is not None:
             return self.mix(x)
         if x.dim() == 3:
-            return select_layer(x, self.layer, axis=1)  # a position along the stored layer axis
+            return select_layer(x, self.position, axis=1)
         if x.dim() != 2:
             raise ConfigError(f"pooled features must be (B, D) or (B, L, D), got {tuple(x.shape)}")
         return x
@@ -195,8 +196,9 @@ class Dropout(nn.Dropout):
         return x * keep
 
 
-def head(in_dim: int, hidden: int, n_classes: int, dropout: float) -> nn.Sequential:
-    """Dense(hidden) + ReLU + dropout -> classes (logits; softmax lives in the loss)."""
+def classifier(in_dim: int, hidden: int, n_classes: int, dropout: float) -> nn.Sequential:
+    """Dense(hidden) + ReLU + dropout -> classes (logits; softmax lives in the loss). Models keep it as
+    their ``.head`` attribute: that name is in every saved state dict (weights, bundles), so it stays."""
     return nn.Sequential(Dropout(dropout), nn.Linear(in_dim, hidden), nn.ReLU(), Dropout(dropout),
                          nn.Linear(hidden, n_classes))
 

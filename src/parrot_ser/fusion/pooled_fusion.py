@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from parrot_ser.fusion.models import (
+from parrot_ser.fusion.registry import (
     TwoBranch,
     register_model,
 )

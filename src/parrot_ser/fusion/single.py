@@ -8,9 +8,9 @@ import torch
 from parrot_ser.fusion.base import FusionInput
 from parrot_ser.fusion.layers import (
     ConvStack,
-    head,
+    classifier,
 )
-from parrot_ser.fusion.models import (
+from parrot_ser.fusion.registry import (
     Base,
     ConvConfig,
     register_model,
@@ -18,7 +18,7 @@ from parrot_ser.fusion.models import (
 
 
 @register_model("cnn", "single PTM: paper conv stack + Dense(128)")
-class CNNHead(Base):
+class CNNModel(Base):
     """Single PTM: the paper's conv stack, flatten, Dense(hidden) -> classes."""
 
     Config = ConvConfig
@@ -28,7 +28,7 @@ class CNNHead(Base):
         self.input_dims_ = input_dims
         self.conv = ConvStack(input_dims[0], cfg.conv_channels, cfg.kernel_size, cfg.encoder_pool,
                               cfg.adaptive_len)
-        self.head = head(self.conv.flat_dim, cfg.hidden, n_classes, cfg.dropout)
+        self.head = classifier(self.conv.flat_dim, cfg.hidden, n_classes, cfg.dropout)
 
     def forward(self, inp: FusionInput) -> torch.Tensor:
         (x,) = self._pooled(inp)
@@ -36,13 +36,13 @@ class CNNHead(Base):
 
 
 @register_model("fcn", "single PTM: MLP on the pooled vector")
-class FCNHead(Base):
+class FCNModel(Base):
     """Single PTM: MLP on the pooled vector."""
 
     def __init__(self, input_dims, n_classes, cfg):
         super().__init__(input_dims, cfg)
         self.input_dims_ = input_dims
-        self.head = head(input_dims[0], cfg.hidden, n_classes, cfg.dropout)
+        self.head = classifier(input_dims[0], cfg.hidden, n_classes, cfg.dropout)
 
     def forward(self, inp: FusionInput) -> torch.Tensor:
         (x,) = self._pooled(inp)

@@ -18,7 +18,7 @@ from parrot_ser.fusion.layers import (
     pairwise_dist,
     tracing,
 )
-from parrot_ser.fusion.models import (
+from parrot_ser.fusion.registry import (
     FusionConfig,
     OTConfig,
     TwoBranch,

@@ -3,6 +3,6 @@
 bundle from a training run is ``parrot_ser.export.export_run``'s job (above training and inference)."""
 
 from parrot_ser.inference.bundle import BundleError, verify_bundle
-from parrot_ser.inference.predictor import Prediction, Predictor, load_model, plan_windows
+from parrot_ser.inference.predictor import Prediction, Predictor, load_model, window_spans
 
-__all__ = ["BundleError", "Prediction", "Predictor", "load_model", "plan_windows", "verify_bundle"]
+__all__ = ["BundleError", "Prediction", "Predictor", "load_model", "window_spans", "verify_bundle"]

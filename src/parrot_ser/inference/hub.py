@@ -45,7 +45,10 @@ def hf_config(doc: dict) -> dict:
     return {
         "model_type": MODEL_TYPE,
         "architectures": [f"parrot_ser:{md['name']}"],
-        "task": "audio-classification",
+        "task": "audio-classification" if labels else "audio-regression",
+        "parrot_ser_task": doc.get("task", "classification"),
+        # dimensions (arousal, ...) output after the label probabilities, in the training data's scale
+        "dims": list(doc.get("dims") or []),
         "parrot_ser_version": doc.get("package_version"),
         "num_labels": len(labels),
         "id2label": {str(i): lab for i, lab in enumerate(labels)},
@@ -73,6 +76,39 @@ def _pct(summary: dict | None) -> str:
     if not summary:
         return "n/a"
     return f"{summary.get('mean', float('nan')):.2f} ± {summary.get('std', float('nan')):.2f}"
+
+
+def _num3(summary: dict | None) -> str:
+    if not summary:
+        return "n/a"
+    return f"{summary.get('mean', float('nan')):.3f} ± {summary.get('std', float('nan')):.3f}"
+
+
+def _card_warnings(untrained: list[str], tr: dict) -> str:
+    """The untrained-encoder banner, then the run's other warnings (NOT speaker-independent, data notes)."""
+    warn = (f"\n> **WARNING: UNTRAINED ENCODER(S): {', '.join(untrained)}.** They use random-initialised "
+            "weights; this model only tests the pipeline. Its numbers say nothing about the pretrained "
+            "encoders or about the method.\n" if untrained else "")
+    return warn + "".join(f"\n> **{w}.**\n" for w in tr.get("warnings", []) if "UNTRAINED" not in w.upper())
+
+
+def _folds_words(tr: dict) -> str:
+    if tr.get("speaker_independent", True):
+        return "speaker-independent folds checked for leakage"
+    return "folds imported as given, NOT speaker-independent"
+
+
+def _card_outputs(doc: dict, head: dict) -> tuple[str, str]:
+    """(what the model outputs, its cross-validated scores) in words, for the model card."""
+    dims = list(doc.get("dims") or [])
+    outputs = (f"Labels: {', '.join(f'`{lab}`' for lab in doc['labels'])}" if doc["labels"] else "No labels")
+    outputs += f"; dimensions (training data's scale): {', '.join(f'`{d}`' for d in dims)}" if dims else ""
+    scores = (f"accuracy {_pct(head.get('accuracy'))} %, macro-F1 {_pct(head.get('macro_f1'))} %, "
+              f"UA {_pct(head.get('ua'))} %" if doc["labels"] else "")
+    if dims:
+        scores += ("; " if scores else "") + f"mean CCC {_num3(head.get('ccc'))}, " + ", ".join(
+            f"CCC {d} {_num3(head.get('ccc_' + d))}" for d in dims)
+    return outputs, scores
 
 
 def _num(v: Any) -> str:
@@ -153,9 +189,8 @@ def model_card(doc: dict, corpus: str | None = None) -> str:
         f"| {e['name']} | {_weights(e)} "
         f"| `{e.get('checkpoint') or '-'}` | {(e.get('checkpoint_sha256') or '-')[:16]} | {e.get('layers')} |"
         for e in encs)
-    warn = (f"\n> **WARNING: UNTRAINED ENCODER(S): {', '.join(untrained)}.** They use random-initialised "
-            "weights; this model only tests the pipeline. Its numbers say nothing about the pretrained "
-            "encoders or about the method.\n" if untrained else "")
+    warn = _card_warnings(untrained, tr)
+    outputs, scores = _card_outputs(doc, head)
     ens = doc.get("ensemble", {})
     inf = doc.get("inference", {})
     folds = [m for m in doc.get("members", []) if m.get("fold") is not None]
@@ -168,16 +203,15 @@ def model_card(doc: dict, corpus: str | None = None) -> str:
 # parrot-ser: {md['name']} on {' + '.join(e['name'] for e in encs)}
 {warn}
 Speech emotion recognition head(s) trained with PARROT-SER on frozen speech encoder features.
-Labels: {', '.join(f'`{lab}`' for lab in doc['labels'])}.
+{outputs}.
 
 {_install_and_use(doc)}
 ## Training data and protocol
 
 - Corpus: {corpus_name}; {tr.get('n_utterances', '?')} utterances, {tr.get('n_speakers', '?')} speakers,
   classes {', '.join(tr.get('classes', doc['labels']))}.
-- Protocol: {task_desc}, speaker-independent folds checked for leakage; seeds {tr.get('seeds')}.
-- Cross-validated accuracy {_pct(head.get('accuracy'))} %, macro-F1 {_pct(head.get('macro_f1'))} %,
-  UA {_pct(head.get('ua'))} % (mean ± sample std over folds, each fold averaged over the seeds).
+- Protocol: {task_desc}, {_folds_words(tr)}; seeds {tr.get('seeds')}.
+- Cross-validated {scores} (mean ± sample std over folds, each fold averaged over the seeds).
 - This bundle: {_bundle_kind(ens)}
   {REFIT_NOTE if ens.get('kind') == 'refit' else CV_NOTE}
 - Batching at inference: {inf.get('batch_mode')} ({inf.get('note')}).

@@ -6,7 +6,10 @@ MODEL_DIR/onnx/
                 the feature store holds them; (batch, L, D_i) for layer "weighted"); frame models also
                 ``frames_<i>`` (batch, T_i, F_i) and ``mask_<i>`` (batch, T_i) bool (True = valid
                 frame); output ``probabilities`` (batch, n_labels) = the mean of the ensemble
-                members' softmax, as ``Predictor.probabilities``. Dynamic batch (and frame) axes.
+                members' softmax, as ``Predictor.probabilities``; a model with dimensions (regression,
+                multitask) outputs ``outputs`` (batch, n_labels + n_dims) instead: the probabilities,
+                then the dimensions in the training data's scale (onnx.json names the columns).
+                Dynamic batch (and frame) axes.
   model.onnx    (logmel, Hugging Face, SSAM and CREPE encoders) input ``audio`` (batch, samples) float32 mono at
                 16 kHz, one clip per row, all rows the same length (pad nothing: padding changes
                 the encoders' features); output ``probabilities``. Dynamic batch and length; Whisper
@@ -335,12 +338,15 @@ def export_encoder(enc: Any, path: str | Path, example: np.ndarray) -> Path:
 
 # --- the graphs -------------------------------------------------------------------------------------
 class EnsembleHead(torch.nn.Module):
-    """Mean softmax of the members (StandardisedModel each) on raw features."""
+    """Mean softmax of the members (StandardisedModel each) on raw features; for a model with
+    dimensions, the members' mean dimensions (the data's scale) follow the probabilities, as in
+    ``Predictor.probabilities_from_features``."""
 
-    def __init__(self, heads: list[torch.nn.Module], n_inputs: int, use_frames: bool):
+    def __init__(self, heads: list[torch.nn.Module], n_inputs: int, use_frames: bool, n_labels: int | None = None):
         super().__init__()
         self.heads = torch.nn.ModuleList(heads)
         self.n, self.use_frames = n_inputs, use_frames
+        self.k = n_labels  # None: every output is a class logit
 
     def forward(self, *xs: torch.Tensor) -> torch.Tensor:
         from parrot_ser.fusion.base import FusionInput
@@ -348,8 +354,12 @@ class EnsembleHead(torch.nn.Module):
         n = self.n
         fi = FusionInput(list(xs[:n]), list(xs[n:2 * n]) if self.use_frames else None,
                          list(xs[2 * n:3 * n]) if self.use_frames else None)
-        probs = [torch.softmax(h(fi).float(), dim=-1) for h in self.heads]
-        return torch.stack(probs).mean(0)
+        k = self.k
+        if k is None:
+            return torch.stack([torch.softmax(h(fi).float(), dim=-1) for h in self.heads]).mean(0)
+        outs = [h(fi).float() for h in self.heads]
+        outs = [torch.cat([torch.softmax(o[:, :k], dim=-1), o[:, k:]], dim=1) if k else o for o in outs]
+        return torch.stack(outs).mean(0)
 
 
 class AudioGraph(torch.nn.Module):
@@ -422,7 +432,12 @@ def export_onnx(model_dir: str | Path, *, full: bool | None = None) -> dict:
             "export a batch-independent model (e.g. parrot-token)")
     n = len(pred.encoders)
     use_frames = pred.use_frames
-    head = EnsembleHead(pred.heads, n, use_frames).eval()
+    head = EnsembleHead(pred.heads, n, use_frames, len(pred.labels) if pred.dims else None).eval()
+    what = ("probabilities (batch, n_labels)" if not pred.dims else
+            f"outputs (batch, {len(pred.labels) + len(pred.dims)}): "
+            + (f"probabilities of {', '.join(pred.labels)}, then " if pred.labels else "")
+            + f"{', '.join(pred.dims)} in the training data's scale")
+    output_name = "outputs" if pred.dims else "probabilities"
     out = root / ONNX_DIR
     out.mkdir(exist_ok=True)
     waves = _test_waves(pred.sample_rate)
@@ -439,11 +454,11 @@ def export_onnx(model_dir: str | Path, *, full: bool | None = None) -> dict:
         names += [f"frames_{i}" for i in range(n)] + [f"mask_{i}" for i in range(n)]
         dyn.update({f"frames_{i}": {0: "batch", 1: f"frames_{i}"} for i in range(n)})
         dyn.update({f"mask_{i}": {0: "batch", 1: f"frames_{i}"} for i in range(n)})
-    report: dict[str, Any] = {"labels": pred.labels, "opset": OPSET, "tolerance": TOLERANCE,
+    report: dict[str, Any] = {"labels": pred.labels, "dims": pred.dims, "opset": OPSET, "tolerance": TOLERANCE,
                               "sample_rate": pred.sample_rate, "files": {}}
     head_path = out / "head.onnx"
     try:
-        _export(head, head_args(feats[0]), head_path, names, dyn)
+        _export(head, head_args(feats[0]), head_path, names, dyn, output_name)
     except Exception as e:  # exporter errors are long; one line for the user
         raise OnnxExportError(f"{root}: head {pred.info['model']['name']!r} does not export to ONNX "
                               f"({str(e).strip().splitlines()[0][:200]})") from None
@@ -453,7 +468,7 @@ def export_onnx(model_dir: str | Path, *, full: bool | None = None) -> dict:
         got = sess.run(None, {k: v.numpy() for k, v in zip(names, head_args(f))})[0]
         diffs.append(float(np.abs(got - r).max()))
     _check(head_path, max(diffs))
-    report["files"]["head.onnx"] = {"inputs": names, "output": "probabilities (batch, n_labels)",
+    report["files"]["head.onnx"] = {"inputs": names, "output": what,
                                     "max_abs_diff_vs_torch": max(diffs)}
     reasons = {e.spec.name: r for e in pred.encoders if (r := not_exportable_reason(e)) is not None}
     supported = not reasons
@@ -464,7 +479,7 @@ def export_onnx(model_dir: str | Path, *, full: bool | None = None) -> dict:
         x0 = torch.from_numpy(np.stack(waves[0]))
         try:
             with torch.no_grad(), _mamba_export_ops():
-                _export(graph, (x0,), path, ["audio"], {"audio": {0: "batch", 1: "samples"}})
+                _export(graph, (x0,), path, ["audio"], {"audio": {0: "batch", 1: "samples"}}, output_name)
         except Exception as e:
             raise OnnxExportError(f"{root}: the audio graph does not export to ONNX "
                                   f"({str(e).strip().splitlines()[0][:200]}); head.onnx was written") from None
@@ -472,8 +487,7 @@ def export_onnx(model_dir: str | Path, *, full: bool | None = None) -> dict:
         diffs = [float(np.abs(sess.run(None, {"audio": np.stack(b)})[0] - r).max()) for b, r in zip(waves, ref)]
         _check(path, max(diffs))
         report["files"]["model.onnx"] = {"inputs": ["audio (batch, samples) float32, 16 kHz, equal lengths"],
-                                         "output": "probabilities (batch, n_labels)",
-                                         "max_abs_diff_vs_torch": max(diffs)}
+                                         "output": what, "max_abs_diff_vs_torch": max(diffs)}
     elif not supported:
         report["not_exported"] = {"model.onnx": "; ".join(reasons.values())}
     (out / "onnx.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

@@ -11,7 +11,7 @@ utterances chosen at export, seeded), and only the utterance's row is read. With
 bundle each utterance is scored alone (batch of 1: the OT branch is then the identity). Either way
 an utterance's prediction never depends on the other inputs of the call.
 
-Long recordings are split into windows (``plan_windows``); the recording's prediction is the mean
+Long recordings are split into windows (``window_spans``); the recording's prediction is the mean
 of its windows' probabilities and the windows are reported too."""
 
 from __future__ import annotations
@@ -45,15 +45,19 @@ HOP_SECONDS = 5.0
 
 @dataclass
 class Prediction:
-    """One recording (or one window of it: ``start``/``end`` in seconds, ``window`` its index)."""
+    """One recording (or one window of it: ``start``/``end`` in seconds, ``window`` its index).
+    ``dimensions``: the predicted value of each dimension (arousal, ...) in the training data's own
+    scale, for models trained with one; a regression-only model has no ``label`` (None) and no
+    probabilities."""
 
-    label: str
+    label: str | None
     probabilities: dict[str, float]
     path: str | None = None
     start: float = 0.0
     end: float = 0.0
     window: int | None = None
     windows: list[Prediction] = field(default_factory=list)
+    dimensions: dict[str, float] = field(default_factory=dict)
 
     def scores(self, top_k: int | None = None) -> list[dict[str, Any]]:
         """The Hugging Face audio-classification pipeline shape: [{"label", "score"}], highest first."""
@@ -61,10 +65,13 @@ class Prediction:
         return [{"label": k, "score": float(v)} for k, v in ranked[:top_k]]
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"path": self.path, "label": self.label,
-                             "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()},
-                             "scores": [{"label": s["label"], "score": round(s["score"], 6)} for s in self.scores()],
-                             "start": round(self.start, 3), "end": round(self.end, 3)}
+        d: dict[str, Any] = {"path": self.path}
+        if self.label is not None:
+            d.update(label=self.label, probabilities={k: round(v, 6) for k, v in self.probabilities.items()},
+                     scores=[{"label": s["label"], "score": round(s["score"], 6)} for s in self.scores()])
+        if self.dimensions:
+            d["dimensions"] = {k: round(v, 6) for k, v in self.dimensions.items()}
+        d.update(start=round(self.start, 3), end=round(self.end, 3))
         if self.window is not None:
             d["window"] = self.window
         if self.windows:
@@ -72,7 +79,7 @@ class Prediction:
         return d
 
 
-def plan_windows(n_samples: int, sr: int, window: float | None = None, hop: float | None = None,
+def window_spans(n_samples: int, sr: int, window: float | None = None, hop: float | None = None,
                  long_seconds: float = LONG_SECONDS, default_window: float = WINDOW_SECONDS,
                  default_hop: float | None = None) -> list[tuple[int, int]]:
     """Sample ranges to score. ``window`` None: automatic (whole recording up to ``long_seconds``,
@@ -121,10 +128,12 @@ class Predictor:
     def __init__(self, labels: Sequence[str], encoders: Sequence[Any], heads: Sequence[torch.nn.Module], *,
                  layer: int | str | None = "last", use_frames: bool = False, legacy_layer: bool = False,
                  batch_dependent: bool = False, anchors: list[torch.Tensor] | None = None,
-                 info: dict | None = None, device: str = "cpu"):
+                 info: dict | None = None, device: str = "cpu", dims: Sequence[str] = ()):
         if not encoders or not heads:
             raise BundleError("a predictor needs at least one encoder and one head")
         self.labels = list(labels)
+        # the heads' outputs after the class logits: one per dimension, already in the data's scale
+        self.dims = list(dims)
         self.encoders = list(encoders)
         self.heads = [h.eval() for h in heads]
         # Which of an encoder's layers feed the model, exactly as training read the feature store: a
@@ -191,7 +200,8 @@ class Predictor:
                    legacy_layer=inputs.get("layer_meaning") != LAYER_MEANING,
                    use_frames=bool(inputs.get("use_frames", False)),
                    batch_dependent=bool(md.get("batch_dependent", False)),
-                   anchors=b.anchors if mode == "anchors" else None, info=doc, device=device)
+                   anchors=b.anchors if mode == "anchors" else None, info=doc, device=device,
+                   dims=(md.get("task") or {}).get("dims") or [])
         pred.bundle_root = b.root
         return pred
 
@@ -250,7 +260,7 @@ class Predictor:
         return (self.info.get("training") or {}).get("clip_seconds") or None
 
     def window_defaults(self) -> dict[str, float]:
-        """``plan_windows`` defaults: with recorded clip lengths, recordings longer than the longest
+        """``window_spans`` defaults: with recorded clip lengths, recordings longer than the longest
         training clip are cut into windows of the median clip length, hop = window; older bundles
         keep LONG_SECONDS / WINDOW_SECONDS."""
         clips = self.clip_seconds
@@ -308,17 +318,21 @@ class Predictor:
 
     @torch.no_grad()
     def probabilities_from_features(self, feats: Features, batch_size: int = 64) -> np.ndarray:
-        """(N, C): the mean over ensemble members of their softmax probabilities. Batch-independent
+        """(N, C + D): the mean over ensemble members of their softmax probabilities (C labels), then
+        of their dimensions (D, the data's scale; none for a classification model). Batch-independent
         models run in chunks; batch-dependent ones one utterance per batch (plus the anchors)."""
-        n = len(feats)
-        total = torch.zeros(n, len(self.labels), dtype=torch.float64)
+        n, k = len(feats), len(self.labels)
+        total = torch.zeros(n, k + len(self.dims), dtype=torch.float64)
         for head in self.heads:
             if not self.batch_dependent:
                 logits = torch.cat([head(feats.batch(range(s, min(n, s + batch_size))).to(self.device))
                                     for s in range(0, n, batch_size)])
             else:
                 logits = torch.cat([head(feats.batch([r], self.anchors).to(self.device))[:1] for r in range(n)])
-            total += torch.softmax(logits.float(), dim=-1).double().cpu()
+            out = logits.float()
+            if k:
+                out = torch.cat([torch.softmax(out[:, :k], dim=-1), out[:, k:]], dim=1)
+            total += out.double().cpu()
         return (total / len(self.heads)).numpy()
 
     def probabilities(self, waves: Sequence[np.ndarray], batch_size: int = 8) -> np.ndarray:
@@ -359,17 +373,17 @@ class Predictor:
         """Waveforms already at ``self.sample_rate``: windows -> probabilities -> Predictions."""
         names = list(names) if names is not None else [None] * len(waves)
         sr = self.sample_rate
-        plans = [plan_windows(len(w), sr, window, hop, **self.window_defaults()) for w in waves]
-        segments = [w[s:e] for w, plan in zip(waves, plans) for s, e in plan]
-        probs = self.probabilities(segments, batch_size) if segments else np.zeros((0, len(self.labels)))
+        spans_per_wave = [window_spans(len(w), sr, window, hop, **self.window_defaults()) for w in waves]
+        segments = [w[s:e] for w, spans in zip(waves, spans_per_wave) for s, e in spans]
+        probs = self.probabilities(segments, batch_size) if segments else np.zeros((0, len(self.labels) + len(self.dims)))
         out, k = [], 0
-        for name, plan in zip(names, plans):
-            p = probs[k:k + len(plan)]
-            k += len(plan)
+        for name, spans in zip(names, spans_per_wave):
+            p = probs[k:k + len(spans)]
+            k += len(spans)
             wins = []
-            if len(plan) > 1:
-                wins = [self._make(row, name, s / sr, e / sr, j) for j, (row, (s, e)) in enumerate(zip(p, plan))]
-            out.append(self._make(p.mean(axis=0), name, 0.0, plan[-1][1] / sr, None, wins))
+            if len(spans) > 1:
+                wins = [self._make(row, name, s / sr, e / sr, j) for j, (row, (s, e)) in enumerate(zip(p, spans))]
+            out.append(self._make(p.mean(axis=0), name, 0.0, spans[-1][1] / sr, None, wins))
         return out
 
     def analyze(self, x: Any, *, sample_rate: int | None = None, vad: str = "silero", window: float | None = None,
@@ -390,8 +404,11 @@ class Predictor:
 
     def _make(self, row: np.ndarray, name: str | None, start: float, end: float, window: int | None,
               windows: list[Prediction] | None = None) -> Prediction:
-        probs = {lab: float(v) for lab, v in zip(self.labels, row)}
-        return Prediction(self.labels[int(np.argmax(row))], probs, name, start, end, window, windows or [])
+        k = len(self.labels)
+        probs = {lab: float(v) for lab, v in zip(self.labels, row[:k])}
+        dims = {d: float(v) for d, v in zip(self.dims, row[k:])}
+        label = self.labels[int(np.argmax(row[:k]))] if k else None
+        return Prediction(label, probs, name, start, end, window, windows or [], dims)
 
 
 def _stored(x: np.ndarray, half: bool) -> np.ndarray:

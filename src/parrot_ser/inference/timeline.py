@@ -215,8 +215,12 @@ class TimelineAnalyzer:
             batch, self._pending = self._pending[:self.batch_size], self._pending[self.batch_size:]
             sr = int(self.predictor.sample_rate)
             waves = [resample(a, VAD_RATE, sr) for _, _, _, a in batch]
-            probs = self.predictor.probabilities(waves)
             labels = list(self.predictor.labels)
+            if not labels:
+                raise ConfigError("analyze draws a timeline of labels; this model predicts dimensions only "
+                                  "(use `parrot-ser predict --window S` for values over time)")
+            # a multitask model's rows hold its dimensions after the label probabilities: the labels only
+            probs = np.asarray(self.predictor.probabilities(waves))[:, :len(labels)]
             for (rid, s, e, _), row in zip(batch, probs):
                 self._raw.setdefault(rid, []).append(
                     Window(s / VAD_RATE, e / VAD_RATE, labels[int(np.argmax(row))],

@@ -62,9 +62,12 @@ def formats(kind: str) -> list[str]:
 
 # --- documents -----------------------------------------------------------------------------------
 def predictions_doc(model: str, labels: list[str], records: list[dict], errors: list[dict] | None = None,
-                    warnings: list[str] | None = None, summary: dict | None = None) -> dict:
-    return {"kind": "predictions", "model": model, "labels": list(labels), "predictions": records,
-            "errors": list(errors or []), "warnings": list(warnings or []), "summary": summary or {}}
+                    warnings: list[str] | None = None, summary: dict | None = None,
+                    dims: list[str] | None = None) -> dict:
+    """``dims``: the dimensions of a model trained on them (records then carry ``dimensions``)."""
+    return {"kind": "predictions", "model": model, "labels": list(labels), "dims": list(dims or []),
+            "predictions": records, "errors": list(errors or []), "warnings": list(warnings or []),
+            "summary": summary or {}}
 
 
 def timeline_doc(model: str, labels: list[str], timelines: list[dict], warnings: list[str] | None = None,
@@ -98,14 +101,17 @@ def _csv(doc: dict) -> bytes:
     labels = doc["labels"]
     if doc["kind"] == "timeline":
         return _timeline_csv(doc)
+    dims = doc.get("dims") or []  # one column per dimension (training data's scale) after the probabilities
     rows = []
     for rec in doc["predictions"]:
         for row, win in [(rec, "all"), *[(x, str(x.get("window"))) for x in rec.get("windows", [])]]:
             rows.append([rec.get("path") or "", rec.get("utt_id") or "", rec.get("reference") or "", win,
-                         f"{row['start']:.3f}", f"{row['end']:.3f}", row["label"], *_probs(row, labels), ""])
-    rows += [[e["path"], "", "", "", "", "", "", *["" for _ in labels], e["error"]] for e in doc["errors"]]
+                         f"{row['start']:.3f}", f"{row['end']:.3f}", row.get("label") or "", *_probs(row, labels),
+                         *[f"{row['dimensions'][d]:.6f}" for d in dims], ""])
+    rows += [[e["path"], "", "", "", "", "", "", *["" for _ in labels], *["" for _ in dims], e["error"]]
+             for e in doc["errors"]]
     return _csv_text(["path", "utt_id", "reference", "window", "start", "end", "label",
-                      *[f"prob_{lab}" for lab in labels], "error"], rows)
+                      *[f"prob_{lab}" for lab in labels], *dims, "error"], rows)
 
 
 def _timeline_csv(doc: dict) -> bytes:

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from parrot_ser.errors import ConfigError
@@ -47,14 +48,21 @@ def build_head(model_name: str, input_shapes: Sequence, n_classes: int, *, dropo
 
 def head_from_run(run: Mapping[str, Any]) -> StandardisedModel:
     """An untrained StandardisedModel with the architecture of a run (a ``run.json`` dict, or a
-    bundle's model description); ``load_state_dict`` then fills weights and statistics."""
+    bundle's model description); ``load_state_dict`` then fills weights and statistics. A run's
+    ``task`` (training/tasks.py; absent = classification) gives the output size and the dimensions."""
     cfg = run.get("config") or {}
     shapes = run.get("input_shapes") or run["input_dims"]
     std = Standardiser.identity_dims(shapes, run.get("frame_dims"))
-    net = build_head(run["model"], shapes, len(run["labels"]), dropout=cfg.get("dropout"),
+    task = run.get("task") or {}
+    dims = list(task.get("dims") or [])
+    n_classes = len(run.get("labels") or [])
+    net = build_head(run["model"], shapes, n_classes + len(dims), dropout=cfg.get("dropout"),
                      options=cfg.get("model") or {}, use_frames=bool(cfg.get("use_frames")),
                      frame_dims=run.get("frame_dims"))
-    return StandardisedModel(net, std)
+    if not dims:
+        return StandardisedModel(net, std)
+    return StandardisedModel(net, std, n_classes=n_classes, target_mean=np.zeros(len(dims), np.float32),
+                             target_std=np.ones(len(dims), np.float32))
 
 
 def save_weights(model: torch.nn.Module | Mapping[str, torch.Tensor], path: str | Path,

@@ -82,15 +82,27 @@ class Standardiser:
 
 class StandardisedModel(torch.nn.Module):
     """The trained network with its standardiser as buffers, so one state dict (one safetensors
-    file) holds everything: keys ``net.*`` (the fusion model) and ``std_pooled_mean_0`` ... ."""
+    file) holds everything: keys ``net.*`` (the fusion model) and ``std_pooled_mean_0`` ... .
 
-    def __init__(self, net: torch.nn.Module, standardiser: Standardiser):
+    A model with dimensional outputs (regression, multitask) also carries the training side's target
+    mean/std (``tgt_mean``, ``tgt_std``): its outputs after the first ``n_classes`` (the class logits)
+    are z-scores that ``forward`` turns back into the data's own scale, so training, export, the
+    service and ONNX all answer in that scale."""
+
+    def __init__(self, net: torch.nn.Module, standardiser: Standardiser, *, n_classes: int = 0,
+                 target_mean: np.ndarray | None = None, target_std: np.ndarray | None = None):
         super().__init__()
         self.net = net
         self.n_inputs = len(standardiser.pooled_mean)
         self.has_frames = standardiser.frames_mean is not None
         for k, v in standardiser.to_arrays().items():
             self.register_buffer(f"std_{k}", torch.from_numpy(np.ascontiguousarray(v)))
+        self.n_classes = int(n_classes)
+        self.has_targets = target_mean is not None
+        if target_mean is not None:
+            std = np.ones_like(target_mean) if target_std is None else target_std
+            self.register_buffer("tgt_mean", torch.as_tensor(np.asarray(target_mean, np.float32)))
+            self.register_buffer("tgt_std", torch.as_tensor(np.asarray(std, np.float32)))
 
     def standardiser(self) -> Standardiser:
         return Standardiser.from_arrays({k[4:]: v.cpu().numpy() for k, v in self.named_buffers()
@@ -108,7 +120,12 @@ class StandardisedModel(torch.nn.Module):
                     m = x.frame_mask[i]
                     z = z * m.reshape(*m.shape, *([1] * (z.dim() - m.dim()))).to(z.dtype)  # (B, T[, L], F)
                 frames.append(z)
-        return self.net(FusionInput(pooled, frames, x.frame_mask))
+        out = self.net(FusionInput(pooled, frames, x.frame_mask))
+        if not self.has_targets:
+            return out
+        k = self.n_classes
+        dims = out[:, k:] * self.tgt_std.to(out.dtype) + self.tgt_mean.to(out.dtype)
+        return torch.cat([out[:, :k], dims], dim=1) if k else dims
 
     @property
     def last_transport(self):  # noqa: ANN201 - whatever the OT model exposes

@@ -70,8 +70,9 @@ class WindowOut(BaseModel):
     window: int
     start: float = Field(description="seconds")
     end: float = Field(description="seconds")
-    label: str
-    probabilities: dict[str, float]
+    label: str | None = Field(None, description="most probable label; absent for a regression-only model")
+    probabilities: dict[str, float] = Field(default_factory=dict)
+    dimensions: dict[str, float] = Field(default_factory=dict, description="dimension -> value, training data's scale")
 
 
 class ScoreOut(BaseModel):
@@ -81,8 +82,11 @@ class ScoreOut(BaseModel):
 
 class PredictOut(BaseModel):
     name: str = Field(description="upload file name, or '<body>' for a raw body")
-    label: str = Field(description="most probable label")
-    probabilities: dict[str, float] = Field(description="label -> probability (sums to 1)")
+    label: str | None = Field(None, description="most probable label; absent for a regression-only model "
+                                                "(then only dimensions)")
+    probabilities: dict[str, float] = Field(default_factory=dict, description="label -> probability (sums to 1)")
+    dimensions: dict[str, float] = Field(default_factory=dict, description="models trained on dimensions: "
+                                         "dimension (arousal, ...) -> predicted value in the training data's scale")
     scores: list[ScoreOut] = Field(default_factory=list, description="Hugging Face audio-classification "
                                    "pipeline shape: every label with its probability, highest first")
     duration: float = Field(description="seconds of audio scored")
@@ -376,7 +380,9 @@ def _add_predict_route(app: FastAPI, predictor: PredictorLike, limits: ServiceLi
     max_seconds = limits.max_seconds
     untrained_notes = _untrained_notes(list(getattr(predictor, "untrained", []) or []))
 
-    @app.post("/v1/predict", response_model=PredictOut, responses=ERRORS, openapi_extra=_UPLOAD_SCHEMA)
+    # response_model_exclude_none: a regression-only model answers without a "label" key at all
+    @app.post("/v1/predict", response_model=PredictOut, responses=ERRORS, openapi_extra=_UPLOAD_SCHEMA,
+              response_model_exclude_none=True)
     async def predict(
         request: Request,
         window_s: float | None = Query(None, alias="window", ge=0, description="window seconds (0: never split)"),
@@ -414,14 +420,9 @@ def _add_predict_route(app: FastAPI, predictor: PredictorLike, limits: ServiceLi
         pred = (await run_in_threadpool(predictor.predict_waveforms, [wave], [name], window=w, hop=h))[0]
         if writer is not None:  # the CLI's writers (inference/writers.py), same columns as predict --csv
             doc = predictions_doc(name, predictor.labels, [{**pred.to_dict(), "path": name}],
-                                  warnings=untrained_notes + warns)
+                                  warnings=untrained_notes + warns, dims=getattr(predictor, "dims", []))
             return Response(writer.render(doc), media_type=writer.media_type)
-        scores = sorted(pred.probabilities.items(), key=lambda kv: -kv[1])
-        return PredictOut(name=name, label=pred.label, probabilities=pred.probabilities,
-                          scores=[ScoreOut(label=k, score=v) for k, v in scores], duration=round(dur, 4),
-                          windows=[WindowOut(window=x.window, start=x.start, end=x.end, label=x.label,
-                                             probabilities=x.probabilities) for x in pred.windows],
-                          warnings=untrained_notes + warns)
+        return _predict_out(name, pred, dur, untrained_notes + warns)
 
 
 
@@ -517,6 +518,18 @@ def _writer(fmt: str, kind: str) -> Any:
         return get_writer(fmt, kind)
     except ConfigError as e:
         raise _ClientError(422, "invalid request", str(e)) from None
+
+
+def _predict_out(name: str, pred: Any, dur: float, warnings: list[str]) -> PredictOut:
+    """The answer for one recording: label and probabilities, dimensions (models trained on them)."""
+    scores = sorted(pred.probabilities.items(), key=lambda kv: -kv[1])
+    return PredictOut(name=name, label=pred.label, probabilities=pred.probabilities,
+                      dimensions=getattr(pred, "dimensions", {}),
+                      scores=[ScoreOut(label=k, score=v) for k, v in scores], duration=round(dur, 4),
+                      windows=[WindowOut(window=x.window, start=x.start, end=x.end, label=x.label,
+                                         probabilities=x.probabilities, dimensions=getattr(x, "dimensions", {}))
+                               for x in pred.windows],
+                      warnings=warnings)
 
 
 def _untrained_notes(untrained: list[str]) -> list[str]:

@@ -12,7 +12,9 @@ import yaml
 
 from parrot_ser.errors import ConfigError
 
-EARLY_STOP_METRICS = ("macro_f1", "loss")  # classification's (tasks.Classification.monitors)
+# auto = the task's own: macro_f1 (classification), ccc (regression), f1_ccc (multitask: the mean of
+# macro-F1 as a fraction and mean CCC); see training/tasks.py
+EARLY_STOP_METRICS = ("auto", "macro_f1", "loss", "ccc", "f1_ccc")
 PRECISIONS = ("fp32", "bf16")
 
 
@@ -35,7 +37,7 @@ class TrainConfig:
     batch_size: int = 32
     epochs: int = 50
     patience: int = 10
-    early_stop_metric: str = "macro_f1"
+    early_stop_metric: str = "auto"
     dropout: float = 0.3
     weight_decay: float = 0.0
     eval_batch_size: int = 32
@@ -56,9 +58,18 @@ class TrainConfig:
     # per README grid cell, 1.27x over all 7 (bench/run.py cells). "fp32": all float32.
     precision: str = "fp32"
     num_threads: int | None = None  # torch.set_num_threads; None leaves torch's setting
-    # What the model learns (training/tasks.py: a registered Task; the loop takes loss, metrics and
-    # early-stopping score from it). "classification" = categorical emotions.
+    # Imported folds (--protocol predefined, --folds-file) that share speakers between training and test
+    # run only with this set; the run then records and prints, per fold, how many speakers are shared.
+    allow_speaker_overlap: bool = False
+    # What the run predicts (training/tasks.py): classification | regression (the store's numeric targets)
+    # | multitask (both, loss (1 - w) * CE + w * regression loss, w = multitask_weight).
     task: str = "classification"
+    regression_loss: str = "ccc"  # ccc (1 - CCC per dimension) | mse, on training-side z-scored targets
+    multitask_weight: float = 0.5
+    # The run's label set: label_map (label -> new label, null drops) applied to the store's labels,
+    # then only ``classes`` kept (None = all); what was dropped is recorded in run.json.
+    classes: list[str] | None = None
+    label_map: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> TrainConfig:
         for k in ("lr", "dropout", "weight_decay", "val_fraction"):
@@ -70,12 +81,19 @@ class TrainConfig:
                 raise ConfigError(f"config {k} must be positive (got {getattr(self, k)!r})")
         if self.patience < 0:
             raise ConfigError(f"config patience must be >= 0 (got {self.patience})")
-        from parrot_ser.training.tasks import get_task
+        from parrot_ser.training.tasks import REGRESSION_LOSSES, get_task
 
-        task = get_task(self.task)
-        if self.early_stop_metric not in task.monitors:
-            raise ConfigError(f"config early_stop_metric must be one of {', '.join(task.monitors)} for task "
-                              f"{task.name!r} (got {self.early_stop_metric!r})")
+        task = get_task(self.task, self)  # "unknown task ...; known: ..." for a name no task has
+        if self.regression_loss not in REGRESSION_LOSSES:
+            raise ConfigError(f"config regression_loss must be one of {', '.join(REGRESSION_LOSSES)} "
+                              f"(got {self.regression_loss!r})")
+        if not 0.0 <= self.multitask_weight <= 1.0:
+            raise ConfigError(f"config multitask_weight must be in [0, 1] (got {self.multitask_weight})")
+        if not isinstance(self.label_map, dict):
+            raise ConfigError(f"config label_map must be a mapping label: new_label (got {self.label_map!r})")
+        if self.classes is not None and (not isinstance(self.classes, list) or len(self.classes) < 2):
+            raise ConfigError(f"config classes must list at least 2 labels (got {self.classes!r})")
+        task.monitor(self.early_stop_metric)  # one the task has ("auto": its own)
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"config dropout must be in [0, 1) (got {self.dropout})")
         if not 0.0 <= self.val_fraction < 1.0:
@@ -128,6 +146,10 @@ def _coerce(key: str, value: Any, typ: Any, source: str) -> Any:
         from parrot_ser.layer_choice import parse_layer
 
         return parse_layer(value, f"{source}: key 'layer'")
+    if key == "classes" and isinstance(value, str):  # "a,b,c" from the command line
+        value = [c.strip() for c in value.split(",") if c.strip()]
+    if key == "classes" and isinstance(value, list):
+        return [str(c) for c in value]
     if value is None:
         if "None" in t:
             return None

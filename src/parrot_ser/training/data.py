@@ -23,7 +23,9 @@ class SERData:
     """Features of N utterances for one or more encoders.
 
     ``pooled[i]``: (N, D_i) float32 for encoder i. ``frames[i]``: N arrays (T_n, F_i) or None.
-    ``labels``: (N,) int64 indices into ``classes``."""
+    ``labels``: (N,) int64 indices into ``classes`` (-1: no class, a regression or multitask row).
+    ``targets``: (N, len(dims)) float32 numeric targets in the data's scale, or None. ``selection``:
+    how the run's label set was made from the store's (label map, classes kept, rows dropped)."""
 
     pooled: list[np.ndarray]
     labels: np.ndarray
@@ -31,6 +33,9 @@ class SERData:
     classes: list[str]
     frames: list[list[np.ndarray]] | None = None
     speakers: list[str] = field(default_factory=list)
+    targets: np.ndarray | None = None
+    dims: list[str] = field(default_factory=list)
+    selection: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.labels = np.asarray(self.labels, dtype=np.int64)
@@ -74,7 +79,18 @@ class SERData:
             classes=list(self.classes),
             frames=None if self.frames is None else [[f[i] for i in idx] for f in self.frames],
             speakers=[self.speakers[i] for i in idx] if self.speakers else [],
+            targets=None if self.targets is None else self.targets[idx], dims=list(self.dims),
+            selection=self.selection,
         )
+
+    def strata(self) -> list[str]:
+        """What folds are stratified on: the label; for regression-only data the tertile of each target
+        dimension (e.g. "1-3"), so every fold sees low, middle and high values."""
+        if self.classes:
+            return [self.classes[i] if i >= 0 else "(none)" for i in self.labels]
+        assert self.targets is not None
+        bins = [np.searchsorted(np.quantile(col, [1 / 3, 2 / 3]), col, side="right") for col in self.targets.T]
+        return ["-".join(str(int(b[i])) for b in bins) for i in range(len(self))]
 
 
 def make_batch(data: SERData, idx: np.ndarray, *, use_frames: bool = False,
@@ -108,6 +124,9 @@ def load_features(features_dir: str | Path, encoders: Sequence[str], config: Tra
     utts = [u for u in store.manifest.utterances if u.utt_id in have]
     if not utts:
         raise FeatureStoreError(f"{features_dir}: no utterance has features for all of {', '.join(encoders)}")
+    utts, labels, selection = select_labels(utts, config, f"{features_dir}")
+    if store.manifest.note:  # "derived targets, NOT a real result": every output of the run repeats it
+        selection["data_note"] = store.manifest.note
     ids = [u.utt_id for u in utts]
     pooled, frames = [], [] if config.use_frames else None
     for e, fs in zip(encoders, fss):
@@ -128,13 +147,50 @@ def load_features(features_dir: str | Path, encoders: Sequence[str], config: Tra
                 frames.append([np.asarray(fs.frames_all(int(r)), dtype=np.float32) for r in rows])
             else:
                 frames.append([np.asarray(fs.frames(int(r), layer=config.layer), dtype=np.float32) for r in rows])
-    classes = sorted({u.label for u in utts})
+    classes = sorted({lab for lab in labels if lab}) if config.task != "regression" else []
     index = {c: i for i, c in enumerate(classes)}
-    data = SERData(pooled, np.asarray([index[u.label] for u in utts]), ids, classes, frames,
-                   [u.speaker for u in utts])
+    dims = list(store.manifest.targets) if config.task != "classification" else []
+    targets = np.asarray([store.manifest.target_values(u) for u in utts], dtype=np.float32).reshape(
+        len(utts), len(dims)) if dims else None
+    data = SERData(pooled, np.asarray([index.get(lab, -1) for lab in labels]), ids, classes, frames,
+                   [u.speaker for u in utts], targets, dims, selection)
     # recorded with the run (not part of its fingerprint, which uses the identity only)
     metas = {e: {**fs.meta, "n_skipped_at_extraction": n_skipped[e]} for e, fs in zip(encoders, fss)}
     return data, [dict(u.meta) for u in utts], metas
+
+
+def select_labels(utts: list, config: TrainConfig, where: str) -> tuple[list, list[str], dict]:
+    """The run's rows and labels from the store's: ``config.label_map`` (rename / merge, null drops),
+    then ``config.classes`` kept; a classification run leaves out the rows without a label, a
+    regression run ignores labels. Returns (rows, their labels, a record of what was dropped)."""
+    from collections import Counter
+
+    if config.task == "regression":
+        return utts, [""] * len(utts), {}
+    mapped = [config.label_map.get(u.label, u.label) if u.label else "" for u in utts]
+    dropped: Counter[str] = Counter(u.label for u, m in zip(utts, mapped) if u.label and m is None)
+    keep = [m is not None for m in mapped]
+    present = sorted({m for m, k in zip(mapped, keep) if k and m})
+    if config.classes is not None:
+        missing = [c for c in config.classes if c not in present]
+        if missing:
+            raise ConfigError(f"{where}: --classes {', '.join(missing)} not among the labels "
+                              f"({', '.join(present) or 'none'}{' after the label map' if config.label_map else ''})")
+        for i, m in enumerate(mapped):
+            if keep[i] and m and m not in config.classes:
+                dropped[m] += 1
+                keep[i] = False
+    n_unlabelled = sum(1 for m, k in zip(mapped, keep) if k and not m)
+    if config.task == "classification" and n_unlabelled:
+        keep = [k and bool(m) for m, k in zip(mapped, keep)]
+    rows = [u for u, k in zip(utts, keep) if k]
+    labels = [str(m) for m, k in zip(mapped, keep) if k]
+    if not rows:
+        raise ConfigError(f"{where}: no row left after the label selection")
+    record = {"label_map": dict(config.label_map), "classes": sorted({lab for lab in labels if lab}),
+              "dropped": dict(sorted(dropped.items())),
+              ("unlabelled_dropped" if config.task == "classification" else "unlabelled_kept"): n_unlabelled}
+    return rows, labels, record
 
 
 def _check_complete(features_dir: str | Path, store: Any, fs: Any) -> int:

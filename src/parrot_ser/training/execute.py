@@ -31,7 +31,7 @@ from typing import Any
 from parrot_ser.errors import ConfigError
 from parrot_ser.raycluster import ENGINES, check_engine, ray_init
 from parrot_ser.training.config import TrainConfig
-from parrot_ser.training.fold_runs import RunPlan, train_folds, write_fold_result
+from parrot_ser.training.fold_runs import PreparedRun, train_folds, write_fold_result
 from parrot_ser.training.logs import EpochLog
 from parrot_ser.training.splits import Fold
 from parrot_ser.workers import exit_with_parent as _exit_with_parent
@@ -71,7 +71,7 @@ def resolve_batched(batched: bool | None, model: str, config: TrainConfig, input
 class Unit:
     """One piece of work: some (seed, fold) runs of one prepared run."""
 
-    plan_key: str
+    run_key: str
     data_key: tuple
     features_dir: str | None
     encoders: list[str]
@@ -81,12 +81,13 @@ class Unit:
     batched: bool
 
 
-def make_units(plans: Sequence[RunPlan], batched: bool | None) -> list[Unit]:
+def make_units(runs: Sequence[PreparedRun], batched: bool | None) -> list[Unit]:
     units = []
-    for p in plans:
+    for p in runs:
         if not p.todo:
             continue
-        b = resolve_batched(batched, p.model, p.config, p.run_info["input_shapes"], len(p.sdata.classes))
+        b = resolve_batched(batched, p.model, p.config, p.run_info["input_shapes"],
+                            int(p.run_info.get("task", {}).get("n_outputs") or len(p.sdata.classes)))
         groups: dict[Any, list] = {}
         for s, f in p.todo:
             groups.setdefault(s if b else (s, f.index), []).append((s, f))
@@ -98,44 +99,44 @@ def make_units(plans: Sequence[RunPlan], batched: bool | None) -> list[Unit]:
     return units
 
 
-def _data_key(p: RunPlan) -> tuple:
+def _data_key(p: PreparedRun) -> tuple:
     return (p.features_dir, tuple(p.encoders), str(p.config.layer), bool(p.config.use_frames))
 
 
-def run_plans(plans: Sequence[RunPlan], *, batched: bool | None = None, workers: int | None = None,
+def run_prepared(runs: Sequence[PreparedRun], *, batched: bool | None = None, workers: int | None = None,
               engine: str = "local", address: str | None = None, progress: Any = None,
-              data: dict | None = None, on_plan_done: Callable[[RunPlan], None] | None = None) -> None:
-    """Train every missing seed/fold of ``plans`` and write them into their RUN_DIRs.
+              data: dict | None = None, on_run_done: Callable[[PreparedRun], None] | None = None) -> None:
+    """Train every missing seed/fold of ``runs`` and write them into their RUN_DIRs.
 
     ``workers``: local worker processes (None/0 = every usable core; 1 = in this process).
     ``data``: {encoders tuple: (SERData, meta rows, metas)} already in memory (else read from each
-    plan's features_dir). ``on_plan_done(plan)`` is called when a plan has all its seed/folds."""
+    run's features_dir). ``on_run_done(prepared)`` is called when a prepared run has all its seed/folds."""
     check_engine(engine)
-    units = make_units(plans, batched)
-    by_key = {p.key: p for p in plans}
-    remaining = {p.key: len(p.todo) for p in plans}
+    units = make_units(runs, batched)
+    by_key = {p.key: p for p in runs}
+    remaining = {p.key: len(p.todo) for p in runs}
     tasks: dict[str, Any] = {}
     if progress is not None:
-        for p in plans:
+        for p in runs:
             if p.todo:
                 tasks[p.key] = progress.add_task(f"{p.model} ({'+'.join(p.encoders)})",
                                                  total=len(p.todo) * p.config.epochs, rate="")
 
     def deliver(unit: Unit, results: list[dict], logged: bool = False) -> None:
-        plan = by_key[unit.plan_key]
+        prepared = by_key[unit.run_key]
         for r in results:
-            write_fold_result(plan, r, logged=logged)
-            if unit.plan_key in tasks:
-                progress.update(tasks[unit.plan_key], rate=f"seed {r['seed']} fold {r['fold']} done")
-        remaining[unit.plan_key] -= len(results)
-        if progress is not None and unit.plan_key in tasks and not workers_inline:
-            progress.advance(tasks[unit.plan_key], len(results) * plan.config.epochs)
-        if remaining[unit.plan_key] == 0 and on_plan_done is not None:
-            on_plan_done(plan)
+            write_fold_result(prepared, r, logged=logged)
+            if unit.run_key in tasks:
+                progress.update(tasks[unit.run_key], rate=f"seed {r['seed']} fold {r['fold']} done")
+        remaining[unit.run_key] -= len(results)
+        if progress is not None and unit.run_key in tasks and not workers_inline:
+            progress.advance(tasks[unit.run_key], len(results) * prepared.config.epochs)
+        if remaining[unit.run_key] == 0 and on_run_done is not None:
+            on_run_done(prepared)
 
-    for p in plans:  # nothing to train: finished already
-        if not p.todo and on_plan_done is not None:
-            on_plan_done(p)
+    for p in runs:  # nothing to train: finished already
+        if not p.todo and on_run_done is not None:
+            on_run_done(p)
     if not units:
         return
     if workers:
@@ -143,7 +144,7 @@ def run_plans(plans: Sequence[RunPlan], *, batched: bool | None = None, workers:
     else:
         # Automatic: every core, unless the work is too small to pay for starting worker processes
         # (a spawned worker imports torch: seconds on a busy machine, more than a tiny grid trains).
-        work = sum(len(u.jobs) * len(by_key[u.plan_key].sdata) * by_key[u.plan_key].config.epochs for u in units)
+        work = sum(len(u.jobs) * len(by_key[u.run_key].sdata) * by_key[u.run_key].config.epochs for u in units)
         n_workers = usable_cores() if work >= MIN_PARALLEL_WORK else 1
     n_workers = max(1, min(n_workers, len(units)))
     workers_inline = engine == "local" and n_workers == 1
@@ -179,15 +180,15 @@ def _load(unit: Unit, config: TrainConfig, mem: dict):
 def _run_inline(units, by_key, mem, progress, tasks, deliver) -> None:
     cache: dict = {}
     for u in units:
-        plan = by_key[u.plan_key]
+        prepared = by_key[u.run_key]
         if u.data_key not in cache:
-            cache = {u.data_key: _load(u, plan.config, mem)}  # one encoder combination in memory
+            cache = {u.data_key: _load(u, prepared.config, mem)}  # one encoder combination in memory
         sdata = cache[u.data_key][0]
-        task = tasks.get(u.plan_key)
+        task = tasks.get(u.run_key)
         counted: dict = {}
         # Per-epoch CSV / TensorBoard written live here (a long run can be watched); units that run
         # elsewhere get theirs written by the driver from the returned history.
-        logs = {(s, f.index): EpochLog(plan.out, f"seed{s}_fold{f.index}", lr=plan.config.lr) for s, f in u.jobs}
+        logs = {(s, f.index): EpochLog(prepared.out, f"seed{s}_fold{f.index}", lr=prepared.config.lr) for s, f in u.jobs}
 
         def on_epoch(s, k, epoch, rec, _task=task, _counted=counted, _logs=logs):
             _logs[(s, k)](epoch, rec)
@@ -195,16 +196,18 @@ def _run_inline(units, by_key, mem, progress, tasks, deliver) -> None:
                 extra = f"seed {s} fold {k} ep {epoch}"
                 if rec.get("val_macro_f1") is not None:
                     extra += f" valF1 {rec['val_macro_f1']:.1f}"
+                if rec.get("val_ccc") is not None:
+                    extra += f" valCCC {rec['val_ccc']:.3f}"
                 progress.update(_task, advance=1, rate=extra)
                 _counted[(s, k)] = _counted.get((s, k), 0) + 1
 
         try:
-            results = train_folds(sdata, u.model, plan.config, u.jobs, batched=u.batched, on_epoch=on_epoch)
+            results = train_folds(sdata, u.model, prepared.config, u.jobs, batched=u.batched, on_epoch=on_epoch)
         finally:
             for lg in logs.values():
                 lg.close()
         if task is not None:  # early-stopped epochs count as done
-            progress.advance(task, sum(plan.config.epochs - counted.get((s, f.index), 0) for s, f in u.jobs))
+            progress.advance(task, sum(prepared.config.epochs - counted.get((s, f.index), 0) for s, f in u.jobs))
         deliver(u, results, logged=True)
 
 
@@ -234,14 +237,14 @@ def _run_processes(units, by_key, mem, n_workers, deliver) -> None:
     import multiprocessing as mp
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-    threads = _threads_for(by_key[units[0].plan_key].config, n_workers)
+    threads = _threads_for(by_key[units[0].run_key].config, n_workers)
     ctx = mp.get_context("spawn")
     with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx, initializer=_worker_init,
                              initargs=(threads, os.getpid())) as pool:
         pending = {}
         for u in units:
             # In-memory data (no store to read) travels with the unit; otherwise workers read the store.
-            payload = _load(u, by_key[u.plan_key].config, mem) if u.features_dir is None else None
+            payload = _load(u, by_key[u.run_key].config, mem) if u.features_dir is None else None
             pending[pool.submit(_worker_run, u, threads, payload)] = u
         try:
             while pending:
@@ -267,7 +270,7 @@ def _ray_run(unit: Unit, threads: int, data: Any) -> list[dict]:
 def _run_ray(units, by_key, mem, address, deliver) -> None:
     ray = ray_init(address)
     cluster_cpus = int(ray.cluster_resources().get("CPU", 1))
-    cfg0 = by_key[units[0].plan_key].config
+    cfg0 = by_key[units[0].run_key].config
     threads = _threads_for(cfg0, min(len(units), cluster_cpus)) if not cfg0.num_threads else int(cfg0.num_threads)
     threads = max(1, min(threads, cluster_cpus))
     gpus = 0.25 if str(cfg0.device).startswith("cuda") else 0  # small heads: four units share one GPU
@@ -276,7 +279,7 @@ def _run_ray(units, by_key, mem, address, deliver) -> None:
     pending = {}
     for u in units:
         if u.data_key not in refs:
-            refs[u.data_key] = ray.put(_load(u, by_key[u.plan_key].config, mem))
+            refs[u.data_key] = ray.put(_load(u, by_key[u.run_key].config, mem))
         pending[task.options(num_cpus=threads, num_gpus=gpus).remote(u, threads, refs[u.data_key])] = u
     try:
         while pending:
@@ -289,12 +292,12 @@ def _run_ray(units, by_key, mem, address, deliver) -> None:
         raise
 
 
-def plan_summary(plans: Sequence[RunPlan], batched: bool | None) -> dict:
+def execution_summary(runs: Sequence[PreparedRun], batched: bool | None) -> dict:
     """What would run: counts of units and seed/folds (for logs and tests)."""
-    units = make_units(plans, batched)
+    units = make_units(runs, batched)
     return {"units": len(units), "runs": sum(len(u.jobs) for u in units),
             "batched_units": sum(1 for u in units if u.batched)}
 
 
-__all__ = ["ENGINES", "Unit", "make_units", "plan_summary", "ray_init", "resolve_batched", "run_plans",
+__all__ = ["ENGINES", "Unit", "make_units", "execution_summary", "ray_init", "resolve_batched", "run_prepared",
            "usable_cores"]

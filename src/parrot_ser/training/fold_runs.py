@@ -1,4 +1,4 @@
-"""What one execution unit runs for a prepared run (``RunPlan``): fit each (seed, fold) -> evaluate
+"""What one execution unit runs for a prepared run (``PreparedRun``): fit each (seed, fold) -> evaluate
 its test side (metrics, transport statistics) -> hand back the result; the driver then writes it
 into RUN_DIR with ``write_fold_result``. Used by run.py and by execute.py (in this process, worker
 processes or Ray actors)."""
@@ -19,14 +19,14 @@ from parrot_ser.models import save_weights
 from parrot_ser.training.config import TrainConfig
 from parrot_ser.training.data import SERData
 from parrot_ser.training.logs import EpochLog
-from parrot_ser.training.rundir import RUN_FORMAT, entry_name, entry_path, plan_path, weights_path
+from parrot_ser.training.rundir import RUN_FORMAT, entry_name, entry_path, transport_plan_path, weights_path
 from parrot_ser.training.splits import Fold
 from parrot_ser.training.tasks import get_task
 from parrot_ser.training.trainer import eval_batch_transports, fit_model, predict_logits
 
 
 @dataclass
-class RunPlan:
+class PreparedRun:
     """A prepared cross-validation run: identity checked, folds made, run.json written; ``todo``
     lists the (seed, fold) runs still to train (finished ones are in ``done``)."""
 
@@ -113,10 +113,10 @@ def train_folds(sdata: SERData, model: str, config: TrainConfig, jobs: Sequence[
     ``on_epoch(seed, fold, epoch, record)`` is called after each epoch of each model."""
     from parrot_ser.training.batched import fit_models_batched
 
-    task = get_task(config.task)
+    task = get_task(config.task, config, sdata)
     sides = [(sdata.subset(f.train), sdata.subset(f.val), sdata.subset(f.test)) for _, f in jobs]
     t0 = time.perf_counter()
-    if batched and len(jobs) > 1:
+    if batched and len(jobs) > 1 and task.name == "classification":  # batched.py trains classification
         cb = None
         if on_epoch is not None:
             def cb(j: int, epoch: int, rec: dict) -> None:
@@ -139,9 +139,9 @@ def train_folds(sdata: SERData, model: str, config: TrainConfig, jobs: Sequence[
     results = []
     for (s, fold), (tr, va, te), (net, hist), tf in zip(jobs, sides, fitted, t_fit):
         t1 = time.perf_counter()
-        proba = task.predict(predict_logits(net, te, config))
+        pred = task.predict(predict_logits(net, te, config))
         t_pred = time.perf_counter() - t1
-        metrics = task.test_metrics(proba, te)
+        metrics = task.test_metrics(pred, te)
         plan, tstats = eval_transport_stats(net, te, config)
         # Every state-dict key as its own tensor (clone: no shared storage), so a plain
         # load_file + load_state_dict(strict=True) restores it.
@@ -153,31 +153,30 @@ def train_folds(sdata: SERData, model: str, config: TrainConfig, jobs: Sequence[
             "timings": {"fit_s": tf, "predict_s": t_pred, "n_train": len(tr), "n_val": len(va), "n_test": len(te),
                         "training": how},
             "transport": tstats or None,
-            "test_utt_ids": te.utt_ids, "test_labels": te.labels.tolist(),
-            "test_proba": np.round(proba, 6).tolist(),
+            "test_utt_ids": te.utt_ids, "test_labels": te.labels.tolist(), **task.entry_outputs(pred, te),
         }
         results.append({"seed": s, "fold": fold.index, "state": sd,
                         "plan": None if plan is None else plan.astype(np.float32), "entry": entry})
     return results
 
 
-def write_fold_result(plan: RunPlan, res: dict, *, logged: bool = False) -> dict:
+def write_fold_result(prepared: PreparedRun, res: dict, *, logged: bool = False) -> dict:
     """Write one trained seed/fold into RUN_DIR (per-epoch log unless ``logged`` live already,
-    weights, OT plan, then the entry, atomically and last: its presence marks the seed/fold as
+    weights, transport plan, then the entry, atomically and last: its presence marks the seed/fold as
     finished). Returns the entry."""
-    out = plan.out
+    out = prepared.out
     name = entry_name(res["seed"], res["fold"])
     if not logged:  # trained elsewhere (worker process, Ray): the driver writes the epoch log from the history
-        with EpochLog(out, name, lr=plan.config.lr) as elog:
+        with EpochLog(out, name, lr=prepared.config.lr) as elog:
             for rec in res["entry"]["history"]:
                 elog(int(rec["epoch"]), rec)
     if res["plan"] is not None:
-        with atomic_path(plan_path(out, name)) as tmp, open(tmp, "wb") as f:
+        with atomic_path(transport_plan_path(out, name)) as tmp, open(tmp, "wb") as f:
             np.save(f, res["plan"])
     save_weights(res["state"], weights_path(out, name),
-                 {"model": plan.model, "seed": str(res["seed"]), "fold": str(res["fold"]),
-                  "fingerprint": plan.fingerprint, "format": RUN_FORMAT})
-    entry = {"fingerprint": plan.fingerprint, **res["entry"]}
+                 {"model": prepared.model, "seed": str(res["seed"]), "fold": str(res["fold"]),
+                  "fingerprint": prepared.fingerprint, "format": RUN_FORMAT})
+    entry = {"fingerprint": prepared.fingerprint, **res["entry"]}
     write_json_atomic(entry_path(out, name), entry)
-    plan.done[name] = entry
+    prepared.done[name] = entry
     return entry

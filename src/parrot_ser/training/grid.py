@@ -90,7 +90,7 @@ def branch_rank(kind: str) -> int:
     return BRANCH_ORDER.index(kind) if kind in BRANCH_ORDER else len(BRANCH_ORDER)
 
 
-def plan_grid(encoders: Sequence[str], models: Sequence[str], kinds: dict[str, str], pairs: str = "all",
+def grid_cells(encoders: Sequence[str], models: Sequence[str], kinds: dict[str, str], pairs: str = "all",
               ) -> list[Cell]:
     """Single encoders x single-input models, then pairs x two-input models. In a pair the Mamba
     encoder comes first (branch p, as in the paper; a recurrent or convolutional one takes its place,
@@ -120,8 +120,16 @@ def plan_grid(encoders: Sequence[str], models: Sequence[str], kinds: dict[str, s
 
 
 def _fmt(summary: dict) -> str:
-    a, f = summary["accuracy"], summary["macro_f1"]
-    return f"{a['mean']:.2f} ± {a['std']:.2f} / {f['mean']:.2f} ± {f['std']:.2f}"
+    """WA / UA / macro-F1 of a cell (UA next to WA: on imbalanced corpora they differ, and the field
+    reports both)."""
+    parts = []
+    if "accuracy" in summary:
+        a, u, f = summary["accuracy"], summary["ua"], summary["macro_f1"]
+        parts.append(f"{a['mean']:.2f} ± {a['std']:.2f} / {u['mean']:.2f} ± {u['std']:.2f} / "
+                     f"{f['mean']:.2f} ± {f['std']:.2f}")
+    if "ccc" in summary:  # dimensional runs: the mean CCC over dimensions
+        parts.append(f"CCC {summary['ccc']['mean']:.3f} ± {summary['ccc']['std']:.3f}")
+    return " / ".join(parts)
 
 
 def _paired(a: Sequence[float], b: Sequence[float]) -> dict:
@@ -166,13 +174,15 @@ def significance(cells: Sequence[Cell], results: dict[str, dict], out: Path, see
         rb = {key(r): r["metrics"] for r in base["runs"]}
         ro = {key(r): r["metrics"] for r in other["runs"]}
         ks = sorted(set(rb) & set(ro))
-        acc = _paired([rb[k]["accuracy"] for k in ks], [ro[k]["accuracy"] for k in ks])
-        f1 = _paired([rb[k]["macro_f1"] for k in ks], [ro[k]["macro_f1"] for k in ks])
-        mc = _mcnemar(out / "cells" / c.row / BASELINE, out / "cells" / c.row / c.model, int(seeds[0]))
-        rows.append({"pair": c.row, "model": c.model, "baseline": BASELINE, "n_pairs": acc["n_pairs"],
-                     "acc_diff": acc["mean_diff"], "acc_wilcoxon_p": acc["wilcoxon_p"],
-                     "acc_ttest_p": acc["ttest_p"], "f1_diff": f1["mean_diff"],
-                     "f1_wilcoxon_p": f1["wilcoxon_p"], "f1_ttest_p": f1["ttest_p"], **mc})
+        row = {"pair": c.row, "model": c.model, "baseline": BASELINE, "n_pairs": len(ks)}
+        for name, m in (("acc", "accuracy"), ("f1", "macro_f1"), ("ccc", "ccc")):
+            if ks and m in rb[ks[0]]:
+                t = _paired([rb[k][m] for k in ks], [ro[k][m] for k in ks])
+                row.update({f"{name}_diff": t["mean_diff"], f"{name}_wilcoxon_p": t["wilcoxon_p"],
+                            f"{name}_ttest_p": t["ttest_p"]})
+        if "acc_diff" in row:  # McNemar needs right/wrong per utterance: class tasks only
+            row.update(_mcnemar(out / "cells" / c.row / BASELINE, out / "cells" / c.row / c.model, int(seeds[0])))
+        rows.append(row)
     return rows
 
 
@@ -180,14 +190,14 @@ def run_grid(features_dir: str | Path, encoders: Sequence[str], models: Sequence
              seeds: Sequence[int], protocol: str, out_dir: str | Path, *, n_folds: int = 5,
              pairs: str = "all", progress: Any = None, batched: bool | None = None, workers: int | None = None,
              engine: str = "local", address: str | None = None, folds_file: str | Path | None = None) -> dict:
-    """Run every cell (see ``plan_grid``) into OUT/cells/<row>/<model>/ and write the tables and
+    """Run every cell (see ``grid_cells``) into OUT/cells/<row>/<model>/ and write the tables and
     significance files (module doc). Every cell is prepared first (identity, folds, run.json), then
-    all their missing seed/folds run as one pool of work (``execute.run_plans``: batched, on every
+    all their missing seed/folds run as one pool of work (``execute.run_prepared``: batched, on every
     core by default, or on Ray); finished seed/folds and cells are skipped (resume).
     ``folds_file``: as in ``run_cv``; the first cell prepared writes it when absent, every cell then
     reads it, so all cells share the same folds (the paired significance tests rely on that)."""
     from parrot_ser.training.data import SERData
-    from parrot_ser.training.execute import run_plans
+    from parrot_ser.training.execute import run_prepared
     from parrot_ser.training.run import finish_run, prepare_run
 
     out = Path(out_dir)
@@ -202,9 +212,9 @@ def run_grid(features_dir: str | Path, encoders: Sequence[str], models: Sequence
                               f"{', '.join(store.encoders) or 'none'}")
         metas[e] = dict(store.get(e).meta)
     kinds = {e: encoder_kind(e, metas[e]) for e in encoders}
-    cells = plan_grid(encoders, models, kinds, pairs)
+    cells = grid_cells(encoders, models, kinds, pairs)
     total = progress.add_task("grid cells", total=len(cells), rate="") if progress is not None else None
-    plans = {}
+    runs = {}
     by_combo: dict[tuple[str, ...], list[Cell]] = {}
     for c in cells:
         by_combo.setdefault(c.encoders, []).append(c)
@@ -212,37 +222,38 @@ def run_grid(features_dir: str | Path, encoders: Sequence[str], models: Sequence
         data = load_features(features_dir, combo, config)  # one combination in memory at a time
         light = None
         for c in cs:
-            plans[c.key] = p = prepare_run(features_dir, c.encoders, c.model, config, seeds, protocol,
+            runs[c.key] = p = prepare_run(features_dir, c.encoders, c.model, config, seeds, protocol,
                                            out / "cells" / c.row / c.model, n_folds=n_folds, data=data,
                                            folds_file=folds_file)
             # Tables only need ids, labels and speakers; the features are read again where units run.
             if light is None:
                 sd = p.sdata
-                light = SERData([], sd.labels, sd.utt_ids, sd.classes, None, sd.speakers)
+                light = SERData([], sd.labels, sd.utt_ids, sd.classes, None, sd.speakers, sd.targets, sd.dims,
+                                sd.selection)
             p.sdata = light
         del data
     results: dict[str, dict] = {}
-    key_of = {id(p): k for k, p in plans.items()}
+    key_of = {id(p): k for k, p in runs.items()}
     shared = _GridProgress(progress, total) if total is not None else progress
 
-    def done(plan) -> None:
-        k = key_of[id(plan)]
-        results[k] = res = finish_run(plan)
+    def done(prepared) -> None:
+        k = key_of[id(prepared)]
+        results[k] = res = finish_run(prepared)
         if total is not None:
-            shared.cell_done(_task_name(plan.model, plan.encoders), rate=f"{k}: {_fmt(res['headline'])}")
+            shared.cell_done(_task_name(prepared.model, prepared.encoders), rate=f"{k}: {_fmt(res['headline'])}")
 
-    run_plans(list(plans.values()), batched=batched, workers=workers, engine=engine, address=address,
-              progress=shared, on_plan_done=done)
+    run_prepared(list(runs.values()), batched=batched, workers=workers, engine=engine, address=address,
+              progress=shared, on_run_done=done)
     return write_tables(out, cells, {c.key: results[c.key] for c in cells}, kinds, metas, seeds,
                         corpus=store.manifest.corpus)
 
 
 def _task_name(model: str, encoders: Sequence[str]) -> str:
-    return f"{model} ({'+'.join(encoders)})"  # as execute.run_plans names each cell's progress task
+    return f"{model} ({'+'.join(encoders)})"  # as execute.run_prepared names each cell's progress task
 
 
 class _GridProgress:
-    """The progress handed to run_plans: forwards everything, and sets the "grid cells" task to the
+    """The progress handed to run_prepared: forwards everything, and sets the "grid cells" task to the
     finished cells plus the completed fraction of every running cell, so the overall grid ETA
     (average rate, cli/common.py) moves while cells train instead of jumping once per cell."""
 
@@ -300,6 +311,10 @@ def _write_significance(out: Path, cells: Sequence[Cell], results: dict[str, dic
     sig_cols = ["pair", "model", "baseline", "n_pairs", "acc_diff", "acc_wilcoxon_p", "acc_ttest_p", "f1_diff",
                 "f1_wilcoxon_p", "f1_ttest_p", "mcnemar_n", "base_only_correct", "other_only_correct",
                 "mcnemar_p"]
+    if any("ccc_diff" in r for r in sig):
+        sig_cols += ["ccc_diff", "ccc_wilcoxon_p", "ccc_ttest_p"]
+    if sig and "acc_diff" not in sig[0]:
+        return _write_ccc_significance(out, sig, sig_cols)
     with open(out / "significance.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=sig_cols)
         w.writeheader()
@@ -322,6 +337,28 @@ def _write_significance(out: Path, cells: Sequence[Cell], results: dict[str, dic
                    f"{r['mcnemar_p']:.3g} |")
     if not sig:
         smd.append("\n(no fusion model paired with concat in this grid)")
+    (out / "significance.md").write_text("\n".join(smd) + "\n", encoding="utf-8")
+    return sig
+
+
+def _mean_std(headline: dict, metric: str) -> list[str]:
+    return [f"{headline[metric][s]:.4f}" for s in ("mean", "std")] if metric in headline else ["", ""]
+
+
+def _write_ccc_significance(out: Path, sig: list[dict], cols: list[str]) -> list[dict]:
+    """significance.csv / .md of a regression grid: paired tests on the per-fold mean CCC."""
+    with open(out / "significance.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=[c for c in cols if not c.startswith(("acc", "f1", "mcnemar", "base_",
+                                                                                "other_"))])
+        w.writeheader()
+        for r in sig:
+            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+    smd = ["# Fusion models vs concat (paired over the same folds and seeds): mean CCC", "",
+           "Wilcoxon signed-rank over (seed, fold) pairs (primary) and paired t-test; the folds share training "
+           "data, so both p-values are optimistic. " + _wilcoxon_floor([r["n_pairs"] for r in sig]), "",
+           "| pair | model | pairs | ΔCCC | p Wilcoxon | p t-test |", "|---|---|---|---|---|---|"]
+    smd += [f"| {r['pair']} | {r['model']} | {r['n_pairs']} | {r['ccc_diff']:+.3f} | {r['ccc_wilcoxon_p']:.3g} | "
+            f"{r['ccc_ttest_p']:.3g} |" for r in sig]
     (out / "significance.md").write_text("\n".join(smd) + "\n", encoding="utf-8")
     return sig
 
@@ -365,20 +402,25 @@ def write_tables(out: Path, cells: Sequence[Cell], results: dict[str, dict], kin
     with open(out / "cells.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["encoders", "kind", "model", "acc_mean", "acc_std", "ua_mean", "ua_std", "f1_mean", "f1_std",
-                    "wf1_mean", "wf1_std", "n_folds", "n_seeds"])
+                    "wf1_mean", "wf1_std", "n_folds", "n_seeds", "ccc_mean", "ccc_std"])
         for c in cells:
             res = results.get(c.key)
             if res is None:
                 continue
             h = res["headline"]
-            w.writerow([c.row, c.pair_kind, c.model,
-                        *[f"{h[m][s]:.4f}" for m in ("accuracy", "ua", "macro_f1", "weighted_f1")
-                          for s in ("mean", "std")],
-                        res["summary"]["n_folds"], res["summary"]["n_seeds"]])
-    std_note = (f"accuracy / macro-F1 in %, mean ± sample std over {first['n_folds']} {first['protocol']} "
-                f"folds (each fold averaged over {len(seeds)} seed(s): {', '.join(map(str, seeds))})")
+            w.writerow([c.row, c.pair_kind, c.model, *[v for m in ("accuracy", "ua", "macro_f1", "weighted_f1")
+                                                       for v in _mean_std(h, m)],
+                        res["summary"]["n_folds"], res["summary"]["n_seeds"], *_mean_std(h, "ccc")])
+    what = ("accuracy (WA) / UA (balanced accuracy) / macro-F1 in %" if first.get("classes") else "")
+    if "ccc" in first["headline"]:
+        what += (" / " if what else "") + "CCC = concordance correlation, mean over " + ", ".join(
+            (first.get("task") or {}).get("dims") or [])
+    std_note = (f"{what}, mean ± sample std over {first['n_folds']} "
+                f"{first['protocol']} folds (each fold averaged over {len(seeds)} seed(s): {', '.join(map(str, seeds))})")
     md = [f"# Grid: {first['protocol']}, {first['n_utterances']} utterances, {first['n_speakers']} speakers", "",
           std_note, ""]
+    overlap = [w for w in first.get("warnings", []) if w.startswith(("NOT speaker-independent", "DATA NOTE"))]
+    md += [f"**{w}.**" for w in overlap] + ([""] if overlap else [])
     for e in random_init:
         md.append(f"**{untrained_text(random_init_label(e, metas[e]))}.**")
     if random_init:
@@ -392,9 +434,10 @@ def write_tables(out: Path, cells: Sequence[Cell], results: dict[str, dict], kin
                        "dir": f"cells/{c.row}/{c.model}",
                        "headline": results[c.key]["headline"] if c.key in results else None} for c in cells],
             "encoder_kinds": kinds, "random_init_encoders": random_init, "seeds": list(seeds),
-            "significance": sig, "std_note": std_note}
+            "significance": sig, "std_note": std_note, **({"warnings": overlap} if overlap else {})}
     overview = [{"label": f"{c.model} [{c.row}]", "accuracy": results[c.key]["headline"]["accuracy"],
-                 "macro_f1": results[c.key]["headline"]["macro_f1"]} for c in cells if c.key in results]
+                 "macro_f1": results[c.key]["headline"]["macro_f1"]} for c in cells
+                if c.key in results and "accuracy" in results[c.key]["headline"]]  # class tasks: the overview
     if overview:
         _plot_overview(out, overview, first, seeds, [random_init_label(e, metas[e]) for e in random_init], corpus)
         grid["plots"] = {"overview": "overview.png"}

@@ -4,7 +4,7 @@
 ``EpochLog`` is an ``on_epoch`` callback for ``fit_model`` (trainer.py), so the trainer loop stays
 as it is; run_cv chains it with its progress callback.
 
-RUN_DIR/logs/seed{S}_fold{K}.csv      epoch, train_loss, val_loss, val_accuracy, val_macro_f1, lr
+RUN_DIR/logs/seed{S}_fold{K}.csv      epoch, train_loss, val_loss, val_accuracy, val_macro_f1, lr, val_ccc
 RUN_DIR/tensorboard/seed{S}_fold{K}/  the same scalars (tags train/loss, val/loss, val/accuracy,
                                       val/macro_f1, lr); view with ``tensorboard --logdir RUN_DIR``
 
@@ -20,9 +20,10 @@ from typing import Any
 
 from parrot_ser.training.rundir import log_csv_path
 
-CSV_COLUMNS = ("epoch", "train_loss", "val_loss", "val_accuracy", "val_macro_f1", "lr")
+# val_ccc: the validation mean CCC of regression / multitask runs (empty for classification)
+CSV_COLUMNS = ("epoch", "train_loss", "val_loss", "val_accuracy", "val_macro_f1", "lr", "val_ccc")
 TB_TAGS = {"train_loss": "train/loss", "val_loss": "val/loss", "val_accuracy": "val/accuracy",
-           "val_macro_f1": "val/macro_f1", "lr": "lr"}
+           "val_macro_f1": "val/macro_f1", "lr": "lr", "val_ccc": "val/ccc"}
 
 
 def tensorboard_available() -> bool:

@@ -56,6 +56,7 @@ def fit(variant: Variant, task: Task, config: TrainConfig,
     stopping on its own validation side (``config.early_stop_metric``, ``config.patience``; 0 = never
     stop). Returns per model (trained model, history {"epochs", "best_epoch", "stopped_epoch",
     "monitor"}); ``on_epoch(m, epoch, record)`` is called after each model's epoch."""
+    monitor = task.monitor(config.early_stop_metric)  # "auto": the task's own (macro_f1, ccc, f1_ccc)
     tracks = []
     for m in range(variant.n_models):
         v = variant.val_data(m)
@@ -68,7 +69,7 @@ def fit(variant: Variant, task: Task, config: TrainConfig,
         outputs = variant.validate(live)
         for m in live:
             rec = {"epoch": epoch, "train_loss": losses[m], **variant.record_extras(m)}
-            _end_epoch(tracks[m], m, rec, outputs.get(m), variant, task, config)
+            _end_epoch(tracks[m], m, rec, outputs.get(m), variant, task, monitor)
             if on_epoch is not None:
                 on_epoch(m, epoch, rec)
             if tracks[m].has_val and config.patience and tracks[m].bad >= config.patience:
@@ -78,17 +79,16 @@ def fit(variant: Variant, task: Task, config: TrainConfig,
         _json_safe(t.history)
         out.append((variant.finish(m, t.best_state),
                     {"epochs": t.history, "best_epoch": t.best_epoch, "stopped_epoch": len(t.history),
-                     "monitor": f"val_{config.early_stop_metric}" if t.has_val else "none"}))
+                     "monitor": f"val_{monitor}" if t.has_val else "none"}))
     return out
 
 
-def _end_epoch(t: _Track, m: int, rec: dict, outputs: Any, variant: Variant, task: Task,
-               config: TrainConfig) -> None:
+def _end_epoch(t: _Track, m: int, rec: dict, outputs: Any, variant: Variant, task: Task, monitor: str) -> None:
     """Validation entries, early-stopping bookkeeping and the best weights of model ``m``."""
     epoch = rec["epoch"]
     if t.has_val:
         rec.update(task.validate(outputs, variant.val_data(m)))
-        key = task.early_stop_key(rec, config.early_stop_metric)
+        key = task.early_stop_key(rec, monitor)
         if t.best_key is None or key > t.best_key:
             t.best_key, t.best_epoch, t.bad = key, epoch, 0
             t.best_state = variant.snapshot(m)

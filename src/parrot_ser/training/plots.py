@@ -63,6 +63,28 @@ def plot_per_class_f1(f1_mean: Sequence[float], f1_std: Sequence[float], classes
     return _save(fig, path)
 
 
+def plot_scatter(true: np.ndarray, pred: np.ndarray, dims: Sequence[str], ccc: Sequence[float], path: Path,
+                 title: str = "") -> Path:
+    """Predicted against true value, one panel per dimension, in the data's scale; the diagonal is a
+    perfect prediction and each panel names its CCC over the points shown."""
+    n = len(dims)
+    fig, axes = plt.subplots(1, n, figsize=(3.4 * n + 0.4, 3.6), squeeze=False)
+    for i, (ax, d) in enumerate(zip(axes[0], dims)):
+        t, q = true[:, i], pred[:, i]
+        lo, hi = float(min(t.min(), q.min())), float(max(t.max(), q.max()))
+        pad = 0.05 * (hi - lo or 1.0)
+        ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="0.6", lw=1, ls="--")
+        ax.scatter(t, q, s=8, alpha=0.5, color="tab:blue", edgecolors="none")
+        ax.set_xlim(lo - pad, hi + pad)
+        ax.set_ylim(lo - pad, hi + pad)
+        ax.set_aspect("equal")
+        ax.set_xlabel(f"true {d}")
+        ax.set_ylabel(f"predicted {d}")
+        ax.set_title(f"{d}: CCC {ccc[i]:.3f} over these points", fontsize=9)
+    fig.suptitle(_wrap(title, 30 * n), fontsize=9)
+    return _save(fig, path)
+
+
 def plot_transport(plan: np.ndarray, path: Path, title: str = "", *, source: str = "source point (Mamba branch)",
                    target: str = "target point (attention branch)") -> Path:
     """The plan as a ratio to the uniform plan 1/(n m) (n x m valid points; all-zero rows and columns
@@ -96,7 +118,8 @@ def plot_transport(plan: np.ndarray, path: Path, title: str = "", *, source: str
 def plot_learning_curves(curves: Sequence[tuple[int, int, Sequence[dict], int | None]], path: Path,
                          title: str = "") -> Path:
     """Per-epoch curves of every seed x fold: losses (train solid, validation dashed) on the left,
-    validation macro-F1 on the right (and accuracy, dotted, when there are at most 5 runs); a dot
+    validation macro-F1 on the right (and accuracy, dotted, when there are at most 5 runs), or the
+    validation mean CCC for dimensional runs (multitask: CCC solid, macro-F1 / 100 dash-dot); a dot
     marks the restored (best) epoch. One colour per fold, the same for its seeds (15 runs of 5 folds x
     3 seeds in 15 colours could not be told apart: tab10 repeats), the legend below the panels, never
     over a curve, and whole epochs on the x axis. ``curves``: (seed, fold, history records as in
@@ -108,29 +131,27 @@ def plot_learning_curves(curves: Sequence[tuple[int, int, Sequence[dict], int | 
     seeds = sorted({seed for seed, _, _, _ in curves})
     colours = plt.get_cmap("tab10" if len(folds) <= 10 else "turbo")
     colour = {f: colours(i if len(folds) <= 10 else i / max(1, len(folds) - 1)) for i, f in enumerate(folds)}
-    with_acc = len(curves) <= 5
+    has_ccc = any(r.get("val_ccc") is not None for _, _, hist, _ in curves for r in hist)
+    with_acc = len(curves) <= 5 and not has_ccc
     fig, (ax_l, ax_m) = plt.subplots(1, 2, figsize=(10, 4.2))
     for _, fold, hist, best in curves:
-        c = colour[fold]
-        ep = [r["epoch"] for r in hist]
-        ax_l.plot(ep, [r.get("train_loss") for r in hist], color=c, lw=1.1, alpha=0.85)
-        if any(r.get("val_loss") is not None for r in hist):
-            ax_l.plot(ep, [r.get("val_loss") for r in hist], color=c, lw=0.9, ls="--", alpha=0.85)
-            ax_m.plot(ep, [r.get("val_macro_f1") for r in hist], color=c, lw=1.1, alpha=0.85)
-            if with_acc:
-                ax_m.plot(ep, [r.get("val_accuracy") for r in hist], color=c, lw=0.8, ls=":")
-            rb = next((r for r in hist if r["epoch"] == best), None) if best else None
-            if rb is not None and rb.get("val_macro_f1") is not None:
-                ax_m.plot([best], [rb["val_macro_f1"]], "o", color=c, ms=4)
+        _draw_run(ax_l, ax_m, colour[fold], hist, best, has_ccc, with_acc)
     for ax in (ax_l, ax_m):
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax_l.set_ylabel("cross-entropy")
+    ax_l.set_ylabel("loss" if has_ccc else "cross-entropy")
     ax_l.set_title("loss (solid: train, dashed: validation)", fontsize=8)
-    ax_m.set_ylabel("validation %")
-    ax_m.set_title("validation macro-F1" + (" (solid; dotted: accuracy)" if with_acc else "")
-                   + "; dot: restored epoch", fontsize=8)
-    ax_m.set_ylim(0, 102)  # a curve at 100 % stays visible above the frame's top edge
+    if has_ccc:
+        ax_m.set_ylabel("validation CCC")
+        both = any(r.get("val_macro_f1") is not None for _, _, hist, _ in curves for r in hist)
+        ax_m.set_title("validation mean CCC" + (" (dash-dot: macro-F1 / 100)" if both else "")
+                       + "; dot: restored epoch", fontsize=8)
+        ax_m.set_ylim(-0.05, 1.02)
+    else:
+        ax_m.set_ylabel("validation %")
+        ax_m.set_title("validation macro-F1" + (" (solid; dotted: accuracy)" if with_acc else "")
+                       + "; dot: restored epoch", fontsize=8)
+        ax_m.set_ylim(0, 102)  # a curve at 100 % stays visible above the frame's top edge
     handles = [Line2D([], [], color=colour[f], lw=2, label=f"fold {f}") for f in folds]
     per = f"one line per seed ({', '.join(map(str, seeds))})" if len(seeds) > 1 else f"seed {seeds[0]}" if seeds else ""
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 10), fontsize=8, frameon=False,
@@ -140,6 +161,29 @@ def plot_learning_curves(curves: Sequence[tuple[int, int, Sequence[dict], int | 
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _draw_run(ax_l, ax_m, c, hist: Sequence[dict], best: int | None, has_ccc: bool,  # noqa: ANN001
+              with_acc: bool) -> None:
+    """One seed x fold's curves on the two panels."""
+    ep = [r["epoch"] for r in hist]
+    ax_l.plot(ep, [r.get("train_loss") for r in hist], color=c, lw=1.1, alpha=0.85)
+    if not any(r.get("val_loss") is not None for r in hist):
+        return
+    ax_l.plot(ep, [r.get("val_loss") for r in hist], color=c, lw=0.9, ls="--", alpha=0.85)
+    main = "val_ccc" if has_ccc else "val_macro_f1"
+    if has_ccc:
+        ax_m.plot(ep, [r.get("val_ccc") for r in hist], color=c, lw=1.1, alpha=0.85)
+        if any(r.get("val_macro_f1") is not None for r in hist):
+            ax_m.plot(ep, [None if r.get("val_macro_f1") is None else r["val_macro_f1"] / 100 for r in hist],
+                      color=c, lw=0.8, ls="-.")
+    else:
+        ax_m.plot(ep, [r.get("val_macro_f1") for r in hist], color=c, lw=1.1, alpha=0.85)
+        if with_acc:
+            ax_m.plot(ep, [r.get("val_accuracy") for r in hist], color=c, lw=0.8, ls=":")
+    rb = next((r for r in hist if r["epoch"] == best), None) if best else None
+    if rb is not None and rb.get(main) is not None:
+        ax_m.plot([best], [rb[main]], "o", color=c, ms=4)
 
 
 def plot_grid_overview(cells: Sequence[dict], n_classes: int, path: Path, title: str = "",

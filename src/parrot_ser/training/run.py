@@ -23,7 +23,7 @@ from parrot_ser.layer_choice import LAYER_MEANING
 from parrot_ser.models import StandardisedModel, head_from_run, load_weights
 from parrot_ser.training.config import TrainConfig
 from parrot_ser.training.data import SERData, load_features
-from parrot_ser.training.fold_runs import RunPlan
+from parrot_ser.training.fold_runs import PreparedRun
 from parrot_ser.training.metrics import mean_std, summarise
 from parrot_ser.training.rundir import (
     PREDICTIONS_CSV,
@@ -33,7 +33,7 @@ from parrot_ser.training.rundir import (
     RUN_JSON,
     entry_name,
     entry_path,
-    plan_path,
+    transport_plan_path,
     weights_path,
     weights_rel,
 )
@@ -42,9 +42,12 @@ from parrot_ser.training.splits import (
     assert_speaker_independent,
     folds_to_json,
     make_folds,
+    overlap_note,
     read_folds_file,
+    speaker_overlap,
     write_folds_file,
 )
+from parrot_ser.training.tasks import Task, get_task, task_from_run
 from parrot_ser.training.trainer import (
     eval_batching,
 )
@@ -159,14 +162,31 @@ def run_fingerprints(model: str, encoders: Sequence[str], config: TrainConfig, p
                              "features": {e: _fingerprint(m.get("identity", m)) for e, m in feat_meta.items()},
                              **(extra or {})})
 
-    cfg = config.to_dict()
+    cfg = canonical_config(config)
     cfg["layer"] = _identity_layer(config.layer, feat_meta)
-    for key, default in (("precision", "fp32"), ("task", "classification")):
-        if cfg.get(key) == default:  # keys newer than many runs: the default leaves their identity as it was
-            del cfg[key]
     defaults = TrainConfig().to_dict()
     canon = {**cfg, **{k: defaults[k] for k in EXECUTION_KEYS}}
     return fp(canon), fp(cfg)
+
+
+# Keys newer than many runs, at the value that computes what those runs computed: left out of the
+# identity, so runs made before the key existed still resume.
+NEW_KEY_DEFAULTS = {"precision": "fp32", "allow_speaker_overlap": False, "task": "classification",
+                    "regression_loss": "ccc", "multitask_weight": 0.5, "classes": None, "label_map": {}}
+
+
+def canonical_config(config: TrainConfig) -> dict:
+    """The config as the run identity sees it: ``early_stop_metric: auto`` as the metric it means for
+    the task (macro_f1 for classification, the old default), new keys at their defaults left out."""
+    from parrot_ser.training.tasks import default_monitor
+
+    cfg = config.to_dict()
+    if cfg.get("early_stop_metric") == "auto":
+        cfg["early_stop_metric"] = default_monitor(config.task)
+    for k, v in NEW_KEY_DEFAULTS.items():
+        if k in cfg and cfg[k] == v:
+            del cfg[k]
+    return cfg
 
 
 def _identity_layer(choice: Any, feat_meta: dict[str, dict]) -> Any:
@@ -189,17 +209,20 @@ def _make_or_read_folds(sdata: SERData, meta_rows: list[dict], seeds: list[int],
     count the run really uses, identity extras)."""
     from_file = folds_file is not None and Path(folds_file).is_file()
     extra: dict = {}
+    allow = config.allow_speaker_overlap
     if from_file:
-        folds_by_seed = read_folds_file(folds_file, seeds, sdata.utt_ids, sdata.speakers)
+        folds_by_seed = read_folds_file(folds_file, seeds, sdata.utt_ids, sdata.speakers, allow_overlap=allow)
         protocol, n_folds = "folds-file", len(next(iter(folds_by_seed.values())))  # what the run really used
         # other folds = another experiment (only when a file is used, so older runs keep their identity)
         extra["folds"] = _fingerprint({str(s): folds_to_json(f, sdata.speakers) for s, f in folds_by_seed.items()})
     else:
         folds_by_seed = {}
         for s in seeds:
-            folds = make_folds([sdata.classes[i] for i in sdata.labels], sdata.speakers, protocol=protocol,
-                               n_folds=n_folds, seed=s, meta=meta_rows, val_fraction=config.val_fraction)
-            assert_speaker_independent(folds, sdata.speakers)  # mechanical check before any training
+            folds = make_folds(sdata.strata(), sdata.speakers, protocol=protocol,
+                               n_folds=n_folds, seed=s, meta=meta_rows, val_fraction=config.val_fraction,
+                               allow_overlap=allow)
+            # mechanical check before any training (imported splits may share speakers only when allowed)
+            assert_speaker_independent(folds, sdata.speakers, allow_overlap=allow and protocol == "predefined")
             folds_by_seed[s] = folds
         if folds_file is not None:
             write_folds_file(folds_file, folds_by_seed, sdata.utt_ids, sdata.speakers, protocol)
@@ -232,7 +255,7 @@ def _finished_folds(out: Path, seeds: list[int], folds_by_seed: dict, accepted: 
 def prepare_run(features_dir: str | Path | None, encoders: Sequence[str], model: str, config: TrainConfig,
                 seeds: Sequence[int], protocol: str, out_dir: str | Path, *, n_folds: int = 5,
                 data: tuple[SERData, list[dict], dict[str, dict]] | None = None,
-                folds_file: str | Path | None = None, folds_only: bool = False) -> RunPlan | dict:
+                folds_file: str | Path | None = None, folds_only: bool = False) -> PreparedRun | dict:
     """Everything of ``run_cv`` before training: checks, run identity (a RUN_DIR holding another
     experiment is refused), speaker-independent folds, run.json, and which seed/folds are done.
     With ``folds_only`` it returns ``{"folds_file", "folds"}`` after making / reading the folds."""
@@ -251,6 +274,8 @@ def prepare_run(features_dir: str | Path | None, encoders: Sequence[str], model:
     sdata, meta_rows, feat_meta = data if data is not None else load_features(features_dir, encoders, config)
     classes = sdata.classes
     n_cls = len(classes)
+    task = get_task(config.task, config, sdata)
+    task.monitor(config.early_stop_metric)
 
     # The run identity: a rerun into the same RUN_DIR must be the same experiment (resume), not a
     # different one silently mixed with old folds. Seeds may be added.
@@ -258,8 +283,11 @@ def prepare_run(features_dir: str | Path | None, encoders: Sequence[str], model:
     folds_by_seed, protocol, n_folds, extra = _make_or_read_folds(sdata, meta_rows, seeds, protocol, n_folds,
                                                                   config, folds_file)
     fold_records = {str(s): folds_to_json(f, sdata.speakers) for s, f in folds_by_seed.items()}
+    overlap = {str(s): o for s, f in folds_by_seed.items() if (o := speaker_overlap(f, sdata.speakers))}
     if folds_only:
         return {"folds_file": str(folds_file) if folds_file is not None else None, "folds": fold_records}
+    if sdata.dims:
+        extra["dims"] = list(sdata.dims)
     run_spec, fp, accepted = run_identity(model, encoders, config, protocol, n_folds, sdata, feat_meta, extra)
     out.mkdir(parents=True, exist_ok=True)
     run_path = out / RUN_JSON
@@ -290,25 +318,32 @@ def prepare_run(features_dir: str | Path | None, encoders: Sequence[str], model:
                       "= training-side standardiser: x_std = (x - mean) / std",
         "versions": package_versions(),
     }
+    run_info["task"] = task.describe()  # what the head outputs; head_from_run reads it (absent = classification)
+    run_info["label_selection"] = sdata.selection
+    if sdata.selection.get("data_note"):
+        run_info["data_note"] = sdata.selection["data_note"]
+    if overlap:  # only imported folds with --allow-speaker-overlap get here; every output repeats it
+        run_info["speaker_overlap"] = overlap
+        run_info["speaker_independent"] = False
     write_json_atomic(run_path, run_info)
 
     done, todo = _finished_folds(out, seeds, folds_by_seed, accepted, sdata)
-    return RunPlan(out, model, list(encoders), config, seeds, fp, accepted, run_info, fold_records, sdata, done,
+    return PreparedRun(out, model, list(encoders), config, seeds, fp, accepted, run_info, fold_records, sdata, done,
                    todo, str(features_dir) if features_dir is not None else None, t_start)
 
 
-def finish_run(plan: RunPlan) -> dict:
-    """results.json, predictions.csv and the plots from every finished seed/fold of the plan."""
-    missing = [entry_name(s, f.index) for s, f in plan.todo if entry_name(s, f.index) not in plan.done]
+def finish_run(prepared: PreparedRun) -> dict:
+    """results.json, predictions.csv and the plots from every finished seed/fold of the prepared run."""
+    missing = [entry_name(s, f.index) for s, f in prepared.todo if entry_name(s, f.index) not in prepared.done]
     if missing:
-        raise ConfigError(f"{plan.out}: {len(missing)} seed/fold run(s) did not finish (first: {missing[0]}); "
+        raise ConfigError(f"{prepared.out}: {len(missing)} seed/fold run(s) did not finish (first: {missing[0]}); "
                           f"rerun the same command to resume")
-    order = [entry_name(s, int(f["fold"])) for s in plan.seeds for f in plan.fold_records[str(s)]]
-    entries = [plan.done[n] for n in order]
-    first = plan_path(plan.out, entry_name(plan.seeds[0], 0))
+    order = [entry_name(s, int(f["fold"])) for s in prepared.seeds for f in prepared.fold_records[str(s)]]
+    entries = [prepared.done[n] for n in order]
+    first = transport_plan_path(prepared.out, entry_name(prepared.seeds[0], 0))
     plan_to_draw = np.load(first) if first.is_file() else None
-    return _write_results(plan.out, plan.run_info, entries, plan.fold_records, plan.sdata,
-                          time.perf_counter() - plan.t_start, plan_to_draw)
+    return _write_results(prepared.out, prepared.run_info, entries, prepared.fold_records, prepared.sdata,
+                          time.perf_counter() - prepared.t_start, plan_to_draw)
 
 
 def run_cv(features_dir: str | Path, encoders: Sequence[str], model: str, config: TrainConfig,
@@ -328,20 +363,20 @@ def run_cv(features_dir: str | Path, encoders: Sequence[str], model: str, config
     ``folds_file``: when the file exists its folds are used (``splits.read_folds_file``); otherwise the
     folds made here are written to it before any training. ``folds_only``: stop after that (the
     return value is then ``{"folds_file": path, "folds": ...}``)."""
-    from parrot_ser.training.execute import run_plans
+    from parrot_ser.training.execute import run_prepared
 
-    plan = prepare_run(features_dir, encoders, model, config, seeds, protocol, out_dir, n_folds=n_folds,
+    prepared = prepare_run(features_dir, encoders, model, config, seeds, protocol, out_dir, n_folds=n_folds,
                        data=data, folds_file=folds_file, folds_only=folds_only)
     if folds_only:
-        return plan
-    run_plans([plan], batched=batched, workers=workers, engine=engine, address=address, progress=progress,
-              data={tuple(encoders): (plan.sdata, None, None)})  # loaded once, reused where it runs here
-    return finish_run(plan)
+        return prepared
+    run_prepared([prepared], batched=batched, workers=workers, engine=engine, address=address, progress=progress,
+              data={tuple(encoders): (prepared.sdata, None, None)})  # loaded once, reused where it runs here
+    return finish_run(prepared)
 
 
 def _transport_summary(run: dict, entries: list[dict], plan: np.ndarray | None, out: Path, title: str,
                        plots: dict) -> dict | None:
-    """Transport statistics over the runs (mean +- std) and the drawn plan of the first fold (OT models)."""
+    """Transport statistics over the runs (mean +- std) and the drawn transport plan of the first fold (OT models)."""
     from parrot_ser.training.plots import plot_transport
 
     tstats = [e["transport"] for e in entries if e.get("transport")]
@@ -369,60 +404,113 @@ def _transport_summary(run: dict, entries: list[dict], plan: np.ndarray | None, 
     return transport
 
 
-def _write_results(out: Path, run: dict, entries: list[dict], fold_records: dict, sdata: SERData,
-                   total_s: float, plan: np.ndarray | None) -> dict:
-    from parrot_ser.notices import untrained_text
-    from parrot_ser.training.plots import plot_confusion, plot_learning_curves, plot_per_class_f1
+def overlap_warnings(run: dict) -> list[str]:
+    """The not-speaker-independent sentence (per seed when several seeds), or nothing."""
+    by_seed = run.get("speaker_overlap") or {}
+    return [overlap_note(o) + (f" (seed {s})" if len(by_seed) > 1 else "") for s, o in by_seed.items()]
+
+
+def _write_predictions(out: Path, task: Task, entries: list[dict], sdata: SERData) -> None:
+    """predictions.csv: one row per test utterance and seed; the label columns for class tasks, the
+    true / predicted value of each dimension (the data's scale) for dimensional ones."""
+    classes, dims = task.classes if task.has_classes else [], task.dims if task.has_dims else []
+    spk = dict(zip(sdata.utt_ids, sdata.speakers))
+    rows = []
+    for e in sorted(entries, key=lambda e: (e["seed"], e["fold"])):
+        n = len(e["test_utt_ids"])
+        proba = e.get("test_proba") or [[]] * n
+        pred, true = e.get("test_dims") or [[]] * n, e.get("test_targets") or [[]] * n
+        for u, y, p, d, t in zip(e["test_utt_ids"], e["test_labels"], proba, pred, true):
+            row = [u, spk.get(u, ""), e["fold"], e["seed"]]
+            if classes:
+                row += [classes[y] if y >= 0 else "", classes[int(np.argmax(p))], *[f"{v:.6f}" for v in p]]
+            rows.append(row + [f"{v:.6f}" for pair in zip(t, d) for v in pair])
+    with open(out / PREDICTIONS_CSV, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["utt_id", "speaker", "fold", "seed",
+                    *(["label", "predicted", *[f"prob_{c}" for c in classes]] if classes else []),
+                    *[f"{side}_{d}" for d in dims for side in ("true", "pred")]])
+        w.writerows(rows)
+
+
+def _class_results(out: Path, run: dict, entries: list[dict], title: str, plots: dict) -> dict:
+    """Confusion sum, per-class F1 (mean +- std over folds) and their plots."""
+    from parrot_ser.training.plots import plot_confusion, plot_per_class_f1
 
     classes = run["labels"]
     n_cls = len(classes)
-    spk = dict(zip(sdata.utt_ids, sdata.speakers))
     conf = np.zeros((n_cls, n_cls), dtype=np.int64)
-    rows = []
-    for e in sorted(entries, key=lambda e: (e["seed"], e["fold"])):
+    for e in entries:
         conf += np.asarray(e["metrics"]["confusion"], dtype=np.int64)
-        for u, y, p in zip(e["test_utt_ids"], e["test_labels"], e["test_proba"]):
-            rows.append([u, spk.get(u, ""), e["fold"], e["seed"], classes[y], classes[int(np.argmax(p))],
-                         *[f"{v:.6f}" for v in p]])
-    with open(out / PREDICTIONS_CSV, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["utt_id", "speaker", "fold", "seed", "label", "predicted", *[f"prob_{c}" for c in classes]])
-        w.writerows(rows)
-    summary = summarise(entries)
     folds = sorted({e["fold"] for e in entries})
     per_fold_f1 = np.asarray([np.mean([e["metrics"]["per_class_f1"] for e in entries if e["fold"] == k], axis=0)
                               for k in folds])
     pcf = {"mean": per_fold_f1.mean(axis=0).tolist(),
            "std": (per_fold_f1.std(axis=0, ddof=1) if len(folds) > 1 else np.zeros(n_cls)).tolist()}
-    plots = {"confusion": "confusion.png", "per_class_f1": "per_class_f1.png"}
-    # untrained encoders are named so in every plot title (issue 20, item 9), as in the tables
-    title = f"{run['model']} [{' + '.join(random_init_label(e, run['features_meta'].get(e, {})) for e in run['encoders'])}]"
     plot_confusion(conf, classes, out / "confusion.png", f"{title}, all {len(folds)} test folds",
                    n_seeds=len({e["seed"] for e in entries}))
     plot_per_class_f1(pcf["mean"], pcf["std"], classes, out / "per_class_f1.png",
                       f"{title}: per-class F1, mean ± std over folds")
-    plot_learning_curves([(e["seed"], e["fold"], e.get("history") or [], e.get("best_epoch"))
-                          for e in sorted(entries, key=lambda e: (e["seed"], e["fold"]))],
+    plots.update(confusion="confusion.png", per_class_f1="per_class_f1.png")
+    return {"confusion_sum": conf.tolist(), "per_class_f1": pcf}
+
+
+def _dim_results(out: Path, task: Task, entries: list[dict], title: str, plots: dict, note: str) -> dict:
+    """Predicted-vs-true scatter per dimension over every test fold (first seed)."""
+    from parrot_ser.training.metrics import ccc
+    from parrot_ser.training.plots import plot_scatter
+
+    first = [e for e in entries if e["seed"] == min(x["seed"] for x in entries)]
+    true = np.asarray([t for e in first for t in e["test_targets"]], dtype=np.float64)
+    pred = np.asarray([d for e in first for d in e["test_dims"]], dtype=np.float64)
+    cccs = [ccc(true[:, i], pred[:, i]) for i in range(len(task.dims))]
+    plot_scatter(true, pred, task.dims, cccs, out / "scatter.png",
+                 f"{title}: predicted vs true, every test fold{note}")
+    plots["scatter"] = "scatter.png"
+    return {"dims": list(task.dims), "pooled_test_ccc": dict(zip(task.dims, cccs))}
+
+
+def _write_results(out: Path, run: dict, entries: list[dict], fold_records: dict, sdata: SERData,
+                   total_s: float, plan: np.ndarray | None) -> dict:
+    from parrot_ser.notices import untrained_text
+    from parrot_ser.training.plots import plot_learning_curves
+
+    task = task_from_run(run)
+    entries = sorted(entries, key=lambda e: (e["seed"], e["fold"]))
+    _write_predictions(out, task, entries, sdata)
+    summary = summarise(entries, task.metric_names())
+    plots: dict = {}
+    # untrained encoders are named so in every plot title (issue 20, item 9), as in the tables
+    title = f"{run['model']} [{' + '.join(random_init_label(e, run['features_meta'].get(e, {})) for e in run['encoders'])}]"
+    parts = _class_results(out, run, entries, title, plots) if task.has_classes else {}
+    if task.has_dims:
+        note = f" ({run['data_note']})" if run.get("data_note") else ""
+        parts["regression"] = _dim_results(out, task, entries, title, plots, note)
+    plot_learning_curves([(e["seed"], e["fold"], e.get("history") or [], e.get("best_epoch")) for e in entries],
                          out / "learning_curves.png", f"{title}: per-epoch curves, every seed x fold")
     plots["learning_curves"] = "learning_curves.png"
     transport = _transport_summary(run, entries, plan, out, title, plots)
     random_init = sorted(e for e, m in run["features_meta"].items() if is_random_init(m))
+    headline_keys = [m for m in task.metric_names() if m in ("accuracy", "ua", "macro_f1", "weighted_f1", "ccc",
+                                                             "pearson", "mae") or m.startswith("ccc_")]
     results = {
         "format": RESULTS_FORMAT, "model": run["model"], "encoders": run["encoders"],
-        "protocol": run["protocol"], "n_folds": run["n_folds"], "seeds": run["seeds"], "classes": classes,
+        "protocol": run["protocol"], "n_folds": run["n_folds"], "seeds": run["seeds"], "classes": run["labels"],
+        "task": run.get("task") or task.describe(), "label_selection": run.get("label_selection") or {},
         "n_utterances": len(sdata), "n_speakers": len(set(sdata.speakers)),
-        "headline": {m: summary["over_folds"][m] for m in ("accuracy", "ua", "macro_f1", "weighted_f1")},
+        "headline": {m: summary["over_folds"][m] for m in headline_keys},
         "std_note": ("headline / over_folds: per-fold metric averaged over seeds, then mean +- sample std "
                      "(ddof=1) over folds; over_seeds: std of per-seed fold means; over_runs: std over "
                      "all seed x fold runs"),
-        "summary": summary,
-        "confusion_sum": conf.tolist(), "per_class_f1": pcf,
+        "summary": summary, **parts,
         "runs": [{k: e[k] for k in ("seed", "fold", "fold_name", "metrics", "best_epoch", "stopped_epoch",
-                                    "monitor", "timings", "transport")}
-                 for e in sorted(entries, key=lambda e: (e["seed"], e["fold"]))],
+                                    "monitor", "timings", "transport")} for e in entries],
         "folds": fold_records, "transport": transport,
         "random_init_encoders": random_init,
-        "warnings": [untrained_text(e) for e in random_init],
+        "warnings": [untrained_text(e) for e in random_init] + overlap_warnings(run)
+                    + ([f"DATA NOTE: {run['data_note']}"] if run.get("data_note") else []),
+        "speaker_independent": run.get("speaker_independent", True),
+        **({"speaker_overlap": run["speaker_overlap"]} if run.get("speaker_overlap") else {}),
         "batch_dependent": run["model_spec"]["batch_dependent"], "eval_batching": run["eval_batching"],
         "config": run["config"], "features_meta": run["features_meta"], "versions": run["versions"],
         "timings": {"total_s": total_s, "fit_s_sum": float(sum(e["timings"]["fit_s"] for e in entries))},

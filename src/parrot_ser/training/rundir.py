@@ -41,7 +41,7 @@ def entry_path(run_dir: str | Path, name: str) -> Path:
     return Path(run_dir) / "folds" / f"{name}.json"
 
 
-def plan_path(run_dir: str | Path, name: str) -> Path:
+def transport_plan_path(run_dir: str | Path, name: str) -> Path:
     """The first test batch's OT plan of one seed/fold (OT models)."""
     return Path(run_dir) / "folds" / f"{name}_plan.npy"
 

@@ -18,13 +18,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from parrot_ser.files import json_default
 from parrot_ser.training.config import TrainConfig
 
 SPEC_FORMAT = "parrot-ser-runspec/1"
+OPTIONAL = ("task_options", "labels", "folds")  # left out of the spec (and its identity) when empty
 
 
 @dataclass(frozen=True)
@@ -68,32 +69,47 @@ class Execution:
 @dataclass(frozen=True)
 class RunSpec:
     model: str
-    model_config: dict  # the model's own typed Config, resolved (fusion.models.make_config)
+    model_config: dict  # the model's own typed Config, resolved (fusion.registry.make_config)
     task: str
     inputs: Inputs
     optimisation: Optimisation
     protocol: Protocol
     execution: Execution
+    # Issue-17 settings, in the identity only when used (empty: the run's identity is what it was
+    # before they existed): the task's own options (regression_loss, multitask_weight), the run's
+    # label selection (classes kept, label_map), imported folds allowed to share speakers.
+    task_options: dict = field(default_factory=dict)
+    labels: dict = field(default_factory=dict)
+    folds: dict = field(default_factory=dict)
 
     @classmethod
     def build(cls, model: str, encoders: list[str] | tuple[str, ...], config: TrainConfig, protocol: str,
               n_folds: int, execution: Execution | None = None) -> RunSpec:
         """The resolved spec of a run (``config`` validated; the model's options resolved for it)."""
-        from parrot_ser.fusion.models import make_config
+        from parrot_ser.fusion.registry import make_config
+        from parrot_ser.training.tasks import get_task
 
         config.validate()
         model_config = dataclasses.asdict(make_config(model, {"dropout": config.dropout, **config.model}))
+        # early_stop_metric "auto" is the task's own metric (classification: macro_f1, the old default)
+        monitor = get_task(config.task, config).monitor(config.early_stop_metric)
+        task_options = ({} if config.task == "classification" else
+                        {"regression_loss": config.regression_loss, "multitask_weight": config.multitask_weight})
+        labels = {k: v for k, v in (("classes", config.classes), ("label_map", config.label_map)) if v}
         return cls(
             model=model, model_config=json.loads(json.dumps(model_config, default=json_default)), task=config.task,
             inputs=Inputs(tuple(encoders), config.layer, bool(config.use_frames), bool(config.standardise)),
             optimisation=Optimisation(config.lr, config.weight_decay, config.batch_size, config.epochs,
-                                      config.patience, config.early_stop_metric, config.val_fraction,
+                                      config.patience, monitor, config.val_fraction,
                                       config.eval_batch_size, config.precision),
             protocol=Protocol(protocol, int(n_folds)),
-            execution=execution or Execution(config.device, config.num_threads))
+            execution=execution or Execution(config.device, config.num_threads),
+            task_options=task_options, labels=labels,
+            folds={"allow_speaker_overlap": True} if config.allow_speaker_overlap else {})
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": SPEC_FORMAT, **json.loads(json.dumps(dataclasses.asdict(self), default=json_default))}
+        d = json.loads(json.dumps(dataclasses.asdict(self), default=json_default))
+        return {"format": SPEC_FORMAT, **{k: v for k, v in d.items() if v != {} or k not in OPTIONAL}}
 
     def identity(self) -> dict[str, Any]:
         """Everything but ``execution``."""

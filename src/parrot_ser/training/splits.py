@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
+from parrot_ser.corpora.base import is_unknown_speaker
 from parrot_ser.errors import ConfigError, LeakageError
 
 PROTOCOLS = ("speaker-kfold", "loso", "iemocap-sessions", "predefined")
@@ -41,29 +42,63 @@ class Fold:
     name: str = ""  # e.g. "speaker 03" or "session 1"
 
     def speakers(self, speakers: Sequence[str]) -> dict[str, list[str]]:
+        """Known speakers per side (rows of an unknown speaker are counted apart: describe)."""
         sp = np.asarray(speakers, dtype=object)
-        return {side: sorted({str(s) for s in sp[getattr(self, side)]}) for side in ("train", "val", "test")}
+        return {side: sorted({str(s) for s in sp[getattr(self, side)] if not is_unknown_speaker(s)})
+                for side in ("train", "val", "test")}
 
     def describe(self, speakers: Sequence[str]) -> dict:
-        """JSON-ready record of the fold: speaker lists and sizes (stored in every run)."""
+        """JSON-ready record of the fold: speaker lists and sizes (stored in every run); the rows whose
+        speaker is unknown (MSP-Podcast's "Unknown") and the speakers shared by train and test, apart."""
         d = {"fold": self.index, "name": self.name, **{f"{k}_speakers": v for k, v in
                                                         self.speakers(speakers).items()}}
         d.update({f"n_{side}": int(len(getattr(self, side))) for side in ("train", "val", "test")})
+        sp = np.asarray(speakers, dtype=object)
+        unknown = {side: int(sum(is_unknown_speaker(s) for s in sp[getattr(self, side)]))
+                   for side in ("train", "val", "test")}
+        if any(unknown.values()):
+            d.update({f"n_{side}_unknown_speaker": n for side, n in unknown.items()})
+        shared = shared_speakers(self, speakers)
+        if shared:
+            d["shared_speakers"] = shared
         return d
 
 
-def assert_speaker_independent(folds: Sequence[Fold], speakers: Sequence[str]) -> None:
+def shared_speakers(fold: Fold, speakers: Sequence[str]) -> list[str]:
+    """Speakers on the test side and on the train or validation side of ``fold`` (unknown speakers
+    are not one speaker and never count)."""
+    sp = np.asarray(speakers, dtype=object)
+    test_spk = {str(s) for s in sp[fold.test] if not is_unknown_speaker(s)}
+    return sorted(test_spk & {str(s) for s in sp[np.concatenate([fold.train, fold.val])]})
+
+
+def speaker_overlap(folds: Sequence[Fold], speakers: Sequence[str]) -> dict[str, int]:
+    """Fold index -> number of speakers it shares between training and test (folds sharing none left out)."""
+    return {str(f.index): n for f in folds if (n := len(shared_speakers(f, speakers)))}
+
+
+OVERLAP_NOTE = ("NOT speaker-independent: imported folds share speakers between training and test "
+                "(--allow-speaker-overlap); shared speakers per fold: {counts}")
+
+
+def overlap_note(overlap: dict[str, int]) -> str:
+    return OVERLAP_NOTE.format(counts=", ".join(f"fold {k}: {n}" for k, n in overlap.items()))
+
+
+def assert_speaker_independent(folds: Sequence[Fold], speakers: Sequence[str], *, allow_overlap: bool = False) -> None:
     """Raise LeakageError if any speaker is on both the train (or val) side and the test side of a
-    fold, or if a row is on two sides at once."""
+    fold (unless ``allow_overlap``: imported folds run as they are, and the run records the overlap),
+    or if a row is on two sides at once (always)."""
     sp = np.asarray(speakers, dtype=object)
     for f in folds:
-        test_spk = {str(s) for s in sp[f.test]}
+        test_spk = {str(s) for s in sp[f.test] if not is_unknown_speaker(s)}
         for side in ("train", "val"):
             shared = sorted(test_spk & {str(s) for s in sp[getattr(f, side)]})
-            if shared:
+            if shared and not allow_overlap:
                 raise LeakageError(
                     f"fold {f.index}{' (' + f.name + ')' if f.name else ''}: speaker {shared[0]!r} is in both "
-                    f"{side} and test ({len(shared)} shared speaker(s): {', '.join(shared[:5])})")
+                    f"{side} and test ({len(shared)} shared speaker(s): {', '.join(shared[:5])}); imported folds "
+                    f"that share speakers run only with --allow-speaker-overlap")
         for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
             both = np.intersect1d(getattr(f, a), getattr(f, b))
             if both.size:
@@ -109,7 +144,7 @@ def split_validation(train_idx: np.ndarray, labels: Sequence, speakers: Sequence
 
 def make_folds(labels: Sequence, speakers: Sequence[str], *, protocol: str = "speaker-kfold",
                n_folds: int = 5, seed: int = 0, meta: Sequence[dict] | None = None,
-               val_fraction: float = 0.1) -> list[Fold]:
+               val_fraction: float = 0.1, allow_overlap: bool = False) -> list[Fold]:
     """Build the folds of one protocol (see the module doc). Deterministic given ``seed``."""
     labels = list(labels)
     speakers = [str(s) for s in speakers]
@@ -167,7 +202,7 @@ def make_folds(labels: Sequence, speakers: Sequence[str], *, protocol: str = "sp
                 raise ConfigError("predefined split needs both 'train' and 'test' rows")
             dev = np.isin(split, list(_DEV_NAMES))
             fold = Fold(0, rows[split == "train"], rows[dev], rows[split == "test"], "predefined")
-            assert_speaker_independent([fold], speakers)
+            assert_speaker_independent([fold], speakers, allow_overlap=allow_overlap)
             return [fold]
         if not all(v.lstrip("-").isdigit() for v in vals):
             raise ConfigError(f"predefined 'split' values must be train/dev/test or fold numbers; "
@@ -182,7 +217,8 @@ def make_folds(labels: Sequence, speakers: Sequence[str], *, protocol: str = "sp
         f.train, f.val = split_validation(f.train, labels, speakers, fraction=val_fraction,
                                           seed=seed * 1000 + f.index)
         f.test = np.sort(f.test)
-    assert_speaker_independent(folds, speakers)
+    # only imported splits (predefined) may share speakers; the ones made here never do
+    assert_speaker_independent(folds, speakers, allow_overlap=allow_overlap and protocol == "predefined")
     return folds
 
 
@@ -207,8 +243,8 @@ def write_folds_file(path, folds_by_seed: dict[int, Sequence[Fold]], utt_ids: Se
     write_json_atomic(path, doc)
 
 
-def read_folds_file(path, seeds: Sequence[int], utt_ids: Sequence[str], speakers: Sequence[str]
-                    ) -> dict[int, list[Fold]]:
+def read_folds_file(path, seeds: Sequence[int], utt_ids: Sequence[str], speakers: Sequence[str],
+                    allow_overlap: bool = False) -> dict[int, list[Fold]]:
     """Folds of ``write_folds_file`` (or a hand-made file in that format) mapped onto the rows of
     ``utt_ids``. A file with one seed gives its folds to every requested seed. Unknown utterance
     ids, a row on two sides of a fold, or speaker leakage are ConfigError/LeakageError naming them."""
@@ -247,6 +283,6 @@ def read_folds_file(path, seeds: Sequence[int], utt_ids: Sequence[str], speakers
                 raise ConfigError(f"{path}: fold {fd.get('fold', k)} has an empty train or test side")
             folds.append(Fold(int(fd.get("fold", k)), sides["train"], sides["val"], sides["test"],
                               str(fd.get("name", ""))))
-        assert_speaker_independent(folds, speakers)
+        assert_speaker_independent(folds, speakers, allow_overlap=allow_overlap)
         out[int(s)] = folds
     return out

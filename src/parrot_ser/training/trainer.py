@@ -133,7 +133,8 @@ class _Single:
         std = Standardiser.fit(train_data) if config.standardise else Standardiser.identity(train_data)
         net = build_net(model_name, train_data.input_shapes, task.n_outputs(train_data), config,
                         train_data.frame_dims if config.use_frames else None)
-        self.model = StandardisedModel(net, std).to(config.device)
+        # the task wraps the network (dimensional tasks add the training side's target scaling)
+        self.model = task.head(net, std, train_data).to(config.device)
         self.opt = make_adam(self.model.parameters(), config)
         self.gen = torch.Generator().manual_seed(int(seed))
         self.targets = task.targets(train_data)
@@ -196,6 +197,6 @@ def fit_model(train_data: SERData, val_data: SERData | None, model_name: str, co
     config.validate()
     if len(train_data) == 0:
         raise ConfigError("the training side of this fold is empty")
-    task = get_task(task or config.task)
+    task = get_task(task or config.task, config, train_data)
     cb = None if on_epoch is None else (lambda m, epoch, rec: on_epoch(epoch, rec))
     return fit(_Single(train_data, val_data, model_name, config, seed, task), task, config, cb)[0]

@@ -23,7 +23,7 @@ from parrot_ser.fusion.base import FusionInput, ModelSpec
 from parrot_ser.fusion.layers import (
     BranchEncoder,
     InputSelect,
-    head,
+    classifier,
     tracing,
 )
 from parrot_ser.fusion.sinkhorn import plan_stats, sinkhorn
@@ -33,14 +33,18 @@ from parrot_ser.registry import Registry
 
 
 @dataclass
-class HeadConfig:
+class ModelConfig:
     """Keys every model takes (fcn)."""
 
     dropout: float = 0.3
     hidden: int = 128
     layer_weighting: bool = False
     n_layers: int | tuple[int, ...] | None = None  # layers L per input, needed with layer_weighting
-    layer: int = -1  # layer taken from (B, L, D) inputs without layer weighting
+    # A POSITION along the stored layer axis of (B, L, D) inputs without layer weighting (InputSelect),
+    # not a hidden-state index: training and serving select the layer (layer_choice) before the model,
+    # so runs keep the default. The key stays "layer": it is inside every run's identity (RunSpec
+    # model_config, so the fingerprints) and every bundle's model config.
+    layer: int = -1
 
     def validate(self) -> None:
         if isinstance(self.n_layers, list):
@@ -52,7 +56,7 @@ class HeadConfig:
 
 
 @dataclass
-class ConvConfig(HeadConfig):
+class ConvConfig(ModelConfig):
     """The paper's conv stack (cnn and every two-branch model)."""
 
     conv_channels: tuple[int, ...] = (64, 128)
@@ -99,8 +103,8 @@ class OTConfig(FusionConfig):
 @dataclass(frozen=True)
 class ModelEntry:
     spec: ModelSpec
-    factory: Callable[[list[int], int, HeadConfig], nn.Module]
-    config: type[HeadConfig]
+    factory: Callable[[list[int], int, ModelConfig], nn.Module]
+    config: type[ModelConfig]
 
 
 # Models are the classes of the family modules of this package (single.py, ...; one
@@ -151,7 +155,7 @@ def model_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
     return {**flat, **block}
 
 
-def make_config(name: str, options: Mapping[str, Any]) -> HeadConfig:
+def make_config(name: str, options: Mapping[str, Any]) -> ModelConfig:
     cfg = MODELS.get(name).config(**model_options(name, options))
     cfg.validate()
     return cfg
@@ -195,12 +199,12 @@ class Base(nn.Module):
     n_inputs = 1
     batch_dependent = False  # True when a prediction depends on the other rows of the batch (paper OT)
     uses_frames = False  # True when the model can consume frame features (FusionInput.frames)
-    Config: type[HeadConfig] = HeadConfig
+    Config: type[ModelConfig] = ModelConfig
     # Set by the batched trainer on the module it maps with torch.func.vmap: the OT solver then
     # avoids out= writes, which vmap cannot batch (same numbers).
     vmap_safe = False
 
-    def __init__(self, input_dims: list[int], cfg: HeadConfig):
+    def __init__(self, input_dims: list[int], cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
         n_layers = cfg.n_layers if cfg.layer_weighting else None
@@ -249,7 +253,7 @@ class TwoBranch(Base, ABC):
 
     n_inputs = 2
     width = 2
-    Config: type[HeadConfig] = FusionConfig
+    Config: type[ModelConfig] = FusionConfig
 
     def __init__(self, input_dims, n_classes, cfg):
         super().__init__(input_dims, cfg)
@@ -257,7 +261,7 @@ class TwoBranch(Base, ABC):
         enc = lambda d: BranchEncoder(d, cfg.conv_channels, cfg.kernel_size, cfg.embed_dim,  # noqa: E731
                                       cfg.encoder_pool, cfg.adaptive_len)
         self.enc_p, self.enc_q = enc(input_dims[0]), enc(input_dims[1])
-        self.head = head(self.width * cfg.embed_dim, cfg.hidden, n_classes, cfg.dropout)
+        self.head = classifier(self.width * cfg.embed_dim, cfg.hidden, n_classes, cfg.dropout)
 
     @abstractmethod
     def fuse(self, rp, rq, fp, fq, inp: FusionInput) -> torch.Tensor:
