@@ -33,6 +33,7 @@ from parrot_ser.raycluster import ENGINES, check_engine, ray_init
 from parrot_ser.training.config import TrainConfig
 from parrot_ser.training.fold_runs import PreparedRun, train_folds, write_fold_result
 from parrot_ser.training.logs import EpochLog
+from parrot_ser.training.spec import Execution
 from parrot_ser.training.splits import Fold
 from parrot_ser.workers import exit_with_parent as _exit_with_parent
 from parrot_ser.workers import usable_cores
@@ -100,7 +101,7 @@ def make_units(runs: Sequence[PreparedRun], batched: bool | None) -> list[Unit]:
 
 
 def _data_key(p: PreparedRun) -> tuple:
-    return (p.features_dir, tuple(p.encoders), str(p.config.layer), bool(p.config.use_frames))
+    return (p.features_dir, tuple(p.encoders), str(p.spec.inputs.layer), bool(p.spec.inputs.use_frames))
 
 
 def run_prepared(runs: Sequence[PreparedRun], *, batched: bool | None = None, workers: int | None = None,
@@ -120,7 +121,7 @@ def run_prepared(runs: Sequence[PreparedRun], *, batched: bool | None = None, wo
         for p in runs:
             if p.todo:
                 tasks[p.key] = progress.add_task(f"{p.model} ({'+'.join(p.encoders)})",
-                                                 total=len(p.todo) * p.config.epochs, rate="")
+                                                 total=len(p.todo) * p.spec.optimisation.epochs, rate="")
 
     def deliver(unit: Unit, results: list[dict], logged: bool = False) -> None:
         prepared = by_key[unit.run_key]
@@ -130,7 +131,7 @@ def run_prepared(runs: Sequence[PreparedRun], *, batched: bool | None = None, wo
                 progress.update(tasks[unit.run_key], rate=f"seed {r['seed']} fold {r['fold']} done")
         remaining[unit.run_key] -= len(results)
         if progress is not None and unit.run_key in tasks and not workers_inline:
-            progress.advance(tasks[unit.run_key], len(results) * prepared.config.epochs)
+            progress.advance(tasks[unit.run_key], len(results) * prepared.spec.optimisation.epochs)
         if remaining[unit.run_key] == 0 and on_run_done is not None:
             on_run_done(prepared)
 
@@ -144,7 +145,7 @@ def run_prepared(runs: Sequence[PreparedRun], *, batched: bool | None = None, wo
     else:
         # Automatic: every core, unless the work is too small to pay for starting worker processes
         # (a spawned worker imports torch: seconds on a busy machine, more than a tiny grid trains).
-        work = sum(len(u.jobs) * len(by_key[u.run_key].sdata) * by_key[u.run_key].config.epochs for u in units)
+        work = sum(len(u.jobs) * len(by_key[u.run_key].sdata) * by_key[u.run_key].spec.optimisation.epochs for u in units)
         n_workers = usable_cores() if work >= MIN_PARALLEL_WORK else 1
     n_workers = max(1, min(n_workers, len(units)))
     workers_inline = engine == "local" and n_workers == 1
@@ -157,9 +158,9 @@ def run_prepared(runs: Sequence[PreparedRun], *, batched: bool | None = None, wo
         _run_ray(units, by_key, mem, address, deliver)
 
 
-def _threads_for(config: TrainConfig, n_parallel: int) -> int:
-    if config.num_threads:
-        return int(config.num_threads)
+def _threads_for(execution: Execution, n_parallel: int) -> int:
+    if execution.num_threads:
+        return int(execution.num_threads)
     return max(1, usable_cores() // max(1, n_parallel))
 
 
@@ -188,7 +189,7 @@ def _run_inline(units, by_key, mem, progress, tasks, deliver) -> None:
         counted: dict = {}
         # Per-epoch CSV / TensorBoard written live here (a long run can be watched); units that run
         # elsewhere get theirs written by the driver from the returned history.
-        logs = {(s, f.index): EpochLog(prepared.out, f"seed{s}_fold{f.index}", lr=prepared.config.lr) for s, f in u.jobs}
+        logs = {(s, f.index): EpochLog(prepared.out, f"seed{s}_fold{f.index}", lr=prepared.spec.optimisation.lr) for s, f in u.jobs}
 
         def on_epoch(s, k, epoch, rec, _task=task, _counted=counted, _logs=logs):
             _logs[(s, k)](epoch, rec)
@@ -207,7 +208,7 @@ def _run_inline(units, by_key, mem, progress, tasks, deliver) -> None:
             for lg in logs.values():
                 lg.close()
         if task is not None:  # early-stopped epochs count as done
-            progress.advance(task, sum(prepared.config.epochs - counted.get((s, f.index), 0) for s, f in u.jobs))
+            progress.advance(task, sum(prepared.spec.optimisation.epochs - counted.get((s, f.index), 0) for s, f in u.jobs))
         deliver(u, results, logged=True)
 
 
@@ -237,7 +238,7 @@ def _run_processes(units, by_key, mem, n_workers, deliver) -> None:
     import multiprocessing as mp
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-    threads = _threads_for(by_key[units[0].run_key].config, n_workers)
+    threads = _threads_for(by_key[units[0].run_key].spec.execution, n_workers)
     ctx = mp.get_context("spawn")
     with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx, initializer=_worker_init,
                              initargs=(threads, os.getpid())) as pool:
@@ -270,10 +271,10 @@ def _ray_run(unit: Unit, threads: int, data: Any) -> list[dict]:
 def _run_ray(units, by_key, mem, address, deliver) -> None:
     ray = ray_init(address)
     cluster_cpus = int(ray.cluster_resources().get("CPU", 1))
-    cfg0 = by_key[units[0].run_key].config
-    threads = _threads_for(cfg0, min(len(units), cluster_cpus)) if not cfg0.num_threads else int(cfg0.num_threads)
+    ex0 = by_key[units[0].run_key].spec.execution
+    threads = _threads_for(ex0, min(len(units), cluster_cpus))
     threads = max(1, min(threads, cluster_cpus))
-    gpus = 0.25 if str(cfg0.device).startswith("cuda") else 0  # small heads: four units share one GPU
+    gpus = 0.25 if str(ex0.device).startswith("cuda") else 0  # small heads: four units share one GPU
     task = ray.remote(_ray_run)
     refs: dict = {}
     pending = {}

@@ -20,6 +20,7 @@ from parrot_ser.training.config import TrainConfig
 from parrot_ser.training.data import SERData
 from parrot_ser.training.logs import EpochLog
 from parrot_ser.training.rundir import RUN_FORMAT, entry_name, entry_path, transport_plan_path, weights_path
+from parrot_ser.training.spec import RunSpec
 from parrot_ser.training.splits import Fold
 from parrot_ser.training.tasks import get_task
 from parrot_ser.training.trainer import eval_batch_transports, fit_model, predict_logits
@@ -28,12 +29,14 @@ from parrot_ser.training.trainer import eval_batch_transports, fit_model, predic
 @dataclass
 class PreparedRun:
     """A prepared cross-validation run: identity checked, folds made, run.json written; ``todo``
-    lists the (seed, fold) runs still to train (finished ones are in ``done``)."""
+    lists the (seed, fold) runs still to train (finished ones are in ``done``). Execution reads the
+    resolved ``spec``; ``config`` is what the training loop itself (train_folds) still takes."""
 
     out: Path
     model: str
     encoders: list[str]
     config: TrainConfig
+    spec: RunSpec
     seeds: list[int]
     fingerprint: str
     accepted: set[str]

@@ -328,7 +328,7 @@ def prepare_run(features_dir: str | Path | None, encoders: Sequence[str], model:
     write_json_atomic(run_path, run_info)
 
     done, todo = _finished_folds(out, seeds, folds_by_seed, accepted, sdata)
-    return PreparedRun(out, model, list(encoders), config, seeds, fp, accepted, run_info, fold_records, sdata, done,
+    return PreparedRun(out, model, list(encoders), config, run_spec, seeds, fp, accepted, run_info, fold_records, sdata, done,
                    todo, str(features_dir) if features_dir is not None else None, t_start)
 
 
