@@ -21,7 +21,9 @@ playwright = pytest.importorskip("playwright.sync_api", reason="needs playwright
 
 from parrot_ser.service.app import create_app  # noqa: E402
 from test_service_hardening import _free_port  # noqa: E402
+from test_tasks_emodb import store  # noqa: E402, F401  (fixture)
 from test_timeline import model, recording  # noqa: E402, F401  (fixtures)
+from test_timeline_dims import DIMS, regression  # noqa: E402, F401  (fixture)
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -123,6 +125,50 @@ def test_page_microphone_and_token(model, tmp_path):  # noqa: F811
                 page.wait_for_selector("#top-label", timeout=60_000)
                 assert page.inner_text("#top-label") in model.labels
                 assert "microphone.wav" in page.inner_text("#result-title")
+            finally:
+                ctx.close()
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_page_shows_the_dimensions_of_a_regression_only_model(regression, recording, emodb_root, tmp_path):  # noqa: F811
+    """A model with dimensions and no label: the card names them, a short clip shows their values,
+    a long recording a timeline without a label band, with dimension curves and a table row per
+    speech region."""
+    from parrot_ser.inference import load_model
+
+    pred = load_model(regression, quiet=True)
+    clip = emodb_root / "wav" / "03a01Wa.wav"
+    expected = pred.predict(clip)[0]
+    long_path, truth = recording
+    server, thread = _serve(create_app(pred))
+    url = f"http://127.0.0.1:{server.config.port}/"
+    try:
+        with playwright.sync_playwright() as p:
+            ctx = _browser(p, tmp_path)
+            try:
+                page = ctx.new_page()
+                errors: list[str] = []
+                page.on("pageerror", lambda e: errors.append(str(e)))
+                page.goto(url)
+                page.wait_for_selector("#card-dims", timeout=20_000)
+                assert page.inner_text("#card-dims") == ", ".join(DIMS) and page.locator("#card-labels").count() == 0
+                page.set_input_files("#file", str(clip))
+                page.click("#go")
+                page.wait_for_selector("#dims", timeout=60_000)
+                assert page.locator("#top-label").count() == 0
+                assert page.inner_text("#dims") == ", ".join(f"{d} {expected.dimensions[d]:.2f}" for d in DIMS)
+                page.set_input_files("#file", str(long_path))
+                page.click("#go")
+                page.wait_for_selector("#segments", timeout=120_000)
+                assert page.locator("#segments tr").count() == 1 + len(truth)  # a row per speech region
+                assert page.locator("#timeline-svg rect.seg").count() == 0  # no label band
+                assert page.locator("#timeline-svg path.dim-curve").count() == len(DIMS)
+                header = page.inner_text("#segments tr >> nth=0")
+                assert all(d in header for d in DIMS) and "emotion" not in header
+                page.screenshot(path=str(tmp_path / "dims.png"), full_page=True)
+                assert errors == []
             finally:
                 ctx.close()
     finally:

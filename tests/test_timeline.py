@@ -115,6 +115,23 @@ def test_python_api_waveform_and_path_agree(model, recording):
         model.analyze(x)
 
 
+def test_silero_block_export_gives_the_per_frame_exports_probabilities(recording):
+    """The speed-up (one ONNX call per block of frames) changes no probability, however the audio
+    is chunked: a file's 10 s blocks and a stream's 3-frame chunks give the per-frame values."""
+    from parrot_ser.inference.vad import FRAME, SileroVAD
+
+    per_frame, block = SileroVAD(sequence=False), SileroVAD()
+    assert block.sequence, "silero-vad >= 6 ships silero_vad_16k_sequence.onnx"
+    audio = load_audio(recording[0], 16000, warn=False)
+    frames = audio[:len(audio) // FRAME * FRAME].reshape(-1, FRAME)
+    ref = per_frame.frame_probs(frames)
+    assert ref.max() > 0.9 and ref.min() < 0.1  # speech and silence both present
+    for step in (len(frames), 3, 1):
+        block.reset()
+        got = np.concatenate([block.frame_probs(frames[i:i + step]) for i in range(0, len(frames), step)])
+        np.testing.assert_allclose(got, ref, atol=1e-6)
+
+
 def test_missing_vad_extra_is_one_line_naming_both(monkeypatch):
     import importlib.util
 

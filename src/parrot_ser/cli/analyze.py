@@ -91,14 +91,15 @@ def _files(predictor, model: str, audio: list[str], options: dict, out_dir: Path
         timelines.append(tl)
         if out_dir is not None:
             _write(out_dir, it.path, timeline_doc(model, predictor.labels, [tl.to_dict()],
-                                                  untrained_warnings(predictor.untrained)), formats)
+                                                  untrained_warnings(predictor.untrained), dims=_dims(predictor)),
+                   formats)
         elif not json_out:
             _print_timeline(tl)
     if json_out:
         from parrot_ser.inference.writers import render
 
         write_stdout(render(timeline_doc(model, predictor.labels, [t.to_dict() for t in timelines],
-                                         untrained_warnings(predictor.untrained), errors), "json"))
+                                         untrained_warnings(predictor.untrained), errors, _dims(predictor)), "json"))
     for e in errors:
         err.print(f"[bold red]error:[/] {escape(e['error'])}")
     if not timelines:
@@ -148,12 +149,17 @@ def _mmss(seconds: float) -> str:
     return mmss(seconds)
 
 
+def _dims(predictor) -> list[str]:
+    return list(getattr(predictor, "dims", None) or [])
+
+
 def _print_timeline(tl) -> None:
     out.print(f"{tl.path}  ({_mmss(tl.duration)}, {len(tl.regions)} speech regions)")
     for s in tl.segments:
         top = sorted(s.probabilities.items(), key=lambda kv: -kv[1])[:2]
-        out.print(f"  {_clock(s.start)} - {_clock(s.end)}  {s.label:<10} "
-                  f"({', '.join(f'{k} {v:.2f}' for k, v in top)}; {s.n_windows} window(s))")
+        facts = [f"{k} {v:.2f}" for k, v in top] + [f"{k} {v:.2f}" for k, v in s.dimensions.items()]
+        head = f"{s.label:<10} " if s.label is not None else ""
+        out.print(f"  {_clock(s.start)} - {_clock(s.end)}  {head}({', '.join(facts)}; {s.n_windows} window(s))")
     if not tl.segments:
         out.print("  no speech found")
 

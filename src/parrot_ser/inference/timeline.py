@@ -11,10 +11,14 @@ region's next window, a window's worth for the region's tail, and a VAD frame of
   region (0.5 to 1.5 windows long) is the last window, so no window is a sliver and none repeats
   most of the previous one; a region shorter than 1.5 windows is one window.
   The default window is the median clip length the model was trained on (recorded in the bundle).
-- Smoothing (optional): a centred moving average of ``smooth`` windows' probabilities inside a region.
-- Segments: consecutive windows of one region with one label, merged; where two windows overlap the
-  boundary is the middle of the overlap. A segment is final (and emitted) when the next window of
-  its region has another label or its region ends."""
+- Dimensions: a model trained on dimensions (arousal, ...; the tasks of training/tasks.py) gives each
+  window their values in the training data's scale, next to the label probabilities; a
+  regression-only model has no label (None), so each speech region is one segment.
+- Smoothing (optional): a centred moving average of ``smooth`` windows' probabilities (and
+  dimensions) inside a region.
+- Segments: consecutive windows of one region with one label, merged (probabilities and dimensions
+  averaged); where two windows overlap the boundary is the middle of the overlap. A segment is final
+  (and emitted) when the next window of its region has another label or its region ends."""
 
 from __future__ import annotations
 
@@ -38,13 +42,18 @@ MIN_TAIL = VAD_RATE // 4  # samples: a region's rest shorter than this (only whe
 class Window:
     start: float
     end: float
-    label: str
+    label: str | None  # None: a regression-only model
     probabilities: dict[str, float]
     region: int = 0
+    dimensions: dict[str, float] = field(default_factory=dict)  # the training data's scale
 
     def to_dict(self) -> dict[str, Any]:
-        return {"start": round(self.start, 3), "end": round(self.end, 3), "label": self.label,
-                "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()}}
+        d: dict[str, Any] = {"start": round(self.start, 3), "end": round(self.end, 3), "label": self.label}
+        if self.label is not None:
+            d["probabilities"] = {k: round(v, 6) for k, v in self.probabilities.items()}
+        if self.dimensions:
+            d["dimensions"] = {k: round(v, 6) for k, v in self.dimensions.items()}
+        return d
 
 
 @dataclass
@@ -118,6 +127,8 @@ class TimelineAnalyzer:
         self.vad = make_vad(vad)
         self.segmenter = segmenter or Segmenter()
         self.smooth, self.batch_size, self.eager = int(smooth), int(batch_size), eager
+        self._labels = list(predictor.labels)
+        self._dims = list(getattr(predictor, "dims", None) or [])  # dimensional models (training/tasks.py)
         self._win, self._hop = int(round(self.window * VAD_RATE)), int(round(self.hop * VAD_RATE))
         self._buf = np.zeros(0, dtype=np.float32)
         self._base = 0  # absolute sample index of _buf[0]
@@ -215,31 +226,32 @@ class TimelineAnalyzer:
             batch, self._pending = self._pending[:self.batch_size], self._pending[self.batch_size:]
             sr = int(self.predictor.sample_rate)
             waves = [resample(a, VAD_RATE, sr) for _, _, _, a in batch]
-            labels = list(self.predictor.labels)
-            if not labels:
-                raise ConfigError("analyze draws a timeline of labels; this model predicts dimensions only "
-                                  "(use `parrot-ser predict --window S` for values over time)")
-            # a multitask model's rows hold its dimensions after the label probabilities: the labels only
-            probs = np.asarray(self.predictor.probabilities(waves))[:, :len(labels)]
-            for (rid, s, e, _), row in zip(batch, probs):
-                self._raw.setdefault(rid, []).append(
-                    Window(s / VAD_RATE, e / VAD_RATE, labels[int(np.argmax(row))],
-                           {k: float(v) for k, v in zip(labels, row)}, rid))
+            # one encoder call for the whole batch: windows of equal length share a forward
+            rows = self.predictor.probabilities(waves, batch_size=self.batch_size)
+            for (rid, s, e, _), row in zip(batch, rows):
+                self._raw.setdefault(rid, []).append(self._window(s / VAD_RATE, e / VAD_RATE, row, rid))
         for rid in sorted(self._raw):
             self._advance(rid, closed=rid in self._closed and not any(p[0] == rid for p in self._pending))
         out, self._out = self._out, []
         return out
 
+    def _window(self, start: float, end: float, row: np.ndarray, rid: int) -> Window:
+        """A scored window from the predictor's row: label probabilities, then dimensions."""
+        labels, dims = self._labels, self._dims
+        k = len(labels)
+        return Window(start, end, labels[int(np.argmax(row[:k]))] if k else None,
+                      {lab: float(v) for lab, v in zip(labels, row[:k])}, rid,
+                      {d: float(v) for d, v in zip(dims, row[k:k + len(dims)])})
+
     def _advance(self, rid: int, closed: bool) -> None:
         raw, h = self._raw[rid], self.smooth // 2
         i = self._done_idx.get(rid, 0)
-        labels = list(self.predictor.labels)
         while i < len(raw) and (closed or i + h < len(raw)):
             w = raw[i]
             if self.smooth > 1:
                 rows = raw[max(0, i - h):i + h + 1]
-                probs = {k: float(np.mean([r.probabilities[k] for r in rows])) for k in labels}
-                w = Window(w.start, w.end, max(probs, key=probs.__getitem__), probs, rid)
+                mean = np.mean([[*r.probabilities.values(), *r.dimensions.values()] for r in rows], axis=0)
+                w = self._window(w.start, w.end, mean, rid)
             self.windows.append(w)
             self._merge(w)
             i += 1
@@ -254,6 +266,7 @@ class TimelineAnalyzer:
         if cur is not None and cur.region == w.region and cur.label == w.label:
             n = cur.n_windows
             cur.probabilities = {k: (v * n + w.probabilities[k]) / (n + 1) for k, v in cur.probabilities.items()}
+            cur.dimensions = {k: (v * n + w.dimensions[k]) / (n + 1) for k, v in cur.dimensions.items()}
             cur.end, cur.n_windows = w.end, n + 1
             return
         start = w.start
@@ -261,7 +274,7 @@ class TimelineAnalyzer:
             start = self._emit(w.start)
         elif cur is not None:
             self._emit(None)
-        self._cur = Segment(start, w.end, w.label, dict(w.probabilities), w.region)
+        self._cur = Segment(start, w.end, w.label, dict(w.probabilities), w.region, dict(w.dimensions))
 
     def _emit(self, next_start: float | None) -> float:
         """Finalise the current segment; where the next window overlaps it, split at the middle."""
@@ -277,7 +290,8 @@ class TimelineAnalyzer:
     def timeline(self, path: str | None = None) -> Timeline:
         return Timeline(path, self._total / VAD_RATE, list(self.regions), list(self.windows),
                         list(self.segments), {"vad": self.vad.name, "window": self.window, "hop": self.hop,
-                                              "smooth": self.smooth})
+                                              "smooth": self.smooth, "labels": self._labels,
+                                              "dimensions": self._dims})
 
 
 def analyze_blocks(predictor: Any, blocks: Iterable[np.ndarray], path: str | None = None,

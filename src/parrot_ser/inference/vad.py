@@ -30,12 +30,16 @@ FRAME_SECONDS = FRAME / VAD_RATE
 VAD_NAMES = ("silero", "energy")
 
 
-def _silero_model_path() -> Path:
+def _silero_data() -> Path:
     spec = importlib.util.find_spec("silero_vad")
     if spec is None or not spec.submodule_search_locations:
         raise ConfigError("--vad silero needs the 'vad' extra: pip install 'parrot-ser[vad]' "
                           "(silero-vad + onnxruntime); or choose --vad energy (no extra needed)")
-    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "silero_vad.onnx"
+    return Path(list(spec.submodule_search_locations)[0]) / "data"
+
+
+def _silero_model_path() -> Path:
+    path = _silero_data() / "silero_vad.onnx"
     if not path.is_file():
         raise ConfigError(f"{path}: the silero-vad package has no ONNX model; reinstall it "
                           "(pip install 'parrot-ser[vad]') or choose --vad energy")
@@ -43,12 +47,18 @@ def _silero_model_path() -> Path:
 
 
 class SileroVAD:
-    """Stateful: frames must be fed in order (a recurrent model); ``reset()`` for a new recording."""
+    """Stateful: frames must be fed in order (a recurrent model); ``reset()`` for a new recording.
+
+    Two exports of the same 16 kHz network ship in the wheel: ``silero_vad_16k_sequence.onnx``
+    (silero-vad >= 6) takes a whole block of frames per call, its LSTM carried across them inside
+    the graph; ``silero_vad.onnx`` takes one frame per call. They give identical probabilities
+    (tests/test_timeline.py); the sequence one is about 2x faster per frame on a 10 s block (the
+    per-frame export spends half its time in per-call overhead), so it is used when present."""
 
     name = "silero"
     CONTEXT = 64  # samples of the previous frame the model sees (as silero-vad's own wrapper)
 
-    def __init__(self) -> None:
+    def __init__(self, sequence: bool = True) -> None:
         path = _silero_model_path()
         try:
             import onnxruntime as ort
@@ -56,17 +66,31 @@ class SileroVAD:
             raise ConfigError("--vad silero needs onnxruntime: pip install 'parrot-ser[vad]'; or choose "
                               "--vad energy (no extra needed)") from None
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = opts.inter_op_num_threads = 1  # one 32 ms frame: threads only cost
-        self._session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        opts.intra_op_num_threads = opts.inter_op_num_threads = 1  # small inputs: threads only cost
+        seq = path.with_name("silero_vad_16k_sequence.onnx")
+        self.sequence = sequence and seq.is_file()
+        self._session = ort.InferenceSession(str(seq if self.sequence else path), opts,
+                                             providers=["CPUExecutionProvider"])
         self._sr = np.array(VAD_RATE, dtype=np.int64)
         self.reset()
 
     def reset(self) -> None:
-        self._state = np.zeros((2, 1, 128), dtype=np.float32)
+        self._state = np.zeros((2, 1, 128), dtype=np.float32)  # the LSTM's (h, c)
         self._context = np.zeros(self.CONTEXT, dtype=np.float32)
 
     def frame_probs(self, frames: np.ndarray) -> np.ndarray:
         """(n, FRAME) float32 at 16 kHz -> (n,) speech probabilities."""
+        frames = np.asarray(frames, dtype=np.float32).reshape(-1, FRAME)
+        if not len(frames):
+            return np.zeros(0, dtype=np.float32)
+        if self.sequence:
+            # each row: the previous frame's last CONTEXT samples, then the frame
+            prev = np.concatenate([self._context[None], frames[:-1, -self.CONTEXT:]])
+            p, h, c = self._session.run(None, {"input": np.concatenate([prev, frames], axis=1),
+                                               "h": self._state[:1], "c": self._state[1:]})
+            self._state = np.concatenate([h, c])
+            self._context = frames[-1, -self.CONTEXT:].copy()
+            return np.asarray(p, dtype=np.float32).reshape(-1)
         out = np.empty(len(frames), dtype=np.float32)
         for i, fr in enumerate(frames):
             x = np.concatenate([self._context, fr])[None, :]

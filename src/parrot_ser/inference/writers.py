@@ -71,9 +71,11 @@ def predictions_doc(model: str, labels: list[str], records: list[dict], errors: 
 
 
 def timeline_doc(model: str, labels: list[str], timelines: list[dict], warnings: list[str] | None = None,
-                 errors: list[dict] | None = None) -> dict:
-    return {"kind": "timeline", "model": model, "labels": list(labels), "recordings": timelines,
-            "errors": list(errors or []), "warnings": list(warnings or [])}
+                 errors: list[dict] | None = None, dims: list[str] | None = None) -> dict:
+    """``dims``: the dimensions of a model trained on them (windows and segments then carry
+    ``dimensions``); ``labels`` is empty for a regression-only model."""
+    return {"kind": "timeline", "model": model, "labels": list(labels), "dims": list(dims or []),
+            "recordings": timelines, "errors": list(errors or []), "warnings": list(warnings or [])}
 
 
 # --- formats -------------------------------------------------------------------------------------
@@ -115,15 +117,17 @@ def _csv(doc: dict) -> bytes:
 
 
 def _timeline_csv(doc: dict) -> bytes:
-    labels = doc["labels"]
+    """One row per segment and per window: label probabilities, then one column per dimension."""
+    labels, dims = doc["labels"], doc.get("dims") or []
     rows = []
     for rec in doc["recordings"]:
         for level in ("segments", "windows"):
             for x in rec[level]:
-                rows.append([rec["path"] or "", level[:-1], f"{x['start']:.3f}", f"{x['end']:.3f}", x["label"],
-                             *_probs(x, labels), ""])
-    rows += [[e["path"], "", "", "", "", *["" for _ in labels], e["error"]] for e in doc.get("errors", [])]
-    return _csv_text(["path", "level", "start", "end", "label", *[f"prob_{lab}" for lab in labels], "error"],
+                rows.append([rec["path"] or "", level[:-1], f"{x['start']:.3f}", f"{x['end']:.3f}", x["label"] or "",
+                             *_probs(x, labels), *[f"{x['dimensions'][d]:.6f}" for d in dims], ""])
+    rows += [[e["path"], "", "", "", "", *["" for _ in labels], *["" for _ in dims], e["error"]]
+             for e in doc.get("errors", [])]
+    return _csv_text(["path", "level", "start", "end", "label", *[f"prob_{lab}" for lab in labels], *dims, "error"],
                      rows)
 
 
@@ -134,4 +138,5 @@ def _png(doc: dict) -> bytes:
 
     if not doc["recordings"]:
         raise ConfigError("no recording was analysed; nothing to draw")
-    return timeline_png(doc["recordings"][0], doc["labels"], title_model=doc.get("model", ""))
+    return timeline_png(doc["recordings"][0], doc["labels"], title_model=doc.get("model", ""),
+                        dims=doc.get("dims") or [])

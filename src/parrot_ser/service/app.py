@@ -456,7 +456,7 @@ def _add_analyze_routes(app: FastAPI, predictor: PredictorLike, limits: ServiceL
                                          smooth=smooth)
         d = tl.to_dict()
         d["path"] = name
-        doc = timeline_doc(name, list(predictor.labels), [d], notes)
+        doc = timeline_doc(name, list(predictor.labels), [d], notes, dims=list(getattr(predictor, "dims", None) or []))
         return Response(writer.render(doc), media_type=writer.media_type)
 
     @app.websocket("/v1/stream")
