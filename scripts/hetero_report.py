@@ -184,13 +184,15 @@ def write_report(out: Path, args, seeds: list[int]) -> None:
         for i in range(n):
             f, c = res[(e, f"fcn-L{i}")], res.get((e, f"cnn-L{i}"))
             md.append(f"| {e} | {i} | {fmt(f['summary'])} | {fmt(c['summary']) if c else ''} |")
+    md += ["", "(per-layer cells: seeds and train seconds in hetero_table.json)"]
     md += ["", "## Pairs (layer-weighted inputs; the non-attention encoder is branch p)", "",
            "| pair | " + " | ".join(FUSIONS) + " |", "|---|" + "---|" * len(FUSIONS)]
     for a, b in PAIRS:
         row = f"{a}+{b}"
         cellsx = [res[(row, m)] for m in FUSIONS]
         md.append(f"| {row} | " + " | ".join(
-            f"{fmt(c['summary'])} (s {','.join(map(str, c['seeds']))})" if c["summary"] else "not run"
+            f"{fmt(c['summary'])} (seeds {','.join(map(str, c['seeds']))}; {c['summary']['train_s']:.0f} s)"
+            if c["summary"] else "not run"
             for c in cellsx) + " |")
     md += ["", "`hadamard` is PARROT with its OT branch removed (the same branch encoders; head on R_p * R_q): "
            "the OT ablation. `parrot-token-frames`: parrot-token with OT between the two encoders' frame "

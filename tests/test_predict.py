@@ -36,7 +36,7 @@ def folder(tmp_path, emodb_root) -> Path:
     return d
 
 
-def test_plan_windows():
+def test_window_spans():
     sr = 10
     assert window_spans(150, sr) == [(0, 150)]  # 15 s <= 20 s: whole
     auto = window_spans(250, sr)  # 25 s: 10 s windows, 5 s hop, last aligned to the end
