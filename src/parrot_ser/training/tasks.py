@@ -33,6 +33,7 @@ the loss is computed on those z-scores, so dimensions on different scales weigh 
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -109,7 +110,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-class Task:
+class Task(ABC):
     """Base class: see the module doc for the contract."""
 
     name: ClassVar[str] = ""
@@ -174,17 +175,20 @@ class Task:
     def head(self, net: torch.nn.Module, standardiser: Any, train_data: Any) -> StandardisedModel:
         return StandardisedModel(net, standardiser)
 
+    @abstractmethod
     def targets(self, data: Any) -> torch.Tensor:
-        raise NotImplementedError
+        """The training targets of ``data`` as a tensor the loss takes."""
 
+    @abstractmethod
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """The training loss of one model's outputs."""
 
     def stacked_loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return torch.vmap(self.loss)(outputs, targets)
 
+    @abstractmethod
     def validate(self, outputs: np.ndarray, data: Any) -> dict[str, float]:
-        raise NotImplementedError
+        """Validation metrics (``val_*`` keys) of one model's outputs."""
 
     def early_stop_key(self, record: dict[str, Any], monitor: str) -> tuple:
         """Larger is better; ties broken by the lower validation loss (or by the headline for ``loss``)."""
@@ -200,8 +204,9 @@ class Task:
     def predict(self, outputs: np.ndarray) -> np.ndarray:
         return outputs
 
+    @abstractmethod
     def test_metrics(self, predictions: np.ndarray, data: Any) -> dict[str, Any]:
-        raise NotImplementedError
+        """The test side's metrics of a fold."""
 
     def entry_outputs(self, predictions: np.ndarray, data: Any) -> dict[str, Any]:
         """The test side's predictions as a fold entry stores them: ``test_proba`` (class tasks),
