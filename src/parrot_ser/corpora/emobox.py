@@ -22,7 +22,7 @@ from typing import Annotated
 
 from parrot_ser.corpora.base import Manifest, Utterance
 from parrot_ser.corpora.registry import CorpusSpec, register
-from parrot_ser.corpora.scanning import ManifestBuilder, canonical_label, require_dir
+from parrot_ser.corpora.scanning import ManifestBuilder, canonical_label, require_dir, speaker_matcher
 from parrot_ser.errors import ConfigError, CorpusError
 from parrot_ser.files import write_json_atomic, write_text_atomic
 
@@ -128,17 +128,8 @@ def _label_names(root: Path) -> dict[str, str]:
 def _speaker_rule(first: dict, speaker_regex: str, where: Path):
     field = next((f for f in SPEAKER_FIELDS if f in first), None)
     if speaker_regex:
-        try:
-            rx = re.compile(speaker_regex)
-        except re.error as e:
-            raise ConfigError(f"speaker regex {speaker_regex!r} is invalid: {e}") from None
-        if rx.groups == 0:
-            raise ConfigError(f"speaker regex {speaker_regex!r} needs a group (?P<speaker>...) or (...)")
-
-        def by_regex(_row: dict, full: Path) -> str:
-            m = rx.search(full.name)
-            return "" if not m else (m.group("speaker") if "speaker" in rx.groupindex else m.group(1))
-        return by_regex
+        speaker_of = speaker_matcher(speaker_regex)
+        return lambda _row, full: speaker_of(full.name) or ""
     if field is None:
         raise CorpusError(f"{where}: EmoBox rows carry no speaker; give --corpus-option speaker_regex=REGEX on the "
                           f"file name (e.g. ^(\\d\\d) for Emo-DB's 03a01Fa.wav), needed for speaker-independent folds")

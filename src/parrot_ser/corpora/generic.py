@@ -8,14 +8,20 @@ numeric target columns (``targets=arousal,valence``): then the label column is o
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated
 
 from parrot_ser.corpora.base import BASE_COLUMNS, Manifest, Utterance, read_csv_table
 from parrot_ser.corpora.registry import CorpusSpec, register
-from parrot_ser.corpora.scanning import AUDIO_EXTS, ManifestBuilder, canonical_label, rel, start_scan
-from parrot_ser.errors import ConfigError, CorpusError
+from parrot_ser.corpora.scanning import (
+    AUDIO_EXTS,
+    ManifestBuilder,
+    canonical_label,
+    rel,
+    speaker_matcher,
+    start_scan,
+)
+from parrot_ser.errors import CorpusError
 
 DEFAULT_SPEAKER_REGEX = r"^(?P<speaker>[^_\-.]+)"  # the name up to the first "_", "-" or "."
 
@@ -100,12 +106,7 @@ SPEAKER_REGEX_HELP = "regex on the file name; group 'speaker' or group 1"
 def scan_folders(root: Path, speaker_regex: Annotated[str, SPEAKER_REGEX_HELP] = DEFAULT_SPEAKER_REGEX) -> Manifest:
     if not root.is_dir():
         raise CorpusError(f"{root}: corpus root is not a folder")
-    try:
-        rx = re.compile(speaker_regex)
-    except re.error as e:
-        raise ConfigError(f"speaker regex {speaker_regex!r} is invalid: {e}") from None
-    if rx.groups == 0:
-        raise ConfigError(f"speaker regex {speaker_regex!r} needs a group (?P<speaker>...) or (...)")
+    speaker_of = speaker_matcher(speaker_regex)
     others: list[Path] = []
     b, files = start_scan("folders", root, AUDIO_EXTS, others)
     for f in sorted(others):  # reported, never silently dropped (a .m4a the user expected to count)
@@ -115,11 +116,10 @@ def scan_folders(root: Path, speaker_regex: Annotated[str, SPEAKER_REGEX_HELP] =
         if len(parts) != 2:
             b.problem(f, "not directly inside a ROOT/<label>/ folder; skipped")
             continue
-        m = rx.search(f.name)
-        if not m:
+        spk = speaker_of(f.name)
+        if spk is None:
             b.problem(f, f"file name does not match speaker regex {speaker_regex!r}; skipped")
             continue
-        spk = m.group("speaker") if "speaker" in rx.groupindex else m.group(1)
         b.add(Utterance(f"{parts[0]}/{f.stem}", rel(f, root), canonical_label(parts[0]) or "", spk, parts[0], {}))
     return b.build()
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from parrot_ser.audio import AUDIO_SUFFIXES
 from parrot_ser.corpora.base import CANONICAL_LABELS, Manifest, Problem, Utterance
-from parrot_ser.errors import CorpusError
+from parrot_ser.errors import ConfigError, CorpusError
 
 # Extensions the generic scanners (csv, folders) accept: the same list as `predict`'s (one list, in
 # parrot_ser.audio). The official corpora ship .wav only, so their scanners look at .wav and ignore
@@ -75,6 +75,23 @@ def start_scan(corpus: str, root: Path, exts: Iterable[str] = (".wav",),
     b = ManifestBuilder(corpus, require_dir(root))
     files, forks = b.walk(root, exts, others)
     return b, files
+
+
+def speaker_matcher(speaker_regex: str) -> Callable[[str], str | None]:
+    """A file name -> its speaker by ``speaker_regex`` (group ``speaker`` or group 1), None when the
+    name does not match; a bad or group-less regex is a one-line ConfigError."""
+    try:
+        rx = re.compile(speaker_regex)
+    except re.error as e:
+        raise ConfigError(f"speaker regex {speaker_regex!r} is invalid: {e}") from None
+    if rx.groups == 0:
+        raise ConfigError(f"speaker regex {speaker_regex!r} needs a group (?P<speaker>...) or (...)")
+    group = "speaker" if "speaker" in rx.groupindex else 1
+
+    def speaker_of(name: str) -> str | None:
+        m = rx.search(name)
+        return m.group(group) if m else None
+    return speaker_of
 
 
 def rel(path: Path, root: Path) -> str:
