@@ -182,6 +182,26 @@ def _rewrite(bundle_dir: Path, out: Path, edit) -> Path:
     return write_bundle(out, doc, bundle.members, bundle.anchors)
 
 
+def test_a_bundle_with_a_format_1_run_spec_loads_and_predicts_the_same(tiny_run, tmp_path, emodb_root):
+    """A bundle as written before RunSpec format /2: its run_spec names the model config's store
+    position "layer", and its run was given the model option under that old key."""
+    from parrot_ser.training.spec import RunSpec
+
+    def edit(doc):
+        spec = doc["run_spec"]
+        mc = {("layer" if k == "position" else k): v for k, v in spec["model_config"].items()}
+        doc["run_spec"] = {**spec, "format": "parrot-ser-runspec/1", "model_config": mc}
+        doc["model"]["config"]["model"] = {"layer": -1}  # trained with --model-option layer=-1
+
+    old = _rewrite(tiny_run[1], tmp_path / "v1", edit)
+    doc = load_bundle(old).doc
+    assert doc["run_spec"]["format"].endswith("/1") and "layer" in doc["run_spec"]["model_config"]
+    assert RunSpec.from_dict(doc["run_spec"]) == RunSpec.from_dict(load_bundle(tiny_run[1]).doc["run_spec"])
+    paths = sorted((emodb_root / "wav").glob("1*.wav"))[:4]
+    want = [p.probabilities for p in load_model(tiny_run[1]).predict(paths)]
+    assert [p.probabilities for p in load_model(old).predict(paths)] == want
+
+
 @pytest.mark.parametrize("field", ["input_dims", "input_shapes"])
 def test_edited_model_dims_with_recomputed_hashes_are_refused(tiny_run, tmp_path, field):
     def edit(doc):

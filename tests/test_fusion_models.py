@@ -243,7 +243,7 @@ def test_typed_configs_declared_once_on_the_class():
             cls.n_inputs, cls.batch_dependent, cls.uses_frames), name
     assert [s.name for s in list_models() if s.batch_dependent] == ["ot", "parrot"]
     assert build_model("fcn", [16], 3).config == {"dropout": 0.3, "hidden": 128, "layer_weighting": False,
-                                                  "n_layers": None, "layer": -1}
+                                                  "n_layers": None, "position": -1}
 
 
 def test_model_options_flat_and_per_model_blocks():

@@ -32,11 +32,15 @@ CASES = {
     "frames_parrot_token": ("parrot-token", ["toy-mamba", "logmel"], {"use_frames": True}, False),
 }
 BASE = {"epochs": 3, "batch_size": 6, "patience": 2}
-# The run fingerprints the code wrote before RunSpec (training/spec.py) for these runs: folders holding
-# them must still resume (recognised as the same run, nothing retrained).
+# The run fingerprints older code wrote for these runs: folders holding them must still resume
+# (recognised as the same run, nothing retrained). Before RunSpec (training/spec.py):
 OLD_FINGERPRINTS = {"single_concat": "5bfcd2d6862beb1c", "single_parrot": "1747e09350b0e4e7",
                     "batched_fcn": "f0051f01b4c8d2bf", "batched_parrot": "1747e09350b0e4e7",
                     "bf16_cnn": "072adf1bb6f64837", "frames_parrot_token": "45e815a0e25744d6"}
+# RunSpec format /1 (the model config's store position under the key "layer"):
+V1_FINGERPRINTS = {"single_concat": "a31865ae766a21fb", "single_parrot": "0cf2229326714a29",
+                   "batched_fcn": "bb67b79a3fa6ab60", "batched_parrot": "0cf2229326714a29",
+                   "bf16_cnn": "1f9b989606744f4d", "frames_parrot_token": "910c908012a1d6bb"}
 
 
 @pytest.fixture(scope="module")
@@ -91,18 +95,29 @@ def test_golden_run(name, store, tmp_path):
         assert r["timings"]["training"] == ("batched" if batched else "single")
     # bf16 rounds differently on CPUs with and without native bfloat16 instructions
     _check(name, _numbers(res, tmp_path / "run"), 2e-2 if cfg.precision == "bf16" else 1e-5)
-    _check_old_folder_resumes(tmp_path / "run", OLD_FINGERPRINTS[name],
-                              lambda: run_cv(store, encoders, model, cfg, [0, 1] if batched else [0], "speaker-kfold",
-                                             tmp_path / "run", n_folds=2, batched=batched, workers=1))
+    def rerun():
+        run_cv(store, encoders, model, cfg, [0, 1] if batched else [0], "speaker-kfold", tmp_path / "run",
+               n_folds=2, batched=batched, workers=1)
+
+    _check_old_folder_resumes(tmp_path / "run", OLD_FINGERPRINTS[name], rerun)
+    _check_old_folder_resumes(tmp_path / "run", V1_FINGERPRINTS[name], rerun, v1=True)
 
 
-def _check_old_folder_resumes(run_dir: Path, old: str, rerun) -> None:
-    """Make ``run_dir`` look as the code before RunSpec wrote it (old fingerprint everywhere, no
-    spec), rerun: it must resume without training and then hold the spec and the new fingerprint."""
+def _v1_spec(spec: dict) -> dict:
+    """A spec as format /1 wrote it: the model config's store position under the key "layer"."""
+    mc = dict(spec["model_config"])
+    mc["layer"] = mc.pop("position")
+    return {**spec, "format": "parrot-ser-runspec/1", "model_config": mc}
+
+
+def _check_old_folder_resumes(run_dir: Path, old: str, rerun, v1: bool = False) -> None:
+    """Make ``run_dir`` look as older code wrote it (old fingerprint everywhere; before RunSpec: no
+    spec; ``v1``: the format /1 spec), rerun: it must resume without training and then hold the
+    current spec and fingerprint."""
     run = json.loads((run_dir / "run.json").read_text())
     new, spec = run.pop("fingerprint"), run.pop("spec")
     assert spec["model"] == run["model"] and "execution" in spec and new != old
-    (run_dir / "run.json").write_text(json.dumps({**run, "fingerprint": old}))
+    (run_dir / "run.json").write_text(json.dumps({**run, "fingerprint": old, **({"spec": _v1_spec(spec)} if v1 else {})}))
     entries = sorted((run_dir / "folds").glob("*.json"))
     for p in entries:
         p.write_text(json.dumps({**json.loads(p.read_text()), "fingerprint": old}))

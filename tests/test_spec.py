@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import replace
 
 import pytest
@@ -44,3 +46,33 @@ def test_identity_vs_execution():
     d = s.to_dict()
     assert d["inputs"] == {"encoders": ["logmel"], "layer": "last", "use_frames": False, "standardise": True}
     assert d["optimisation"]["lr"] == 1e-3 and d["task"] == "classification" and d["protocol"]["n_folds"] == 5
+
+
+def test_from_dict_round_trip_and_the_former_format():
+    s = _spec("parrot", TrainConfig(model={"ot_eps": 0.1}, task="multitask", classes=["a", "b"]),
+              execution=Execution("cpu", 2, 3, "local", False))
+    assert RunSpec.from_dict(s.to_dict()) == s
+    assert RunSpec.from_dict(json.loads(json.dumps(s.to_dict()))).fingerprint(DATA) == s.fingerprint(DATA)
+    # format /1 named the model config's store position "layer": read as "position"...
+    v1 = s.to_dict()
+    v1["model_config"] = {("layer" if k == "position" else k): v for k, v in v1["model_config"].items()}
+    v1["format"] = "parrot-ser-runspec/1"
+    assert "position" not in v1["model_config"] and RunSpec.from_dict(v1) == s
+    # ...and its fingerprint (what a /1 run folder holds) is recognised as this run's, once
+    old = hashlib.sha256(json.dumps({"spec": {k: v for k, v in v1.items() if k != "execution"}, "data": DATA},
+                                    sort_keys=True).encode()).hexdigest()[:16]
+    assert s.former_fingerprints(DATA) == {old} and old != s.fingerprint(DATA)
+    with pytest.raises(ConfigError, match="run spec format 'parrot-ser-runspec/9'"):
+        RunSpec.from_dict({**v1, "format": "parrot-ser-runspec/9"})
+
+
+def test_model_option_layer_is_read_as_position_with_a_note(monkeypatch, capsys):
+    from parrot_ser.fusion import registry
+
+    monkeypatch.setattr(registry, "_noted", set())
+    s = _spec("cnn", TrainConfig(model={"layer": 0}))
+    assert s.model_config["position"] == 0 and "layer" not in s.model_config
+    assert _spec("cnn", TrainConfig(model={"cnn": {"layer": 0}})).fingerprint(DATA) == s.fingerprint(DATA)
+    assert _spec("cnn", TrainConfig(model={"position": 0})).fingerprint(DATA) == s.fingerprint(DATA)
+    err = capsys.readouterr().err
+    assert err.count("the model option 'layer'") == 1 and "'position'" in err  # once per process

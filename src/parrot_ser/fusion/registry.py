@@ -4,12 +4,13 @@ family per module (single.py, pooled_fusion.py, batch_ot.py, tokens.py; fusion/_
 
 Input convention for two-input models: ``pooled[0]`` is the Mamba PTM (branch p, R_p) and
 ``pooled[1]`` the attention PTM (branch q, R_q). Each pooled input is (B, D), or (B, L, D) for
-several layers (``layer_weighting=True`` learns a softmax mix over L, SUPERB style; otherwise
-layer ``layer`` (default the last) is taken).
+several layers (``layer_weighting=True`` learns a softmax mix over L, SUPERB style; otherwise the
+layer at store ``position`` (default the last) is taken).
 """
 
 from __future__ import annotations
 
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
@@ -41,10 +42,10 @@ class ModelConfig:
     layer_weighting: bool = False
     n_layers: int | tuple[int, ...] | None = None  # layers L per input, needed with layer_weighting
     # A POSITION along the stored layer axis of (B, L, D) inputs without layer weighting (InputSelect),
-    # not a hidden-state index: training and serving select the layer (layer_choice) before the model,
-    # so runs keep the default. The key stays "layer": it is inside every run's identity (RunSpec
-    # model_config, so the fingerprints) and every bundle's model config.
-    layer: int = -1
+    # not a hidden-state index (a "layer" everywhere else, layer_choice.py): training and serving
+    # select the layer before the model, so runs keep the default. Until RunSpec format /2 the key was
+    # "layer"; that key is still read, with a one-line note (model_options).
+    position: int = -1
 
     def validate(self) -> None:
         if isinstance(self.n_layers, list):
@@ -129,14 +130,36 @@ def config_keys() -> tuple[str, ...]:
     return tuple(sorted({f.name for _, e in MODELS.items() for f in fields(e.config)}))
 
 
+# The model option ``position`` was called ``layer`` (a word that means a hidden-state index everywhere
+# else): configs, run.json files and bundles that still say ``layer`` are read as ``position``.
+RENAMED_KEYS = {"layer": "position"}
+RENAMED_NOTE = ("note: the model option 'layer' (a position along the stored layer axis) is now spelled "
+                "'position'; 'layer' still works")
+_noted: set[str] = set()
+
+
+def _renamed(options: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` with the old key names mapped to the new ones (a one-line note once per process)."""
+    out = {}
+    for key, value in options.items():
+        new = RENAMED_KEYS.get(key)
+        if new is not None and new not in options:
+            if key not in _noted:
+                _noted.add(key)
+                print(RENAMED_NOTE, file=sys.stderr)
+            key = new
+        out[key] = _renamed(value) if isinstance(value, Mapping) else value
+    return out
+
+
 def model_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
     """The options of model ``name`` out of a TrainConfig ``model`` mapping: flat keys apply to every
     model that takes them (ignored by the others), a block keyed by a model name (``parrot: {ot_eps:
     0.1}``) to that model only and wins. A key no model takes, or a block key its model does not take,
-    is a one-line ConfigError."""
+    is a one-line ConfigError; an old key name (``layer``) is read as its new one (``position``)."""
     own = {f.name for f in fields(MODELS.get(name).config)}
     flat, block = {}, {}
-    for key, value in options.items():
+    for key, value in _renamed(options).items():
         if key in MODELS:
             if not isinstance(value, Mapping):
                 raise ConfigError(f"model config block {key!r} must be a mapping of keys, got {value!r}")
@@ -213,7 +236,7 @@ class Base(nn.Module):
         if n_layers is not None and len(n_layers) != len(input_dims):
             raise ConfigError(f"n_layers {n_layers} does not match the {len(input_dims)} inputs")
         self.select = nn.ModuleList(
-            InputSelect(n_layers[i] if n_layers else None, cfg.layer) for i in range(len(input_dims))
+            InputSelect(n_layers[i] if n_layers else None, cfg.position) for i in range(len(input_dims))
         )
         self.last_transport: dict | None = None
 

@@ -140,14 +140,16 @@ def run_identity(model: str, encoders: Sequence[str], config: TrainConfig, proto
                  sdata: SERData, feat_meta: dict[str, dict], extra: dict | None = None) -> tuple[Any, str, set[str]]:
     """(the run's RunSpec, its fingerprint, every fingerprint a RUN_DIR of this run may hold): the
     spec's fingerprint (training/spec.py: identity + data + format version) and, so that run
-    folders written before RunSpec resume, the ones older versions wrote (``run_fingerprints``)."""
+    folders written by older versions resume, the ones they wrote: with a former spec format
+    (``RunSpec.former_fingerprints``) or before RunSpec (``run_fingerprints``)."""
     from parrot_ser.training.spec import RunSpec
 
     spec = RunSpec.build(model, list(encoders), config, protocol, n_folds)
     data = {"classes": sdata.classes, "utt_ids": _fingerprint(sdata.utt_ids),
             "features": {e: _fingerprint(m.get("identity", m)) for e, m in feat_meta.items()}, **(extra or {})}
     fp = spec.fingerprint(data)
-    return spec, fp, {fp, *run_fingerprints(model, encoders, config, protocol, n_folds, sdata, feat_meta, extra)}
+    return spec, fp, {fp, *spec.former_fingerprints(data),
+                      *run_fingerprints(model, encoders, config, protocol, n_folds, sdata, feat_meta, extra)}
 
 
 def run_fingerprints(model: str, encoders: Sequence[str], config: TrainConfig, protocol: str, n_folds: int,

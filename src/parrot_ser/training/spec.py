@@ -9,8 +9,13 @@ longer changes the cnn cell's identity.
 
 The fingerprint is the hash of ``identity()`` plus the data the run reads (class list, utterance
 ids, encoder identities, a folds file) and ``SPEC_FORMAT``; no special cases. Run folders written
-before RunSpec are recognised by their old fingerprint (``run.run_fingerprints``, kept for that)
-and resume; ``run.json`` then holds the spec and the new fingerprint.
+before RunSpec are recognised by their old fingerprint (``run.run_fingerprints``, kept for that),
+folders written with an older spec format by ``former_fingerprints``; they resume, and ``run.json``
+then holds the current spec and fingerprint.
+
+Formats: ``/1`` named the model config's store position ``layer``; ``/2`` calls it ``position``
+(``fusion.registry.ModelConfig``), since a layer is a hidden-state index everywhere else.
+``from_dict`` reads both.
 """
 
 from __future__ import annotations
@@ -24,7 +29,10 @@ from typing import Any
 from parrot_ser.files import json_default
 from parrot_ser.training.config import TrainConfig
 
-SPEC_FORMAT = "parrot-ser-runspec/1"
+SPEC_FORMAT = "parrot-ser-runspec/2"
+# Older formats -> how their model_config keys map to the current ones (read by from_dict, and
+# recognised once by former_fingerprints so that their run folders resume).
+FORMER_FORMATS = {"parrot-ser-runspec/1": {"layer": "position"}}
 OPTIONAL = ("task_options", "labels", "folds")  # left out of the spec (and its identity) when empty
 
 
@@ -111,11 +119,45 @@ class RunSpec:
         d = json.loads(json.dumps(dataclasses.asdict(self), default=json_default))
         return {"format": SPEC_FORMAT, **{k: v for k, v in d.items() if v != {} or k not in OPTIONAL}}
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunSpec:
+        """The spec ``to_dict`` wrote (run.json ``spec``, a bundle's ``run_spec``, a worker's payload),
+        in the current format or a former one (``FORMER_FORMATS``)."""
+        fmt = d.get("format", SPEC_FORMAT)
+        if fmt != SPEC_FORMAT and fmt not in FORMER_FORMATS:
+            from parrot_ser.errors import ConfigError
+
+            raise ConfigError(f"run spec format {fmt!r} is not one this version reads ({SPEC_FORMAT}, "
+                              f"{', '.join(FORMER_FORMATS)}); upgrade parrot-ser")
+        renames = FORMER_FORMATS.get(fmt, {})
+        model_config = {renames.get(k, k): v for k, v in d["model_config"].items()}
+        inputs = dict(d["inputs"], encoders=tuple(d["inputs"]["encoders"]))
+        return cls(model=d["model"], model_config=model_config, task=d["task"], inputs=Inputs(**inputs),
+                   optimisation=Optimisation(**d["optimisation"]), protocol=Protocol(**d["protocol"]),
+                   execution=Execution(**d.get("execution", {})),
+                   **{k: dict(d[k]) for k in OPTIONAL if k in d})
+
     def identity(self) -> dict[str, Any]:
         """Everything but ``execution``."""
         return {k: v for k, v in self.to_dict().items() if k != "execution"}
 
     def fingerprint(self, data: dict[str, Any]) -> str:
         """Hash of the identity, the data identity (``data``) and the format version."""
-        blob = json.dumps({"spec": self.identity(), "data": data}, sort_keys=True, default=json_default)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return _hash(self.identity(), data)
+
+    def former_fingerprints(self, data: dict[str, Any]) -> set[str]:
+        """The fingerprints this run had in the former spec formats (its identity as they wrote it),
+        so that a run folder written by an older version is recognised as the same run."""
+        out = set()
+        for fmt, renames in FORMER_FORMATS.items():
+            back = {new: old for old, new in renames.items()}
+            ident = self.identity()
+            ident = {**ident, "format": fmt,
+                     "model_config": {back.get(k, k): v for k, v in ident["model_config"].items()}}
+            out.add(_hash(ident, data))
+        return out
+
+
+def _hash(identity: dict[str, Any], data: dict[str, Any]) -> str:
+    blob = json.dumps({"spec": identity, "data": data}, sort_keys=True, default=json_default)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
