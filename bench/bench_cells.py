@@ -42,7 +42,7 @@ def _measure(store: str, epochs: int, threads: int, precision: str) -> Iterable[
     from torch.utils.flop_counter import FlopCounterMode
 
     from common import matmul_gflops
-    from parrot_ser.training import TrainConfig, fit_model
+    from parrot_ser.training import RunSpec, TrainConfig, fit_model
     from parrot_ser.training.data import make_batch
     from parrot_ser.training.run import load_features
     from parrot_ser.training.trainer import build_net
@@ -50,19 +50,20 @@ def _measure(store: str, epochs: int, threads: int, precision: str) -> Iterable[
     if threads:
         torch.set_num_threads(threads)
     peak = matmul_gflops()
-    cfg = TrainConfig(epochs=epochs, patience=0, num_threads=threads or None, precision=precision)
+    config = TrainConfig(epochs=epochs, patience=0, num_threads=threads or None, precision=precision)
     for model, encs in CELLS:
-        data, _, _ = load_features(store, encs, cfg)
-        net = build_net(model, data.input_shapes, len(data.classes), cfg)
-        rows = np.arange(cfg.batch_size)
+        spec = RunSpec.build(model, config, encoders=encs)
+        data, _, _ = load_features(store, spec)
+        net = build_net(spec, data.input_shapes, len(data.classes))
+        rows = np.arange(config.batch_size)
         counter = FlopCounterMode(display=False)
         with counter:
             loss = torch.nn.functional.cross_entropy(net(make_batch(data, rows)), torch.from_numpy(data.labels[rows]))
             loss.backward()
-        epoch_flops = counter.get_total_flops() / cfg.batch_size * len(data)  # per row x rows of an epoch
-        fit_model(data, None, model, cfg, seed=0)  # warm-up
+        epoch_flops = counter.get_total_flops() / config.batch_size * len(data)  # per row x rows of an epoch
+        fit_model(data, None, spec, seed=0)  # warm-up
         t0 = time.perf_counter()
-        fit_model(data, None, model, cfg, seed=0)
+        fit_model(data, None, spec, seed=0)
         yield {"cell": f"{model} {'+'.join(encs)}", "s_per_epoch": (time.perf_counter() - t0) / epochs,
                "flops": epoch_flops, "peak": peak}
 

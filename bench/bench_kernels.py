@@ -32,11 +32,11 @@ def _pool(repeats: int) -> tuple[float, float]:
 
 def _adam(repeats: int) -> tuple[float, float]:
     from parrot_ser.fusion import build_model
-    from parrot_ser.training.config import TrainConfig
+    from parrot_ser.training.spec import RunSpec
     from parrot_ser.training.trainer import make_adam
 
     times = []
-    for make in (lambda p: torch.optim.Adam(p, lr=1e-3), lambda p: make_adam(p, TrainConfig())):
+    for make in (lambda p: torch.optim.Adam(p, lr=1e-3), lambda p: make_adam(p, RunSpec.build("parrot"))):
         params = list(build_model("parrot", [3840, 768], 6).parameters())
         for p in params:
             p.grad = torch.randn_like(p)
@@ -60,12 +60,12 @@ def _allocator(repeats: int) -> tuple[float, float]:
     keep_freed_memory in the same process (in that order: the setting cannot be undone)."""
     from parrot_ser.device import keep_freed_memory
     from parrot_ser.fusion import FusionInput, build_model
-    from parrot_ser.training.config import TrainConfig
+    from parrot_ser.training.spec import RunSpec
     from parrot_ser.training.trainer import make_adam
 
     torch.manual_seed(0)
     model = build_model("parrot", [3840, 768], 6)
-    opt = make_adam(model.parameters(), TrainConfig())
+    opt = make_adam(model.parameters(), RunSpec.build("parrot"))
     inp = FusionInput([torch.randn(32, 3840), torch.randn(32, 768)])
     y = torch.randint(0, 6, (32,))
 

@@ -83,10 +83,11 @@ def _measure(variant: str, quick: bool, worker: tuple[int, str, int] | None = No
     barrier dir, copies) when this process is one of concurrent_lines' copies."""
     from parrot_ser.device import keep_freed_memory
     from parrot_ser.training.config import TrainConfig
+    from parrot_ser.training.spec import RunSpec
     from parrot_ser.training.trainer import make_adam
 
     keep_freed_memory()  # what fit_model does (a no-op for the reference variant)
-    cfg = TrainConfig(precision="bf16" if variant == "bf16" else "fp32")
+    cfg = RunSpec.build("parrot", TrainConfig(precision="bf16" if variant == "bf16" else "fp32"))
     g = torch.Generator().manual_seed(0)
     feats = [torch.randn(N_UTT, d, generator=g) for d in DIMS]
     labels = torch.randint(0, N_CLASSES, (N_UTT,), generator=g)
@@ -109,7 +110,7 @@ def _measure(variant: str, quick: bool, worker: tuple[int, str, int] | None = No
 
         def step(idx: torch.Tensor, model=model, opt=opt) -> None:
             inp = FusionInput([f[idx] for f in feats])
-            with cfg.autocast():
+            with cfg.forward_context():
                 logits = model(inp)
             loss = torch.nn.functional.cross_entropy(logits.float(), labels[idx])
             opt.zero_grad(set_to_none=True)
@@ -211,7 +212,7 @@ def _batched_vs_single(feats, labels, n_steps: int, n_models: int = 4) -> Iterab
     from torch.func import functional_call, stack_module_state, vmap
 
     from parrot_ser.training.batched import _StackedAdam
-    from parrot_ser.training.config import TrainConfig
+    from parrot_ser.training.spec import RunSpec
     from parrot_ser.training.trainer import make_adam
 
     torch.manual_seed(0)
@@ -222,8 +223,8 @@ def _batched_vs_single(feats, labels, n_steps: int, n_models: int = 4) -> Iterab
     base = copy.deepcopy(ms[0]).to("meta")
     base.vmap_safe = True
     vf = vmap(lambda p, b, *xs: functional_call(base, (p, b), (FusionInput(list(xs)),)), randomness="different")
-    sopt = _StackedAdam(params, n_models, TrainConfig())
-    opts = [make_adam(m.parameters(), TrainConfig()) for m in ms]
+    sopt = _StackedAdam(params, n_models, RunSpec.build("parrot"))
+    opts = [make_adam(m.parameters(), RunSpec.build("parrot")) for m in ms]
     idx = torch.arange(BATCH)
     xs = [f[idx].expand(n_models, -1, -1).contiguous() for f in feats]
     y = labels[idx].expand(n_models, -1).reshape(-1)

@@ -148,3 +148,28 @@ def test_serving_imports_neither_training_nor_sklearn():
             "assert not bad, bad\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=None)
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+# TrainConfig is what a user writes (YAML keys, CLI options, Python arguments): the edge turns it into a
+# RunSpec once (RunSpec.build, training/spec.py, called by run_cv / run_grid), and everything below
+# (execution, the training loop and its variants, tasks, data loading, workers, export) takes the spec.
+TRAIN_CONFIG_EDGE = {"parrot_ser.training.config", "parrot_ser.training.spec", "parrot_ser.training.run",
+                     "parrot_ser.training.grid", "parrot_ser.training"}
+TRAIN_CONFIG_EDGE_PACKAGES = {"cli", "demo"}
+
+
+def test_train_config_stays_at_the_edge():
+    offenders = []
+    for module, path in _modules().items():
+        if module in TRAIN_CONFIG_EDGE or _package(module) in TRAIN_CONFIG_EDGE_PACKAGES:
+            continue
+        imported = [ln for target, ln in _imports(module, path) if target == "parrot_ser.training.config"]
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            named = (isinstance(node, ast.Name) and node.id in ("TrainConfig", "load_config")) or (
+                isinstance(node, ast.Attribute) and node.attr in ("TrainConfig", "load_config")) or (
+                isinstance(node, ast.alias) and node.name in ("TrainConfig", "load_config"))
+            if named:
+                imported.append(getattr(node, "lineno", 0))
+        offenders += [f"{path.relative_to(SRC)}:{ln}" for ln in sorted(set(imported))]
+    assert not offenders, ("TrainConfig below the edge (take the RunSpec, or the part of it you need): "
+                           + ", ".join(offenders))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from parrot_ser.errors import BundleError
 from parrot_ser.export import export_run
@@ -246,6 +247,25 @@ def test_refit_trains_one_model_on_all_data(tiny_run, tmp_path, emodb_root):
     assert m["n_train"] + m["n_val"] == 106 and m["val_speakers"]  # all data; early-stopping speakers held out
     p = load_model(out).predict(_wav(emodb_root, "03a01Wa"))[0]
     assert sum(p.probabilities.values()) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_refit_of_a_run_written_before_run_spec_rebuilds_its_spec_from_config(tiny_run, tmp_path):
+    """run.json of runs made before RunSpec holds only ``config``: export --refit rebuilds the spec from
+    it (RunSpec.of_run) and trains exactly the model it trains from the stored spec."""
+    from safetensors.torch import load_file
+
+    from parrot_ser.training.spec import RunSpec
+
+    run_dir = tmp_path / "old_run"
+    shutil.copytree(tiny_run[0], run_dir)
+    run = json.loads((run_dir / "run.json").read_text())
+    stored = RunSpec.from_dict(run.pop("spec"))
+    (run_dir / "run.json").write_text(json.dumps(run))
+    assert RunSpec.of_run(run) == stored
+    new = export_run(tiny_run[0], tmp_path / "new", refit=True)
+    old = export_run(run_dir, tmp_path / "old", refit=True)
+    a, b = (load_file(str(d / "members" / "refit_seed0.safetensors")) for d in (new, old))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_export_refuses_an_unfinished_run(tmp_path):

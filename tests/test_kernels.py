@@ -11,7 +11,7 @@ from torch import nn
 
 from parrot_ser.fusion import FusionInput, build_model
 from parrot_ser.fusion.layers import ConvStack, relu_max2
-from parrot_ser.training import SERData, TrainConfig, fit_model, predict_proba
+from parrot_ser.training import RunSpec, SERData, TrainConfig, fit_model, predict_proba
 
 
 @pytest.mark.parametrize("length", [3838, 3837, 7, 2])
@@ -72,15 +72,16 @@ def _toy(n_spk=4, per=12, dims=(40, 24), seed=0):
 def test_bf16_precision_trains_and_differs_only_by_rounding():
     data = _toy()
     common = dict(epochs=3, patience=0, dropout=0.0, num_threads=1, model={"conv_channels": (4, 8)})
-    m32, h32 = fit_model(data, None, "parrot", TrainConfig(**common), seed=0)
-    m16, h16 = fit_model(data, None, "parrot", TrainConfig(**common, precision="bf16"), seed=0)
+    fp32, bf16 = RunSpec.build("parrot", TrainConfig(**common)), RunSpec.build("parrot", TrainConfig(**common, precision="bf16"))
+    m32, h32 = fit_model(data, None, fp32, seed=0)
+    m16, h16 = fit_model(data, None, bf16, seed=0)
     assert [r["epoch"] for r in h16["epochs"]] == [1, 2, 3]
-    p32, p16 = predict_proba(m32, data, TrainConfig()), predict_proba(m16, data, TrainConfig())
+    p32, p16 = predict_proba(m32, data, fp32), predict_proba(m16, data, fp32)
     assert np.isfinite(p16).all()
     assert not np.array_equal(p32, p16)  # bf16 matmuls really ran
     assert np.abs(p32 - p16).max() < 0.1  # ... and only rounding separates them after 3 epochs
-    again, _ = fit_model(data, None, "parrot", TrainConfig(**common, precision="bf16"), seed=0)
-    assert np.array_equal(predict_proba(again, data, TrainConfig()), p16)  # deterministic on CPU
+    again, _ = fit_model(data, None, bf16, seed=0)
+    assert np.array_equal(predict_proba(again, data, fp32), p16)  # deterministic on CPU
 
 
 @pytest.mark.parametrize("name", ["parrot", "parrot-token"])
@@ -135,7 +136,7 @@ def test_precision_is_validated_and_part_of_the_run_identity_only_when_not_fp32(
 def test_fused_adam_is_the_default_optimizer():
     from parrot_ser.training.trainer import make_adam
 
-    opt = make_adam(build_model("fcn", [8], 3).parameters(), TrainConfig())
+    opt = make_adam(build_model("fcn", [8], 3).parameters(), RunSpec.build("fcn"))
     assert opt.defaults["fused"] is True
 
 

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from parrot_ser.errors import ConfigError
-from parrot_ser.training import TrainConfig, fit_model
+from parrot_ser.training import RunSpec, TrainConfig, fit_model
 from parrot_ser.training.batched import fit_models_batched
 from parrot_ser.training.tasks import TASKS, Classification, Task, get_task, register_task
 from test_training import synthetic
@@ -45,22 +45,23 @@ class ToyRegression(Task):
 def test_a_new_task_plugs_into_every_variant():
     data = synthetic(48)
     tr, va, te = data.subset(range(30)), data.subset(range(30, 40)), data.subset(range(40, 48))
-    cfg = TrainConfig(epochs=4, batch_size=8, patience=2, early_stop_metric="loss", dropout=0.0)
+    config = TrainConfig(epochs=4, batch_size=8, patience=2, early_stop_metric="loss", dropout=0.0)
+    cfg = RunSpec.build("concat", config)
     task = ToyRegression()
-    model, hist = fit_model(tr, va, "concat", cfg, seed=0, task=task)
+    model, hist = fit_model(tr, va, cfg, seed=0, task=task)
     assert hist["monitor"] == "val_loss" and set(hist["epochs"][0]) >= {"epoch", "train_loss", "lr", "val_loss"}
     assert hist["epochs"][-1]["train_loss"] < hist["epochs"][0]["train_loss"]  # it learns
     out = model(te_batch(te))
     assert out.shape == (len(te), 1)
     # the batched (vmap) variant: same task, default stacked_loss (vmap of loss)
-    fitted = fit_models_batched([(tr, va, 0), (tr, va, 1)], "concat", cfg, task=task)
+    fitted = fit_models_batched([(tr, va, 0), (tr, va, 1)], cfg, task=task)
     assert [f[0](te_batch(te)).shape for f in fitted] == [(len(te), 1)] * 2
     # dropout 0: one model alone and the same model stacked compute the same thing
     assert fitted[0][1]["best_epoch"] == hist["best_epoch"]
     assert np.allclose([r["val_loss"] for r in fitted[0][1]["epochs"]], [r["val_loss"] for r in hist["epochs"]],
                        rtol=1e-4)
     # bf16 is the variants' forward context, the task does not know about it
-    _, h16 = fit_model(tr, va, "concat", replace(cfg, precision="bf16"), seed=0, task=task)
+    _, h16 = fit_model(tr, va, RunSpec.build("concat", replace(config, precision="bf16")), seed=0, task=task)
     assert len(h16["epochs"]) >= 1
 
 
@@ -73,12 +74,12 @@ def te_batch(te):
 def test_one_loop_records_the_same_fields_on_every_path():
     data = synthetic(48)
     tr, va = data.subset(range(36)), data.subset(range(36, 48))
-    cfg = TrainConfig(epochs=2, batch_size=8)
-    _, single = fit_model(tr, va, "concat", cfg, seed=0)
-    (_, batched), = fit_models_batched([(tr, va, 0)], "concat", cfg)
+    cfg = RunSpec.build("concat", TrainConfig(epochs=2, batch_size=8))
+    _, single = fit_model(tr, va, cfg, seed=0)
+    (_, batched), = fit_models_batched([(tr, va, 0)], cfg)
     # the batched copy used to drop the learning rate from its records
     assert [sorted(r) for r in single["epochs"]] == [sorted(r) for r in batched["epochs"]]
-    assert all(r["lr"] == cfg.lr for r in batched["epochs"])
+    assert all(r["lr"] == cfg.optimisation.lr for r in batched["epochs"])
 
 
 def test_task_registry_and_config():
@@ -96,7 +97,7 @@ def test_task_registry_and_config():
     try:
         cfg = TrainConfig(task="toy-regression", early_stop_metric="loss", epochs=1, batch_size=8).validate()
         data = synthetic(30)
-        model, _ = fit_model(data.subset(range(20)), data.subset(range(20, 30)), "concat", cfg, seed=0)
+        model, _ = fit_model(data.subset(range(20)), data.subset(range(20, 30)), RunSpec.build("concat", cfg), seed=0)
         assert model(te_batch(data.subset(range(3)))).shape == (3, 1)  # the config's task was used
     finally:
         TASKS.pop("toy-regression")

@@ -13,7 +13,7 @@ pytest.importorskip("onnxruntime")
 
 from parrot_ser.fusion import MODELS, get_model_spec  # noqa: E402
 from parrot_ser.inference.onnx_export import TOLERANCE, EnsembleHead, _export, _session  # noqa: E402
-from parrot_ser.training import SERData, TrainConfig, fit_model  # noqa: E402
+from parrot_ser.training import RunSpec, SERData, TrainConfig, fit_model  # noqa: E402
 from parrot_ser.training.data import make_batch  # noqa: E402
 
 EXPORTABLE = sorted(n for n in MODELS if not get_model_spec(n).batch_dependent)
@@ -43,8 +43,8 @@ def _cases():
 def test_every_exportable_model_exports(name, frames, tmp_path):
     spec = get_model_spec(name)
     data = _data(spec.n_inputs, frames)
-    cfg = TrainConfig(epochs=1, batch_size=8, use_frames=frames)
-    model, _ = fit_model(data.subset(range(16)), None, name, cfg, seed=0)
+    cfg = RunSpec.build(name, TrainConfig(epochs=1, batch_size=8, use_frames=frames))
+    model, _ = fit_model(data.subset(range(16)), None, cfg, seed=0)
     head = EnsembleHead([model], spec.n_inputs, frames).eval()
     batches = [make_batch(data, np.arange(16, 19), use_frames=frames),
                make_batch(data, np.arange(19, 24), use_frames=frames)]  # other batch size, other lengths

@@ -18,6 +18,7 @@ import pytest
 from parrot_ser.training.config import TrainConfig
 from parrot_ser.training.data import SERData
 from parrot_ser.training.run import load_features, run_cv
+from parrot_ser.training.spec import RunSpec
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +33,7 @@ def emo_logmel(emodb_root, tmp_path_factory):
 
 
 def _two_inputs(store):
-    data, rows, metas = load_features(store, ["logmel"], TrainConfig())
+    data, rows, metas = load_features(store, RunSpec.build("fcn", encoders=["logmel"]))
     p = data.pooled[0]
     two = SERData([p[:, :160].copy(), p[:, 160:].copy()], data.labels, data.utt_ids, data.classes, None,
                   data.speakers)
@@ -71,7 +72,7 @@ def test_batched_parrot_equals_one_at_a_time_without_dropout(emo_logmel, tmp_pat
 def test_batched_with_dropout_is_deterministic_and_within_tolerance(emo_logmel, tmp_path):
     """Dropout 0.3 (default): batched draws other dropout masks, so the numbers are another random
     draw: identical run to run, and the headline within 4 points of one-at-a-time (documented)."""
-    data = load_features(emo_logmel, ["logmel"], TrainConfig())
+    data = load_features(emo_logmel, RunSpec.build("fcn", encoders=["logmel"]))
     cfg = TrainConfig(epochs=5, patience=3)
     seeds = [0, 1]
     single = run_cv(None, ["logmel"], "fcn", cfg, seeds, "speaker-kfold", tmp_path / "s", data=data,
@@ -93,7 +94,7 @@ def test_batched_with_dropout_is_deterministic_and_within_tolerance(emo_logmel, 
 def test_threads_and_device_do_not_change_the_run_identity(emo_logmel, tmp_path):
     from parrot_ser.errors import ConfigError
 
-    data = load_features(emo_logmel, ["logmel"], TrainConfig())
+    data = load_features(emo_logmel, RunSpec.build("fcn", encoders=["logmel"]))
     cfg = TrainConfig(epochs=1, patience=0)
     out = tmp_path / "run"
     run_cv(None, ["logmel"], "fcn", cfg, [0], "speaker-kfold", out, data=data, workers=1)
@@ -119,6 +120,25 @@ def test_worker_processes_give_the_same_numbers_as_this_process(emo_logmel, tmp_
     assert here["headline"] == there["headline"]
     pa, pb = _proba(tmp_path / "here"), _proba(tmp_path / "there")
     assert all(np.array_equal(pa[k], pb[k]) for k in pa)
+
+
+def test_units_carry_the_run_spec_as_plain_data(emo_logmel, tmp_path):
+    """Workers and Ray tasks get the spec (RunSpec.to_dict), not a TrainConfig, and rebuild it with
+    their own thread count: the same identity, only the execution differs."""
+    import json
+    import pickle
+
+    from parrot_ser.training.execute import make_units
+    from parrot_ser.training.run import prepare_run
+
+    prepared = prepare_run(emo_logmel, ["logmel"], "fcn", TrainConfig(epochs=1, num_threads=4), [0], "speaker-kfold",
+                           tmp_path / "run", n_folds=2)
+    assert not hasattr(prepared, "config")
+    unit, = make_units([prepared], batched=True)
+    assert json.loads(json.dumps(unit.spec)) == unit.spec == prepared.spec.to_dict() and unit.model == "fcn"
+    rebuilt = pickle.loads(pickle.dumps(unit)).run_spec(threads=1)
+    assert rebuilt.execution.num_threads == 1 and prepared.spec.execution.num_threads == 4
+    assert rebuilt.identity() == prepared.spec.identity() and rebuilt.with_threads(4) == prepared.spec
 
 
 def _children(pid: int) -> list[int]:

@@ -7,6 +7,7 @@ import json
 from dataclasses import replace
 
 import pytest
+import torch
 
 from parrot_ser.errors import ConfigError
 from parrot_ser.training import TrainConfig
@@ -16,8 +17,8 @@ DATA = {"classes": ["a", "b"], "utt_ids": "x", "features": {"logmel": "y"}}
 
 
 def _spec(model="cnn", config=None, **kw):
-    return RunSpec.build(model, ["logmel"] if model in ("cnn", "fcn") else ["m", "a"], config or TrainConfig(),
-                         "speaker-kfold", 5, **kw)
+    return RunSpec.build(model, config or TrainConfig(), encoders=["logmel"] if model in ("cnn", "fcn") else ["m", "a"],
+                         protocol="speaker-kfold", n_folds=5, **kw)
 
 
 def test_the_model_config_is_resolved_for_its_model():
@@ -76,3 +77,15 @@ def test_model_option_layer_is_read_as_position_with_a_note(monkeypatch, capsys)
     assert _spec("cnn", TrainConfig(model={"position": 0})).fingerprint(DATA) == s.fingerprint(DATA)
     err = capsys.readouterr().err
     assert err.count("the model option 'layer'") == 1 and "'position'" in err  # once per process
+
+
+def test_layer_weighting_off_contradicts_the_weighted_layer():
+    with pytest.raises(ConfigError, match="layer_weighting=false contradicts it"):
+        _spec("cnn", TrainConfig(layer="weighted", model={"layer_weighting": False}))
+    assert _spec("cnn", TrainConfig(layer="weighted")).model_config["layer_weighting"] is False  # set from the data
+
+
+def test_forward_context_is_bf16_autocast_only_for_bf16():
+    assert _spec("fcn").forward_context().__class__.__name__ == "nullcontext"
+    with _spec("fcn", TrainConfig(precision="bf16")).forward_context():
+        assert torch.get_autocast_dtype("cpu") == torch.bfloat16 and torch.is_autocast_enabled("cpu")

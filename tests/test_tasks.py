@@ -117,7 +117,7 @@ def test_task_errors_say_what_to_do():
     with pytest.raises(ConfigError, match="at least 2 classes"):
         get_task("classification", None, SimpleNamespace(classes=["only"], dims=[]))
     with pytest.raises(ConfigError, match="regression_loss"):
-        get_task("regression", SimpleNamespace(regression_loss="l1", multitask_weight=0.5))
+        get_task("regression", {"regression_loss": "l1", "multitask_weight": 0.5})
     with pytest.raises(ConfigError, match="unknown task 'ordinal'"):
         get_task("ordinal")
     reg = get_task("regression", None, SimpleNamespace(classes=[], dims=["a"]))
@@ -142,13 +142,13 @@ def test_run_spec_records_task_labels_and_overlap_only_when_used():
     from parrot_ser.training.config import TrainConfig
     from parrot_ser.training.spec import RunSpec
 
-    plain = RunSpec.build("fcn", ["logmel"], TrainConfig(), "speaker-kfold", 5)
+    plain = RunSpec.build("fcn", TrainConfig(), encoders=["logmel"])
     assert not {"task_options", "labels", "folds"} & set(plain.identity())
     assert plain.optimisation.early_stop_metric == "macro_f1"  # auto = classification's own metric
-    same = RunSpec.build("fcn", ["logmel"], TrainConfig(early_stop_metric="macro_f1"), "speaker-kfold", 5)
+    same = RunSpec.build("fcn", TrainConfig(early_stop_metric="macro_f1"), encoders=["logmel"])
     assert same.fingerprint({}) == plain.fingerprint({})
     cfg = TrainConfig(task="regression", classes=["a", "b"], label_map={"x": "a"}, allow_speaker_overlap=True)
-    spec = RunSpec.build("fcn", ["logmel"], cfg, "predefined", 1).identity()
+    spec = RunSpec.build("fcn", cfg, encoders=["logmel"], protocol="predefined", n_folds=1).identity()
     assert spec["task"] == "regression" and spec["optimisation"]["early_stop_metric"] == "ccc"
     assert spec["task_options"] == {"regression_loss": "ccc", "multitask_weight": 0.5}
     assert spec["labels"] == {"classes": ["a", "b"], "label_map": {"x": "a"}}

@@ -20,7 +20,15 @@ from typer.testing import CliRunner
 from parrot_ser.cli.main import app
 from parrot_ser.corpora.base import Manifest, Utterance
 from parrot_ser.errors import ConfigError
-from parrot_ser.training import SERData, TrainConfig, fit_model, fold_runs, load_config, predict_proba
+from parrot_ser.training import (
+    RunSpec,
+    SERData,
+    TrainConfig,
+    fit_model,
+    fold_runs,
+    load_config,
+    predict_proba,
+)
 from parrot_ser.training import run as run_mod
 from parrot_ser.training.run import load_fold_model, run_cv
 
@@ -90,14 +98,14 @@ def test_yaml_config_overrides_and_unknown_key(tmp_path):
 def test_fit_model_is_deterministic_and_learns():
     data = synthetic()
     tr, va, te = data.subset(range(0, 36)), data.subset(range(36, 48)), data.subset(range(48, 60))
-    cfg = TrainConfig(epochs=6, batch_size=8, patience=3)
-    m1, h1 = fit_model(tr, va, "concat", cfg, seed=1)
-    m2, h2 = fit_model(tr, va, "concat", cfg, seed=1)
+    cfg = RunSpec.build("concat", TrainConfig(epochs=6, batch_size=8, patience=3))
+    m1, h1 = fit_model(tr, va, cfg, seed=1)
+    m2, h2 = fit_model(tr, va, cfg, seed=1)
     p1, p2 = predict_proba(m1, te, cfg), predict_proba(m2, te, cfg)
     assert np.array_equal(p1, p2) and h1 == h2
     assert np.allclose(p1.sum(1), 1.0, atol=1e-5)
     assert (p1.argmax(1) == te.labels).mean() >= 0.75  # a strong planted signal is learned
-    m3, _ = fit_model(tr, va, "concat", cfg, seed=2)
+    m3, _ = fit_model(tr, va, cfg, seed=2)
     assert not np.array_equal(p1, predict_proba(m3, te, cfg))
     assert 1 <= h1["best_epoch"] <= h1["stopped_epoch"] <= 6 and h1["monitor"] == "val_macro_f1"
     # the standardiser is fitted on the training rows only and travels as buffers
@@ -108,15 +116,15 @@ def test_fit_model_is_deterministic_and_learns():
 
 def test_batch_dependent_model_eval_does_not_depend_on_row_order():
     data = synthetic(48)
-    cfg = TrainConfig(epochs=2, batch_size=8, eval_batch_size=8)
-    model, _ = fit_model(data.subset(range(32)), None, "parrot", cfg, seed=0)
+    cfg = RunSpec.build("parrot", TrainConfig(epochs=2, batch_size=8, eval_batch_size=8))
+    model, _ = fit_model(data.subset(range(32)), None, cfg, seed=0)
     test = data.subset(range(32, 48))
     perm = np.random.default_rng(0).permutation(16)
     p = predict_proba(model, test, cfg)
     q = predict_proba(model, test.subset(perm), cfg)
     assert np.allclose(p[perm], q, atol=1e-6)
     # a different eval batch size regroups the batches, and the paper's batch-level OT notices
-    r = predict_proba(model, test, replace(cfg, eval_batch_size=3))
+    r = predict_proba(model, test, replace(cfg, optimisation=replace(cfg.optimisation, eval_batch_size=3)))
     assert not np.allclose(p, r, atol=1e-7)
 
 
@@ -147,9 +155,10 @@ def test_run_cv_writes_outputs_and_resumes(store, tmp_path, monkeypatch):
     # the saved weights + run.json rebuild the fold's model exactly
     model, run = load_fold_model(out, 0, 1)
     entry = json.loads((out / "folds" / "seed0_fold1.json").read_text())
-    data, _, _ = run_mod.load_features(store, run["encoders"], TrainConfig.from_dict(run["config"]))
+    spec = RunSpec.from_dict(run["spec"])
+    data, _, _ = run_mod.load_features(store, spec)
     test = data.subset([data.utt_ids.index(u) for u in entry["test_utt_ids"]])
-    assert np.allclose(predict_proba(model, test, cfg), entry["test_proba"], atol=1e-5)
+    assert np.allclose(predict_proba(model, test, spec), entry["test_proba"], atol=1e-5)
 
     # resume: nothing is refitted; a deleted entry is the only one recomputed
     calls = []
@@ -202,10 +211,11 @@ def test_frames_and_all_layers_round_trip(store, tmp_path):
     assert run["frame_dims"] == [160, 160] and run["use_frames"] and not run["model_spec"]["batch_dependent"]
     model, _ = load_fold_model(out, 0, 1)
     assert "std_frames_mean_0" in model.state_dict()
-    data, _, _ = run_mod.load_features(store, run["encoders"], cfg)
+    spec = RunSpec.of_run(run)
+    data, _, _ = run_mod.load_features(store, spec)
     entry = json.loads((out / "folds" / "seed0_fold1.json").read_text())
     test = data.subset([data.utt_ids.index(u) for u in entry["test_utt_ids"]])
-    assert np.allclose(predict_proba(model, test, cfg), entry["test_proba"], atol=1e-5)
+    assert np.allclose(predict_proba(model, test, spec), entry["test_proba"], atol=1e-5)
     tr = res["transport"]  # per-utterance plans between the two frame sequences (26 frames each here)
     assert 1.0 <= tr["eff_partners"]["mean"] <= tr["m"]["mean"] + 1e-6 and tr["m"]["mean"] == 26
 

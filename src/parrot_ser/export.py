@@ -2,7 +2,7 @@
 
 With ``refit`` (the default of ``parrot-ser export`` and of the demo; this function does no
 training unless asked) one model is trained on all of the run's utterances with the run's
-settings (model, config, first seed); early stopping holds out ``val_fraction`` of the speakers, as
+settings (its RunSpec: model, model config, optimisation; first seed); early stopping holds out ``val_fraction`` of the speakers, as
 inside each fold. Its expected quality is the run's cross-validated numbers (nothing is held out to
 re-measure it). One model is what a user who exports wants by default: a 15-model ensemble (5 folds x
 3 seeds) was 15x the size and 15x the prediction time of one model (issue 20: 238 MB, 15 s a clip).
@@ -36,7 +36,7 @@ from parrot_ser.encoders.checkpoint import sha256_file
 from parrot_ser.errors import BundleError, ParrotError
 from parrot_ser.features.clips import clip_seconds
 from parrot_ser.inference.bundle import Member, write_bundle
-from parrot_ser.layer_choice import LAYER_MEANING, choice_from_legacy
+from parrot_ser.layer_choice import LAYER_MEANING
 from parrot_ser.notices import untrained_models_text
 from parrot_ser.training.rundir import RESULTS_JSON, RUN_JSON, entry_path
 
@@ -60,27 +60,25 @@ def _training_summary(results: dict) -> dict:
 
 
 def _load_run_features(run: dict, run_dir: Path) -> Any:
-    from parrot_ser.training.config import TrainConfig
+    """(the run's features as it read them, its RunSpec: the one run.json stores, or rebuilt from its
+    ``config`` for runs written before RunSpec)."""
     from parrot_ser.training.data import load_features
+    from parrot_ser.training.spec import RunSpec
 
     fdir = run.get("features_dir")
     if not fdir or not Path(fdir).is_dir():
         raise BundleError(f"{run_dir}/run.json: the run's feature store {fdir!r} is not available "
                           "(needed to refit one model on all the data, the default, and for the anchors of "
                           "batch-dependent models; `--ensemble` bundles the run's fold models without it)")
-    cfg = dict(run["config"])
-    if run.get("layer_meaning") != LAYER_MEANING:  # written before hidden-state indices: a position
-        cfg["layer"] = choice_from_legacy(cfg.get("layer"), [run["features_meta"][e].get("layers") or [0]
-                                                             for e in run["encoders"]], str(run_dir / RUN_JSON))
-    config = TrainConfig.from_dict(cfg, source=str(run_dir / RUN_JSON))
-    data, _, metas = load_features(fdir, run["encoders"], config)
+    spec = RunSpec.of_run(run, str(run_dir / RUN_JSON))
+    data, _, metas = load_features(fdir, spec)
     if data.classes != run["labels"] or data.dims != list((run.get("task") or {}).get("dims") or []):
         raise BundleError(f"{fdir}: labels {data.classes} differ from the run's {run['labels']}")
     for e, m in metas.items():
         if json.dumps(m.get("identity"), sort_keys=True) != json.dumps(
                 run["features_meta"][e].get("identity"), sort_keys=True):
             raise BundleError(f"{fdir}/{e}: features changed since the run (different encoder identity)")
-    return data, config
+    return data, spec
 
 
 def _fold_members(run: dict, run_dir: Path) -> list[Member]:
@@ -112,22 +110,23 @@ def _fold_members(run: dict, run_dir: Path) -> list[Member]:
     return members
 
 
-def _refit_member(run: dict, data: Any, config: Any, progress: Any = None) -> Member:
+def _refit_member(run: dict, data: Any, spec: Any, progress: Any = None) -> Member:
     from parrot_ser.training.splits import split_validation
     from parrot_ser.training.trainer import fit_model
 
     seed = int(run["seeds"][0])
-    tr, va = split_validation(np.arange(len(data)), data.strata(), data.speakers, fraction=config.val_fraction,
-                              seed=seed)
-    task = progress.add_task("refit", total=config.epochs, rate="") if progress is not None else None
+    epochs = spec.optimisation.epochs
+    tr, va = split_validation(np.arange(len(data)), data.strata(), data.speakers,
+                              fraction=spec.optimisation.val_fraction, seed=seed)
+    task = progress.add_task("refit", total=epochs, rate="") if progress is not None else None
 
     def on_epoch(epoch: int, rec: dict) -> None:
         if task is not None:
             progress.update(task, advance=1, rate=f"ep {epoch}")
 
-    model, hist = fit_model(data.subset(tr), data.subset(va), run["model"], config, seed, on_epoch=on_epoch)
+    model, hist = fit_model(data.subset(tr), data.subset(va), spec, seed, on_epoch=on_epoch)
     if task is not None:
-        progress.update(task, completed=config.epochs)
+        progress.update(task, completed=epochs)
     sd = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     val_spk = sorted({data.speakers[i] for i in va})
     return Member(f"refit_seed{seed}", sd, {"seed": seed, "fold": None, "best_epoch": hist["best_epoch"],
@@ -135,8 +134,8 @@ def _refit_member(run: dict, data: Any, config: Any, progress: Any = None) -> Me
                                             "n_val": int(len(va)), "val_speakers": val_spk})
 
 
-def _anchors(data: Any, config: Any, seed: int) -> list[torch.Tensor]:
-    k = max(1, int(config.eval_batch_size) - 1)
+def _anchors(data: Any, spec: Any, seed: int) -> list[torch.Tensor]:
+    k = max(1, int(spec.optimisation.eval_batch_size) - 1)
     rng = np.random.default_rng(seed)
     idx = np.sort(rng.choice(len(data), size=min(k, len(data)), replace=False))
     return [torch.from_numpy(np.ascontiguousarray(p[idx], dtype=np.float32)) for p in data.pooled]
@@ -150,24 +149,24 @@ def export_run(run_dir: str | Path, out_dir: str | Path, refit: bool = False, *,
     missing = [k for k in (*RUN_MODEL_KEYS, "encoders", "features_meta", "model_spec", "seeds") if k not in run]
     if missing:
         raise BundleError(f"{run_dir / 'run.json'}: lacks {', '.join(missing)} (older or foreign run format)")
-    spec = run["model_spec"]
-    batch_dep = bool(spec.get("batch_dependent"))
-    data = config = None
+    mspec = run["model_spec"]
+    batch_dep = bool(mspec.get("batch_dependent"))
+    data = spec = None
     if refit or (batch_dep and not run.get("use_frames")):
         try:
-            data, config = _load_run_features(run, run_dir)
+            data, spec = _load_run_features(run, run_dir)
         except BundleError:
             if refit:
                 raise
     try:
-        members = [_refit_member(run, data, config, progress)] if refit else _fold_members(run, run_dir)
+        members = [_refit_member(run, data, spec, progress)] if refit else _fold_members(run, run_dir)
     except ParrotError as e:
         raise e if isinstance(e, BundleError) else BundleError(f"{run_dir}: {e}") from None
     anchors = None
     batch_mode = "independent"
     if batch_dep:
         if data is not None:
-            anchors, batch_mode = _anchors(data, config, int(run["seeds"][0])), "anchors"
+            anchors, batch_mode = _anchors(data, spec, int(run["seeds"][0])), "anchors"
         else:
             batch_mode = "alone"
     encoders = []
@@ -182,7 +181,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, refit: bool = False, *,
     model_doc = {k: run[k] for k in RUN_MODEL_KEYS}
     model_doc["task"] = run.get("task") or {"kind": "classification", "labels": list(run["labels"]), "dims": []}
     dims = list(model_doc["task"].get("dims") or [])
-    model_doc.update(name=run["model"], batch_dependent=batch_dep, uses_frames=bool(spec.get("uses_frames")),
+    model_doc.update(name=run["model"], batch_dependent=batch_dep, uses_frames=bool(mspec.get("uses_frames")),
                      rebuild="parrot_ser.models.head_from_run(model) then load_state_dict(member)")
     doc: dict[str, Any] = {
         "package_version": __version__,

@@ -14,6 +14,7 @@ _WHERE = {
     "SERData": "parrot_ser.training.data",
     "PROTOCOLS": "parrot_ser.training.splits", "Fold": "parrot_ser.training.splits",
     "assert_speaker_independent": "parrot_ser.training.splits", "make_folds": "parrot_ser.training.splits",
+    "RunSpec": "parrot_ser.training.spec",
     "fit_model": "parrot_ser.training.trainer", "predict_proba": "parrot_ser.training.trainer",
     "seed_everything": "parrot_ser.training.trainer",
 }

@@ -37,8 +37,8 @@ import torch
 from parrot_ser.device import keep_freed_memory
 from parrot_ser.errors import ConfigError
 from parrot_ser.models import StandardisedModel, Standardiser
-from parrot_ser.training.config import TrainConfig
 from parrot_ser.training.data import SERData
+from parrot_ser.training.spec import RunSpec
 from parrot_ser.training.tasks import Task, get_task
 from parrot_ser.training.trainer import _eval_order, build_net, seed_everything
 
@@ -56,12 +56,12 @@ class _StackedAdam:
     Adam on the stacked tensors with a mask per model: a dozen full-size ``torch.where`` / element-wise
     passes per parameter, which measured as most of a batched step for conv heads.)"""
 
-    def __init__(self, params: dict[str, torch.Tensor], n_models: int, config: TrainConfig):
+    def __init__(self, params: dict[str, torch.Tensor], n_models: int, spec: RunSpec):
         from parrot_ser.training.trainer import make_adam
 
         self.params = params
         self.views = [[p.detach()[m] for p in params.values()] for m in range(n_models)]
-        self.opts = [make_adam(v, config) for v in self.views]
+        self.opts = [make_adam(v, spec) for v in self.views]
 
     @torch.no_grad()
     def step(self, active: torch.Tensor) -> None:
@@ -81,8 +81,7 @@ def _stack_rows(datas: Sequence[SERData], idxs: Sequence[np.ndarray], device: st
     return out
 
 
-def _stack_models(jobs: Sequence[Job], model_name: str, config: TrainConfig, task: Task,
-                  ) -> tuple[list, dict, dict, Any]:
+def _stack_models(jobs: Sequence[Job], spec: RunSpec, task: Task) -> tuple[list, dict, dict, Any]:
     """One StandardisedModel per job, built as fit_model builds it (same seed -> same initial weights),
     their stacked parameters/buffers, and the meta-device base module vmap calls."""
     from torch.func import stack_module_state
@@ -90,9 +89,9 @@ def _stack_models(jobs: Sequence[Job], model_name: str, config: TrainConfig, tas
     models: list[StandardisedModel] = []
     for tr, _, seed in jobs:
         seed_everything(seed)
-        std = Standardiser.fit(tr) if config.standardise else Standardiser.identity(tr)
-        net = build_net(model_name, tr.input_shapes, task.n_outputs(tr), config, None)
-        models.append(StandardisedModel(net, std).to(config.device))
+        std = Standardiser.fit(tr) if spec.inputs.standardise else Standardiser.identity(tr)
+        net = build_net(spec, tr.input_shapes, task.n_outputs(tr))
+        models.append(StandardisedModel(net, std).to(spec.execution.device))
     params, buffers = stack_module_state(models)  # leaf tensors (M, ...) that require grad
     base = copy.deepcopy(models[0]).to("meta")
     base.net.vmap_safe = True  # OT solver without out= writes (vmap cannot batch them)
@@ -116,14 +115,14 @@ class _Stacked:
     stacked parameters, called through ``vmap(functional_call)``; its own Adam (``_StackedAdam``),
     data order and validation side."""
 
-    def __init__(self, jobs: Sequence[Job], model_name: str, config: TrainConfig, task: Task):
+    def __init__(self, jobs: Sequence[Job], spec: RunSpec, task: Task):
         from torch.func import functional_call, vmap
 
         from parrot_ser.fusion import FusionInput
 
-        self.jobs, self.config, self.task, self.n_models = jobs, config, task, len(jobs)
-        self.dev = config.device
-        self.models, self.params, self.buffers, base = _stack_models(jobs, model_name, config, task)
+        self.jobs, self.spec, self.task, self.n_models = jobs, spec, task, len(jobs)
+        self.dev = spec.execution.device
+        self.models, self.params, self.buffers, base = _stack_models(jobs, spec, task)
         self.keys = list(self.params)
         self.base = base
 
@@ -131,7 +130,7 @@ class _Stacked:
             return functional_call(base, (p, b), (FusionInput(list(xs)),))
 
         self.vfwd = vmap(fwd, randomness="different")
-        self.opt = _StackedAdam(self.params, self.n_models, config)
+        self.opt = _StackedAdam(self.params, self.n_models, spec)
         # Dropout under vmap draws from torch's global generator: seed it from the group's seeds so the
         # same group gives the same numbers run to run.
         torch.manual_seed(int(np.random.SeedSequence([int(s) for _, _, s in jobs]).generate_state(1)[0]))
@@ -149,7 +148,7 @@ class _Stacked:
         return self.jobs[m][1]
 
     def train_epoch(self, epoch: int, live: list[int]) -> dict[int, float]:
-        batches = _epoch_batches(self.jobs, live, self.gens, int(self.config.batch_size))
+        batches = _epoch_batches(self.jobs, live, self.gens, int(self.spec.optimisation.batch_size))
         totals, seen = dict.fromkeys(live, 0.0), dict.fromkeys(live, 0)
         self.base.train()
         for t in range(max(len(b) for b in batches.values())):
@@ -171,7 +170,7 @@ class _Stacked:
             idxs = [batches[m][t] for m in g]
             xs = _stack_rows([self.jobs[m][0] for m in g], idxs, self.dev)
             ys = torch.stack([self.targets[m][torch.from_numpy(ix).to(self.dev)] for m, ix in zip(g, idxs)])
-            with self.config.autocast():
+            with self.spec.forward_context():
                 outputs = self.vfwd(self.sub(self.params, g), self.sub(self.buffers, g), *xs)  # (G, B, ...)
             losses = self.task.stacked_loss(outputs.float(), ys)
             lv = losses.detach().cpu().numpy()
@@ -194,7 +193,7 @@ class _Stacked:
         """Validation outputs of every live model with a validation side, each in its data's row
         order, evaluated in the documented batching (hash order, consecutive batches)."""
         self.base.eval()
-        ebs, orders = int(self.config.eval_batch_size), self.orders
+        ebs, orders = int(self.spec.optimisation.eval_batch_size), self.orders
         todo = [m for m in live if orders[m] is not None]
         chunks: dict[int, list[np.ndarray]] = {m: [] for m in todo}
         n_steps = max((-(-len(orders[m]) // ebs) for m in todo), default=0)
@@ -232,25 +231,25 @@ class _Stacked:
         return model.eval()
 
 
-def fit_models_batched(jobs: Sequence[Job], model_name: str, config: TrainConfig, *,
+def fit_models_batched(jobs: Sequence[Job], spec: RunSpec, *,
                        on_epoch: Callable[[int, int, dict], None] | None = None, task: Task | str | None = None,
                        ) -> list[tuple[StandardisedModel, dict]]:
-    """Train one model per job together: the training loop (loop.fit) with the stacked variant.
+    """Train one model per job together: the training loop (loop.fit) with the stacked variant, for
+    the spec's model (``spec``: a resolved RunSpec; from a TrainConfig, ``RunSpec.build``).
     Returns, per job and in job order, what ``fit_model`` returns: (trained StandardisedModel,
     history {"epochs", "best_epoch", "stopped_epoch", "monitor"}). ``on_epoch(job_index, epoch,
     record)`` is called after each model's epoch with the record ``fit_model`` passes to its own."""
     from parrot_ser.training.loop import fit
 
-    config.validate()
-    if config.use_frames:
+    if spec.inputs.use_frames:
         raise ConfigError("batched training takes pooled features only; use --no-batched with --frames")
     if not jobs:
         return []
     for tr, _, _ in jobs:
         if len(tr) == 0:
             raise ConfigError("the training side of this fold is empty")
-    if config.num_threads:
-        torch.set_num_threads(int(config.num_threads))
+    if spec.execution.num_threads:
+        torch.set_num_threads(int(spec.execution.num_threads))
     keep_freed_memory()
-    task = get_task(task or config.task)
-    return fit(_Stacked(jobs, model_name, config, task), task, config, on_epoch)
+    task = get_task(task or spec.task, spec.task_options)
+    return fit(_Stacked(jobs, spec, task), task, spec.optimisation, on_epoch)

@@ -1,4 +1,8 @@
-"""Training configuration: paper defaults, YAML loading, CLI overrides."""
+"""Training configuration: paper defaults, YAML loading, CLI overrides.
+
+``TrainConfig`` is what a user writes (YAML keys, CLI options, Python arguments): the edge's input.
+``RunSpec.build`` (training/spec.py) resolves it once; nothing below ``run_cv`` / ``run_grid``
+takes a TrainConfig (tests/test_architecture.py keeps it so)."""
 
 from __future__ import annotations
 
@@ -83,7 +87,7 @@ class TrainConfig:
             raise ConfigError(f"config patience must be >= 0 (got {self.patience})")
         from parrot_ser.training.tasks import REGRESSION_LOSSES, get_task
 
-        task = get_task(self.task, self)  # "unknown task ...; known: ..." for a name no task has
+        task = get_task(self.task)  # "unknown task ...; known: ..." for a name no task has
         if self.regression_loss not in REGRESSION_LOSSES:
             raise ConfigError(f"config regression_loss must be one of {', '.join(REGRESSION_LOSSES)} "
                               f"(got {self.regression_loss!r})")
@@ -114,17 +118,6 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-    def autocast(self):
-        """The context the training forward pass runs in: torch.autocast for precision "bf16", else a
-        no-op context."""
-        import contextlib
-
-        import torch
-
-        if self.precision == "bf16":
-            return torch.autocast(device_type=torch.device(self.device).type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], *, source: str = "config") -> TrainConfig:

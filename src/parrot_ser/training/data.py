@@ -15,7 +15,7 @@ from parrot_ser.errors import ConfigError, FeatureStoreError
 from parrot_ser.fusion.base import FusionInput
 from parrot_ser.layer_choice import WEIGHTED
 from parrot_ser.models.batch import collate
-from parrot_ser.training.config import TrainConfig
+from parrot_ser.training.spec import RunSpec
 
 
 @dataclass
@@ -99,12 +99,14 @@ def make_batch(data: SERData, idx: np.ndarray, *, use_frames: bool = False,
     return collate(data.pooled, idx, data.frames if use_frames else None, device=device)
 
 
-def load_features(features_dir: str | Path, encoders: Sequence[str], config: TrainConfig,
-                  ) -> tuple[SERData, list[dict], dict[str, dict]]:
-    """Read the feature store: one SERData over the utterances every requested encoder has (manifest
-    order), the manifest meta rows (for session / split protocols), and each encoder's meta."""
+def load_features(features_dir: str | Path, spec: RunSpec) -> tuple[SERData, list[dict], dict[str, dict]]:
+    """Read the feature store for a run spec: its encoders and layer choice (``spec.inputs``), its
+    label selection (``spec.labels``) and task. Returns one SERData over the utterances every
+    encoder has (manifest order), the manifest meta rows (for session / split protocols), and each
+    encoder's meta."""
     from parrot_ser.features import open_store
 
+    encoders, layer, use_frames = list(spec.inputs.encoders), spec.inputs.layer, spec.inputs.use_frames
     if not encoders:
         raise ConfigError("give at least one --encoder")
     if len(set(encoders)) != len(encoders):
@@ -124,17 +126,17 @@ def load_features(features_dir: str | Path, encoders: Sequence[str], config: Tra
     utts = [u for u in store.manifest.utterances if u.utt_id in have]
     if not utts:
         raise FeatureStoreError(f"{features_dir}: no utterance has features for all of {', '.join(encoders)}")
-    utts, labels, selection = select_labels(utts, config, f"{features_dir}")
+    utts, labels, selection = select_labels(utts, spec, f"{features_dir}")
     if store.manifest.note:  # "derived targets, NOT a real result": every output of the run repeats it
         selection["data_note"] = store.manifest.note
     ids = [u.utt_id for u in utts]
-    pooled, frames = [], [] if config.use_frames else None
+    pooled, frames = [], [] if use_frames else None
     for e, fs in zip(encoders, fss):
         rows = np.asarray(fs.rows(ids), dtype=np.int64)
-        if config.layer == WEIGHTED:
+        if layer == WEIGHTED:
             p = np.asarray(fs.pooled_all()[rows], dtype=np.float32)  # (N, L, P): the model mixes them
         else:
-            p = np.asarray(fs.pooled(layer=config.layer), dtype=np.float32)[rows]
+            p = np.asarray(fs.pooled(layer=layer), dtype=np.float32)[rows]
         if not np.isfinite(p).all():
             bad = ids[int(np.where(~np.isfinite(p.reshape(len(p), -1)).all(axis=1))[0][0])]
             raise FeatureStoreError(f"{features_dir}/{e}: non-finite pooled features (first: {bad})")
@@ -143,13 +145,13 @@ def load_features(features_dir: str | Path, encoders: Sequence[str], config: Tra
             if not fs.has_frames:
                 raise FeatureStoreError(f"{features_dir}/{e}: frame features were not extracted "
                                         f"(re-run extract with --frames, or drop --frames)")
-            if config.layer == WEIGHTED:  # every stored layer, (T, L, F): the model mixes them (layer weighting)
+            if layer == WEIGHTED:  # every stored layer, (T, L, F): the model mixes them (layer weighting)
                 frames.append([np.asarray(fs.frames_all(int(r)), dtype=np.float32) for r in rows])
             else:
-                frames.append([np.asarray(fs.frames(int(r), layer=config.layer), dtype=np.float32) for r in rows])
-    classes = sorted({lab for lab in labels if lab}) if config.task != "regression" else []
+                frames.append([np.asarray(fs.frames(int(r), layer=layer), dtype=np.float32) for r in rows])
+    classes = sorted({lab for lab in labels if lab}) if spec.task != "regression" else []
     index = {c: i for i, c in enumerate(classes)}
-    dims = list(store.manifest.targets) if config.task != "classification" else []
+    dims = list(store.manifest.targets) if spec.task != "classification" else []
     targets = np.asarray([store.manifest.target_values(u) for u in utts], dtype=np.float32).reshape(
         len(utts), len(dims)) if dims else None
     data = SERData(pooled, np.asarray([index.get(lab, -1) for lab in labels]), ids, classes, frames,
@@ -159,37 +161,39 @@ def load_features(features_dir: str | Path, encoders: Sequence[str], config: Tra
     return data, [dict(u.meta) for u in utts], metas
 
 
-def select_labels(utts: list, config: TrainConfig, where: str) -> tuple[list, list[str], dict]:
-    """The run's rows and labels from the store's: ``config.label_map`` (rename / merge, null drops),
-    then ``config.classes`` kept; a classification run leaves out the rows without a label, a
-    regression run ignores labels. Returns (rows, their labels, a record of what was dropped)."""
+def select_labels(utts: list, spec: RunSpec, where: str) -> tuple[list, list[str], dict]:
+    """The run's rows and labels from the store's: the spec's ``labels["label_map"]`` (rename /
+    merge, null drops), then ``labels["classes"]`` kept; a classification run leaves out the rows
+    without a label, a regression run ignores labels. Returns (rows, their labels, a record of what
+    was dropped)."""
     from collections import Counter
 
-    if config.task == "regression":
+    task, label_map, classes = spec.task, dict(spec.labels.get("label_map") or {}), spec.labels.get("classes")
+    if task == "regression":
         return utts, [""] * len(utts), {}
-    mapped = [config.label_map.get(u.label, u.label) if u.label else "" for u in utts]
+    mapped = [label_map.get(u.label, u.label) if u.label else "" for u in utts]
     dropped: Counter[str] = Counter(u.label for u, m in zip(utts, mapped) if u.label and m is None)
     keep = [m is not None for m in mapped]
     present = sorted({m for m, k in zip(mapped, keep) if k and m})
-    if config.classes is not None:
-        missing = [c for c in config.classes if c not in present]
+    if classes is not None:
+        missing = [c for c in classes if c not in present]
         if missing:
             raise ConfigError(f"{where}: --classes {', '.join(missing)} not among the labels "
-                              f"({', '.join(present) or 'none'}{' after the label map' if config.label_map else ''})")
+                              f"({', '.join(present) or 'none'}{' after the label map' if label_map else ''})")
         for i, m in enumerate(mapped):
-            if keep[i] and m and m not in config.classes:
+            if keep[i] and m and m not in classes:
                 dropped[m] += 1
                 keep[i] = False
     n_unlabelled = sum(1 for m, k in zip(mapped, keep) if k and not m)
-    if config.task == "classification" and n_unlabelled:
+    if task == "classification" and n_unlabelled:
         keep = [k and bool(m) for m, k in zip(mapped, keep)]
     rows = [u for u, k in zip(utts, keep) if k]
     labels = [str(m) for m, k in zip(mapped, keep) if k]
     if not rows:
         raise ConfigError(f"{where}: no row left after the label selection")
-    record = {"label_map": dict(config.label_map), "classes": sorted({lab for lab in labels if lab}),
+    record = {"label_map": label_map, "classes": sorted({lab for lab in labels if lab}),
               "dropped": dict(sorted(dropped.items())),
-              ("unlabelled_dropped" if config.task == "classification" else "unlabelled_kept"): n_unlabelled}
+              ("unlabelled_dropped" if task == "classification" else "unlabelled_kept"): n_unlabelled}
     return rows, labels, record
 
 

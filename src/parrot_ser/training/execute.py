@@ -30,10 +30,9 @@ from typing import Any
 
 from parrot_ser.errors import ConfigError
 from parrot_ser.raycluster import ENGINES, check_engine, ray_init
-from parrot_ser.training.config import TrainConfig
 from parrot_ser.training.fold_runs import PreparedRun, train_folds, write_fold_result
 from parrot_ser.training.logs import EpochLog
-from parrot_ser.training.spec import Execution
+from parrot_ser.training.spec import Execution, RunSpec
 from parrot_ser.training.splits import Fold
 from parrot_ser.workers import exit_with_parent as _exit_with_parent
 from parrot_ser.workers import usable_cores
@@ -50,36 +49,44 @@ BATCHED_CPU_MAX_PARAMS = 200_000
 MIN_PARALLEL_WORK = 200_000
 
 
-def resolve_batched(batched: bool | None, model: str, config: TrainConfig, input_shapes: list,
-                    n_classes: int) -> bool:
+def resolve_batched(batched: bool | None, spec: RunSpec, input_shapes: list, n_outputs: int) -> bool:
     """--batched / --no-batched as given; automatic (None): batched on CUDA, and on CPU only for
     heads below BATCHED_CPU_MAX_PARAMS parameters. Frame inputs are never batched."""
     if batched is not None:
-        if batched and config.use_frames:
+        if batched and spec.inputs.use_frames:
             raise ConfigError("--batched takes pooled features only; drop --frames or use --no-batched")
         return bool(batched)
-    if config.use_frames:
+    if spec.inputs.use_frames:
         return False
-    if str(config.device).startswith("cuda"):
+    if str(spec.execution.device).startswith("cuda"):
         return True
     from parrot_ser.training.trainer import build_net
 
-    net = build_net(model, input_shapes, n_classes, config, None)
+    net = build_net(spec, input_shapes, n_outputs)
     return sum(p.numel() for p in net.parameters()) < BATCHED_CPU_MAX_PARAMS
 
 
 @dataclass
 class Unit:
-    """One piece of work: some (seed, fold) runs of one prepared run."""
+    """One piece of work: some (seed, fold) runs of one prepared run. ``spec``: the run's
+    ``RunSpec.to_dict()`` (plain data: it travels to worker processes and Ray tasks, which rebuild it
+    with ``RunSpec.from_dict`` and their own thread count)."""
 
     run_key: str
     data_key: tuple
     features_dir: str | None
     encoders: list[str]
-    model: str
-    config: dict
+    spec: dict
     jobs: list[tuple[int, Fold]]
     batched: bool
+
+    @property
+    def model(self) -> str:
+        return self.spec["model"]
+
+    def run_spec(self, threads: int | None = None) -> RunSpec:
+        spec = RunSpec.from_dict(self.spec)
+        return spec if threads is None else spec.with_threads(threads)
 
 
 def make_units(runs: Sequence[PreparedRun], batched: bool | None) -> list[Unit]:
@@ -87,14 +94,14 @@ def make_units(runs: Sequence[PreparedRun], batched: bool | None) -> list[Unit]:
     for p in runs:
         if not p.todo:
             continue
-        b = resolve_batched(batched, p.model, p.config, p.run_info["input_shapes"],
+        b = resolve_batched(batched, p.spec, p.run_info["input_shapes"],
                             int(p.run_info.get("task", {}).get("n_outputs") or len(p.sdata.classes)))
         groups: dict[Any, list] = {}
         for s, f in p.todo:
             groups.setdefault(s if b else (s, f.index), []).append((s, f))
         key = _data_key(p)
         for jobs in groups.values():
-            units.append(Unit(p.key, key, p.features_dir, p.encoders, p.model, p.config.to_dict(), jobs, b))
+            units.append(Unit(p.key, key, p.features_dir, p.encoders, p.spec.to_dict(), jobs, b))
     # Units of the same encoder combination next to each other: a worker keeps one combination loaded.
     units.sort(key=lambda u: str(u.data_key))
     return units
@@ -166,7 +173,7 @@ def _threads_for(execution: Execution, n_parallel: int) -> int:
 
 # --- in this process -------------------------------------------------------------------------------
 
-def _load(unit: Unit, config: TrainConfig, mem: dict):
+def _load(unit: Unit, spec: RunSpec, mem: dict):
     if unit.data_key in mem:
         return mem[unit.data_key]
     if tuple(unit.encoders) in mem:
@@ -175,7 +182,7 @@ def _load(unit: Unit, config: TrainConfig, mem: dict):
         raise ConfigError("no features: give a features directory or the data")
     from parrot_ser.training.data import load_features
 
-    return load_features(unit.features_dir, unit.encoders, config)
+    return load_features(unit.features_dir, spec)
 
 
 def _run_inline(units, by_key, mem, progress, tasks, deliver) -> None:
@@ -183,7 +190,7 @@ def _run_inline(units, by_key, mem, progress, tasks, deliver) -> None:
     for u in units:
         prepared = by_key[u.run_key]
         if u.data_key not in cache:
-            cache = {u.data_key: _load(u, prepared.config, mem)}  # one encoder combination in memory
+            cache = {u.data_key: _load(u, prepared.spec, mem)}  # one encoder combination in memory
         sdata = cache[u.data_key][0]
         task = tasks.get(u.run_key)
         counted: dict = {}
@@ -203,7 +210,7 @@ def _run_inline(units, by_key, mem, progress, tasks, deliver) -> None:
                 _counted[(s, k)] = _counted.get((s, k), 0) + 1
 
         try:
-            results = train_folds(sdata, u.model, prepared.config, u.jobs, batched=u.batched, on_epoch=on_epoch)
+            results = train_folds(sdata, prepared.spec, u.jobs, batched=u.batched, on_epoch=on_epoch)
         finally:
             for lg in logs.values():
                 lg.close()
@@ -225,13 +232,13 @@ def _worker_init(threads: int, driver_pid: int) -> None:
 
 
 def _worker_run(unit: Unit, threads: int, data: Any = None) -> list[dict]:
-    config = TrainConfig.from_dict({**unit.config, "num_threads": threads}, source="worker")
+    spec = unit.run_spec(threads)
     if data is None:
         if unit.data_key not in _WORKER_CACHE:
             _WORKER_CACHE.clear()  # one encoder combination per worker at a time
-            _WORKER_CACHE[unit.data_key] = _load(unit, config, {})
+            _WORKER_CACHE[unit.data_key] = _load(unit, spec, {})
         data = _WORKER_CACHE[unit.data_key]
-    return train_folds(data[0], unit.model, config, unit.jobs, batched=unit.batched)
+    return train_folds(data[0], spec, unit.jobs, batched=unit.batched)
 
 
 def _run_processes(units, by_key, mem, n_workers, deliver) -> None:
@@ -245,7 +252,7 @@ def _run_processes(units, by_key, mem, n_workers, deliver) -> None:
         pending = {}
         for u in units:
             # In-memory data (no store to read) travels with the unit; otherwise workers read the store.
-            payload = _load(u, by_key[u.run_key].config, mem) if u.features_dir is None else None
+            payload = _load(u, by_key[u.run_key].spec, mem) if u.features_dir is None else None
             pending[pool.submit(_worker_run, u, threads, payload)] = u
         try:
             while pending:
@@ -264,8 +271,7 @@ def _ray_run(unit: Unit, threads: int, data: Any) -> list[dict]:
     import torch
 
     torch.set_num_threads(int(threads))
-    config = TrainConfig.from_dict({**unit.config, "num_threads": threads}, source="ray task")
-    return train_folds(data[0], unit.model, config, unit.jobs, batched=unit.batched)
+    return train_folds(data[0], unit.run_spec(threads), unit.jobs, batched=unit.batched)
 
 
 def _run_ray(units, by_key, mem, address, deliver) -> None:
@@ -280,7 +286,7 @@ def _run_ray(units, by_key, mem, address, deliver) -> None:
     pending = {}
     for u in units:
         if u.data_key not in refs:
-            refs[u.data_key] = ray.put(_load(u, by_key[u.run_key].config, mem))
+            refs[u.data_key] = ray.put(_load(u, by_key[u.run_key].spec, mem))
         pending[task.options(num_cpus=threads, num_gpus=gpus).remote(u, threads, refs[u.data_key])] = u
     try:
         while pending:

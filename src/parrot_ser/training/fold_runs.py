@@ -16,7 +16,6 @@ import torch
 
 from parrot_ser.files import atomic_path, write_json_atomic
 from parrot_ser.models import save_weights
-from parrot_ser.training.config import TrainConfig
 from parrot_ser.training.data import SERData
 from parrot_ser.training.logs import EpochLog
 from parrot_ser.training.rundir import RUN_FORMAT, entry_name, entry_path, transport_plan_path, weights_path
@@ -29,13 +28,13 @@ from parrot_ser.training.trainer import eval_batch_transports, fit_model, predic
 @dataclass
 class PreparedRun:
     """A prepared cross-validation run: identity checked, folds made, run.json written; ``todo``
-    lists the (seed, fold) runs still to train (finished ones are in ``done``). Execution reads the
-    resolved ``spec``; ``config`` is what the training loop itself (train_folds) still takes."""
+    lists the (seed, fold) runs still to train (finished ones are in ``done``). Everything after
+    preparation (execution, the training loop, the workers) reads the resolved ``spec``; the
+    TrainConfig it was built from stays at the edge (run.json records it as ``config``)."""
 
     out: Path
     model: str
     encoders: list[str]
-    config: TrainConfig
     spec: RunSpec
     seeds: list[int]
     fingerprint: str
@@ -86,10 +85,10 @@ def transport_summary(tr: Any) -> tuple[np.ndarray | None, dict]:
     return p, clean
 
 
-def eval_transport_stats(net: Any, data: SERData, config: TrainConfig) -> tuple[np.ndarray | None, dict]:
+def eval_transport_stats(net: Any, data: SERData, spec: RunSpec) -> tuple[np.ndarray | None, dict]:
     """Transport statistics over ALL evaluation batches of ``data`` (mean weighted by batch size;
     ``n_batches`` says how many) and the plan of the first batch, to draw."""
-    per = [(n, *transport_summary(tr)) for n, tr in eval_batch_transports(net, data, config)]
+    per = [(n, *transport_summary(tr)) for n, tr in eval_batch_transports(net, data, spec)]
     if not per:
         return None, {}
     keys = sorted({k for _, _, st in per for k, v in st.items() if isinstance(v, float)})
@@ -104,10 +103,10 @@ def eval_transport_stats(net: Any, data: SERData, config: TrainConfig) -> tuple[
     return per[0][1], stats
 
 
-def train_folds(sdata: SERData, model: str, config: TrainConfig, jobs: Sequence[tuple[int, Fold]], *,
+def train_folds(sdata: SERData, spec: RunSpec, jobs: Sequence[tuple[int, Fold]], *,
                 batched: bool = False, on_epoch: Callable[[int, int, int, dict], None] | None = None,
                 ) -> list[dict]:
-    """Train and test the (seed, fold) ``jobs`` of one cell: one at a time (``fit_model``) or all
+    """Train and test the (seed, fold) ``jobs`` of one cell (the spec's model): one at a time (``fit_model``) or all
     together (``batched.fit_models_batched``). Returns one result per job, in job order:
     {"seed", "fold", "fold_name", "state" (state dict, CPU tensors), "plan" (first test batch's OT
     plan or None), "entry" (the finished-run entry without its fingerprint)}. Writes nothing: the
@@ -116,7 +115,7 @@ def train_folds(sdata: SERData, model: str, config: TrainConfig, jobs: Sequence[
     ``on_epoch(seed, fold, epoch, record)`` is called after each epoch of each model."""
     from parrot_ser.training.batched import fit_models_batched
 
-    task = get_task(config.task, config, sdata)
+    task = get_task(spec.task, spec.task_options, sdata)
     sides = [(sdata.subset(f.train), sdata.subset(f.val), sdata.subset(f.test)) for _, f in jobs]
     t0 = time.perf_counter()
     if batched and len(jobs) > 1 and task.name == "classification":  # batched.py trains classification
@@ -124,8 +123,7 @@ def train_folds(sdata: SERData, model: str, config: TrainConfig, jobs: Sequence[
         if on_epoch is not None:
             def cb(j: int, epoch: int, rec: dict) -> None:
                 on_epoch(jobs[j][0], jobs[j][1].index, epoch, rec)
-        fitted = fit_models_batched([(tr, va, s) for (s, _), (tr, va, _) in zip(jobs, sides)], model, config,
-                                    on_epoch=cb)
+        fitted = fit_models_batched([(tr, va, s) for (s, _), (tr, va, _) in zip(jobs, sides)], spec, on_epoch=cb)
         t_fit = [(time.perf_counter() - t0) / len(jobs)] * len(jobs)  # one shared fit: its time split evenly
         how = "batched"
     else:
@@ -136,16 +134,16 @@ def train_folds(sdata: SERData, model: str, config: TrainConfig, jobs: Sequence[
             if on_epoch is not None:
                 def cb(epoch: int, rec: dict, _s=s, _k=fold.index) -> None:
                     on_epoch(_s, _k, epoch, rec)
-            fitted.append(fit_model(tr, va, model, config, s, on_epoch=cb))
+            fitted.append(fit_model(tr, va, spec, s, on_epoch=cb))
             t_fit.append(time.perf_counter() - t1)
         how = "single"
     results = []
     for (s, fold), (tr, va, te), (net, hist), tf in zip(jobs, sides, fitted, t_fit):
         t1 = time.perf_counter()
-        pred = task.predict(predict_logits(net, te, config))
+        pred = task.predict(predict_logits(net, te, spec))
         t_pred = time.perf_counter() - t1
         metrics = task.test_metrics(pred, te)
-        plan, tstats = eval_transport_stats(net, te, config)
+        plan, tstats = eval_transport_stats(net, te, spec)
         # Every state-dict key as its own tensor (clone: no shared storage), so a plain
         # load_file + load_state_dict(strict=True) restores it.
         sd = {k: v.detach().cpu().contiguous().clone() for k, v in net.state_dict().items()}
@@ -170,7 +168,7 @@ def write_fold_result(prepared: PreparedRun, res: dict, *, logged: bool = False)
     out = prepared.out
     name = entry_name(res["seed"], res["fold"])
     if not logged:  # trained elsewhere (worker process, Ray): the driver writes the epoch log from the history
-        with EpochLog(out, name, lr=prepared.config.lr) as elog:
+        with EpochLog(out, name, lr=prepared.spec.optimisation.lr) as elog:
             for rec in res["entry"]["history"]:
                 elog(int(rec["epoch"]), rec)
     if res["plan"] is not None:

@@ -39,6 +39,7 @@ from parrot_ser.training.config import TrainConfig
 from parrot_ser.training.data import load_features
 from parrot_ser.training.run import is_random_init, random_init_label
 from parrot_ser.training.rundir import PREDICTIONS_CSV
+from parrot_ser.training.spec import RunSpec
 
 PAIR_MODES = ("all", "hetero", "homo")
 BASELINE = "concat"
@@ -219,7 +220,8 @@ def run_grid(features_dir: str | Path, encoders: Sequence[str], models: Sequence
     for c in cells:
         by_combo.setdefault(c.encoders, []).append(c)
     for combo, cs in by_combo.items():
-        data = load_features(features_dir, combo, config)  # one combination in memory at a time
+        # one combination in memory at a time, read as its cells' specs read it (inputs, labels, task)
+        data = load_features(features_dir, RunSpec.build(cs[0].model, config, encoders=combo))
         light = None
         for c in cs:
             runs[c.key] = p = prepare_run(features_dir, c.encoders, c.model, config, seeds, protocol,

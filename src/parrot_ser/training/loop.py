@@ -12,7 +12,8 @@ SpeechBrain's ``fit_batch / evaluate / on_stage_end``):
   model (best weights restored, eval mode).
 
 The task (``tasks.Task``) gives the loss (inside the variants' steps), the validation entries and
-the early-stopping score; bf16 is the variants' forward context (``TrainConfig.autocast``).
+the early-stopping score; bf16 is the variants' forward context (``RunSpec.forward_context``). The
+loop itself reads only the run spec's ``optimisation`` (epochs, patience, early_stop_metric).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from parrot_ser.training.config import TrainConfig
+from parrot_ser.training.spec import Optimisation
 from parrot_ser.training.tasks import Task
 
 
@@ -50,18 +51,17 @@ class _Track:
     history: list[dict] = field(default_factory=list)
 
 
-def fit(variant: Variant, task: Task, config: TrainConfig,
+def fit(variant: Variant, task: Task, optimisation: Optimisation,
         on_epoch: Callable[[int, int, dict], None] | None = None) -> list[tuple[Any, dict]]:
-    """Train every model of ``variant`` for up to ``config.epochs`` epochs, each with its own early
-    stopping on its own validation side (``config.early_stop_metric``, ``config.patience``; 0 = never
-    stop). Returns per model (trained model, history {"epochs", "best_epoch", "stopped_epoch",
+    """Train every model of ``variant`` for up to ``optimisation.epochs`` epochs, each with its own
+    early stopping on its own validation side (``early_stop_metric``, ``patience``; 0 = never stop). Returns per model (trained model, history {"epochs", "best_epoch", "stopped_epoch",
     "monitor"}); ``on_epoch(m, epoch, record)`` is called after each model's epoch."""
-    monitor = task.monitor(config.early_stop_metric)  # "auto": the task's own (macro_f1, ccc, f1_ccc)
+    monitor = task.monitor(optimisation.early_stop_metric)  # "auto": the task's own (macro_f1, ccc, f1_ccc)
     tracks = []
     for m in range(variant.n_models):
         v = variant.val_data(m)
         tracks.append(_Track(has_val=v is not None and len(v) > 0))
-    for epoch in range(1, config.epochs + 1):
+    for epoch in range(1, optimisation.epochs + 1):
         live = [m for m, t in enumerate(tracks) if t.running]
         if not live:
             break
@@ -72,7 +72,7 @@ def fit(variant: Variant, task: Task, config: TrainConfig,
             _end_epoch(tracks[m], m, rec, outputs.get(m), variant, task, monitor)
             if on_epoch is not None:
                 on_epoch(m, epoch, rec)
-            if tracks[m].has_val and config.patience and tracks[m].bad >= config.patience:
+            if tracks[m].has_val and optimisation.patience and tracks[m].bad >= optimisation.patience:
                 tracks[m].running = False
     out = []
     for m, t in enumerate(tracks):

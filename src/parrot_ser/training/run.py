@@ -11,6 +11,7 @@ import json
 import platform
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from parrot_ser.training.rundir import (
     weights_path,
     weights_rel,
 )
+from parrot_ser.training.spec import Protocol, RunSpec
 from parrot_ser.training.splits import (
     Fold,
     assert_speaker_independent,
@@ -136,20 +138,19 @@ def load_fold_model(run_dir: str | Path, seed: int, fold: int) -> tuple[Standard
 EXECUTION_KEYS = ("device", "num_threads")
 
 
-def run_identity(model: str, encoders: Sequence[str], config: TrainConfig, protocol: str, n_folds: int,
-                 sdata: SERData, feat_meta: dict[str, dict], extra: dict | None = None) -> tuple[Any, str, set[str]]:
-    """(the run's RunSpec, its fingerprint, every fingerprint a RUN_DIR of this run may hold): the
-    spec's fingerprint (training/spec.py: identity + data + format version) and, so that run
-    folders written by older versions resume, the ones they wrote: with a former spec format
-    (``RunSpec.former_fingerprints``) or before RunSpec (``run_fingerprints``)."""
-    from parrot_ser.training.spec import RunSpec
-
-    spec = RunSpec.build(model, list(encoders), config, protocol, n_folds)
+def run_identity(spec: RunSpec, config: TrainConfig, sdata: SERData, feat_meta: dict[str, dict],
+                 extra: dict | None = None) -> tuple[str, set[str]]:
+    """(the run's fingerprint, every fingerprint a RUN_DIR of this run may hold): the spec's
+    fingerprint (training/spec.py: identity + data + format version) and, so that run folders
+    written by older versions resume, the ones they wrote: with a former spec format
+    (``RunSpec.former_fingerprints``) or before RunSpec (``run_fingerprints``, from the TrainConfig
+    the spec was built from)."""
     data = {"classes": sdata.classes, "utt_ids": _fingerprint(sdata.utt_ids),
             "features": {e: _fingerprint(m.get("identity", m)) for e, m in feat_meta.items()}, **(extra or {})}
     fp = spec.fingerprint(data)
-    return spec, fp, {fp, *spec.former_fingerprints(data),
-                      *run_fingerprints(model, encoders, config, protocol, n_folds, sdata, feat_meta, extra)}
+    model, encoders, protocol, n_folds = spec.model, spec.inputs.encoders, spec.protocol.name, spec.protocol.n_folds
+    return fp, {fp, *spec.former_fingerprints(data),
+                *run_fingerprints(model, encoders, config, protocol, n_folds, sdata, feat_meta, extra)}
 
 
 def run_fingerprints(model: str, encoders: Sequence[str], config: TrainConfig, protocol: str, n_folds: int,
@@ -204,14 +205,15 @@ def _identity_layer(choice: Any, feat_meta: dict[str, dict]) -> Any:
     return json.loads(old.pop()) if len(old) == 1 else choice
 
 
-def _make_or_read_folds(sdata: SERData, meta_rows: list[dict], seeds: list[int], protocol: str, n_folds: int,
-                        config: TrainConfig, folds_file: str | Path | None) -> tuple[dict, str, int, dict]:
+def _make_or_read_folds(sdata: SERData, meta_rows: list[dict], seeds: list[int], spec: RunSpec,
+                        folds_file: str | Path | None) -> tuple[dict, str, int, dict]:
     """Speaker-independent folds per seed, read from ``folds_file`` when it exists (else made, checked
     for leakage, and written there when a path is given) -> (folds by seed, the protocol and fold
     count the run really uses, identity extras)."""
     from_file = folds_file is not None and Path(folds_file).is_file()
     extra: dict = {}
-    allow = config.allow_speaker_overlap
+    allow = bool(spec.folds.get("allow_speaker_overlap"))
+    protocol, n_folds = spec.protocol.name, spec.protocol.n_folds
     if from_file:
         folds_by_seed = read_folds_file(folds_file, seeds, sdata.utt_ids, sdata.speakers, allow_overlap=allow)
         protocol, n_folds = "folds-file", len(next(iter(folds_by_seed.values())))  # what the run really used
@@ -221,7 +223,7 @@ def _make_or_read_folds(sdata: SERData, meta_rows: list[dict], seeds: list[int],
         folds_by_seed = {}
         for s in seeds:
             folds = make_folds(sdata.strata(), sdata.speakers, protocol=protocol,
-                               n_folds=n_folds, seed=s, meta=meta_rows, val_fraction=config.val_fraction,
+                               n_folds=n_folds, seed=s, meta=meta_rows, val_fraction=spec.optimisation.val_fraction,
                                allow_overlap=allow)
             # mechanical check before any training (imported splits may share speakers only when allowed)
             assert_speaker_independent(folds, sdata.speakers, allow_overlap=allow and protocol == "predefined")
@@ -258,39 +260,37 @@ def prepare_run(features_dir: str | Path | None, encoders: Sequence[str], model:
                 seeds: Sequence[int], protocol: str, out_dir: str | Path, *, n_folds: int = 5,
                 data: tuple[SERData, list[dict], dict[str, dict]] | None = None,
                 folds_file: str | Path | None = None, folds_only: bool = False) -> PreparedRun | dict:
-    """Everything of ``run_cv`` before training: checks, run identity (a RUN_DIR holding another
-    experiment is refused), speaker-independent folds, run.json, and which seed/folds are done.
-    With ``folds_only`` it returns ``{"folds_file", "folds"}`` after making / reading the folds."""
+    """Everything of ``run_cv`` before training: the run spec (``RunSpec.build``: where the
+    TrainConfig ends), checks, run identity (a RUN_DIR holding another experiment is refused),
+    speaker-independent folds, run.json, and which seed/folds are done. With ``folds_only`` it
+    returns ``{"folds_file", "folds"}`` after making / reading the folds."""
     from parrot_ser.fusion import get_model_spec
 
     t_start = time.perf_counter()
-    config.validate()
     out = Path(out_dir)
     seeds = [int(s) for s in seeds]
     if not seeds:
         raise ConfigError("give at least one seed")
-    spec = get_model_spec(model)
-    if spec.n_inputs != len(encoders):
-        raise ConfigError(f"model {model!r} takes {spec.n_inputs} encoder(s); got {len(encoders)} "
+    mspec = get_model_spec(model)
+    if mspec.n_inputs != len(encoders):
+        raise ConfigError(f"model {model!r} takes {mspec.n_inputs} encoder(s); got {len(encoders)} "
                           f"({', '.join(encoders)})")
-    sdata, meta_rows, feat_meta = data if data is not None else load_features(features_dir, encoders, config)
-    classes = sdata.classes
-    n_cls = len(classes)
-    task = get_task(config.task, config, sdata)
-    task.monitor(config.early_stop_metric)
+    spec = RunSpec.build(model, config, encoders=encoders, protocol=protocol, n_folds=n_folds)
+    sdata, meta_rows, feat_meta = data if data is not None else load_features(features_dir, spec)
+    task = get_task(spec.task, spec.task_options, sdata)
 
     # The run identity: a rerun into the same RUN_DIR must be the same experiment (resume), not a
     # different one silently mixed with old folds. Seeds may be added.
     from_file = folds_file is not None and Path(folds_file).is_file()
-    folds_by_seed, protocol, n_folds, extra = _make_or_read_folds(sdata, meta_rows, seeds, protocol, n_folds,
-                                                                  config, folds_file)
+    folds_by_seed, protocol, n_folds, extra = _make_or_read_folds(sdata, meta_rows, seeds, spec, folds_file)
+    spec = replace(spec, protocol=Protocol(protocol, int(n_folds)))  # what the run really uses
     fold_records = {str(s): folds_to_json(f, sdata.speakers) for s, f in folds_by_seed.items()}
     overlap = {str(s): o for s, f in folds_by_seed.items() if (o := speaker_overlap(f, sdata.speakers))}
     if folds_only:
         return {"folds_file": str(folds_file) if folds_file is not None else None, "folds": fold_records}
     if sdata.dims:
         extra["dims"] = list(sdata.dims)
-    run_spec, fp, accepted = run_identity(model, encoders, config, protocol, n_folds, sdata, feat_meta, extra)
+    fp, accepted = run_identity(spec, config, sdata, feat_meta, extra)
     out.mkdir(parents=True, exist_ok=True)
     run_path = out / RUN_JSON
     if run_path.is_file():
@@ -298,40 +298,51 @@ def prepare_run(features_dir: str | Path | None, encoders: Sequence[str], model:
         if old.get("fingerprint") not in accepted:
             raise ConfigError(f"{out}: holds a different run (model/encoders/config/protocol/features "
                               f"differ); choose a new --out or delete it")
-
-    run_info = {
-        "format": RUN_FORMAT, "fingerprint": fp, "model": model,
-        "model_spec": {"n_inputs": spec.n_inputs, "batch_dependent": spec.batch_dependent,
-                       "uses_frames": spec.uses_frames},
-        "encoders": list(encoders), "input_dims": sdata.input_dims, "input_shapes": sdata.input_shapes,
-        "frame_dims": sdata.frame_dims if config.use_frames else None,
-        "spec": run_spec.to_dict(),
-        "n_classes": n_cls, "labels": classes, "layer": config.layer, "layer_meaning": LAYER_MEANING,
-        "use_frames": config.use_frames,
-        "config": config.to_dict(), "protocol": protocol, "n_folds": n_folds, "seeds": seeds,
-        "features_dir": str(Path(features_dir).resolve()) if features_dir else None,
-        "features_meta": feat_meta,
-        "eval_batching": eval_batching(config.eval_batch_size),
-        "folds_file": str(Path(folds_file).resolve()) if from_file else None,
-        "models": {entry_name(s, f.index): weights_rel(entry_name(s, f.index))
-                   for s in seeds for f in folds_by_seed[s]},
-        "state_dict": "net.* = fusion model (build_model(model, input_dims, n_classes, dropout=config."
-                      "dropout, **config.model)); std_pooled_mean_i / std_pooled_std_i (and std_frames_*) "
-                      "= training-side standardiser: x_std = (x - mean) / std",
-        "versions": package_versions(),
-    }
-    run_info["task"] = task.describe()  # what the head outputs; head_from_run reads it (absent = classification)
-    run_info["label_selection"] = sdata.selection
-    if sdata.selection.get("data_note"):
-        run_info["data_note"] = sdata.selection["data_note"]
+    run_info = _run_info(spec, config, fp, seeds, folds_by_seed, sdata, feat_meta, task, features_dir,
+                         folds_file if from_file else None)
     if overlap:  # only imported folds with --allow-speaker-overlap get here; every output repeats it
         run_info["speaker_overlap"] = overlap
         run_info["speaker_independent"] = False
     write_json_atomic(run_path, run_info)
 
     done, todo = _finished_folds(out, seeds, folds_by_seed, accepted, sdata)
-    return PreparedRun(out, model, list(encoders), config, run_spec, seeds, fp, accepted, run_info, fold_records, sdata, done,
-                   todo, str(features_dir) if features_dir is not None else None, t_start)
+    return PreparedRun(out, model, list(encoders), spec, seeds, fp, accepted, run_info, fold_records, sdata, done,
+                       todo, str(features_dir) if features_dir is not None else None, t_start)
+
+
+def _run_info(spec: RunSpec, config: TrainConfig, fp: str, seeds: list[int], folds_by_seed: dict, sdata: SERData,
+              feat_meta: dict, task: Task, features_dir: str | Path | None, folds_file: str | Path | None) -> dict:
+    """run.json: the spec (what everything after preparation reads), the TrainConfig it was built
+    from (``config``: the user's input, what older readers and head_from_run read), the data."""
+    from parrot_ser.fusion import get_model_spec
+
+    mspec = get_model_spec(spec.model)
+    info = {
+        "format": RUN_FORMAT, "fingerprint": fp, "model": spec.model,
+        "model_spec": {"n_inputs": mspec.n_inputs, "batch_dependent": mspec.batch_dependent,
+                       "uses_frames": mspec.uses_frames},
+        "encoders": list(spec.inputs.encoders), "input_dims": sdata.input_dims, "input_shapes": sdata.input_shapes,
+        "frame_dims": sdata.frame_dims if spec.inputs.use_frames else None,
+        "spec": spec.to_dict(),
+        "n_classes": len(sdata.classes), "labels": sdata.classes, "layer": spec.inputs.layer,
+        "layer_meaning": LAYER_MEANING, "use_frames": spec.inputs.use_frames,
+        "config": config.to_dict(), "protocol": spec.protocol.name, "n_folds": spec.protocol.n_folds, "seeds": seeds,
+        "features_dir": str(Path(features_dir).resolve()) if features_dir else None,
+        "features_meta": feat_meta,
+        "eval_batching": eval_batching(spec.optimisation.eval_batch_size),
+        "folds_file": str(Path(folds_file).resolve()) if folds_file is not None else None,
+        "models": {entry_name(s, f.index): weights_rel(entry_name(s, f.index))
+                   for s in seeds for f in folds_by_seed[s]},
+        "state_dict": "net.* = fusion model (build_model(model, input_dims, n_classes, dropout=config."
+                      "dropout, **config.model)); std_pooled_mean_i / std_pooled_std_i (and std_frames_*) "
+                      "= training-side standardiser: x_std = (x - mean) / std",
+        "versions": package_versions(),
+        "task": task.describe(),  # what the head outputs; head_from_run reads it (absent = classification)
+        "label_selection": sdata.selection,
+    }
+    if sdata.selection.get("data_note"):
+        info["data_note"] = sdata.selection["data_note"]
+    return info
 
 
 def finish_run(prepared: PreparedRun) -> dict:

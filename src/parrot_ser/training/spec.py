@@ -1,6 +1,15 @@
 """RunSpec: one typed, fully resolved description of a cross-validation run, built once at the edge
 (``run_cv`` / ``run_grid``, which the CLI, YAML configs and the Python API all go through).
 
+``TrainConfig`` (training/config.py) is only that edge's input (YAML keys, CLI options, Python
+arguments); ``RunSpec.build`` turns it into a spec once, and everything below takes the spec or the
+part it needs: the training loop (``spec.optimisation``), its variants (``trainer`` / ``batched``:
+model, model config, inputs, optimisation, execution), the task (``spec.task`` +
+``spec.task_options``), ``data.load_features`` (``spec.inputs`` + ``spec.labels`` + ``spec.task``),
+the execution units and their worker / Ray payloads (``to_dict`` / ``from_dict``). Export reads a
+run's spec back with ``RunSpec.of_run``. To train one model from Python:
+``fit_model(train, val, RunSpec.build("concat", TrainConfig(epochs=10)), seed=0)``.
+
 Identity vs execution: every field says what the run computes (identity) except ``execution``
 (device, threads, workers, engine, batching), which says how it is run; changing only execution
 settings resumes the same run. The model's config is resolved for THAT model (its own typed
@@ -20,12 +29,16 @@ Formats: ``/1`` named the model config's store position ``layer``; ``/2`` calls 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
+from parrot_ser.errors import ConfigError
 from parrot_ser.files import json_default
 from parrot_ser.training.config import TrainConfig
 
@@ -91,16 +104,25 @@ class RunSpec:
     folds: dict = field(default_factory=dict)
 
     @classmethod
-    def build(cls, model: str, encoders: list[str] | tuple[str, ...], config: TrainConfig, protocol: str,
-              n_folds: int, execution: Execution | None = None) -> RunSpec:
-        """The resolved spec of a run (``config`` validated; the model's options resolved for it)."""
-        from parrot_ser.fusion.registry import make_config
+    def build(cls, model: str, config: TrainConfig | None = None, *, encoders: Sequence[str] = (),
+              protocol: str = "speaker-kfold", n_folds: int = 5, execution: Execution | None = None) -> RunSpec:
+        """THE way from a ``TrainConfig`` (YAML keys, CLI options, Python API; None = the defaults)
+        to the resolved spec everything below ``run_cv`` / ``run_grid`` takes: ``config``
+        validated, the model's options resolved for ``model``. ``encoders`` (model input order),
+        ``protocol`` and ``n_folds`` are part of a run's identity; a spec made only to train one
+        model (``trainer.fit_model``) can leave them out. ``execution``: default from the config's
+        device and threads."""
+        from parrot_ser.fusion.registry import make_config, model_options
+        from parrot_ser.layer_choice import WEIGHTED
         from parrot_ser.training.tasks import get_task
 
-        config.validate()
+        config = (config or TrainConfig()).validate()
+        if config.layer == WEIGHTED and model_options(model, config.model).get("layer_weighting") is False:
+            raise ConfigError("layer weighted is the learned layer weighting; the model option "
+                              "layer_weighting=false contradicts it (use --layer last, an index or mean)")
         model_config = dataclasses.asdict(make_config(model, {"dropout": config.dropout, **config.model}))
         # early_stop_metric "auto" is the task's own metric (classification: macro_f1, the old default)
-        monitor = get_task(config.task, config).monitor(config.early_stop_metric)
+        monitor = get_task(config.task).monitor(config.early_stop_metric)
         task_options = ({} if config.task == "classification" else
                         {"regression_loss": config.regression_loss, "multitask_weight": config.multitask_weight})
         labels = {k: v for k, v in (("classes", config.classes), ("label_map", config.label_map)) if v}
@@ -115,6 +137,35 @@ class RunSpec:
             task_options=task_options, labels=labels,
             folds={"allow_speaker_overlap": True} if config.allow_speaker_overlap else {})
 
+    @classmethod
+    def of_run(cls, run: dict[str, Any], where: str = "run.json") -> RunSpec:
+        """The spec of a run (a ``run.json`` dict): the one it stores, or for runs written before
+        RunSpec, rebuilt from their ``config`` (the layer choice of runs older still, which stored
+        a position, mapped to the hidden-state index it meant)."""
+        if run.get("spec"):
+            return cls.from_dict(run["spec"])
+        from parrot_ser.layer_choice import LAYER_MEANING, choice_from_legacy
+
+        cfg = dict(run["config"])
+        if run.get("layer_meaning") != LAYER_MEANING:  # written before hidden-state indices: a position
+            cfg["layer"] = choice_from_legacy(cfg.get("layer"), [run["features_meta"][e].get("layers") or [0]
+                                                                 for e in run["encoders"]], where)
+        return cls.build(run["model"], TrainConfig.from_dict(cfg, source=where), encoders=run["encoders"],
+                         protocol=run.get("protocol", "speaker-kfold"), n_folds=int(run.get("n_folds", 5)))
+
+    def with_threads(self, n: int | None) -> RunSpec:
+        """The same run executed with ``n`` torch threads (a worker's own share of the cores)."""
+        return dataclasses.replace(self, execution=dataclasses.replace(self.execution, num_threads=n))
+
+    def forward_context(self) -> AbstractContextManager:
+        """The context the training forward pass runs in (both variants of the loop): torch.autocast
+        to bfloat16 for precision "bf16" (identity) on the run's device (execution), else a no-op."""
+        import torch
+
+        if self.optimisation.precision == "bf16":
+            return torch.autocast(device_type=torch.device(self.execution.device).type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
     def to_dict(self) -> dict[str, Any]:
         d = json.loads(json.dumps(dataclasses.asdict(self), default=json_default))
         return {"format": SPEC_FORMAT, **{k: v for k, v in d.items() if v != {} or k not in OPTIONAL}}
@@ -125,8 +176,6 @@ class RunSpec:
         in the current format or a former one (``FORMER_FORMATS``)."""
         fmt = d.get("format", SPEC_FORMAT)
         if fmt != SPEC_FORMAT and fmt not in FORMER_FORMATS:
-            from parrot_ser.errors import ConfigError
-
             raise ConfigError(f"run spec format {fmt!r} is not one this version reads ({SPEC_FORMAT}, "
                               f"{', '.join(FORMER_FORMATS)}); upgrade parrot-ser")
         renames = FORMER_FORMATS.get(fmt, {})

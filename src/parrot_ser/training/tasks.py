@@ -1,7 +1,8 @@
 """What a model learns, as one object the training loop plugs in (``loop.fit``): how many outputs the model has,
 the loss, the validation entries and the early-stopping score, and how raw outputs become
 predictions and test metrics. A task is a ``Task`` subclass registered with ``@register_task``;
-``get_task(name, config, data)`` makes one for a run's data (its classes and target dimensions).
+``get_task(name, options, data)`` makes one for a run's data (its classes and target dimensions);
+a run's is ``get_task(spec.task, spec.task_options, data)``.
 
 Contract (``data`` is one model's ``SERData``):
 
@@ -34,7 +35,7 @@ the loss is computed on those z-scores, so dimensions on different scales weigh 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -64,15 +65,16 @@ def register_task(name: str) -> Callable[[type[Task]], type[Task]]:
     return deco
 
 
-def get_task(name: str | Task | None = None, config: Any = None, data: Any = None) -> Task:
-    """A task by name (None = classification), or the task itself; ``config`` gives its settings
-    (regression_loss, multitask_weight), ``data`` its classes and dimensions (checked)."""
+def get_task(name: str | Task | None = None, options: Mapping[str, Any] | None = None, data: Any = None) -> Task:
+    """A task by name (None = classification), or the task itself; ``options`` its settings (a run
+    spec's ``task_options``: regression_loss, multitask_weight), ``data`` its classes and dimensions
+    (checked)."""
     if isinstance(name, Task):
         return name.bind(data) if data is not None else name
     key = name or "classification"
     if key not in TASKS:
         raise ConfigError(f"unknown task {key!r}; known: {', '.join(TASKS)}")
-    task = TASKS[key](config)
+    task = TASKS[key](options)
     if data is not None:
         task.bind(data)
     return task
@@ -119,9 +121,9 @@ class Task(ABC):
     has_classes: ClassVar[bool] = False
     has_dims: ClassVar[bool] = False
 
-    def __init__(self, config: Any = None):
-        self.regression_loss = getattr(config, "regression_loss", "ccc")
-        self.multitask_weight = float(getattr(config, "multitask_weight", 0.5))
+    def __init__(self, options: Mapping[str, Any] | None = None):
+        self.regression_loss = (options or {}).get("regression_loss", "ccc")
+        self.multitask_weight = float((options or {}).get("multitask_weight", 0.5))
         if self.regression_loss not in REGRESSION_LOSSES:
             raise ConfigError(f"regression_loss must be one of {', '.join(REGRESSION_LOSSES)} "
                               f"(got {self.regression_loss!r})")

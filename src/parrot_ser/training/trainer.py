@@ -1,5 +1,6 @@
 """Fit one model on one training side, predict probabilities. Reused by run_cv, grid and export
-(--refit).
+(--refit). Everything here takes the resolved run spec (training/spec.py), never a TrainConfig:
+from Python, ``fit_model(train, val, RunSpec.build("concat", TrainConfig(...)), seed)``.
 
 Determinism: ``seed_everything`` seeds python, numpy and torch; the training order comes from a
 torch.Generator seeded with the seed, so the same seed gives the same numbers on CPU.
@@ -27,17 +28,18 @@ import torch
 from parrot_ser.device import REFERENCE_KERNELS, keep_freed_memory
 from parrot_ser.errors import ConfigError
 from parrot_ser.models import StandardisedModel, Standardiser, build_head
-from parrot_ser.training.config import TrainConfig
 from parrot_ser.training.data import SERData, make_batch
+from parrot_ser.training.spec import RunSpec
 from parrot_ser.training.tasks import Task, get_task
 
 
-def make_adam(params, config: TrainConfig) -> torch.optim.Adam:
+def make_adam(params, spec: RunSpec) -> torch.optim.Adam:
     """torch.optim.Adam with the fused kernel where torch has one (CPU, CUDA): one pass over each
     parameter instead of a dozen element-wise ops, measured 6x faster for the paper-size heads' 18M
     parameters on CPU (``python bench/run.py kernels``); the same update up to float rounding."""
-    fused = torch.device(config.device).type in ("cpu", "cuda") and not REFERENCE_KERNELS
-    return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay, fused=fused or None)
+    fused = torch.device(spec.execution.device).type in ("cpu", "cuda") and not REFERENCE_KERNELS
+    opt = spec.optimisation
+    return torch.optim.Adam(params, lr=opt.lr, weight_decay=opt.weight_decay, fused=fused or None)
 
 
 def seed_everything(seed: int) -> None:
@@ -46,11 +48,19 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_net(model_name: str, input_shapes: list, n_classes: int, config: TrainConfig,
-              frame_dims: list[int] | None = None) -> torch.nn.Module:
-    """models.build_head with the training config's dropout, model options and use of frames."""
-    return build_head(model_name, input_shapes, n_classes, dropout=config.dropout, options=config.model,
-                      use_frames=config.use_frames, frame_dims=frame_dims)
+# Model config keys the input shapes decide (models.build_head fills them from the data: (L, D) inputs
+# switch layer weighting on over L layers; frame widths). The spec holds them at their defaults
+# unless the user gave them, so those defaults are left to build_head.
+FROM_INPUTS = ("layer_weighting", "n_layers", "frame_dims")
+
+
+def build_net(spec: RunSpec, input_shapes: list, n_outputs: int, frame_dims: list[int] | None = None,
+              ) -> torch.nn.Module:
+    """models.build_head for the spec's model with its resolved config (``spec.model_config``) and
+    use of frames (``spec.inputs``)."""
+    options = {k: v for k, v in spec.model_config.items() if not (k in FROM_INPUTS and not v)}
+    return build_head(spec.model, input_shapes, n_outputs, options=options, use_frames=spec.inputs.use_frames,
+                      frame_dims=frame_dims)
 
 
 EVAL_ORDER_SALT = "parrot-ser-eval-order/1:"
@@ -73,16 +83,16 @@ def _eval_order(data: SERData) -> np.ndarray:
 
 
 @torch.no_grad()
-def predict_logits(model: torch.nn.Module, data: SERData, config: TrainConfig) -> np.ndarray:
+def predict_logits(model: torch.nn.Module, data: SERData, spec: RunSpec) -> np.ndarray:
     """Logits (N, C) in ``data``'s row order, evaluated in the fixed hash order (module doc) in fixed batches."""
     model.eval()
     order = _eval_order(data)
     out = np.zeros((len(data), 0), dtype=np.float32)
     chunks = []
-    bs = int(config.eval_batch_size)
+    bs = int(spec.optimisation.eval_batch_size)
     for s in range(0, len(order), bs):
         idx = order[s: s + bs]
-        chunks.append(model(make_batch(data, idx, use_frames=config.use_frames, device=config.device))
+        chunks.append(model(make_batch(data, idx, use_frames=spec.inputs.use_frames, device=spec.execution.device))
                       .float().cpu().numpy())
     if chunks:
         logits = np.concatenate(chunks, axis=0)
@@ -91,15 +101,15 @@ def predict_logits(model: torch.nn.Module, data: SERData, config: TrainConfig) -
     return out
 
 
-def predict_proba(model: torch.nn.Module, data: SERData, config: TrainConfig) -> np.ndarray:
+def predict_proba(model: torch.nn.Module, data: SERData, spec: RunSpec) -> np.ndarray:
     """Class probabilities (N, C), rows in ``data``'s order (see the module doc for the batching)."""
     from parrot_ser.training.tasks import softmax
 
-    return softmax(predict_logits(model, data, config))
+    return softmax(predict_logits(model, data, spec))
 
 
 @torch.no_grad()
-def eval_batch_transports(model: torch.nn.Module, data: SERData, config: TrainConfig) -> list[tuple[int, object]]:
+def eval_batch_transports(model: torch.nn.Module, data: SERData, spec: RunSpec) -> list[tuple[int, object]]:
     """Run every evaluation batch (same batching as predict_proba) and return (batch size, the
     model's ``last_transport``) per batch; empty for models without OT."""
     if len(data) == 0:
@@ -107,10 +117,10 @@ def eval_batch_transports(model: torch.nn.Module, data: SERData, config: TrainCo
     model.eval()
     order = _eval_order(data)
     out = []
-    bs = int(config.eval_batch_size)
+    bs = int(spec.optimisation.eval_batch_size)
     for s in range(0, len(order), bs):
         idx = order[s: s + bs]
-        model(make_batch(data, idx, use_frames=config.use_frames, device=config.device))
+        model(make_batch(data, idx, use_frames=spec.inputs.use_frames, device=spec.execution.device))
         tr = getattr(model, "last_transport", None)
         if tr is None:
             return []
@@ -124,38 +134,38 @@ class _Single:
 
     n_models = 1
 
-    def __init__(self, train_data: SERData, val_data: SERData | None, model_name: str, config: TrainConfig,
-                 seed: int, task: Task):
-        if config.num_threads:
-            torch.set_num_threads(int(config.num_threads))
+    def __init__(self, train_data: SERData, val_data: SERData | None, spec: RunSpec, seed: int, task: Task):
+        if spec.execution.num_threads:
+            torch.set_num_threads(int(spec.execution.num_threads))
         keep_freed_memory()
         seed_everything(seed)
-        std = Standardiser.fit(train_data) if config.standardise else Standardiser.identity(train_data)
-        net = build_net(model_name, train_data.input_shapes, task.n_outputs(train_data), config,
-                        train_data.frame_dims if config.use_frames else None)
+        std = Standardiser.fit(train_data) if spec.inputs.standardise else Standardiser.identity(train_data)
+        net = build_net(spec, train_data.input_shapes, task.n_outputs(train_data),
+                        train_data.frame_dims if spec.inputs.use_frames else None)
         # the task wraps the network (dimensional tasks add the training side's target scaling)
-        self.model = task.head(net, std, train_data).to(config.device)
-        self.opt = make_adam(self.model.parameters(), config)
+        self.model = task.head(net, std, train_data).to(spec.execution.device)
+        self.opt = make_adam(self.model.parameters(), spec)
         self.gen = torch.Generator().manual_seed(int(seed))
         self.targets = task.targets(train_data)
-        self.train, self.val, self.config, self.task = train_data, val_data, config, task
+        self.train, self.val, self.spec, self.task = train_data, val_data, spec, task
 
     def val_data(self, m: int) -> SERData | None:
         return self.val
 
     def train_epoch(self, epoch: int, live: list[int]) -> dict[int, float]:
-        cfg, model, n = self.config, self.model, len(self.train)
+        spec, model, n = self.spec, self.model, len(self.train)
+        bs, dev = spec.optimisation.batch_size, spec.execution.device
         model.train()
         perm = torch.randperm(n, generator=self.gen).numpy()
         total, seen = 0.0, 0
-        for s in range(0, n, cfg.batch_size):
-            idx = perm[s: s + cfg.batch_size]
+        for s in range(0, n, bs):
+            idx = perm[s: s + bs]
             if len(idx) < 2 and n >= 2:
                 # A batch of one is degenerate for batch-level OT (identity plan) and BatchNorm.
                 continue
-            x = make_batch(self.train, idx, use_frames=cfg.use_frames, device=cfg.device)
-            y = self.targets[idx].to(cfg.device)
-            with cfg.autocast():
+            x = make_batch(self.train, idx, use_frames=spec.inputs.use_frames, device=dev)
+            y = self.targets[idx].to(dev)
+            with spec.forward_context():
                 outputs = model(x)
             loss = self.task.loss(outputs.float(), y)
             if not torch.isfinite(loss):
@@ -170,7 +180,7 @@ class _Single:
     def validate(self, live: list[int]) -> dict[int, np.ndarray]:
         if self.val is None or len(self.val) == 0:
             return {}
-        return {0: predict_logits(self.model, self.val, self.config)}
+        return {0: predict_logits(self.model, self.val, self.spec)}
 
     def record_extras(self, m: int) -> dict:
         return {"lr": float(self.opt.param_groups[0]["lr"])}
@@ -184,19 +194,19 @@ class _Single:
         return self.model.eval()
 
 
-def fit_model(train_data: SERData, val_data: SERData | None, model_name: str, config: TrainConfig,
-              seed: int, *, on_epoch: Callable[[int, dict], None] | None = None, task: Task | str | None = None,
+def fit_model(train_data: SERData, val_data: SERData | None, spec: RunSpec, seed: int, *,
+              on_epoch: Callable[[int, dict], None] | None = None, task: Task | str | None = None,
               ) -> tuple[StandardisedModel, dict]:
-    """Train ``model_name`` on ``train_data`` with early stopping on ``val_data`` (None or empty:
-    train all epochs, keep the last weights): the training loop (loop.fit) with the one-model
-    variant. ``task``: tasks.Task or its name (default: the config's task). Returns the trained
+    """Train the spec's model (``spec.model``) on ``train_data`` with early stopping on ``val_data``
+    (None or empty: train all epochs, keep the last weights): the training loop (loop.fit) with the
+    one-model variant. ``spec``: a resolved RunSpec; from a TrainConfig, ``RunSpec.build(model,
+    config)``. ``task``: tasks.Task or its name (default: the spec's task). Returns the trained
     model (standardiser included) and the history {"epochs": [...], "best_epoch", "stopped_epoch",
     "monitor"}."""
     from parrot_ser.training.loop import fit
 
-    config.validate()
     if len(train_data) == 0:
         raise ConfigError("the training side of this fold is empty")
-    task = get_task(task or config.task, config, train_data)
+    task = get_task(task or spec.task, spec.task_options, train_data)
     cb = None if on_epoch is None else (lambda m, epoch, rec: on_epoch(epoch, rec))
-    return fit(_Single(train_data, val_data, model_name, config, seed, task), task, config, cb)[0]
+    return fit(_Single(train_data, val_data, spec, seed, task), task, spec.optimisation, cb)[0]
