@@ -45,6 +45,14 @@ def _browser(p, tmp_path):
                                                 args=FLAGS, viewport={"width": 1100, "height": 900})
 
 
+def _page(ctx):
+    """A new page and the list its script errors land in."""
+    page = ctx.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    return page, errors
+
+
 def test_page_upload_shows_probabilities_then_a_timeline(server_url, model, recording, emodb_root, tmp_path):  # noqa: F811
     clip = emodb_root / "wav" / "03a01Wa.wav"
     expected = model.predict(clip)[0]
@@ -53,9 +61,7 @@ def test_page_upload_shows_probabilities_then_a_timeline(server_url, model, reco
     with playwright.sync_playwright() as p:
         ctx = _browser(p, tmp_path)
         try:
-            page = ctx.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
+            page, errors = _page(ctx)
             outside: list[str] = []
             page.on("request", lambda r: None if r.url.startswith((server_url, "data:")) else outside.append(r.url))
             page.goto(server_url + "/")
@@ -135,9 +141,7 @@ def test_page_shows_the_dimensions_of_a_regression_only_model(regression, record
         with playwright.sync_playwright() as p:
             ctx = _browser(p, tmp_path)
             try:
-                page = ctx.new_page()
-                errors: list[str] = []
-                page.on("pageerror", lambda e: errors.append(str(e)))
+                page, errors = _page(ctx)
                 page.goto(url)
                 page.wait_for_selector("#card-dims", timeout=20_000)
                 assert page.inner_text("#card-dims") == ", ".join(DIMS) and page.locator("#card-labels").count() == 0
