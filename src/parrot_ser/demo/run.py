@@ -60,7 +60,7 @@ class DemoSetup:
     patience: int
     export_model: str = "parrot-token"  # batch-independent PARROT: an exported bundle scores files alone
     encoder_options: dict[str, dict[str, Any]] = field(default_factory=dict)
-    model_config: dict[str, Any] = field(default_factory=dict)  # build_model options (TrainConfig.model)
+    model_config: dict[str, Any] = field(default_factory=dict)  # model options (TrainConfig.model)
     # name -> checkpoint of REAL encoders (``--checkpoint whisper-base=DIR``); empty = all PTMs random
     checkpoints: dict[str, str] = field(default_factory=dict)
 
@@ -326,7 +326,8 @@ def _grid_step(out: Path, setup: DemoSetup, missing: dict, say: Stage, progress:
     names = [e for e in setup.encoders if e not in missing]
     kinds = {e: encoder_kind(e) for e in names}
     pairs = _pairs_mode(kinds)
-    # num_threads=1 as in run_demo (fit_model sets it; recorded in each run's config)
+    # The demo's edge input: run_grid turns it into each cell's RunSpec. num_threads=1 as in run_demo
+    # (the spec's execution; the training variants set it).
     config = TrainConfig(epochs=setup.epochs, patience=setup.patience, model=dict(setup.model_config),
                          num_threads=1, layer="last" if setup.untrained else "weighted").validate()
     say(f"grid: {', '.join(names)} x {', '.join(setup.models)}; {setup.n_folds} speaker-independent folds, "
