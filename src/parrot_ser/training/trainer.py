@@ -143,6 +143,9 @@ class _Single:
     def val_data(self, m: int) -> SERData | None:
         return self.val
 
+    def model_task(self, m: int) -> Task:
+        return self.task
+
     def train_epoch(self, epoch: int, live: list[int]) -> dict[int, float]:
         cfg, model, n = self.config, self.model, len(self.train)
         model.train()
