@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -19,8 +17,8 @@ if not os.path.exists(CHROMIUM):
     pytest.skip("needs Debian's chromium (apt-get install chromium; .ci/run does it)", allow_module_level=True)
 playwright = pytest.importorskip("playwright.sync_api", reason="needs playwright (the dev extra)")
 
+from live_server import start_server, stop_server  # noqa: E402
 from parrot_ser.service.app import create_app  # noqa: E402
-from test_service_hardening import _free_port  # noqa: E402
 from test_tasks_emodb import store  # noqa: E402, F401  (fixture)
 from test_timeline import model, recording  # noqa: E402, F401  (fixtures)
 from test_timeline_dims import DIMS, regression  # noqa: E402, F401  (fixture)
@@ -32,29 +30,27 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 
 
 def _serve(app):
-    import uvicorn
-
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=_free_port(), log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    for _ in range(200):
-        if server.started:
-            break
-        time.sleep(0.05)
-    return server, thread
+    return start_server(app, log_level="warning")
 
 
 @pytest.fixture(scope="module")
 def server_url(model):  # noqa: F811
     server, thread = _serve(create_app(model))
     yield f"http://127.0.0.1:{server.config.port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    stop_server(server, thread)
 
 
 def _browser(p, tmp_path):
     return p.chromium.launch_persistent_context(str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True,
                                                 args=FLAGS, viewport={"width": 1100, "height": 900})
+
+
+def _page(ctx):
+    """A new page and the list its script errors land in."""
+    page = ctx.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    return page, errors
 
 
 def test_page_upload_shows_probabilities_then_a_timeline(server_url, model, recording, emodb_root, tmp_path):  # noqa: F811
@@ -65,9 +61,7 @@ def test_page_upload_shows_probabilities_then_a_timeline(server_url, model, reco
     with playwright.sync_playwright() as p:
         ctx = _browser(p, tmp_path)
         try:
-            page = ctx.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
+            page, errors = _page(ctx)
             outside: list[str] = []
             page.on("request", lambda r: None if r.url.startswith((server_url, "data:")) else outside.append(r.url))
             page.goto(server_url + "/")
@@ -128,8 +122,7 @@ def test_page_microphone_and_token(model, tmp_path):  # noqa: F811
             finally:
                 ctx.close()
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+        stop_server(server, thread)
 
 
 def test_page_shows_the_dimensions_of_a_regression_only_model(regression, recording, emodb_root, tmp_path):  # noqa: F811
@@ -148,9 +141,7 @@ def test_page_shows_the_dimensions_of_a_regression_only_model(regression, record
         with playwright.sync_playwright() as p:
             ctx = _browser(p, tmp_path)
             try:
-                page = ctx.new_page()
-                errors: list[str] = []
-                page.on("pageerror", lambda e: errors.append(str(e)))
+                page, errors = _page(ctx)
                 page.goto(url)
                 page.wait_for_selector("#card-dims", timeout=20_000)
                 assert page.inner_text("#card-dims") == ", ".join(DIMS) and page.locator("#card-labels").count() == 0
@@ -172,5 +163,4 @@ def test_page_shows_the_dimensions_of_a_regression_only_model(regression, record
             finally:
                 ctx.close()
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+        stop_server(server, thread)

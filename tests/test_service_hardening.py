@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -15,6 +14,7 @@ import pytest
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
+from live_server import start_server, stop_server  # noqa: E402
 from parrot_ser.service.app import create_app  # noqa: E402
 from test_service import make_predictor, wav_bytes  # noqa: E402
 
@@ -128,12 +128,6 @@ def test_serve_says_it_is_loading_before_the_slow_start(monkeypatch, tmp_path):
 
 # ---------------------------------------------------------------- bounded load test (real server)
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _rss_mb() -> float:
     with open(f"/proc/{os.getpid()}/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
@@ -142,18 +136,10 @@ def _rss_mb() -> float:
 @pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="RSS read from /proc")
 def test_load_32_clients_mixed_uploads_real_uvicorn_no_5xx_bounded_rss():
     import httpx
-    import uvicorn
 
     app = create_app(make_predictor(), max_upload_bytes=300_000, max_seconds=5.0, thread_limit=4)
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", access_log=False))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    for _ in range(200):
-        if server.started:
-            break
-        time.sleep(0.05)
-    assert server.started
+    server, thread = start_server(app, log_level="error", access_log=False)
+    port = server.config.port
     url = f"http://127.0.0.1:{port}/v1/predict"
     good = wav_bytes(0.5)
     big = b"\0" * 400_000
@@ -183,8 +169,7 @@ def test_load_32_clients_mixed_uploads_real_uvicorn_no_5xx_bounded_rss():
         with ThreadPoolExecutor(max_workers=32) as pool:
             codes = [x for part in pool.map(worker, range(32)) for x in part]
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+        stop_server(server, thread)
     wall = time.perf_counter() - t0
     growth = _rss_mb() - rss0
     assert len(codes) == n_requests
@@ -217,19 +202,12 @@ def test_wav_whose_header_claims_more_data_answers_with_the_claimed_vs_read_warn
 def test_client_disconnecting_mid_upload_is_one_log_line_without_traceback(caplog, multipart):
     import logging
 
-    import uvicorn
 
     app = create_app(make_predictor(), max_upload_bytes=2_000_000, max_seconds=5.0)
-    port = _free_port()
-    # log_config=None: uvicorn's loggers propagate to the root logger, where caplog listens
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False))
-    thread = threading.Thread(target=server.run, daemon=True)
     caplog.set_level(logging.INFO)
-    thread.start()
-    for _ in range(200):
-        if server.started:
-            break
-        time.sleep(0.05)
+    # log_config=None: uvicorn's loggers propagate to the root logger, where caplog listens
+    server, thread = start_server(app, log_config=None, access_log=False)
+    port = server.config.port
     try:
         boundary = "b0und"
         head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n"
@@ -242,8 +220,7 @@ def test_client_disconnecting_mid_upload_is_one_log_line_without_traceback(caplo
                 time.sleep(0.2)
         time.sleep(0.5)
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+        stop_server(server, thread)
     records = [r for r in caplog.records if r.name.startswith(("uvicorn", "parrot_ser"))]
     assert [r for r in records if r.exc_info or "Traceback" in r.getMessage()] == []
     gone = [r.getMessage() for r in records if "disconnected" in r.getMessage()]

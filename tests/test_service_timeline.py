@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 
 import numpy as np
@@ -16,9 +15,9 @@ pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 from starlette.websockets import WebSocketDisconnect  # noqa: E402
 
+from live_server import start_server, stop_server  # noqa: E402
 from parrot_ser.service.app import ServiceLimits, create_app  # noqa: E402
 from test_service import make_predictor  # noqa: E402
-from test_service_hardening import _free_port  # noqa: E402
 from test_timeline import model, recording  # noqa: E402, F401  (fixtures: the real tiny model, a 25 s file)
 
 
@@ -153,19 +152,11 @@ def test_serve_needs_a_token_beyond_loopback(monkeypatch, tmp_path):
 def test_websocket_client_that_disconnects_is_one_log_line(caplog, model, recording):  # noqa: F811
     import asyncio
 
-    import uvicorn
     import websockets
 
     path, _ = recording
-    server = uvicorn.Server(uvicorn.Config(create_app(model), host="127.0.0.1", port=_free_port(),
-                                           log_config=None, access_log=False))
-    thread = threading.Thread(target=server.run, daemon=True)
     caplog.set_level(logging.INFO)
-    thread.start()
-    for _ in range(200):
-        if server.started:
-            break
-        time.sleep(0.05)
+    server, thread = start_server(create_app(model), log_config=None, access_log=False)
     port = server.config.port
 
     async def hang_up() -> None:
@@ -179,8 +170,7 @@ def test_websocket_client_that_disconnects_is_one_log_line(caplog, model, record
         asyncio.run(hang_up())
         time.sleep(1.0)
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+        stop_server(server, thread)
     records = [r for r in caplog.records if r.name.startswith(("uvicorn", "parrot_ser"))]
     assert [r for r in records if r.exc_info or r.levelno >= logging.ERROR] == []
     assert len([r for r in records if "disconnected" in r.getMessage()]) == 1, [r.getMessage() for r in records]

@@ -147,6 +147,9 @@ def test_regression_run_export_predict_service_onnx(store, tmp_path, emodb_root)
     assert pred.label is None and set(pred.dimensions) == {"arousal", "valence"}
     assert 0.0 < pred.dimensions["arousal"] < 7.0  # the data's own scale, not z-scores
     assert "label" not in pred.to_dict()
+    # the HF pipeline shape: a regression head's outputs as scores (not an empty list)
+    assert model.pipeline(wav) == [{"label": d, "score": pred.dimensions[d]} for d in ("arousal", "valence")]
+    assert model.pipeline(wav, top_k=1) == [{"label": "arousal", "score": pred.dimensions["arousal"]}]
     onnx = json.loads((bundle / "onnx" / "onnx.json").read_text())
     assert onnx["dims"] == ["arousal", "valence"] and "arousal, valence" in onnx["files"]["head.onnx"]["output"]
     import onnxruntime as ort

@@ -60,7 +60,11 @@ class Prediction:
     dimensions: dict[str, float] = field(default_factory=dict)
 
     def scores(self, top_k: int | None = None) -> list[dict[str, Any]]:
-        """The Hugging Face audio-classification pipeline shape: [{"label", "score"}], highest first."""
+        """The Hugging Face audio-classification pipeline shape: [{"label", "score"}], highest first.
+        A regression-only model has no classes: its dimensions in the model's order, each value as the
+        score (what HF pipelines give for a regression head: the raw output, no softmax)."""
+        if not self.probabilities:
+            return [{"label": k, "score": float(v)} for k, v in list(self.dimensions.items())[:top_k]]
         ranked = sorted(self.probabilities.items(), key=lambda kv: -kv[1])
         return [{"label": k, "score": float(v)} for k, v in ranked[:top_k]]
 
