@@ -1,6 +1,7 @@
 """Golden numbers: tiny runs on every training path (one model at a time, batched with vmap, bf16
-autocast, frame inputs, a grid) frozen as JSON under tests/golden/. A refactor of the training code
-must leave them equal (same seeds -> same folds, epochs, metrics and test probabilities).
+autocast, frame inputs, a grid; batched regression and multitask) frozen as JSON under tests/golden/.
+A refactor of the training code must leave them equal (same seeds -> same folds, epochs, metrics and
+test probabilities / dimensions).
 
 Regenerate (only when a change is MEANT to change the numbers, and say so in the commit):
     PARROT_UPDATE_GOLDEN=1 python -m pytest tests/test_golden.py
@@ -40,12 +41,26 @@ OLD_FINGERPRINTS = {"single_concat": "5bfcd2d6862beb1c", "single_parrot": "1747e
 # RunSpec format /1 (the model config's store position under the key "layer"):
 V1_FINGERPRINTS = {"single_concat": "a31865ae766a21fb", "single_parrot": "0cf2229326714a29",
                    "batched_fcn": "bb67b79a3fa6ab60", "batched_parrot": "0cf2229326714a29",
-                   "bf16_cnn": "1f9b989606744f4d", "frames_parrot_token": "910c908012a1d6bb"}
+                   "bf16_cnn": "1f9b989606744f4d", "frames_parrot_token": "910c908012a1d6bb",
+                   "batched_regression": "ff1b3f102dca95c1", "batched_multitask": "053559a7f5ede7c9"}
+
+
+# Dimensional tasks on the batched path, dropout 0 (name -> model, encoders, config keys): the same
+# numbers one model at a time, up to float rounding (checked against the golden run in the test).
+TASK_CASES = {
+    "batched_regression": ("fcn", ["logmel"], {"task": "regression"}),
+    "batched_multitask": ("concat", ["toy-mamba", "logmel"], {"task": "multitask", "regression_loss": "mse"}),
+}
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> Path:
     return build_store(tmp_path_factory.mktemp("golden"), n_spk=4, per=2, frames=True)
+
+
+@pytest.fixture(scope="module")
+def target_store(tmp_path_factory) -> Path:
+    return build_store(tmp_path_factory.mktemp("golden_targets"), n_spk=4, per=2, targets=True)
 
 
 def _numbers(res: dict, run_dir: Path) -> dict:
@@ -56,7 +71,8 @@ def _numbers(res: dict, run_dir: Path) -> dict:
         runs.append({"seed": r["seed"], "fold": r["fold"], "metrics": r["metrics"], "best_epoch": r["best_epoch"],
                      "stopped_epoch": r["stopped_epoch"], "monitor": r["monitor"], "transport": r["transport"],
                      "history": [{k: v for k, v in h.items() if k != "lr"} for h in entry["history"]],
-                     "test_utt_ids": entry["test_utt_ids"], "test_proba": entry["test_proba"]})
+                     "test_utt_ids": entry["test_utt_ids"],
+                     **{k: entry[k] for k in ("test_proba", "test_dims") if k in entry}})
     fingerprint = json.loads((run_dir / "run.json").read_text())["fingerprint"]
     return {"headline": res["headline"], "classes": res["classes"], "runs": runs, "transport": res["transport"],
             "fingerprint": fingerprint}
@@ -101,6 +117,30 @@ def test_golden_run(name, store, tmp_path):
 
     _check_old_folder_resumes(tmp_path / "run", OLD_FINGERPRINTS[name], rerun)
     _check_old_folder_resumes(tmp_path / "run", V1_FINGERPRINTS[name], rerun, v1=True)
+
+
+@pytest.mark.parametrize("name", list(TASK_CASES))
+def test_golden_batched_task_equals_one_at_a_time(name, target_store, tmp_path):
+    """Regression / multitask (every fourth row unlabelled) on the batched path: golden numbers, and
+    with dropout 0 the same per-fold metrics, histories and test outputs as one model at a time."""
+    model, encoders, extra = TASK_CASES[name]
+    cfg = TrainConfig(**{**BASE, "dropout": 0.0, **extra})
+    got = {}
+    for batched in (True, False):
+        out = tmp_path / ("batched" if batched else "single")
+        res = run_cv(target_store, encoders, model, cfg, [0, 1], "speaker-kfold", out, n_folds=2, batched=batched,
+                     workers=1)
+        assert [r["timings"]["training"] for r in res["runs"]] == ["batched" if batched else "single"] * 4
+        got[batched] = _numbers(res, out)
+    runs = got[True]["runs"]
+    assert runs[0]["monitor"] == ("val_ccc" if cfg.task == "regression" else "val_f1_ccc") and "test_dims" in runs[0]
+    if cfg.task == "multitask":
+        assert -1 in json.loads((tmp_path / "batched" / "folds" / "seed0_fold0.json").read_text())["test_labels"]
+    _check(name, got[True], 1e-5)
+    _close(got[True], got[False], 1e-4, f"{name}: batched vs one at a time")
+    _check_old_folder_resumes(tmp_path / "batched", V1_FINGERPRINTS[name], lambda: run_cv(
+        target_store, encoders, model, cfg, [0, 1], "speaker-kfold", tmp_path / "batched", n_folds=2, batched=True,
+        workers=1), v1=True)
 
 
 def _v1_spec(spec: dict) -> dict:

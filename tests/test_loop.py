@@ -53,7 +53,7 @@ def test_a_new_task_plugs_into_every_variant():
     assert hist["epochs"][-1]["train_loss"] < hist["epochs"][0]["train_loss"]  # it learns
     out = model(te_batch(te))
     assert out.shape == (len(te), 1)
-    # the batched (vmap) variant: same task, default stacked_loss (vmap of loss)
+    # the batched (vmap) variant: same task, default stacked_loss (each model's own loss)
     fitted = fit_models_batched([(tr, va, 0), (tr, va, 1)], cfg, task=task)
     assert [f[0](te_batch(te)).shape for f in fitted] == [(len(te), 1)] * 2
     # dropout 0: one model alone and the same model stacked compute the same thing
@@ -101,3 +101,32 @@ def test_task_registry_and_config():
         assert model(te_batch(data.subset(range(3)))).shape == (3, 1)  # the config's task was used
     finally:
         TASKS.pop("toy-regression")
+
+
+@pytest.mark.parametrize("kind", ["regression", "multitask"])
+def test_batched_dimensional_models_are_what_fit_model_returns(kind):
+    """Each stacked model is the task's head with its own fold's target scaling: the same class,
+    state-dict keys and buffers as fit_model gives, and (dropout 0) the same outputs and history."""
+    from parrot_ser.training.data import SERData
+
+    base = synthetic(60)
+    rng = np.random.default_rng(1)
+    labels = base.labels.copy()
+    labels[::5] = -1  # multitask: rows without a class
+    targets = np.stack([3 + base.labels + rng.normal(size=60), 10 * rng.normal(size=60)], 1).astype(np.float32)
+    data = SERData(base.pooled, labels if kind == "multitask" else np.full(60, -1), base.utt_ids,
+                   base.classes if kind == "multitask" else [], speakers=base.speakers, targets=targets,
+                   dims=["arousal", "valence"])
+    cfg = RunSpec.build("concat", TrainConfig(epochs=3, batch_size=8, patience=2, dropout=0.0, task=kind))
+    jobs = [(data.subset(range(0, 36)), data.subset(range(36, 48)), 0),
+            (data.subset(range(12, 48)), data.subset(range(48, 60)), 1)]
+    batched = fit_models_batched(jobs, cfg)
+    te = te_batch(data.subset(range(48, 60)))
+    for (tr, va, seed), (model, hist) in zip(jobs, batched):
+        alone, h1 = fit_model(tr, va, cfg, seed)
+        assert type(model) is type(alone) and list(model.state_dict()) == list(alone.state_dict())
+        assert torch.equal(model.tgt_mean, alone.tgt_mean) and torch.equal(model.tgt_std, alone.tgt_std)
+        assert hist["best_epoch"] == h1["best_epoch"] and hist["monitor"] == h1["monitor"]
+        assert np.allclose([r["val_loss"] for r in hist["epochs"]], [r["val_loss"] for r in h1["epochs"]], rtol=1e-4)
+        assert torch.allclose(model(te), alone(te), atol=1e-4)
+    assert not torch.equal(batched[0][0].tgt_mean, batched[1][0].tgt_mean)  # per fold, not shared

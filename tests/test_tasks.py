@@ -14,7 +14,7 @@ from parrot_ser.errors import ConfigError
 from parrot_ser.fusion import FusionInput, get_model_spec, list_models
 from parrot_ser.models import StandardisedModel, Standardiser, build_head
 from parrot_ser.training.metrics import ccc
-from parrot_ser.training.tasks import TASK_KINDS, UNLABELLED, TargetScaler, ccc_loss, get_task
+from parrot_ser.training.tasks import TASK_KINDS, UNLABELLED, TargetScaler, Task, ccc_loss, get_task
 
 TINY = dict(conv_channels=(4, 8), embed_dim=16, hidden=16, ot_tokens=8)
 DIMS2 = [24, 16]
@@ -108,6 +108,44 @@ def test_multitask_rows_without_a_label_train_the_dimensions_only():
     data.labels = np.array([0, 1, -1, -1, 0, 1])
     m = task.test_metrics(task.predict(np.random.default_rng(0).normal(size=(6, 3))), data)
     assert m["n"] == 4 and m["regression"]["n"] == 6  # classification scored on the labelled rows
+
+
+@pytest.mark.parametrize("kind", TASK_KINDS)
+@pytest.mark.parametrize("regression_loss", ["ccc", "mse"])
+def test_stacked_loss_equals_each_models_own_loss(kind, regression_loss):
+    """The batched variant's loss of G stacked models, each with its own training side's target
+    scaling (its own task copy) and, in multitask, unlabelled rows (one model's batch has none
+    labelled) = each model's own ``loss`` on its own batch; the gradients too."""
+    import copy
+
+    g = torch.Generator().manual_seed(3)
+    cfg = {"regression_loss": regression_loss, "multitask_weight": 0.3}
+    tasks, outs, ys = [], [], []
+    for m in range(4):
+        y = torch.randint(0, 3, (20,), generator=g)
+        if kind == "multitask":  # rows without a class; model 1's batch has none labelled
+            y[torch.rand(20, generator=g) < 0.3] = UNLABELLED
+            y[:] = UNLABELLED if m == 1 else y
+        data = _data(y, 4 + (1 + m) * torch.randn(20, 2, generator=g))  # a different scale per model
+        task = get_task(kind, cfg, data)
+        task.head(torch.nn.Identity(), Standardiser.identity_dims([3]), data)
+        tasks.append(copy.copy(task))
+        rows = torch.randperm(20, generator=g)[:7]
+        ys.append(task.targets(data)[rows])
+        outs.append(3 + 2 * torch.randn(7, task.n_outputs(), generator=g))
+    out = torch.stack(outs).requires_grad_(True)
+    stacked = tasks[0].stacked_loss(out, torch.stack(ys), tasks)
+    stacked.sum().backward()
+    one = [t.loss(o, y) for t, o, y in zip(tasks, outs, ys)]
+    assert stacked.shape == (4,) and torch.allclose(stacked, torch.stack(one), rtol=1e-5, atol=1e-6)
+    each = [torch.autograd.grad(t.loss(o.requires_grad_(True), y), o)[0] for t, o, y in zip(tasks, outs, ys)]
+    assert torch.allclose(out.grad, torch.stack(each), atol=1e-6)
+    # the Task default (model by model through ``loss``) gives the same, for any registered task
+    assert torch.allclose(Task.stacked_loss(tasks[0], out.detach(), torch.stack(ys), tasks), stacked.detach(),
+                          rtol=1e-5, atol=1e-6)
+    if kind != "classification" and regression_loss == "mse":  # the scaling is each model's own
+        shared = tasks[0].stacked_loss(out.detach(), torch.stack(ys))
+        assert not torch.allclose(shared, stacked.detach(), rtol=1e-3)
 
 
 def test_task_errors_say_what_to_do():

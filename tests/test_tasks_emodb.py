@@ -130,6 +130,8 @@ def test_regression_run_export_predict_service_onnx(store, tmp_path, emodb_root)
     assert ccc > 0.3, ccc  # the derived arousal is easy on logmel (NOT a real result)
     assert {"ccc_arousal", "ccc_valence", "pearson", "mae"} <= set(res["headline"])
     assert all(r["monitor"] == "val_ccc" for r in res["runs"])
+    # fcn on logmel is a small head: --batched auto stacks the 5 folds (vmap), dimensional tasks too
+    assert [r["timings"]["training"] for r in res["runs"]] == ["batched"] * 5
     assert (tmp_path / "run" / "scatter.png").stat().st_size > 5000
     assert not (tmp_path / "run" / "confusion.png").exists()
     rows = list(csv.DictReader(open(tmp_path / "run" / "predictions.csv", encoding="utf-8")))
@@ -180,6 +182,7 @@ def test_multitask_run_and_bundle(store, tmp_path, emodb_root):
     assert res["classes"] == ["high", "low", "neutral"] and res["task"]["dims"] == ["arousal", "valence"]
     assert {"accuracy", "ua", "macro_f1", "ccc"} <= set(res["headline"])
     assert all(r["monitor"] == "val_f1_ccc" for r in res["runs"])
+    assert [r["timings"]["training"] for r in res["runs"]] == ["batched"] * 5
     assert (tmp_path / "run" / "scatter.png").is_file() and (tmp_path / "run" / "confusion.png").is_file()
     bundle = tmp_path / "bundle"
     r = runner.invoke(app, ["export", str(tmp_path / "run"), "--out", str(bundle)])

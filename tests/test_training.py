@@ -35,7 +35,9 @@ from parrot_ser.training.run import load_fold_model, run_cv
 EMOTIONS = (("angry", 300.0), ("sad", 150.0), ("happy", 600.0))
 
 
-def build_store(root: Path, n_spk: int = 6, per: int = 3, frames: bool = False) -> Path:
+def build_store(root: Path, n_spk: int = 6, per: int = 3, frames: bool = False, targets: bool = False) -> Path:
+    """``targets``: also arousal / valence per utterance (read off the pitch, plus noise), and every
+    fourth utterance without a label (a multitask run trains its dimensions only)."""
     from parrot_ser.encoders.logmel import SPEC, LogMelEncoder
     from parrot_ser.features import extract_features
 
@@ -50,9 +52,14 @@ def build_store(root: Path, n_spk: int = 6, per: int = 3, frames: bool = False) 
                 p = wav_root / f"spk{s}" / f"{lab}_{k}.wav"
                 p.parent.mkdir(parents=True, exist_ok=True)
                 sf.write(p, x.astype(np.float32), 16000)
-                utts.append(Utterance(f"spk{s}_{lab}_{k}", str(p.relative_to(wav_root)), lab, f"spk{s}", lab,
-                                      {"session": str(s // 2 + 1)}))
-    man = Manifest("synthetic", wav_root, utts)
+                meta = {"session": str(s // 2 + 1)}
+                label = lab
+                if targets:
+                    meta.update(arousal=f"{1 + f0 / 150 + 0.3 * rng.normal():.3f}",
+                                valence=f"{4 - 0.5 * s + k + 0.3 * rng.normal():.3f}")
+                    label = "" if len(utts) % 4 == 3 else lab
+                utts.append(Utterance(f"spk{s}_{lab}_{k}", str(p.relative_to(wav_root)), label, f"spk{s}", lab, meta))
+    man = Manifest("synthetic", wav_root, utts, targets=["arousal", "valence"] if targets else [])
     store = root / "store"
     extract_features(man, LogMelEncoder(), store, progress=False, frames=frames)
     extract_features(man, LogMelEncoder(replace(SPEC, name="toy-mamba", kind="mamba")), store, progress=False,

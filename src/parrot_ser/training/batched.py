@@ -4,8 +4,11 @@ parameters (``torch.func.stack_module_state`` + ``vmap(functional_call)``).
 Each model keeps everything ``trainer.fit_model`` gives it when trained alone:
 
 - its own initial weights (built after ``seed_everything(seed)``, exactly as ``fit_model`` does),
-  its own training-side standardiser (stacked buffers), its own data and batch order (a
+  the task's model around it (``task.head``: its own training-side standardiser and, for
+  dimensional tasks, its own target scaling, as stacked buffers), its own data and batch order (a
   ``torch.Generator`` seeded with its seed, the same permutations as ``fit_model``);
+- its own loss and validation entries: the task copy its ``head`` fitted (``Task.stacked_loss``
+  over the models' copies, ``model_task``), so every task trains batched;
 - its own Adam state and step count (``_StackedAdam`` below: one torch.optim.Adam per model,
   applied only to the models that took a step, so a model whose epoch has fewer batches, or that
   stopped early, is left untouched);
@@ -81,23 +84,26 @@ def _stack_rows(datas: Sequence[SERData], idxs: Sequence[np.ndarray], device: st
     return out
 
 
-def _stack_models(jobs: Sequence[Job], spec: RunSpec, task: Task) -> tuple[list, dict, dict, Any]:
-    """One StandardisedModel per job, built as fit_model builds it (same seed -> same initial weights),
-    their stacked parameters/buffers, and the meta-device base module vmap calls."""
+def _stack_models(jobs: Sequence[Job], spec: RunSpec, task: Task) -> tuple[list, list[Task], dict, dict, Any]:
+    """One model per job, built as fit_model builds it (same seed -> same initial weights; the task's
+    ``head`` around the network), the task copy each ``head`` left (its target scaling), their
+    stacked parameters/buffers, and the meta-device base module vmap calls."""
     from torch.func import stack_module_state
 
     models: list[StandardisedModel] = []
+    tasks: list[Task] = []
     for tr, _, seed in jobs:
         seed_everything(seed)
         std = Standardiser.fit(tr) if spec.inputs.standardise else Standardiser.identity(tr)
         net = build_net(spec, tr.input_shapes, task.n_outputs(tr))
-        models.append(StandardisedModel(net, std).to(spec.execution.device))
+        models.append(task.head(net, std, tr).to(spec.execution.device))
+        tasks.append(copy.copy(task))  # what head() fitted for this model (Task contract)
     params, buffers = stack_module_state(models)  # leaf tensors (M, ...) that require grad
     base = copy.deepcopy(models[0]).to("meta")
     base.net.vmap_safe = True  # OT solver without out= writes (vmap cannot batch them)
     if hasattr(base.net, "cfg"):
         base.net.cfg.track_transport = False  # plans under vmap are not plain tensors; read after training
-    return models, params, buffers, base
+    return models, tasks, params, buffers, base
 
 
 def _epoch_batches(jobs: Sequence[Job], live: list[int], gens: list[torch.Generator], bs: int) -> dict:
@@ -122,7 +128,7 @@ class _Stacked:
 
         self.jobs, self.spec, self.task, self.n_models = jobs, spec, task, len(jobs)
         self.dev = spec.execution.device
-        self.models, self.params, self.buffers, base = _stack_models(jobs, spec, task)
+        self.models, self.tasks, self.params, self.buffers, base = _stack_models(jobs, spec, task)
         self.keys = list(self.params)
         self.base = base
 
@@ -146,6 +152,9 @@ class _Stacked:
 
     def val_data(self, m: int) -> SERData | None:
         return self.jobs[m][1]
+
+    def model_task(self, m: int) -> Task:
+        return self.tasks[m]
 
     def train_epoch(self, epoch: int, live: list[int]) -> dict[int, float]:
         batches = _epoch_batches(self.jobs, live, self.gens, int(self.spec.optimisation.batch_size))
@@ -172,7 +181,7 @@ class _Stacked:
             ys = torch.stack([self.targets[m][torch.from_numpy(ix).to(self.dev)] for m, ix in zip(g, idxs)])
             with self.spec.forward_context():
                 outputs = self.vfwd(self.sub(self.params, g), self.sub(self.buffers, g), *xs)  # (G, B, ...)
-            losses = self.task.stacked_loss(outputs.float(), ys)
+            losses = self.task.stacked_loss(outputs.float(), ys, [self.tasks[m] for m in g])
             lv = losses.detach().cpu().numpy()
             if not np.isfinite(lv).all():
                 raise ConfigError(f"training diverged (loss {float(lv[~np.isfinite(lv)][0])}) at epoch "
@@ -251,5 +260,5 @@ def fit_models_batched(jobs: Sequence[Job], spec: RunSpec, *,
     if spec.execution.num_threads:
         torch.set_num_threads(int(spec.execution.num_threads))
     keep_freed_memory()
-    task = get_task(task or spec.task, spec.task_options)
+    task = get_task(task or spec.task, spec.task_options, jobs[0][0])
     return fit(_Stacked(jobs, spec, task), task, spec.optimisation, on_epoch)

@@ -118,7 +118,7 @@ def train_folds(sdata: SERData, spec: RunSpec, jobs: Sequence[tuple[int, Fold]],
     task = get_task(spec.task, spec.task_options, sdata)
     sides = [(sdata.subset(f.train), sdata.subset(f.val), sdata.subset(f.test)) for _, f in jobs]
     t0 = time.perf_counter()
-    if batched and len(jobs) > 1 and task.name == "classification":  # batched.py trains classification
+    if batched and len(jobs) > 1:
         cb = None
         if on_epoch is not None:
             def cb(j: int, epoch: int, rec: dict) -> None:

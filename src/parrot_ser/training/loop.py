@@ -4,6 +4,8 @@ stacked models under vmap (``batched``) is a *variant* object with these hooks (
 SpeechBrain's ``fit_batch / evaluate / on_stage_end``):
 
 - ``n_models``; ``val_data(m)``: model m's validation side (None or empty: no early stopping);
+- ``model_task(m)``: the task as model m's ``head`` fitted it (dimensional tasks: its own target
+  scaling), which scores its validation outputs;
 - ``train_epoch(epoch, live) -> {m: mean training loss}``: one epoch of the live models;
 - ``validate(live) -> {m: outputs (N, ...) numpy}``: validation outputs of the live models that
   have a validation side (evaluation order and batching: trainer's module doc);
@@ -31,6 +33,7 @@ class Variant(Protocol):
     n_models: int
 
     def val_data(self, m: int) -> Any: ...
+    def model_task(self, m: int) -> Task: ...
     def train_epoch(self, epoch: int, live: list[int]) -> dict[int, float]: ...
     def validate(self, live: list[int]) -> dict[int, Any]: ...
     def record_extras(self, m: int) -> dict[str, Any]: ...
@@ -69,7 +72,7 @@ def fit(variant: Variant, task: Task, optimisation: Optimisation,
         outputs = variant.validate(live)
         for m in live:
             rec = {"epoch": epoch, "train_loss": losses[m], **variant.record_extras(m)}
-            _end_epoch(tracks[m], m, rec, outputs.get(m), variant, task, monitor)
+            _end_epoch(tracks[m], m, rec, outputs.get(m), variant, monitor)
             if on_epoch is not None:
                 on_epoch(m, epoch, rec)
             if tracks[m].has_val and optimisation.patience and tracks[m].bad >= optimisation.patience:
@@ -83,12 +86,13 @@ def fit(variant: Variant, task: Task, optimisation: Optimisation,
     return out
 
 
-def _end_epoch(t: _Track, m: int, rec: dict, outputs: Any, variant: Variant, task: Task, monitor: str) -> None:
+def _end_epoch(t: _Track, m: int, rec: dict, outputs: Any, variant: Variant, monitor: str) -> None:
     """Validation entries, early-stopping bookkeeping and the best weights of model ``m``."""
     epoch = rec["epoch"]
     if t.has_val:
-        rec.update(task.validate(outputs, variant.val_data(m)))
-        key = task.early_stop_key(rec, monitor)
+        own = variant.model_task(m)
+        rec.update(own.validate(outputs, variant.val_data(m)))
+        key = own.early_stop_key(rec, monitor)
         if t.best_key is None or key > t.best_key:
             t.best_key, t.best_epoch, t.bad = key, epoch, 0
             t.best_state = variant.snapshot(m)

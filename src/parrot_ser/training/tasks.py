@@ -9,11 +9,16 @@ Contract (``data`` is one model's ``SERData``):
 - ``n_outputs(data)``: width of the model's output (the class logits first, then one unit per
   dimension: every model takes every task);
 - ``head(net, standardiser, train_data)``: the trainable model around the network (dimensional tasks
-  fit the training side's target scaling here and the model carries it, answering in the data's scale);
+  fit the training side's target scaling here and the model carries it, answering in the data's scale).
+  What ``head`` fits is state of ONE model: ``loss`` and ``validate`` use the state of the last
+  ``head`` call, and the stacked variant keeps a shallow copy of the task per model, taken right
+  after that model's ``head`` (so ``head`` must assign new objects, not change shared ones in place);
 - ``targets(data)``: a tensor of what the loss compares outputs with, row for row;
 - ``loss(outputs, targets)``: a scalar tensor for one batch (outputs in float32, autograd on);
-- ``stacked_loss(outputs, targets)``: (G,) losses of G stacked models' batches, (G, B, ...) in (the
-  batched vmap variant of the loop; the default vmaps ``loss``; only classification is batched);
+- ``stacked_loss(outputs, targets, models)``: (G,) losses of G stacked models' batches, (G, B, ...)
+  in, ``models`` = each model's own task copy (the batched vmap variant of the loop). Each entry must
+  equal ``models[g].loss(outputs[g], targets[g])`` up to float rounding; the default computes exactly
+  that, model by model, so any task trains batched; the built-in tasks compute it in one go;
 - ``validate(outputs, data)``: the epoch record's validation entries (``val_*`` keys, floats);
 - ``early_stop_key(record, monitor)``: a tuple, larger = better, from those entries;
 - ``predict(outputs)``: numpy outputs -> what is stored and served (probabilities, dimensions);
@@ -35,7 +40,7 @@ the loss is computed on those z-scores, so dimensions on different scales weigh 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -94,13 +99,15 @@ class TargetScaler:
         return cls(t.mean(axis=0).astype(np.float32), np.where(s > 1e-8, s, 1.0).astype(np.float32))
 
 
-def ccc_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean over dimensions of 1 - CCC on this batch (population moments, as metrics.ccc)."""
-    mp, mt = pred.mean(0), target.mean(0)
-    vp, vt = pred.var(0, unbiased=False), target.var(0, unbiased=False)
-    cov = ((pred - mp) * (target - mt)).mean(0)
-    ccc = 2 * cov / (vp + vt + (mp - mt) ** 2 + 1e-8)
-    return (1.0 - ccc).mean()
+def ccc_loss(pred: torch.Tensor, target: torch.Tensor, dim: int = 0) -> torch.Tensor:
+    """Mean over dimensions (the last axis) of 1 - CCC on this batch (population moments, as
+    metrics.ccc). ``dim`` is the batch axis: (B, D) -> a scalar; stacked models' (G, B, D) with
+    ``dim=1`` -> (G,), one loss per model over its own rows."""
+    mp, mt = pred.mean(dim, keepdim=True), target.mean(dim, keepdim=True)
+    vp, vt = pred.var(dim, unbiased=False), target.var(dim, unbiased=False)
+    cov = ((pred - mp) * (target - mt)).mean(dim)
+    ccc = 2 * cov / (vp + vt + (mp.squeeze(dim) - mt.squeeze(dim)) ** 2 + 1e-8)
+    return (1.0 - ccc).mean(-1)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -185,8 +192,13 @@ class Task(ABC):
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """The training loss of one model's outputs."""
 
-    def stacked_loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return torch.vmap(self.loss)(outputs, targets)
+    def stacked_loss(self, outputs: torch.Tensor, targets: torch.Tensor,
+                     models: Sequence[Task] | None = None) -> torch.Tensor:
+        """(G,) losses: model g's own ``loss`` on its own batch (``models``: each model's task copy,
+        None = this task for all). Model by model, so it holds for any loss (boolean masks, per-model
+        state); a task overrides it when one stacked computation does the same."""
+        tasks = models if models is not None else [self] * len(outputs)
+        return torch.stack([t.loss(o, y) for t, o, y in zip(tasks, outputs, targets)])
 
     @abstractmethod
     def validate(self, outputs: np.ndarray, data: Any) -> dict[str, float]:
@@ -238,7 +250,8 @@ class Classification(Task):
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(outputs, targets)
 
-    def stacked_loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def stacked_loss(self, outputs: torch.Tensor, targets: torch.Tensor,
+                     models: Sequence[Task] | None = None) -> torch.Tensor:
         g, b, c = outputs.shape  # one flat cross-entropy, then each model's mean (no vmap needed)
         return F.cross_entropy(outputs.reshape(-1, c), targets.reshape(-1), reduction="none").reshape(g, b).mean(1)
 
@@ -281,6 +294,22 @@ class Regression(Task):
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return self._dims_loss(outputs.float(), targets.float())
 
+    def _stacked_dims_loss(self, dims: torch.Tensor, targets: torch.Tensor,
+                           models: Sequence[Task] | None) -> torch.Tensor:
+        """``_dims_loss`` of G stacked models at once: (G, B, D) in, (G,) out, each model's outputs
+        and targets z-scored with ITS OWN training side's scaling (the fold's ``head``)."""
+        scalers = [t.scaler for t in (models if models is not None else [self] * len(dims))]
+        if any(sc is None for sc in scalers):
+            raise ConfigError("the task's target scaling is fitted by head(); build the model with it first")
+        m = torch.as_tensor(np.stack([sc.mean for sc in scalers]), device=dims.device)[:, None, :]
+        s = torch.as_tensor(np.stack([sc.std for sc in scalers]), device=dims.device)[:, None, :]
+        z, zt = (dims - m) / s, (targets - m) / s
+        return ccc_loss(z, zt, dim=1) if self.regression_loss == "ccc" else ((z - zt) ** 2).mean(dim=(1, 2))
+
+    def stacked_loss(self, outputs: torch.Tensor, targets: torch.Tensor,
+                     models: Sequence[Task] | None = None) -> torch.Tensor:
+        return self._stacked_dims_loss(outputs.float(), targets.float(), models)
+
     def _regression_entries(self, outputs: np.ndarray, data: Any) -> dict[str, Any]:
         r = compute_regression_metrics(data.targets, outputs[:, self.n_classes:], self.dims)
         # flat keys (ccc, ccc_arousal, ...) so fold summaries and paired tests treat them as any metric
@@ -318,6 +347,22 @@ class Multitask(Regression):
         ce = F.cross_entropy(outputs[known, :k], labels[known]) if bool(known.any()) else outputs.sum() * 0.0
         w = self.multitask_weight
         return (1.0 - w) * ce + w * self._dims_loss(outputs[:, k:], targets[:, 1:])
+
+    def stacked_loss(self, outputs: torch.Tensor, targets: torch.Tensor,
+                     models: Sequence[Task] | None = None) -> torch.Tensor:
+        """``loss`` of G stacked models at once, with a mask instead of boolean indexing (shapes stay
+        fixed): unlabelled rows get class 0 and weight 0, so they add nothing to the cross-entropy,
+        which is the mean over each model's labelled rows (0 for a batch without any)."""
+        k = self.n_classes
+        outputs, targets = outputs.float(), targets.float()
+        g, b, _ = outputs.shape
+        labels = targets[..., 0].long()
+        known = (labels != UNLABELLED).to(outputs.dtype)
+        ce_rows = F.cross_entropy(outputs[..., :k].reshape(g * b, k), labels.clamp(min=0).reshape(-1),
+                                  reduction="none").reshape(g, b)
+        ce = (ce_rows * known).sum(1) / known.sum(1).clamp(min=1.0)
+        w = self.multitask_weight
+        return (1.0 - w) * ce + w * self._stacked_dims_loss(outputs[..., k:], targets[..., 1:], models)
 
     def _class_entries(self, outputs: np.ndarray, data: Any) -> dict[str, Any]:
         known = np.asarray(data.labels) != UNLABELLED

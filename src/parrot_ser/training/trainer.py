@@ -152,6 +152,9 @@ class _Single:
     def val_data(self, m: int) -> SERData | None:
         return self.val
 
+    def model_task(self, m: int) -> Task:
+        return self.task
+
     def train_epoch(self, epoch: int, live: list[int]) -> dict[int, float]:
         spec, model, n = self.spec, self.model, len(self.train)
         bs, dev = spec.optimisation.batch_size, spec.execution.device
