@@ -203,6 +203,24 @@ def test_a_bundle_with_a_format_1_run_spec_loads_and_predicts_the_same(tiny_run,
     assert [p.probabilities for p in load_model(old).predict(paths)] == want
 
 
+def test_heads_are_built_from_the_run_spec_not_the_config(capsys):
+    """Serving builds a head from the run's resolved spec (as training does), the config only for
+    runs written before it; a former spec format's key (``layer``) is read silently."""
+    from parrot_ser.models import head_from_run
+    from parrot_ser.training.config import TrainConfig
+    from parrot_ser.training.spec import RunSpec
+
+    spec = RunSpec.build("fcn", TrainConfig(model={"hidden": 24}), encoders=["logmel"]).to_dict()
+    run = {"model": "fcn", "input_dims": [8], "labels": ["a", "b"], "config": {"model": {"hidden": 16}}}
+    width = lambda m: m.net.head[1].out_features  # noqa: E731  (the classifier's hidden Dense)
+    assert width(head_from_run(run)) == 16  # before RunSpec: the config
+    assert width(head_from_run({**run, "spec": spec})) == 24  # the spec wins
+    v1 = {**spec, "format": "parrot-ser-runspec/1",
+          "model_config": {("layer" if k == "position" else k): v for k, v in spec["model_config"].items()}}
+    assert width(head_from_run({**run, "spec": v1})) == 24
+    assert "is now spelled" not in capsys.readouterr().err  # our own record, not the user's option
+
+
 @pytest.mark.parametrize("field", ["input_dims", "input_shapes"])
 def test_edited_model_dims_with_recomputed_hashes_are_refused(tiny_run, tmp_path, field):
     def edit(doc):

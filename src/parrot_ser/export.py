@@ -182,7 +182,8 @@ def export_run(run_dir: str | Path, out_dir: str | Path, refit: bool = False, *,
     model_doc["task"] = run.get("task") or {"kind": "classification", "labels": list(run["labels"]), "dims": []}
     dims = list(model_doc["task"].get("dims") or [])
     model_doc.update(name=run["model"], batch_dependent=batch_dep, uses_frames=bool(mspec.get("uses_frames")),
-                     rebuild="parrot_ser.models.head_from_run(model) then load_state_dict(member)")
+                     rebuild="parrot_ser.models.head_from_run({**model, 'spec': run_spec}) then "
+                             "load_state_dict(member)")
     doc: dict[str, Any] = {
         "package_version": __version__,
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

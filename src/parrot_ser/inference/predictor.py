@@ -185,7 +185,7 @@ class Predictor:
             raise BundleError(f"{b.root}: bundle needs {len(doc['encoders'])} encoder(s), got {len(encs)}")
         for e_doc, enc in zip(doc["encoders"], encs):
             _check_identity(e_doc, enc, b.root)
-        md = doc["model"]
+        md = {**doc["model"], "spec": doc.get("run_spec")}  # the resolved run spec builds the heads
         heads = []
         for m in b.members:
             model = _build_head(md, b.root)

@@ -2,9 +2,11 @@
 
 A head = the registered fusion model (fusion/) wrapped with its standardiser
 (:class:`StandardisedModel`). Its architecture is fully described by a run's ``run.json`` (model
-name, input shapes, labels, frame widths, the training config's ``dropout`` / ``use_frames`` /
-``model`` options); :func:`head_from_run` rebuilds it without any training code, so serving
-(inference/) and training (training/) share one definition."""
+name, input shapes, labels, frame widths, and the resolved run spec's ``model_config`` /
+``inputs.use_frames``; runs written before the spec: the training config's ``dropout`` /
+``use_frames`` / ``model`` options); :func:`head_from_run` rebuilds it without any training code, and
+training builds its networks from the same spec through :func:`spec_options`, so serving (inference/)
+and training (training/) share one definition."""
 
 from __future__ import annotations
 
@@ -46,19 +48,41 @@ def build_head(model_name: str, input_shapes: Sequence, n_classes: int, *, dropo
     return build_model(model_name, list(input_dims), n_classes, **kw)
 
 
+# Model config keys the input shapes decide (build_head fills them from the data: (L, D) inputs switch
+# layer weighting on over L layers; frame widths). A run spec holds them at their defaults unless the
+# user gave them, so those defaults are left to build_head.
+FROM_INPUTS = ("layer_weighting", "n_layers", "frame_dims")
+
+
+def spec_options(model_config: Mapping[str, Any]) -> dict[str, Any]:
+    """``build_head`` options from a run spec's resolved model config (training/spec.py): the
+    data-decided keys left to build_head when unset, keys of a former spec format (``layer``, now
+    ``position``) under their current names. It is our own resolved record, not user input: renamed
+    silently."""
+    from parrot_ser.fusion.registry import RENAMED_KEYS
+
+    return {RENAMED_KEYS.get(k, k): v for k, v in model_config.items() if not (k in FROM_INPUTS and not v)}
+
+
 def head_from_run(run: Mapping[str, Any]) -> StandardisedModel:
     """An untrained StandardisedModel with the architecture of a run (a ``run.json`` dict, or a
-    bundle's model description); ``load_state_dict`` then fills weights and statistics. A run's
-    ``task`` (training/tasks.py; absent = classification) gives the output size and the dimensions."""
-    cfg = run.get("config") or {}
+    bundle's model description with the bundle's ``run_spec`` as ``spec``); ``load_state_dict`` then
+    fills weights and statistics. The run's resolved ``spec`` gives the model's options (runs written
+    before it: their ``config``); its ``task`` (training/tasks.py; absent = classification) gives the
+    output size and the dimensions."""
+    spec = run.get("spec")
+    if spec:
+        options, dropout, use_frames = spec_options(spec["model_config"]), None, bool(spec["inputs"]["use_frames"])
+    else:
+        cfg = run.get("config") or {}
+        options, dropout, use_frames = cfg.get("model") or {}, cfg.get("dropout"), bool(cfg.get("use_frames"))
     shapes = run.get("input_shapes") or run["input_dims"]
     std = Standardiser.identity_dims(shapes, run.get("frame_dims"))
     task = run.get("task") or {}
     dims = list(task.get("dims") or [])
     n_classes = len(run.get("labels") or [])
-    net = build_head(run["model"], shapes, n_classes + len(dims), dropout=cfg.get("dropout"),
-                     options=cfg.get("model") or {}, use_frames=bool(cfg.get("use_frames")),
-                     frame_dims=run.get("frame_dims"))
+    net = build_head(run["model"], shapes, n_classes + len(dims), dropout=dropout, options=options,
+                     use_frames=use_frames, frame_dims=run.get("frame_dims"))
     if not dims:
         return StandardisedModel(net, std)
     return StandardisedModel(net, std, n_classes=n_classes, target_mean=np.zeros(len(dims), np.float32),

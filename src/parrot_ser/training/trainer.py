@@ -27,7 +27,7 @@ import torch
 
 from parrot_ser.device import REFERENCE_KERNELS, keep_freed_memory
 from parrot_ser.errors import ConfigError
-from parrot_ser.models import StandardisedModel, Standardiser, build_head
+from parrot_ser.models import StandardisedModel, Standardiser, build_head, spec_options
 from parrot_ser.training.data import SERData, make_batch
 from parrot_ser.training.spec import RunSpec
 from parrot_ser.training.tasks import Task, get_task
@@ -48,19 +48,12 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-# Model config keys the input shapes decide (models.build_head fills them from the data: (L, D) inputs
-# switch layer weighting on over L layers; frame widths). The spec holds them at their defaults
-# unless the user gave them, so those defaults are left to build_head.
-FROM_INPUTS = ("layer_weighting", "n_layers", "frame_dims")
-
-
 def build_net(spec: RunSpec, input_shapes: list, n_outputs: int, frame_dims: list[int] | None = None,
               ) -> torch.nn.Module:
     """models.build_head for the spec's model with its resolved config (``spec.model_config``) and
     use of frames (``spec.inputs``)."""
-    options = {k: v for k, v in spec.model_config.items() if not (k in FROM_INPUTS and not v)}
-    return build_head(spec.model, input_shapes, n_outputs, options=options, use_frames=spec.inputs.use_frames,
-                      frame_dims=frame_dims)
+    return build_head(spec.model, input_shapes, n_outputs, options=spec_options(spec.model_config),
+                      use_frames=spec.inputs.use_frames, frame_dims=frame_dims)
 
 
 EVAL_ORDER_SALT = "parrot-ser-eval-order/1:"
