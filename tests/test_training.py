@@ -176,8 +176,13 @@ def test_run_cv_writes_outputs_and_resumes(store, tmp_path, monkeypatch):
         return real_fit(*a, **k)
 
     monkeypatch.setattr(fold_runs, "fit_model", counting_fit)
-    again = run_cv(store, ["toy-mamba", "logmel"], "parrot", cfg, [0], "speaker-kfold", out, n_folds=3)
+    assert json.loads((out / "run.json").read_text())["spec"]["execution"]["batched"] is None  # automatic
+    # resumed with other execution settings: the same run (nothing refitted); run.json's spec says how
+    again = run_cv(store, ["toy-mamba", "logmel"], "parrot", cfg, [0], "speaker-kfold", out, n_folds=3,
+                   batched=False, workers=1)
     assert calls == [] and again["headline"] == res["headline"]
+    assert json.loads((out / "run.json").read_text())["spec"]["execution"] == {
+        "device": "cpu", "num_threads": cfg.num_threads, "workers": 1, "engine": "local", "batched": False}
     (out / "folds" / "seed0_fold2.json").unlink()
     run_cv(store, ["toy-mamba", "logmel"], "parrot", cfg, [0], "speaker-kfold", out, n_folds=3)
     assert calls == [1]

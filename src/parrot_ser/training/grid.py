@@ -39,7 +39,7 @@ from parrot_ser.training.config import TrainConfig
 from parrot_ser.training.data import load_features
 from parrot_ser.training.run import is_random_init, random_init_label
 from parrot_ser.training.rundir import PREDICTIONS_CSV
-from parrot_ser.training.spec import RunSpec
+from parrot_ser.training.spec import Execution, RunSpec
 
 PAIR_MODES = ("all", "hetero", "homo")
 BASELINE = "concat"
@@ -226,7 +226,8 @@ def run_grid(features_dir: str | Path, encoders: Sequence[str], models: Sequence
         for c in cs:
             runs[c.key] = p = prepare_run(features_dir, c.encoders, c.model, config, seeds, protocol,
                                            out / "cells" / c.row / c.model, n_folds=n_folds, data=data,
-                                           folds_file=folds_file)
+                                           folds_file=folds_file,
+                                           execution=Execution.of(config, workers, engine, batched))
             # Tables only need ids, labels and speakers; the features are read again where units run.
             if light is None:
                 sd = p.sdata

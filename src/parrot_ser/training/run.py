@@ -38,7 +38,7 @@ from parrot_ser.training.rundir import (
     weights_path,
     weights_rel,
 )
-from parrot_ser.training.spec import Protocol, RunSpec
+from parrot_ser.training.spec import Execution, Protocol, RunSpec
 from parrot_ser.training.splits import (
     Fold,
     assert_speaker_independent,
@@ -259,9 +259,10 @@ def _finished_folds(out: Path, seeds: list[int], folds_by_seed: dict, accepted: 
 def prepare_run(features_dir: str | Path | None, encoders: Sequence[str], model: str, config: TrainConfig,
                 seeds: Sequence[int], protocol: str, out_dir: str | Path, *, n_folds: int = 5,
                 data: tuple[SERData, list[dict], dict[str, dict]] | None = None,
-                folds_file: str | Path | None = None, folds_only: bool = False) -> PreparedRun | dict:
+                folds_file: str | Path | None = None, folds_only: bool = False,
+                execution: Execution | None = None) -> PreparedRun | dict:
     """Everything of ``run_cv`` before training: the run spec (``RunSpec.build``: where the
-    TrainConfig ends), checks, run identity (a RUN_DIR holding another experiment is refused),
+    TrainConfig ends; ``execution``: how it is run, recorded in run.json's spec), checks, run identity (a RUN_DIR holding another experiment is refused),
     speaker-independent folds, run.json, and which seed/folds are done. With ``folds_only`` it
     returns ``{"folds_file", "folds"}`` after making / reading the folds."""
     from parrot_ser.fusion import get_model_spec
@@ -275,7 +276,7 @@ def prepare_run(features_dir: str | Path | None, encoders: Sequence[str], model:
     if mspec.n_inputs != len(encoders):
         raise ConfigError(f"model {model!r} takes {mspec.n_inputs} encoder(s); got {len(encoders)} "
                           f"({', '.join(encoders)})")
-    spec = RunSpec.build(model, config, encoders=encoders, protocol=protocol, n_folds=n_folds)
+    spec = RunSpec.build(model, config, encoders=encoders, protocol=protocol, n_folds=n_folds, execution=execution)
     sdata, meta_rows, feat_meta = data if data is not None else load_features(features_dir, spec)
     task = get_task(spec.task, spec.task_options, sdata)
 
@@ -379,7 +380,8 @@ def run_cv(features_dir: str | Path, encoders: Sequence[str], model: str, config
     from parrot_ser.training.execute import run_prepared
 
     prepared = prepare_run(features_dir, encoders, model, config, seeds, protocol, out_dir, n_folds=n_folds,
-                       data=data, folds_file=folds_file, folds_only=folds_only)
+                           data=data, folds_file=folds_file, folds_only=folds_only,
+                           execution=Execution.of(config, workers, engine, batched))
     if folds_only:
         return prepared
     run_prepared([prepared], batched=batched, workers=workers, engine=engine, address=address, progress=progress,

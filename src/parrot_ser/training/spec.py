@@ -86,6 +86,13 @@ class Execution:
     engine: str = "local"
     batched: bool | None = None
 
+    @classmethod
+    def of(cls, config: TrainConfig, workers: int | None = None, engine: str = "local",
+           batched: bool | None = None) -> Execution:
+        """The execution a run was asked for: the config's device and threads, and ``run_cv`` /
+        ``run_grid``'s workers, engine and batching (None = automatic)."""
+        return cls(config.device, config.num_threads, workers, engine, batched)
+
 
 @dataclass(frozen=True)
 class RunSpec:
@@ -133,7 +140,7 @@ class RunSpec:
                                       config.patience, monitor, config.val_fraction,
                                       config.eval_batch_size, config.precision),
             protocol=Protocol(protocol, int(n_folds)),
-            execution=execution or Execution(config.device, config.num_threads),
+            execution=execution or Execution.of(config),
             task_options=task_options, labels=labels,
             folds={"allow_speaker_overlap": True} if config.allow_speaker_overlap else {})
 
