@@ -36,3 +36,51 @@ def test_config_file_then_options(tmp_path):
 def test_bad_layer_word_is_a_config_error():
     with pytest.raises(ConfigError):
         RunOptions(layer="deepest").to_config()
+
+
+def test_model_options_flat_per_model_and_over_the_config_file(tmp_path):
+    from parrot_ser.training.spec import RunSpec
+
+    yml = tmp_path / "c.yaml"
+    yml.write_text("model:\n  hidden: 64\n  parrot:\n    ot_iters: 20\n", encoding="utf-8")
+    cfg = RunOptions(config=yml, model_option=("conv_channels=16,32", "parrot.ot_eps=0.1",
+                                               "parrot-token.ot-tokens=8", "track_transport=false")).to_config()
+    # flat keys for every model that takes them; a MODEL. prefix is that model's block, merged with the file's
+    assert cfg.model == {"hidden": 64, "conv_channels": [16, 32], "track_transport": False,
+                         "parrot": {"ot_iters": 20, "ot_eps": 0.1}, "parrot-token": {"ot_tokens": 8}}
+    parrot = RunSpec.build("parrot", cfg, encoders=["a", "b"]).model_config
+    assert (parrot["conv_channels"], parrot["ot_eps"], parrot["ot_iters"], parrot["hidden"]) == ([16, 32], 0.1, 20, 64)
+    cnn = RunSpec.build("cnn", cfg, encoders=["a"]).model_config
+    assert cnn["conv_channels"] == [16, 32] and "ot_eps" not in cnn
+    assert RunSpec.build("parrot-token", cfg, encoders=["a", "b"]).model_config["ot_tokens"] == 8
+
+
+@pytest.mark.parametrize("option, message", [
+    ("hidden=1.5", "option hidden expects int, got 1.5"),
+    ("parrot.ot_eps=abc", "option ot_eps expects float, got 'abc'"),
+    ("no_such_key=1", "unknown model config key"),
+    ("parrot.hidden", "--model-option expects KEY=VALUE or MODEL.KEY=VALUE"),
+])
+def test_bad_model_options_are_one_line_config_errors(option, message):
+    from parrot_ser.training.spec import RunSpec
+
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+        RunSpec.build("parrot", RunOptions(model_option=(option,)).to_config(), encoders=["a", "b"])
+
+
+def test_train_takes_model_options_into_the_run_spec(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from parrot_ser.cli.main import app
+    from test_training import build_store
+
+    store = build_store(tmp_path / "store", n_spk=4, per=2)
+    base = ["train", "--features", str(store), "--encoder", "logmel", "--model", "fcn", "--folds", "2",
+            "--epochs", "1", "--quiet"]
+    r = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "run"), "--model-option", "hidden=16"])
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["spec"]["model_config"]["hidden"] == 16
+    r = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "bad"), "--model-option", "hidden=1.5"])
+    assert r.exit_code == 2 and "option hidden expects int" in r.output and "Traceback" not in r.output

@@ -64,11 +64,13 @@ class RunOptions:
     label_map: Path | None = None
     regression_loss: str | None = None
     multitask_weight: float | None = None
+    model_option: tuple[str, ...] = ()
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> RunOptions:
         """From a command's parameters (``locals()`` of train / grid, whose names are the fields)."""
-        return cls(**{f.name: params[f.name] for f in fields(cls)})
+        given = {f.name: params[f.name] for f in fields(cls)}
+        return cls(**{**given, "model_option": tuple(given["model_option"] or ())})
 
     def to_config(self) -> TrainConfig:
         from parrot_ser.device import check_device
@@ -90,7 +92,28 @@ class RunOptions:
             from parrot_ser.corpora.labels import load_label_map
 
             overrides["label_map"] = load_label_map(self.label_map)  # recorded in the run spec (labels)
+        overrides["model"] = model_options_of(self.model_option) or None
         return load_config(self.config, overrides)
+
+
+def model_options_of(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """``--model-option KEY=VALUE`` (every model that takes KEY) and ``MODEL.KEY=VALUE`` (that model
+    only: a block, as in the YAML ``model:`` mapping) -> the TrainConfig ``model`` mapping. Values are
+    YAML scalars (``0.1``, ``true``, ``[16, 32]``); ``16,32`` is a list too. The model registry checks
+    the keys (fusion.registry.model_options) when the run spec is resolved."""
+    from parrot_ser.registry import parse_key_values, typed_value
+
+    out: dict[str, Any] = {}
+    raw = parse_key_values(pairs, "--model-option", form="KEY=VALUE or MODEL.KEY=VALUE", option_keys=False)
+    for key, text in raw.items():
+        model, dot, name = key.rpartition(".")
+        name = name.replace("-", "_")
+        if "," in text and not text.lstrip().startswith(("[", "{")):
+            value: Any = [typed_value(t.strip(), None, "--model-option") for t in text.split(",")]
+        else:
+            value = typed_value(text, None, "--model-option")
+        (out.setdefault(model, {}) if dot else out)[name] = value
+    return out
 
 
 def _check_folds_file(folds_file: Path | None) -> None:
@@ -189,6 +212,10 @@ _opt_label_map = typer.Option(None, "--label-map", help="YAML/JSON label: new_la
 _opt_rloss = typer.Option(None, "--regression-loss", help="ccc (default: 1 - CCC per dimension) | mse.")
 _opt_mtw = typer.Option(None, "--multitask-weight", help="multitask: weight of the regression loss, "
                         "(1 - w) * CE + w * regression (default 0.5).")
+_opt_model_option = typer.Option([], "--model-option", help="KEY=VALUE setting of the model (its config "
+                                 "keys: parrot-ser models; e.g. conv_channels=16,32, ot_eps=0.1, embed_dim=120); "
+                                 "MODEL.KEY=VALUE for one model only (in a grid: parrot.ot_eps=0.05). Repeat it; "
+                                 "it overrides the --config file's model: mapping and is part of the run identity.")
 _opt_dev = typer.Option(None, "--device", help=f"torch device (default {_D.device}).")
 _opt_thr = typer.Option(None, "--threads", help="torch CPU threads per worker (default: cores / workers).")
 _opt_engine = typer.Option("local", "--engine", help="local | ray (pip install 'parrot-ser[ray]').")
@@ -217,7 +244,7 @@ def train(
     threads: int = _opt_thr, standardise: bool | None = _opt_std, precision: str | None = _opt_prec,
     allow_speaker_overlap: bool = _opt_overlap, task: str | None = _opt_task, classes: str | None = _opt_classes,
     label_map: Path | None = _opt_label_map, regression_loss: str | None = _opt_rloss,
-    multitask_weight: float | None = _opt_mtw,
+    multitask_weight: float | None = _opt_mtw, model_option: list[str] = _opt_model_option,
     batched: bool | None = _opt_batched, workers: int = _opt_workers, engine: str = _opt_engine,
     address: str | None = _opt_address,
     folds_file: Path | None = _opt_folds_file,
@@ -276,7 +303,7 @@ def grid(
     precision: str | None = _opt_prec, allow_speaker_overlap: bool = _opt_overlap, batched: bool | None = _opt_batched,
     task: str | None = _opt_task, classes: str | None = _opt_classes, label_map: Path | None = _opt_label_map,
     regression_loss: str | None = _opt_rloss, multitask_weight: float | None = _opt_mtw,
-    workers: int = _opt_workers, engine: str = _opt_engine,
+    model_option: list[str] = _opt_model_option, workers: int = _opt_workers, engine: str = _opt_engine,
     address: str | None = _opt_address,
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar (the tables are still printed)."),
     json_out: bool = typer.Option(False, "--json", help="Print grid.json on stdout."),

@@ -28,7 +28,7 @@ from parrot_ser.fusion.layers import (
     tracing,
 )
 from parrot_ser.fusion.sinkhorn import plan_stats, sinkhorn
-from parrot_ser.registry import Registry
+from parrot_ser.registry import Registry, coerce, dataclass_options
 
 # --- typed configs: one per family, defaults from the paper (SPEC section 1) --------------------------
 
@@ -178,8 +178,27 @@ def model_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
     return {**flat, **block}
 
 
+def _typed(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """Model options checked against their declared types: text (the CLI's --model-option, a quoted
+    YAML value) typed by ``registry.coerce``; a value of another type is a one-line ConfigError (a
+    hidden size of 1.5 or an ot_eps of "abc" would otherwise fail deep inside torch). Values are not
+    converted otherwise (an int for a float stays an int: the run identity sees what was given)."""
+    declared = dataclass_options(MODELS.get(name).config)
+    out = {}
+    for key, value in options.items():
+        opt = declared.get(key)
+        typ = opt.type if opt is not None else None
+        if typ in (bool, int, float):
+            value = coerce(opt, value, f"model {name!r}")
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not (isinstance(value, bool) if typ is bool else number and (typ is float or isinstance(value, int))):
+                raise ConfigError(f"model {name!r}: option {key} expects {typ.__name__}, got {value!r}")
+        out[key] = value
+    return out
+
+
 def make_config(name: str, options: Mapping[str, Any]) -> ModelConfig:
-    cfg = MODELS.get(name).config(**model_options(name, options))
+    cfg = MODELS.get(name).config(**_typed(name, model_options(name, options)))
     cfg.validate()
     return cfg
 

@@ -185,8 +185,12 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         data.update(loaded)
     for k, v in (overrides or {}).items():
         if v is not None:
-            if k == "model" and isinstance(v, dict):
-                data["model"] = {**(data.get("model") or {}), **v}
+            if k == "model" and isinstance(v, dict):  # merged key by key, per-model blocks too
+                base = dict(data.get("model") or {})
+                for key, value in v.items():
+                    both = isinstance(value, dict) and isinstance(base.get(key), dict)
+                    base[key] = {**base[key], **value} if both else value
+                data["model"] = base
             else:
                 data[k] = v
     return TrainConfig.from_dict(data, source=source)
