@@ -27,9 +27,9 @@ class TrainConfig:
     """Defaults follow the paper (Adam, lr 1e-3, batch 32, 50 epochs) and the re-implementation
     (dropout 0.3, patience 10 on held-out training speakers).
 
-    Early stopping monitors validation macro-F1 by default (the paper's headline metric, and robust to
-    the class imbalance of e.g. IEMOCAP); ties are broken by the lower validation loss. ``"loss"``
-    monitors the validation cross-entropy instead. Training stops after ``patience`` epochs without
+    Early stopping monitors the task's own score by default (``"auto"``; classification: validation
+    macro-F1, the paper's headline metric and robust to the class imbalance of e.g. IEMOCAP, ties
+    broken by the lower validation loss). ``"loss"`` monitors the validation loss instead. Training stops after ``patience`` epochs without
     improvement (0 = never stop early); the weights of the best epoch are restored.
 
     ``standardise``: per-dimension z-scoring of each encoder's inputs with mean/std fitted on the
@@ -53,7 +53,9 @@ class TrainConfig:
     layer: int | str = "last"
     use_frames: bool = False
     val_fraction: float = 0.1
-    model: dict[str, Any] = field(default_factory=dict)  # passed to build_model(name, dims, n, **model)
+    # The models' config keys (fusion/registry.py): flat keys for every model that takes them, a block
+    # named after a model for that model only; RunSpec.build resolves the run's model's typed config.
+    model: dict[str, Any] = field(default_factory=dict)
     device: str = "cpu"
     # "bf16": the training forward pass under torch.autocast(bfloat16) (convolutions and matmuls in
     # bfloat16; float32 master weights, loss, Adam and optimal-transport step); evaluation stays
