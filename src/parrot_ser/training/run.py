@@ -334,9 +334,9 @@ def _run_info(spec: RunSpec, config: TrainConfig, fp: str, seeds: list[int], fol
         "folds_file": str(Path(folds_file).resolve()) if folds_file is not None else None,
         "models": {entry_name(s, f.index): weights_rel(entry_name(s, f.index))
                    for s in seeds for f in folds_by_seed[s]},
-        "state_dict": "net.* = fusion model (build_model(model, input_dims, n_classes, dropout=config."
-                      "dropout, **config.model)); std_pooled_mean_i / std_pooled_std_i (and std_frames_*) "
-                      "= training-side standardiser: x_std = (x - mean) / std",
+        "state_dict": "net.* = fusion model (parrot_ser.models.head_from_run(run.json) builds it from "
+                      "spec.model, spec.model_config and input_shapes); std_pooled_mean_i / std_pooled_std_i "
+                      "(and std_frames_*) = training-side standardiser: x_std = (x - mean) / std",
         "versions": package_versions(),
         "task": task.describe(),  # what the head outputs; head_from_run reads it (absent = classification)
         "label_selection": sdata.selection,
