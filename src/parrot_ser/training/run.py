@@ -370,8 +370,8 @@ def run_cv(features_dir: str | Path, encoders: Sequence[str], model: str, config
     speaker, check leakage, fit, predict the test fold. Writes RUN_DIR (module doc) and returns the
     results dict (also in results.json). Finished seed/folds of the same run are not recomputed.
 
-    Execution (none of it changes the run identity): ``batched`` trains the folds x seeds together
-    (None = automatic, see ``execute.resolve_batched``); ``workers`` > 1 (0/None = every core)
+    Execution (none of it changes the run identity): ``batched`` trains each seed's folds together as
+    stacked models (None = automatic, see ``execute.resolve_batched``); ``workers`` > 1 (0/None = every core)
     trains groups of them in parallel processes; ``engine="ray"`` sends them to a Ray cluster
     (``address``). ``progress``: an optional rich Progress.
     ``folds_file``: when the file exists its folds are used (``splits.read_folds_file``); otherwise the
