@@ -90,10 +90,11 @@ def _literal_brackets(group: typer.Typer) -> None:
 def _register() -> None:
     # Imported here so `parrot-ser --help` stays fast and each group stays in its own module.
     _conventional_help()
-    from parrot_ser.cli import analyze, corpus, demo, encoders, extract, inference, serve, train
+    from parrot_ser.cli import analyze, corpus, demo, encoders, extract, inference, models, serve, train
 
     app.add_typer(corpus.app, name="corpus", help="List, inspect and export SER corpora.")
     app.add_typer(encoders.app, name="encoders", help="List and convert PTM encoders.")
+    app.add_typer(models.app, name="models", help="List the models and their settings.")
     app.command("extract", help="Extract frozen PTM features into a resumable store.")(extract.extract)
     app.command("train", help="Cross-validate one model on stored features.")(train.train)
     app.command("grid", help="Every encoder / pair x every model, paper-style tables.")(train.grid)

@@ -213,7 +213,7 @@ _opt_rloss = typer.Option(None, "--regression-loss", help="ccc (default: 1 - CCC
 _opt_mtw = typer.Option(None, "--multitask-weight", help="multitask: weight of the regression loss, "
                         "(1 - w) * CE + w * regression (default 0.5).")
 _opt_model_option = typer.Option([], "--model-option", help="KEY=VALUE setting of the model (its config "
-                                 "keys: parrot-ser models; e.g. conv_channels=16,32, ot_eps=0.1, embed_dim=120); "
+                                 "keys: parrot-ser models show MODEL; e.g. conv_channels=16,32, ot_eps=0.1, embed_dim=120); "
                                  "MODEL.KEY=VALUE for one model only (in a grid: parrot.ot_eps=0.05). Repeat it; "
                                  "it overrides the --config file's model: mapping and is part of the run identity.")
 _opt_dev = typer.Option(None, "--device", help=f"torch device (default {_D.device}).")

@@ -28,7 +28,7 @@ from parrot_ser.fusion.layers import (
     tracing,
 )
 from parrot_ser.fusion.sinkhorn import plan_stats, sinkhorn
-from parrot_ser.registry import Registry, coerce, dataclass_options
+from parrot_ser.registry import Option, Registry, coerce, dataclass_options
 
 # --- typed configs: one per family, defaults from the paper (SPEC section 1) --------------------------
 
@@ -183,7 +183,7 @@ def _typed(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
     YAML value) typed by ``registry.coerce``; a value of another type is a one-line ConfigError (a
     hidden size of 1.5 or an ot_eps of "abc" would otherwise fail deep inside torch). Values are not
     converted otherwise (an int for a float stays an int: the run identity sees what was given)."""
-    declared = dataclass_options(MODELS.get(name).config)
+    declared = config_options(name)
     out = {}
     for key, value in options.items():
         opt = declared.get(key)
@@ -201,6 +201,11 @@ def make_config(name: str, options: Mapping[str, Any]) -> ModelConfig:
     cfg = MODELS.get(name).config(**_typed(name, model_options(name, options)))
     cfg.validate()
     return cfg
+
+
+def config_options(name: str) -> dict[str, Option]:
+    """Model ``name``'s config keys with their declared types and defaults (``parrot-ser models show``)."""
+    return dataclass_options(MODELS.get(name).config)
 
 
 def list_models() -> list[ModelSpec]:
