@@ -43,7 +43,7 @@ def unknown_flags(text: str) -> list[str]:
         if not path:
             continue
         for w in words.split()[len(path):]:
-            flag = w.split("=")[0].rstrip(",.:;'\"")
+            flag = w.strip("[]").split("=")[0].rstrip(",.:;'\"]")
             if re.fullmatch(r"--?[A-Za-z][\w-]*", flag) and flag not in _options(cmd):
                 bad.append(f"{line}: parrot-ser {' '.join(path)} {flag}")
     return bad
@@ -51,7 +51,7 @@ def unknown_flags(text: str) -> list[str]:
 
 def test_the_checker_sees_a_wrong_flag_in_each_form():
     text = ("```bash\nparrot-ser train --features f \\\n  --no-such-flag\n```\n"
-            "Run `grid --engine ray`, `extract --lyaers 3` and `corpus list --bogus`.\n")
+            "Run `grid --engine ray`, `extract --lyaers 3` and `corpus list [--bogus]`.\n")
     assert unknown_flags(text) == ["2: parrot-ser train --no-such-flag", "5: parrot-ser extract --lyaers",
                                    "5: parrot-ser corpus list --bogus"]
 
