@@ -84,3 +84,14 @@ def test_train_takes_model_options_into_the_run_spec(tmp_path):
     assert json.loads((tmp_path / "run" / "run.json").read_text())["spec"]["model_config"]["hidden"] == 16
     r = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "bad"), "--model-option", "hidden=1.5"])
     assert r.exit_code == 2 and "option hidden expects int" in r.output and "Traceback" not in r.output
+
+
+def test_the_python_api_names_resolve():
+    """README's Python training example imports run_cv from parrot_ser.training (lazy names)."""
+    import parrot_ser.training as training
+    from parrot_ser.training.grid import run_grid
+    from parrot_ser.training.run import run_cv
+
+    assert training.run_cv is run_cv and training.run_grid is run_grid
+    for name in training.__all__:
+        assert getattr(training, name) is not None, name

@@ -15,6 +15,7 @@ _WHERE = {
     "PROTOCOLS": "parrot_ser.training.splits", "Fold": "parrot_ser.training.splits",
     "assert_speaker_independent": "parrot_ser.training.splits", "make_folds": "parrot_ser.training.splits",
     "RunSpec": "parrot_ser.training.spec",
+    "run_cv": "parrot_ser.training.run", "run_grid": "parrot_ser.training.grid",
     "fit_model": "parrot_ser.training.trainer", "predict_proba": "parrot_ser.training.trainer",
     "seed_everything": "parrot_ser.training.trainer",
 }
