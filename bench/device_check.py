@@ -20,6 +20,9 @@ Checks, each one JSON line (same contract as bench/run.py) and none stopping the
    of 2.) vs one at a time on CUDA: wall times and the headline difference.
 4. Ray with a GPU actor (``extract --engine ray --device cuda``): features equal to 2.'s CUDA run
    to kernel tolerance; skipped when ray is not installed.
+5. batched dimensional training on CUDA: a multitask cnn (three arousal levels + arousal/valence
+   DERIVED from the acted emotion by scripts/emodb_levels.py, not a real result) on logmel features,
+   ``--batched`` vs one at a time on CUDA: wall times and the headline CCC of each.
 
 Needs the Emo-DB copy at ../shared/data/emodb (as the tests). Every subprocess has a timeout, so a
 hanging check cannot eat a short device lease (the CPU rehearsal with --quick takes under 1.5 minutes
@@ -215,6 +218,36 @@ def check_ray(tmp: Path, stores: dict) -> None:
          wall_s=t)
 
 
+def check_dimensional(quick: bool, tmp: Path) -> None:
+    import csv
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from emodb_levels import NOTE, rows
+
+    per_speaker: dict[str, int] = {}
+    mp = tmp / "levels.csv"
+    with open(mp, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "label", "speaker", "arousal", "valence"])
+        for r in rows(EMODB):
+            if per_speaker.get(r[2], 0) < (8 if quick else 20):  # the first clips of every speaker
+                per_speaker[r[2]] = per_speaker.get(r[2], 0) + 1
+                w.writerow(r)
+    store = tmp / "feats-levels"
+    _cli(["extract", str(mp), "--corpus", "csv", "--corpus-option", "targets=arousal,valence", "--corpus-option",
+          f"note={NOTE}", "-e", "logmel", "--out", str(store), "--quiet"], timeout=600)
+    times, ccc = {}, {}
+    for flag in ("--batched", "--no-batched"):
+        t, stdout = _cli(["train", "--features", str(store), "--encoder", "logmel", "--model", "cnn", "--task",
+                          "multitask", "--seeds", "0,1", "--folds", "5", "--epochs", "5" if quick else "15",
+                          "--device", DEV, flag, "--workers", "1", "--quiet", "--json", "--out", str(tmp / f"mt{flag}")],
+                         timeout=900)
+        times[flag], ccc[flag] = t, json.loads(stdout)["headline"]["ccc"]["mean"]
+    emit("train multitask cnn on CUDA, 5 folds x 2 seeds, --batched", times["--batched"], "s",
+         baseline="--no-batched (one at a time) on CUDA", baseline_value=times["--no-batched"],
+         ratio=times["--no-batched"] / times["--batched"], ccc_batched=ccc["--batched"], ccc_single=ccc["--no-batched"])
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer shapes, clips and epochs")
@@ -229,12 +262,14 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         stores: dict | None = None
-        for name in ("scan", "pipeline", "ray"):
+        for name in ("scan", "pipeline", "ray", "dimensional"):
             try:
                 if name == "scan":
                     check_scan(args.quick)
                 elif name == "pipeline":
                     stores = check_pipeline(args.quick, tmp)
+                elif name == "dimensional":
+                    check_dimensional(args.quick, tmp)
                 elif stores is not None:
                     check_ray(tmp, stores)
             except Exception as e:  # noqa: BLE001 - report and go on with the next check
