@@ -95,3 +95,19 @@ def test_the_python_api_names_resolve():
     assert training.run_cv is run_cv and training.run_grid is run_grid
     for name in training.__all__:
         assert getattr(training, name) is not None, name
+
+
+def test_a_single_model_run_notes_the_model_options_it_ignores(tmp_path):
+    from typer.testing import CliRunner
+
+    from parrot_ser.cli.main import app
+    from test_training import build_store
+
+    store = build_store(tmp_path / "store", n_spk=4, per=2)
+    r = CliRunner().invoke(app, ["train", "--features", str(store), "--encoder", "logmel", "--model", "fcn",
+                                 "--folds", "2", "--epochs", "1", "--quiet", "--out", str(tmp_path / "run"),
+                                 "--model-option", "ot_eps=0.1", "--model-option", "parrot.ot_iters=5",
+                                 "--model-option", "hidden=16"])
+    assert r.exit_code == 0, r.output
+    assert "note: model fcn does not take ot_eps, the parrot: block: ignored" in r.output
+    assert "hidden" not in r.output.split("note:")[1].splitlines()[0]  # a key fcn takes is not named

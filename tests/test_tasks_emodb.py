@@ -166,9 +166,14 @@ def test_regression_run_export_predict_service_onnx(store, tmp_path, emodb_root)
         body = c.post("/v1/predict", files={"file": ("a.wav", wav.read_bytes(), "audio/wav")}).json()
         schema = c.get("/openapi.json").json()["components"]["schemas"]["PredictOut"]
     assert "label" not in body and body["dimensions"]["arousal"] == pytest.approx(pred.dimensions["arousal"], abs=1e-4)
+    # one pipeline shape everywhere: the API's pipeline(), the service's scores, predict --json's scores
+    assert [s["label"] for s in body["scores"]] == ["arousal", "valence"]
+    assert body["scores"][1]["score"] == pytest.approx(pred.dimensions["valence"], abs=1e-4)
     assert "regression-only" in schema["properties"]["label"]["description"]
     r = runner.invoke(app, ["predict", str(bundle), str(wav), "--json"])
     assert r.exit_code == 0 and "arousal" in json.loads(r.stdout)["predictions"][0]["dimensions"]
+    assert json.loads(r.stdout)["predictions"][0]["scores"] == [
+        {"label": d, "score": round(pred.dimensions[d], 6)} for d in ("arousal", "valence")]
 
 
 def model_wave(path: Path, model) -> np.ndarray:  # noqa: ANN001

@@ -37,7 +37,7 @@ def _access_token(host: str, token: str | None, public: bool) -> str | None:
 def serve(
     model_dir: Path = typer.Argument(..., help="Model bundle folder (from `parrot-ser export`)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (0.0.0.0: all interfaces)."),
-    port: int = typer.Option(8000, "--port", min=1, max=65535),
+    port: int = typer.Option(8000, "--port", min=1, max=65535, help="TCP port."),
     max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", help="Largest request body (413 above)."),
     max_seconds: float = typer.Option(120.0, "--max-seconds", help="Longest recording in seconds (413 above)."),
     workers_threads: int = typer.Option(4, "--workers-threads", min=1,
@@ -58,7 +58,8 @@ def serve(
                                           "Bearer TOKEN'; the page asks once). Default off on 127.0.0.1; "
                                           "beyond loopback one is generated unless --public."),
     public: bool = typer.Option(False, "--public", help="Bound beyond loopback, serve without a token."),
-    log_level: str = typer.Option("info", "--log-level"),
+    log_level: str = typer.Option("info", "--log-level", help="uvicorn's log level: critical, error, warning, "
+                                                            "info, debug or trace."),
 ) -> None:
     """The web page at / (upload or microphone), POST /v1/predict (short clips) and /v1/analyze (long
     recordings: a timeline), the WebSocket /v1/stream, GET /v1/labels, /v1/model, /health; OpenAPI at

@@ -116,6 +116,21 @@ def model_options_of(pairs: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
+def note_ignored_model_options(model: str, options: Mapping[str, Any]) -> None:
+    """One line when a single model's run is given model options it does not take (a flat key applies to
+    every model that takes it, so in a grid it is normal; with one model it is most likely a mistake)."""
+    from parrot_ser.fusion import MODELS, config_options
+    from parrot_ser.fusion.registry import RENAMED_KEYS
+
+    takes = config_options(model)
+    flat = [k for k in options if k not in MODELS and RENAMED_KEYS.get(k, k) not in takes]
+    blocks = [k for k in options if k in MODELS and k != model]
+    if flat or blocks:
+        what = ", ".join([*flat, *(f"the {b}: block" for b in blocks)])
+        err.print(f"note: model {model} does not take {what}: ignored (its settings: parrot-ser models show {model})",
+                  markup=False)
+
+
 def _check_folds_file(folds_file: Path | None) -> None:
     if folds_file is not None and folds_file.is_dir():
         raise ConfigError(f"{folds_file}: --folds-file is a folder; give a file name, e.g. {folds_file / 'folds.json'}")
@@ -196,7 +211,8 @@ _opt_std = typer.Option(None, "--standardise/--no-standardise",
 _opt_prec = typer.Option(None, "--precision", help="fp32 (default) | bf16: train under bfloat16 autocast "
                          "(faster on CPUs with AVX512-BF16 / AMX and on GPUs; other numbers, part of the run identity).")
 _opt_frames = typer.Option(False, "--frames", help="Also feed frame features (models that use them).")
-_opt_config = typer.Option(None, "--config", help="YAML file with TrainConfig keys (CLI options override it).")
+_opt_config = typer.Option(None, "--config", help="YAML file of training settings (the keys: docs/protocol.md; "
+                           "lr, epochs, model: {...}, ...); CLI options override it.")
 _opt_folds_file = typer.Option(None, "--folds-file", help="JSON folds (utterance ids per side): read when "
                                "the file exists, else the folds made are written there before training.")
 # How it is executed: not part of the run identity (changing them resumes the same run).
@@ -219,8 +235,8 @@ _opt_model_option = typer.Option([], "--model-option", help="KEY=VALUE setting o
 _opt_dev = typer.Option(None, "--device", help=f"torch device (default {_D.device}).")
 _opt_thr = typer.Option(None, "--threads", help="torch CPU threads per worker (default: cores / workers).")
 _opt_engine = typer.Option("local", "--engine", help="local | ray (pip install 'parrot-ser[ray]').")
-_opt_batched = typer.Option(None, "--batched/--no-batched", help="Train the folds x seeds of a cell together "
-                            "(stacked models, torch.func.vmap). Default: automatic (on CUDA, and on CPU only for "
+_opt_batched = typer.Option(None, "--batched/--no-batched", help="Train the folds of each seed of a cell together "
+                            "(stacked models, torch.func.vmap; any task). Default: automatic (on CUDA, and on CPU only for "
                             "tiny heads: on CPU it measured slower for conv heads).")
 _opt_workers = typer.Option(0, "--workers", min=0, help="Local worker processes (0 = automatic: every core "
                             "unless the work is tiny; 1 = this process only).")
@@ -259,6 +275,7 @@ def train(
         raise ConfigError("--folds-only needs --folds-file FILE (where to write the folds)")
     _check_folds_file(folds_file)
     cfg = RunOptions.from_params(locals()).to_config()
+    note_ignored_model_options(model, cfg.model)
     _warn_store(features, list(encoder))
     try:
         with make_progress("epoch", disable=quiet or folds_only) as progress:

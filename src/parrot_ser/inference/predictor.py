@@ -71,10 +71,11 @@ class Prediction:
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"path": self.path}
         if self.label is not None:
-            d.update(label=self.label, probabilities={k: round(v, 6) for k, v in self.probabilities.items()},
-                     scores=[{"label": s["label"], "score": round(s["score"], 6)} for s in self.scores()])
+            d.update(label=self.label, probabilities={k: round(v, 6) for k, v in self.probabilities.items()})
         if self.dimensions:
             d["dimensions"] = {k: round(v, 6) for k, v in self.dimensions.items()}
+        if self.label is not None or self.dimensions:  # the pipeline shape, as pipeline() and the service give it
+            d["scores"] = [{"label": s["label"], "score": round(s["score"], 6)} for s in self.scores()]
         d.update(start=round(self.start, 3), end=round(self.end, 3))
         if self.window is not None:
             d["window"] = self.window

@@ -88,7 +88,8 @@ class PredictOut(BaseModel):
     dimensions: dict[str, float] = Field(default_factory=dict, description="models trained on dimensions: "
                                          "dimension (arousal, ...) -> predicted value in the training data's scale")
     scores: list[ScoreOut] = Field(default_factory=list, description="Hugging Face audio-classification "
-                                   "pipeline shape: every label with its probability, highest first")
+                                   "pipeline shape: every label with its probability, highest first (a "
+                                   "regression-only model: its dimensions in model order, value as score)")
     duration: float = Field(description="seconds of audio scored")
     windows: list[WindowOut] = Field(default_factory=list,
                                      description="per-window results when the recording was split")
@@ -522,10 +523,9 @@ def _writer(fmt: str, kind: str) -> Any:
 
 def _predict_out(name: str, pred: Any, dur: float, warnings: list[str]) -> PredictOut:
     """The answer for one recording: label and probabilities, dimensions (models trained on them)."""
-    scores = sorted(pred.probabilities.items(), key=lambda kv: -kv[1])
     return PredictOut(name=name, label=pred.label, probabilities=pred.probabilities,
                       dimensions=getattr(pred, "dimensions", {}),
-                      scores=[ScoreOut(label=k, score=v) for k, v in scores], duration=round(dur, 4),
+                      scores=[ScoreOut(**s) for s in pred.scores()], duration=round(dur, 4),
                       windows=[WindowOut(window=x.window, start=x.start, end=x.end, label=x.label,
                                          probabilities=x.probabilities, dimensions=getattr(x, "dimensions", {}))
                                for x in pred.windows],
