@@ -2,13 +2,15 @@
 # Reruns the README's commands from a fresh clone and records wall AND CPU time of each, dated: every
 # time the README quotes comes from the last run of this script (docs/readme_timings.md). Not in CI.
 #
-#   bash scripts/time_readme.sh [all|quickstart|demo|workflow|real]...   (default: all)
+#   bash scripts/time_readme.sh [all|quickstart|demo|workflow|real|labels]...   (default: all)
 #
 #   quickstart  git clone, venv, the README's pip installs (network: PyPI)
 #   demo        parrot-ser demo --quick, then the full demo (demo-quick: only the first)
 #   workflow    README workflow steps 1, 2, 3 and 5 on the Emo-DB copy (not the step-4 grid), and what
 #               one more clip costs the exported model (scripts/predict_latency.py)
 #   real        the README's real-weights commands (whisper-base, every layer; fcn on layer 2)
+#   labels      the README's "Your labels, your targets" block (own labels, regression, multitask), and
+#               the headline numbers each run printed, to compare with the README's copy of them
 #
 # Environment: SRC (repository to clone; default: this one), OUT (default /tmp/parrot-readme),
 # SHARED (the project's shared data, linked as ../shared next to the clone; default: ../shared seen
@@ -118,6 +120,30 @@ PY
   echo "real: $real_result"
 fi
 
+if want labels; then
+  emodb=../shared/data/emodb
+  note="arousal/valence derived from the acted emotion, NOT a real result"
+  step "labels: scripts/emodb_levels.py" python scripts/emodb_levels.py $emodb work/levels.csv
+  step "labels: extract logmel with targets" parrot-ser extract work/levels.csv --corpus csv \
+    --corpus-option targets=arousal,valence --corpus-option "note=$note" -e logmel --out work/feats-levels
+  for task in classification regression multitask; do
+    step "labels: train fcn --task $task" parrot-ser train --features work/feats-levels --encoder logmel \
+      --model fcn --epochs 20 --task $task --out work/runs/labels-$task
+  done
+  labels_result=$(cd "$out/parrot-ser" && python - <<'PY'
+import json
+def f(h, k, d=2):
+    return f"{k} {h[k]['mean']:.{d}f} ± {h[k]['std']:.{d}f}"
+for task in ("classification", "regression", "multitask"):
+    h = json.load(open(f"work/runs/labels-{task}/results.json"))["headline"]
+    parts = [f(h, k) for k in ("accuracy", "ua", "macro_f1") if k in h]
+    parts += [f(h, k, 3) for k in ("ccc", "ccc_arousal", "ccc_valence") if k in h]
+    print(f"- {task}: " + ", ".join(parts))
+PY
+)
+  echo "labels:"; echo "$labels_result"
+fi
+
 if [[ ${RECORD:-1} != 0 ]]; then
   doc="$here/docs/readme_timings.md"
   {
@@ -133,6 +159,7 @@ if [[ ${RECORD:-1} != 0 ]]; then
     printf '%s\n' "${rows[@]}"
     for f in "$out"/logs/5._one_more_clip*.log; do [[ -f $f ]] && { echo; echo "One more clip after load: $(tail -1 "$f")"; }; done
     [[ -n ${real_result:-} ]] && { echo; echo "Real-weights result of this run: $real_result."; }
+    [[ -n ${labels_result:-} ]] && { echo; echo "Headlines of the README's labels block in this run (the README prints the same):"; echo; echo "$labels_result"; }
     true
   } > "$doc"
   echo "wrote $doc"
