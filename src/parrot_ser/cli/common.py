@@ -160,6 +160,14 @@ def write_stdout(data: bytes) -> None:
     sys.stdout.flush()
 
 
+def print_columns(rows: list[tuple[str, ...]]) -> None:
+    """Rows of text as aligned plain columns on stdout (the first row: the header). Not a rich table:
+    rich truncates names when stdout is not a wide terminal."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        out.print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip(), markup=False)
+
+
 def print_json(obj: Any) -> None:
     """Exactly one JSON document on stdout."""
     sys.stdout.write(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")

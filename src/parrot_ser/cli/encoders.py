@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from parrot_ser.cli.common import err, guard, out, print_json
+from parrot_ser.cli.common import err, guard, print_columns, print_json
 
 app = typer.Typer(no_args_is_help=True, help="List and convert PTM encoders.")
 
@@ -26,13 +26,10 @@ def list_cmd(as_json: bool = typer.Option(False, "--json", help="A JSON list of 
     if as_json:
         print_json([asdict(s) for s in specs])
         return
-    # plain aligned text: a rich table truncates names when stdout is not a wide terminal
     rows = [("name", "family", "kind", "sr", "hidden", "layers", "pooled", "default checkpoint")]
     rows += [(s.name, s.family, s.kind, str(s.sample_rate), str(s.hidden_size), str(s.num_layers),
               str(s.pooled_dim), s.default_checkpoint or "-") for s in specs]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        out.print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip(), markup=False)
+    print_columns(rows)
 
 
 @app.command("convert")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from parrot_ser.cli.common import guard, out, print_json
+from parrot_ser.cli.common import guard, out, print_columns, print_json
 
 app = typer.Typer(no_args_is_help=True, help="List the models and their settings.")
 
@@ -14,13 +14,6 @@ def _type_name(t: object) -> str:
     if getattr(t, "__args__", None):  # tuple[int, ...], int | None: the full spelling
         return str(t).replace("typing.", "")
     return getattr(t, "__name__", None) or str(t)
-
-
-def _table(rows: list[tuple[str, ...]]) -> None:
-    # plain aligned text (as `encoders list`): a rich table truncates names when stdout is not a terminal
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        out.print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip(), markup=False)
 
 
 @app.command("list")
@@ -39,7 +32,7 @@ def list_cmd(as_json: bool = typer.Option(False, "--json", help="A JSON list of 
     rows = [("name", "inputs", "batch-dependent", "frames", "description")]
     rows += [(s.name, str(s.n_inputs), "yes" if s.batch_dependent else "no", "yes" if s.uses_frames else "no",
               s.description) for s in specs]
-    _table(rows)
+    print_columns(rows)
     out.print("settings of one model: parrot-ser models show NAME (set them with --model-option KEY=VALUE)",
               markup=False)
 
@@ -65,7 +58,7 @@ def show(name: str = typer.Argument(..., help="Model name (parrot-ser models lis
         print_json({**asdict(spec), "config": keys})
         return
     out.print(f"{spec.name}: {spec.description}", markup=False)
-    _table([("key", "type", "default")] + [(k, _type_name(o.type), repr(o.default)) for k, o in opts.items()])
+    print_columns([("key", "type", "default")] + [(k, _type_name(o.type), repr(o.default)) for k, o in opts.items()])
     from parrot_ser.models.head import FROM_INPUTS
 
     derived = [k for k in (*FROM_INPUTS, "position") if k in opts]
