@@ -119,16 +119,12 @@ def model_options_of(pairs: tuple[str, ...]) -> dict[str, Any]:
 def note_ignored_model_options(model: str, options: Mapping[str, Any]) -> None:
     """One line when a single model's run is given model options it does not take (a flat key applies to
     every model that takes it, so in a grid it is normal; with one model it is most likely a mistake)."""
-    from parrot_ser.fusion import MODELS, config_options
-    from parrot_ser.fusion.registry import RENAMED_KEYS
+    from parrot_ser.fusion.registry import ignored_options
 
-    takes = config_options(model)
-    flat = [k for k in options if k not in MODELS and RENAMED_KEYS.get(k, k) not in takes]
-    blocks = [k for k in options if k in MODELS and k != model]
-    if flat or blocks:
-        what = ", ".join([*flat, *(f"the {b}: block" for b in blocks)])
-        err.print(f"note: model {model} does not take {what}: ignored (its settings: parrot-ser models show {model})",
-                  markup=False)
+    ignored = ignored_options(model, options)
+    if ignored:
+        err.print(f"note: model {model} does not take {', '.join(ignored)}: ignored (its settings: parrot-ser "
+                  f"models show {model})", markup=False)
 
 
 def _check_folds_file(folds_file: Path | None) -> None:

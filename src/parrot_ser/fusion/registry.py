@@ -178,6 +178,14 @@ def model_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
     return {**flat, **block}
 
 
+def ignored_options(name: str, options: Mapping[str, Any]) -> list[str]:
+    """What of a TrainConfig ``model`` mapping model ``name`` leaves out (:func:`model_options`' rule):
+    flat keys it does not take (other models' keys) and other models' blocks (``"the parrot: block"``)."""
+    own = {f.name for f in fields(MODELS.get(name).config)}
+    flat = [k for k in options if k not in MODELS and RENAMED_KEYS.get(k, k) not in own]
+    return [*flat, *(f"the {k}: block" for k in options if k in MODELS and k != name)]
+
+
 def _typed(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
     """Model options checked against their declared types: text (the CLI's --model-option, a quoted
     YAML value) typed by ``registry.coerce``; a value of another type is a one-line ConfigError (a
