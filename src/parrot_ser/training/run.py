@@ -262,9 +262,10 @@ def prepare_run(features_dir: str | Path | None, encoders: Sequence[str], model:
                 folds_file: str | Path | None = None, folds_only: bool = False,
                 execution: Execution | None = None) -> PreparedRun | dict:
     """Everything of ``run_cv`` before training: the run spec (``RunSpec.build``: where the
-    TrainConfig ends; ``execution``: how it is run, recorded in run.json's spec), checks, run identity (a RUN_DIR holding another experiment is refused),
-    speaker-independent folds, run.json, and which seed/folds are done. With ``folds_only`` it
-    returns ``{"folds_file", "folds"}`` after making / reading the folds."""
+    TrainConfig ends; ``execution``: how it is run, recorded in run.json's spec), checks, run
+    identity (a RUN_DIR holding another experiment is refused), speaker-independent folds, run.json,
+    and which seed/folds are done. With ``folds_only`` it returns ``{"folds_file", "folds"}`` after
+    making / reading the folds."""
     from parrot_ser.fusion import get_model_spec
 
     t_start = time.perf_counter()
@@ -313,8 +314,8 @@ def prepare_run(features_dir: str | Path | None, encoders: Sequence[str], model:
 
 def _run_info(spec: RunSpec, config: TrainConfig, fp: str, seeds: list[int], folds_by_seed: dict, sdata: SERData,
               feat_meta: dict, task: Task, features_dir: str | Path | None, folds_file: str | Path | None) -> dict:
-    """run.json: the spec (what everything after preparation reads), the TrainConfig it was built
-    from (``config``: the user's input, what older readers and head_from_run read), the data."""
+    """run.json: the spec (what everything after preparation reads, head_from_run included), the
+    TrainConfig it was built from (``config``: the user's input, kept for older readers), the data."""
     from parrot_ser.fusion import get_model_spec
 
     mspec = get_model_spec(spec.model)
